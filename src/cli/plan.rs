@@ -1,0 +1,125 @@
+//! `infra plan`: refresh, diff, render (human or `--json`), optionally save (`--out`), and
+//! report through the exit code with `--detailed-exitcode`.
+
+use super::session::{Session, parse_duration};
+use super::{GlobalArgs, Outcome};
+use crate::plan::render::{ColorChoice, render_plan};
+use crate::plan::{Plan, PlanOptions, make_plan};
+use anyhow::Context;
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options shared by the commands that plan (plan, apply, destroy).
+#[derive(Debug, Args, Clone)]
+pub struct PlanningArgs {
+    /// How many API calls may run at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+    /// How long to wait for the state lock (like 0s, 30s, 2m).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Read live objects before planning; --refresh=false trusts the state.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub refresh: bool,
+    /// Plan to replace this resource even if nothing changed (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub replace: Vec<String>,
+    /// Never color the output (NO_COLOR and a non-terminal stdout do the same).
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+impl PlanningArgs {
+    /// Returns the plan options these flags ask for.
+    pub fn options(&self, destroy: bool) -> PlanOptions {
+        PlanOptions {
+            parallelism: usize::from(self.parallelism),
+            refresh: self.refresh,
+            destroy,
+            replace: self.replace.clone(),
+            salt: None,
+        }
+    }
+
+    /// Returns the color choice for stdout.
+    pub fn color(&self) -> ColorChoice {
+        if self.no_color {
+            ColorChoice::Never
+        } else {
+            ColorChoice::detect(std::io::stdout().is_terminal())
+        }
+    }
+}
+
+/// Arguments of `infra plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Exit 0 when there are no changes, 1 on error, 2 when there are changes.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Save the plan to this file for `infra apply FILE` (it holds no secret values).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON on stdout (format: docs/plan-json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Plan to destroy everything instead.
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+/// Makes a plan inside a locked session.
+pub async fn plan_in_session(
+    session: &mut Session,
+    planning: &PlanningArgs,
+    destroy: bool,
+) -> anyhow::Result<(crate::state::State, Plan)> {
+    let state = session.lock_and_read(
+        if destroy { "destroy" } else { "plan" },
+        planning.lock_timeout,
+    )?;
+    eprintln!(
+        "Refreshing {} resource{} of `{}`…",
+        state.resources.len(),
+        if state.resources.len() == 1 { "" } else { "s" },
+        session.configuration.env.name
+    );
+    let plan = make_plan(
+        &session.configuration,
+        &state,
+        &session.client,
+        &planning.options(destroy),
+    )
+    .await?;
+    Ok((state, plan))
+}
+
+/// Runs `infra plan`.
+pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Outcome> {
+    let mut session = Session::open(global).await?;
+    let (_, plan) = plan_in_session(&mut session, &args.planning, args.destroy).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", render_plan(&plan, args.planning.color()));
+    }
+    if let Some(path) = &args.out {
+        crate::plan::file::write_plan(path, &plan)
+            .with_context(|| format!("writing the plan to {}", path.display()))?;
+        eprintln!(
+            "Saved the plan to {}. Apply exactly it with: infra apply --env {} {}",
+            path.display(),
+            global.env,
+            path.display()
+        );
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        Outcome::ChangesPresent
+    } else {
+        Outcome::Success
+    })
+}

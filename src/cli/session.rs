@@ -1,0 +1,135 @@
+//! What every command that touches an environment sets up: the project root, the loaded
+//! configuration, the API endpoint (Google, `INFRA_GCP_ENDPOINT`, or an embedded emulator), the
+//! client, and the state backend with its lock.
+
+use super::GlobalArgs;
+use crate::config::{self, Configuration};
+use crate::emulator::{self, EmulatorOptions, RunningEmulator};
+use crate::gcp::GcpClient;
+use crate::state::{Backend, State};
+use anyhow::Context;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An environment opened for a command.
+pub struct Session {
+    pub configuration: Configuration,
+    pub client: GcpClient,
+    pub backend: Backend,
+    _emulator: Option<RunningEmulator>,
+}
+
+/// Returns the project root: `--root`, or the nearest directory upward holding `envs/`.
+pub fn project_root(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(root) = &global.root {
+        return Ok(root.clone());
+    }
+    let current = std::env::current_dir().context("cannot read the current directory")?;
+    let found = current
+        .ancestors()
+        .find(|candidate| candidate.join("envs").is_dir());
+    Ok(found.unwrap_or(&current).to_path_buf())
+}
+
+/// Loads and validates the environment's configuration.
+pub fn load_configuration(global: &GlobalArgs) -> anyhow::Result<Configuration> {
+    let root = project_root(global)?;
+    Ok(config::load(&root, &global.env)?)
+}
+
+/// Parses `--lock-timeout` values such as `0s`, `500ms`, `60s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (like 30s, 500ms, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl Session {
+    /// Opens the environment: configuration, endpoint, client and backend (not yet locked).
+    pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let configuration = load_configuration(global)?;
+        let backend = Backend::open(
+            &configuration.env.name,
+            &configuration.env.backend,
+            &configuration.root,
+        )?;
+        let override_endpoint = std::env::var("INFRA_GCP_ENDPOINT")
+            .ok()
+            .filter(|value| !value.is_empty());
+        let (endpoint, running) = match (override_endpoint, &configuration.env.emulator) {
+            (Some(endpoint), _) => (Some(endpoint), None),
+            (None, Some(embedded)) => {
+                let options = EmulatorOptions {
+                    data_dir: Some(embedded.data_dir.clone()),
+                    ..EmulatorOptions::default()
+                };
+                let running = emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "starting the embedded emulator of environment `{}`",
+                            configuration.env.name
+                        )
+                    })?;
+                tracing::info!("embedded emulator on {}", running.base_url());
+                (Some(running.base_url()), Some(running))
+            }
+            (None, None) => (configuration.env.endpoint.clone(), None),
+        };
+        let client = GcpClient::new(endpoint)?;
+        Ok(Self {
+            configuration,
+            client,
+            backend,
+            _emulator: running,
+        })
+    }
+
+    /// Takes the state lock for `operation` and reads the state.
+    pub fn lock_and_read(
+        &mut self,
+        operation: &str,
+        lock_timeout: Duration,
+    ) -> anyhow::Result<State> {
+        self.backend.lock(operation, lock_timeout)?;
+        Ok(self.backend.read_or_new(&self.configuration.env.name)?)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.backend.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

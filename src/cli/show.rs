@@ -1,0 +1,79 @@
+//! `infra show [FILE]`: the state's resources and outputs, or a saved plan, for people or as
+//! JSON. Neither ever holds a secret value.
+
+use super::session::{Session, parse_duration};
+use super::{GlobalArgs, Outcome};
+use crate::plan::file::read_plan;
+use crate::plan::render::{ColorChoice, render_plan};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `infra show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A saved plan file to show instead of the state.
+    pub plan_file: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the state lock.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+/// Runs `infra show`.
+pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Outcome> {
+    if let Some(path) = &args.plan_file {
+        let plan = read_plan(path)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!(
+                "{}",
+                render_plan(&plan, ColorChoice::detect(std::io::stdout().is_terminal()))
+            );
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut session = Session::open(global).await?;
+    let state = session.lock_and_read("show", args.lock_timeout)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+        return Ok(Outcome::Success);
+    }
+    if state.resources.is_empty() {
+        println!("The state of `{}` is empty.", state.env);
+        return Ok(Outcome::Success);
+    }
+    for resource in &state.resources {
+        let status = if resource.status == crate::state::ResourceStatus::Creating {
+            " (creation interrupted)"
+        } else {
+            ""
+        };
+        println!("# {}{status}", resource.address);
+        println!("    id = {:?}", resource.id);
+        for (field, value) in resource
+            .attributes
+            .iter()
+            .filter(|(field, _)| !field.ends_with("_salt"))
+        {
+            println!("    {field} = {value}");
+        }
+        println!();
+    }
+    if !state.outputs.is_empty() {
+        println!("Outputs:");
+        for (name, output) in &state.outputs {
+            let shown = if output.sensitive {
+                "(sensitive value)".to_string()
+            } else {
+                output.value.to_string()
+            };
+            println!("    {name} = {shown}");
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,397 @@
+//! Evaluates expressions against the values known so far: variables, module inputs and
+//! outputs, and the attributes of resources already planned or applied. Unknown values flow
+//! through (a string built from one is unknown). The only I/O is `file()`, relative to the
+//! module's directory.
+
+use super::error::{Diagnostic, DiagnosticCode};
+use super::expr::{Expression, ExpressionKind, Step, TemplatePart, Traversal, ValueExpr};
+use super::model::{Configuration, ModuleInstance};
+use crate::value::Value;
+use std::collections::BTreeMap;
+
+/// What a resource block evaluates to: one object, or one per `for_each` key.
+#[derive(Debug, Clone)]
+pub enum BlockValue {
+    Single(Value),
+    Each(BTreeMap<String, Value>),
+}
+
+/// The values known so far while walking the block graph.
+#[derive(Debug, Default)]
+pub struct Values {
+    pub inputs: BTreeMap<(String, String), Value>,
+    pub outputs: BTreeMap<(String, String), Value>,
+    pub resources: BTreeMap<(String, String, String), BlockValue>,
+}
+
+/// Where an expression is evaluated.
+#[derive(Clone, Copy)]
+pub struct EvalScope<'a> {
+    pub module: &'a ModuleInstance,
+    pub env_scope: bool,
+    pub each: Option<(&'a str, &'a Value)>,
+}
+
+/// Evaluates configuration expressions.
+pub struct Evaluator<'a> {
+    pub configuration: &'a Configuration,
+    pub values: &'a Values,
+}
+
+impl Evaluator<'_> {
+    /// Evaluates a configuration value.
+    pub fn value(&self, expression: &ValueExpr, scope: EvalScope<'_>) -> Result<Value, Diagnostic> {
+        match expression {
+            ValueExpr::Literal(value, _) => Ok(value.clone()),
+            ValueExpr::List(items, _) => items
+                .iter()
+                .map(|item| self.value(item, scope))
+                .collect::<Result<_, _>>()
+                .map(Value::List),
+            ValueExpr::Map(entries, _) => entries
+                .iter()
+                .map(|(key, item)| Ok((key.clone(), self.value(item, scope)?)))
+                .collect::<Result<_, _>>()
+                .map(Value::Map),
+            ValueExpr::Template(parts, _) => {
+                if let [TemplatePart::Interpolation(expression)] = &parts[..] {
+                    return self.expression(expression, scope);
+                }
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        TemplatePart::Text(literal) => text.push_str(literal),
+                        TemplatePart::Interpolation(expression) => {
+                            let value = self.expression(expression, scope)?;
+                            if value.contains_unknown() {
+                                return Ok(Value::unknown());
+                            }
+                            match value.to_interpolation() {
+                                Some(piece) => text.push_str(&piece),
+                                None => {
+                                    return Err(error(
+                                        expression,
+                                        format!("cannot put a {} into a string", value.type_name()),
+                                    )
+                                    .with_hint("interpolate a single attribute, or use join()"));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(Value::String(text))
+            }
+        }
+    }
+
+    fn expression(
+        &self,
+        expression: &Expression,
+        scope: EvalScope<'_>,
+    ) -> Result<Value, Diagnostic> {
+        match &expression.kind {
+            ExpressionKind::Literal(value) => Ok(value.clone()),
+            ExpressionKind::Traversal(traversal) => self.traversal(traversal, scope),
+            ExpressionKind::Call {
+                function,
+                arguments,
+            } => {
+                let values = arguments
+                    .iter()
+                    .map(|argument| self.expression(argument, scope))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if values.iter().any(Value::contains_unknown) {
+                    return Ok(Value::unknown());
+                }
+                call(function, &values, scope.module, expression)
+            }
+        }
+    }
+
+    fn traversal(&self, traversal: &Traversal, scope: EvalScope<'_>) -> Result<Value, Diagnostic> {
+        let module_name = scope.module.name.clone();
+        let attribute = |index: usize| match traversal.steps.get(index) {
+            Some(Step::Attribute(name)) => Some(name.clone()),
+            _ => None,
+        };
+        let missing = || {
+            Diagnostic::new(
+                DiagnosticCode::UnknownReference,
+                &traversal.span,
+                format!("`{}` has no value here", traversal.describe()),
+            )
+        };
+        let (base, rest): (Value, usize) = match traversal.root.as_str() {
+            "var" => {
+                let name = attribute(0).ok_or_else(missing)?;
+                (
+                    self.configuration
+                        .vars
+                        .get(&name)
+                        .cloned()
+                        .ok_or_else(missing)?,
+                    1,
+                )
+            }
+            "env" => {
+                let env = &self.configuration.env;
+                let value = match attribute(0).as_deref() {
+                    Some("name") => Value::string(&env.name),
+                    Some("project") => Value::string(&env.project),
+                    Some("region") => Value::string(&env.region),
+                    Some("project_number") => env
+                        .project_number
+                        .clone()
+                        .map_or(Value::Null, Value::String),
+                    _ => return Err(missing()),
+                };
+                (value, 1)
+            }
+            "each" => {
+                let (key, value) = scope.each.ok_or_else(missing)?;
+                match attribute(0).as_deref() {
+                    Some("key") => (Value::string(key), 1),
+                    Some("value") => (value.clone(), 1),
+                    _ => return Err(missing()),
+                }
+            }
+            "input" => {
+                let name = attribute(0).ok_or_else(missing)?;
+                (
+                    self.values
+                        .inputs
+                        .get(&(module_name, name))
+                        .cloned()
+                        .ok_or_else(missing)?,
+                    1,
+                )
+            }
+            "module" => {
+                let (module, output) = (
+                    attribute(0).ok_or_else(missing)?,
+                    attribute(1).ok_or_else(missing)?,
+                );
+                (
+                    self.values
+                        .outputs
+                        .get(&(module, output))
+                        .cloned()
+                        .ok_or_else(missing)?,
+                    2,
+                )
+            }
+            kind => {
+                let name = attribute(0).ok_or_else(missing)?;
+                match self
+                    .values
+                    .resources
+                    .get(&(module_name, kind.to_string(), name.clone()))
+                    .ok_or_else(missing)?
+                {
+                    BlockValue::Single(value) => (value.clone(), 1),
+                    BlockValue::Each(instances) => match traversal.steps.get(1) {
+                        Some(Step::Index(index)) => {
+                            let key = self.expression(index, scope)?;
+                            if key.is_unknown() {
+                                return Ok(Value::unknown());
+                            }
+                            let key = key.to_interpolation().unwrap_or_default();
+                            let instance = instances.get(&key).ok_or_else(|| {
+                                Diagnostic::new(
+                                    DiagnosticCode::UnknownReference,
+                                    &traversal.span,
+                                    format!("{kind}.{name} has no instance [{key:?}]"),
+                                )
+                                .with_hint(format!(
+                                    "its keys: {}",
+                                    instances.keys().cloned().collect::<Vec<_>>().join(", ")
+                                ))
+                            })?;
+                            (instance.clone(), 2)
+                        }
+                        Some(Step::Splat) => {
+                            (Value::List(instances.values().cloned().collect()), 1)
+                        }
+                        _ => {
+                            return Err(Diagnostic::new(
+                                DiagnosticCode::Expression,
+                                &traversal.span,
+                                format!(
+                                    "{kind}.{name} uses for_each: pick an instance with [KEY] or all with [*]"
+                                ),
+                            ));
+                        }
+                    },
+                }
+            }
+        };
+        let mut current = base;
+        let mut splatted = rest > 0 && matches!(traversal.steps.get(rest - 1), Some(Step::Splat));
+        for step in &traversal.steps[rest..] {
+            current = match step {
+                Step::Splat => {
+                    splatted = true;
+                    current
+                }
+                Step::Attribute(name) if splatted => match current {
+                    Value::List(items) => Value::List(
+                        items
+                            .iter()
+                            .map(|item| lookup(item, name, traversal))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    other => lookup(&other, name, traversal)?,
+                },
+                Step::Attribute(name) => lookup(&current, name, traversal)?,
+                Step::Index(index) => {
+                    let key = self.expression(index, scope)?;
+                    if key.is_unknown() || current.is_unknown() {
+                        Value::unknown()
+                    } else {
+                        match (&current, &key) {
+                            (Value::List(items), Value::Integer(position)) => {
+                                items.get(*position as usize).cloned().ok_or_else(missing)?
+                            }
+                            (Value::Map(entries), key) => entries
+                                .get(&key.to_interpolation().unwrap_or_default())
+                                .cloned()
+                                .ok_or_else(missing)?,
+                            _ => return Err(missing()),
+                        }
+                    }
+                }
+            };
+        }
+        Ok(current)
+    }
+}
+
+fn lookup(value: &Value, name: &str, traversal: &Traversal) -> Result<Value, Diagnostic> {
+    match value {
+        Value::Marker(_) => Ok(Value::unknown()),
+        Value::Map(entries) => entries.get(name).cloned().ok_or_else(|| {
+            Diagnostic::new(
+                DiagnosticCode::UnknownReference,
+                &traversal.span,
+                format!("`{}`: no attribute `{name}`", traversal.describe()),
+            )
+            .with_hint(format!(
+                "attributes: {}",
+                entries.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        }),
+        other => Err(Diagnostic::new(
+            DiagnosticCode::Expression,
+            &traversal.span,
+            format!(
+                "`{}`: a {} has no attribute `{name}`",
+                traversal.describe(),
+                other.type_name()
+            ),
+        )),
+    }
+}
+
+fn error(expression: &Expression, message: String) -> Diagnostic {
+    Diagnostic::new(DiagnosticCode::Expression, &expression.span, message)
+}
+
+fn call(
+    function: &str,
+    arguments: &[Value],
+    module: &ModuleInstance,
+    expression: &Expression,
+) -> Result<Value, Diagnostic> {
+    let arity = |count: usize| {
+        if arguments.len() == count {
+            Ok(())
+        } else {
+            Err(error(
+                expression,
+                format!(
+                    "{function}() takes {count} argument{}, got {}",
+                    if count == 1 { "" } else { "s" },
+                    arguments.len()
+                ),
+            ))
+        }
+    };
+    let text_argument = |position: usize| {
+        arguments[position]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| {
+                error(
+                    expression,
+                    format!(
+                        "{function}(): argument {} must be a string, not a {}",
+                        position + 1,
+                        arguments[position].type_name()
+                    ),
+                )
+            })
+    };
+    match function {
+        "file" => {
+            arity(1)?;
+            let relative = text_argument(0)?;
+            let path = module.directory.join(&relative);
+            std::fs::read_to_string(&path)
+                .map(Value::String)
+                .map_err(|io_error| {
+                    error(
+                        expression,
+                        format!("file({relative:?}): {}: {io_error}", path.display()),
+                    )
+                })
+        }
+        "json" => {
+            arity(1)?;
+            let text = text_argument(0)?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map(|json| Value::from_json(&json))
+                .map_err(|parse_error| {
+                    error(expression, format!("json(): not valid JSON: {parse_error}"))
+                })
+        }
+        "jsonencode" => {
+            arity(1)?;
+            Ok(Value::String(
+                serde_json::to_string(&arguments[0].to_json()).unwrap_or_default(),
+            ))
+        }
+        "join" => {
+            arity(2)?;
+            let separator = text_argument(0)?;
+            match &arguments[1] {
+                Value::List(items) => {
+                    let pieces = items
+                        .iter()
+                        .map(|item| {
+                            item.to_interpolation().ok_or_else(|| {
+                                error(expression, "join(): the list must hold strings".into())
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Value::String(pieces.join(&separator)))
+                }
+                other => Err(error(
+                    expression,
+                    format!(
+                        "join(): the second argument must be a list, not a {}",
+                        other.type_name()
+                    ),
+                )),
+            }
+        }
+        "lower" => {
+            arity(1)?;
+            Ok(Value::String(text_argument(0)?.to_lowercase()))
+        }
+        "upper" => {
+            arity(1)?;
+            Ok(Value::String(text_argument(0)?.to_uppercase()))
+        }
+        other => Err(error(expression, format!("unknown function `{other}`"))),
+    }
+}

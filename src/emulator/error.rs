@@ -1,0 +1,86 @@
+//! Google's error responses as the emulator sends them: `{"error": {"code", "message",
+//! "status"}}` with the HTTP status that `google.rpc.Code` maps to.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error the emulator answers with.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: StatusCode,
+    pub status: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 INVALID_ARGUMENT.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::BAD_REQUEST,
+            status: "INVALID_ARGUMENT",
+            message: message.into(),
+        }
+    }
+
+    /// 400 FAILED_PRECONDITION.
+    pub fn failed_precondition(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::BAD_REQUEST,
+            status: "FAILED_PRECONDITION",
+            message: message.into(),
+        }
+    }
+
+    /// 404 NOT_FOUND.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::NOT_FOUND,
+            status: "NOT_FOUND",
+            message: message.into(),
+        }
+    }
+
+    /// 409 ALREADY_EXISTS.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::CONFLICT,
+            status: "ALREADY_EXISTS",
+            message: message.into(),
+        }
+    }
+
+    /// 409 ABORTED: a concurrency conflict (stale etag), per AIP-154.
+    pub fn aborted(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::CONFLICT,
+            status: "ABORTED",
+            message: message.into(),
+        }
+    }
+
+    /// 503 UNAVAILABLE.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::SERVICE_UNAVAILABLE,
+            status: "UNAVAILABLE",
+            message: message.into(),
+        }
+    }
+
+    /// 500 INTERNAL.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::INTERNAL_SERVER_ERROR,
+            status: "INTERNAL",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code.as_u16(), "message": self.message, "status": self.status}});
+        (self.code, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,633 @@
+//! Secret Manager v1 as Google serves it (per `discovery/secretmanager.v1.json`): secrets
+//! create/get/list/patch/delete, versions add/get/list/access/enable/disable/destroy with the
+//! `latest` alias, and getIamPolicy/setIamPolicy with etags. Names come back with the project
+//! number, as Google's do.
+
+use super::discovery::{self, Api};
+use super::error::ApiError;
+use super::iam;
+use super::server::{Request, Response};
+use super::store::{SecretRecord, Store, VersionRecord, now, project_number};
+use base64::Engine;
+use serde_json::{Value as Json, json};
+
+const SETTABLE_PATHS: [&str; 8] = [
+    "labels",
+    "annotations",
+    "versionAliases",
+    "topics",
+    "rotation",
+    "expireTime",
+    "ttl",
+    "versionDestroyTtl",
+];
+const IMMUTABLE_PATHS: [&str; 4] = [
+    "replication",
+    "secretType",
+    "tags",
+    "customerManagedEncryption",
+];
+
+/// Routes a `v1/projects/{p}/secrets…` request; `None` when the path is not Secret Manager's.
+pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
+    let segments: Vec<&str> = request.path.split('/').collect();
+    let (last, verb) = match segments.last()?.split_once(':') {
+        Some((last, verb)) => (last, Some(verb)),
+        None => (*segments.last()?, None),
+    };
+    let mut segments = segments.clone();
+    let length = segments.len();
+    segments[length - 1] = last;
+    let method = request.method.as_str();
+    let outcome = match (&segments[..], method, verb) {
+        (["projects", project, "secrets"], "POST", None) => create_secret(store, request, project),
+        (["projects", project, "secrets"], "GET", None) => list_secrets(store, request, project),
+        (["projects", project, "secrets", secret], "GET", None) => {
+            get_secret(store, request, &name(project, secret))
+        }
+        (["projects", project, "secrets", secret], "PATCH", None) => {
+            patch_secret(store, request, &name(project, secret))
+        }
+        (["projects", project, "secrets", secret], "DELETE", None) => {
+            delete_secret(store, request, &name(project, secret))
+        }
+        (["projects", project, "secrets", secret], "POST", Some("addVersion")) => {
+            add_version(store, request, &name(project, secret))
+        }
+        (["projects", project, "secrets", secret], "GET", Some("getIamPolicy")) => {
+            let resource = name(project, secret);
+            require_secret(store, &resource)
+                .map(|_| ())
+                .and_then(|()| iam::get_policy(store, request, &resource))
+        }
+        (["projects", project, "secrets", secret], "POST", Some("setIamPolicy")) => {
+            let resource = name(project, secret);
+            require_secret(store, &resource)
+                .map(|_| ())
+                .and_then(|()| iam::set_policy(store, request, &resource, Api::SecretManager))
+        }
+        (["projects", project, "secrets", secret, "versions"], "GET", None) => {
+            list_versions(store, request, &name(project, secret))
+        }
+        (["projects", project, "secrets", secret, "versions", version], "GET", None) => {
+            get_version(store, request, &name(project, secret), version)
+        }
+        (["projects", project, "secrets", secret, "versions", version], "GET", Some("access")) => {
+            access_version(store, request, &name(project, secret), version)
+        }
+        (
+            ["projects", project, "secrets", secret, "versions", version],
+            "POST",
+            Some(action @ ("enable" | "disable" | "destroy")),
+        ) => change_version_state(store, request, &name(project, secret), version, action),
+        (["projects", _, "secrets", ..], _, _) => Err(ApiError::not_found(format!(
+            "Method not found: {method} /v1/{}",
+            request.path
+        ))),
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+fn name(project: &str, secret: &str) -> String {
+    format!("projects/{}/secrets/{secret}", project_number(project))
+}
+
+fn secret_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("Secret [{name}] not found or has no versions."))
+}
+
+fn require_secret<'a>(store: &'a Store, name: &str) -> Result<&'a SecretRecord, ApiError> {
+    store
+        .secrets
+        .get(name)
+        .ok_or_else(|| secret_not_found(name))
+}
+
+fn secret_json(name: &str, record: &SecretRecord) -> Json {
+    let mut body = record.body.clone();
+    body.retain(|_, value| {
+        !matches!(value, Json::Object(map) if map.is_empty()) || value.is_null()
+    });
+    body.remove("ttl");
+    if let Some(replication) = record.body.get("replication") {
+        body.insert("replication".into(), replication.clone());
+    }
+    body.insert("name".into(), json!(name));
+    body.insert("createTime".into(), json!(record.create_time));
+    body.insert("etag".into(), json!(record.etag));
+    Json::Object(body)
+}
+
+fn version_json(
+    secret: &str,
+    number: u64,
+    version: &VersionRecord,
+    replication: Option<&Json>,
+) -> Json {
+    let mut body = json!({
+        "name": format!("{secret}/versions/{number}"),
+        "createTime": version.create_time,
+        "state": version.state,
+        "etag": version.etag,
+    });
+    if version.client_checksum {
+        body["clientSpecifiedPayloadChecksum"] = json!(true);
+    }
+    if let Some(destroyed) = &version.destroy_time {
+        body["destroyTime"] = json!(destroyed);
+    }
+    body["replicationStatus"] =
+        match replication.and_then(|replication| replication.get("userManaged")) {
+            Some(_) => json!({"userManaged": {}}),
+            None => json!({"automatic": {}}),
+        };
+    body
+}
+
+fn quoted_etag(store: &mut Store) -> String {
+    format!("\"{}\"", hex::encode(store.next_etag()))
+}
+
+fn check_labels(labels: Option<&Json>) -> Result<(), ApiError> {
+    let Some(labels) = labels.and_then(Json::as_object) else {
+        return Ok(());
+    };
+    if labels.len() > 64 {
+        return Err(ApiError::invalid_argument(
+            "Secret can have at most 64 labels.",
+        ));
+    }
+    let charset = |text: &str| {
+        text.chars().all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || c == '_'
+                || c == '-'
+                || (c.is_alphabetic() && c.is_lowercase())
+        })
+    };
+    for (key, value) in labels {
+        let value = value.as_str().unwrap_or_default();
+        let key_ok = (1..=63).contains(&key.chars().count())
+            && key.chars().next().is_some_and(|c| c.is_lowercase())
+            && charset(key);
+        if !key_ok || value.chars().count() > 63 || !charset(value) {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid label {key:?}={value:?}: keys are 1-63 lowercase letters, digits, '_' or '-' starting with a letter; values 0-63 of the same"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_replication(replication: Option<&Json>) -> Result<(), ApiError> {
+    let Some(replication) = replication.and_then(Json::as_object) else {
+        return Err(ApiError::invalid_argument(
+            "Secret.replication must be specified.",
+        ));
+    };
+    match (replication.get("automatic"), replication.get("userManaged")) {
+        (Some(_), None) => Ok(()),
+        (None, Some(managed)) => {
+            let replicas = managed["replicas"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if replicas.is_empty() {
+                return Err(ApiError::invalid_argument(
+                    "Secret.replication.user_managed.replicas cannot be empty.",
+                ));
+            }
+            if replicas
+                .iter()
+                .any(|replica| replica["location"].as_str().is_none_or(str::is_empty))
+            {
+                return Err(ApiError::invalid_argument(
+                    "Each replica must specify a location.",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(ApiError::invalid_argument(
+            "Secret.replication must set exactly one of automatic or user_managed.",
+        )),
+    }
+}
+
+fn settable_body(body: &Json) -> serde_json::Map<String, Json> {
+    let mut fields = body.as_object().cloned().unwrap_or_default();
+    fields.retain(|field, _| {
+        !discovery::is_output_only(Api::SecretManager, "Secret", field) && field != "etag"
+    });
+    fields
+}
+
+fn create_secret(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["secretId"])?;
+    let secret_id = request.query("secretId").unwrap_or_default();
+    if secret_id.is_empty() {
+        return Err(ApiError::invalid_argument(
+            "secret_id is required: set the secretId query parameter.",
+        ));
+    }
+    if secret_id.len() > 255
+        || !secret_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "Invalid secret_id {secret_id:?}: up to 255 letters, numerals, hyphens and underscores."
+        )));
+    }
+    let body = request.json()?;
+    discovery::validate(Api::SecretManager, "Secret", "secret", &body)?;
+    check_replication(body.get("replication"))?;
+    check_labels(body.get("labels"))?;
+    let secret_name = name(project, &secret_id);
+    if store.secrets.contains_key(&secret_name) {
+        return Err(ApiError::already_exists(format!(
+            "Secret [{secret_name}] already exists."
+        )));
+    }
+    let etag = quoted_etag(store);
+    let record = SecretRecord {
+        body: settable_body(&body),
+        create_time: now(),
+        etag,
+        next_version: 1,
+        versions: Default::default(),
+    };
+    let response = secret_json(&secret_name, &record);
+    store.secrets.insert(secret_name, record);
+    Ok(Response::changed(response))
+}
+
+fn page<T: Clone>(items: &[T], request: &Request) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let size = match request.query("pageSize") {
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            ApiError::invalid_argument(format!("Invalid value for pageSize: {text}"))
+        })?,
+        None => 0,
+    };
+    let size = if size == 0 { 25_000 } else { size.min(25_000) };
+    let start = match request.query("pageToken").filter(|token| !token.is_empty()) {
+        Some(token) => token
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_argument("Invalid page token."))?,
+        None => 0,
+    };
+    let slice: Vec<T> = items.iter().skip(start).take(size).cloned().collect();
+    let next = (start + size < items.len()).then(|| (start + size).to_string());
+    Ok((slice, next))
+}
+
+fn list_secrets(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["filter", "pageSize", "pageToken"])?;
+    let prefix = format!("projects/{}/secrets/", project_number(project));
+    let mut secrets: Vec<(&String, &SecretRecord)> = store
+        .secrets
+        .iter()
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .collect();
+    secrets.sort_by(|left, right| {
+        right
+            .1
+            .create_time
+            .cmp(&left.1.create_time)
+            .then(left.0.cmp(right.0))
+    });
+    let all: Vec<Json> = secrets
+        .iter()
+        .map(|(key, record)| secret_json(key, record))
+        .collect();
+    let (slice, next) = page(&all, request)?;
+    let mut body = json!({"secrets": slice, "totalSize": all.len()});
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    if all.is_empty() {
+        body = json!({});
+    }
+    Ok(Response::read(body))
+}
+
+fn get_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    Ok(Response::read(secret_json(
+        secret,
+        require_secret(store, secret)?,
+    )))
+}
+
+fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["updateMask"])?;
+    let body = request.json()?;
+    discovery::validate(Api::SecretManager, "Secret", "secret", &body)?;
+    let mask = request.query("updateMask").unwrap_or_default();
+    if mask.trim().is_empty() {
+        return Err(ApiError::invalid_argument(
+            "update_mask is required: name the fields to update.",
+        ));
+    }
+    let record = require_secret(store, secret)?.clone();
+    if let Some(etag) = body.get("etag").and_then(Json::as_str) {
+        if etag != record.etag {
+            return Err(ApiError::aborted(format!(
+                "The etag provided for Secret [{secret}] does not match the current etag."
+            )));
+        }
+    }
+    let mut updated = record.clone();
+    for path in mask.split(',').map(str::trim) {
+        let field = camel_case(path);
+        let top = field.split('.').next().unwrap_or_default().to_string();
+        if IMMUTABLE_PATHS.contains(&top.as_str()) {
+            return Err(ApiError::invalid_argument(format!(
+                "Secret.{path} is immutable and cannot be updated."
+            )));
+        }
+        if !SETTABLE_PATHS.contains(&top.as_str()) {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid update_mask path: {path}"
+            )));
+        }
+        match body.get(&top) {
+            Some(value) if !value.is_null() => {
+                updated.body.insert(top, value.clone());
+            }
+            _ => {
+                updated.body.remove(&top);
+            }
+        }
+    }
+    check_labels(updated.body.get("labels"))?;
+    updated.etag = quoted_etag(store);
+    let response = secret_json(secret, &updated);
+    store.secrets.insert(secret.to_string(), updated);
+    Ok(Response::changed(response))
+}
+
+fn delete_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["etag"])?;
+    let record = require_secret(store, secret)?;
+    if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty()) {
+        if etag != record.etag {
+            return Err(ApiError::aborted(format!(
+                "The etag provided for Secret [{secret}] does not match the current etag."
+            )));
+        }
+    }
+    store.secrets.remove(secret);
+    store.policies.remove(secret);
+    store.revision += 1;
+    Ok(Response::changed(json!({})))
+}
+
+fn add_version(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    discovery::validate(
+        Api::SecretManager,
+        "AddSecretVersionRequest",
+        "add_secret_version_request",
+        &body,
+    )?;
+    require_secret(store, secret)?;
+    let Some(data) = body.pointer("/payload/data").and_then(Json::as_str) else {
+        return Err(ApiError::invalid_argument("payload.data is required."));
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
+        .map_err(|_| {
+            ApiError::invalid_argument(
+                "Invalid value at 'payload.data' (TYPE_BYTES), Base64 decoding failed",
+            )
+        })?;
+    if decoded.len() > 64 * 1024 {
+        return Err(ApiError::invalid_argument(
+            "Secret payload data must be no larger than 64KiB.",
+        ));
+    }
+    let computed = crc32c::crc32c(&decoded);
+    let client_checksum = match body.pointer("/payload/dataCrc32c") {
+        None | Some(Json::Null) => false,
+        Some(given) => {
+            let given = given
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| given.to_string());
+            if given.parse::<u64>().ok() != Some(u64::from(computed)) {
+                return Err(ApiError::invalid_argument(
+                    "The checksum of the payload does not match data_crc32c: the data was corrupted in transit.",
+                ));
+            }
+            true
+        }
+    };
+    let etag = quoted_etag(store);
+    let Some(record) = store.secrets.get_mut(secret) else {
+        return Err(secret_not_found(secret));
+    };
+    let number = record.next_version;
+    record.next_version += 1;
+    let version = VersionRecord {
+        create_time: now(),
+        state: "ENABLED".into(),
+        etag,
+        data: Some(base64::engine::general_purpose::STANDARD.encode(&decoded)),
+        crc32c: computed.to_string(),
+        client_checksum,
+        destroy_time: None,
+    };
+    let response = version_json(secret, number, &version, record.body.get("replication"));
+    record.versions.insert(number, version);
+    Ok(Response::changed(response))
+}
+
+fn resolve_version(record: &SecretRecord, secret: &str, version: &str) -> Result<u64, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Secret Version [{secret}/versions/{version}] not found."
+        ))
+    };
+    if version == "latest" {
+        return record
+            .versions
+            .keys()
+            .next_back()
+            .copied()
+            .ok_or_else(not_found);
+    }
+    if let Ok(number) = version.parse::<u64>() {
+        return if record.versions.contains_key(&number) {
+            Ok(number)
+        } else {
+            Err(not_found())
+        };
+    }
+    let alias = record
+        .body
+        .get("versionAliases")
+        .and_then(|aliases| aliases.get(version));
+    match alias.and_then(|number| {
+        number
+            .as_str()
+            .and_then(|text| text.parse::<u64>().ok())
+            .or_else(|| number.as_u64())
+    }) {
+        Some(number) if record.versions.contains_key(&number) => Ok(number),
+        _ => Err(not_found()),
+    }
+}
+
+fn get_version(
+    store: &mut Store,
+    request: &Request,
+    secret: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let record = require_secret(store, secret)?;
+    let number = resolve_version(record, secret, version)?;
+    Ok(Response::read(version_json(
+        secret,
+        number,
+        &record.versions[&number],
+        record.body.get("replication"),
+    )))
+}
+
+fn access_version(
+    store: &mut Store,
+    request: &Request,
+    secret: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let record = require_secret(store, secret)?;
+    let number = resolve_version(record, secret, version)?;
+    let stored = &record.versions[&number];
+    let full_name = format!("{secret}/versions/{number}");
+    if stored.state != "ENABLED" {
+        return Err(ApiError::failed_precondition(format!(
+            "Secret Version [{full_name}] is in {} state.",
+            stored.state
+        )));
+    }
+    Ok(Response::read(json!({
+        "name": full_name,
+        "payload": {"data": stored.data, "dataCrc32c": stored.crc32c},
+    })))
+}
+
+fn list_versions(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["filter", "pageSize", "pageToken"])?;
+    let record = require_secret(store, secret)?;
+    let wanted_state = request.query("filter").and_then(|filter| {
+        filter
+            .strip_prefix("state:")
+            .map(|state| state.trim().to_uppercase())
+    });
+    let all: Vec<Json> = record
+        .versions
+        .iter()
+        .rev()
+        .filter(|(_, version)| {
+            wanted_state
+                .as_ref()
+                .is_none_or(|state| &version.state == state)
+        })
+        .map(|(number, version)| {
+            version_json(secret, *number, version, record.body.get("replication"))
+        })
+        .collect();
+    let (slice, next) = page(&all, request)?;
+    let mut body = if all.is_empty() {
+        json!({})
+    } else {
+        json!({"versions": slice, "totalSize": all.len()})
+    };
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(Response::read(body))
+}
+
+fn change_version_state(
+    store: &mut Store,
+    request: &Request,
+    secret: &str,
+    version: &str,
+    action: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    discovery::validate(
+        Api::SecretManager,
+        "EnableSecretVersionRequest",
+        "request",
+        &body,
+    )?;
+    let record = require_secret(store, secret)?;
+    let number = resolve_version(record, secret, version)?;
+    let current = record.versions[&number].clone();
+    let full_name = format!("{secret}/versions/{number}");
+    if let Some(etag) = body.get("etag").and_then(Json::as_str) {
+        if etag != current.etag {
+            return Err(ApiError::aborted(format!(
+                "The etag provided for Secret Version [{full_name}] does not match the current etag."
+            )));
+        }
+    }
+    if current.state == "DESTROYED" {
+        return Err(ApiError::failed_precondition(format!(
+            "Secret Version [{full_name}] is in DESTROYED state."
+        )));
+    }
+    let etag = quoted_etag(store);
+    let Some(record) = store.secrets.get_mut(secret) else {
+        return Err(secret_not_found(secret));
+    };
+    let replication = record.body.get("replication").cloned();
+    let Some(stored) = record.versions.get_mut(&number) else {
+        return Err(secret_not_found(secret));
+    };
+    stored.etag = etag;
+    match action {
+        "enable" => stored.state = "ENABLED".into(),
+        "disable" => stored.state = "DISABLED".into(),
+        _ => {
+            stored.state = "DESTROYED".into();
+            stored.data = None;
+            stored.destroy_time = Some(now());
+        }
+    }
+    Ok(Response::changed(version_json(
+        secret,
+        number,
+        stored,
+        replication.as_ref(),
+    )))
+}
+
+fn camel_case(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for character in path.chars() {
+        if character == '_' {
+            upper = true;
+        } else if upper {
+            out.push(character.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}

@@ -1,0 +1,272 @@
+//! The emulator's HTTP side: one axum router for every emulated API, request parsing (query,
+//! JSON body, Google's refusal of unknown query parameters), fault injection (`--latency-ms`,
+//! `--fail-rate`) and persistence of the store after every change.
+
+use super::error::ApiError;
+use super::secretmanager;
+use super::store::Store;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::Method;
+use axum::response::IntoResponse;
+use serde_json::Value as Json;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Query parameters every Google API accepts.
+const GLOBAL_QUERY: [&str; 9] = [
+    "fields",
+    "alt",
+    "prettyPrint",
+    "quotaUser",
+    "key",
+    "uploadType",
+    "$.xgafv",
+    "access_token",
+    "callback",
+];
+
+/// How the emulator behaves beyond Google's rules.
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorOptions {
+    /// Where to keep the store; `None` keeps it in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Delay added to every answer.
+    pub latency: Duration,
+    /// Share of requests answered 503 UNAVAILABLE, to exercise clients' retries.
+    pub fail_rate: f64,
+}
+
+/// A parsed request.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    query: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl Request {
+    /// Returns a query parameter's value.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// Refuses query parameters the method does not define, as Google does.
+    pub fn allow_query(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        for (key, _) in &self.query {
+            if !allowed.contains(&key.as_str()) && !GLOBAL_QUERY.contains(&key.as_str()) {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid JSON payload received. Unknown name \"{key}\": Cannot bind query parameter. Field '{key}' could not be found in request message."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the JSON body (an empty body is `{}`).
+    pub fn json(&self) -> Result<Json, ApiError> {
+        self.json_or_empty()
+    }
+
+    /// Parses the JSON body, treating an empty one as `{}`.
+    pub fn json_or_empty(&self) -> Result<Json, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Json::Object(Default::default()));
+        }
+        let parsed: Json = serde_json::from_slice(&self.body).map_err(|error| {
+            ApiError::invalid_argument(format!("Invalid JSON payload received. {error}"))
+        })?;
+        if !parsed.is_object() {
+            return Err(ApiError::invalid_argument(
+                "Invalid JSON payload received. Expected an object.",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+/// A successful answer, and whether it changed the store (so it must be persisted).
+pub struct Response {
+    pub body: Json,
+    pub changed: bool,
+}
+
+impl Response {
+    /// An answer that changed the store.
+    pub fn changed(body: Json) -> Self {
+        Self {
+            body,
+            changed: true,
+        }
+    }
+
+    /// An answer that only read.
+    pub fn read(body: Json) -> Self {
+        Self {
+            body,
+            changed: false,
+        }
+    }
+}
+
+/// The emulator's shared state.
+pub struct Emulator {
+    store: Mutex<Store>,
+    options: EmulatorOptions,
+    _data_lock: Option<File>,
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the emulator's data is not readable: {message}\n  hint: move the directory aside to start empty"
+    )]
+    Corrupt { path: String, message: String },
+    #[error(
+        "{path} is in use by another emulator or infra process\n  hint: wait for it to finish, or give this one another --data directory"
+    )]
+    InUse { path: String },
+}
+
+impl Emulator {
+    /// Opens the store in `options.data_dir` (locking it) or in memory.
+    pub fn open(options: EmulatorOptions) -> Result<Arc<Self>, EmulatorError> {
+        let (store, lock) = match &options.data_dir {
+            None => (Store::default(), None),
+            Some(directory) => {
+                let io = |source| EmulatorError::Io {
+                    path: directory.display().to_string(),
+                    source,
+                };
+                std::fs::create_dir_all(directory).map_err(io)?;
+                let lock_path = directory.join("emulator.lock");
+                let lock = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(io)?;
+                let mut waited = Duration::ZERO;
+                loop {
+                    match lock.try_lock() {
+                        Ok(()) => break,
+                        Err(std::fs::TryLockError::WouldBlock)
+                            if waited < Duration::from_secs(30) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(100));
+                            waited += Duration::from_millis(100);
+                        }
+                        Err(std::fs::TryLockError::WouldBlock) => {
+                            return Err(EmulatorError::InUse {
+                                path: directory.display().to_string(),
+                            });
+                        }
+                        Err(std::fs::TryLockError::Error(error)) => return Err(io(error)),
+                    }
+                }
+                let data_path = directory.join("emulator.json");
+                let store = match std::fs::read(&data_path) {
+                    Ok(bytes) => {
+                        serde_json::from_slice(&bytes).map_err(|error| EmulatorError::Corrupt {
+                            path: data_path.display().to_string(),
+                            message: error.to_string(),
+                        })?
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Store::default(),
+                    Err(error) => return Err(io(error)),
+                };
+                (store, Some(lock))
+            }
+        };
+        Ok(Arc::new(Self {
+            store: Mutex::new(store),
+            options,
+            _data_lock: lock,
+        }))
+    }
+
+    /// Returns the router serving every emulated API.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/{*path}", axum::routing::any(handle_v1))
+            .fallback(|method: Method, uri: axum::http::Uri| async move {
+                ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
+            })
+            .with_state(self.clone())
+    }
+
+    fn persist(&self, store: &Store) -> Result<(), ApiError> {
+        let Some(directory) = &self.options.data_dir else {
+            return Ok(());
+        };
+        let bytes =
+            serde_json::to_vec(store).map_err(|error| ApiError::internal(error.to_string()))?;
+        crate::state::local::write_atomically(&directory.join("emulator.json"), &bytes).map_err(
+            |error| ApiError::internal(format!("emulator could not persist its data: {error}")),
+        )
+    }
+
+    async fn dispatch(&self, request: Request) -> Result<Json, ApiError> {
+        if !self.options.latency.is_zero() {
+            tokio::time::sleep(self.options.latency).await;
+        }
+        if self.options.fail_rate > 0.0 && rand::random::<f64>() < self.options.fail_rate {
+            return Err(ApiError::unavailable(
+                "The service is currently unavailable (injected by --fail-rate).",
+            ));
+        }
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outcome = secretmanager::route(&mut store, &request).unwrap_or_else(|| {
+            Err(ApiError::not_found(format!(
+                "Method not found: {} /v1/{}",
+                request.method, request.path
+            )))
+        });
+        match outcome {
+            Ok(response) => {
+                if response.changed {
+                    self.persist(&store)?;
+                }
+                Ok(response.body)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+async fn handle_v1(
+    State(emulator): State<Arc<Emulator>>,
+    method: Method,
+    Path(path): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    body: Bytes,
+) -> axum::response::Response {
+    let query = form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let request = Request {
+        method,
+        path,
+        query,
+        body,
+    };
+    match emulator.dispatch(request).await {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(error) => error.into_response(),
+    }
+}

@@ -1,0 +1,100 @@
+//! The emulator's data: what Google would hold (secrets, versions with their payloads, IAM
+//! policies), with persistence to `<data>/emulator.json` after every change. This is Google's
+//! side of the wire; `infra`'s own state never holds these payloads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+/// Everything the emulator stores.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Store {
+    /// Increments on every change; etags derive from it.
+    pub revision: u64,
+    /// Secrets by canonical name (`projects/<number>/secrets/<id>`).
+    pub secrets: BTreeMap<String, SecretRecord>,
+    /// IAM policies by canonical resource name.
+    pub policies: BTreeMap<String, PolicyRecord>,
+}
+
+/// A stored secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// The settable fields as the client sent them (camelCase JSON).
+    pub body: serde_json::Map<String, Json>,
+    pub create_time: String,
+    pub etag: String,
+    pub next_version: u64,
+    pub versions: BTreeMap<u64, VersionRecord>,
+}
+
+/// A stored secret version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub create_time: String,
+    pub state: String,
+    pub etag: String,
+    /// Base64 payload; `None` once destroyed.
+    pub data: Option<String>,
+    pub crc32c: String,
+    pub client_checksum: bool,
+    pub destroy_time: Option<String>,
+}
+
+/// A stored IAM policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub version: i64,
+    pub bindings: Vec<Json>,
+    pub etag: String,
+}
+
+impl Store {
+    /// Advances the revision and returns an opaque etag for it.
+    pub fn next_etag(&mut self) -> String {
+        use base64::Engine;
+        self.revision += 1;
+        base64::engine::general_purpose::STANDARD.encode(self.revision.to_be_bytes())
+    }
+}
+
+/// Returns the project number the emulator assigns to a project id (numbers map to themselves),
+/// as Google answers with `projects/<number>/…` whatever the request said.
+pub fn project_number(project: &str) -> String {
+    if !project.is_empty() && project.chars().all(|c| c.is_ascii_digit()) {
+        return project.to_string();
+    }
+    // FNV-1a: stable across runs and builds.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in project.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("{}", 100_000_000_000 + hash % 900_000_000_000)
+}
+
+/// Returns the current time as Google formats timestamps.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_numbers_are_stable_twelve_digit_numbers() {
+        let number = project_number("br-stage-4821");
+        assert_eq!(number.len(), 12);
+        assert_eq!(number, project_number("br-stage-4821"));
+        assert_ne!(number, project_number("br-dev-1"));
+        assert_eq!(project_number("123"), "123");
+    }
+
+    #[test]
+    fn etags_change_on_every_revision() {
+        let mut store = Store::default();
+        let first = store.next_etag();
+        assert_ne!(first, store.next_etag());
+    }
+}

@@ -1,0 +1,220 @@
+//! The resource kinds and their registry. A kind is one file implementing `Kind`: its schema,
+//! how its live object reads and normalizes for comparison, and how it is created, updated and
+//! deleted. The planner and executor only ever see this trait.
+
+mod iam_member;
+mod secret;
+
+use super::{GcpClient, GcpError};
+use crate::state::StateResource;
+use crate::value::{Attributes, Value};
+use async_trait::async_trait;
+
+pub use iam_member::IamMemberKind;
+pub use secret::SecretKind;
+
+/// The type a configuration field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Integer,
+    Bool,
+    StringMap,
+    StringList,
+    /// A table or a string; the kind checks the shape.
+    Any,
+}
+
+impl FieldType {
+    /// Returns true when a value fits this type (unknown fits everything).
+    pub fn accepts(self, value: &Value) -> bool {
+        match (self, value) {
+            (FieldType::Any, _) | (_, Value::Marker(_)) => true,
+            (FieldType::String, Value::String(_)) => true,
+            (FieldType::Integer, Value::Integer(_)) => true,
+            (FieldType::Bool, Value::Bool(_)) => true,
+            (FieldType::StringMap, Value::Map(entries)) => entries
+                .values()
+                .all(|item| matches!(item, Value::String(_) | Value::Marker(_))),
+            (FieldType::StringList, Value::List(items)) => items
+                .iter()
+                .all(|item| matches!(item, Value::String(_) | Value::Marker(_))),
+            _ => false,
+        }
+    }
+
+    /// Returns the type's name as the docs spell it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Integer => "integer",
+            FieldType::Bool => "bool",
+            FieldType::StringMap => "map of strings",
+            FieldType::StringList => "list of strings",
+            FieldType::Any => "table or string",
+        }
+    }
+}
+
+/// One settable configuration field of a kind.
+#[derive(Debug)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub field_type: FieldType,
+    pub required: bool,
+    /// Never shown, logged or stored; plans show `(sensitive value)`.
+    pub sensitive: bool,
+    /// A change cannot be made in place: the resource is replaced.
+    pub force_new: bool,
+}
+
+impl FieldSpec {
+    /// Describes an optional, updatable field.
+    pub const fn optional(name: &'static str, field_type: FieldType) -> Self {
+        Self {
+            name,
+            field_type,
+            required: false,
+            sensitive: false,
+            force_new: false,
+        }
+    }
+
+    /// Marks the field required.
+    pub const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    /// Marks the field as forcing replacement when changed.
+    pub const fn force_new(mut self) -> Self {
+        self.force_new = true;
+        self
+    }
+
+    /// Marks the field sensitive.
+    pub const fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+}
+
+/// What a kind knows of the environment and the plan while planning or applying one resource.
+#[derive(Debug, Clone)]
+pub struct KindContext {
+    pub project: String,
+    pub region: String,
+    pub env_name: String,
+    /// The resource's salt for fingerprints of secret values (its prior one, or a fresh one).
+    pub salt: String,
+}
+
+/// A created object: its id and the attributes state records for it.
+#[derive(Debug)]
+pub struct Created {
+    pub id: String,
+    pub attributes: Attributes,
+}
+
+/// Why a kind could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{message}\n  hint: {hint}")]
+    Conflict { message: String, hint: String },
+}
+
+/// A resource kind.
+#[async_trait]
+pub trait Kind: Send + Sync {
+    /// Returns the kind's name as written in `[resource.NAME.…]`.
+    fn name(&self) -> &'static str;
+
+    /// Returns the settable fields.
+    fn fields(&self) -> &'static [FieldSpec];
+
+    /// Returns the problems of cross-field rules in an evaluated configuration.
+    fn check(&self, config: &Attributes) -> Vec<String>;
+
+    /// Returns the full resource name the configuration describes, when known at plan time.
+    fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String>;
+
+    /// Returns the comparable desired attributes: defaults applied, secrets fingerprinted.
+    fn desired(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError>;
+
+    /// Returns the attributes other resources may reference, as far as they are known before
+    /// apply. `changing` is true when the plan creates, replaces or updates the resource.
+    fn exported(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+        changing: bool,
+    ) -> Attributes;
+
+    /// Returns the id of the resource this one lives inside (an IAM policy's owner), if any:
+    /// when that one is created or replaced, this one must be written again.
+    fn container(&self, _config: &Attributes) -> Option<String> {
+        None
+    }
+
+    /// Returns the API update mask for changed comparable fields.
+    fn update_mask(&self, changed_fields: &[String]) -> Vec<String>;
+
+    /// Reads the live object and normalizes it for comparison; `None` when it does not exist.
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError>;
+
+    /// Creates the object.
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError>;
+
+    /// Updates the object in place for the changed comparable fields.
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        changed_fields: &[String],
+    ) -> Result<Attributes, KindError>;
+
+    /// Deletes the object; an object already gone is not an error.
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError>;
+}
+
+/// Returns every registered kind.
+pub fn registry() -> &'static [&'static dyn Kind] {
+    static KINDS: [&dyn Kind; 2] = [&SecretKind, &IamMemberKind];
+    &KINDS
+}
+
+/// Finds a kind by name.
+pub fn find(name: &str) -> Option<&'static dyn Kind> {
+    registry().iter().copied().find(|kind| kind.name() == name)
+}
+
+/// Returns a string attribute of a configuration, if set.
+pub(crate) fn string_attribute<'a>(config: &'a Attributes, name: &str) -> Option<&'a str> {
+    config.get(name).and_then(Value::as_str)
+}
+
+/// Returns the label every object created by `infra` carries, so an interrupted create can be
+/// adopted instead of duplicated.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "infra");

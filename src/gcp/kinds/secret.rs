@@ -1,0 +1,743 @@
+//! The `secret` kind: a Secret Manager secret and its current version. The secret value never
+//! leaves this file except inside the `addVersion` request: state and plans hold a salted
+//! fingerprint, and the version name, instead.
+
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+};
+use crate::gcp::{GcpClient, GcpError, Service};
+use crate::sensitive::{Redacted, salted_fingerprint};
+use crate::state::StateResource;
+use crate::value::{Attributes, Marker, Value};
+use async_trait::async_trait;
+use base64::Engine;
+use reqwest::Method;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Secret Manager secrets (`projects/{project}/secrets/{secret_id}`).
+pub struct SecretKind;
+
+static FIELDS: [FieldSpec; 9] = [
+    FieldSpec::optional("secret_id", FieldType::String)
+        .required()
+        .force_new(),
+    FieldSpec::optional("project", FieldType::String).force_new(),
+    FieldSpec::optional("labels", FieldType::StringMap),
+    FieldSpec::optional("annotations", FieldType::StringMap),
+    FieldSpec::optional("replication", FieldType::Any).force_new(),
+    FieldSpec::optional("value", FieldType::String).sensitive(),
+    FieldSpec::optional("value_from_env", FieldType::String),
+    FieldSpec::optional("generate", FieldType::Any),
+    FieldSpec::optional("old_versions", FieldType::String),
+];
+
+const VALUE_SOURCES: [&str; 3] = ["value", "value_from_env", "generate"];
+const GENERATED_MARKER: &str = "generated";
+
+impl SecretKind {
+    fn project(context: &KindContext, config: &Attributes) -> String {
+        string_attribute(config, "project")
+            .unwrap_or(&context.project)
+            .to_string()
+    }
+
+    fn secret_name(context: &KindContext, config: &Attributes) -> Option<String> {
+        let secret_id = string_attribute(config, "secret_id")?;
+        Some(format!(
+            "projects/{}/secrets/{secret_id}",
+            Self::project(context, config)
+        ))
+    }
+
+    /// Returns the secret value the configuration asks for; `None` when it is generated or unset.
+    fn literal_value(config: &Attributes) -> Result<Option<Redacted<String>>, KindError> {
+        if let Some(value) = string_attribute(config, "value") {
+            return Ok(Some(Redacted::new(value.to_string())));
+        }
+        if let Some(variable) = string_attribute(config, "value_from_env") {
+            return match std::env::var(variable) {
+                Ok(value) => Ok(Some(Redacted::new(value))),
+                Err(_) => Err(KindError::Invalid(format!(
+                    "environment variable `{variable}` (value_from_env) is not set\n  hint: export {variable}=… before running infra"
+                ))),
+            };
+        }
+        Ok(None)
+    }
+
+    fn generate(config: &Attributes) -> Result<Option<Redacted<String>>, KindError> {
+        let Some(Value::Map(spec)) = config.get("generate") else {
+            return Ok(None);
+        };
+        let bytes = match spec.get("bytes") {
+            Some(Value::Integer(count)) if (16..=4096).contains(count) => *count as usize,
+            _ => {
+                return Err(KindError::Invalid(
+                    "generate.bytes must be an integer from 16 to 4096".into(),
+                ));
+            }
+        };
+        let mut random = vec![0u8; bytes];
+        rand::fill(random.as_mut_slice());
+        let encoded = match spec
+            .get("encoding")
+            .and_then(Value::as_str)
+            .unwrap_or("base64url")
+        {
+            "base64url" => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&random),
+            "base64" => base64::engine::general_purpose::STANDARD.encode(&random),
+            "hex" => hex::encode(&random),
+            other => {
+                return Err(KindError::Invalid(format!(
+                    "generate.encoding `{other}`: use base64url, base64 or hex"
+                )));
+            }
+        };
+        Ok(Some(Redacted::new(encoded)))
+    }
+
+    fn desired_labels(config: &Attributes) -> Value {
+        let mut labels = config
+            .get("labels")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        Value::Map(labels)
+    }
+
+    fn desired_replication(config: &Attributes) -> Value {
+        match config.get("replication") {
+            Some(Value::Map(table)) => match table.get("locations") {
+                Some(Value::List(locations)) => {
+                    let mut sorted: Vec<Value> = locations.clone();
+                    sorted.sort_by_key(|location| location.to_string());
+                    Value::Map(BTreeMap::from([(
+                        "locations".to_string(),
+                        Value::List(sorted),
+                    )]))
+                }
+                _ => Value::string("automatic"),
+            },
+            _ => Value::string("automatic"),
+        }
+    }
+
+    fn replication_json(replication: &Value) -> serde_json::Value {
+        match replication {
+            Value::Map(table) => {
+                let replicas: Vec<serde_json::Value> = match table.get("locations") {
+                    Some(Value::List(locations)) => locations
+                        .iter()
+                        .map(|location| json!({"location": location.to_json()}))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                json!({"userManaged": {"replicas": replicas}})
+            }
+            _ => json!({"automatic": {}}),
+        }
+    }
+
+    fn normalize_replication(live: &serde_json::Value) -> Value {
+        match live
+            .get("userManaged")
+            .and_then(|managed| managed.get("replicas"))
+            .and_then(|replicas| replicas.as_array())
+        {
+            Some(replicas) => {
+                let mut locations: Vec<Value> = replicas
+                    .iter()
+                    .filter_map(|replica| {
+                        replica
+                            .get("location")
+                            .and_then(|l| l.as_str())
+                            .map(Value::string)
+                    })
+                    .collect();
+                locations.sort_by_key(|location| location.to_string());
+                Value::Map(BTreeMap::from([(
+                    "locations".to_string(),
+                    Value::List(locations),
+                )]))
+            }
+            None => Value::string("automatic"),
+        }
+    }
+
+    fn string_map(live: Option<&serde_json::Value>) -> Value {
+        match live {
+            Some(value @ serde_json::Value::Object(_)) => Value::from_json(value),
+            _ => Value::Map(BTreeMap::new()),
+        }
+    }
+
+    /// Rewrites a version name the API returns (project number) into the project-id form.
+    fn version_name(secret_name: &str, api_version_name: &str) -> String {
+        let number = api_version_name
+            .rsplit('/')
+            .next()
+            .unwrap_or(api_version_name);
+        format!("{secret_name}/versions/{number}")
+    }
+
+    async fn add_version(
+        client: &GcpClient,
+        secret_name: &str,
+        value: &Redacted<String>,
+    ) -> Result<String, GcpError> {
+        let data = value.expose().as_bytes();
+        let body = json!({
+            "payload": {
+                "data": base64::engine::general_purpose::STANDARD.encode(data),
+                "dataCrc32c": crc32c::crc32c(data).to_string(),
+            }
+        });
+        let version = client
+            .call(
+                Method::POST,
+                Service::SecretManager,
+                &format!("v1/{secret_name}:addVersion"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        let name = version
+            .get("name")
+            .and_then(|name| name.as_str())
+            .ok_or_else(|| GcpError::Decode {
+                method: "POST".into(),
+                url: client.url(
+                    Service::SecretManager,
+                    &format!("v1/{secret_name}:addVersion"),
+                ),
+                message: "the SecretVersion has no name".into(),
+            })?;
+        Ok(Self::version_name(secret_name, name))
+    }
+
+    async fn retire_version(
+        client: &GcpClient,
+        version: &str,
+        policy: &str,
+    ) -> Result<(), GcpError> {
+        let verb = match policy {
+            "destroy" => "destroy",
+            "keep" => return Ok(()),
+            _ => "disable",
+        };
+        match client
+            .call(
+                Method::POST,
+                Service::SecretManager,
+                &format!("v1/{version}:{verb}"),
+                &[],
+                Some(&json!({})),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already destroyed, or deleted behind our back: nothing left to retire.
+            Err(error) if error.is_not_found() || error.code() == Some(400) => {
+                tracing::debug!("not retiring {version}: {error}");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes the value (if any) as a new version and returns the state attributes of it.
+    async fn write_value(
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        secret_name: &str,
+        attributes: &mut Attributes,
+    ) -> Result<(), KindError> {
+        let (value, generated) = match Self::literal_value(config)? {
+            Some(value) => (Some(value), false),
+            None => (Self::generate(config)?, true),
+        };
+        if let Some(value) = value {
+            let version = Self::add_version(client, secret_name, &value).await?;
+            let fingerprint = if generated {
+                format!(
+                    "{GENERATED_MARKER}:{}",
+                    salted_fingerprint(&context.salt, value.expose().as_bytes())
+                )
+            } else {
+                salted_fingerprint(&context.salt, value.expose().as_bytes())
+            };
+            attributes.insert("value".into(), Value::sensitive(fingerprint));
+            attributes.insert("version".into(), Value::string(version));
+            attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Kind for SecretKind {
+    fn name(&self) -> &'static str {
+        "secret"
+    }
+
+    fn fields(&self) -> &'static [FieldSpec] {
+        &FIELDS
+    }
+
+    fn check(&self, config: &Attributes) -> Vec<String> {
+        let mut problems = Vec::new();
+        let sources: Vec<&str> = VALUE_SOURCES
+            .iter()
+            .copied()
+            .filter(|source| config.contains_key(*source))
+            .collect();
+        if sources.len() > 1 {
+            problems.push(format!(
+                "set only one of {}, not {}",
+                VALUE_SOURCES.join(", "),
+                sources.join(" and ")
+            ));
+        }
+        if let Some(policy) = config.get("old_versions") {
+            if !matches!(policy.as_str(), Some("disable" | "destroy" | "keep"))
+                && !policy.is_unknown()
+            {
+                problems.push(format!(
+                    "old_versions = {policy}: use \"disable\", \"destroy\" or \"keep\""
+                ));
+            }
+        }
+        if let Some(Value::String(secret_id)) = config.get("secret_id") {
+            let valid = !secret_id.is_empty()
+                && secret_id.len() <= 255
+                && secret_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                problems.push(format!(
+                    "secret_id {secret_id:?}: 1 to 255 letters, digits, `-` or `_`"
+                ));
+            }
+        }
+        match config.get("replication") {
+            None | Some(Value::Marker(_)) => {}
+            Some(Value::String(mode)) if mode == "automatic" => {}
+            Some(Value::Map(table))
+                if matches!(table.get("locations"), Some(Value::List(list)) if !list.is_empty())
+                    && table.len() == 1 => {}
+            Some(other) => problems.push(format!(
+                "replication = {other}: use \"automatic\" or {{ locations = [\"us-east1\", …] }}"
+            )),
+        }
+        if let Some(generate) = config.get("generate") {
+            let valid = matches!(generate, Value::Map(spec) if spec.keys().all(|key| key == "bytes" || key == "encoding") && matches!(spec.get("bytes"), Some(Value::Integer(_))));
+            if !valid {
+                problems.push("generate: use { bytes = 32, encoding = \"base64url\" } (encoding: base64url, base64 or hex)".into());
+            }
+        }
+        problems
+    }
+
+    fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        Self::secret_name(context, config)
+    }
+
+    fn desired(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError> {
+        let mut desired = Attributes::new();
+        desired.insert(
+            "secret_id".into(),
+            config.get("secret_id").cloned().unwrap_or_default(),
+        );
+        desired.insert(
+            "project".into(),
+            Value::string(Self::project(context, config)),
+        );
+        desired.insert("labels".into(), Self::desired_labels(config));
+        desired.insert(
+            "annotations".into(),
+            config
+                .get("annotations")
+                .cloned()
+                .unwrap_or(Value::Map(BTreeMap::new())),
+        );
+        desired.insert("replication".into(), Self::desired_replication(config));
+        if let Some(value) = Self::literal_value(config)? {
+            desired.insert(
+                "value".into(),
+                Value::sensitive(salted_fingerprint(&context.salt, value.expose().as_bytes())),
+            );
+        } else if config.contains_key("generate") {
+            // Generated once: once a value exists it is never compared (nor regenerated) again,
+            // unless the resource is replaced.
+            let generated_before = prior
+                .and_then(|prior| prior.attributes.get("value"))
+                .is_some_and(|value| matches!(value, Value::Marker(Marker::Sensitive(_))));
+            if !generated_before {
+                desired.insert("value".into(), Value::sensitive(GENERATED_MARKER));
+            }
+        }
+        Ok(desired)
+    }
+
+    fn exported(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+        changing: bool,
+    ) -> Attributes {
+        let mut exported = Attributes::new();
+        let name = Self::secret_name(context, config).map_or_else(Value::unknown, Value::String);
+        exported.insert("name".into(), name.clone());
+        exported.insert("id".into(), name);
+        exported.insert(
+            "secret_id".into(),
+            config.get("secret_id").cloned().unwrap_or_default(),
+        );
+        exported.insert(
+            "project".into(),
+            Value::string(Self::project(context, config)),
+        );
+        let prior_version = prior
+            .and_then(|prior| prior.attributes.get("version"))
+            .cloned();
+        exported.insert(
+            "version".into(),
+            match (changing, prior_version) {
+                (false, Some(version)) => version,
+                _ => Value::unknown(),
+            },
+        );
+        exported
+    }
+
+    fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
+        changed_fields
+            .iter()
+            .filter_map(|field| match field.split('.').next() {
+                Some("labels") => Some("labels"),
+                Some("annotations") => Some("annotations"),
+                _ => None,
+            })
+            .map(String::from)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError> {
+        let live = match client
+            .call(
+                Method::GET,
+                Service::SecretManager,
+                &format!("v1/{id}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(live) => live,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let (project, secret_id) = match id.split('/').collect::<Vec<_>>()[..] {
+            ["projects", project, "secrets", secret_id] => {
+                (project.to_string(), secret_id.to_string())
+            }
+            _ => {
+                return Err(KindError::Invalid(format!(
+                    "`{id}` is not a secret name (projects/P/secrets/S)"
+                )));
+            }
+        };
+        let mut attributes = Attributes::new();
+        attributes.insert("secret_id".into(), Value::string(secret_id));
+        attributes.insert("project".into(), Value::string(project));
+        attributes.insert("name".into(), Value::string(id));
+        attributes.insert("labels".into(), Self::string_map(live.get("labels")));
+        attributes.insert(
+            "annotations".into(),
+            Self::string_map(live.get("annotations")),
+        );
+        attributes.insert(
+            "replication".into(),
+            Self::normalize_replication(
+                live.get("replication").unwrap_or(&serde_json::Value::Null),
+            ),
+        );
+        let latest = match client
+            .call(
+                Method::GET,
+                Service::SecretManager,
+                &format!("v1/{id}/versions/latest"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(version) => Some(version),
+            Err(error) if error.is_not_found() => None,
+            Err(error) => return Err(error.into()),
+        };
+        let prior_version = prior
+            .and_then(|prior| prior.attributes.get("version"))
+            .and_then(Value::as_str);
+        let prior_value = prior.and_then(|prior| prior.attributes.get("value"));
+        if let Some(latest) = latest {
+            let version = Self::version_name(
+                id,
+                latest
+                    .get("name")
+                    .and_then(|name| name.as_str())
+                    .unwrap_or_default(),
+            );
+            let enabled = latest.get("state").and_then(|state| state.as_str()) == Some("ENABLED");
+            let value = match (prior_version, prior_value) {
+                (Some(known), Some(value)) if known == version && enabled => value.clone(),
+                // Someone added, disabled or destroyed versions outside infra: the live value is not ours.
+                _ => Value::sensitive(format!(
+                    "changed outside infra: latest is {version}{}",
+                    if enabled { "" } else { " (not enabled)" }
+                )),
+            };
+            attributes.insert("value".into(), value);
+            attributes.insert("version".into(), Value::string(version));
+        }
+        if let Some(salt) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
+            attributes.insert("value_salt".into(), salt.clone());
+        }
+        Ok(Some(attributes))
+    }
+
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let project = Self::project(context, config);
+        let secret_id = string_attribute(config, "secret_id")
+            .unwrap_or_default()
+            .to_string();
+        let name = format!("projects/{project}/secrets/{secret_id}");
+        let desired = self.desired(context, config, None)?;
+        let body = json!({
+            "replication": Self::replication_json(&desired["replication"]),
+            "labels": desired["labels"].to_json(),
+            "annotations": desired["annotations"].to_json(),
+        });
+        let created = client
+            .call(
+                Method::POST,
+                Service::SecretManager,
+                &format!("v1/projects/{project}/secrets"),
+                &[("secretId", secret_id.clone())],
+                Some(&body),
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(error) if error.code() == Some(409) => {
+                // An earlier run may have been interrupted after the create: adopt what carries our label.
+                let live = client
+                    .call(
+                        Method::GET,
+                        Service::SecretManager,
+                        &format!("v1/{name}"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                let ours = live
+                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
+                    .and_then(|v| v.as_str())
+                    == Some(MANAGED_BY_LABEL.1);
+                if !ours {
+                    return Err(KindError::Conflict {
+                        message: format!("{name} already exists and was not created by infra"),
+                        hint: "delete it, or change secret_id; importing existing secrets arrives with `infra import`".into(),
+                    });
+                }
+                tracing::info!("adopting {name}, created by an interrupted run");
+                let patch = json!({"labels": body["labels"], "annotations": body["annotations"]});
+                client
+                    .call(
+                        Method::PATCH,
+                        Service::SecretManager,
+                        &format!("v1/{name}"),
+                        &[("updateMask", "labels,annotations".into())],
+                        Some(&patch),
+                    )
+                    .await?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let mut attributes = desired;
+        attributes.remove("value");
+        attributes.insert("name".into(), Value::string(name.clone()));
+        Self::write_value(client, context, config, &name, &mut attributes).await?;
+        Ok(Created {
+            id: name,
+            attributes,
+        })
+    }
+
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        changed_fields: &[String],
+    ) -> Result<Attributes, KindError> {
+        let name = prior.id.clone();
+        let desired = self.desired(context, config, Some(prior))?;
+        let mask = self.update_mask(changed_fields);
+        if !mask.is_empty() {
+            let mut body = serde_json::Map::new();
+            for field in &mask {
+                body.insert(field.clone(), desired[field.as_str()].to_json());
+            }
+            client
+                .call(
+                    Method::PATCH,
+                    Service::SecretManager,
+                    &format!("v1/{name}"),
+                    &[("updateMask", mask.join(","))],
+                    Some(&serde_json::Value::Object(body)),
+                )
+                .await?;
+        }
+        let mut attributes = desired;
+        attributes.remove("value");
+        attributes.insert("name".into(), Value::string(name.clone()));
+        for carried in ["value", "version", "value_salt"] {
+            if let Some(value) = prior.attributes.get(carried) {
+                attributes.insert(carried.into(), value.clone());
+            }
+        }
+        if changed_fields.iter().any(|field| field == "value") {
+            let previous_version = prior
+                .attributes
+                .get("version")
+                .and_then(Value::as_str)
+                .map(String::from);
+            Self::write_value(client, context, config, &name, &mut attributes).await?;
+            if let Some(previous) = previous_version {
+                let policy = string_attribute(config, "old_versions").unwrap_or("disable");
+                if attributes.get("version").and_then(Value::as_str) != Some(previous.as_str()) {
+                    Self::retire_version(client, &previous, policy).await?;
+                }
+            }
+        }
+        Ok(attributes)
+    }
+
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        match client
+            .call(
+                Method::DELETE,
+                Service::SecretManager,
+                &format!("v1/{}", prior.id),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> KindContext {
+        KindContext {
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "e".into(),
+            salt: "salt".into(),
+        }
+    }
+
+    fn config(entries: &[(&str, Value)]) -> Attributes {
+        entries
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn desired_fingerprints_the_value_and_adds_the_managed_label() {
+        let config = config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string("sentinel-500")),
+        ]);
+        let desired = SecretKind
+            .desired(&context(), &config, None)
+            .expect("desired");
+        let text = serde_json::to_string(&desired).expect("json");
+        assert!(!text.contains("sentinel-500"), "{text}");
+        assert_eq!(
+            desired["labels"].as_map().expect("map")["managed-by"],
+            Value::string("infra")
+        );
+        assert_eq!(desired["replication"], Value::string("automatic"));
+    }
+
+    #[test]
+    fn two_value_sources_are_refused() {
+        let config = config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string("x")),
+            ("value_from_env", Value::string("X")),
+        ]);
+        let problems = SecretKind.check(&config);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn replication_locations_are_sorted_for_comparison() {
+        let config = config(&[(
+            "replication",
+            Value::Map(BTreeMap::from([(
+                "locations".into(),
+                Value::List(vec![
+                    Value::string("us-east1"),
+                    Value::string("europe-west1"),
+                ]),
+            )])),
+        )]);
+        let replication = SecretKind::desired_replication(&config);
+        assert_eq!(
+            replication.to_string(),
+            r#"{locations = ["europe-west1", "us-east1"]}"#
+        );
+        let live = json!({"userManaged": {"replicas": [{"location": "us-east1"}, {"location": "europe-west1"}]}});
+        assert_eq!(SecretKind::normalize_replication(&live), replication);
+    }
+
+    #[test]
+    fn update_mask_names_api_fields() {
+        let mask =
+            SecretKind.update_mask(&["labels.env".into(), "labels.app".into(), "value".into()]);
+        assert_eq!(mask, vec!["labels".to_string()]);
+    }
+}

@@ -1,0 +1,8 @@
+//! Talking to Google: the REST client core, typed errors, and one file per resource kind.
+
+pub mod client;
+pub mod error;
+pub mod kinds;
+
+pub use client::{GcpClient, RetryPolicy, Service};
+pub use error::GcpError;

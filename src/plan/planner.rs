@@ -1,0 +1,807 @@
+//! Makes a plan: refreshes every object in state concurrently, walks the block graph to
+//! evaluate the configuration, compares desired with live attributes per resource, and decides
+//! create / update (with its mask) / replace / delete / no-op, reporting drift on the way.
+//! Instance evaluation is shared with the executor, which re-evaluates with applied values.
+
+use super::diff::{changed_paths, is_ignored};
+use super::model::*;
+use crate::config::error::{ConfigError, Diagnostic, DiagnosticCode};
+use crate::config::eval::{BlockValue, EvalScope, Evaluator, Values};
+use crate::config::source::Span;
+use crate::config::{
+    BlockId, Configuration, Lifecycle, ModuleInstance, ResourceBlock, instance_address,
+};
+use crate::gcp::GcpClient;
+use crate::gcp::kinds::{self, Kind, KindContext};
+use crate::graph::{DependencyGraph, block_graph};
+use crate::state::{ResourceStatus, State, StateResource};
+use crate::value::{Attributes, Value};
+use futures::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How to plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub parallelism: usize,
+    pub refresh: bool,
+    pub destroy: bool,
+    pub replace: Vec<String>,
+    /// Reuse a plan's salt (when checking a saved plan); `None` draws a fresh one.
+    pub salt: Option<String>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 32,
+            refresh: true,
+            destroy: false,
+            replace: Vec::new(),
+            salt: None,
+        }
+    }
+}
+
+/// Why no plan could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("refreshing state failed:\n{}", .0.join("\n"))]
+    Refresh(Vec<String>),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One evaluated resource instance.
+pub struct InstanceConfig {
+    pub address: String,
+    pub block: BlockId,
+    pub key: Option<String>,
+    pub kind: &'static dyn Kind,
+    pub config: Attributes,
+    pub lifecycle: Lifecycle,
+    pub span: Span,
+}
+
+/// Returns the salt for a resource's secret fingerprints: its recorded one, or one derived from
+/// the plan's salt and its address (so a saved plan and its re-check agree).
+pub fn resource_salt(plan_salt: &str, address: &str, prior: Option<&StateResource>) -> String {
+    if let Some(Value::String(salt)) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
+        return salt.clone();
+    }
+    let digest = Sha256::digest(format!("{plan_salt}\0{address}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// Returns the context a kind sees for one resource.
+pub fn kind_context(configuration: &Configuration, salt: String) -> KindContext {
+    KindContext {
+        project: configuration.env.project.clone(),
+        region: configuration.env.region.clone(),
+        env_name: configuration.env.name.clone(),
+        salt,
+    }
+}
+
+/// Evaluates a resource block into its instances (one, or one per `for_each` key).
+pub fn evaluate_instances(
+    configuration: &Configuration,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    values: &Values,
+) -> Result<Vec<InstanceConfig>, Vec<Diagnostic>> {
+    let evaluator = Evaluator {
+        configuration,
+        values,
+    };
+    let env_scope = module.name.is_empty();
+    let block_id = BlockId::Resource {
+        module: module.name.clone(),
+        kind: block.kind.clone(),
+        name: block.name.clone(),
+    };
+    let kind = kinds::find(&block.kind).ok_or_else(|| {
+        vec![Diagnostic::new(
+            DiagnosticCode::UnknownKind,
+            &block.span,
+            format!("unknown kind {}", block.kind),
+        )]
+    })?;
+    let keys: Vec<(Option<String>, Value)> = match &block.for_each {
+        None => vec![(None, Value::Null)],
+        Some(expression) => {
+            let value = evaluator
+                .value(
+                    expression,
+                    EvalScope {
+                        module,
+                        env_scope,
+                        each: None,
+                    },
+                )
+                .map_err(|diagnostic| vec![diagnostic])?;
+            let invalid = |message: String| {
+                vec![Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    expression.span(),
+                    message,
+                )]
+            };
+            if value.contains_unknown() {
+                return Err(invalid(format!(
+                    "{}: for_each depends on values known only after apply; it must be known at plan time",
+                    instance_address(&module.name, &block.kind, &block.name, None)
+                )));
+            }
+            match value {
+                Value::Map(entries) => entries
+                    .into_iter()
+                    .map(|(key, value)| (Some(key), value))
+                    .collect(),
+                Value::List(items) => items
+                    .into_iter()
+                    .map(|item| match item.to_interpolation() {
+                        Some(key) => Ok((Some(key), item)),
+                        None => Err(invalid("for_each over a list needs strings".into())),
+                    })
+                    .collect::<Result<_, _>>()?,
+                other => {
+                    return Err(invalid(format!(
+                        "for_each must be a map or a list of strings, not a {}",
+                        other.type_name()
+                    )));
+                }
+            }
+        }
+    };
+    let mut instances = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (key, each_value) in &keys {
+        let address = instance_address(&module.name, &block.kind, &block.name, key.as_deref());
+        let scope = EvalScope {
+            module,
+            env_scope,
+            each: key.as_deref().map(|key| (key, each_value)),
+        };
+        let mut config = Attributes::new();
+        for (field, expression) in &block.attributes {
+            match evaluator.value(expression, scope) {
+                Ok(Value::Null) => {}
+                Ok(value) => {
+                    let spec = kind.fields().iter().find(|spec| spec.name == field);
+                    if let Some(spec) = spec.filter(|spec| !spec.field_type.accepts(&value)) {
+                        diagnostics.push(Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            expression.span(),
+                            format!(
+                                "{address}: `{field}` must be a {}, not a {}",
+                                spec.field_type.describe(),
+                                value.type_name()
+                            ),
+                        ));
+                    }
+                    config.insert(field.clone(), value);
+                }
+                Err(diagnostic) => diagnostics.push(diagnostic),
+            }
+        }
+        for problem in kind.check(&config) {
+            diagnostics.push(Diagnostic::new(
+                DiagnosticCode::InvalidValue,
+                &block.span,
+                format!("{address}: {problem}"),
+            ));
+        }
+        instances.push(InstanceConfig {
+            address,
+            block: block_id.clone(),
+            key: key.clone(),
+            kind,
+            config,
+            lifecycle: block.lifecycle.clone(),
+            span: block.span.clone(),
+        });
+    }
+    if diagnostics.is_empty() {
+        Ok(instances)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Stores a block's instances' exported attributes where references find them.
+pub fn record_block(
+    values: &mut Values,
+    block: &BlockId,
+    is_each: bool,
+    exported: BTreeMap<Option<String>, Attributes>,
+) {
+    let BlockId::Resource { module, kind, name } = block else {
+        return;
+    };
+    let value = if is_each {
+        BlockValue::Each(
+            exported
+                .into_iter()
+                .filter_map(|(key, attributes)| key.map(|key| (key, Value::Map(attributes))))
+                .collect(),
+        )
+    } else {
+        BlockValue::Single(
+            exported
+                .into_values()
+                .next()
+                .map(Value::Map)
+                .unwrap_or_default(),
+        )
+    };
+    values
+        .resources
+        .insert((module.clone(), kind.clone(), name.clone()), value);
+}
+
+/// Evaluates an input or output block and stores its value.
+pub fn evaluate_value_block(
+    configuration: &Configuration,
+    block: &BlockId,
+    values: &mut Values,
+) -> Result<(), Diagnostic> {
+    let module = configuration
+        .modules
+        .iter()
+        .find(|module| module.name == block.module());
+    let Some(module) = module else { return Ok(()) };
+    let root = &configuration.modules[0];
+    let evaluator = Evaluator {
+        configuration,
+        values,
+    };
+    match block {
+        BlockId::Input { name, .. } => {
+            let Some(input) = module.inputs.get(name) else {
+                return Ok(());
+            };
+            let value = match module.arguments.get(name) {
+                Some(argument) => evaluator.value(
+                    argument,
+                    EvalScope {
+                        module: root,
+                        env_scope: true,
+                        each: None,
+                    },
+                )?,
+                None => match &input.default {
+                    Some(default) => evaluator.value(
+                        default,
+                        EvalScope {
+                            module,
+                            env_scope: false,
+                            each: None,
+                        },
+                    )?,
+                    None => Value::Null,
+                },
+            };
+            if !input.input_type.accepts(&value) {
+                let span = module
+                    .arguments
+                    .get(name)
+                    .map_or(&input.span, |argument| argument.span());
+                return Err(Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    span,
+                    format!(
+                        "module `{}` input `{name}` must be a {:?}, not a {}",
+                        module.name,
+                        input.input_type,
+                        value.type_name()
+                    )
+                    .to_lowercase(),
+                ));
+            }
+            values
+                .inputs
+                .insert((module.name.clone(), name.clone()), value);
+        }
+        BlockId::Output { name, .. } => {
+            let Some(output) = module.outputs.get(name) else {
+                return Ok(());
+            };
+            let value = evaluator.value(
+                &output.value,
+                EvalScope {
+                    module,
+                    env_scope: module.name.is_empty(),
+                    each: None,
+                },
+            )?;
+            values
+                .outputs
+                .insert((module.name.clone(), name.clone()), value);
+        }
+        BlockId::Resource { .. } => {}
+    }
+    Ok(())
+}
+
+/// Returns, per resource block, the resource blocks it depends on through any chain of inputs
+/// and outputs.
+pub fn resource_dependencies(
+    graph: &DependencyGraph<BlockId>,
+) -> BTreeMap<BlockId, BTreeSet<BlockId>> {
+    let mut result = BTreeMap::new();
+    for block in graph
+        .nodes()
+        .filter(|block| matches!(block, BlockId::Resource { .. }))
+    {
+        let mut found = BTreeSet::new();
+        let mut stack = graph.dependencies(block);
+        let mut seen = BTreeSet::new();
+        while let Some(next) = stack.pop() {
+            if !seen.insert(next.clone()) {
+                continue;
+            }
+            if matches!(next, BlockId::Resource { .. }) {
+                found.insert(next);
+            } else {
+                stack.extend(graph.dependencies(&next));
+            }
+        }
+        result.insert(block.clone(), found);
+    }
+    result
+}
+
+/// Returns the output address used in plans and state: `name` or `module.m.name`.
+pub fn output_address(module: &str, name: &str) -> String {
+    if module.is_empty() {
+        name.to_string()
+    } else {
+        format!("module.{module}.{name}")
+    }
+}
+
+/// Refreshes the live objects of every resource in state, at most `parallelism` at a time.
+pub async fn refresh(
+    state: &State,
+    client: &GcpClient,
+    parallelism: usize,
+) -> Result<BTreeMap<String, Option<Attributes>>, PlanError> {
+    let reads = state.resources.iter().map(|resource| async move {
+        let kind = kinds::find(&resource.kind).ok_or_else(|| {
+            format!(
+                "{}: state holds kind `{}`, which this build does not know",
+                resource.address, resource.kind
+            )
+        })?;
+        kind.read(client, &resource.id, Some(resource))
+            .await
+            .map(|live| (resource.address.clone(), live))
+            .map_err(|error| format!("{}: {error}", resource.address))
+    });
+    let results: Vec<Result<(String, Option<Attributes>), String>> = stream::iter(reads)
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
+    let mut live = BTreeMap::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok((address, attributes)) => {
+                live.insert(address, attributes);
+            }
+            Err(message) => errors.push(message),
+        }
+    }
+    errors.sort();
+    if errors.is_empty() {
+        Ok(live)
+    } else {
+        Err(PlanError::Refresh(errors))
+    }
+}
+
+/// Makes the plan for a configuration against a state.
+pub async fn make_plan(
+    configuration: &Configuration,
+    state: &State,
+    client: &GcpClient,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let graph = block_graph(configuration)?;
+    let live = if options.refresh {
+        refresh(state, client, options.parallelism).await?
+    } else {
+        state
+            .resources
+            .iter()
+            .map(|resource| (resource.address.clone(), Some(resource.attributes.clone())))
+            .collect()
+    };
+    plan_with_live(configuration, state, &graph, &live, options)
+}
+
+/// Makes the plan from already refreshed live attributes (pure: no I/O beyond `file()`).
+pub fn plan_with_live(
+    configuration: &Configuration,
+    state: &State,
+    graph: &DependencyGraph<BlockId>,
+    live: &BTreeMap<String, Option<Attributes>>,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let salt = options
+        .salt
+        .clone()
+        .unwrap_or_else(crate::sensitive::new_salt);
+    let order = graph
+        .topological_order()
+        .map_err(|_| PlanError::Refused("dependency cycle".into()))?;
+    let block_dependencies = resource_dependencies(graph);
+    let mut values = Values::default();
+    let mut diagnostics = Vec::new();
+    let mut changes: Vec<ResourceChange> = Vec::new();
+    let mut drift = Vec::new();
+    let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
+    let mut addresses_by_block: BTreeMap<BlockId, Vec<String>> = BTreeMap::new();
+    for block in &order {
+        let BlockId::Resource { module, kind, name } = block else {
+            if let Err(diagnostic) = evaluate_value_block(configuration, block, &mut values) {
+                diagnostics.push(diagnostic);
+            }
+            continue;
+        };
+        let Some(module_instance) = configuration
+            .modules
+            .iter()
+            .find(|candidate| &candidate.name == module)
+        else {
+            continue;
+        };
+        let Some(resource_block) = module_instance.resource(kind, name) else {
+            continue;
+        };
+        let instances =
+            match evaluate_instances(configuration, module_instance, resource_block, &values) {
+                Ok(instances) => instances,
+                Err(found) => {
+                    diagnostics.extend(found);
+                    continue;
+                }
+            };
+        let dependencies: Vec<String> = block_dependencies
+            .get(block)
+            .into_iter()
+            .flatten()
+            .flat_map(|dependency| {
+                addresses_by_block
+                    .get(dependency)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut exported = BTreeMap::new();
+        for instance in &instances {
+            let prior = state.resource(&instance.address);
+            let context = kind_context(
+                configuration,
+                resource_salt(&salt, &instance.address, prior),
+            );
+            match plan_instance(
+                instance,
+                prior,
+                live.get(&instance.address),
+                &context,
+                options,
+                &planned_ids,
+                &mut drift,
+            ) {
+                Ok(mut change) => {
+                    if let Some(id) = &change.id {
+                        planned_ids.insert(id.clone(), change.action);
+                    }
+                    let changing = change.action != Action::NoOp;
+                    exported.insert(
+                        instance.key.clone(),
+                        instance
+                            .kind
+                            .exported(&context, &instance.config, prior, changing),
+                    );
+                    change.dependencies = dependencies.clone();
+                    if options.destroy {
+                        change = destroy_change(change, prior);
+                    }
+                    if matches!(change.action, Action::Replace | Action::Delete)
+                        && instance.lifecycle.prevent_destroy
+                    {
+                        diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                &instance.span,
+                                format!("{}: the plan would destroy it, but lifecycle.prevent_destroy is set", instance.address),
+                            )
+                            .with_hint("remove prevent_destroy first if destroying it is really meant"),
+                        );
+                    }
+                    changes.push(change);
+                }
+                Err(diagnostic) => diagnostics.push(diagnostic),
+            }
+        }
+        addresses_by_block.insert(
+            block.clone(),
+            instances
+                .iter()
+                .map(|instance| instance.address.clone())
+                .collect(),
+        );
+        record_block(
+            &mut values,
+            block,
+            resource_block.for_each.is_some(),
+            exported,
+        );
+    }
+    if !diagnostics.is_empty() {
+        return Err(PlanError::Config(ConfigError { diagnostics }));
+    }
+    let configured: BTreeSet<&str> = changes
+        .iter()
+        .map(|change| change.address.as_str())
+        .collect();
+    let mut orphans = Vec::new();
+    for resource in &state.resources {
+        if configured.contains(resource.address.as_str()) {
+            continue;
+        }
+        let live_attributes = match live.get(&resource.address) {
+            Some(None) => None,
+            Some(Some(attributes)) => Some(attributes.clone()),
+            None => Some(resource.attributes.clone()),
+        };
+        let sensitive = kinds::find(&resource.kind)
+            .map(sensitive_fields)
+            .unwrap_or_default();
+        orphans.push(ResourceChange {
+            address: resource.address.clone(),
+            kind: resource.kind.clone(),
+            action: Action::Delete,
+            id: Some(resource.id.clone()),
+            reason: Some(if live_attributes.is_none() {
+                "already gone; removed from state".into()
+            } else {
+                "no longer in the configuration".into()
+            }),
+            before: Some(live_attributes.unwrap_or_else(|| resource.attributes.clone())),
+            after: None,
+            changed: Vec::new(),
+            replace_paths: Vec::new(),
+            update_mask: Vec::new(),
+            sensitive,
+            dependencies: resource.dependencies.clone(),
+        });
+    }
+    changes.extend(orphans);
+    changes.sort_by(|left, right| left.address.cmp(&right.address));
+    drift.sort_by(|left: &Drift, right: &Drift| left.address.cmp(&right.address));
+    let outputs = plan_outputs(configuration, state, &values, options.destroy);
+    Ok(Plan {
+        format: PLAN_FORMAT,
+        env: configuration.env.name.clone(),
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        config_digest: config_digest(configuration),
+        salt,
+        destroy: options.destroy,
+        changes,
+        drift,
+        outputs,
+    })
+}
+
+fn sensitive_fields(kind: &dyn Kind) -> Vec<String> {
+    kind.fields()
+        .iter()
+        .filter(|spec| spec.sensitive)
+        .map(|spec| spec.name.to_string())
+        .collect()
+}
+
+fn destroy_change(mut change: ResourceChange, prior: Option<&StateResource>) -> ResourceChange {
+    match prior {
+        Some(prior) => {
+            change.action = Action::Delete;
+            change.before = change.before.or_else(|| Some(prior.attributes.clone()));
+            change.after = None;
+            change.reason = None;
+            change.changed.clear();
+            change.replace_paths.clear();
+            change.update_mask.clear();
+        }
+        None => {
+            change.action = Action::NoOp;
+            change.after = None;
+        }
+    }
+    change
+}
+
+fn plan_instance(
+    instance: &InstanceConfig,
+    prior: Option<&StateResource>,
+    live: Option<&Option<Attributes>>,
+    context: &KindContext,
+    options: &PlanOptions,
+    planned_ids: &BTreeMap<String, Action>,
+    drift: &mut Vec<Drift>,
+) -> Result<ResourceChange, Diagnostic> {
+    let kind = instance.kind;
+    let desired = kind
+        .desired(context, &instance.config, prior)
+        .map_err(|error| {
+            Diagnostic::new(
+                DiagnosticCode::InvalidValue,
+                &instance.span,
+                format!("{}: {error}", instance.address),
+            )
+        })?;
+    let id = kind
+        .resource_id(context, &instance.config)
+        .or_else(|| prior.map(|prior| prior.id.clone()));
+    let mut change = ResourceChange {
+        address: instance.address.clone(),
+        kind: kind.name().to_string(),
+        action: Action::NoOp,
+        id: id.clone(),
+        reason: None,
+        before: None,
+        after: Some(desired.clone()),
+        changed: Vec::new(),
+        replace_paths: Vec::new(),
+        update_mask: Vec::new(),
+        sensitive: sensitive_fields(kind),
+        dependencies: Vec::new(),
+    };
+    let live_attributes = match (prior, live) {
+        (None, _) => None,
+        (Some(_), Some(None)) => {
+            drift.push(Drift {
+                address: instance.address.clone(),
+                kind: "deleted".into(),
+                paths: Vec::new(),
+            });
+            None
+        }
+        (Some(prior), Some(Some(attributes))) => {
+            let paths = changed_paths(&prior_comparable(&desired, &prior.attributes), attributes);
+            if !paths.is_empty() && prior.status == ResourceStatus::Created {
+                drift.push(Drift {
+                    address: instance.address.clone(),
+                    kind: "changed".into(),
+                    paths,
+                });
+            }
+            Some(attributes.clone())
+        }
+        (Some(prior), None) => Some(prior.attributes.clone()),
+    };
+    let Some(live_attributes) = live_attributes else {
+        change.action = Action::Create;
+        if prior.is_some() {
+            change.reason = Some("deleted outside infra".into());
+        }
+        return Ok(change);
+    };
+    change.before = Some(live_attributes.clone());
+    let changed: Vec<String> = changed_paths(&desired, &live_attributes)
+        .into_iter()
+        .filter(|path| !is_ignored(path, &instance.lifecycle.ignore_changes))
+        .collect();
+    let force_new: Vec<String> = changed
+        .iter()
+        .filter(|path| {
+            kind.fields()
+                .iter()
+                .any(|spec| spec.force_new && spec.name == top(path))
+        })
+        .cloned()
+        .collect();
+    change.changed = changed.clone();
+    let container_recreated = kind
+        .container(&instance.config)
+        .and_then(|container| planned_ids.get(&container))
+        .is_some_and(|action| matches!(action, Action::Create | Action::Replace));
+    if options.replace.contains(&instance.address) {
+        change.action = Action::Replace;
+        change.reason = Some("replacement requested with --replace".into());
+    } else if !force_new.is_empty() {
+        change.action = Action::Replace;
+        change.replace_paths = force_new;
+    } else if container_recreated {
+        change.action = Action::Create;
+        change.reason = Some("the resource it lives in is being created".into());
+    } else if !changed.is_empty() {
+        change.action = Action::Update;
+        change.update_mask = kind.update_mask(&changed);
+    }
+    Ok(change)
+}
+
+/// The prior attributes restricted to what the configuration compares, for drift detection.
+fn prior_comparable(desired: &Attributes, prior: &Attributes) -> Attributes {
+    desired
+        .keys()
+        .filter_map(|field| prior.get(field).map(|value| (field.clone(), value.clone())))
+        .collect()
+}
+
+fn top(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+fn plan_outputs(
+    configuration: &Configuration,
+    state: &State,
+    values: &Values,
+    destroy: bool,
+) -> BTreeMap<String, OutputChange> {
+    let mut outputs = BTreeMap::new();
+    for module in &configuration.modules {
+        for (name, declaration) in &module.outputs {
+            let address = output_address(&module.name, name);
+            let before = state
+                .outputs
+                .get(&address)
+                .map(|output| output.value.clone());
+            let after = if destroy {
+                None
+            } else {
+                values
+                    .outputs
+                    .get(&(module.name.clone(), name.clone()))
+                    .cloned()
+            };
+            let action = match (&before, &after) {
+                (None, Some(_)) => Action::Create,
+                (Some(_), None) => Action::Delete,
+                (Some(old), Some(new)) if old != new => Action::Update,
+                _ => Action::NoOp,
+            };
+            outputs.insert(
+                address,
+                OutputChange {
+                    action,
+                    before,
+                    after,
+                    sensitive: declaration.sensitive,
+                },
+            );
+        }
+    }
+    for (address, output) in &state.outputs {
+        outputs
+            .entry(address.clone())
+            .or_insert_with(|| OutputChange {
+                action: Action::Delete,
+                before: Some(output.value.clone()),
+                after: None,
+                sensitive: output.sensitive,
+            });
+    }
+    outputs
+}
+
+/// Returns the SHA-256 over every configuration file's path and text.
+pub fn config_digest(configuration: &Configuration) -> String {
+    let mut hasher = Sha256::new();
+    let mut files: Vec<_> = configuration.files.iter().collect();
+    files.sort_by(|left, right| left.display_path.cmp(&right.display_path));
+    for file in files {
+        hasher.update(file.display_path.as_bytes());
+        hasher.update([0]);
+        hasher.update(file.text.as_bytes());
+        hasher.update([0]);
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
