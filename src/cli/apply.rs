@@ -141,7 +141,13 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
     let parallelism = usize::from(args.planning.parallelism);
     if let Some(path) = &args.plan_file {
         let saved = read_plan(path)?;
-        let state = session.lock_and_read("apply", args.planning.lock_timeout)?;
+        // A plan made before any state existed carries the lineage the new state will have.
+        let state = session
+            .lock_and_read_existing("apply", args.planning.lock_timeout)?
+            .unwrap_or_else(|| State {
+                lineage: saved.lineage.clone(),
+                ..State::new(&session.configuration.env.name)
+            });
         check_fresh(
             path,
             &saved,

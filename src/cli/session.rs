@@ -6,8 +6,12 @@ use super::GlobalArgs;
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
 use crate::gcp::GcpClient;
+use crate::graph::block_graph;
+use crate::plan::PlanOptions;
+use crate::plan::planner::plan_with_live;
 use crate::state::{Backend, State};
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,10 +36,22 @@ pub fn project_root(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     Ok(found.unwrap_or(&current).to_path_buf())
 }
 
-/// Loads and validates the environment's configuration.
+/// Loads and validates the environment's configuration: keys, kinds, references, cycles, and
+/// every expression evaluated against an empty state. Nothing is read or written elsewhere, so
+/// a bad configuration stops here with nothing written.
 pub fn load_configuration(global: &GlobalArgs) -> anyhow::Result<Configuration> {
     let root = project_root(global)?;
-    Ok(config::load(&root, &global.env)?)
+    let configuration = config::load(&root, &global.env)?;
+    let graph = block_graph(&configuration)?;
+    let empty = State::new(&configuration.env.name);
+    plan_with_live(
+        &configuration,
+        &empty,
+        &graph,
+        &BTreeMap::new(),
+        &PlanOptions::default(),
+    )?;
+    Ok(configuration)
 }
 
 /// Parses `--lock-timeout` values such as `0s`, `500ms`, `60s`, `2m`.
@@ -109,8 +125,18 @@ impl Session {
         operation: &str,
         lock_timeout: Duration,
     ) -> anyhow::Result<State> {
+        let existing = self.lock_and_read_existing(operation, lock_timeout)?;
+        Ok(existing.unwrap_or_else(|| State::new(&self.configuration.env.name)))
+    }
+
+    /// Takes the state lock for `operation` and reads the state, `None` when none exists yet.
+    pub fn lock_and_read_existing(
+        &mut self,
+        operation: &str,
+        lock_timeout: Duration,
+    ) -> anyhow::Result<Option<State>> {
         self.backend.lock(operation, lock_timeout)?;
-        Ok(self.backend.read_or_new(&self.configuration.env.name)?)
+        Ok(self.backend.read()?)
     }
 }
 

@@ -5,9 +5,10 @@
 
 use super::error::{Diagnostic, DiagnosticCode};
 use super::expr::{Expression, ExpressionKind, Step, TemplatePart, Traversal, ValueExpr};
-use super::model::{Configuration, ModuleInstance};
+use super::model::{Configuration, ModuleInstance, instance_address};
 use crate::value::Value;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a resource block evaluates to: one object, or one per `for_each` key.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Values {
     pub inputs: BTreeMap<(String, String), Value>,
     pub outputs: BTreeMap<(String, String), Value>,
     pub resources: BTreeMap<(String, String, String), BlockValue>,
+    /// The resource instances each input and output was computed from.
+    pub input_sources: BTreeMap<(String, String), BTreeSet<String>>,
+    pub output_sources: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
 /// Where an expression is evaluated.
@@ -32,13 +36,32 @@ pub struct EvalScope<'a> {
     pub each: Option<(&'a str, &'a Value)>,
 }
 
-/// Evaluates configuration expressions.
+/// Evaluates configuration expressions, recording which resource instances they read.
 pub struct Evaluator<'a> {
     pub configuration: &'a Configuration,
     pub values: &'a Values,
+    touched: RefCell<BTreeSet<String>>,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
+    /// Creates an evaluator over the values known so far.
+    pub fn new(configuration: &'a Configuration, values: &'a Values) -> Self {
+        Self {
+            configuration,
+            values,
+            touched: RefCell::default(),
+        }
+    }
+
+    /// Returns (and forgets) the addresses of the resource instances read since the last call.
+    pub fn take_touched(&self) -> BTreeSet<String> {
+        std::mem::take(&mut self.touched.borrow_mut())
+    }
+
+    fn touch(&self, addresses: impl IntoIterator<Item = String>) {
+        self.touched.borrow_mut().extend(addresses);
+    }
+
     /// Evaluates a configuration value.
     pub fn value(&self, expression: &ValueExpr, scope: EvalScope<'_>) -> Result<Value, Diagnostic> {
         match expression {
@@ -156,27 +179,33 @@ impl Evaluator<'_> {
                 }
             }
             "input" => {
-                let name = attribute(0).ok_or_else(missing)?;
-                (
+                let key = (module_name.clone(), attribute(0).ok_or_else(missing)?);
+                self.touch(
                     self.values
-                        .inputs
-                        .get(&(module_name, name))
+                        .input_sources
+                        .get(&key)
                         .cloned()
-                        .ok_or_else(missing)?,
+                        .unwrap_or_default(),
+                );
+                (
+                    self.values.inputs.get(&key).cloned().ok_or_else(missing)?,
                     1,
                 )
             }
             "module" => {
-                let (module, output) = (
+                let key = (
                     attribute(0).ok_or_else(missing)?,
                     attribute(1).ok_or_else(missing)?,
                 );
-                (
+                self.touch(
                     self.values
-                        .outputs
-                        .get(&(module, output))
+                        .output_sources
+                        .get(&key)
                         .cloned()
-                        .ok_or_else(missing)?,
+                        .unwrap_or_default(),
+                );
+                (
+                    self.values.outputs.get(&key).cloned().ok_or_else(missing)?,
                     2,
                 )
             }
@@ -185,14 +214,20 @@ impl Evaluator<'_> {
                 match self
                     .values
                     .resources
-                    .get(&(module_name, kind.to_string(), name.clone()))
+                    .get(&(module_name.clone(), kind.to_string(), name.clone()))
                     .ok_or_else(missing)?
                 {
-                    BlockValue::Single(value) => (value.clone(), 1),
+                    BlockValue::Single(value) => {
+                        self.touch([instance_address(&module_name, kind, &name, None)]);
+                        (value.clone(), 1)
+                    }
                     BlockValue::Each(instances) => match traversal.steps.get(1) {
                         Some(Step::Index(index)) => {
                             let key = self.expression(index, scope)?;
                             if key.is_unknown() {
+                                self.touch(instances.keys().map(|key| {
+                                    instance_address(&module_name, kind, &name, Some(key))
+                                }));
                                 return Ok(Value::unknown());
                             }
                             let key = key.to_interpolation().unwrap_or_default();
@@ -207,9 +242,15 @@ impl Evaluator<'_> {
                                     instances.keys().cloned().collect::<Vec<_>>().join(", ")
                                 ))
                             })?;
+                            self.touch([instance_address(&module_name, kind, &name, Some(&key))]);
                             (instance.clone(), 2)
                         }
                         Some(Step::Splat) => {
+                            self.touch(
+                                instances.keys().map(|key| {
+                                    instance_address(&module_name, kind, &name, Some(key))
+                                }),
+                            );
                             (Value::List(instances.values().cloned().collect()), 1)
                         }
                         _ => {

@@ -57,6 +57,8 @@ pub enum PlanError {
 /// One evaluated resource instance.
 pub struct InstanceConfig {
     pub address: String,
+    /// The resource instances its configuration read (and `depends_on` names).
+    pub dependencies: BTreeSet<String>,
     pub block: BlockId,
     pub key: Option<String>,
     pub kind: &'static dyn Kind,
@@ -92,10 +94,7 @@ pub fn evaluate_instances(
     block: &ResourceBlock,
     values: &Values,
 ) -> Result<Vec<InstanceConfig>, Vec<Diagnostic>> {
-    let evaluator = Evaluator {
-        configuration,
-        values,
-    };
+    let evaluator = Evaluator::new(configuration, values);
     let env_scope = module.name.is_empty();
     let block_id = BlockId::Resource {
         module: module.name.clone(),
@@ -122,6 +121,7 @@ pub fn evaluate_instances(
                     },
                 )
                 .map_err(|diagnostic| vec![diagnostic])?;
+            evaluator.take_touched();
             let invalid = |message: String| {
                 vec![Diagnostic::new(
                     DiagnosticCode::InvalidValue,
@@ -194,7 +194,25 @@ pub fn evaluate_instances(
                 format!("{address}: {problem}"),
             ));
         }
+        let mut dependencies = evaluator.take_touched();
+        for (target, _) in &block.depends_on {
+            if let Some((kind_name, name)) = target.split_once('.') {
+                let key = (module.name.clone(), kind_name.to_string(), name.to_string());
+                match values.resources.get(&key) {
+                    Some(BlockValue::Each(each)) => {
+                        dependencies.extend(each.keys().map(|each_key| {
+                            instance_address(&module.name, kind_name, name, Some(each_key))
+                        }))
+                    }
+                    _ => {
+                        dependencies.insert(instance_address(&module.name, kind_name, name, None));
+                    }
+                }
+            }
+        }
+        dependencies.remove(&address);
         instances.push(InstanceConfig {
+            dependencies,
             address,
             block: block_id.clone(),
             key: key.clone(),
@@ -254,10 +272,7 @@ pub fn evaluate_value_block(
         .find(|module| module.name == block.module());
     let Some(module) = module else { return Ok(()) };
     let root = &configuration.modules[0];
-    let evaluator = Evaluator {
-        configuration,
-        values,
-    };
+    let evaluator = Evaluator::new(configuration, values);
     match block {
         BlockId::Input { name, .. } => {
             let Some(input) = module.inputs.get(name) else {
@@ -301,9 +316,10 @@ pub fn evaluate_value_block(
                     .to_lowercase(),
                 ));
             }
-            values
-                .inputs
-                .insert((module.name.clone(), name.clone()), value);
+            let sources = evaluator.take_touched();
+            let key = (module.name.clone(), name.clone());
+            values.input_sources.insert(key.clone(), sources);
+            values.inputs.insert(key, value);
         }
         BlockId::Output { name, .. } => {
             let Some(output) = module.outputs.get(name) else {
@@ -317,41 +333,14 @@ pub fn evaluate_value_block(
                     each: None,
                 },
             )?;
-            values
-                .outputs
-                .insert((module.name.clone(), name.clone()), value);
+            let sources = evaluator.take_touched();
+            let key = (module.name.clone(), name.clone());
+            values.output_sources.insert(key.clone(), sources);
+            values.outputs.insert(key, value);
         }
         BlockId::Resource { .. } => {}
     }
     Ok(())
-}
-
-/// Returns, per resource block, the resource blocks it depends on through any chain of inputs
-/// and outputs.
-pub fn resource_dependencies(
-    graph: &DependencyGraph<BlockId>,
-) -> BTreeMap<BlockId, BTreeSet<BlockId>> {
-    let mut result = BTreeMap::new();
-    for block in graph
-        .nodes()
-        .filter(|block| matches!(block, BlockId::Resource { .. }))
-    {
-        let mut found = BTreeSet::new();
-        let mut stack = graph.dependencies(block);
-        let mut seen = BTreeSet::new();
-        while let Some(next) = stack.pop() {
-            if !seen.insert(next.clone()) {
-                continue;
-            }
-            if matches!(next, BlockId::Resource { .. }) {
-                found.insert(next);
-            } else {
-                stack.extend(graph.dependencies(&next));
-            }
-        }
-        result.insert(block.clone(), found);
-    }
-    result
 }
 
 /// Returns the output address used in plans and state: `name` or `module.m.name`.
@@ -438,13 +427,11 @@ pub fn plan_with_live(
     let order = graph
         .topological_order()
         .map_err(|_| PlanError::Refused("dependency cycle".into()))?;
-    let block_dependencies = resource_dependencies(graph);
     let mut values = Values::default();
     let mut diagnostics = Vec::new();
     let mut changes: Vec<ResourceChange> = Vec::new();
     let mut drift = Vec::new();
     let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
-    let mut addresses_by_block: BTreeMap<BlockId, Vec<String>> = BTreeMap::new();
     for block in &order {
         let BlockId::Resource { module, kind, name } = block else {
             if let Err(diagnostic) = evaluate_value_block(configuration, block, &mut values) {
@@ -470,17 +457,6 @@ pub fn plan_with_live(
                     continue;
                 }
             };
-        let dependencies: Vec<String> = block_dependencies
-            .get(block)
-            .into_iter()
-            .flatten()
-            .flat_map(|dependency| {
-                addresses_by_block
-                    .get(dependency)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
         let mut exported = BTreeMap::new();
         for instance in &instances {
             let prior = state.resource(&instance.address);
@@ -508,7 +484,7 @@ pub fn plan_with_live(
                             .kind
                             .exported(&context, &instance.config, prior, changing),
                     );
-                    change.dependencies = dependencies.clone();
+                    change.dependencies = instance.dependencies.iter().cloned().collect();
                     if options.destroy {
                         change = destroy_change(change, prior);
                     }
@@ -529,13 +505,6 @@ pub fn plan_with_live(
                 Err(diagnostic) => diagnostics.push(diagnostic),
             }
         }
-        addresses_by_block.insert(
-            block.clone(),
-            instances
-                .iter()
-                .map(|instance| instance.address.clone())
-                .collect(),
-        );
         record_block(
             &mut values,
             block,

@@ -193,6 +193,17 @@ fn render_change(out: &mut String, change: &ResourceChange, painter: &Painter) {
             }
         }
         Action::Update | Action::Replace | Action::NoOp => {
+            let width = after
+                .keys()
+                .filter(|field| {
+                    change
+                        .changed
+                        .iter()
+                        .any(|path| path.split('.').next() == Some(field.as_str()))
+                })
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
             for (field, wanted) in after.iter().filter(|(field, _)| !is_hidden(field)) {
                 let paths: Vec<&String> = change
                     .changed

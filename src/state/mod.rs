@@ -100,12 +100,16 @@ impl Backend {
         }
     }
 
+    /// Reads the state; `None` when none was ever written.
+    pub fn read(&self) -> Result<Option<State>, StateError> {
+        match self {
+            Backend::Local(local) => local.read(),
+        }
+    }
+
     /// Reads the state, or a new empty one.
     pub fn read_or_new(&self, env: &str) -> Result<State, StateError> {
-        let existing = match self {
-            Backend::Local(local) => local.read()?,
-        };
-        Ok(existing.unwrap_or_else(|| State::new(env)))
+        Ok(self.read()?.unwrap_or_else(|| State::new(env)))
     }
 
     /// Writes the state.

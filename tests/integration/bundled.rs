@@ -1,0 +1,107 @@
+//! The bundled environments: envs/local end to end on its embedded emulator; the cloud
+//! environments validate and say their backend is not available yet.
+
+use crate::support::{TestEnv, count_actions};
+
+#[test]
+fn local_plan_apply_plan_converges() {
+    let env = TestEnv::bundled();
+    let plan = env.infra(&["plan", "--env", "local", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_eq!(
+        count_actions(&plan.stdout, "secret", "will be created"),
+        16,
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        count_actions(&plan.stdout, "iam_member", "will be created"),
+        16,
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 32 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+
+    let apply = env.infra(&["apply", "--env", "local", "--auto-approve"]);
+    apply.expect_code(0);
+    assert!(
+        apply
+            .stderr
+            .contains("Apply complete! Resources: 32 added, 0 changed, 0 destroyed."),
+        "{}",
+        apply.all()
+    );
+
+    let again = env.infra(&["plan", "--env", "local", "--detailed-exitcode"]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.all());
+
+    let outputs = env.infra(&["output", "--env", "local", "--json"]);
+    outputs.expect_code(0);
+    let parsed: serde_json::Value = serde_json::from_str(&outputs.stdout).expect("json");
+    assert_eq!(
+        parsed["module.beta_secrets.secret_names"]["value"]
+            .as_array()
+            .map(Vec::len),
+        Some(15)
+    );
+}
+
+#[test]
+fn the_environment_defaults_to_local() {
+    let env = TestEnv::bundled();
+    env.infra(&["validate"]).expect_code(0);
+    let plan = env.infra(&["plan", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(plan.stderr.contains("`local`"), "{}", plan.all());
+}
+
+#[test]
+fn cloud_environments_validate_and_plan_says_the_backend_is_missing() {
+    let env = TestEnv::bundled();
+    for name in ["dev", "staging", "prod"] {
+        env.infra(&["validate", "--env", name]).expect_code(0);
+        let plan = env.infra(&["plan", "--env", name]);
+        plan.expect_code(1);
+        assert!(
+            plan.stderr.contains("backend `gcs` for environment"),
+            "{}",
+            plan.all()
+        );
+        assert!(plan.stderr.contains("not available yet"), "{}", plan.all());
+    }
+}
+
+#[test]
+fn apply_without_a_terminal_asks_for_auto_approve() {
+    let env = TestEnv::bundled();
+    let apply = env.infra(&["apply", "--env", "local"]);
+    apply.expect_code(1);
+    assert!(apply.stderr.contains("--auto-approve"), "{}", apply.all());
+    assert!(
+        !env.root.path().join("state/local.state.json").exists(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn an_unknown_environment_lists_the_known_ones() {
+    let env = TestEnv::bundled();
+    let run = env.infra(&["plan", "--env", "qa"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("environment `qa` not found"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("dev, local, prod, staging"),
+        "{}",
+        run.all()
+    );
+}

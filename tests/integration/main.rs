@@ -1,0 +1,8 @@
+//! Integration tests: the real `infra` binary against the emulator, in throw-away projects.
+
+mod bundled;
+mod config_errors;
+mod emulator_api;
+mod secrets;
+mod sensitive;
+mod support;

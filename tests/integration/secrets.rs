@@ -1,0 +1,464 @@
+//! The secret and iam_member lifecycle against the emulator: value changes, drift, replacement,
+//! saved plans, destroy, and adoption after an interrupted create.
+
+use crate::support::{TestEnv, count_actions};
+use serde_json::json;
+
+const MODULE: &str = r#"
+[input.accessor]
+type = "string"
+
+[input.values]
+type = "map"
+
+[input.old_versions]
+type = "string"
+default = "disable"
+
+[input.replication]
+type = "any"
+default = "automatic"
+
+[resource.secret.config]
+for_each = "${input.values}"
+secret_id = "${each.key}"
+value = "${each.value}"
+old_versions = "${input.old_versions}"
+replication = "${input.replication}"
+labels = { env = "${env.name}", app = "demo" }
+
+[resource.iam_member.read]
+for_each = "${input.values}"
+parent = "${secret.config[each.key].name}"
+role = "roles/secretmanager.secretAccessor"
+member = "serviceAccount:${input.accessor}"
+
+[output.names]
+value = "${secret.config[*].name}"
+"#;
+
+fn env_file(values: &str, extra: &str) -> String {
+    format!(
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[module.app]\nsource = \"app\"\naccessor = \"reader@proj-test.iam.gserviceaccount.com\"\nvalues = {values}\n{extra}"
+    )
+}
+
+fn applied(values: &str, extra: &str) -> TestEnv {
+    let env = TestEnv::with_emulator();
+    env.write("modules/app/module.toml", MODULE);
+    env.write("envs/test/env.toml", &env_file(values, extra));
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    env
+}
+
+const AB: &str = r#"{ A = "one", B = "two" }"#;
+const SECRETS: &str = "v1/projects/proj-test/secrets";
+
+#[test]
+fn editing_one_value_adds_a_version_and_disables_the_previous_one() {
+    let env = applied(AB, "");
+    env.write(
+        "envs/test/env.toml",
+        &env_file(r#"{ A = "one", B = "three" }"#, ""),
+    );
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(r#"module.app.secret.config["B"] will be updated in-place"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("~ value = (sensitive value) -> (sensitive value)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("three"), "{}", plan.stdout);
+
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, versions) = env.api("GET", &format!("{SECRETS}/B/versions"), None);
+    let states: Vec<&str> = versions["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| v["state"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, vec!["ENABLED", "DISABLED"], "{versions}");
+    let (_, latest) = env.api("GET", &format!("{SECRETS}/B/versions/latest:access"), None);
+    assert_eq!(
+        latest["payload"]["data"],
+        json!("dGhyZWU="),
+        "base64 of `three`"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn old_versions_destroy_destroys_the_previous_version() {
+    let env = applied(AB, "old_versions = \"destroy\"\n");
+    env.write(
+        "envs/test/env.toml",
+        &env_file(
+            r#"{ A = "uno", B = "two" }"#,
+            "old_versions = \"destroy\"\n",
+        ),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, first) = env.api("GET", &format!("{SECRETS}/A/versions/1"), None);
+    assert_eq!(first["state"], "DESTROYED", "{first}");
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn a_secret_deleted_behind_our_back_is_reported_and_recreated() {
+    let env = applied(AB, "");
+    let (status, _) = env.api("DELETE", &format!("{SECRETS}/A"), None);
+    assert_eq!(status, 200);
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains("Objects have changed outside of infra:"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(r#"# module.app.secret.config["A"] has been deleted"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(r#"module.app.secret.config["A"] will be created (deleted outside infra)"#),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        count_actions(&plan.stdout, "iam_member", "will be created"),
+        1,
+        "its policy went with it: {}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (status, policy) = env.api("GET", &format!("{SECRETS}/A:getIamPolicy"), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        policy["bindings"][0]["members"][0],
+        "serviceAccount:reader@proj-test.iam.gserviceaccount.com"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn labels_and_versions_changed_outside_are_drift_and_get_fixed() {
+    let env = applied(AB, "");
+    let (status, _) = env.api(
+        "PATCH",
+        &format!("{SECRETS}/A?updateMask=labels"),
+        Some(json!({"labels": {"env": "test", "app": "demo", "owner": "someone", "managed-by": "infra"}})),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = env.api(
+        "POST",
+        &format!("{SECRETS}/B:addVersion"),
+        Some(json!({"payload": {"data": "c25lYWt5"}})),
+    );
+    assert_eq!(status, 200);
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains(r#"# module.app.secret.config["A"] has changed: labels.owner"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(r#"# module.app.secret.config["B"] has changed: value"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(r#"- "owner" = "someone""#),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, secret) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert!(secret["labels"].get("owner").is_none(), "{secret}");
+    let (_, latest) = env.api("GET", &format!("{SECRETS}/B/versions/latest:access"), None);
+    assert_eq!(latest["payload"]["data"], json!("dHdv"), "base64 of `two`");
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn changing_replication_replaces_the_secret_and_rewrites_its_members() {
+    let env = applied(AB, "");
+    env.write(
+        "envs/test/env.toml",
+        &env_file(AB, "replication = { locations = [\"us-east1\"] }\n"),
+    );
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains(r#"-/+ module.app.secret.config["A"]"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("# forces replacement"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 4 to add, 0 to change, 2 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, secret) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert_eq!(
+        secret["replication"]["userManaged"]["replicas"][0]["location"],
+        "us-east1"
+    );
+    let (_, policy) = env.api("GET", &format!("{SECRETS}/A:getIamPolicy"), None);
+    assert_eq!(
+        policy["bindings"][0]["role"], "roles/secretmanager.secretAccessor",
+        "{policy}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn a_saved_plan_applies_once_and_a_stale_one_is_refused() {
+    let env = applied(AB, "");
+    env.write(
+        "envs/test/env.toml",
+        &env_file(r#"{ A = "one", B = "two", C = "three" }"#, ""),
+    );
+    env.infra(&["plan", "--env", "test", "--out", "first.plan"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--out", "second.plan"])
+        .expect_code(0);
+    let shown = env.infra(&["show", "first.plan"]);
+    assert!(shown.stdout.contains("Plan: 2 to add"), "{}", shown.all());
+    let apply = env.infra(&["apply", "--env", "test", "first.plan"]);
+    apply.expect_code(0);
+    assert!(apply.stderr.contains("2 added"), "{}", apply.all());
+    let stale = env.infra(&["apply", "--env", "test", "second.plan"]);
+    stale.expect_code(1);
+    assert!(
+        stale
+            .stderr
+            .contains("the state changed since the plan was made"),
+        "{}",
+        stale.all()
+    );
+    assert!(
+        stale
+            .stderr
+            .contains("hint: run `infra plan --env test --out second.plan` again"),
+        "{}",
+        stale.all()
+    );
+
+    env.infra(&["plan", "--env", "test", "--out", "third.plan"])
+        .expect_code(0);
+    env.write(
+        "envs/test/env.toml",
+        &env_file(r#"{ A = "one", B = "two", C = "four" }"#, ""),
+    );
+    let changed = env.infra(&["apply", "--env", "test", "third.plan"]);
+    changed.expect_code(1);
+    assert!(
+        changed
+            .stderr
+            .contains("the configuration changed since the plan was made"),
+        "{}",
+        changed.all()
+    );
+}
+
+#[test]
+fn a_saved_plan_is_refused_when_live_objects_changed() {
+    let env = applied(AB, "");
+    env.write(
+        "envs/test/env.toml",
+        &env_file(r#"{ A = "one", B = "deux" }"#, ""),
+    );
+    env.infra(&["plan", "--env", "test", "--out", "p.plan"])
+        .expect_code(0);
+    env.api("DELETE", &format!("{SECRETS}/A"), None);
+    let stale = env.infra(&["apply", "--env", "test", "p.plan"]);
+    stale.expect_code(1);
+    assert!(
+        stale.stderr.contains("live infrastructure changed"),
+        "{}",
+        stale.all()
+    );
+    assert!(
+        stale.stderr.contains(r#"module.app.secret.config["A"]"#),
+        "{}",
+        stale.all()
+    );
+}
+
+#[test]
+fn destroy_deletes_everything_members_first() {
+    let env = applied(AB, "");
+    let destroy = env.infra(&["destroy", "--env", "test", "--auto-approve"]);
+    destroy.expect_code(0);
+    assert!(destroy.stderr.contains("4 destroyed"), "{}", destroy.all());
+    let (_, listed) = env.api("GET", SECRETS, None);
+    assert!(listed.get("secrets").is_none(), "{listed}");
+    let state: serde_json::Value =
+        serde_json::from_str(&env.read("state/test.state.json")).expect("state");
+    assert_eq!(state["resources"], json!([]));
+    assert_eq!(state["outputs"], json!({}));
+    env.infra(&["plan", "--env", "test", "--destroy", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn prevent_destroy_stops_a_destroying_plan() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.keep]\nsecret_id = \"KEEP\"\nvalue = \"x\"\nlifecycle = { prevent_destroy = true }\n",
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let destroy = env.infra(&["destroy", "--env", "test", "--auto-approve"]);
+    destroy.expect_code(1);
+    assert!(
+        destroy.stderr.contains(
+            "secret.keep: the plan would destroy it, but lifecycle.prevent_destroy is set"
+        ),
+        "{}",
+        destroy.all()
+    );
+    let (status, _) = env.api("GET", &format!("{SECRETS}/KEEP"), None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn an_interrupted_create_is_adopted_not_duplicated() {
+    let env = TestEnv::with_emulator();
+    env.write("modules/app/module.toml", MODULE);
+    env.write("envs/test/env.toml", &env_file(AB, ""));
+    // The secret exists (an earlier run created it and died before recording it).
+    let (status, _) = env.api(
+        "POST",
+        &format!("{SECRETS}?secretId=A"),
+        Some(json!({"replication": {"automatic": {}}, "labels": {"managed-by": "infra"}})),
+    );
+    assert_eq!(status, 200);
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, secret) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert_eq!(
+        secret["labels"]["app"], "demo",
+        "adopted and brought in line: {secret}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn a_foreign_secret_with_the_same_id_is_not_taken_over() {
+    let env = TestEnv::with_emulator();
+    env.write("modules/app/module.toml", MODULE);
+    env.write("envs/test/env.toml", &env_file(AB, ""));
+    env.api(
+        "POST",
+        &format!("{SECRETS}?secretId=A"),
+        Some(json!({"replication": {"automatic": {}}})),
+    );
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("already exists and was not created by infra"),
+        "{}",
+        apply.all()
+    );
+    assert!(apply.stderr.contains("hint:"), "{}", apply.all());
+    let state = env.read("state/test.state.json");
+    assert!(
+        state.contains(r#"secret.config[\"B\"]"#),
+        "B went ahead: {state}"
+    );
+}
+
+#[test]
+fn the_generated_key_is_generated_once() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.key]\nsecret_id = \"KEY\"\ngenerate = { bytes = 32, encoding = \"base64url\" }\n",
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, first) = env.api(
+        "GET",
+        &format!("{SECRETS}/KEY/versions/latest:access"),
+        None,
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    let (_, second) = env.api(
+        "GET",
+        &format!("{SECRETS}/KEY/versions/latest:access"),
+        None,
+    );
+    assert_eq!(first, second);
+    let replace = env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--replace",
+        "secret.key",
+    ]);
+    replace.expect_code(0);
+    let (_, third) = env.api(
+        "GET",
+        &format!("{SECRETS}/KEY/versions/latest:access"),
+        None,
+    );
+    assert_ne!(
+        first["payload"]["data"], third["payload"]["data"],
+        "--replace generates anew"
+    );
+    assert_eq!(
+        third["payload"]["data"].as_str().map(str::len),
+        Some(60),
+        "32 bytes as 43 base64url characters, base64-encoded on the wire"
+    );
+}

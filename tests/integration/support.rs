@@ -1,0 +1,202 @@
+//! `TestEnv`: a throw-away project directory, an `infra emulator` child on an ephemeral port,
+//! and helpers that run the real binary and call the emulator's API directly.
+
+use serde_json::Value as Json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The outcome of one `infra` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Returns stdout and stderr together, for assertions and failure messages.
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    /// Asserts the exit code, printing the output otherwise.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.all());
+        self
+    }
+}
+
+/// A project directory with its own emulator.
+pub struct TestEnv {
+    pub root: tempfile::TempDir,
+    emulator: Option<Child>,
+    pub endpoint: Option<String>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+pub fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+impl TestEnv {
+    /// An empty project (no modules, no environments).
+    pub fn empty() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("envs")).expect("envs");
+        Self {
+            root,
+            emulator: None,
+            endpoint: None,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// A copy of the repository's bundled modules and environments.
+    pub fn bundled() -> Self {
+        let env = Self::empty();
+        copy_tree(
+            &repository().join("modules"),
+            &env.root.path().join("modules"),
+        );
+        copy_tree(&repository().join("envs"), &env.root.path().join("envs"));
+        env
+    }
+
+    /// A project with an environment `test` (local backend) whose endpoint is this test's emulator.
+    pub fn with_emulator() -> Self {
+        let mut env = Self::empty();
+        env.write(
+            "envs/test/env.toml",
+            "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n",
+        );
+        env.start_emulator();
+        env
+    }
+
+    /// Starts `infra emulator --port 0` with its data in the project directory.
+    pub fn start_emulator(&mut self) {
+        let data = self.root.path().join(".emulator-data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
+            .args(["emulator", "--port", "0", "--data"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("emulator prints its URL");
+        self.endpoint = Some(line.trim().to_string());
+        self.emulator = Some(child);
+    }
+
+    /// Stops the emulator (its data stays).
+    pub fn stop_emulator(&mut self) {
+        if let Some(mut child) = self.emulator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Writes a file under the project directory.
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.root.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Reads a file under the project directory.
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.root.path().join(relative)).unwrap_or_default()
+    }
+
+    /// Runs the real `infra` binary in the project directory.
+    pub fn infra(&self, arguments: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
+        command
+            .args(arguments)
+            .current_dir(self.root.path())
+            .env("NO_COLOR", "1")
+            .env_remove("INFRA_ENV")
+            .env_remove("INFRA_ROOT")
+            .env_remove("INFRA_LOG")
+            .env_remove("INFRA_GCP_ENDPOINT")
+            .stdin(Stdio::null());
+        if let Some(endpoint) = &self.endpoint {
+            command.env("INFRA_GCP_ENDPOINT", endpoint);
+        }
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("run infra");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Calls the emulator's REST API directly (what someone else might do behind infra's back).
+    pub fn api(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+        let endpoint = self.endpoint.clone().expect("an emulator is running");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = reqwest::Client::new();
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+            let mut request = client.request(method, format!("{endpoint}{path}"));
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("emulator answers");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Json::String(text)),
+            )
+        })
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.stop_emulator();
+    }
+}
+
+/// Counts the lines of a plan that announce an action on a kind (`# … will be created`).
+pub fn count_actions(plan: &str, kind: &str, action: &str) -> usize {
+    plan.lines()
+        .filter(|line| {
+            line.trim_start().starts_with("# ")
+                && line.contains(&format!(".{kind}."))
+                && line.contains(action)
+        })
+        .count()
+}
