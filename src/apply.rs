@@ -238,16 +238,16 @@ impl Executor<'_> {
                 }
             }
             Action::Create | Action::Replace => {
-                if change.action == Action::Replace {
-                    if let Some(prior) = &prior {
-                        kind.delete(self.client, prior)
-                            .await
-                            .map_err(|error| error.to_string())?;
-                        self.mutate_state(|state| {
-                            state.remove(&prior.address);
-                        })?;
-                        self.lock_report().destroyed += 1;
-                    }
+                if change.action == Action::Replace
+                    && let Some(prior) = &prior
+                {
+                    kind.delete(self.client, prior)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    self.mutate_state(|state| {
+                        state.remove(&prior.address);
+                    })?;
+                    self.lock_report().destroyed += 1;
                 }
                 let fresh_context = if change.action == Action::Replace {
                     kind_context(
@@ -392,12 +392,12 @@ impl Executor<'_> {
         let Some(prior) = self.lock_state().resource(&address).cloned() else {
             return Ok(());
         };
-        if let Some(block) = self.configuration_block(&address) {
-            if block.lifecycle.prevent_destroy {
-                return Err(
-                    "lifecycle.prevent_destroy is set; remove it to destroy this resource".into(),
-                );
-            }
+        if let Some(block) = self.configuration_block(&address)
+            && block.lifecycle.prevent_destroy
+        {
+            return Err(
+                "lifecycle.prevent_destroy is set; remove it to destroy this resource".into(),
+            );
         }
         let kind = kinds::find(&prior.kind)
             .ok_or_else(|| format!("unknown kind `{}` in state", prior.kind))?;
@@ -450,10 +450,8 @@ impl Executor<'_> {
         }
         drop(values);
         let unchanged = self.lock_state().outputs == outputs;
-        if !unchanged {
-            if let Err(message) = self.mutate_state(|state| state.outputs = outputs) {
-                self.lock_report().errors.push(message);
-            }
+        if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs) {
+            self.lock_report().errors.push(message);
         }
     }
 }

@@ -173,24 +173,20 @@ impl Loader {
                             );
                         }
                     }
-                    if let Some(name) = settings.get("name") {
-                        if name != env {
-                            let span = table
-                                .get("name")
-                                .map_or(entry.key_span.clone(), |value| value.node.span.clone());
-                            self.diagnostics.push(
-                                Diagnostic::new(
-                                    DiagnosticCode::InvalidValue,
-                                    &span,
-                                    format!(
-                                        "env.name is `{name}` but the file is envs/{env}/env.toml"
-                                    ),
-                                )
-                                .with_hint(format!(
-                                    "set name = \"{env}\", or rename the directory"
-                                )),
-                            );
-                        }
+                    if let Some(name) = settings.get("name")
+                        && name != env
+                    {
+                        let span = table
+                            .get("name")
+                            .map_or(entry.key_span.clone(), |value| value.node.span.clone());
+                        self.diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                &span,
+                                format!("env.name is `{name}` but the file is envs/{env}/env.toml"),
+                            )
+                            .with_hint(format!("set name = \"{env}\", or rename the directory")),
+                        );
                     }
                 }
                 "backend" => backend = self.backend(entry, env),
@@ -505,19 +501,19 @@ impl Loader {
                     ),
                 }
             }
-            if let Some(default) = input.default.as_ref().and_then(ValueExpr::as_literal) {
-                if !input.input_type.accepts(&default) {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::InvalidValue,
-                        input.default.as_ref().map_or(&input.span, ValueExpr::span),
-                        format!(
-                            "input.{name}: the default is a {}, not a {:?}",
-                            default.type_name(),
-                            input.input_type
-                        )
-                        .to_lowercase(),
-                    ));
-                }
+            if let Some(default) = input.default.as_ref().and_then(ValueExpr::as_literal)
+                && !input.input_type.accepts(&default)
+            {
+                self.diagnostics.push(Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    input.default.as_ref().map_or(&input.span, ValueExpr::span),
+                    format!(
+                        "input.{name}: the default is a {}, not a {:?}",
+                        default.type_name(),
+                        input.input_type
+                    )
+                    .to_lowercase(),
+                ));
             }
             instance.inputs.insert(name.clone(), input);
         }
@@ -620,18 +616,18 @@ impl Loader {
                             Some(spec) => {
                                 let expression =
                                     ValueExpr::from_node(&value.node, &mut self.diagnostics);
-                                if let Some(literal) = expression.as_literal() {
-                                    if !spec.field_type.accepts(&literal) {
-                                        self.diagnostics.push(Diagnostic::new(
-                                            DiagnosticCode::InvalidValue,
-                                            &value.node.span,
-                                            format!(
-                                                "{address}: `{field}` must be a {}, not a {}",
-                                                spec.field_type.describe(),
-                                                literal.type_name()
-                                            ),
-                                        ));
-                                    }
+                                if let Some(literal) = expression.as_literal()
+                                    && !spec.field_type.accepts(&literal)
+                                {
+                                    self.diagnostics.push(Diagnostic::new(
+                                        DiagnosticCode::InvalidValue,
+                                        &value.node.span,
+                                        format!(
+                                            "{address}: `{field}` must be a {}, not a {}",
+                                            spec.field_type.describe(),
+                                            literal.type_name()
+                                        ),
+                                    ));
                                 }
                                 resource.attributes.insert(field.clone(), expression);
                             }

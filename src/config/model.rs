@@ -113,15 +113,16 @@ impl InputType {
 
     /// Returns true when a value fits this type (unknown fits everything).
     pub fn accepts(self, value: &Value) -> bool {
-        match (self, value) {
-            (InputType::Any, _) | (_, Value::Marker(_)) => true,
-            (InputType::String, Value::String(_)) => true,
-            (InputType::Number, Value::Integer(_) | Value::Float(_)) => true,
-            (InputType::Bool, Value::Bool(_)) => true,
-            (InputType::Map, Value::Map(_)) => true,
-            (InputType::List, Value::List(_)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, value),
+            (InputType::Any, _)
+                | (_, Value::Marker(_))
+                | (InputType::String, Value::String(_))
+                | (InputType::Number, Value::Integer(_) | Value::Float(_))
+                | (InputType::Bool, Value::Bool(_))
+                | (InputType::Map, Value::Map(_))
+                | (InputType::List, Value::List(_))
+        )
     }
 }
 

@@ -82,10 +82,10 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
             let is_int64 = matches!(property["format"].as_str(), Some("int64" | "uint64"));
             match value {
                 Json::String(text) => {
-                    if let Some(allowed) = property["enum"].as_array() {
-                        if !allowed.iter().any(|candidate| candidate == text) {
-                            return Err(format!("Invalid value at '{path}' (enum), \"{text}\""));
-                        }
+                    if let Some(allowed) = property["enum"].as_array()
+                        && !allowed.iter().any(|candidate| candidate == text)
+                    {
+                        return Err(format!("Invalid value at '{path}' (enum), \"{text}\""));
                     }
                     if is_int64 && text.parse::<i128>().is_err() {
                         return mismatch("TYPE_INT64");

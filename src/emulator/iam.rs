@@ -79,12 +79,12 @@ pub fn set_policy(
     };
     let current = store.policies.get(resource);
     let current_etag = current.map_or(EMPTY_POLICY_ETAG, |policy| policy.etag.as_str());
-    if let Some(etag) = policy.get("etag").and_then(Json::as_str) {
-        if etag != current_etag {
-            return Err(ApiError::aborted(
-                "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
-            ));
-        }
+    if let Some(etag) = policy.get("etag").and_then(Json::as_str)
+        && etag != current_etag
+    {
+        return Err(ApiError::aborted(
+            "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+        ));
     }
     let bindings: Vec<Json> = policy
         .get("bindings")

@@ -335,12 +335,12 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
         ));
     }
     let record = require_secret(store, secret)?.clone();
-    if let Some(etag) = body.get("etag").and_then(Json::as_str) {
-        if etag != record.etag {
-            return Err(ApiError::aborted(format!(
-                "The etag provided for Secret [{secret}] does not match the current etag."
-            )));
-        }
+    if let Some(etag) = body.get("etag").and_then(Json::as_str)
+        && etag != record.etag
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag provided for Secret [{secret}] does not match the current etag."
+        )));
     }
     let mut updated = record.clone();
     for path in mask.split(',').map(str::trim) {
@@ -375,12 +375,12 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
 fn delete_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
     request.allow_query(&["etag"])?;
     let record = require_secret(store, secret)?;
-    if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty()) {
-        if etag != record.etag {
-            return Err(ApiError::aborted(format!(
-                "The etag provided for Secret [{secret}] does not match the current etag."
-            )));
-        }
+    if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty())
+        && etag != record.etag
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag provided for Secret [{secret}] does not match the current etag."
+        )));
     }
     store.secrets.remove(secret);
     store.policies.remove(secret);
@@ -578,12 +578,12 @@ fn change_version_state(
     let number = resolve_version(record, secret, version)?;
     let current = record.versions[&number].clone();
     let full_name = format!("{secret}/versions/{number}");
-    if let Some(etag) = body.get("etag").and_then(Json::as_str) {
-        if etag != current.etag {
-            return Err(ApiError::aborted(format!(
-                "The etag provided for Secret Version [{full_name}] does not match the current etag."
-            )));
-        }
+    if let Some(etag) = body.get("etag").and_then(Json::as_str)
+        && etag != current.etag
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag provided for Secret Version [{full_name}] does not match the current etag."
+        )));
     }
     if current.state == "DESTROYED" {
         return Err(ApiError::failed_precondition(format!(

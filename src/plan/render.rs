@@ -166,10 +166,10 @@ fn render_change(out: &mut String, change: &ResourceChange, painter: &Painter) {
     let symbol = painter.paint(change.action, change.action.symbol());
     let _ = writeln!(out, "  # {} {}", change.address, describe(change));
     let _ = writeln!(out, "  {symbol} {} {{", change.address);
-    if let Some(id) = &change.id {
-        if change.action != Action::Create {
-            let _ = writeln!(out, "        id = {id:?}");
-        }
+    if let Some(id) = &change.id
+        && change.action != Action::Create
+    {
+        let _ = writeln!(out, "        id = {id:?}");
     }
     let empty = Attributes::new();
     let before = change.before.as_ref().unwrap_or(&empty);

@@ -82,7 +82,7 @@ impl LocalBackend {
                     if started.elapsed() >= timeout {
                         let mut text = String::new();
                         let _ = file.read_to_string(&mut text);
-                        let holder = serde_json::from_str::<LockInfo>(&text).ok();
+                        let holder = serde_json::from_str::<LockInfo>(&text).ok().map(Box::new);
                         return Err(StateError::Locked {
                             location: self.lock_path.display().to_string(),
                             holder,

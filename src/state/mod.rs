@@ -50,10 +50,10 @@ pub enum StateError {
     },
     #[error(transparent)]
     Document(#[from] model::StateDocumentError),
-    #[error("{}", locked_message(.location, .holder.as_ref(), .env))]
+    #[error("{}", locked_message(.location, .holder.as_deref(), .env))]
     Locked {
         location: String,
-        holder: Option<LockInfo>,
+        holder: Option<Box<LockInfo>>,
         env: String,
     },
     #[error(

@@ -71,7 +71,7 @@ fn malformed_requests_are_invalid_arguments() {
     let cases = [
         (
             "POST",
-            format!("{SECRETS}"),
+            SECRETS.to_string(),
             Some(json!({"replication": {"automatic": {}}})),
             "secret_id is required",
         ),

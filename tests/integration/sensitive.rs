@@ -55,24 +55,25 @@ fn secret_values_never_reach_state_plans_logs_or_output() {
     env.write("envs/test/env.toml", &env_file(LITERAL));
 
     let mut transcripts = Vec::new();
-    let mut run = |arguments: &[&str]| {
-        let outcome = env.infra(arguments);
-        transcripts.push(format!(
-            "$ infra {}\n{}",
-            arguments.join(" "),
-            outcome.all()
-        ));
-        outcome
-    };
-    run(&["plan", "--env", "test", "--out", "created.plan"]).expect_code(0);
-    run(&["plan", "--env", "test", "--json"]).expect_code(0);
-    run(&["apply", "--env", "test", "created.plan"]).expect_code(0);
-    run(&["plan", "--env", "test", "--detailed-exitcode"]).expect_code(0);
-    run(&["show", "--env", "test"]).expect_code(0);
-    run(&["show", "--env", "test", "--json"]).expect_code(0);
-    run(&["output", "--env", "test", "--json"]).expect_code(0);
-    run(&["show", "created.plan", "--json"]).expect_code(0);
-    drop(run);
+    {
+        let mut run = |arguments: &[&str]| {
+            let outcome = env.infra(arguments);
+            transcripts.push(format!(
+                "$ infra {}\n{}",
+                arguments.join(" "),
+                outcome.all()
+            ));
+            outcome
+        };
+        run(&["plan", "--env", "test", "--out", "created.plan"]).expect_code(0);
+        run(&["plan", "--env", "test", "--json"]).expect_code(0);
+        run(&["apply", "--env", "test", "created.plan"]).expect_code(0);
+        run(&["plan", "--env", "test", "--detailed-exitcode"]).expect_code(0);
+        run(&["show", "--env", "test"]).expect_code(0);
+        run(&["show", "--env", "test", "--json"]).expect_code(0);
+        run(&["output", "--env", "test", "--json"]).expect_code(0);
+        run(&["show", "created.plan", "--json"]).expect_code(0);
+    }
 
     env.write("envs/test/env.toml", &env_file(CHANGED));
     let mut updated = env.infra(&["plan", "--env", "test", "--out", "changed.plan"]);

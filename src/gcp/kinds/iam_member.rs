@@ -229,19 +229,19 @@ impl Kind for IamMemberKind {
                 problems.push(format!("member {member:?}: use user:EMAIL, serviceAccount:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers"));
             }
         }
-        if let Some(Value::String(role)) = config.get("role") {
-            if !(role.starts_with("roles/") || role.contains("/roles/")) {
-                problems.push(format!(
-                    "role {role:?}: roles look like roles/secretmanager.secretAccessor"
-                ));
-            }
+        if let Some(Value::String(role)) = config.get("role")
+            && !(role.starts_with("roles/") || role.contains("/roles/"))
+        {
+            problems.push(format!(
+                "role {role:?}: roles look like roles/secretmanager.secretAccessor"
+            ));
         }
-        if let Some(Value::String(parent)) = config.get("parent") {
-            if PolicyParent::parse(parent).is_none() {
-                problems.push(format!(
-                    "parent {parent:?}: not a supported resource (projects/P/secrets/S)"
-                ));
-            }
+        if let Some(Value::String(parent)) = config.get("parent")
+            && PolicyParent::parse(parent).is_none()
+        {
+            problems.push(format!(
+                "parent {parent:?}: not a supported resource (projects/P/secrets/S)"
+            ));
         }
         problems
     }

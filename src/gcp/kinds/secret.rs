@@ -301,14 +301,13 @@ impl Kind for SecretKind {
                 sources.join(" and ")
             ));
         }
-        if let Some(policy) = config.get("old_versions") {
-            if !matches!(policy.as_str(), Some("disable" | "destroy" | "keep"))
-                && !policy.is_unknown()
-            {
-                problems.push(format!(
-                    "old_versions = {policy}: use \"disable\", \"destroy\" or \"keep\""
-                ));
-            }
+        if let Some(policy) = config.get("old_versions")
+            && !matches!(policy.as_str(), Some("disable" | "destroy" | "keep"))
+            && !policy.is_unknown()
+        {
+            problems.push(format!(
+                "old_versions = {policy}: use \"disable\", \"destroy\" or \"keep\""
+            ));
         }
         if let Some(Value::String(secret_id)) = config.get("secret_id") {
             let valid = !secret_id.is_empty()
