@@ -365,7 +365,7 @@ fn call(
                 error(
                     expression,
                     format!(
-                        "{function}(): argument {} must be a string, not a {}",
+                        "{function}(): argument {} must be a string (got {})",
                         position + 1,
                         arguments[position].type_name()
                     ),
@@ -419,7 +419,7 @@ fn call(
                 other => Err(error(
                     expression,
                     format!(
-                        "join(): the second argument must be a list, not a {}",
+                        "join(): the second argument must be a list (got {})",
                         other.type_name()
                     ),
                 )),
@@ -434,5 +434,101 @@ fn call(
             Ok(Value::String(text_argument(0)?.to_uppercase()))
         }
         other => Err(error(expression, format!("unknown function `{other}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load;
+
+    fn configuration(resources: &str) -> (tempfile::TempDir, Configuration) {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("envs/t")).expect("mkdir");
+        std::fs::write(root.path().join("envs/t/data.json"), r#"{"tiles": [1, 2]}"#)
+            .expect("write");
+        let text = format!(
+            "[env]\nname = \"t\"\nproject = \"p\"\nregion = \"r\"\n[vars]\nmembers = [\"a\", \"b\"]\n{resources}"
+        );
+        std::fs::write(root.path().join("envs/t/env.toml"), text).expect("write");
+        let configuration = load(root.path(), "t").expect("valid");
+        (root, configuration)
+    }
+
+    fn attribute(
+        configuration: &Configuration,
+        values: &Values,
+        field: &str,
+    ) -> Result<Value, Diagnostic> {
+        let module = &configuration.modules[0];
+        let expression = &module.resources[0].attributes[field];
+        Evaluator::new(configuration, values).value(
+            expression,
+            EvalScope {
+                module,
+                env_scope: true,
+                each: None,
+            },
+        )
+    }
+
+    #[test]
+    fn functions_and_whole_value_interpolation() {
+        let (_root, configuration) = configuration(
+            "[resource.secret.s]\nsecret_id = \"${upper(env.name)}-${join('+', var.members)}\"\nvalue = \"${jsonencode(json(file('data.json')))}\"\nlabels = \"${json(file('data.json'))}\"\n",
+        );
+        let values = Values::default();
+        assert_eq!(
+            attribute(&configuration, &values, "secret_id").expect("ok"),
+            Value::string("T-a+b")
+        );
+        assert_eq!(
+            attribute(&configuration, &values, "value").expect("ok"),
+            Value::string(r#"{"tiles":[1,2]}"#)
+        );
+        assert!(matches!(
+            attribute(&configuration, &values, "labels").expect("ok"),
+            Value::Map(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_values_flow_through_strings_and_record_what_was_read() {
+        let (_root, configuration) = configuration(
+            "[resource.secret.s]\nsecret_id = \"x-${secret.t[\\\"k\\\"].version}\"\n[resource.secret.t]\nfor_each = \"${var.members}\"\nsecret_id = \"T\"\n",
+        );
+        let mut values = Values::default();
+        let instance = Value::Map(BTreeMap::from([("version".to_string(), Value::unknown())]));
+        values.resources.insert(
+            (String::new(), "secret".into(), "t".into()),
+            BlockValue::Each(BTreeMap::from([("k".into(), instance)])),
+        );
+        let module = &configuration.modules[0];
+        let evaluator = Evaluator::new(&configuration, &values);
+        let value = evaluator
+            .value(
+                &module.resource("secret", "s").expect("s").attributes["secret_id"],
+                EvalScope {
+                    module,
+                    env_scope: true,
+                    each: None,
+                },
+            )
+            .expect("evaluates");
+        assert!(value.is_unknown());
+        assert_eq!(
+            evaluator.take_touched().into_iter().collect::<Vec<_>>(),
+            vec![r#"secret.t["k"]"#.to_string()]
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_at_the_call() {
+        let (_root, configuration) =
+            configuration("[resource.secret.s]\nsecret_id = \"${file('nope.json')}\"\n");
+        let error =
+            attribute(&configuration, &Values::default(), "secret_id").expect_err("missing");
+        assert!(error.to_string().contains("envs/t/env.toml:8:"), "{error}");
+        assert!(error.message.contains("file(\"nope.json\")"), "{error}");
     }
 }

@@ -84,7 +84,7 @@ impl Loader {
                 self.diagnostics.push(Diagnostic::new(
                     DiagnosticCode::InvalidValue,
                     &entry.node.span,
-                    format!("{what} must be a string, not a {}", entry.node.type_name()),
+                    format!("{what} must be a string (got {})", entry.node.type_name()),
                 ));
                 None
             }
@@ -97,7 +97,7 @@ impl Loader {
             self.diagnostics.push(Diagnostic::new(
                 DiagnosticCode::InvalidValue,
                 &entry.node.span,
-                format!("{what} must be a table, not a {}", entry.node.type_name()),
+                format!("{what} must be a table (got {})", entry.node.type_name()),
             ));
         }
         table
@@ -623,7 +623,7 @@ impl Loader {
                                         DiagnosticCode::InvalidValue,
                                         &value.node.span,
                                         format!(
-                                            "{address}: `{field}` must be a {}, not a {}",
+                                            "{address}: `{field}` must be a {} (got {})",
                                             spec.field_type.describe(),
                                             literal.type_name()
                                         ),
@@ -1028,5 +1028,123 @@ pub(crate) fn block_span(configuration: &Configuration, block: &BlockId) -> Opti
             .map(|resource| resource.span.clone()),
         BlockId::Input { name, .. } => module.inputs.get(name).map(|input| input.span.clone()),
         BlockId::Output { name, .. } => module.outputs.get(name).map(|output| output.span.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        for (path, text) in files {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        }
+        root
+    }
+
+    const HEADER: &str = "[env]\nname = \"t\"\nproject = \"p\"\nregion = \"r\"\n";
+
+    fn codes(error: &ConfigError) -> Vec<DiagnosticCode> {
+        error
+            .diagnostics
+            .iter()
+            .map(|diagnostic| diagnostic.code)
+            .collect()
+    }
+
+    #[test]
+    fn a_module_instance_is_loaded_with_its_arguments() {
+        let root = project(&[
+            (
+                "envs/t/env.toml",
+                &format!(
+                    "{HEADER}[vars]\nn = 3\n[module.app]\nsource = \"m\"\nname = \"${{var.n}}\"\n"
+                ),
+            ),
+            (
+                "modules/m/module.toml",
+                "[input.name]\ntype = \"number\"\n[resource.secret.s]\nsecret_id = \"S${input.name}\"\n[output.id]\nvalue = \"${secret.s.name}\"\n",
+            ),
+        ]);
+        let configuration = load(root.path(), "t").expect("valid");
+        assert_eq!(configuration.modules.len(), 2);
+        assert_eq!(configuration.vars["n"], crate::value::Value::Integer(3));
+        let module = &configuration.modules[1];
+        assert_eq!(module.address_prefix(), "module.app.");
+        assert!(module.arguments.contains_key("name"));
+        assert!(module.resource("secret", "s").is_some());
+    }
+
+    #[test]
+    fn references_are_checked_per_scope() {
+        let root = project(&[
+            (
+                "envs/t/env.toml",
+                &format!(
+                    "{HEADER}[module.app]\nsource = \"m\"\n[output.bad]\nvalue = \"${{module.app.missing}}\"\n"
+                ),
+            ),
+            (
+                "modules/m/module.toml",
+                "[resource.secret.s]\nsecret_id = \"${var.x}\"\nvalue = \"${each.key}\"\nlabels = { a = \"${input.nope}\" }\nannotations = { b = \"${foo.bar}\" }\n",
+            ),
+        ]);
+        let error = load(root.path(), "t").expect_err("invalid");
+        assert_eq!(
+            codes(&error),
+            vec![DiagnosticCode::UnknownReference; 5],
+            "{error}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("modules read inputs, not variables"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`each` is only defined in a resource with for_each"),
+            "{text}"
+        );
+        assert!(text.contains("declares no such input"), "{text}");
+        assert!(text.contains("unknown name `foo`"), "{text}");
+        assert!(text.contains("no such module output"), "{text}");
+    }
+
+    #[test]
+    fn unknown_functions_and_literal_type_errors_are_reported() {
+        let root = project(&[(
+            "envs/t/env.toml",
+            &format!(
+                "{HEADER}[resource.secret.s]\nsecret_id = \"${{shout(env.name)}}\"\nlabels = 5\n"
+            ),
+        )]);
+        let error = load(root.path(), "t").expect_err("invalid");
+        assert!(
+            codes(&error).contains(&DiagnosticCode::Expression),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("`labels` must be a map of strings (got integer)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_env_name_must_match_its_directory() {
+        let root = project(&[(
+            "envs/t/env.toml",
+            "[env]\nname = \"prod\"\nproject = \"p\"\nregion = \"r\"\n",
+        )]);
+        let error = load(root.path(), "t").expect_err("mismatch");
+        assert!(
+            error
+                .to_string()
+                .contains("env.name is `prod` but the file is envs/t/env.toml"),
+            "{error}"
+        );
     }
 }

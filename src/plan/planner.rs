@@ -149,7 +149,7 @@ pub fn evaluate_instances(
                     .collect::<Result<_, _>>()?,
                 other => {
                     return Err(invalid(format!(
-                        "for_each must be a map or a list of strings, not a {}",
+                        "for_each must be a map or a list of strings (got {})",
                         other.type_name()
                     )));
                 }
@@ -176,7 +176,7 @@ pub fn evaluate_instances(
                             DiagnosticCode::InvalidValue,
                             expression.span(),
                             format!(
-                                "{address}: `{field}` must be a {}, not a {}",
+                                "{address}: `{field}` must be a {} (got {})",
                                 spec.field_type.describe(),
                                 value.type_name()
                             ),
@@ -308,7 +308,7 @@ pub fn evaluate_value_block(
                     DiagnosticCode::InvalidValue,
                     span,
                     format!(
-                        "module `{}` input `{name}` must be a {:?}, not a {}",
+                        "module `{}` input `{name}` must be a {:?} (got {})",
                         module.name,
                         input.input_type,
                         value.type_name()

@@ -462,3 +462,35 @@ fn the_generated_key_is_generated_once() {
         "32 bytes as 43 base64url characters, base64-encoded on the wire"
     );
 }
+
+#[test]
+fn transient_failures_are_retried_until_the_apply_converges() {
+    let mut env = TestEnv::empty();
+    env.write("modules/app/module.toml", MODULE);
+    env.write(
+        "envs/test/env.toml",
+        &env_file(
+            r#"{ A = "1", B = "2", C = "3", D = "4", E = "5", F = "6" }"#,
+            "",
+        ),
+    );
+    // One request in ten is answered 503 UNAVAILABLE.
+    env.start_emulator_with(&["--fail-rate", "0.1"]);
+    let apply = env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--log-level",
+        "debug",
+    ]);
+    apply.expect_code(0);
+    assert!(apply.stderr.contains("12 added"), "{}", apply.all());
+    assert!(
+        apply.stderr.contains("retrying"),
+        "failures were injected and retried: {}",
+        apply.all()
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}

@@ -92,10 +92,16 @@ impl TestEnv {
 
     /// Starts `infra emulator --port 0` with its data in the project directory.
     pub fn start_emulator(&mut self) {
+        self.start_emulator_with(&[]);
+    }
+
+    /// Starts the emulator with extra flags (`--fail-rate`, `--latency-ms`).
+    pub fn start_emulator_with(&mut self, flags: &[&str]) {
         let data = self.root.path().join(".emulator-data");
         let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
             .args(["emulator", "--port", "0", "--data"])
             .arg(&data)
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
