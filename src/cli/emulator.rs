@@ -22,7 +22,7 @@ pub struct EmulatorArgs {
     /// Delay every answer by this many milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Answer this share of requests (0 to 1) with 503 UNAVAILABLE, to exercise retries.
+    /// Answer this share of requests (0 to 1) with 503 UNAVAILABLE, evenly spaced, to exercise retries.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
 }

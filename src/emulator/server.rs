@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use serde_json::Value as Json;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub struct EmulatorOptions {
     pub data_dir: Option<PathBuf>,
     /// Delay added to every answer.
     pub latency: Duration,
-    /// Share of requests answered 503 UNAVAILABLE, to exercise clients' retries.
+    /// Share of requests answered 503 UNAVAILABLE (evenly spaced), to exercise clients' retries.
     pub fail_rate: f64,
 }
 
@@ -119,6 +120,7 @@ impl Response {
 pub struct Emulator {
     store: Mutex<Store>,
     options: EmulatorOptions,
+    requests: AtomicU64,
     _data_lock: Option<File>,
 }
 
@@ -193,6 +195,7 @@ impl Emulator {
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             options,
+            requests: AtomicU64::new(0),
             _data_lock: lock,
         }))
     }
@@ -205,6 +208,18 @@ impl Emulator {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
             })
             .with_state(self.clone())
+    }
+
+    /// Returns true for the requests `--fail-rate` picks: evenly spaced (request n fails when
+    /// n × rate crosses a whole number), so a run is repeatable and a retry is not failed again
+    /// by chance.
+    fn should_fail(&self) -> bool {
+        let rate = self.options.fail_rate;
+        if rate <= 0.0 {
+            return false;
+        }
+        let count = self.requests.fetch_add(1, Ordering::SeqCst) as f64;
+        ((count + 1.0) * rate).floor() > (count * rate).floor()
     }
 
     fn persist(&self, store: &Store) -> Result<(), ApiError> {
@@ -222,7 +237,7 @@ impl Emulator {
         if !self.options.latency.is_zero() {
             tokio::time::sleep(self.options.latency).await;
         }
-        if self.options.fail_rate > 0.0 && rand::random::<f64>() < self.options.fail_rate {
+        if self.should_fail() {
             return Err(ApiError::unavailable(
                 "The service is currently unavailable (injected by --fail-rate).",
             ));
