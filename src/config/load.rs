@@ -578,7 +578,15 @@ impl Loader {
                         &blocks.key_span,
                         format!("unknown resource kind `{kind_name}`"),
                     )
-                    .with_hint(format!("known kinds: {}", known.join(", "))),
+                    .with_hint(
+                        match closest(kind_name, known.iter().copied()) {
+                            Some(suggestion) => format!(
+                                "did you mean `{suggestion}`? known kinds: {}",
+                                known.join(", ")
+                            ),
+                            None => format!("known kinds: {}", known.join(", ")),
+                        },
+                    ),
                 );
                 continue;
             };
@@ -641,10 +649,10 @@ impl Loader {
                                         &value.key_span,
                                         format!("{address}: `{kind_name}` has no field `{field}`"),
                                     )
-                                    .with_hint(format!(
-                                        "fields of {kind_name}: {}",
-                                        allowed.join(", ")
-                                    )),
+                                    .with_hint(match closest(field, allowed.iter().copied()) {
+                                        Some(suggestion) => format!("did you mean `{suggestion}`? fields of {kind_name}: {}", allowed.join(", ")),
+                                        None => format!("fields of {kind_name}: {}", allowed.join(", ")),
+                                    }),
                                 );
                             }
                         },
@@ -992,6 +1000,33 @@ fn check_traversal(
             "references start with var, input, env, each, module or a resource kind".into(),
         ),
     }
+}
+
+/// Returns the candidate closest to `name` by edit distance, when it is close enough to be a typo.
+fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    fn distance(left: &str, right: &str) -> usize {
+        let right: Vec<char> = right.chars().collect();
+        let mut previous: Vec<usize> = (0..=right.len()).collect();
+        for (row, left_char) in left.chars().enumerate() {
+            let mut current = vec![row + 1];
+            for (column, right_char) in right.iter().enumerate() {
+                let substitution = previous[column] + usize::from(left_char != *right_char);
+                current.push(
+                    substitution
+                        .min(previous[column + 1] + 1)
+                        .min(current[column] + 1),
+                );
+            }
+            previous = current;
+        }
+        previous[right.len()]
+    }
+    candidates
+        .into_iter()
+        .map(|candidate| (distance(name, candidate), candidate))
+        .filter(|(score, candidate)| *score <= 2.max(candidate.len() / 4))
+        .min()
+        .map(|(_, candidate)| candidate)
 }
 
 /// Returns the environments of a project (directories under `envs/` with an env.toml).

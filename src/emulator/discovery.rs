@@ -10,15 +10,22 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy)]
 pub enum Api {
     SecretManager,
+    Iam,
+    ResourceManager,
 }
 
 fn document(api: Api) -> &'static Json {
     static SECRET_MANAGER: OnceLock<Json> = OnceLock::new();
+    static IAM: OnceLock<Json> = OnceLock::new();
+    static RESOURCE_MANAGER: OnceLock<Json> = OnceLock::new();
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(Json::Null);
     match api {
-        Api::SecretManager => SECRET_MANAGER.get_or_init(|| {
-            serde_json::from_str(include_str!("discovery/secretmanager.v1.json"))
-                .unwrap_or(Json::Null)
-        }),
+        Api::SecretManager => {
+            SECRET_MANAGER.get_or_init(|| parse(include_str!("discovery/secretmanager.v1.json")))
+        }
+        Api::Iam => IAM.get_or_init(|| parse(include_str!("discovery/iam.v1.json"))),
+        Api::ResourceManager => RESOURCE_MANAGER
+            .get_or_init(|| parse(include_str!("discovery/cloudresourcemanager.v3.json"))),
     }
 }
 

@@ -70,6 +70,7 @@ pub fn set_policy(
     request: &Request,
     resource: &str,
     api: Api,
+    allow_public: bool,
 ) -> Result<Response, ApiError> {
     request.allow_query(&[])?;
     let body = request.json()?;
@@ -110,6 +111,11 @@ pub fn set_policy(
         }
         for member in members {
             let member = member.as_str().unwrap_or_default();
+            if !allow_public && (member == "allUsers" || member == "allAuthenticatedUsers") {
+                return Err(ApiError::invalid_argument(format!(
+                    "{member} is not supported on this resource's policy."
+                )));
+            }
             let valid = member == "allUsers"
                 || member == "allAuthenticatedUsers"
                 || MEMBER_PREFIXES.iter().any(|prefix| {

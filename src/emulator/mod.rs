@@ -5,8 +5,10 @@
 pub mod discovery;
 pub mod error;
 mod iam;
+mod projects;
 mod secretmanager;
 pub mod server;
+mod service_accounts;
 pub mod store;
 
 pub use server::{Emulator, EmulatorError, EmulatorOptions};

@@ -64,7 +64,7 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
             let resource = name(project, secret);
             require_secret(store, &resource)
                 .map(|_| ())
-                .and_then(|()| iam::set_policy(store, request, &resource, Api::SecretManager))
+                .and_then(|()| iam::set_policy(store, request, &resource, Api::SecretManager, true))
         }
         (["projects", project, "secrets", secret, "versions"], "GET", None) => {
             list_versions(store, request, &name(project, secret))

@@ -3,8 +3,8 @@
 //! `--fail-rate`) and persistence of the store after every change.
 
 use super::error::ApiError;
-use super::secretmanager;
 use super::store::Store;
+use super::{projects, secretmanager, service_accounts};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -44,6 +44,9 @@ pub struct EmulatorOptions {
 /// A parsed request.
 pub struct Request {
     pub method: Method,
+    /// The API version segment (`v1`, `v3`).
+    pub version: String,
+    /// The path after the version.
     pub path: String,
     query: Vec<(String, String)>,
     body: Bytes,
@@ -121,6 +124,7 @@ pub struct Emulator {
     store: Mutex<Store>,
     options: EmulatorOptions,
     requests: AtomicU64,
+    forced_conflicts: AtomicU64,
     _data_lock: Option<File>,
 }
 
@@ -196,6 +200,7 @@ impl Emulator {
             store: Mutex::new(store),
             options,
             requests: AtomicU64::new(0),
+            forced_conflicts: AtomicU64::new(0),
             _data_lock: lock,
         }))
     }
@@ -203,7 +208,8 @@ impl Emulator {
     /// Returns the router serving every emulated API.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/v1/{*path}", axum::routing::any(handle_v1))
+            .route("/_emulator/faults", axum::routing::post(handle_faults))
+            .route("/{version}/{*path}", axum::routing::any(handle_api))
             .fallback(|method: Method, uri: axum::http::Uri| async move {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
             })
@@ -220,6 +226,14 @@ impl Emulator {
         }
         let count = self.requests.fetch_add(1, Ordering::SeqCst) as f64;
         ((count + 1.0) * rate).floor() > (count * rate).floor()
+    }
+
+    fn take_forced_conflict(&self) -> bool {
+        self.forced_conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
     }
 
     fn persist(&self, store: &Store) -> Result<(), ApiError> {
@@ -246,10 +260,21 @@ impl Emulator {
             .store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outcome = secretmanager::route(&mut store, &request).unwrap_or_else(|| {
+        if request.path.ends_with(":setIamPolicy") && self.take_forced_conflict() {
+            return Err(ApiError::aborted(
+                "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+            ));
+        }
+        let routed = match request.version.as_str() {
+            "v1" => secretmanager::route(&mut store, &request)
+                .or_else(|| service_accounts::route(&mut store, &request)),
+            "v3" => projects::route(&mut store, &request),
+            _ => None,
+        };
+        let outcome = routed.unwrap_or_else(|| {
             Err(ApiError::not_found(format!(
-                "Method not found: {} /v1/{}",
-                request.method, request.path
+                "Method not found: {} /{}/{}",
+                request.method, request.version, request.path
             )))
         });
         match outcome {
@@ -264,10 +289,32 @@ impl Emulator {
     }
 }
 
-async fn handle_v1(
+/// `POST /_emulator/faults {"setIamPolicyConflicts": N}`: the next N `setIamPolicy` calls, on
+/// any API, answer 409 ABORTED as if another writer had won the race. Not a Google API: tests
+/// use it to exercise read-modify-write retries.
+async fn handle_faults(
+    State(emulator): State<Arc<Emulator>>,
+    body: Bytes,
+) -> axum::response::Response {
+    let parsed: Json = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            return ApiError::invalid_argument(format!("Invalid JSON payload received. {error}"))
+                .into_response();
+        }
+    };
+    let Some(conflicts) = parsed.get("setIamPolicyConflicts").and_then(Json::as_u64) else {
+        return ApiError::invalid_argument("expected {\"setIamPolicyConflicts\": N}")
+            .into_response();
+    };
+    emulator.forced_conflicts.store(conflicts, Ordering::SeqCst);
+    axum::Json(serde_json::json!({"setIamPolicyConflicts": conflicts})).into_response()
+}
+
+async fn handle_api(
     State(emulator): State<Arc<Emulator>>,
     method: Method,
-    Path(path): Path<String>,
+    Path((version, path)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
     body: Bytes,
 ) -> axum::response::Response {
@@ -276,6 +323,7 @@ async fn handle_v1(
         .collect();
     let request = Request {
         method,
+        version,
         path,
         query,
         body,

@@ -15,6 +15,20 @@ pub struct Store {
     pub secrets: BTreeMap<String, SecretRecord>,
     /// IAM policies by canonical resource name.
     pub policies: BTreeMap<String, PolicyRecord>,
+    /// Service accounts by `projects/<project id>/serviceAccounts/<email>`.
+    #[serde(default)]
+    pub service_accounts: BTreeMap<String, ServiceAccountRecord>,
+}
+
+/// A stored service account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceAccountRecord {
+    pub project_id: String,
+    pub email: String,
+    pub unique_id: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub etag: String,
 }
 
 /// A stored secret.

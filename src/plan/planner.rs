@@ -343,6 +343,35 @@ pub fn evaluate_value_block(
     Ok(())
 }
 
+/// Who claims what inside other resources: claim key to (address, exclusive, where declared).
+type Claims = BTreeMap<String, Vec<(String, bool, Span)>>;
+
+/// Returns an error for every exclusive claim that shares its key with another claim.
+fn conflicting_claims(claims: &Claims) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (key, claimants) in claims {
+        if claimants.len() < 2 {
+            continue;
+        }
+        for (address, _, span) in claimants.iter().filter(|(_, exclusive, _)| *exclusive) {
+            let others: Vec<&str> = claimants
+                .iter()
+                .filter(|(other, ..)| other != address)
+                .map(|(other, ..)| other.as_str())
+                .collect();
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    span,
+                    format!("{address} is authoritative for {key}, but {} also manage{} it", others.join(", "), if others.len() == 1 { "s" } else { "" }),
+                )
+                .with_hint("each would undo the other on every apply: keep the iam_binding and list the members there, or use only iam_member"),
+            );
+        }
+    }
+    diagnostics
+}
+
 /// Returns the output address used in plans and state: `name` or `module.m.name`.
 pub fn output_address(module: &str, name: &str) -> String {
     if module.is_empty() {
@@ -431,6 +460,7 @@ pub fn plan_with_live(
     let mut diagnostics = Vec::new();
     let mut changes: Vec<ResourceChange> = Vec::new();
     let mut drift = Vec::new();
+    let mut claims = Claims::new();
     let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
     for block in &order {
         let BlockId::Resource { module, kind, name } = block else {
@@ -459,6 +489,13 @@ pub fn plan_with_live(
             };
         let mut exported = BTreeMap::new();
         for instance in &instances {
+            for (key, exclusive) in instance.kind.claims(&instance.config) {
+                claims.entry(key).or_default().push((
+                    instance.address.clone(),
+                    exclusive,
+                    instance.span.clone(),
+                ));
+            }
             let prior = state.resource(&instance.address);
             let context = kind_context(
                 configuration,
@@ -512,6 +549,7 @@ pub fn plan_with_live(
             exported,
         );
     }
+    diagnostics.extend(conflicting_claims(&claims));
     if !diagnostics.is_empty() {
         return Err(PlanError::Config(ConfigError { diagnostics }));
     }

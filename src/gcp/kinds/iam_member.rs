@@ -1,16 +1,16 @@
 //! The `iam_member` kind: one member in one role of a resource's IAM policy, managed additively
-//! (other members and roles are left alone). Writes are read-modify-write with the policy etag,
-//! serialized per parent within a run and retried when another writer got there first.
+//! (other members and roles are left alone). The read-modify-write cycle is in `iam_policy.rs`.
 
+use super::iam_policy::{
+    PolicyParent, SUPPORTED_PARENTS, binding_members, modify_policy, read_policy, set_member,
+};
 use super::{Created, FieldSpec, FieldType, Kind, KindContext, KindError, string_attribute};
-use crate::gcp::{GcpClient, GcpError, Service};
+use crate::gcp::GcpClient;
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
-use reqwest::Method;
-use serde_json::{Value as Json, json};
 
-/// Additive IAM membership on a secret (more parents arrive with their kinds).
+/// Additive IAM membership on a project, a secret or a service account.
 pub struct IamMemberKind;
 
 static FIELDS: [FieldSpec; 3] = [
@@ -25,7 +25,7 @@ static FIELDS: [FieldSpec; 3] = [
         .force_new(),
 ];
 
-const MEMBER_PREFIXES: [&str; 9] = [
+const MEMBER_PREFIXES: [&str; 7] = [
     "user:",
     "serviceAccount:",
     "group:",
@@ -33,117 +33,60 @@ const MEMBER_PREFIXES: [&str; 9] = [
     "principal://",
     "principalSet://",
     "deleted:",
-    "allUsers",
-    "allAuthenticatedUsers",
 ];
 
-/// The resource whose policy an `iam_member` edits, and how its API reads and writes policies.
-enum PolicyParent {
-    Secret(String),
-}
-
-impl PolicyParent {
-    fn parse(parent: &str) -> Option<Self> {
-        match parent.split('/').collect::<Vec<_>>()[..] {
-            ["projects", project, "secrets", secret]
-                if !project.is_empty() && !secret.is_empty() =>
-            {
-                Some(PolicyParent::Secret(parent.to_string()))
+/// Returns the problems of a member, a role and a parent, for both IAM kinds.
+pub(crate) fn check_binding_parts(
+    parent: Option<&Value>,
+    role: Option<&Value>,
+    members: &[&Value],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let parsed_parent = match parent {
+        Some(Value::String(parent)) => {
+            let parsed = PolicyParent::parse(parent);
+            if parsed.is_none() {
+                problems.push(format!(
+                    "parent {parent:?}: not a supported resource ({SUPPORTED_PARENTS})"
+                ));
             }
-            _ => None,
+            parsed
         }
-    }
-
-    async fn get_policy(&self, client: &GcpClient) -> Result<Json, GcpError> {
-        match self {
-            PolicyParent::Secret(name) => {
-                client
-                    .call(
-                        Method::GET,
-                        Service::SecretManager,
-                        &format!("v1/{name}:getIamPolicy"),
-                        &[("options.requestedPolicyVersion", "3".into())],
-                        None,
-                    )
-                    .await
-            }
-        }
-    }
-
-    async fn set_policy(&self, client: &GcpClient, policy: Json) -> Result<Json, GcpError> {
-        match self {
-            PolicyParent::Secret(name) => {
-                let body = json!({"policy": policy});
-                client
-                    .call(
-                        Method::POST,
-                        Service::SecretManager,
-                        &format!("v1/{name}:setIamPolicy"),
-                        &[],
-                        Some(&body),
-                    )
-                    .await
-            }
-        }
-    }
-}
-
-/// Returns true when the policy grants `role` to `member` without a condition.
-fn policy_has(policy: &Json, role: &str, member: &str) -> bool {
-    policy["bindings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|binding| {
-            binding["role"] == role
-                && binding.get("condition").is_none_or(Json::is_null)
-                && binding["members"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|candidate| candidate == member)
-        })
-}
-
-/// Adds or removes one member of one unconditional role binding; returns false when nothing changes.
-fn edit_policy(policy: &mut Json, role: &str, member: &str, present: bool) -> bool {
-    if policy_has(policy, role, member) == present {
-        return false;
-    }
-    if !policy["bindings"].is_array() {
-        policy["bindings"] = json!([]);
-    }
-    let Some(bindings) = policy["bindings"].as_array_mut() else {
-        return false;
+        _ => None,
     };
-    let unconditional = |binding: &Json| {
-        binding["role"] == role && binding.get("condition").is_none_or(Json::is_null)
-    };
-    if present {
-        match bindings.iter_mut().find(|binding| unconditional(binding)) {
-            Some(binding) => {
-                if let Some(members) = binding["members"].as_array_mut() {
-                    members.push(json!(member));
-                }
-            }
-            None => bindings.push(json!({"role": role, "members": [member]})),
-        }
-    } else {
-        for binding in bindings.iter_mut().filter(|binding| unconditional(binding)) {
-            if let Some(members) = binding["members"].as_array_mut() {
-                members.retain(|candidate| candidate != member);
-            }
-        }
-        // Google refuses bindings without members.
-        bindings.retain(|binding| {
-            binding["members"]
-                .as_array()
-                .is_some_and(|members| !members.is_empty())
+    for member in members {
+        let Value::String(member) = member else {
+            continue;
+        };
+        let public = member == "allUsers" || member == "allAuthenticatedUsers";
+        let prefixed = MEMBER_PREFIXES.iter().any(|prefix| {
+            member
+                .strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '))
         });
+        if !public && !prefixed {
+            problems.push(format!(
+                "member {member:?}: use user:EMAIL, serviceAccount:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers"
+            ));
+        }
+        if public
+            && parsed_parent
+                .as_ref()
+                .is_some_and(|parent| !parent.allows_public_members())
+        {
+            problems.push(format!(
+                "member {member:?}: this parent's policy does not accept public members"
+            ));
+        }
     }
-    // Conditional bindings need version 3; writing it is harmless otherwise.
-    policy["version"] = json!(3);
-    true
+    if let Some(Value::String(role)) = role {
+        if !(role.starts_with("roles/") || role.contains("/roles/")) {
+            problems.push(format!(
+                "role {role:?}: roles look like roles/secretmanager.secretAccessor"
+            ));
+        }
+    }
+    problems
 }
 
 impl IamMemberKind {
@@ -164,48 +107,6 @@ impl IamMemberKind {
             ))),
         }
     }
-
-    /// Runs one read-modify-write cycle, again from the read whenever the write loses a race.
-    async fn modify(
-        client: &GcpClient,
-        parent: &str,
-        role: &str,
-        member: &str,
-        present: bool,
-    ) -> Result<(), KindError> {
-        let policy_parent = PolicyParent::parse(parent).ok_or_else(|| {
-            KindError::Invalid(format!(
-                "parent `{parent}`: not a supported resource (projects/P/secrets/S)"
-            ))
-        })?;
-        let lock = client.parent_lock(parent);
-        let _serialized = lock.lock().await;
-        let retry = client.retry_policy().clone();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut policy = match policy_parent.get_policy(client).await {
-                Ok(policy) => policy,
-                Err(error) if error.is_not_found() && !present => return Ok(()),
-                Err(error) => return Err(error.into()),
-            };
-            if !edit_policy(&mut policy, role, member, present) {
-                return Ok(());
-            }
-            match policy_parent.set_policy(client, policy).await {
-                Ok(_) => return Ok(()),
-                Err(error) if error.is_concurrency_conflict() && attempt < retry.max_attempts => {
-                    tracing::debug!(
-                        parent,
-                        attempt,
-                        "policy changed under us, reading it again: {error}"
-                    );
-                    tokio::time::sleep(retry.delay(attempt)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -219,31 +120,8 @@ impl Kind for IamMemberKind {
     }
 
     fn check(&self, config: &Attributes) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Some(Value::String(member)) = config.get("member") {
-            let known = MEMBER_PREFIXES
-                .iter()
-                .any(|prefix| member.starts_with(prefix));
-            let bare = member.ends_with(':') || member.contains(' ');
-            if !known || bare {
-                problems.push(format!("member {member:?}: use user:EMAIL, serviceAccount:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers"));
-            }
-        }
-        if let Some(Value::String(role)) = config.get("role")
-            && !(role.starts_with("roles/") || role.contains("/roles/"))
-        {
-            problems.push(format!(
-                "role {role:?}: roles look like roles/secretmanager.secretAccessor"
-            ));
-        }
-        if let Some(Value::String(parent)) = config.get("parent")
-            && PolicyParent::parse(parent).is_none()
-        {
-            problems.push(format!(
-                "parent {parent:?}: not a supported resource (projects/P/secrets/S)"
-            ));
-        }
-        problems
+        let member: Vec<&Value> = config.get("member").into_iter().collect();
+        check_binding_parts(config.get("parent"), config.get("role"), &member)
     }
 
     fn resource_id(&self, _context: &KindContext, config: &Attributes) -> Option<String> {
@@ -289,6 +167,11 @@ impl Kind for IamMemberKind {
         string_attribute(config, "parent").map(String::from)
     }
 
+    fn claims(&self, config: &Attributes) -> Vec<(String, bool)> {
+        let (parent, role, _) = Self::parts(config);
+        vec![(format!("role {role} on {parent}"), false)]
+    }
+
     fn update_mask(&self, _changed_fields: &[String]) -> Vec<String> {
         Vec::new()
     }
@@ -300,15 +183,10 @@ impl Kind for IamMemberKind {
         _prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         let (parent, role, member) = Self::parse_id(id)?;
-        let policy_parent = PolicyParent::parse(&parent).ok_or_else(|| {
-            KindError::Invalid(format!("parent `{parent}`: not a supported resource"))
-        })?;
-        let policy = match policy_parent.get_policy(client).await {
-            Ok(policy) => policy,
-            Err(error) if error.is_not_found() => return Ok(None),
-            Err(error) => return Err(error.into()),
+        let Some(policy) = read_policy(client, &parent).await? else {
+            return Ok(None);
         };
-        if !policy_has(&policy, &role, &member) {
+        if !binding_members(&policy, &role).contains(&member) {
             return Ok(None);
         }
         Ok(Some(Attributes::from([
@@ -325,7 +203,10 @@ impl Kind for IamMemberKind {
         config: &Attributes,
     ) -> Result<Created, KindError> {
         let (parent, role, member) = Self::parts(config);
-        Self::modify(client, &parent, &role, &member, true).await?;
+        modify_policy(client, &parent, false, |policy| {
+            set_member(policy, &role, &member, true)
+        })
+        .await?;
         Ok(Created {
             id: format!("{parent} {role} {member}"),
             attributes: self.desired(context, config, None)?,
@@ -346,7 +227,10 @@ impl Kind for IamMemberKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         let (parent, role, member) = Self::parse_id(&prior.id)?;
-        Self::modify(client, &parent, &role, &member, false).await
+        modify_policy(client, &parent, true, |policy| {
+            set_member(policy, &role, &member, false)
+        })
+        .await
     }
 }
 
@@ -355,50 +239,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn adding_a_member_joins_the_existing_binding() {
-        let mut policy = json!({"etag": "BwE=", "bindings": [{"role": "roles/viewer", "members": ["user:a@x.com"]}]});
-        assert!(edit_policy(
-            &mut policy,
-            "roles/viewer",
-            "user:b@x.com",
-            true
-        ));
-        assert_eq!(
-            policy["bindings"][0]["members"],
-            json!(["user:a@x.com", "user:b@x.com"])
-        );
-        assert!(
-            !edit_policy(&mut policy, "roles/viewer", "user:b@x.com", true),
-            "second add is a no-op"
-        );
-        assert_eq!(policy["etag"], "BwE=", "the etag is sent back untouched");
-    }
-
-    #[test]
-    fn removing_the_last_member_drops_the_binding() {
-        let mut policy =
-            json!({"bindings": [{"role": "roles/viewer", "members": ["user:a@x.com"]}]});
-        assert!(edit_policy(
-            &mut policy,
-            "roles/viewer",
-            "user:a@x.com",
-            false
-        ));
-        assert_eq!(policy["bindings"], json!([]));
-    }
-
-    #[test]
-    fn conditional_bindings_are_not_ours() {
-        let policy = json!({"bindings": [{"role": "r", "members": ["user:a@x.com"], "condition": {"expression": "true"}}]});
-        assert!(!policy_has(&policy, "r", "user:a@x.com"));
-    }
-
-    #[test]
-    fn member_format_is_checked() {
+    fn member_role_and_parent_formats_are_checked() {
         let config = Attributes::from([
             ("member".into(), Value::string("serviceAccount:")),
             ("role".into(), Value::string("viewer")),
+            ("parent".into(), Value::string("buckets/b")),
         ]);
-        assert_eq!(IamMemberKind.check(&config).len(), 2);
+        assert_eq!(IamMemberKind.check(&config).len(), 3);
+    }
+
+    #[test]
+    fn public_members_only_where_the_api_takes_them() {
+        let on = |parent: &str| {
+            IamMemberKind.check(&Attributes::from([
+                ("member".into(), Value::string("allUsers")),
+                ("role".into(), Value::string("roles/viewer")),
+                ("parent".into(), Value::string(parent)),
+            ]))
+        };
+        assert!(on("projects/p/secrets/s").is_empty());
+        assert_eq!(on("projects/p").len(), 1);
     }
 }

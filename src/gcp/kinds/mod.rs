@@ -2,16 +2,21 @@
 //! how its live object reads and normalizes for comparison, and how it is created, updated and
 //! deleted. The planner and executor only ever see this trait.
 
+mod iam_binding;
 mod iam_member;
+mod iam_policy;
 mod secret;
+mod service_account;
 
 use super::{GcpClient, GcpError};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
 
+pub use iam_binding::IamBindingKind;
 pub use iam_member::IamMemberKind;
 pub use secret::SecretKind;
+pub use service_account::ServiceAccountKind;
 
 /// The type a configuration field takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +171,12 @@ pub trait Kind: Send + Sync {
         None
     }
 
+    /// Returns what this resource manages inside another, as `(key, exclusive)`: an exclusive
+    /// claim (an authoritative IAM binding's role) may not share its key with any other claim.
+    fn claims(&self, _config: &Attributes) -> Vec<(String, bool)> {
+        Vec::new()
+    }
+
     /// Returns the API update mask for changed comparable fields.
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String>;
 
@@ -201,7 +212,12 @@ pub trait Kind: Send + Sync {
 
 /// Returns every registered kind.
 pub fn registry() -> &'static [&'static dyn Kind] {
-    static KINDS: [&dyn Kind; 2] = [&SecretKind, &IamMemberKind];
+    static KINDS: [&dyn Kind; 4] = [
+        &SecretKind,
+        &ServiceAccountKind,
+        &IamMemberKind,
+        &IamBindingKind,
+    ];
     &KINDS
 }
 

@@ -1,0 +1,245 @@
+//! IAM v1 service accounts (per `discovery/iam.v1.json`): create (409 on a duplicate account
+//! id), get (by email or unique id; `projects/-` answers 403 for a missing account, as Google
+//! warns), list, patch (the mask is in the body; only displayName and description), delete,
+//! and the account's own IAM policy (POST getIamPolicy).
+
+use super::discovery::{self, Api};
+use super::error::ApiError;
+use super::iam;
+use super::server::{Request, Response};
+use super::store::{ServiceAccountRecord, Store, project_number};
+use axum::http::StatusCode;
+use serde_json::{Value as Json, json};
+
+/// Routes a `v1/projects/{p}/serviceAccounts…` request; `None` for other paths.
+pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
+    let (resource, verb) = match request.path.split_once(':') {
+        Some((resource, verb)) => (resource, Some(verb)),
+        None => (request.path.as_str(), None),
+    };
+    let segments: Vec<&str> = resource.split('/').collect();
+    let outcome = match (&segments[..], request.method.as_str(), verb) {
+        (["projects", project, "serviceAccounts"], "POST", None) => create(store, request, project),
+        (["projects", project, "serviceAccounts"], "GET", None) => list(store, request, project),
+        (["projects", project, "serviceAccounts", account], method, verb) => {
+            match find(store, project, account) {
+                Err(error) => Err(error),
+                Ok(key) => match (method, verb) {
+                    ("GET", None) => request.allow_query(&[]).map(|()| {
+                        Response::read(account_json(&key, &store.service_accounts[&key]))
+                    }),
+                    ("PATCH", None) => patch(store, request, &key),
+                    ("DELETE", None) => request.allow_query(&[]).map(|()| {
+                        store.service_accounts.remove(&key);
+                        store.policies.remove(&key);
+                        store.revision += 1;
+                        Response::changed(json!({}))
+                    }),
+                    ("POST", Some("getIamPolicy")) => iam::get_policy(store, request, &key),
+                    ("POST", Some("setIamPolicy")) => {
+                        iam::set_policy(store, request, &key, Api::Iam, false)
+                    }
+                    _ => Err(ApiError::not_found(format!(
+                        "Method not found: {} /v1/{}",
+                        request.method, request.path
+                    ))),
+                },
+            }
+        }
+        (["projects", _, "serviceAccounts", ..], _, _) => Err(ApiError::not_found(format!(
+            "Method not found: {} /v1/{}",
+            request.method, request.path
+        ))),
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+fn key(project_id: &str, email: &str) -> String {
+    format!("projects/{project_id}/serviceAccounts/{email}")
+}
+
+fn account_json(key: &str, account: &ServiceAccountRecord) -> Json {
+    let mut body = json!({
+        "name": key,
+        "projectId": account.project_id,
+        "uniqueId": account.unique_id,
+        "email": account.email,
+        "oauth2ClientId": account.unique_id,
+        "etag": account.etag,
+    });
+    if let Some(name) = &account.display_name {
+        body["displayName"] = json!(name);
+    }
+    if let Some(description) = &account.description {
+        body["description"] = json!(description);
+    }
+    body
+}
+
+fn find(store: &Store, project: &str, account: &str) -> Result<String, ApiError> {
+    let found = store.service_accounts.iter().find(|(_, record)| {
+        (project == "-"
+            || record.project_id == project
+            || project_number(&record.project_id) == project)
+            && (record.email == account || record.unique_id == account)
+    });
+    match found {
+        Some((key, _)) => Ok(key.clone()),
+        // With the `-` wildcard Google cannot tell a missing account from a forbidden one.
+        None if project == "-" => Err(ApiError {
+            code: StatusCode::FORBIDDEN,
+            status: "PERMISSION_DENIED",
+            message: format!(
+                "Permission 'iam.serviceAccounts.get' denied on resource (or it may not exist): projects/-/serviceAccounts/{account}"
+            ),
+        }),
+        None => Err(ApiError::not_found(format!(
+            "Unknown service account: projects/{project}/serviceAccounts/{account}"
+        ))),
+    }
+}
+
+fn check_lengths(account: &Json) -> Result<(), ApiError> {
+    if account["displayName"]
+        .as_str()
+        .is_some_and(|name| name.len() > 100)
+    {
+        return Err(ApiError::invalid_argument(
+            "displayName must be at most 100 bytes.",
+        ));
+    }
+    if account["description"]
+        .as_str()
+        .is_some_and(|text| text.len() > 256)
+    {
+        return Err(ApiError::invalid_argument(
+            "description must be at most 256 bytes.",
+        ));
+    }
+    Ok(())
+}
+
+fn create(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    discovery::validate(
+        Api::Iam,
+        "CreateServiceAccountRequest",
+        "create_service_account_request",
+        &body,
+    )?;
+    let account_id = body["accountId"].as_str().unwrap_or_default();
+    let valid = (6..=30).contains(&account_id.len())
+        && account_id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !account_id.ends_with('-')
+        && account_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(ApiError::invalid_argument(format!(
+            "accountId {account_id:?} must be 6-30 characters long and match [a-z]([-a-z0-9]*[a-z0-9])."
+        )));
+    }
+    if project.chars().all(|c| c.is_ascii_digit()) || project == "-" {
+        return Err(ApiError::invalid_argument(
+            "Create needs the project ID, not a number or `-`.",
+        ));
+    }
+    let account = body.get("serviceAccount").cloned().unwrap_or(json!({}));
+    check_lengths(&account)?;
+    let email = format!("{account_id}@{project}.iam.gserviceaccount.com");
+    let key = key(project, &email);
+    if store.service_accounts.contains_key(&key) {
+        return Err(ApiError::already_exists(format!(
+            "Service account {account_id} already exists within project projects/{project}."
+        )));
+    }
+    let etag = store.next_etag();
+    let unique_id = format!(
+        "1{:020}",
+        store.revision * 7_919 + project_number(&email).parse::<u64>().unwrap_or(0) % 1_000_000
+    );
+    let record = ServiceAccountRecord {
+        project_id: project.to_string(),
+        email,
+        unique_id,
+        display_name: account["displayName"].as_str().map(String::from),
+        description: account["description"].as_str().map(String::from),
+        etag,
+    };
+    let response = account_json(&key, &record);
+    store.service_accounts.insert(key, record);
+    Ok(Response::changed(response))
+}
+
+fn list(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["pageSize", "pageToken"])?;
+    let size = request
+        .query("pageSize")
+        .and_then(|size| size.parse::<usize>().ok())
+        .filter(|size| *size > 0)
+        .unwrap_or(20)
+        .min(100);
+    let start = request
+        .query("pageToken")
+        .and_then(|token| token.parse::<usize>().ok())
+        .unwrap_or(0);
+    let accounts: Vec<Json> = store
+        .service_accounts
+        .iter()
+        .filter(|(_, record)| {
+            record.project_id == project || project_number(&record.project_id) == project
+        })
+        .map(|(key, record)| account_json(key, record))
+        .collect();
+    let mut body = json!({"accounts": accounts.iter().skip(start).take(size).collect::<Vec<_>>()});
+    if start + size < accounts.len() {
+        body["nextPageToken"] = json!((start + size).to_string());
+    }
+    if accounts.is_empty() {
+        body = json!({});
+    }
+    Ok(Response::read(body))
+}
+
+fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    discovery::validate(
+        Api::Iam,
+        "PatchServiceAccountRequest",
+        "patch_service_account_request",
+        &body,
+    )?;
+    let mask = body["updateMask"].as_str().unwrap_or_default();
+    if mask.trim().is_empty() {
+        return Err(ApiError::invalid_argument(
+            "update_mask is required: name the fields to update.",
+        ));
+    }
+    let account = body.get("serviceAccount").cloned().unwrap_or(json!({}));
+    check_lengths(&account)?;
+    let Some(mut record) = store.service_accounts.get(key).cloned() else {
+        return Err(ApiError::not_found(format!(
+            "Unknown service account: {key}"
+        )));
+    };
+    for path in mask.split(',').map(str::trim) {
+        match path {
+            "displayName" | "display_name" => {
+                record.display_name = account["displayName"].as_str().map(String::from)
+            }
+            "description" => record.description = account["description"].as_str().map(String::from),
+            other => {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid update_mask path {other:?}: only display_name and description can be patched."
+                )));
+            }
+        }
+    }
+    record.etag = store.next_etag();
+    let response = account_json(key, &record);
+    store.service_accounts.insert(key.to_string(), record);
+    Ok(Response::changed(response))
+}

@@ -1,0 +1,270 @@
+//! IAM policies as every parent kind's API exposes them, and the read-modify-write cycle the
+//! IAM kinds share: read with the etag, edit, write; on a concurrency conflict (409 ABORTED,
+//! 412, 400 FAILED_PRECONDITION) read again with backoff. Cycles on one parent are serialized.
+//! The APIs differ in small ways (GET vs POST getIamPolicy, version in the query or the body):
+//! those differences live here and nowhere else.
+
+use super::KindError;
+use crate::gcp::{GcpClient, GcpError, Service};
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+
+/// The supported parents, written as full resource names.
+pub const SUPPORTED_PARENTS: &str =
+    "projects/P, projects/P/secrets/S, projects/P/serviceAccounts/EMAIL";
+
+/// A resource that owns an IAM policy.
+pub enum PolicyParent {
+    Project(String),
+    Secret(String),
+    ServiceAccount(String),
+}
+
+impl PolicyParent {
+    /// Recognizes a parent from its full resource name.
+    pub fn parse(parent: &str) -> Option<Self> {
+        let non_empty = |parts: &[&str]| parts.iter().all(|part| !part.is_empty());
+        match parent.split('/').collect::<Vec<_>>()[..] {
+            ["projects", project] if non_empty(&[project]) => Some(Self::Project(parent.into())),
+            ["projects", project, "secrets", secret] if non_empty(&[project, secret]) => {
+                Some(Self::Secret(parent.into()))
+            }
+            ["projects", project, "serviceAccounts", email] if non_empty(&[project, email]) => {
+                Some(Self::ServiceAccount(parent.into()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Returns true when the parent's API accepts `allUsers` and `allAuthenticatedUsers`.
+    pub fn allows_public_members(&self) -> bool {
+        matches!(self, Self::Secret(_))
+    }
+
+    async fn get(&self, client: &GcpClient) -> Result<Json, GcpError> {
+        let version = [("options.requestedPolicyVersion", "3".to_string())];
+        match self {
+            Self::Secret(name) => {
+                let path = format!("v1/{name}:getIamPolicy");
+                client
+                    .call(Method::GET, Service::SecretManager, &path, &version, None)
+                    .await
+            }
+            Self::ServiceAccount(name) => {
+                let path = format!("v1/{name}:getIamPolicy");
+                client
+                    .call(Method::POST, Service::Iam, &path, &version, None)
+                    .await
+            }
+            Self::Project(name) => {
+                let body = json!({"options": {"requestedPolicyVersion": 3}});
+                let path = format!("v3/{name}:getIamPolicy");
+                client
+                    .call(
+                        Method::POST,
+                        Service::ResourceManager,
+                        &path,
+                        &[],
+                        Some(&body),
+                    )
+                    .await
+            }
+        }
+    }
+
+    async fn set(&self, client: &GcpClient, policy: Json) -> Result<Json, GcpError> {
+        let body = json!({"policy": policy});
+        let (service, path) = match self {
+            Self::Secret(name) => (Service::SecretManager, format!("v1/{name}:setIamPolicy")),
+            Self::ServiceAccount(name) => (Service::Iam, format!("v1/{name}:setIamPolicy")),
+            Self::Project(name) => (Service::ResourceManager, format!("v3/{name}:setIamPolicy")),
+        };
+        client
+            .call(Method::POST, service, &path, &[], Some(&body))
+            .await
+    }
+}
+
+fn unsupported(parent: &str) -> KindError {
+    KindError::Invalid(format!(
+        "parent `{parent}`: not a supported resource ({SUPPORTED_PARENTS})"
+    ))
+}
+
+/// Reads a parent's policy; `None` when the parent does not exist.
+pub async fn read_policy(client: &GcpClient, parent: &str) -> Result<Option<Json>, KindError> {
+    let policy_parent = PolicyParent::parse(parent).ok_or_else(|| unsupported(parent))?;
+    match policy_parent.get(client).await {
+        Ok(policy) => Ok(Some(policy)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Runs read-modify-write cycles until `edit` leaves nothing to write or a write succeeds.
+/// `edit` returns false when the policy already says what it should. A missing parent is fine
+/// when `missing_is_done` (removing from something gone).
+pub async fn modify_policy(
+    client: &GcpClient,
+    parent: &str,
+    missing_is_done: bool,
+    edit: impl Fn(&mut Json) -> bool,
+) -> Result<(), KindError> {
+    let policy_parent = PolicyParent::parse(parent).ok_or_else(|| unsupported(parent))?;
+    let lock = client.parent_lock(parent);
+    let _serialized = lock.lock().await;
+    let retry = client.retry_policy().clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut policy = match policy_parent.get(client).await {
+            Ok(policy) => policy,
+            Err(error) if error.is_not_found() && missing_is_done => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        if !edit(&mut policy) {
+            return Ok(());
+        }
+        // Conditional bindings need version 3; writing it is harmless otherwise.
+        policy["version"] = json!(3);
+        match policy_parent.set(client, policy).await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_concurrency_conflict() && attempt < retry.max_attempts => {
+                tracing::debug!(
+                    parent,
+                    attempt,
+                    "policy changed under us, reading it again: {error}"
+                );
+                tokio::time::sleep(retry.delay(attempt)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn is_unconditional_binding(binding: &Json, role: &str) -> bool {
+    binding["role"] == role && binding.get("condition").is_none_or(Json::is_null)
+}
+
+/// Returns the members of the unconditional binding of `role`, sorted.
+pub fn binding_members(policy: &Json, role: &str) -> Vec<String> {
+    let mut members: Vec<String> = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|binding| is_unconditional_binding(binding, role))
+        .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|member| member.as_str().map(String::from))
+        .collect();
+    members.sort();
+    members.dedup();
+    members
+}
+
+/// Sets the members of the unconditional binding of `role` (none removes the binding);
+/// returns false when nothing changes. Other roles and conditional bindings are untouched.
+pub fn set_binding_members(policy: &mut Json, role: &str, members: &[String]) -> bool {
+    let mut wanted: Vec<String> = members.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    if binding_members(policy, role) == wanted {
+        return false;
+    }
+    if !policy["bindings"].is_array() {
+        policy["bindings"] = json!([]);
+    }
+    let Some(bindings) = policy["bindings"].as_array_mut() else {
+        return false;
+    };
+    bindings.retain(|binding| !is_unconditional_binding(binding, role));
+    if !wanted.is_empty() {
+        bindings.push(json!({"role": role, "members": wanted}));
+    }
+    true
+}
+
+/// Adds or removes one member of the unconditional binding of `role`; false when nothing changes.
+pub fn set_member(policy: &mut Json, role: &str, member: &str, present: bool) -> bool {
+    let mut members = binding_members(policy, role);
+    let has = members.iter().any(|candidate| candidate == member);
+    if has == present {
+        return false;
+    }
+    if present {
+        members.push(member.to_string());
+    } else {
+        members.retain(|candidate| candidate != member);
+    }
+    set_binding_members(policy, role, &members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_are_recognized_by_their_names() {
+        assert!(matches!(
+            PolicyParent::parse("projects/p"),
+            Some(PolicyParent::Project(_))
+        ));
+        assert!(matches!(
+            PolicyParent::parse("projects/p/secrets/s"),
+            Some(PolicyParent::Secret(_))
+        ));
+        assert!(matches!(
+            PolicyParent::parse("projects/p/serviceAccounts/a@p.iam.gserviceaccount.com"),
+            Some(PolicyParent::ServiceAccount(_))
+        ));
+        assert!(PolicyParent::parse("projects/p/buckets/b").is_none());
+        assert!(PolicyParent::parse("projects/").is_none());
+    }
+
+    #[test]
+    fn adding_a_member_joins_the_existing_binding_and_keeps_the_etag() {
+        let mut policy = json!({"etag": "BwE=", "bindings": [{"role": "roles/viewer", "members": ["user:a@x.com"]}]});
+        assert!(set_member(
+            &mut policy,
+            "roles/viewer",
+            "user:b@x.com",
+            true
+        ));
+        assert_eq!(
+            binding_members(&policy, "roles/viewer"),
+            vec!["user:a@x.com", "user:b@x.com"]
+        );
+        assert!(
+            !set_member(&mut policy, "roles/viewer", "user:b@x.com", true),
+            "second add is a no-op"
+        );
+        assert_eq!(policy["etag"], "BwE=");
+    }
+
+    #[test]
+    fn removing_the_last_member_drops_the_binding() {
+        let mut policy =
+            json!({"bindings": [{"role": "roles/viewer", "members": ["user:a@x.com"]}]});
+        assert!(set_member(
+            &mut policy,
+            "roles/viewer",
+            "user:a@x.com",
+            false
+        ));
+        assert_eq!(policy["bindings"], json!([]));
+    }
+
+    #[test]
+    fn conditional_bindings_are_left_alone() {
+        let conditional =
+            json!({"role": "r", "members": ["user:a@x.com"], "condition": {"expression": "true"}});
+        let mut policy = json!({"bindings": [conditional.clone()]});
+        assert!(binding_members(&policy, "r").is_empty());
+        assert!(set_binding_members(
+            &mut policy,
+            "r",
+            &["user:b@x.com".into()]
+        ));
+        assert_eq!(policy["bindings"][0], conditional);
+        assert_eq!(binding_members(&policy, "r"), vec!["user:b@x.com"]);
+    }
+}
