@@ -3,6 +3,7 @@
 mod bundled;
 mod config_errors;
 mod emulator_api;
+mod identity;
 mod secrets;
 mod sensitive;
 mod support;

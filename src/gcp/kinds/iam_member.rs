@@ -79,12 +79,12 @@ pub(crate) fn check_binding_parts(
             ));
         }
     }
-    if let Some(Value::String(role)) = role {
-        if !(role.starts_with("roles/") || role.contains("/roles/")) {
-            problems.push(format!(
-                "role {role:?}: roles look like roles/secretmanager.secretAccessor"
-            ));
-        }
+    if let Some(Value::String(role)) = role
+        && !(role.starts_with("roles/") || role.contains("/roles/"))
+    {
+        problems.push(format!(
+            "role {role:?}: roles look like roles/secretmanager.secretAccessor"
+        ));
     }
     problems
 }

@@ -67,15 +67,15 @@ impl Kind for ServiceAccountKind {
                 problems.push(format!("account_id {account_id:?}: 6 to 30 lowercase letters, digits or `-`, starting with a letter"));
             }
         }
-        if let Some(Value::String(name)) = config.get("display_name") {
-            if name.len() > 100 {
-                problems.push("display_name: at most 100 bytes".into());
-            }
+        if let Some(Value::String(name)) = config.get("display_name")
+            && name.len() > 100
+        {
+            problems.push("display_name: at most 100 bytes".into());
         }
-        if let Some(Value::String(text)) = config.get("description") {
-            if text.len() > 256 {
-                problems.push("description: at most 256 bytes".into());
-            }
+        if let Some(Value::String(text)) = config.get("description")
+            && text.len() > 256
+        {
+            problems.push("description: at most 256 bytes".into());
         }
         problems
     }
