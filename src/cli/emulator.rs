@@ -22,6 +22,9 @@ pub struct EmulatorArgs {
     /// Delay every answer by this many milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// How long a long-running operation (Cloud Run create, update, delete) takes to finish.
+    #[arg(long, default_value_t = 200)]
+    pub operation_delay_ms: u64,
     /// Answer this share of requests (0 to 1) with 503 UNAVAILABLE, evenly spaced, to exercise retries.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
@@ -36,6 +39,7 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         data_dir: args.data.clone(),
         latency: Duration::from_millis(args.latency_ms),
         fail_rate: args.fail_rate,
+        operation_delay: Duration::from_millis(args.operation_delay_ms),
     };
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
     println!("{}", running.base_url());

@@ -95,6 +95,7 @@ impl Session {
             (None, Some(embedded)) => {
                 let options = EmulatorOptions {
                     data_dir: Some(embedded.data_dir.clone()),
+                    operation_delay: Duration::from_millis(100),
                     ..EmulatorOptions::default()
                 };
                 let running = emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))

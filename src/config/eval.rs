@@ -425,6 +425,53 @@ fn call(
                 )),
             }
         }
+        "if" => {
+            arity(3)?;
+            match &arguments[0] {
+                Value::Bool(condition) => Ok(arguments[if *condition { 1 } else { 2 }].clone()),
+                other => Err(error(
+                    expression,
+                    format!(
+                        "if(): the condition must be a bool (got {})",
+                        other.type_name()
+                    ),
+                )),
+            }
+        }
+        "zipmap" => {
+            arity(2)?;
+            match (&arguments[0], &arguments[1]) {
+                (Value::List(keys), Value::List(values)) if keys.len() == values.len() => keys
+                    .iter()
+                    .zip(values)
+                    .map(|(key, value)| match key.to_interpolation() {
+                        Some(key) => Ok((key, value.clone())),
+                        None => Err(error(expression, "zipmap(): keys must be strings".into())),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Value::Map),
+                (Value::List(keys), Value::List(values)) => Err(error(
+                    expression,
+                    format!("zipmap(): {} keys but {} values", keys.len(), values.len()),
+                )),
+                _ => Err(error(expression, "zipmap() takes two lists".into())),
+            }
+        }
+        "merge" => {
+            let mut merged = BTreeMap::new();
+            for argument in arguments {
+                match argument {
+                    Value::Map(entries) => merged.extend(entries.clone()),
+                    other => {
+                        return Err(error(
+                            expression,
+                            format!("merge() takes maps (got {})", other.type_name()),
+                        ));
+                    }
+                }
+            }
+            Ok(Value::Map(merged))
+        }
         "lower" => {
             arity(1)?;
             Ok(Value::String(text_argument(0)?.to_lowercase()))

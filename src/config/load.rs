@@ -12,7 +12,17 @@ use std::sync::Arc;
 
 const ENV_KEYS: [&str; 4] = ["name", "project", "region", "project_number"];
 const EACH_KEYS: [&str; 2] = ["key", "value"];
-const FUNCTIONS: [&str; 6] = ["file", "json", "jsonencode", "join", "lower", "upper"];
+const FUNCTIONS: [&str; 9] = [
+    "file",
+    "json",
+    "jsonencode",
+    "join",
+    "lower",
+    "upper",
+    "zipmap",
+    "merge",
+    "if",
+];
 
 /// Loads and validates the environment `env` of the project at `root`.
 pub fn load(root: &Path, env: &str) -> Result<Configuration, ConfigError> {

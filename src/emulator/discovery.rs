@@ -12,18 +12,21 @@ pub enum Api {
     SecretManager,
     Iam,
     ResourceManager,
+    Run,
 }
 
 fn document(api: Api) -> &'static Json {
     static SECRET_MANAGER: OnceLock<Json> = OnceLock::new();
     static IAM: OnceLock<Json> = OnceLock::new();
     static RESOURCE_MANAGER: OnceLock<Json> = OnceLock::new();
+    static RUN: OnceLock<Json> = OnceLock::new();
     let parse = |text: &str| serde_json::from_str(text).unwrap_or(Json::Null);
     match api {
         Api::SecretManager => {
             SECRET_MANAGER.get_or_init(|| parse(include_str!("discovery/secretmanager.v1.json")))
         }
         Api::Iam => IAM.get_or_init(|| parse(include_str!("discovery/iam.v1.json"))),
+        Api::Run => RUN.get_or_init(|| parse(include_str!("discovery/run.v2.json"))),
         Api::ResourceManager => RESOURCE_MANAGER
             .get_or_init(|| parse(include_str!("discovery/cloudresourcemanager.v3.json"))),
     }

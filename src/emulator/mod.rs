@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod error;
 mod iam;
 mod projects;
+mod run;
 mod secretmanager;
 pub mod server;
 mod service_accounts;

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::store::Store;
-use super::{projects, secretmanager, service_accounts};
+use super::{projects, run, secretmanager, service_accounts};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -39,6 +39,8 @@ pub struct EmulatorOptions {
     pub latency: Duration,
     /// Share of requests answered 503 UNAVAILABLE (evenly spaced), to exercise clients' retries.
     pub fail_rate: f64,
+    /// How long a long-running operation takes to finish.
+    pub operation_delay: Duration,
 }
 
 /// A parsed request.
@@ -268,6 +270,7 @@ impl Emulator {
         let routed = match request.version.as_str() {
             "v1" => secretmanager::route(&mut store, &request)
                 .or_else(|| service_accounts::route(&mut store, &request)),
+            "v2" => run::route(&mut store, &request, self.options.operation_delay),
             "v3" => projects::route(&mut store, &request),
             _ => None,
         };

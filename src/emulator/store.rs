@@ -18,6 +18,43 @@ pub struct Store {
     /// Service accounts by `projects/<project id>/serviceAccounts/<email>`.
     #[serde(default)]
     pub service_accounts: BTreeMap<String, ServiceAccountRecord>,
+    /// Cloud Run services by `projects/<number>/locations/<region>/services/<id>`.
+    #[serde(default)]
+    pub run_services: BTreeMap<String, RunServiceRecord>,
+    /// Cloud Run long-running operations by name.
+    #[serde(default)]
+    pub run_operations: BTreeMap<String, OperationRecord>,
+}
+
+/// A stored Cloud Run service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunServiceRecord {
+    /// The settable fields, server defaults filled in.
+    pub body: serde_json::Map<String, Json>,
+    pub uid: String,
+    pub generation: u64,
+    pub observed_generation: u64,
+    pub create_time: String,
+    pub update_time: String,
+    pub etag: String,
+    /// Revision names, oldest first.
+    pub revisions: Vec<String>,
+    pub latest_ready: Option<String>,
+    /// When the current reconciliation finishes (Unix milliseconds); `None` when settled.
+    pub settle_at: Option<i64>,
+    /// Why the last reconciliation failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// A stored long-running operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationRecord {
+    pub service: String,
+    pub done_at: i64,
+    /// `true` for a delete, whose response is empty.
+    pub deletes: bool,
+    /// The service as it was when the operation started (the metadata).
+    pub metadata: Json,
 }
 
 /// A stored service account.

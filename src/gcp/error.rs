@@ -31,6 +31,13 @@ pub enum GcpError {
         "credentials: {0}\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
     )]
     Auth(String),
+    /// A long-running operation finished with an error.
+    #[error("operation {name} failed: {message} (google.rpc.Code {code})")]
+    Operation {
+        name: String,
+        code: i64,
+        message: String,
+    },
     /// A long-running operation or retry loop ran out of time.
     #[error("{what}: timed out after {seconds}s")]
     Timeout { what: String, seconds: u64 },

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod error;
 pub mod kinds;
+pub mod operations;
 
 pub use client::{GcpClient, RetryPolicy, Service};
 pub use error::GcpError;

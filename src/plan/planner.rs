@@ -343,6 +343,10 @@ pub fn evaluate_value_block(
     Ok(())
 }
 
+/// What a plan says of a replace or delete that deletion protection will stop.
+const DELETION_GUARD_REASON: &str =
+    "deletion_protection is on: apply will refuse until it is set false and applied";
+
 /// Who claims what inside other resources: claim key to (address, exclusive, where declared).
 type Claims = BTreeMap<String, Vec<(String, bool, Span)>>;
 
@@ -525,6 +529,12 @@ pub fn plan_with_live(
                     if options.destroy {
                         change = destroy_change(change, prior);
                     }
+                    if let Some(prior) =
+                        prior.filter(|_| matches!(change.action, Action::Replace | Action::Delete))
+                        && instance.kind.deletion_guard(prior).is_some()
+                    {
+                        change.reason = Some(DELETION_GUARD_REASON.into());
+                    }
                     if matches!(change.action, Action::Replace | Action::Delete)
                         && instance.lifecycle.prevent_destroy
                     {
@@ -577,6 +587,10 @@ pub fn plan_with_live(
             id: Some(resource.id.clone()),
             reason: Some(if live_attributes.is_none() {
                 "already gone; removed from state".into()
+            } else if kinds::find(&resource.kind)
+                .is_some_and(|kind| kind.deletion_guard(resource).is_some())
+            {
+                DELETION_GUARD_REASON.into()
             } else {
                 "no longer in the configuration".into()
             }),

@@ -99,7 +99,14 @@ impl TestEnv {
     pub fn start_emulator_with(&mut self, flags: &[&str]) {
         let data = self.root.path().join(".emulator-data");
         let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
-            .args(["emulator", "--port", "0", "--data"])
+            .args([
+                "emulator",
+                "--port",
+                "0",
+                "--operation-delay-ms",
+                "50",
+                "--data",
+            ])
             .arg(&data)
             .args(flags)
             .stdout(Stdio::piped())

@@ -10,14 +10,14 @@ use reqwest::Method;
 use serde_json::{Value as Json, json};
 
 /// The supported parents, written as full resource names.
-pub const SUPPORTED_PARENTS: &str =
-    "projects/P, projects/P/secrets/S, projects/P/serviceAccounts/EMAIL";
+pub const SUPPORTED_PARENTS: &str = "projects/P, projects/P/secrets/S, projects/P/serviceAccounts/EMAIL, projects/P/locations/L/services/S";
 
 /// A resource that owns an IAM policy.
 pub enum PolicyParent {
     Project(String),
     Secret(String),
     ServiceAccount(String),
+    RunService(String),
 }
 
 impl PolicyParent {
@@ -32,13 +32,21 @@ impl PolicyParent {
             ["projects", project, "serviceAccounts", email] if non_empty(&[project, email]) => {
                 Some(Self::ServiceAccount(parent.into()))
             }
+            [
+                "projects",
+                project,
+                "locations",
+                region,
+                "services",
+                service,
+            ] if non_empty(&[project, region, service]) => Some(Self::RunService(parent.into())),
             _ => None,
         }
     }
 
     /// Returns true when the parent's API accepts `allUsers` and `allAuthenticatedUsers`.
     pub fn allows_public_members(&self) -> bool {
-        matches!(self, Self::Secret(_))
+        matches!(self, Self::Secret(_) | Self::RunService(_))
     }
 
     async fn get(&self, client: &GcpClient) -> Result<Json, GcpError> {
@@ -54,6 +62,12 @@ impl PolicyParent {
                 let path = format!("v1/{name}:getIamPolicy");
                 client
                     .call(Method::POST, Service::Iam, &path, &version, None)
+                    .await
+            }
+            Self::RunService(name) => {
+                let path = format!("v2/{name}:getIamPolicy");
+                client
+                    .call(Method::GET, Service::Run, &path, &version, None)
                     .await
             }
             Self::Project(name) => {
@@ -77,6 +91,7 @@ impl PolicyParent {
         let (service, path) = match self {
             Self::Secret(name) => (Service::SecretManager, format!("v1/{name}:setIamPolicy")),
             Self::ServiceAccount(name) => (Service::Iam, format!("v1/{name}:setIamPolicy")),
+            Self::RunService(name) => (Service::Run, format!("v2/{name}:setIamPolicy")),
             Self::Project(name) => (Service::ResourceManager, format!("v3/{name}:setIamPolicy")),
         };
         client

@@ -2,6 +2,7 @@
 //! how its live object reads and normalizes for comparison, and how it is created, updated and
 //! deleted. The planner and executor only ever see this trait.
 
+mod cloud_run_service;
 mod iam_binding;
 mod iam_member;
 mod iam_policy;
@@ -13,6 +14,7 @@ use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
 
+pub use cloud_run_service::CloudRunServiceKind;
 pub use iam_binding::IamBindingKind;
 pub use iam_member::IamMemberKind;
 pub use secret::SecretKind;
@@ -171,6 +173,12 @@ pub trait Kind: Send + Sync {
         None
     }
 
+    /// Returns why deleting this object is refused (deletion protection), judged from what state
+    /// recorded; the planner shows it, `delete` enforces it.
+    fn deletion_guard(&self, _prior: &StateResource) -> Option<String> {
+        None
+    }
+
     /// Returns what this resource manages inside another, as `(key, exclusive)`: an exclusive
     /// claim (an authoritative IAM binding's role) may not share its key with any other claim.
     fn claims(&self, _config: &Attributes) -> Vec<(String, bool)> {
@@ -212,9 +220,10 @@ pub trait Kind: Send + Sync {
 
 /// Returns every registered kind.
 pub fn registry() -> &'static [&'static dyn Kind] {
-    static KINDS: [&dyn Kind; 4] = [
+    static KINDS: [&dyn Kind; 5] = [
         &SecretKind,
         &ServiceAccountKind,
+        &CloudRunServiceKind,
         &IamMemberKind,
         &IamBindingKind,
     ];

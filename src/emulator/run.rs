@@ -1,0 +1,844 @@
+//! Cloud Run Admin v2 services (per `discovery/run.v2.json`): create (with `serviceId`), get,
+//! list, patch (`updateMask` honoured), delete — each a long-running operation served by
+//! `operations.get` that finishes after the configured delay. Server defaults are filled in as
+//! Google fills them, a template change makes a new revision (`<service>-<5 digits>-<3 letters>`),
+//! traffic must sum to 100 and name existing revisions, and a revision whose secret does not
+//! exist fails its operation, as a real deployment would.
+
+use super::discovery::{self, Api};
+use super::error::ApiError;
+use super::iam;
+use super::server::{Request, Response};
+use super::store::{OperationRecord, RunServiceRecord, Store, now, project_number};
+use serde_json::{Map, Value as Json, json};
+use std::time::Duration;
+
+const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
+const EMPTY_TYPE: &str = "type.googleapis.com/google.protobuf.Empty";
+const RESERVED_LABEL_PREFIXES: [&str; 4] = [
+    "run.googleapis.com/",
+    "cloud.googleapis.com/",
+    "serving.knative.dev/",
+    "autoscaling.knative.dev/",
+];
+
+fn millis_now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Routes a `v2/projects/{p}/locations/{l}/…` request; `None` for other paths.
+pub fn route(
+    store: &mut Store,
+    request: &Request,
+    delay: Duration,
+) -> Option<Result<Response, ApiError>> {
+    let (resource, verb) = match request.path.split_once(':') {
+        Some((resource, verb)) => (resource, Some(verb)),
+        None => (request.path.as_str(), None),
+    };
+    let segments: Vec<&str> = resource.split('/').collect();
+    settle(store);
+    let outcome = match (&segments[..], request.method.as_str(), verb) {
+        (["projects", project, "locations", region, "services"], "POST", None) => {
+            create(store, request, project, region, delay)
+        }
+        (["projects", project, "locations", region, "services"], "GET", None) => {
+            list(store, request, project, region)
+        }
+        (
+            [
+                "projects",
+                project,
+                "locations",
+                region,
+                "services",
+                service,
+            ],
+            method,
+            verb,
+        ) => {
+            let name = canonical(project, region, service);
+            match (method, verb) {
+                ("GET", None) => request.allow_query(&[]).and_then(|()| {
+                    let record = store
+                        .run_services
+                        .get(&name)
+                        .ok_or_else(|| not_found(&name))?;
+                    Ok(Response::read(service_json(&name, record)))
+                }),
+                ("PATCH", None) => patch(store, request, &name, delay),
+                ("DELETE", None) => delete(store, request, &name, delay),
+                ("GET", Some("getIamPolicy")) => {
+                    if store.run_services.contains_key(&name) {
+                        iam::get_policy(store, request, &name)
+                    } else {
+                        Err(not_found(&name))
+                    }
+                }
+                ("POST", Some("setIamPolicy")) => {
+                    if store.run_services.contains_key(&name) {
+                        iam::set_policy(store, request, &name, Api::Run, true)
+                    } else {
+                        Err(not_found(&name))
+                    }
+                }
+                _ => Err(ApiError::not_found(format!(
+                    "Method not found: {} /v2/{}",
+                    request.method, request.path
+                ))),
+            }
+        }
+        (
+            [
+                "projects",
+                project,
+                "locations",
+                region,
+                "operations",
+                operation,
+            ],
+            "GET",
+            None,
+        ) => get_operation(
+            store,
+            &format!(
+                "projects/{}/locations/{region}/operations/{operation}",
+                project_number(project)
+            ),
+        ),
+        (["projects", _, "locations", ..], _, _) => Err(ApiError::not_found(format!(
+            "Method not found: {} /v2/{}",
+            request.method, request.path
+        ))),
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+fn canonical(project: &str, region: &str, service: &str) -> String {
+    format!(
+        "projects/{}/locations/{region}/services/{service}",
+        project_number(project)
+    )
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Resource '{}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
+        name.rsplit('/').next().unwrap_or(name),
+        name.split('/').nth(3).unwrap_or(""),
+        name.split('/').nth(1).unwrap_or("")
+    ))
+}
+
+/// Finishes every reconciliation whose time has come: the latest revision becomes ready (or
+/// the reconciliation fails when a referenced secret does not exist).
+fn settle(store: &mut Store) {
+    let now = millis_now();
+    let due: Vec<String> = store
+        .run_services
+        .iter()
+        .filter(|(_, record)| record.settle_at.is_some_and(|at| at <= now))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in due {
+        let project_number = name.split('/').nth(1).unwrap_or_default().to_string();
+        let missing: Option<String> = store.run_services[&name].body["template"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
+            .filter_map(|variable| {
+                variable
+                    .pointer("/valueSource/secretKeyRef/secret")
+                    .and_then(Json::as_str)
+                    .map(String::from)
+            })
+            .find(|secret| {
+                let canonical = match secret.split('/').collect::<Vec<_>>()[..] {
+                    ["projects", project, "secrets", id] => format!(
+                        "projects/{}/secrets/{id}",
+                        super::store::project_number(project)
+                    ),
+                    _ => format!("projects/{project_number}/secrets/{secret}"),
+                };
+                !store.secrets.contains_key(&canonical)
+            });
+        let Some(record) = store.run_services.get_mut(&name) else {
+            continue;
+        };
+        record.settle_at = None;
+        record.observed_generation = record.generation;
+        match missing {
+            Some(secret) => {
+                record.failure = Some(format!(
+                    "Revision '{}' is not ready and cannot serve traffic. Secret {secret} was not found or the service account lacks access.",
+                    record.revisions.last().cloned().unwrap_or_default()
+                ));
+            }
+            None => {
+                record.failure = None;
+                record.latest_ready = record.revisions.last().cloned();
+            }
+        }
+    }
+}
+
+fn uri(name: &str) -> String {
+    let parts: Vec<&str> = name.split('/').collect();
+    let (project, region, service) = (parts[1], parts[3], parts[5]);
+    let short = region
+        .split('-')
+        .map(|piece| piece.chars().next().unwrap_or('x'))
+        .collect::<String>();
+    let hash = &project_number(&format!("{project}/{service}"))[..10];
+    format!("https://{service}-{hash}-{short}.a.run.app")
+}
+
+fn traffic_statuses(name: &str, record: &RunServiceRecord) -> Vec<Json> {
+    record.body["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|target| {
+            let mut status = target.clone();
+            if status["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+                && let Some(ready) = &record.latest_ready
+            {
+                status["revision"] = json!(ready);
+            }
+            if let Some(tag) = target["tag"].as_str() {
+                status["uri"] = json!(format!(
+                    "https://{tag}---{}",
+                    uri(name).trim_start_matches("https://")
+                ));
+            }
+            status
+        })
+        .collect()
+}
+
+fn service_json(name: &str, record: &RunServiceRecord) -> Json {
+    let mut body = Json::Object(record.body.clone());
+    let reconciling = record.settle_at.is_some();
+    let condition = match (&record.failure, reconciling) {
+        (_, true) => {
+            json!({"type": "Ready", "state": "CONDITION_RECONCILING", "lastTransitionTime": record.update_time})
+        }
+        (Some(message), false) => {
+            json!({"type": "Ready", "state": "CONDITION_FAILED", "message": message, "reason": "REVISION_FAILED", "severity": "ERROR", "lastTransitionTime": record.update_time})
+        }
+        (None, false) => {
+            json!({"type": "Ready", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": record.update_time})
+        }
+    };
+    let fields = [
+        ("name", json!(name)),
+        ("uid", json!(record.uid)),
+        ("generation", json!(record.generation.to_string())),
+        (
+            "observedGeneration",
+            json!(record.observed_generation.to_string()),
+        ),
+        ("createTime", json!(record.create_time)),
+        ("updateTime", json!(record.update_time)),
+        ("creator", json!("infra-emulator@example.com")),
+        ("lastModifier", json!("infra-emulator@example.com")),
+        (
+            "latestCreatedRevision",
+            json!(
+                record
+                    .revisions
+                    .last()
+                    .map(|revision| format!("{name}/revisions/{revision}"))
+            ),
+        ),
+        (
+            "latestReadyRevision",
+            json!(
+                record
+                    .latest_ready
+                    .as_ref()
+                    .map(|revision| format!("{name}/revisions/{revision}"))
+            ),
+        ),
+        ("terminalCondition", condition),
+        ("conditions", json!([])),
+        ("trafficStatuses", json!(traffic_statuses(name, record))),
+        ("uri", json!(uri(name))),
+        ("urls", json!([uri(name)])),
+        ("reconciling", json!(reconciling)),
+        ("etag", json!(record.etag)),
+    ];
+    for (field, value) in fields {
+        if !value.is_null() {
+            body[field] = value;
+        }
+    }
+    body
+}
+
+/// Fills in what Google fills in when the client leaves it out.
+fn apply_defaults(body: &mut Map<String, Json>, project: &str) {
+    body.entry("ingress")
+        .or_insert(json!("INGRESS_TRAFFIC_ALL"));
+    body.entry("launchStage").or_insert(json!("GA"));
+    if body
+        .get("traffic")
+        .and_then(Json::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        body.insert(
+            "traffic".into(),
+            json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]),
+        );
+    }
+    let template = body.entry("template").or_insert(json!({}));
+    if template
+        .get("serviceAccount")
+        .and_then(Json::as_str)
+        .is_none_or(str::is_empty)
+    {
+        template["serviceAccount"] = json!(format!(
+            "{}-compute@developer.gserviceaccount.com",
+            project_number(project)
+        ));
+    }
+    if template.get("timeout").is_none() {
+        template["timeout"] = json!("300s");
+    }
+    if template.get("maxInstanceRequestConcurrency").is_none() {
+        template["maxInstanceRequestConcurrency"] = json!(80);
+    }
+    if template.pointer("/scaling/maxInstanceCount").is_none() {
+        if !template["scaling"].is_object() {
+            template["scaling"] = json!({});
+        }
+        template["scaling"]["maxInstanceCount"] = json!(100);
+    }
+    if let Some(containers) = template["containers"].as_array_mut() {
+        for container in containers {
+            if container.get("resources").is_none() {
+                container["resources"] =
+                    json!({"limits": {"cpu": "1000m", "memory": "512Mi"}, "cpuIdle": true});
+            }
+            if container.get("ports").is_none() {
+                container["ports"] = json!([{"name": "http1", "containerPort": 8080}]);
+            }
+        }
+    }
+}
+
+fn check_labels(body: &Map<String, Json>, field: &str) -> Result<(), ApiError> {
+    for map in [
+        body.get(field),
+        body.get("template")
+            .and_then(|template| template.get(field)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(keys) = map.as_object()
+            && let Some(reserved) = keys.keys().find(|key| {
+                RESERVED_LABEL_PREFIXES
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix))
+            })
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "The {field} key '{reserved}' is in a reserved namespace."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_service(body: &Map<String, Json>) -> Result<(), ApiError> {
+    let containers = body
+        .get("template")
+        .and_then(|template| template["containers"].as_array());
+    let Some(containers) = containers.filter(|containers| !containers.is_empty()) else {
+        return Err(ApiError::invalid_argument(
+            "spec.template.spec.containers: at least one container is required.",
+        ));
+    };
+    for container in containers {
+        if container["image"].as_str().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid_argument(
+                "spec.template.spec.containers[0].image: Required field is missing.",
+            ));
+        }
+        if let Some(cpu) = container
+            .pointer("/resources/limits/cpu")
+            .and_then(Json::as_str)
+            && !["1", "2", "4", "8", "1000m", "2000m", "4000m", "8000m"].contains(&cpu)
+            && !cpu.ends_with('m')
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid value for CPU limit {cpu:?}: use 1, 2, 4 or 8."
+            )));
+        }
+        for variable in container["env"].as_array().into_iter().flatten() {
+            if variable["name"].as_str().is_none_or(str::is_empty) {
+                return Err(ApiError::invalid_argument(
+                    "spec.template.spec.containers[0].env: every variable needs a name.",
+                ));
+            }
+        }
+    }
+    check_labels(body, "labels")?;
+    check_labels(body, "annotations")
+}
+
+fn check_traffic(body: &Map<String, Json>, revisions: &[String]) -> Result<(), ApiError> {
+    let Some(targets) = body
+        .get("traffic")
+        .and_then(Json::as_array)
+        .filter(|targets| !targets.is_empty())
+    else {
+        return Ok(());
+    };
+    let mut total = 0;
+    for target in targets {
+        total += target["percent"].as_i64().unwrap_or(0);
+        let latest = target["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
+        match target["revision"].as_str() {
+            Some(revision) if latest => {
+                return Err(ApiError::invalid_argument(format!(
+                    "A traffic target of type LATEST cannot name revision {revision}."
+                )));
+            }
+            Some(revision) if !revisions.iter().any(|known| known == revision) => {
+                return Err(ApiError::invalid_argument(format!(
+                    "Revision named '{revision}' referenced in traffic not found."
+                )));
+            }
+            None if !latest => {
+                return Err(ApiError::invalid_argument(
+                    "A traffic target of type REVISION must name a revision.",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if total != 100 {
+        return Err(ApiError::invalid_argument(format!(
+            "Traffic percents must add up to 100 (they add up to {total})."
+        )));
+    }
+    Ok(())
+}
+
+fn revision_name(service: &str, generation: u64) -> String {
+    let seed = project_number(&format!("{service}#{generation}"));
+    let letters: String = seed
+        .bytes()
+        .rev()
+        .take(3)
+        .map(|digit| char::from(b'a' + (digit - b'0') * 2 % 26))
+        .collect();
+    format!("{service}-{generation:05}-{letters}")
+}
+
+fn settable(body: &Json) -> Map<String, Json> {
+    let mut fields = body.as_object().cloned().unwrap_or_default();
+    fields.retain(|field, _| {
+        !discovery::is_output_only(Api::Run, "GoogleCloudRunV2Service", field)
+            && field != "etag"
+            && field != "name"
+    });
+    if let Some(containers) = fields
+        .get_mut("template")
+        .and_then(|template| template.get_mut("containers"))
+        .and_then(Json::as_array_mut)
+    {
+        for container in containers {
+            if let Some(container) = container.as_object_mut() {
+                container.remove("buildInfo");
+            }
+        }
+    }
+    fields
+}
+
+fn operation(
+    store: &mut Store,
+    service: &str,
+    deletes: bool,
+    metadata: Json,
+    delay: Duration,
+) -> Json {
+    let parts: Vec<&str> = service.split('/').collect();
+    let name = format!(
+        "projects/{}/locations/{}/operations/{}",
+        parts[1],
+        parts[3],
+        uuid::Uuid::new_v4()
+    );
+    let done_at = millis_now() + delay.as_millis() as i64;
+    store.run_operations.insert(
+        name.clone(),
+        OperationRecord {
+            service: service.to_string(),
+            done_at,
+            deletes,
+            metadata: metadata.clone(),
+        },
+    );
+    operation_json(&name, false, &metadata, None)
+}
+
+fn operation_json(name: &str, done: bool, metadata: &Json, outcome: Option<Json>) -> Json {
+    let mut metadata = metadata.clone();
+    metadata["@type"] = json!(SERVICE_TYPE);
+    let mut body = json!({"name": name, "metadata": metadata, "done": done});
+    if let Some(outcome) = outcome {
+        let key = if outcome.get("code").is_some() && outcome.get("@type").is_none() {
+            "error"
+        } else {
+            "response"
+        };
+        body[key] = outcome;
+    }
+    body
+}
+
+fn get_operation(store: &mut Store, name: &str) -> Result<Response, ApiError> {
+    let record = store
+        .run_operations
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("Operation {name} not found.")))?;
+    if millis_now() < record.done_at {
+        return Ok(Response::read(operation_json(
+            name,
+            false,
+            &record.metadata,
+            None,
+        )));
+    }
+    if record.deletes {
+        return Ok(Response::read(operation_json(
+            name,
+            true,
+            &record.metadata,
+            Some(json!({"@type": EMPTY_TYPE})),
+        )));
+    }
+    let Some(service) = store.run_services.get(&record.service) else {
+        return Ok(Response::read(operation_json(
+            name,
+            true,
+            &record.metadata,
+            Some(json!({"code": 5, "message": "The service was deleted."})),
+        )));
+    };
+    if service.settle_at.is_some() {
+        return Ok(Response::read(operation_json(
+            name,
+            false,
+            &record.metadata,
+            None,
+        )));
+    }
+    let outcome = match &service.failure {
+        Some(message) => json!({"code": 9, "message": message}),
+        None => {
+            let mut response = service_json(&record.service, service);
+            response["@type"] = json!(SERVICE_TYPE);
+            response
+        }
+    };
+    Ok(Response::read(operation_json(
+        name,
+        true,
+        &record.metadata,
+        Some(outcome),
+    )))
+}
+
+fn create(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+    region: &str,
+    delay: Duration,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["serviceId", "validateOnly"])?;
+    let body = request.json()?;
+    discovery::validate(Api::Run, "GoogleCloudRunV2Service", "service", &body)?;
+    let service_id = request.query("serviceId").unwrap_or_else(|| {
+        format!(
+            "service-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    });
+    let valid = service_id.len() < 50
+        && service_id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !service_id.ends_with('-')
+        && service_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(ApiError::invalid_argument(format!(
+            "service_id {service_id:?} must begin with a letter, contain only lowercase letters, digits and hyphens, not end with a hyphen, and be shorter than 50 characters."
+        )));
+    }
+    let mut fields = settable(&body);
+    check_service(&fields)?;
+    let name = canonical(project, region, &service_id);
+    if store.run_services.contains_key(&name) {
+        return Err(ApiError::already_exists(format!(
+            "Resource '{service_id}' already exists."
+        )));
+    }
+    apply_defaults(&mut fields, project);
+    let revision = revision_name(&service_id, 1);
+    check_traffic(&fields, std::slice::from_ref(&revision))?;
+    if request.query("validateOnly").as_deref() == Some("true") {
+        return Ok(Response::read(operation_json(
+            "validate-only",
+            true,
+            &Json::Object(fields.clone()),
+            None,
+        )));
+    }
+    let time = now();
+    let record = RunServiceRecord {
+        body: fields,
+        uid: uuid::Uuid::new_v4().to_string(),
+        generation: 1,
+        observed_generation: 0,
+        create_time: time.clone(),
+        update_time: time,
+        etag: format!("\"{}\"", store.next_etag()),
+        revisions: vec![revision],
+        latest_ready: None,
+        settle_at: Some(millis_now() + delay.as_millis() as i64),
+        failure: None,
+    };
+    let metadata = service_json(&name, &record);
+    store.run_services.insert(name.clone(), record);
+    Ok(Response::changed(operation(
+        store, &name, false, metadata, delay,
+    )))
+}
+
+fn list(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+    region: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["pageSize", "pageToken", "showDeleted"])?;
+    let prefix = format!(
+        "projects/{}/locations/{region}/services/",
+        project_number(project)
+    );
+    let mut services: Vec<(&String, &RunServiceRecord)> = store
+        .run_services
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .collect();
+    services.sort_by(|left, right| right.1.create_time.cmp(&left.1.create_time));
+    let body: Vec<Json> = services
+        .into_iter()
+        .map(|(name, record)| service_json(name, record))
+        .collect();
+    Ok(Response::read(if body.is_empty() {
+        json!({})
+    } else {
+        json!({"services": body})
+    }))
+}
+
+fn patch(
+    store: &mut Store,
+    request: &Request,
+    name: &str,
+    delay: Duration,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[
+        "updateMask",
+        "validateOnly",
+        "allowMissing",
+        "forceNewRevision",
+    ])?;
+    let body = request.json()?;
+    discovery::validate(Api::Run, "GoogleCloudRunV2Service", "service", &body)?;
+    let Some(current) = store.run_services.get(name).cloned() else {
+        return Err(not_found(name));
+    };
+    if let Some(etag) = body.get("etag").and_then(Json::as_str)
+        && etag != current.etag
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag of service {name} does not match: it changed since it was read."
+        )));
+    }
+    let incoming = settable(&body);
+    let mut fields = current.body.clone();
+    match request
+        .query("updateMask")
+        .filter(|mask| !mask.trim().is_empty())
+    {
+        Some(mask) => {
+            for path in mask.split(',').map(str::trim) {
+                let top = path.split('.').next().unwrap_or_default();
+                if discovery::properties(Api::Run, "GoogleCloudRunV2Service")
+                    .iter()
+                    .all(|property| property != top)
+                    || discovery::is_output_only(Api::Run, "GoogleCloudRunV2Service", top)
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "Invalid update_mask path: {path}"
+                    )));
+                }
+                match incoming.get(top) {
+                    Some(value) => {
+                        fields.insert(top.to_string(), value.clone());
+                    }
+                    None => {
+                        fields.remove(top);
+                    }
+                }
+            }
+        }
+        None => fields = incoming,
+    }
+    check_service(&fields)?;
+    let project = name.split('/').nth(1).unwrap_or_default().to_string();
+    apply_defaults(&mut fields, &project);
+    let template_changed = fields.get("template") != current.body.get("template");
+    let force = request.query("forceNewRevision").as_deref() == Some("true");
+    let mut record = current.clone();
+    record.generation += 1;
+    if template_changed || force {
+        let service_id = name.rsplit('/').next().unwrap_or_default();
+        let revision = fields["template"]["revision"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| revision_name(service_id, record.generation));
+        record.revisions.push(revision);
+    }
+    check_traffic(&fields, &record.revisions)?;
+    if request.query("validateOnly").as_deref() == Some("true") {
+        return Ok(Response::read(operation_json(
+            "validate-only",
+            true,
+            &Json::Object(fields),
+            None,
+        )));
+    }
+    record.body = fields;
+    record.update_time = now();
+    record.etag = format!("\"{}\"", store.next_etag());
+    record.settle_at = Some(millis_now() + delay.as_millis() as i64);
+    let metadata = service_json(name, &record);
+    store.run_services.insert(name.to_string(), record);
+    Ok(Response::changed(operation(
+        store, name, false, metadata, delay,
+    )))
+}
+
+fn delete(
+    store: &mut Store,
+    request: &Request,
+    name: &str,
+    delay: Duration,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["etag", "validateOnly"])?;
+    let record = store
+        .run_services
+        .get(name)
+        .cloned()
+        .ok_or_else(|| not_found(name))?;
+    if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty())
+        && etag != record.etag
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag of service {name} does not match: it changed since it was read."
+        )));
+    }
+    let metadata = service_json(name, &record);
+    if request.query("validateOnly").as_deref() == Some("true") {
+        return Ok(Response::read(operation_json(
+            "validate-only",
+            true,
+            &metadata,
+            None,
+        )));
+    }
+    store.run_services.remove(name);
+    store.policies.remove(name);
+    Ok(Response::changed(operation(
+        store, name, true, metadata, delay,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_names_follow_cloud_runs_pattern() {
+        let name = revision_name("bayit-plus-backend", 3);
+        let (prefix, letters) = name.rsplit_once('-').expect("suffix");
+        assert!(prefix.ends_with("-00003"), "{name}");
+        assert_eq!(letters.len(), 3);
+        assert!(letters.chars().all(|c| c.is_ascii_lowercase()), "{name}");
+        assert_eq!(
+            name,
+            revision_name("bayit-plus-backend", 3),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn traffic_must_sum_to_one_hundred_and_name_known_revisions() {
+        let revisions = vec!["svc-00001-abc".to_string()];
+        let targets = |traffic: Json| Map::from_iter([("traffic".to_string(), traffic)]);
+        assert!(
+            check_traffic(
+                &targets(
+                    json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}])
+                ),
+                &revisions
+            )
+            .is_ok()
+        );
+        let split = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 10}, {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "svc-00001-abc", "percent": 90}]);
+        assert!(check_traffic(&targets(split), &revisions).is_ok());
+        assert!(
+            check_traffic(
+                &targets(json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 90}])),
+                &revisions
+            )
+            .is_err()
+        );
+        let unknown = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "svc-00009-zzz", "percent": 100}]);
+        assert!(check_traffic(&targets(unknown), &revisions).is_err());
+    }
+
+    #[test]
+    fn defaults_are_filled_where_google_fills_them() {
+        let mut body = Map::new();
+        body.insert(
+            "template".into(),
+            json!({"containers": [{"image": "us-docker.pkg.dev/x/y:1"}]}),
+        );
+        apply_defaults(&mut body, "p");
+        assert_eq!(body["ingress"], "INGRESS_TRAFFIC_ALL");
+        assert_eq!(body["traffic"][0]["percent"], 100);
+        assert_eq!(body["template"]["scaling"]["maxInstanceCount"], 100);
+        assert_eq!(
+            body["template"]["containers"][0]["resources"]["limits"]["memory"],
+            "512Mi"
+        );
+        assert!(
+            body["template"]["serviceAccount"]
+                .as_str()
+                .is_some_and(|account| account.ends_with("-compute@developer.gserviceaccount.com"))
+        );
+    }
+}

@@ -1,0 +1,848 @@
+//! The `cloud_run_service` kind: a Cloud Run Admin v2 service with one container. Create,
+//! update and delete are long-running operations, awaited under a timeout. Comparison is over
+//! the fields the configuration manages, with Google's server defaults applied to the desired
+//! side so that a freshly applied service plans clean. `deletion_protection` lives only in
+//! state: while on, delete and replace are refused with a hint.
+
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+};
+use crate::gcp::operations::wait_for_operation;
+use crate::gcp::{GcpClient, Service};
+use crate::state::StateResource;
+use crate::value::{Attributes, Value};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Cloud Run services (`projects/{project}/locations/{region}/services/{name}`).
+pub struct CloudRunServiceKind;
+
+static FIELDS: [FieldSpec; 15] = [
+    FieldSpec::optional("name", FieldType::String)
+        .required()
+        .force_new(),
+    FieldSpec::optional("region", FieldType::String).force_new(),
+    FieldSpec::optional("project", FieldType::String).force_new(),
+    FieldSpec::optional("image", FieldType::String).required(),
+    FieldSpec::optional("env", FieldType::StringMap),
+    FieldSpec::optional("secret_env", FieldType::Any),
+    FieldSpec::optional("cpu", FieldType::String),
+    FieldSpec::optional("memory", FieldType::String),
+    FieldSpec::optional("min_instances", FieldType::Integer),
+    FieldSpec::optional("max_instances", FieldType::Integer),
+    FieldSpec::optional("service_account", FieldType::String),
+    FieldSpec::optional("ingress", FieldType::String),
+    FieldSpec::optional("labels", FieldType::StringMap),
+    FieldSpec::optional("traffic", FieldType::Any),
+    FieldSpec::optional("deletion_protection", FieldType::Bool),
+];
+
+/// How long one operation may take before `infra` stops waiting.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Config word and API enum of each ingress setting.
+const INGRESS: [(&str, &str); 4] = [
+    ("all", "INGRESS_TRAFFIC_ALL"),
+    ("internal", "INGRESS_TRAFFIC_INTERNAL_ONLY"),
+    (
+        "internal-and-cloud-load-balancing",
+        "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+    ),
+    ("none", "INGRESS_TRAFFIC_NONE"),
+];
+
+/// Server defaults Google fills in when they are left out (compared as if configured).
+const DEFAULT_CPU: &str = "1000m";
+const DEFAULT_MEMORY: &str = "512Mi";
+const DEFAULT_MAX_INSTANCES: i64 = 100;
+
+/// The fields that live in the revision template: changing any of them makes a new revision.
+const TEMPLATE_FIELDS: [&str; 8] = [
+    "image",
+    "env",
+    "secret_env",
+    "cpu",
+    "memory",
+    "min_instances",
+    "max_instances",
+    "service_account",
+];
+
+impl CloudRunServiceKind {
+    fn location(context: &KindContext, config: &Attributes) -> (String, String) {
+        let project = string_attribute(config, "project")
+            .unwrap_or(&context.project)
+            .to_string();
+        let region = string_attribute(config, "region")
+            .unwrap_or(&context.region)
+            .to_string();
+        (project, region)
+    }
+
+    fn full_name(context: &KindContext, config: &Attributes) -> Option<String> {
+        let (project, region) = Self::location(context, config);
+        let name = string_attribute(config, "name")?;
+        Some(format!(
+            "projects/{project}/locations/{region}/services/{name}"
+        ))
+    }
+
+    /// Returns `{ENV: {secret, version}}` from the configuration's `secret_env`.
+    fn secret_env(config: &Attributes) -> Value {
+        let entries = config
+            .get("secret_env")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(variable, reference)| {
+                    let (secret, version) = match &reference {
+                        Value::Map(table) => (
+                            table.get("secret").cloned().unwrap_or_default(),
+                            table
+                                .get("version")
+                                .cloned()
+                                .unwrap_or(Value::string("latest")),
+                        ),
+                        other => (other.clone(), Value::string("latest")),
+                    };
+                    (
+                        variable,
+                        Value::Map(BTreeMap::from([
+                            ("secret".into(), secret),
+                            ("version".into(), version),
+                        ])),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Returns the traffic targets in their compared form: `{type, revision?, percent, tag?}`.
+    fn traffic(config: &Attributes) -> Value {
+        // An empty list means what leaving it out means: all traffic to the latest revision.
+        let Some(Value::List(targets)) = config
+            .get("traffic")
+            .filter(|traffic| !matches!(traffic, Value::List(items) if items.is_empty()))
+        else {
+            return Value::List(vec![Value::Map(BTreeMap::from([
+                ("percent".into(), Value::Integer(100)),
+                ("type".into(), Value::string("latest")),
+            ]))]);
+        };
+        Value::List(
+            targets
+                .iter()
+                .map(|target| {
+                    let table = target.as_map().cloned().unwrap_or_default();
+                    let mut normalized = BTreeMap::new();
+                    match table.get("revision") {
+                        Some(revision) => {
+                            normalized.insert("type".to_string(), Value::string("revision"));
+                            normalized.insert("revision".to_string(), revision.clone());
+                        }
+                        None => {
+                            normalized.insert("type".to_string(), Value::string("latest"));
+                        }
+                    }
+                    normalized.insert(
+                        "percent".to_string(),
+                        table.get("percent").cloned().unwrap_or(Value::Integer(0)),
+                    );
+                    if let Some(tag) = table.get("tag") {
+                        normalized.insert("tag".to_string(), tag.clone());
+                    }
+                    Value::Map(normalized)
+                })
+                .collect(),
+        )
+    }
+
+    fn ingress_enum(word: &str) -> &'static str {
+        INGRESS
+            .iter()
+            .find(|(config_word, _)| *config_word == word)
+            .map_or("INGRESS_TRAFFIC_ALL", |(_, api)| api)
+    }
+
+    /// Builds the API body of the service the configuration describes.
+    fn body(desired: &Attributes) -> Json {
+        let text = |field: &str| {
+            desired
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut env: Vec<Json> = desired
+            .get("env")
+            .and_then(Value::as_map)
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| json!({"name": name, "value": value.to_json()}))
+            .collect();
+        for (name, reference) in desired
+            .get("secret_env")
+            .and_then(Value::as_map)
+            .into_iter()
+            .flatten()
+        {
+            env.push(json!({"name": name, "valueSource": {"secretKeyRef": {"secret": reference.as_map().and_then(|r| r.get("secret")).map(Value::to_json), "version": reference.as_map().and_then(|r| r.get("version")).map(Value::to_json)}}}));
+        }
+        env.sort_by(|left, right| left["name"].as_str().cmp(&right["name"].as_str()));
+        let mut template = json!({
+            "containers": [{
+                "image": text("image"),
+                "env": env,
+                "resources": {"limits": {"cpu": text("cpu"), "memory": text("memory")}, "cpuIdle": true},
+            }],
+            "scaling": {"minInstanceCount": desired.get("min_instances").map(Value::to_json), "maxInstanceCount": desired.get("max_instances").map(Value::to_json)},
+        });
+        if let Some(account) = desired.get("service_account").and_then(Value::as_str) {
+            template["serviceAccount"] = json!(account);
+        }
+        let traffic: Vec<Json> = match desired.get("traffic") {
+            Some(Value::List(targets)) => targets
+                .iter()
+                .map(|target| {
+                    let table = target.as_map().cloned().unwrap_or_default();
+                    let mut api = json!({"percent": table.get("percent").map(Value::to_json)});
+                    match table.get("revision") {
+                        Some(revision) => {
+                            api["type"] = json!("TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION");
+                            api["revision"] = revision.to_json();
+                        }
+                        None => api["type"] = json!("TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"),
+                    }
+                    if let Some(tag) = table.get("tag") {
+                        api["tag"] = tag.to_json();
+                    }
+                    api
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        json!({
+            "labels": desired.get("labels").map(Value::to_json),
+            "ingress": Self::ingress_enum(desired.get("ingress").and_then(Value::as_str).unwrap_or("all")),
+            "template": template,
+            "traffic": traffic,
+        })
+    }
+
+    /// Normalizes a live service into the compared form, plus the attributes others read.
+    fn normalize(id: &str, live: &Json, prior: Option<&StateResource>) -> Attributes {
+        let parts: Vec<&str> = id.split('/').collect();
+        let container = &live["template"]["containers"][0];
+        let mut env = BTreeMap::new();
+        let mut secret_env = BTreeMap::new();
+        for variable in container["env"].as_array().into_iter().flatten() {
+            let name = variable["name"].as_str().unwrap_or_default().to_string();
+            match variable.pointer("/valueSource/secretKeyRef") {
+                Some(reference) => {
+                    secret_env.insert(
+                        name,
+                        Value::Map(BTreeMap::from([
+                            ("secret".into(), Value::from_json(&reference["secret"])),
+                            (
+                                "version".into(),
+                                reference["version"]
+                                    .as_str()
+                                    .map_or(Value::string("latest"), Value::string),
+                            ),
+                        ])),
+                    );
+                }
+                None => {
+                    env.insert(
+                        name,
+                        Value::string(variable["value"].as_str().unwrap_or_default()),
+                    );
+                }
+            }
+        }
+        let limit = |key: &str, default: &str| {
+            Value::string(
+                container["resources"]["limits"][key]
+                    .as_str()
+                    .unwrap_or(default),
+            )
+        };
+        let count = |key: &str, default: i64| {
+            let value = &live["template"]["scaling"][key];
+            Value::Integer(
+                value
+                    .as_i64()
+                    .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+                    .unwrap_or(default),
+            )
+        };
+        let ingress_enum = live["ingress"].as_str().unwrap_or("INGRESS_TRAFFIC_ALL");
+        let ingress = INGRESS
+            .iter()
+            .find(|(_, api)| *api == ingress_enum)
+            .map_or(ingress_enum, |(word, _)| word);
+        let traffic: Vec<Value> = live["traffic"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|target| {
+                let mut normalized = BTreeMap::new();
+                if target["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION" {
+                    normalized.insert("type".to_string(), Value::string("revision"));
+                    normalized.insert(
+                        "revision".to_string(),
+                        Value::from_json(&target["revision"]),
+                    );
+                } else {
+                    normalized.insert("type".to_string(), Value::string("latest"));
+                }
+                normalized.insert(
+                    "percent".to_string(),
+                    Value::Integer(target["percent"].as_i64().unwrap_or(0)),
+                );
+                if let Some(tag) = target["tag"].as_str() {
+                    normalized.insert("tag".to_string(), Value::string(tag));
+                }
+                Value::Map(normalized)
+            })
+            .collect();
+        let short_revision = |field: &str| {
+            live[field]
+                .as_str()
+                .and_then(|name| name.rsplit('/').next())
+                .map_or(Value::Null, Value::string)
+        };
+        let protection = prior
+            .and_then(|prior| prior.attributes.get("deletion_protection"))
+            .cloned()
+            .unwrap_or(Value::Bool(true));
+        Attributes::from([
+            (
+                "name".into(),
+                Value::string(parts.get(5).copied().unwrap_or_default()),
+            ),
+            (
+                "region".into(),
+                Value::string(parts.get(3).copied().unwrap_or_default()),
+            ),
+            (
+                "project".into(),
+                Value::string(parts.get(1).copied().unwrap_or_default()),
+            ),
+            (
+                "image".into(),
+                Value::string(container["image"].as_str().unwrap_or_default()),
+            ),
+            ("env".into(), Value::Map(env)),
+            ("secret_env".into(), Value::Map(secret_env)),
+            ("cpu".into(), limit("cpu", DEFAULT_CPU)),
+            ("memory".into(), limit("memory", DEFAULT_MEMORY)),
+            ("min_instances".into(), count("minInstanceCount", 0)),
+            (
+                "max_instances".into(),
+                count("maxInstanceCount", DEFAULT_MAX_INSTANCES),
+            ),
+            (
+                "service_account".into(),
+                Value::string(
+                    live["template"]["serviceAccount"]
+                        .as_str()
+                        .unwrap_or_default(),
+                ),
+            ),
+            ("ingress".into(), Value::string(ingress)),
+            (
+                "labels".into(),
+                Value::from_json(live.get("labels").unwrap_or(&json!({}))),
+            ),
+            ("traffic".into(), Value::List(traffic)),
+            ("deletion_protection".into(), protection),
+            ("uri".into(), Value::from_json(&live["uri"])),
+            (
+                "latest_ready_revision".into(),
+                short_revision("latestReadyRevision"),
+            ),
+            (
+                "latest_created_revision".into(),
+                short_revision("latestCreatedRevision"),
+            ),
+        ])
+    }
+
+    async fn write(
+        client: &GcpClient,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Json,
+    ) -> Result<Json, KindError> {
+        let operation = client
+            .call(method, Service::Run, path, query, Some(body))
+            .await?;
+        Ok(wait_for_operation(client, Service::Run, operation, OPERATION_TIMEOUT).await?)
+    }
+}
+
+#[async_trait]
+impl Kind for CloudRunServiceKind {
+    fn name(&self) -> &'static str {
+        "cloud_run_service"
+    }
+
+    fn fields(&self) -> &'static [FieldSpec] {
+        &FIELDS
+    }
+
+    fn check(&self, config: &Attributes) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(Value::String(name)) = config.get("name") {
+            let valid = name.len() < 50
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && !name.ends_with('-')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                problems.push(format!("name {name:?}: lowercase letters, digits and `-`, starting with a letter, under 50 characters"));
+            }
+        }
+        if let Some(Value::String(ingress)) = config.get("ingress")
+            && !INGRESS.iter().any(|(word, _)| word == ingress)
+        {
+            let words: Vec<&str> = INGRESS.iter().map(|(word, _)| *word).collect();
+            problems.push(format!(
+                "ingress {ingress:?}: use one of {}",
+                words.join(", ")
+            ));
+        }
+        if let Some(Value::String(cpu)) = config.get("cpu")
+            && !["1", "2", "4", "8", "1000m", "2000m", "4000m", "8000m"].contains(&cpu.as_str())
+        {
+            problems.push(format!("cpu {cpu:?}: Cloud Run takes 1, 2, 4 or 8"));
+        }
+        match config.get("traffic") {
+            None | Some(Value::Marker(_)) => {}
+            Some(Value::List(targets)) => {
+                let mut total = 0;
+                let mut known = true;
+                for target in targets {
+                    let Some(table) = target.as_map() else {
+                        problems.push(
+                            "traffic: each target is a table like { latest = true, percent = 10 }"
+                                .into(),
+                        );
+                        continue;
+                    };
+                    if let Some(unknown) = table.keys().find(|key| {
+                        !["latest", "revision", "percent", "tag"].contains(&key.as_str())
+                    }) {
+                        problems.push(format!(
+                            "traffic: unknown key `{unknown}` (latest, revision, percent, tag)"
+                        ));
+                    }
+                    if table.contains_key("latest") == table.contains_key("revision") {
+                        problems.push("traffic: each target sets exactly one of `latest = true` or `revision = \"…\"`".into());
+                    }
+                    match table.get("percent") {
+                        Some(Value::Integer(percent)) if (0..=100).contains(percent) => {
+                            total += percent
+                        }
+                        Some(Value::Marker(_)) => known = false,
+                        _ => problems.push("traffic: percent is an integer from 0 to 100".into()),
+                    }
+                }
+                if known && total != 100 && !targets.is_empty() {
+                    problems.push(format!("traffic: percents add up to {total}, not 100"));
+                }
+            }
+            Some(other) => problems.push(format!(
+                "traffic = {other}: a list of targets like [{{ latest = true, percent = 100 }}]"
+            )),
+        }
+        if let Some(entries) = config.get("secret_env").and_then(Value::as_map) {
+            for (variable, reference) in entries {
+                let valid = match reference {
+                    Value::String(_) | Value::Marker(_) => true,
+                    Value::Map(table) => {
+                        table.contains_key("secret")
+                            && table.keys().all(|key| key == "secret" || key == "version")
+                    }
+                    _ => false,
+                };
+                if !valid {
+                    problems.push(format!("secret_env.{variable}: a secret name, or {{ secret = \"…\", version = \"latest\" }}"));
+                }
+            }
+        } else if config
+            .get("secret_env")
+            .is_some_and(|value| !value.is_unknown())
+        {
+            problems.push("secret_env: a map of variable name to secret".into());
+        }
+        problems
+    }
+
+    fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        Self::full_name(context, config)
+    }
+
+    fn desired(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        _prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError> {
+        let (project, region) = Self::location(context, config);
+        let mut labels = config
+            .get("labels")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let mut desired = Attributes::from([
+            (
+                "name".into(),
+                config.get("name").cloned().unwrap_or_default(),
+            ),
+            ("region".into(), Value::string(region)),
+            ("project".into(), Value::string(project)),
+            (
+                "image".into(),
+                config.get("image").cloned().unwrap_or_default(),
+            ),
+            (
+                "env".into(),
+                config
+                    .get("env")
+                    .cloned()
+                    .unwrap_or(Value::Map(BTreeMap::new())),
+            ),
+            ("secret_env".into(), Self::secret_env(config)),
+            (
+                "cpu".into(),
+                config
+                    .get("cpu")
+                    .cloned()
+                    .unwrap_or(Value::string(DEFAULT_CPU)),
+            ),
+            (
+                "memory".into(),
+                config
+                    .get("memory")
+                    .cloned()
+                    .unwrap_or(Value::string(DEFAULT_MEMORY)),
+            ),
+            (
+                "min_instances".into(),
+                config
+                    .get("min_instances")
+                    .cloned()
+                    .unwrap_or(Value::Integer(0)),
+            ),
+            (
+                "max_instances".into(),
+                config
+                    .get("max_instances")
+                    .cloned()
+                    .unwrap_or(Value::Integer(DEFAULT_MAX_INSTANCES)),
+            ),
+            (
+                "ingress".into(),
+                config
+                    .get("ingress")
+                    .cloned()
+                    .unwrap_or(Value::string("all")),
+            ),
+            ("labels".into(), Value::Map(labels)),
+            ("traffic".into(), Self::traffic(config)),
+            (
+                "deletion_protection".into(),
+                config
+                    .get("deletion_protection")
+                    .cloned()
+                    .unwrap_or(Value::Bool(true)),
+            ),
+        ]);
+        // Left out, Google picks the project's default account; then there is nothing to compare.
+        if let Some(account) = config.get("service_account") {
+            desired.insert("service_account".into(), account.clone());
+        }
+        Ok(desired)
+    }
+
+    fn exported(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+        changing: bool,
+    ) -> Attributes {
+        let mut exported = self.desired(context, config, prior).unwrap_or_default();
+        let id = Self::full_name(context, config).map_or_else(Value::unknown, Value::String);
+        exported.insert("id".into(), id);
+        let recorded = |field: &str| {
+            prior
+                .filter(|_| !changing)
+                .and_then(|prior| prior.attributes.get(field))
+                .cloned()
+                .unwrap_or_else(Value::unknown)
+        };
+        exported.insert(
+            "uri".into(),
+            prior
+                .and_then(|prior| prior.attributes.get("uri"))
+                .cloned()
+                .unwrap_or_else(Value::unknown),
+        );
+        exported.insert(
+            "latest_ready_revision".into(),
+            recorded("latest_ready_revision"),
+        );
+        exported.insert("revision_name".into(), recorded("latest_ready_revision"));
+        if !config.contains_key("service_account") {
+            exported.insert("service_account".into(), recorded("service_account"));
+        }
+        exported
+    }
+
+    fn deletion_guard(&self, prior: &StateResource) -> Option<String> {
+        (prior.attributes.get("deletion_protection") != Some(&Value::Bool(false))).then(|| {
+            format!(
+                "{} has deletion_protection on\n  hint: set deletion_protection = false, run `infra apply`, then destroy or replace it",
+                prior.address
+            )
+        })
+    }
+
+    fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
+        let mut mask = std::collections::BTreeSet::new();
+        for field in changed_fields {
+            let top = field.split('.').next().unwrap_or_default();
+            if TEMPLATE_FIELDS.contains(&top) {
+                mask.insert("template");
+            } else if matches!(top, "labels" | "ingress" | "traffic") {
+                mask.insert(top);
+            }
+        }
+        mask.into_iter().map(String::from).collect()
+    }
+
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError> {
+        match client
+            .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
+            .await
+        {
+            Ok(live) => Ok(Some(Self::normalize(id, &live, prior))),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let desired = self.desired(context, config, None)?;
+        let (project, region) = Self::location(context, config);
+        let id = Self::full_name(context, config)
+            .ok_or_else(|| KindError::Invalid("name is required".into()))?;
+        let service_id = string_attribute(config, "name")
+            .unwrap_or_default()
+            .to_string();
+        let body = Self::body(&desired);
+        let path = format!("v2/projects/{project}/locations/{region}/services");
+        let created = Self::write(
+            client,
+            Method::POST,
+            &path,
+            &[("serviceId", service_id)],
+            &body,
+        )
+        .await;
+        let response = match created {
+            Ok(response) => response,
+            Err(KindError::Gcp(error)) if error.code() == Some(409) => {
+                let live = client
+                    .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
+                    .await?;
+                if live
+                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
+                    .and_then(Json::as_str)
+                    != Some(MANAGED_BY_LABEL.1)
+                {
+                    return Err(KindError::Conflict {
+                        message: format!("{id} already exists and was not created by infra"),
+                        hint: "change the service name, or delete the existing service; importing arrives with `infra import`".into(),
+                    });
+                }
+                tracing::info!("adopting {id}, created by an interrupted run");
+                Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], &body).await?
+            }
+            Err(error) => return Err(error),
+        };
+        let mut attributes = Self::normalize(&id, &response, None);
+        attributes.insert(
+            "deletion_protection".into(),
+            desired["deletion_protection"].clone(),
+        );
+        if !desired.contains_key("service_account") {
+            attributes.remove("service_account");
+            attributes.insert(
+                "service_account".into(),
+                Value::from_json(&response["template"]["serviceAccount"]),
+            );
+        }
+        Ok(Created { id, attributes })
+    }
+
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        changed_fields: &[String],
+    ) -> Result<Attributes, KindError> {
+        let desired = self.desired(context, config, Some(prior))?;
+        let mask = self.update_mask(changed_fields);
+        let mut attributes = if mask.is_empty() {
+            // Only state-side fields changed (deletion_protection): nothing to send.
+            prior.attributes.clone()
+        } else {
+            let body = Self::body(&desired);
+            let response = Self::write(
+                client,
+                Method::PATCH,
+                &format!("v2/{}", prior.id),
+                &[("updateMask", mask.join(","))],
+                &body,
+            )
+            .await?;
+            Self::normalize(&prior.id, &response, Some(prior))
+        };
+        attributes.insert(
+            "deletion_protection".into(),
+            desired["deletion_protection"].clone(),
+        );
+        Ok(attributes)
+    }
+
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if let Some(message) = self.deletion_guard(prior) {
+            let (message, hint) = message
+                .split_once("\n  hint: ")
+                .unwrap_or((message.as_str(), ""));
+            return Err(KindError::Conflict {
+                message: message.to_string(),
+                hint: hint.to_string(),
+            });
+        }
+        match Self::write(
+            client,
+            Method::DELETE,
+            &format!("v2/{}", prior.id),
+            &[],
+            &json!(null),
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(KindError::Gcp(error)) if error.is_not_found() => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> KindContext {
+        KindContext {
+            project: "p".into(),
+            region: "us-central1".into(),
+            env_name: "e".into(),
+            salt: "s".into(),
+        }
+    }
+
+    fn config(entries: &[(&str, Value)]) -> Attributes {
+        entries
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_freshly_defaulted_service_compares_equal_to_its_desired_form() {
+        let config = config(&[
+            ("name", Value::string("api")),
+            ("image", Value::string("img:1")),
+        ]);
+        let desired = CloudRunServiceKind
+            .desired(&context(), &config, None)
+            .expect("desired");
+        let mut live_body = CloudRunServiceKind::body(&desired);
+        live_body["traffic"] =
+            json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);
+        live_body["template"]["serviceAccount"] =
+            json!("123-compute@developer.gserviceaccount.com");
+        let live = CloudRunServiceKind::normalize(
+            "projects/p/locations/us-central1/services/api",
+            &live_body,
+            None,
+        );
+        assert_eq!(
+            crate::plan::diff::changed_paths(&desired, &live),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn template_fields_share_one_mask_path() {
+        let mask = CloudRunServiceKind.update_mask(&[
+            "image".into(),
+            "env.A".into(),
+            "traffic".into(),
+            "deletion_protection".into(),
+        ]);
+        assert_eq!(mask, vec!["template".to_string(), "traffic".to_string()]);
+    }
+
+    #[test]
+    fn traffic_must_add_up() {
+        let split = |first: i64, second: i64| {
+            config(&[(
+                "traffic",
+                Value::List(vec![
+                    Value::Map(BTreeMap::from([
+                        ("latest".into(), Value::Bool(true)),
+                        ("percent".into(), Value::Integer(first)),
+                    ])),
+                    Value::Map(BTreeMap::from([
+                        ("revision".into(), Value::string("api-00001-abc")),
+                        ("percent".into(), Value::Integer(second)),
+                    ])),
+                ]),
+            )])
+        };
+        assert!(CloudRunServiceKind.check(&split(10, 90)).is_empty());
+        assert_eq!(
+            CloudRunServiceKind.check(&split(10, 80)),
+            vec!["traffic: percents add up to 90, not 100".to_string()]
+        );
+    }
+}
