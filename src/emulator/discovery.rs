@@ -32,9 +32,25 @@ fn document(api: Api) -> &'static Json {
     }
 }
 
+impl Api {
+    /// Returns the name this API's document gives a shared IAM schema (`SetIamPolicyRequest`
+    /// is `GoogleIamV1SetIamPolicyRequest` in Cloud Run's).
+    pub fn iam_schema(self, base: &str) -> String {
+        match self {
+            Api::Run => format!("GoogleIamV1{base}"),
+            _ => base.to_string(),
+        }
+    }
+}
+
 /// Checks `body` against schema `schema` of `api`; `root` names the body in messages.
 pub fn validate(api: Api, schema: &str, root: &str, body: &Json) -> Result<(), ApiError> {
     let schemas = &document(api)["schemas"];
+    if schemas[schema].is_null() {
+        return Err(ApiError::internal(format!(
+            "emulator: {api:?} has no schema {schema}"
+        )));
+    }
     check_object(schemas, schema, root, body).map_err(ApiError::invalid_argument)
 }
 
@@ -246,6 +262,29 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn every_schema_the_emulator_names_exists() {
+        for (api, schema) in [
+            (Api::SecretManager, "Secret".to_string()),
+            (Api::SecretManager, "AddSecretVersionRequest".to_string()),
+            (Api::SecretManager, "EnableSecretVersionRequest".to_string()),
+            (Api::Iam, "CreateServiceAccountRequest".to_string()),
+            (Api::Iam, "PatchServiceAccountRequest".to_string()),
+            (Api::ResourceManager, "GetIamPolicyRequest".to_string()),
+            (Api::Run, "GoogleCloudRunV2Service".to_string()),
+        ]
+        .into_iter()
+        .chain(
+            [Api::SecretManager, Api::Iam, Api::ResourceManager, Api::Run]
+                .map(|api| (api, api.iam_schema("SetIamPolicyRequest"))),
+        ) {
+            assert!(
+                validate(api, &schema, "x", &serde_json::json!({})).is_ok(),
+                "{api:?} {schema}"
+            );
+        }
     }
 
     #[test]

@@ -74,7 +74,12 @@ pub fn set_policy(
 ) -> Result<Response, ApiError> {
     request.allow_query(&[])?;
     let body = request.json()?;
-    discovery::validate(api, "SetIamPolicyRequest", "set_iam_policy_request", &body)?;
+    discovery::validate(
+        api,
+        &api.iam_schema("SetIamPolicyRequest"),
+        "set_iam_policy_request",
+        &body,
+    )?;
     let Some(policy) = body.get("policy").filter(|policy| policy.is_object()) else {
         return Err(ApiError::invalid_argument("policy is required."));
     };

@@ -14,15 +14,32 @@ fn local_plan_apply_plan_converges() {
         "{}",
         plan.stdout
     );
+    let accessors = plan
+        .stdout
+        .lines()
+        .filter(|line| {
+            line.starts_with("  # module.beta_secrets.iam_member.")
+                && line.ends_with("will be created")
+        })
+        .count();
+    assert_eq!(accessors, 16, "{}", plan.stdout);
+    assert_eq!(
+        count_actions(&plan.stdout, "service_account", "will be created"),
+        1
+    );
+    assert_eq!(
+        count_actions(&plan.stdout, "cloud_run_service", "will be created"),
+        1
+    );
     assert_eq!(
         count_actions(&plan.stdout, "iam_member", "will be created"),
-        16,
-        "{}",
+        18,
+        "16 accessors and 2 project roles: {}",
         plan.stdout
     );
     assert!(
         plan.stdout
-            .contains("Plan: 32 to add, 0 to change, 0 to destroy."),
+            .contains("Plan: 36 to add, 0 to change, 0 to destroy."),
         "{}",
         plan.stdout
     );
@@ -32,7 +49,7 @@ fn local_plan_apply_plan_converges() {
     assert!(
         apply
             .stderr
-            .contains("Apply complete! Resources: 32 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 36 added, 0 changed, 0 destroyed."),
         "{}",
         apply.all()
     );

@@ -336,3 +336,52 @@ fn a_binding_and_a_member_on_the_same_role_is_a_configuration_error() {
     );
     assert!(run.stderr.contains("iam_binding.viewers is authoritative for role roles/viewer on projects/proj-test, but iam_member.extra also manages it"), "{}", run.all());
 }
+
+#[test]
+fn service_account_policies_refuse_stale_etags_and_resource_manager_unknown_fields() {
+    let env = TestEnv::with_emulator();
+    env.api("POST", ACCOUNTS, Some(json!({"accountId": "backend-sa"})));
+    let path = format!("{ACCOUNTS}/{EMAIL}");
+    let (_, empty) = env.api("POST", &format!("{path}:getIamPolicy"), None);
+    let etag = empty["etag"].as_str().expect("etag").to_string();
+    let policy = |etag: &str, member: &str| json!({"policy": {"etag": etag, "bindings": [{"role": "roles/iam.serviceAccountUser", "members": [member]}]}});
+    let (status, written) = env.api(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(policy(&etag, "user:a@example.com")),
+    );
+    assert_eq!(status, 200);
+    let current = written["etag"].as_str().expect("etag").to_string();
+    let (status, stale) = env.api(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(policy(&etag, "user:b@example.com")),
+    );
+    assert_eq!(
+        (status, stale["error"]["status"].as_str()),
+        (409, Some("ABORTED")),
+        "{stale}"
+    );
+    let (status, public) = env.api(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(policy(&current, "allUsers")),
+    );
+    assert_eq!(status, 400, "{public}");
+    let (status, unknown) = env.api(
+        "POST",
+        "v3/projects/proj-test:getIamPolicy",
+        Some(json!({"options": {"requestedPolicyVersion": 3, "bogus": true}})),
+    );
+    assert_eq!(
+        (status, unknown["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{unknown}"
+    );
+    let (status, unknown) = env.api(
+        "POST",
+        "v3/projects/proj-test:setIamPolicy",
+        Some(json!({"policy": {"bindings": []}, "colour": 1})),
+    );
+    assert_eq!(status, 400, "{unknown}");
+}

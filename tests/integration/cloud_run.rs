@@ -1,0 +1,497 @@
+//! Cloud Run services: the emulator's Admin v2 API (long-running operations, defaults,
+//! revisions, traffic) and the kind's lifecycle (updates, canaries, replacement under
+//! deletion protection, operation errors).
+
+use crate::support::TestEnv;
+use serde_json::{Value as Json, json};
+
+const SERVICES: &str = "v2/projects/proj-test/locations/us-central1/services";
+
+fn wait(env: &TestEnv, mut operation: Json) -> Json {
+    for _ in 0..100 {
+        if operation["done"] == true {
+            return operation;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (status, next) = env.api(
+            "GET",
+            &format!("v2/{}", operation["name"].as_str().expect("operation name")),
+            None,
+        );
+        assert_eq!(status, 200, "{next}");
+        operation = next;
+    }
+    panic!("the operation never finished: {operation}");
+}
+
+fn minimal() -> Json {
+    json!({"template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}})
+}
+
+#[test]
+fn create_is_a_long_running_operation_with_defaults_filled_in() {
+    let env = TestEnv::with_emulator();
+    let (status, operation) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=api"),
+        Some(minimal()),
+    );
+    assert_eq!(status, 200, "{operation}");
+    assert_eq!(operation["done"], false);
+    assert_eq!(
+        operation["metadata"]["@type"],
+        "type.googleapis.com/google.cloud.run.v2.Service"
+    );
+    let done = wait(&env, operation);
+    let service = &done["response"];
+    assert_eq!(
+        service["@type"],
+        "type.googleapis.com/google.cloud.run.v2.Service"
+    );
+    assert_eq!(service["ingress"], "INGRESS_TRAFFIC_ALL");
+    assert_eq!(service["launchStage"], "GA");
+    assert_eq!(
+        service["traffic"],
+        json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}])
+    );
+    assert_eq!(service["template"]["scaling"]["maxInstanceCount"], 100);
+    assert_eq!(service["generation"], "1");
+    assert_eq!(service["observedGeneration"], "1");
+    assert_eq!(service["reconciling"], false);
+    assert_eq!(service["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
+    let revision = service["latestReadyRevision"]
+        .as_str()
+        .expect("ready revision");
+    let short = revision.rsplit('/').next().expect("short");
+    assert!(
+        short.starts_with("api-00001-") && short.len() == "api-00001-abc".len(),
+        "{short}"
+    );
+    assert_eq!(
+        service["latestCreatedRevision"],
+        service["latestReadyRevision"]
+    );
+    assert!(
+        service["uri"]
+            .as_str()
+            .is_some_and(|uri| uri.starts_with("https://api-")),
+        "{service}"
+    );
+    assert!(
+        service["name"]
+            .as_str()
+            .is_some_and(|name| !name.contains("proj-test")),
+        "names carry the project number"
+    );
+    for field in ["uid", "etag", "createTime", "updateTime", "trafficStatuses"] {
+        assert!(!service[field].is_null(), "{field} is populated: {service}");
+    }
+}
+
+#[test]
+fn the_run_api_refuses_what_google_refuses() {
+    let env = TestEnv::with_emulator();
+    let (status, missing) = env.api("GET", &format!("{SERVICES}/nope"), None);
+    assert_eq!(
+        (status, missing["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{missing}"
+    );
+    let (_, operation) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=api"),
+        Some(minimal()),
+    );
+    wait(&env, operation);
+    let (status, duplicate) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=api"),
+        Some(minimal()),
+    );
+    assert_eq!(
+        (status, duplicate["error"]["status"].as_str()),
+        (409, Some("ALREADY_EXISTS")),
+        "{duplicate}"
+    );
+    let mut unknown = minimal();
+    unknown["template"]["containers"][0]["imageUrl"] = json!("x");
+    let (status, body) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=other"),
+        Some(unknown),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Unknown name \"imageUrl\"")),
+        "{body}"
+    );
+    let mut bad_sum = minimal();
+    bad_sum["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 90}]);
+    let (status, body) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=other"),
+        Some(bad_sum),
+    );
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{body}"
+    );
+    let (status, body) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=Bad_Name"),
+        Some(minimal()),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = env.api(
+        "PATCH",
+        &format!("{SERVICES}/api?updateMask=uri"),
+        Some(json!({})),
+    );
+    assert_eq!(status, 400, "output-only paths are not updatable: {body}");
+    let (status, policy) = env.api("GET", &format!("{SERVICES}/api:getIamPolicy"), None);
+    assert_eq!(status, 200, "{policy}");
+    let (status, _) = env.api("DELETE", &format!("{SERVICES}/api?etag=%22stale%22"), None);
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn a_template_change_makes_a_revision_and_traffic_can_split() {
+    let env = TestEnv::with_emulator();
+    let (_, operation) = env.api(
+        "POST",
+        &format!("{SERVICES}?serviceId=api"),
+        Some(minimal()),
+    );
+    let first = wait(&env, operation)["response"]["latestReadyRevision"]
+        .as_str()
+        .expect("revision")
+        .rsplit('/')
+        .next()
+        .expect("short")
+        .to_string();
+    let mut second = minimal();
+    second["template"]["containers"][0]["image"] =
+        json!("us-docker.pkg.dev/cloudrun/container/hello:2");
+    let (_, operation) = env.api(
+        "PATCH",
+        &format!("{SERVICES}/api?updateMask=template"),
+        Some(second),
+    );
+    let service = wait(&env, operation)["response"].clone();
+    assert_eq!(service["generation"], "2");
+    assert!(
+        service["latestReadyRevision"]
+            .as_str()
+            .is_some_and(|revision| revision.contains("api-00002-")),
+        "{service}"
+    );
+    let split = json!({"traffic": [
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 10, "tag": "canary"},
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": first, "percent": 90},
+    ]});
+    let (status, operation) = env.api(
+        "PATCH",
+        &format!("{SERVICES}/api?updateMask=traffic"),
+        Some(split),
+    );
+    assert_eq!(status, 200, "{operation}");
+    let service = wait(&env, operation)["response"].clone();
+    assert_eq!(service["trafficStatuses"][1]["percent"], 90);
+    assert!(
+        service["trafficStatuses"][0]["uri"]
+            .as_str()
+            .is_some_and(|uri| uri.starts_with("https://canary---")),
+        "{service}"
+    );
+    assert!(
+        service["latestReadyRevision"]
+            .as_str()
+            .is_some_and(|revision| revision.contains("api-00002-")),
+        "traffic alone makes no revision"
+    );
+    let unknown = json!({"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "api-00042-zzz", "percent": 100}]});
+    let (status, _) = env.api(
+        "PATCH",
+        &format!("{SERVICES}/api?updateMask=traffic"),
+        Some(unknown),
+    );
+    assert_eq!(status, 400);
+}
+
+fn service_env(image: &str, region: &str, protection: bool, traffic: &str) -> String {
+    format!(
+        r#"[env]
+name = "test"
+project = "proj-test"
+region = "us-central1"
+
+[resource.service_account.runner]
+account_id = "api-runner"
+
+[resource.cloud_run_service.api]
+name = "api"
+region = "{region}"
+image = "{image}"
+memory = "1Gi"
+max_instances = 3
+service_account = "${{service_account.runner.email}}"
+env = {{ MODE = "test" }}
+deletion_protection = {protection}
+{traffic}
+
+[output.url]
+value = "${{cloud_run_service.api.uri}}"
+
+[output.revision]
+value = "${{cloud_run_service.api.latest_ready_revision}}"
+"#
+    )
+}
+
+#[test]
+fn image_changes_update_in_place_and_a_canary_is_one_line() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:1", "us-central1", true, ""),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    let first = env
+        .infra(&["output", "--env", "test", "revision", "--raw"])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(first.starts_with("api-00001-"), "{first}");
+
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:2", "us-central1", true, ""),
+    );
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains("cloud_run_service.api will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(r#"~ image = "img:1" -> "img:2""#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let second = env
+        .infra(&["output", "--env", "test", "revision", "--raw"])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(second.starts_with("api-00002-"), "{second}");
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+
+    let canary = format!(
+        "traffic = [{{ latest = true, percent = 10 }}, {{ revision = \"{first}\", percent = 90 }}]"
+    );
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:2", "us-central1", true, &canary),
+    );
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode", "--json"]);
+    plan.expect_code(2);
+    let parsed: Json = serde_json::from_str(&plan.stdout).expect("json");
+    let change = parsed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["address"] == "cloud_run_service.api")
+        .expect("service");
+    assert_eq!(
+        (change["action"].as_str(), &change["update_mask"]),
+        (Some("update"), &json!(["traffic"])),
+        "{change}"
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, service) = env.api("GET", &format!("{SERVICES}/api"), None);
+    assert_eq!(
+        service["trafficStatuses"][1]["revision"],
+        json!(first),
+        "{service}"
+    );
+    assert_eq!(service["trafficStatuses"][1]["percent"], 90);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn changing_the_region_replaces_only_once_deletion_protection_is_off() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:1", "us-central1", true, ""),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:1", "us-east1", true, ""),
+    );
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains("-/+ cloud_run_service.api"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(r#"~ region = "us-central1" -> "us-east1" # forces replacement"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("deletion_protection is on: apply will refuse"),
+        "{}",
+        plan.stdout
+    );
+    let refused = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    refused.expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("cloud_run_service.api has deletion_protection on"),
+        "{}",
+        refused.all()
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("hint: set deletion_protection = false, run `infra apply`"),
+        "{}",
+        refused.all()
+    );
+    let (status, _) = env.api("GET", &format!("{SERVICES}/api"), None);
+    assert_eq!(status, 200, "the service is still there");
+
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:1", "us-central1", false, ""),
+    );
+    let unprotect = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    unprotect.expect_code(0);
+    assert!(
+        unprotect
+            .stdout
+            .contains("~ deletion_protection = true -> false"),
+        "{}",
+        unprotect.all()
+    );
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:1", "us-east1", false, ""),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (status, _) = env.api("GET", &format!("{SERVICES}/api"), None);
+    assert_eq!(status, 404, "the old region's service is gone");
+    let (status, _) = env.api(
+        "GET",
+        "v2/projects/proj-test/locations/us-east1/services/api",
+        None,
+    );
+    assert_eq!(status, 200);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    env.infra(&["destroy", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+}
+
+#[test]
+fn a_failed_operation_is_reported_with_its_error() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\nsecret_env = { TOKEN = \"projects/proj-test/secrets/MISSING\" }\n",
+    );
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("cloud_run_service.api: operation projects/"),
+        "{}",
+        apply.all()
+    );
+    assert!(
+        apply
+            .stderr
+            .contains("Secret projects/proj-test/secrets/MISSING was not found"),
+        "{}",
+        apply.all()
+    );
+}
+
+#[test]
+fn secrets_as_environment_and_public_access_in_the_bundled_module() {
+    let env = TestEnv::bundled();
+    env.infra(&["apply", "--env", "local", "--auto-approve"])
+        .expect_code(0);
+    let state: Json = serde_json::from_str(&env.read("state/local.state.json")).expect("state");
+    let service = state["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["kind"] == "cloud_run_service")
+        .expect("service");
+    let secret_env = service["attributes"]["secret_env"]
+        .as_object()
+        .expect("secret_env");
+    assert_eq!(secret_env.len(), 16, "all 16 secrets are wired");
+    assert_eq!(
+        secret_env["EMAIL_VERIFICATION_SECRET_KEY"]["version"],
+        "latest"
+    );
+    assert_eq!(
+        service["attributes"]["service_account"],
+        "bayit-plus-backend@bayit-local.iam.gserviceaccount.com"
+    );
+    let text = env.read("envs/local/env.toml").replace(
+        "deletion_protection = false",
+        "deletion_protection = false\nallow_unauthenticated = true",
+    );
+    env.write("envs/local/env.toml", &text);
+    let plan = env.infra(&["plan", "--env", "local", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains(r#"module.backend.iam_member.public_invoker["us-central1"] will be created"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "local", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "local", "--detailed-exitcode"])
+        .expect_code(0);
+}
