@@ -758,7 +758,7 @@ fn prior_comparable(desired: &Attributes, prior: &Attributes) -> Attributes {
 }
 
 fn top(path: &str) -> &str {
-    path.split('.').next().unwrap_or(path)
+    super::diff::top_field(path)
 }
 
 fn plan_outputs(

@@ -2,6 +2,7 @@
 //! with old → new values, secrets as `(sensitive value)`, unknowns as `(known after apply)`,
 //! drift first and a closing counts line. Color is decoration only: symbols always appear.
 
+use super::diff::{Difference, differences, top_field};
 use super::model::{Action, Drift, Plan, ResourceChange};
 use crate::value::{Attributes, Value};
 use std::fmt::Write;
@@ -193,93 +194,117 @@ fn render_change(out: &mut String, change: &ResourceChange, painter: &Painter) {
             }
         }
         Action::Update | Action::Replace | Action::NoOp => {
-            let width = after
-                .keys()
-                .filter(|field| {
-                    change
-                        .changed
-                        .iter()
-                        .any(|path| path.split('.').next() == Some(field.as_str()))
-                })
-                .map(String::len)
-                .max()
-                .unwrap_or(0);
-            for (field, wanted) in after.iter().filter(|(field, _)| !is_hidden(field)) {
-                let paths: Vec<&String> = change
-                    .changed
-                    .iter()
-                    .filter(|path| path.split('.').next() == Some(field.as_str()))
-                    .collect();
-                if paths.is_empty() {
-                    continue;
-                }
-                let forces = change
-                    .replace_paths
-                    .iter()
-                    .any(|path| path.split('.').next() == Some(field.as_str()));
-                let note = if forces {
-                    painter.paint(Action::Replace, " # forces replacement")
-                } else {
-                    String::new()
-                };
-                let current = before.get(field).unwrap_or(&Value::Null);
-                match (current, wanted) {
-                    (Value::Map(old), Value::Map(new)) => {
-                        let _ = writeln!(
-                            out,
-                            "      {} {field:<width$} = {{{note}",
-                            painter.paint(Action::Update, "~")
-                        );
-                        for path in paths {
-                            let key = path.split_once('.').map_or("", |(_, key)| key);
-                            match (old.get(key), new.get(key)) {
-                                (None, Some(added)) => {
-                                    let _ = writeln!(
-                                        out,
-                                        "          {} {key:?} = {added}",
-                                        painter.paint(Action::Create, "+")
-                                    );
-                                }
-                                (Some(removed), None) => {
-                                    let _ = writeln!(
-                                        out,
-                                        "          {} {key:?} = {removed}",
-                                        painter.paint(Action::Delete, "-")
-                                    );
-                                }
-                                (Some(old), Some(new)) => {
-                                    let _ = writeln!(
-                                        out,
-                                        "          {} {key:?} = {old} -> {new}",
-                                        painter.paint(Action::Update, "~")
-                                    );
-                                }
-                                (None, None) => {}
-                            }
-                        }
-                        let _ = writeln!(out, "        }}");
-                    }
-                    _ => {
-                        let shown = |value: &Value| {
-                            if change.sensitive.contains(field) {
-                                "(sensitive value)".to_string()
-                            } else {
-                                value.to_string()
-                            }
-                        };
-                        let _ = writeln!(
-                            out,
-                            "      {} {field:<width$} = {} -> {}{note}",
-                            painter.paint(Action::Update, "~"),
-                            shown(current),
-                            shown(wanted)
-                        );
-                    }
-                }
-            }
+            render_differences(out, change, before, after, painter);
         }
     }
     let _ = writeln!(out, "    }}");
+}
+
+/// Renders the changed paths of an update or replace: a scalar field on one line, a structured
+/// one as its changed paths (map keys quoted), long strings as a word diff.
+fn render_differences(
+    out: &mut String,
+    change: &ResourceChange,
+    before: &Attributes,
+    after: &Attributes,
+    painter: &Painter,
+) {
+    let changed: std::collections::BTreeSet<&str> =
+        change.changed.iter().map(String::as_str).collect();
+    let found: Vec<Difference> = differences(after, before)
+        .into_iter()
+        .filter(|difference| changed.contains(difference.path.as_str()))
+        .collect();
+    let fields: Vec<&str> = {
+        let mut fields: Vec<&str> = found
+            .iter()
+            .map(|difference| top_field(&difference.path))
+            .filter(|field| !is_hidden(field))
+            .collect();
+        fields.dedup();
+        fields
+    };
+    let width = fields.iter().map(|field| field.len()).max().unwrap_or(0);
+    let sensitive = |field: &str| change.sensitive.iter().any(|name| name == field);
+    let shown = |field: &str, value: &Option<Value>| match value {
+        _ if sensitive(field) => "(sensitive value)".to_string(),
+        Some(value) => value.to_string(),
+        None => "null".to_string(),
+    };
+    for field in fields {
+        let forces = change
+            .replace_paths
+            .iter()
+            .any(|path| top_field(path) == field);
+        let note = if forces {
+            painter.paint(Action::Replace, " # forces replacement")
+        } else {
+            String::new()
+        };
+        let here: Vec<&Difference> = found
+            .iter()
+            .filter(|difference| top_field(&difference.path) == field)
+            .collect();
+        if let [only] = here.as_slice() {
+            if only.path == field {
+                let _ = writeln!(
+                    out,
+                    "      {} {field:<width$} = {}{note}",
+                    painter.paint(Action::Update, "~"),
+                    describe_change(&shown(field, &only.before), &shown(field, &only.after))
+                );
+                continue;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "      {} {field:<width$} {{{note}",
+            painter.paint(Action::Update, "~")
+        );
+        for difference in here {
+            let relative = difference.path[field.len()..].trim_start_matches('.');
+            let label = if relative
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            {
+                format!("{relative:?}")
+            } else {
+                relative.to_string()
+            };
+            let (symbol, text) = match (&difference.before, &difference.after) {
+                (None, after) => (Action::Create, shown(field, after)),
+                (before, None) => (Action::Delete, shown(field, before)),
+                (before, after) => (
+                    Action::Update,
+                    describe_change(&shown(field, before), &shown(field, after)),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "          {} {label} = {text}",
+                painter.paint(symbol, symbol.symbol())
+            );
+        }
+        let _ = writeln!(out, "        }}");
+    }
+}
+
+/// Shows `old -> new`; long strings as a word diff (`[-removed-]{+added+}`) so a changed
+/// PromQL threshold does not hide in two long lines.
+fn describe_change(old: &str, new: &str) -> String {
+    if old.len() + new.len() < 120 || !old.starts_with('"') || !new.starts_with('"') {
+        return format!("{old} -> {new}");
+    }
+    let diff = similar::TextDiff::from_words(old, new);
+    let mut text = String::new();
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Equal => text.push_str(change.value()),
+            similar::ChangeTag::Delete => text.push_str(&format!("[-{}-]", change.value())),
+            similar::ChangeTag::Insert => text.push_str(&format!("{{+{}+}}", change.value())),
+        }
+    }
+    text
 }
 
 fn render_value(

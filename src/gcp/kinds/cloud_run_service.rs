@@ -623,7 +623,7 @@ impl Kind for CloudRunServiceKind {
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
         let mut mask = std::collections::BTreeSet::new();
         for field in changed_fields {
-            let top = field.split('.').next().unwrap_or_default();
+            let top = crate::plan::diff::top_field(field);
             if TEMPLATE_FIELDS.contains(&top) {
                 mask.insert("template");
             } else if matches!(top, "labels" | "ingress" | "traffic") {

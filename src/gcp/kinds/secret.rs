@@ -421,7 +421,7 @@ impl Kind for SecretKind {
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
         changed_fields
             .iter()
-            .filter_map(|field| match field.split('.').next() {
+            .filter_map(|field| match Some(crate::plan::diff::top_field(field)) {
                 Some("labels") => Some("labels"),
                 Some("annotations") => Some("annotations"),
                 _ => None,
