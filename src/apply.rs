@@ -199,6 +199,7 @@ impl Executor<'_> {
         let prior = self.lock_state().resource(&instance.address).cloned();
         let context = kind_context(
             self.configuration,
+            &instance.address,
             resource_salt(&self.plan.salt, &instance.address, prior.as_ref()),
         );
         if matches!(change.action, Action::NoOp | Action::Delete) {
@@ -252,6 +253,7 @@ impl Executor<'_> {
                 let fresh_context = if change.action == Action::Replace {
                     kind_context(
                         self.configuration,
+                        &instance.address,
                         resource_salt(&self.plan.salt, &instance.address, None),
                     )
                 } else {

@@ -260,7 +260,18 @@ impl Loader {
                                 .with_hint("compute values in module inputs instead"),
                             ),
                             literal => {
-                                vars.insert(name.clone(), literal.as_literal().unwrap_or_default());
+                                // INFRA_VAR_<name> overrides a string variable, like TF_VAR_<name>:
+                                // the way to pass what must not be committed or differs per run.
+                                let value = match (
+                                    literal.as_literal().unwrap_or_default(),
+                                    std::env::var(format!("INFRA_VAR_{name}")),
+                                ) {
+                                    (crate::value::Value::String(_), Ok(from_environment)) => {
+                                        crate::value::Value::String(from_environment)
+                                    }
+                                    (value, _) => value,
+                                };
+                                vars.insert(name.clone(), value);
                             }
                         }
                     }

@@ -13,6 +13,9 @@ pub enum Api {
     Iam,
     ResourceManager,
     Run,
+    MonitoringV1,
+    MonitoringV3,
+    BillingBudgets,
 }
 
 fn document(api: Api) -> &'static Json {
@@ -20,6 +23,9 @@ fn document(api: Api) -> &'static Json {
     static IAM: OnceLock<Json> = OnceLock::new();
     static RESOURCE_MANAGER: OnceLock<Json> = OnceLock::new();
     static RUN: OnceLock<Json> = OnceLock::new();
+    static MONITORING_V1: OnceLock<Json> = OnceLock::new();
+    static MONITORING_V3: OnceLock<Json> = OnceLock::new();
+    static BILLING_BUDGETS: OnceLock<Json> = OnceLock::new();
     let parse = |text: &str| serde_json::from_str(text).unwrap_or(Json::Null);
     match api {
         Api::SecretManager => {
@@ -27,6 +33,15 @@ fn document(api: Api) -> &'static Json {
         }
         Api::Iam => IAM.get_or_init(|| parse(include_str!("discovery/iam.v1.json"))),
         Api::Run => RUN.get_or_init(|| parse(include_str!("discovery/run.v2.json"))),
+        Api::MonitoringV1 => {
+            MONITORING_V1.get_or_init(|| parse(include_str!("discovery/monitoring.v1.json")))
+        }
+        Api::MonitoringV3 => {
+            MONITORING_V3.get_or_init(|| parse(include_str!("discovery/monitoring.v3.json")))
+        }
+        Api::BillingBudgets => {
+            BILLING_BUDGETS.get_or_init(|| parse(include_str!("discovery/billingbudgets.v1.json")))
+        }
         Api::ResourceManager => RESOURCE_MANAGER
             .get_or_init(|| parse(include_str!("discovery/cloudresourcemanager.v3.json"))),
     }
@@ -274,6 +289,13 @@ mod tests {
             (Api::Iam, "PatchServiceAccountRequest".to_string()),
             (Api::ResourceManager, "GetIamPolicyRequest".to_string()),
             (Api::Run, "GoogleCloudRunV2Service".to_string()),
+            (Api::MonitoringV1, "Dashboard".to_string()),
+            (Api::MonitoringV3, "AlertPolicy".to_string()),
+            (Api::MonitoringV3, "NotificationChannel".to_string()),
+            (
+                Api::BillingBudgets,
+                "GoogleCloudBillingBudgetsV1Budget".to_string(),
+            ),
         ]
         .into_iter()
         .chain(

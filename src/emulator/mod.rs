@@ -2,9 +2,11 @@
 //! discovery documents (error bodies, output-only fields, etags, update masks). It serves on a
 //! port, or in-process for environments that say `[emulator] embedded = true`.
 
+mod budgets;
 pub mod discovery;
 pub mod error;
 mod iam;
+mod monitoring;
 mod projects;
 mod run;
 mod secretmanager;

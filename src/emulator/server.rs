@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::store::Store;
-use super::{projects, run, secretmanager, service_accounts};
+use super::{budgets, monitoring, projects, run, secretmanager, service_accounts};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How many requests `/_emulator/requests` remembers.
+const REQUEST_LOG_LENGTH: usize = 2000;
 
 /// Query parameters every Google API accepts.
 const GLOBAL_QUERY: [&str; 9] = [
@@ -127,6 +130,7 @@ pub struct Emulator {
     options: EmulatorOptions,
     requests: AtomicU64,
     forced_conflicts: AtomicU64,
+    request_log: Mutex<std::collections::VecDeque<Json>>,
     _data_lock: Option<File>,
 }
 
@@ -203,6 +207,7 @@ impl Emulator {
             options,
             requests: AtomicU64::new(0),
             forced_conflicts: AtomicU64::new(0),
+            request_log: Mutex::default(),
             _data_lock: lock,
         }))
     }
@@ -211,6 +216,7 @@ impl Emulator {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/_emulator/faults", axum::routing::post(handle_faults))
+            .route("/_emulator/requests", axum::routing::get(handle_requests))
             .route("/{version}/{*path}", axum::routing::any(handle_api))
             .fallback(|method: Method, uri: axum::http::Uri| async move {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
@@ -249,7 +255,29 @@ impl Emulator {
         )
     }
 
+    /// Remembers a request's method, path and query (never its body) for `/_emulator/requests`.
+    fn log_request(&self, request: &Request) {
+        let mut log = self
+            .request_log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if log.len() >= REQUEST_LOG_LENGTH {
+            log.pop_front();
+        }
+        let query: serde_json::Map<String, Json> = request
+            .query
+            .iter()
+            .map(|(key, value)| (key.clone(), Json::String(value.clone())))
+            .collect();
+        log.push_back(serde_json::json!({
+            "method": request.method.as_str(),
+            "path": format!("/{}/{}", request.version, request.path),
+            "query": query,
+        }));
+    }
+
     async fn dispatch(&self, request: Request) -> Result<Json, ApiError> {
+        self.log_request(&request);
         if !self.options.latency.is_zero() {
             tokio::time::sleep(self.options.latency).await;
         }
@@ -269,9 +297,12 @@ impl Emulator {
         }
         let routed = match request.version.as_str() {
             "v1" => secretmanager::route(&mut store, &request)
-                .or_else(|| service_accounts::route(&mut store, &request)),
+                .or_else(|| service_accounts::route(&mut store, &request))
+                .or_else(|| monitoring::route_v1(&mut store, &request))
+                .or_else(|| budgets::route(&mut store, &request)),
             "v2" => run::route(&mut store, &request, self.options.operation_delay),
-            "v3" => projects::route(&mut store, &request),
+            "v3" => projects::route(&mut store, &request)
+                .or_else(|| monitoring::route_v3(&mut store, &request)),
             _ => None,
         };
         let outcome = routed.unwrap_or_else(|| {
@@ -312,6 +343,17 @@ async fn handle_faults(
     };
     emulator.forced_conflicts.store(conflicts, Ordering::SeqCst);
     axum::Json(serde_json::json!({"setIamPolicyConflicts": conflicts})).into_response()
+}
+
+/// `GET /_emulator/requests`: the most recent API requests (method, path, query; never bodies),
+/// oldest first, so tests can assert what a client sent (an update mask, say). Not a Google API.
+async fn handle_requests(State(emulator): State<Arc<Emulator>>) -> axum::response::Response {
+    let log = emulator
+        .request_log
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    axum::Json(serde_json::json!({"requests": log.iter().cloned().collect::<Vec<_>>()}))
+        .into_response()
 }
 
 async fn handle_api(

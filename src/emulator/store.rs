@@ -24,6 +24,10 @@ pub struct Store {
     /// Cloud Run long-running operations by name.
     #[serde(default)]
     pub run_operations: BTreeMap<String, OperationRecord>,
+    /// Dashboards, alert policies, notification channels and budgets: by canonical name, the
+    /// resource as the API returns it (output-only fields included).
+    #[serde(default)]
+    pub documents: BTreeMap<String, Json>,
 }
 
 /// A stored Cloud Run service.

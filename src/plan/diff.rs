@@ -85,26 +85,10 @@ fn compare_lists(path: &str, wanted: &[Value], actual: &[Value], found: &mut Vec
             DiffOp::Equal { .. } => {}
             DiffOp::Delete {
                 old_index, old_len, ..
-            } => {
-                for index in old_index..old_index + old_len {
-                    found.push(Difference {
-                        path: format!("{path}[{index}]"),
-                        before: Some(actual[index].clone()),
-                        after: None,
-                    });
-                }
-            }
+            } => removed(path, actual, old_index, old_len, found),
             DiffOp::Insert {
                 new_index, new_len, ..
-            } => {
-                for index in new_index..new_index + new_len {
-                    found.push(Difference {
-                        path: format!("{path}[{index}]"),
-                        before: None,
-                        after: Some(wanted[index].clone()),
-                    });
-                }
-            }
+            } => added(path, wanted, new_index, new_len, found),
             DiffOp::Replace {
                 old_index,
                 old_len,
@@ -122,22 +106,30 @@ fn compare_lists(path: &str, wanted: &[Value], actual: &[Value], found: &mut Vec
                         found,
                     );
                 }
-                for index in old_index + paired..old_index + old_len {
-                    found.push(Difference {
-                        path: format!("{path}[{index}]"),
-                        before: Some(actual[index].clone()),
-                        after: None,
-                    });
-                }
-                for index in new_index + paired..new_index + new_len {
-                    found.push(Difference {
-                        path: format!("{path}[{index}]"),
-                        before: None,
-                        after: Some(wanted[index].clone()),
-                    });
-                }
+                removed(path, actual, old_index + paired, old_len - paired, found);
+                added(path, wanted, new_index + paired, new_len - paired, found);
             }
         }
+    }
+}
+
+fn removed(path: &str, items: &[Value], start: usize, count: usize, found: &mut Vec<Difference>) {
+    for (index, item) in items.iter().enumerate().skip(start).take(count) {
+        found.push(Difference {
+            path: format!("{path}[{index}]"),
+            before: Some(item.clone()),
+            after: None,
+        });
+    }
+}
+
+fn added(path: &str, items: &[Value], start: usize, count: usize, found: &mut Vec<Difference>) {
+    for (index, item) in items.iter().enumerate().skip(start).take(count) {
+        found.push(Difference {
+            path: format!("{path}[{index}]"),
+            before: None,
+            after: Some(item.clone()),
+        });
     }
 }
 

@@ -78,8 +78,9 @@ pub fn resource_salt(plan_salt: &str, address: &str, prior: Option<&StateResourc
 }
 
 /// Returns the context a kind sees for one resource.
-pub fn kind_context(configuration: &Configuration, salt: String) -> KindContext {
+pub fn kind_context(configuration: &Configuration, address: &str, salt: String) -> KindContext {
     KindContext {
+        address: address.to_string(),
         project: configuration.env.project.clone(),
         region: configuration.env.region.clone(),
         env_name: configuration.env.name.clone(),
@@ -466,10 +467,21 @@ pub fn plan_with_live(
     let mut drift = Vec::new();
     let mut claims = Claims::new();
     let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
+    // A block whose dependency already failed is skipped: its own errors would only repeat.
+    let mut failed: BTreeSet<BlockId> = BTreeSet::new();
     for block in &order {
+        if graph
+            .dependencies(block)
+            .iter()
+            .any(|dependency| failed.contains(dependency))
+        {
+            failed.insert(block.clone());
+            continue;
+        }
         let BlockId::Resource { module, kind, name } = block else {
             if let Err(diagnostic) = evaluate_value_block(configuration, block, &mut values) {
                 diagnostics.push(diagnostic);
+                failed.insert(block.clone());
             }
             continue;
         };
@@ -488,6 +500,7 @@ pub fn plan_with_live(
                 Ok(instances) => instances,
                 Err(found) => {
                     diagnostics.extend(found);
+                    failed.insert(block.clone());
                     continue;
                 }
             };
@@ -503,6 +516,7 @@ pub fn plan_with_live(
             let prior = state.resource(&instance.address);
             let context = kind_context(
                 configuration,
+                &instance.address,
                 resource_salt(&salt, &instance.address, prior),
             );
             match plan_instance(

@@ -245,16 +245,16 @@ fn render_differences(
             .iter()
             .filter(|difference| top_field(&difference.path) == field)
             .collect();
-        if let [only] = here.as_slice() {
-            if only.path == field {
-                let _ = writeln!(
-                    out,
-                    "      {} {field:<width$} = {}{note}",
-                    painter.paint(Action::Update, "~"),
-                    describe_change(&shown(field, &only.before), &shown(field, &only.after))
-                );
-                continue;
-            }
+        if let [only] = here.as_slice()
+            && only.path == field
+        {
+            let _ = writeln!(
+                out,
+                "      {} {field:<width$} = {}{note}",
+                painter.paint(Action::Update, "~"),
+                describe_change(&shown(field, &only.before), &shown(field, &only.after))
+            );
+            continue;
         }
         let _ = writeln!(
             out,
@@ -307,6 +307,31 @@ fn describe_change(old: &str, new: &str) -> String {
     text
 }
 
+/// Shows a value inline, or, when it is long and structured (a dashboard, a list of
+/// conditions), as indented JSON so that it reads line by line.
+fn long_form(value: &Value, indent: usize) -> String {
+    let inline = value.to_string();
+    if inline.len() <= 100
+        || !matches!(value, Value::Map(_) | Value::List(_))
+        || value.contains_unknown()
+    {
+        return inline;
+    }
+    let pretty = serde_json::to_string_pretty(&value.to_json()).unwrap_or(inline);
+    let pad = " ".repeat(indent + 2);
+    pretty
+        .lines()
+        .enumerate()
+        .map(|(index, line)| {
+            if index == 0 {
+                line.to_string()
+            } else {
+                format!("\n{pad}{line}")
+            }
+        })
+        .collect()
+}
+
 fn render_value(
     out: &mut String,
     painter: &Painter,
@@ -328,12 +353,20 @@ fn render_value(
                 .unwrap_or(0);
             for (key, item) in entries {
                 let quoted = format!("{key:?}");
-                let _ = writeln!(out, "{pad}    {symbol} {quoted:<inner$} = {item}");
+                let _ = writeln!(
+                    out,
+                    "{pad}    {symbol} {quoted:<inner$} = {}",
+                    long_form(item, indent + 6)
+                );
             }
             let _ = writeln!(out, "{pad}  }}");
         }
         _ => {
-            let _ = writeln!(out, "{pad}{symbol} {field:<width$} = {value}");
+            let _ = writeln!(
+                out,
+                "{pad}{symbol} {field:<width$} = {}",
+                long_form(value, indent + 2)
+            );
         }
     }
 }

@@ -10,10 +10,23 @@ fn local_plan_apply_plan_converges() {
     plan.expect_code(2);
     assert_eq!(
         count_actions(&plan.stdout, "secret", "will be created"),
-        16,
-        "{}",
+        19,
+        "16 Beta 500 secrets and 3 stand-in channel credentials: {}",
         plan.stdout
     );
+    for (kind, count) in [
+        ("monitoring_dashboard", 3),
+        ("notification_channel", 6),
+        ("alert_policy", 10),
+        ("budget", 1),
+    ] {
+        assert_eq!(
+            count_actions(&plan.stdout, kind, "will be created"),
+            count,
+            "{kind}: {}",
+            plan.stdout
+        );
+    }
     let accessors = plan
         .stdout
         .lines()
@@ -39,7 +52,7 @@ fn local_plan_apply_plan_converges() {
     );
     assert!(
         plan.stdout
-            .contains("Plan: 36 to add, 0 to change, 0 to destroy."),
+            .contains("Plan: 59 to add, 0 to change, 0 to destroy."),
         "{}",
         plan.stdout
     );
@@ -49,7 +62,7 @@ fn local_plan_apply_plan_converges() {
     assert!(
         apply
             .stderr
-            .contains("Apply complete! Resources: 36 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 59 added, 0 changed, 0 destroyed."),
         "{}",
         apply.all()
     );
@@ -80,7 +93,14 @@ fn the_environment_defaults_to_local() {
 
 #[test]
 fn cloud_environments_validate_and_plan_says_the_backend_is_missing() {
-    let env = TestEnv::bundled();
+    let mut env = TestEnv::bundled();
+    // Not in BETA500.md, so the environments take them from the environment.
+    env.extra_env.push((
+        "INFRA_VAR_billing_account".into(),
+        "0A1B2C-3D4E5F-6A7B8C".into(),
+    ));
+    env.extra_env
+        .push(("INFRA_VAR_project_number".into(), "123456789012".into()));
     for name in ["dev", "staging", "prod"] {
         env.infra(&["validate", "--env", name]).expect_code(0);
         let plan = env.infra(&["plan", "--env", name]);
@@ -119,6 +139,29 @@ fn an_unknown_environment_lists_the_known_ones() {
     assert!(
         run.stderr.contains("dev, local, prod, staging"),
         "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn cloud_environments_name_what_they_are_missing() {
+    let env = TestEnv::bundled();
+    let run = env.infra(&["validate", "--env", "prod"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("pass it with INFRA_VAR_billing_account"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("budgets filter projects by number"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("2 configuration errors"),
+        "no cascade of follow-on errors: {}",
         run.all()
     );
 }

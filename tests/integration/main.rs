@@ -5,6 +5,7 @@ mod cloud_run;
 mod config_errors;
 mod emulator_api;
 mod identity;
+mod monitoring;
 mod secrets;
 mod sensitive;
 mod support;

@@ -207,8 +207,9 @@ impl Drop for TestEnv {
 pub fn count_actions(plan: &str, kind: &str, action: &str) -> usize {
     plan.lines()
         .filter(|line| {
-            line.trim_start().starts_with("# ")
-                && line.contains(&format!(".{kind}."))
+            let line = line.trim_start();
+            line.starts_with("# ")
+                && (line.contains(&format!(".{kind}.")) || line.starts_with(&format!("# {kind}.")))
                 && line.contains(action)
         })
         .count()

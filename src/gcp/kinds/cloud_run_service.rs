@@ -772,6 +772,7 @@ mod tests {
 
     fn context() -> KindContext {
         KindContext {
+            address: "test.resource".into(),
             project: "p".into(),
             region: "us-central1".into(),
             env_name: "e".into(),

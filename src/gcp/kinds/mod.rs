@@ -2,10 +2,14 @@
 //! how its live object reads and normalizes for comparison, and how it is created, updated and
 //! deleted. The planner and executor only ever see this trait.
 
+mod alert_policy;
+mod budget;
 mod cloud_run_service;
 mod iam_binding;
 mod iam_member;
 mod iam_policy;
+mod monitoring_dashboard;
+mod notification_channel;
 mod secret;
 mod service_account;
 
@@ -14,9 +18,13 @@ use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
 
+pub use alert_policy::AlertPolicyKind;
+pub use budget::BudgetKind;
 pub use cloud_run_service::CloudRunServiceKind;
 pub use iam_binding::IamBindingKind;
 pub use iam_member::IamMemberKind;
+pub use monitoring_dashboard::MonitoringDashboardKind;
+pub use notification_channel::NotificationChannelKind;
 pub use secret::SecretKind;
 pub use service_account::ServiceAccountKind;
 
@@ -109,6 +117,8 @@ impl FieldSpec {
 /// What a kind knows of the environment and the plan while planning or applying one resource.
 #[derive(Debug, Clone)]
 pub struct KindContext {
+    /// The resource's address (`module.m.kind.name["key"]`).
+    pub address: String,
     pub project: String,
     pub region: String,
     pub env_name: String,
@@ -220,12 +230,16 @@ pub trait Kind: Send + Sync {
 
 /// Returns every registered kind.
 pub fn registry() -> &'static [&'static dyn Kind] {
-    static KINDS: [&dyn Kind; 5] = [
+    static KINDS: [&dyn Kind; 9] = [
         &SecretKind,
         &ServiceAccountKind,
         &CloudRunServiceKind,
         &IamMemberKind,
         &IamBindingKind,
+        &MonitoringDashboardKind,
+        &NotificationChannelKind,
+        &AlertPolicyKind,
+        &BudgetKind,
     ];
     &KINDS
 }

@@ -669,6 +669,7 @@ mod tests {
 
     fn context() -> KindContext {
         KindContext {
+            address: "test.resource".into(),
             project: "p".into(),
             region: "r".into(),
             env_name: "e".into(),

@@ -1,0 +1,270 @@
+//! Cloud Billing Budgets v1 (`billingAccounts/{id}/budgets`): server-assigned ids, the billing
+//! account's currency filled in (and enforced), Google's filter defaults, `updateMask`, etags,
+//! and a delete that succeeds when the budget is already gone.
+
+use super::discovery::{self, Api};
+use super::error::ApiError;
+use super::server::{Request, Response};
+use super::store::Store;
+use serde_json::{Map, Value as Json, json};
+
+/// Every emulated billing account bills in this currency.
+const ACCOUNT_CURRENCY: &str = "USD";
+
+/// Routes `v1/billingAccounts/{id}/budgets…`; `None` for other paths.
+pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
+    let segments: Vec<&str> = request.path.split('/').collect();
+    let outcome = match (&segments[..], request.method.as_str()) {
+        (["billingAccounts", account, "budgets"], "POST") => create(store, request, account),
+        (["billingAccounts", account, "budgets"], "GET") => request
+            .allow_query(&["pageSize", "pageToken", "scope"])
+            .map(|()| {
+                let prefix = format!("billingAccounts/{account}/budgets/");
+                let budgets: Vec<Json> = store
+                    .documents
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(&prefix))
+                    .map(|(_, budget)| budget.clone())
+                    .collect();
+                Response::read(if budgets.is_empty() {
+                    json!({})
+                } else {
+                    json!({"budgets": budgets})
+                })
+            }),
+        (["billingAccounts", account, "budgets", id], method) => {
+            let name = format!("billingAccounts/{account}/budgets/{id}");
+            match method {
+                "GET" => request.allow_query(&[]).and_then(|()| {
+                    store
+                        .documents
+                        .get(&name)
+                        .cloned()
+                        .map(Response::read)
+                        .ok_or_else(|| ApiError::not_found(format!("Budget {name} not found.")))
+                }),
+                "PATCH" => patch(store, request, &name),
+                "DELETE" => request.allow_query(&[]).map(|()| {
+                    // "Returns successfully if already deleted."
+                    store.documents.remove(&name);
+                    store.revision += 1;
+                    Response::changed(json!({}))
+                }),
+                _ => Err(ApiError::not_found(format!(
+                    "Method not found: {method} /v1/{}",
+                    request.path
+                ))),
+            }
+        }
+        (["billingAccounts", ..], _) => Err(ApiError::not_found(format!(
+            "Method not found: {} /v1/{}",
+            request.method, request.path
+        ))),
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+fn check(body: &Json) -> Result<(), ApiError> {
+    discovery::validate(
+        Api::BillingBudgets,
+        "GoogleCloudBillingBudgetsV1Budget",
+        "budget",
+        body,
+    )?;
+    if body["displayName"]
+        .as_str()
+        .is_some_and(|name| name.chars().count() > 60)
+    {
+        return Err(ApiError::invalid_argument(
+            "displayName must be at most 60 characters.",
+        ));
+    }
+    let amount = &body["amount"];
+    match (
+        amount.get("specifiedAmount"),
+        amount.get("lastPeriodAmount"),
+    ) {
+        (Some(money), None) => {
+            if let Some(currency) = money["currencyCode"].as_str()
+                && currency != ACCOUNT_CURRENCY
+            {
+                return Err(ApiError::invalid_argument(format!(
+                    "currencyCode {currency} does not match the billing account's currency {ACCOUNT_CURRENCY}."
+                )));
+            }
+            let units = money["units"]
+                .as_str()
+                .and_then(|units| units.parse::<i64>().ok())
+                .or_else(|| money["units"].as_i64())
+                .unwrap_or(0);
+            let nanos = money["nanos"].as_i64().unwrap_or(0);
+            if (units > 0 && nanos < 0) || (units < 0 && nanos > 0) {
+                return Err(ApiError::invalid_argument(
+                    "Money units and nanos must have the same sign.",
+                ));
+            }
+        }
+        (None, Some(_)) => {}
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "amount must set exactly one of specifiedAmount or lastPeriodAmount.",
+            ));
+        }
+    }
+    for project in body
+        .pointer("/budgetFilter/projects")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let number = project
+            .as_str()
+            .and_then(|name| name.strip_prefix("projects/"))
+            .unwrap_or_default();
+        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ApiError::invalid_argument(format!(
+                "budgetFilter.projects: {project} must be projects/{{project_number}}."
+            )));
+        }
+    }
+    for (index, rule) in body["thresholdRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if rule["thresholdPercent"].as_f64().is_none() {
+            return Err(ApiError::invalid_argument(format!(
+                "thresholdRules[{index}].thresholdPercent is required."
+            )));
+        }
+    }
+    if body
+        .pointer("/notificationsRule/monitoringNotificationChannels")
+        .and_then(Json::as_array)
+        .is_some_and(|channels| channels.len() > 5)
+    {
+        return Err(ApiError::invalid_argument(
+            "At most 5 monitoring notification channels.",
+        ));
+    }
+    if body.pointer("/notificationsRule/pubsubTopic").is_some()
+        && body
+            .pointer("/notificationsRule/schemaVersion")
+            .and_then(Json::as_str)
+            != Some("1.0")
+    {
+        return Err(ApiError::invalid_argument(
+            "notificationsRule.schemaVersion must be \"1.0\" with a pubsubTopic.",
+        ));
+    }
+    Ok(())
+}
+
+/// Fills in what Google fills in: the currency, the filter's credit treatment and period.
+fn apply_defaults(budget: &mut Json) {
+    if budget.pointer("/amount/specifiedAmount").is_some()
+        && budget
+            .pointer("/amount/specifiedAmount/currencyCode")
+            .is_none()
+    {
+        budget["amount"]["specifiedAmount"]["currencyCode"] = json!(ACCOUNT_CURRENCY);
+    }
+    if !budget["budgetFilter"].is_object() {
+        budget["budgetFilter"] = json!({});
+    }
+    let filter = &mut budget["budgetFilter"];
+    if filter.get("creditTypesTreatment").is_none() {
+        filter["creditTypesTreatment"] = json!("INCLUDE_ALL_CREDITS");
+    }
+    if filter.get("calendarPeriod").is_none() && filter.get("customPeriod").is_none() {
+        filter["calendarPeriod"] = json!("MONTH");
+    }
+}
+
+fn create(store: &mut Store, request: &Request, account: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let mut body = request.json()?;
+    check(&body)?;
+    if body.get("name").is_some_and(|name| !name.is_null()) {
+        return Err(ApiError::invalid_argument(
+            "The budget name is assigned by the server: omit `name`.",
+        ));
+    }
+    apply_defaults(&mut body);
+    let name = format!("billingAccounts/{account}/budgets/{}", uuid::Uuid::new_v4());
+    body["name"] = json!(name);
+    body["etag"] = json!(store.next_etag());
+    store.documents.insert(name, body.clone());
+    Ok(Response::changed(body))
+}
+
+fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["updateMask"])?;
+    let body = request.json()?;
+    check(&body)?;
+    let current = store
+        .documents
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("Budget {name} not found.")))?;
+    if let Some(given) = body["etag"].as_str().filter(|etag| !etag.is_empty())
+        && Some(given) != current["etag"].as_str()
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag of budget {name} does not match: it was changed since it was read."
+        )));
+    }
+    let mut merged: Map<String, Json> = current.as_object().cloned().unwrap_or_default();
+    match request
+        .query("updateMask")
+        .filter(|mask| !mask.trim().is_empty())
+    {
+        Some(mask) => {
+            for path in mask.split(',').map(str::trim) {
+                let top = path.split('.').next().unwrap_or_default();
+                if !discovery::properties(Api::BillingBudgets, "GoogleCloudBillingBudgetsV1Budget")
+                    .iter()
+                    .any(|property| property == top)
+                    || top == "name"
+                    || top == "etag"
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "Invalid update_mask path: {path}"
+                    )));
+                }
+                match body.get(top) {
+                    Some(value) => {
+                        merged.insert(top.to_string(), value.clone());
+                    }
+                    None => {
+                        merged.remove(top);
+                    }
+                }
+            }
+        }
+        // Without a mask only the fields with non-default values are updated.
+        None => {
+            for (field, value) in body.as_object().into_iter().flatten() {
+                if field != "name" && field != "etag" && !value.is_null() {
+                    merged.insert(field.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let mut updated = Json::Object(merged);
+    if let (Some(old), Some(new)) = (
+        current.pointer("/amount/specifiedAmount/currencyCode"),
+        updated.pointer("/amount/specifiedAmount/currencyCode"),
+    ) && old != new
+    {
+        return Err(ApiError::invalid_argument(
+            "currencyCode must match the existing budget's.",
+        ));
+    }
+    apply_defaults(&mut updated);
+    updated["etag"] = json!(store.next_etag());
+    store.documents.insert(name.to_string(), updated.clone());
+    Ok(Response::changed(updated))
+}

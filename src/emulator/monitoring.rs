@@ -1,0 +1,692 @@
+//! Cloud Monitoring as `infra` uses it: v1 dashboards (create honouring a client-chosen name,
+//! get, list, patch as a full replacement guarded by the etag, delete; mosaic tiles must fit the
+//! column grid and not overlap), and v3 alert policies and notification channels (server-assigned
+//! ids, creation and mutation records, `updateMask`, channel labels checked per type with the
+//! sensitive ones returned obfuscated, `force` on channel delete).
+
+use super::discovery::{self, Api};
+use super::error::ApiError;
+use super::server::{Request, Response};
+use super::store::{Store, now, project_number};
+use serde_json::{Map, Value as Json, json};
+
+/// A channel type's label keys: (type, required, optional, sensitive).
+type ChannelDescriptor = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// Label keys per channel type — the content of Google's channel descriptors.
+const CHANNEL_TYPES: [ChannelDescriptor; 6] = [
+    ("email", &["email_address"], &[], &[]),
+    (
+        "slack",
+        &["channel_name", "auth_token"],
+        &["team"],
+        &["auth_token"],
+    ),
+    ("pagerduty", &["service_key"], &[], &["service_key"]),
+    ("webhook_tokenauth", &["url"], &[], &[]),
+    (
+        "webhook_basicauth",
+        &["url", "username", "password"],
+        &[],
+        &["password"],
+    ),
+    ("pubsub", &["topic"], &[], &[]),
+];
+
+/// Routes `v1/projects/{p}/dashboards…`; `None` for other paths.
+pub fn route_v1(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
+    let segments: Vec<&str> = request.path.split('/').collect();
+    let outcome = match (&segments[..], request.method.as_str()) {
+        (["projects", project, "dashboards"], "POST") => create_dashboard(store, request, project),
+        (["projects", project, "dashboards"], "GET") => list(
+            store,
+            request,
+            &format!("projects/{}/dashboards/", project_number(project)),
+            "dashboards",
+        ),
+        (["projects", project, "dashboards", id], method) => {
+            let name = format!("projects/{}/dashboards/{id}", project_number(project));
+            match method {
+                "GET" => get(store, request, &name, "Dashboard"),
+                "PATCH" => patch_dashboard(store, request, &name),
+                "DELETE" => delete(store, request, &name, "Dashboard", &[]),
+                _ => Err(method_not_found(request)),
+            }
+        }
+        (["projects", _, "dashboards", ..], _) => Err(method_not_found(request)),
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+/// Routes `v3/projects/{p}/alertPolicies…` and `…/notificationChannels…`; `None` otherwise.
+pub fn route_v3(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
+    let segments: Vec<&str> = request.path.split('/').collect();
+    let outcome = match (&segments[..], request.method.as_str()) {
+        (
+            [
+                "projects",
+                project,
+                collection @ ("alertPolicies" | "notificationChannels"),
+            ],
+            "POST",
+        ) => create_v3(store, request, project, collection),
+        (
+            [
+                "projects",
+                project,
+                collection @ ("alertPolicies" | "notificationChannels"),
+            ],
+            "GET",
+        ) => list(
+            store,
+            request,
+            &format!("projects/{}/{collection}/", project_number(project)),
+            collection,
+        ),
+        (
+            [
+                "projects",
+                project,
+                collection @ ("alertPolicies" | "notificationChannels"),
+                id,
+            ],
+            method,
+        ) => {
+            let name = format!("projects/{}/{collection}/{id}", project_number(project));
+            let kind = if *collection == "alertPolicies" {
+                "Alert policy"
+            } else {
+                "Notification channel"
+            };
+            match method {
+                "GET" => get(store, request, &name, kind),
+                "PATCH" => patch_v3(store, request, &name, collection),
+                "DELETE" if *collection == "notificationChannels" => {
+                    delete_channel(store, request, &name)
+                }
+                "DELETE" => delete(store, request, &name, kind, &[]),
+                _ => Err(method_not_found(request)),
+            }
+        }
+        (["projects", _, "alertPolicies" | "notificationChannels", ..], _) => {
+            Err(method_not_found(request))
+        }
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+fn method_not_found(request: &Request) -> ApiError {
+    ApiError::not_found(format!(
+        "Method not found: {} /{}/{}",
+        request.method, request.version, request.path
+    ))
+}
+
+fn not_found(kind: &str, name: &str) -> ApiError {
+    ApiError::not_found(format!("{kind} {name} does not exist."))
+}
+
+/// Returns what clients see of a stored document: sensitive channel labels obfuscated.
+fn visible(document: &Json) -> Json {
+    let mut shown = document.clone();
+    let kind = document["type"].as_str().unwrap_or_default();
+    if let Some((_, _, _, sensitive)) = CHANNEL_TYPES.iter().find(|(name, ..)| *name == kind) {
+        for key in *sensitive {
+            if let Some(value) = shown["labels"][*key].as_str() {
+                // Google returns sensitive fields "only partially populated".
+                let tail: String = value
+                    .chars()
+                    .rev()
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                shown["labels"][*key] = json!(format!(
+                    "{}{tail}",
+                    "*".repeat(value.chars().count().saturating_sub(4))
+                ));
+            }
+        }
+    }
+    shown
+}
+
+fn get(store: &mut Store, request: &Request, name: &str, kind: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    store
+        .documents
+        .get(name)
+        .map(|document| Response::read(visible(document)))
+        .ok_or_else(|| not_found(kind, name))
+}
+
+fn list(
+    store: &mut Store,
+    request: &Request,
+    prefix: &str,
+    collection: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["filter", "orderBy", "pageSize", "pageToken"])?;
+    let items: Vec<Json> = store
+        .documents
+        .iter()
+        .filter(|(name, _)| name.starts_with(prefix) && !name[prefix.len()..].contains('/'))
+        .map(|(_, document)| visible(document))
+        .collect();
+    Ok(Response::read(if items.is_empty() {
+        json!({})
+    } else {
+        json!({collection: items})
+    }))
+}
+
+fn delete(
+    store: &mut Store,
+    request: &Request,
+    name: &str,
+    kind: &str,
+    extra_query: &[&str],
+) -> Result<Response, ApiError> {
+    request.allow_query(extra_query)?;
+    if store.documents.remove(name).is_none() {
+        return Err(not_found(kind, name));
+    }
+    store.revision += 1;
+    Ok(Response::changed(json!({})))
+}
+
+fn etag(store: &mut Store) -> String {
+    store
+        .next_etag()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+fn check_mosaic(dashboard: &Json) -> Result<(), ApiError> {
+    let Some(layout) = dashboard.get("mosaicLayout") else {
+        return Ok(());
+    };
+    let columns = layout["columns"].as_i64().unwrap_or(12);
+    if !(1..=48).contains(&columns) {
+        return Err(ApiError::invalid_argument(format!(
+            "mosaicLayout.columns must be between 1 and 48, not {columns}."
+        )));
+    }
+    let tiles = layout["tiles"].as_array().cloned().unwrap_or_default();
+    let area = |tile: &Json| {
+        let get = |field: &str| tile[field].as_i64().unwrap_or(0);
+        (get("xPos"), get("yPos"), get("width"), get("height"))
+    };
+    for (index, tile) in tiles.iter().enumerate() {
+        let (x, y, width, height) = area(tile);
+        if x < 0 || y < 0 || width < 1 || height < 1 || x + width > columns {
+            return Err(ApiError::invalid_argument(format!(
+                "mosaicLayout.tiles[{index}] (xPos {x}, width {width}) does not fit the {columns}-column grid."
+            )));
+        }
+        for (other_index, other) in tiles.iter().enumerate().skip(index + 1) {
+            let (ox, oy, ow, oh) = area(other);
+            if x < ox + ow && ox < x + width && y < oy + oh && oy < y + height {
+                return Err(ApiError::invalid_argument(format!(
+                    "mosaicLayout.tiles[{index}] and tiles[{other_index}] overlap."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_dashboard(body: &Json) -> Result<(), ApiError> {
+    discovery::validate(Api::MonitoringV1, "Dashboard", "dashboard", body)?;
+    if body["displayName"].as_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid_argument("Field displayName is required."));
+    }
+    let layouts = ["mosaicLayout", "gridLayout", "rowLayout", "columnLayout"]
+        .iter()
+        .filter(|layout| body.get(**layout).is_some())
+        .count();
+    if layouts > 1 {
+        return Err(ApiError::invalid_argument(
+            "A dashboard has one layout: mosaicLayout, gridLayout, rowLayout or columnLayout.",
+        ));
+    }
+    check_mosaic(body)
+}
+
+fn create_dashboard(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["validateOnly"])?;
+    let mut body = request.json()?;
+    check_dashboard(&body)?;
+    let prefix = format!("projects/{}/dashboards/", project_number(project));
+    let id = match body["name"].as_str() {
+        Some(name) => {
+            let parts: Vec<&str> = name.split('/').collect();
+            match parts[..] {
+                ["projects", named_project, "dashboards", id]
+                    if project_number(named_project) == project_number(project) =>
+                {
+                    id.to_string()
+                }
+                _ => {
+                    return Err(ApiError::invalid_argument(format!(
+                        "The dashboard name {name} does not match the parent projects/{project}."
+                    )));
+                }
+            }
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let name = format!("{prefix}{id}");
+    if store.documents.contains_key(&name) {
+        return Err(ApiError::already_exists(format!(
+            "Dashboard {name} already exists."
+        )));
+    }
+    if request.query("validateOnly").as_deref() == Some("true") {
+        return Ok(Response::read(body));
+    }
+    body["name"] = json!(name);
+    body["etag"] = json!(etag(store));
+    store.documents.insert(name, body.clone());
+    Ok(Response::changed(body))
+}
+
+fn patch_dashboard(store: &mut Store, request: &Request, name: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["validateOnly"])?;
+    let mut body = request.json()?;
+    check_dashboard(&body)?;
+    let current = store
+        .documents
+        .get(name)
+        .ok_or_else(|| not_found("Dashboard", name))?;
+    if let Some(given) = body["etag"].as_str()
+        && Some(given) != current["etag"].as_str()
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag of dashboard {name} does not match: it was changed since it was read."
+        )));
+    }
+    if request.query("validateOnly").as_deref() == Some("true") {
+        return Ok(Response::read(body));
+    }
+    body["name"] = json!(name);
+    body["etag"] = json!(etag(store));
+    store.documents.insert(name.to_string(), body.clone());
+    Ok(Response::changed(body))
+}
+
+fn record() -> Json {
+    json!({"mutateTime": now(), "mutatedBy": "infra-emulator@example.com"})
+}
+
+fn check_user_labels(body: &Json) -> Result<(), ApiError> {
+    let Some(labels) = body["userLabels"].as_object() else {
+        return Ok(());
+    };
+    let valid = |text: &str| {
+        text.len() <= 63
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    };
+    for (key, value) in labels {
+        if key.is_empty() || !valid(key) || !value.as_str().is_some_and(valid) {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid user label {key:?}: lowercase letters, digits, '_' and '-', at most 63."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_alert_policy(store: &Store, body: &Json, project: &str) -> Result<(), ApiError> {
+    discovery::validate(Api::MonitoringV3, "AlertPolicy", "alert_policy", body)?;
+    check_user_labels(body)?;
+    let conditions = body["conditions"].as_array().cloned().unwrap_or_default();
+    if conditions.is_empty() || conditions.len() > 6 {
+        return Err(ApiError::invalid_argument(
+            "An alert policy has 1 to 6 conditions.",
+        ));
+    }
+    if conditions.len() > 1
+        && body["combiner"]
+            .as_str()
+            .is_none_or(|combiner| combiner == "COMBINE_UNSPECIFIED")
+    {
+        return Err(ApiError::invalid_argument(
+            "A policy with several conditions needs a combiner.",
+        ));
+    }
+    for (index, condition) in conditions.iter().enumerate() {
+        let kinds = [
+            "conditionThreshold",
+            "conditionAbsent",
+            "conditionMatchedLog",
+            "conditionMonitoringQueryLanguage",
+            "conditionPrometheusQueryLanguage",
+            "conditionSql",
+        ];
+        if kinds
+            .iter()
+            .filter(|kind| condition.get(**kind).is_some())
+            .count()
+            != 1
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "conditions[{index}] must set exactly one condition type."
+            )));
+        }
+        if let Some(threshold) = condition.get("conditionThreshold") {
+            if threshold["filter"].as_str().is_none_or(str::is_empty) {
+                return Err(ApiError::invalid_argument(format!(
+                    "conditions[{index}].conditionThreshold.filter is required."
+                )));
+            }
+            let duration = threshold["duration"]
+                .as_str()
+                .and_then(|text| text.strip_suffix('s'))
+                .and_then(|seconds| seconds.parse::<f64>().ok());
+            match duration {
+                Some(seconds) if seconds >= 0.0 && seconds % 60.0 == 0.0 => {}
+                _ => {
+                    return Err(ApiError::invalid_argument(format!(
+                        "conditions[{index}].conditionThreshold.duration must be a multiple of 60s."
+                    )));
+                }
+            }
+        }
+        if let Some(promql) = condition.get("conditionPrometheusQueryLanguage")
+            && promql["query"].as_str().is_none_or(str::is_empty)
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "conditions[{index}].conditionPrometheusQueryLanguage.query is required."
+            )));
+        }
+    }
+    if let Some(mime) = body
+        .pointer("/documentation/mimeType")
+        .and_then(Json::as_str)
+        && mime != "text/markdown"
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.mimeType must be text/markdown.",
+        ));
+    }
+    for channel in body["notificationChannels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let channel = channel.as_str().unwrap_or_default();
+        let canonical = match channel.split('/').collect::<Vec<_>>()[..] {
+            ["projects", owner, "notificationChannels", id] => format!(
+                "projects/{}/notificationChannels/{id}",
+                project_number(owner)
+            ),
+            _ => String::new(),
+        };
+        if !store.documents.contains_key(&canonical) {
+            return Err(ApiError::invalid_argument(format!(
+                "Notification channel {channel} does not exist in projects/{project}."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_channel(body: &Json) -> Result<(), ApiError> {
+    discovery::validate(
+        Api::MonitoringV3,
+        "NotificationChannel",
+        "notification_channel",
+        body,
+    )?;
+    check_user_labels(body)?;
+    let kind = body["type"].as_str().unwrap_or_default();
+    let Some((_, required, optional, _)) = CHANNEL_TYPES.iter().find(|(name, ..)| *name == kind)
+    else {
+        let known: Vec<&str> = CHANNEL_TYPES.iter().map(|(name, ..)| *name).collect();
+        return Err(ApiError::invalid_argument(format!(
+            "Unknown notification channel type {kind:?}; known: {}.",
+            known.join(", ")
+        )));
+    };
+    let labels = body["labels"].as_object().cloned().unwrap_or_default();
+    for key in labels.keys() {
+        if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
+            return Err(ApiError::invalid_argument(format!(
+                "Label {key:?} is not defined for channel type {kind}."
+            )));
+        }
+    }
+    if let Some(missing) = required.iter().find(|key| {
+        labels
+            .get(**key)
+            .and_then(Json::as_str)
+            .is_none_or(str::is_empty)
+    }) {
+        return Err(ApiError::invalid_argument(format!(
+            "Channel type {kind} requires the label {missing:?}."
+        )));
+    }
+    Ok(())
+}
+
+fn name_conditions(policy: &mut Json, name: &str) {
+    if let Some(conditions) = policy["conditions"].as_array_mut() {
+        for condition in conditions {
+            if condition["name"].as_str().is_none_or(str::is_empty) {
+                condition["name"] = json!(format!(
+                    "{name}/conditions/{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..16]
+                ));
+            }
+        }
+    }
+}
+
+fn create_v3(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+    collection: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let mut body = request.json()?;
+    let name = format!(
+        "projects/{}/{collection}/{}",
+        project_number(project),
+        &uuid::Uuid::new_v4().simple().to_string()[..20]
+    );
+    if collection == "alertPolicies" {
+        if body.get("name").is_some_and(|given| !given.is_null()) {
+            return Err(ApiError::invalid_argument(
+                "The alert policy name is assigned by the server: omit `name`.",
+            ));
+        }
+        check_alert_policy(store, &body, project)?;
+        name_conditions(&mut body, &name);
+        body["mutationRecord"] = record();
+    } else {
+        check_channel(&body)?;
+        body["mutationRecords"] = json!([record()]);
+    }
+    body["name"] = json!(name);
+    body["creationRecord"] = record();
+    if body.get("enabled").is_none() {
+        body["enabled"] = json!(true);
+    }
+    store.documents.insert(name, body.clone());
+    store.revision += 1;
+    Ok(Response::changed(visible(&body)))
+}
+
+fn patch_v3(
+    store: &mut Store,
+    request: &Request,
+    name: &str,
+    collection: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["updateMask"])?;
+    let body = request.json()?;
+    let current = store
+        .documents
+        .get(name)
+        .cloned()
+        .ok_or_else(|| not_found(collection, name))?;
+    let mut updated = match request
+        .query("updateMask")
+        .filter(|mask| !mask.trim().is_empty())
+    {
+        Some(mask) => {
+            let schema = if collection == "alertPolicies" {
+                "AlertPolicy"
+            } else {
+                "NotificationChannel"
+            };
+            let mut merged: Map<String, Json> = current.as_object().cloned().unwrap_or_default();
+            for path in mask.split(',').map(str::trim) {
+                let top = path.split('.').next().unwrap_or_default();
+                if !discovery::properties(Api::MonitoringV3, schema)
+                    .iter()
+                    .any(|property| property == top)
+                    || matches!(
+                        top,
+                        "name"
+                            | "creationRecord"
+                            | "mutationRecord"
+                            | "mutationRecords"
+                            | "verificationStatus"
+                    )
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "Invalid update_mask path: {path}"
+                    )));
+                }
+                match body.get(top) {
+                    Some(value) => {
+                        merged.insert(top.to_string(), value.clone());
+                    }
+                    None => {
+                        merged.remove(top);
+                    }
+                }
+            }
+            Json::Object(merged)
+        }
+        // Without a mask the supplied resource replaces the stored one.
+        None => {
+            let mut replaced = body.clone();
+            replaced["creationRecord"] = current["creationRecord"].clone();
+            replaced
+        }
+    };
+    updated["name"] = json!(name);
+    let project = name.split('/').nth(1).unwrap_or_default().to_string();
+    if collection == "alertPolicies" {
+        check_alert_policy(store, &updated, &project)?;
+        name_conditions(&mut updated, name);
+        updated["mutationRecord"] = record();
+    } else {
+        // A masked update may carry the obfuscated value back for an unchanged sensitive label.
+        check_channel(&updated)?;
+        let mut records = current["mutationRecords"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        records.push(record());
+        updated["mutationRecords"] = json!(records);
+        updated["verificationStatus"] = current["verificationStatus"].clone();
+    }
+    if updated.get("enabled").is_none_or(Json::is_null) {
+        updated["enabled"] = json!(true);
+    }
+    store.documents.insert(name.to_string(), updated.clone());
+    store.revision += 1;
+    Ok(Response::changed(visible(&updated)))
+}
+
+fn delete_channel(store: &mut Store, request: &Request, name: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["force"])?;
+    if !store.documents.contains_key(name) {
+        return Err(not_found("Notification channel", name));
+    }
+    let users: Vec<String> = store
+        .documents
+        .iter()
+        .filter(|(_, document)| {
+            document["notificationChannels"]
+                .as_array()
+                .is_some_and(|channels| {
+                    channels.iter().any(|channel| {
+                        channel.as_str().is_some_and(|text| {
+                            text.ends_with(name.rsplit('/').next().unwrap_or_default())
+                        })
+                    })
+                })
+        })
+        .map(|(policy, _)| policy.clone())
+        .collect();
+    if !users.is_empty() {
+        if request.query("force").as_deref() != Some("true") {
+            return Err(ApiError::failed_precondition(format!(
+                "Notification channel {name} is used by alert policies {}; delete with force=true to remove it from them.",
+                users.join(", ")
+            )));
+        }
+        let id = name.rsplit('/').next().unwrap_or_default().to_string();
+        for policy in users {
+            if let Some(channels) = store
+                .documents
+                .get_mut(&policy)
+                .and_then(|document| document["notificationChannels"].as_array_mut())
+            {
+                channels
+                    .retain(|channel| !channel.as_str().is_some_and(|text| text.ends_with(&id)));
+            }
+        }
+    }
+    store.documents.remove(name);
+    store.revision += 1;
+    Ok(Response::changed(json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_must_fit_and_not_overlap() {
+        let dashboard = |tiles: Json| json!({"displayName": "d", "mosaicLayout": {"columns": 48, "tiles": tiles}});
+        assert!(check_mosaic(&dashboard(json!([{"xPos": 0, "yPos": 0, "width": 24, "height": 8}, {"xPos": 24, "yPos": 0, "width": 24, "height": 8}]))).is_ok());
+        assert!(
+            check_mosaic(&dashboard(
+                json!([{"xPos": 40, "yPos": 0, "width": 24, "height": 8}])
+            ))
+            .is_err()
+        );
+        assert!(check_mosaic(&dashboard(json!([{"xPos": 0, "yPos": 0, "width": 24, "height": 8}, {"xPos": 12, "yPos": 4, "width": 24, "height": 8}]))).is_err());
+    }
+
+    #[test]
+    fn sensitive_channel_labels_come_back_obfuscated() {
+        let channel = json!({"type": "slack", "labels": {"channel_name": "#ops", "auth_token": "xoxb-123456789"}});
+        let shown = visible(&channel);
+        assert_eq!(shown["labels"]["auth_token"], "**********6789");
+        assert_eq!(shown["labels"]["channel_name"], "#ops");
+    }
+}

@@ -1,0 +1,375 @@
+//! The `alert_policy` kind: a Cloud Monitoring v3 alert policy. Conditions, documentation and
+//! the alert strategy are written in the API's own JSON shape (camelCase, as in Google's
+//! reference); the server's condition names are dropped before comparing. Updates always send
+//! an `updateMask` of what changed — without one Google replaces the whole policy.
+
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+};
+use crate::gcp::{GcpClient, Service};
+use crate::state::StateResource;
+use crate::value::{Attributes, Value};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+/// Cloud Monitoring alert policies (`projects/{project}/alertPolicies/{id}`).
+pub struct AlertPolicyKind;
+
+static FIELDS: [FieldSpec; 10] = [
+    FieldSpec::optional("display_name", FieldType::String).required(),
+    FieldSpec::optional("conditions", FieldType::Any).required(),
+    FieldSpec::optional("combiner", FieldType::String),
+    FieldSpec::optional("notification_channels", FieldType::StringList),
+    FieldSpec::optional("severity", FieldType::String),
+    FieldSpec::optional("documentation", FieldType::Any),
+    FieldSpec::optional("alert_strategy", FieldType::Any),
+    FieldSpec::optional("enabled", FieldType::Bool),
+    FieldSpec::optional("user_labels", FieldType::StringMap),
+    FieldSpec::optional("project", FieldType::String).force_new(),
+];
+
+/// Config field to API field, for bodies and update masks.
+const API_FIELDS: [(&str, &str); 9] = [
+    ("display_name", "displayName"),
+    ("conditions", "conditions"),
+    ("combiner", "combiner"),
+    ("notification_channels", "notificationChannels"),
+    ("severity", "severity"),
+    ("documentation", "documentation"),
+    ("alert_strategy", "alertStrategy"),
+    ("enabled", "enabled"),
+    ("user_labels", "userLabels"),
+];
+
+impl AlertPolicyKind {
+    fn project(context: &KindContext, config: &Attributes) -> String {
+        string_attribute(config, "project")
+            .unwrap_or(&context.project)
+            .to_string()
+    }
+
+    fn without_condition_names(conditions: &Value) -> Value {
+        match conditions {
+            Value::List(items) => Value::List(
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::Map(fields) => Value::Map(
+                            fields
+                                .iter()
+                                .filter(|(key, _)| key.as_str() != "name")
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        ),
+                        other => other.clone(),
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    fn body(desired: &Attributes) -> Json {
+        let mut body = serde_json::Map::new();
+        for (field, api) in API_FIELDS {
+            if let Some(value) = desired.get(field) {
+                body.insert(api.to_string(), value.to_json());
+            }
+        }
+        Json::Object(body)
+    }
+
+    fn normalize(live: &Json, project: &str) -> Attributes {
+        let mut attributes = Attributes::new();
+        for (field, api) in API_FIELDS {
+            if let Some(value) = live.get(api).filter(|value| !value.is_null()) {
+                attributes.insert(field.to_string(), Value::from_json(value));
+            }
+        }
+        if let Some(conditions) = attributes.get("conditions").cloned() {
+            attributes.insert(
+                "conditions".into(),
+                Self::without_condition_names(&conditions),
+            );
+        }
+        // Channel names come back with the project number; state keeps the project id.
+        if let Some(Value::List(channels)) = attributes.get("notification_channels").cloned() {
+            let ours = channels
+                .iter()
+                .map(|channel| {
+                    match channel
+                        .as_str()
+                        .map(|name| name.rsplit('/').next().unwrap_or_default())
+                    {
+                        Some(id) => {
+                            Value::String(format!("projects/{project}/notificationChannels/{id}"))
+                        }
+                        None => channel.clone(),
+                    }
+                })
+                .collect();
+            attributes.insert("notification_channels".into(), Value::List(ours));
+        }
+        attributes
+    }
+
+    fn our_name(project: &str, live: &Json) -> String {
+        let id = live["name"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        format!("projects/{project}/alertPolicies/{id}")
+    }
+}
+
+#[async_trait]
+impl Kind for AlertPolicyKind {
+    fn name(&self) -> &'static str {
+        "alert_policy"
+    }
+
+    fn fields(&self) -> &'static [FieldSpec] {
+        &FIELDS
+    }
+
+    fn check(&self, config: &Attributes) -> Vec<String> {
+        let mut problems = Vec::new();
+        match config.get("conditions") {
+            Some(Value::List(items)) if (1..=6).contains(&items.len()) => {
+                if items
+                    .iter()
+                    .any(|item| !matches!(item, Value::Map(_) | Value::Marker(_)))
+                {
+                    problems.push("conditions: each condition is a table in the API's shape ({ displayName, conditionThreshold = {…} })".into());
+                }
+            }
+            Some(Value::Marker(_)) | None => {}
+            Some(_) => problems.push("conditions: a list of 1 to 6 conditions".into()),
+        }
+        if let Some(Value::String(combiner)) = config.get("combiner")
+            && !["AND", "OR", "AND_WITH_MATCHING_RESOURCE"].contains(&combiner.as_str())
+        {
+            problems.push(format!(
+                "combiner {combiner:?}: AND, OR or AND_WITH_MATCHING_RESOURCE"
+            ));
+        }
+        if let Some(Value::String(severity)) = config.get("severity")
+            && !["CRITICAL", "ERROR", "WARNING"].contains(&severity.as_str())
+        {
+            problems.push(format!("severity {severity:?}: CRITICAL, ERROR or WARNING"));
+        }
+        problems
+    }
+
+    fn resource_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
+        None
+    }
+
+    fn desired(
+        &self,
+        _context: &KindContext,
+        config: &Attributes,
+        _prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError> {
+        let mut user_labels = config
+            .get("user_labels")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        user_labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let mut desired = Attributes::from([
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+            (
+                "conditions".into(),
+                Self::without_condition_names(
+                    config.get("conditions").unwrap_or(&Value::List(vec![])),
+                ),
+            ),
+            (
+                "combiner".into(),
+                config
+                    .get("combiner")
+                    .cloned()
+                    .unwrap_or(Value::string("OR")),
+            ),
+            (
+                "notification_channels".into(),
+                config
+                    .get("notification_channels")
+                    .cloned()
+                    .unwrap_or(Value::List(vec![])),
+            ),
+            (
+                "enabled".into(),
+                config.get("enabled").cloned().unwrap_or(Value::Bool(true)),
+            ),
+            ("user_labels".into(), Value::Map(user_labels)),
+        ]);
+        for optional in ["severity", "alert_strategy"] {
+            if let Some(value) = config.get(optional) {
+                desired.insert(optional.into(), value.clone());
+            }
+        }
+        if let Some(Value::Map(documentation)) = config.get("documentation") {
+            let mut documentation: BTreeMap<String, Value> = documentation.clone();
+            documentation
+                .entry("mimeType".into())
+                .or_insert(Value::string("text/markdown"));
+            desired.insert("documentation".into(), Value::Map(documentation));
+        }
+        Ok(desired)
+    }
+
+    fn exported(
+        &self,
+        _context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+        _changing: bool,
+    ) -> Attributes {
+        let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
+        Attributes::from([
+            ("id".into(), name.clone()),
+            ("name".into(), name),
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+        ])
+    }
+
+    fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
+        let mut mask = std::collections::BTreeSet::new();
+        for field in changed_fields {
+            let top = crate::plan::diff::top_field(field);
+            if let Some((_, api)) = API_FIELDS.iter().find(|(name, _)| *name == top) {
+                mask.insert(*api);
+            }
+        }
+        mask.into_iter().map(String::from).collect()
+    }
+
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        _prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError> {
+        let project = id.split('/').nth(1).unwrap_or_default();
+        match client
+            .call(
+                Method::GET,
+                Service::Monitoring,
+                &format!("v3/{id}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(live) => Ok(Some(Self::normalize(&live, project))),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let desired = self.desired(context, config, None)?;
+        let project = Self::project(context, config);
+        let live = client
+            .call(
+                Method::POST,
+                Service::Monitoring,
+                &format!("v3/projects/{project}/alertPolicies"),
+                &[],
+                Some(&Self::body(&desired)),
+            )
+            .await?;
+        Ok(Created {
+            id: Self::our_name(&project, &live),
+            attributes: Self::normalize(&live, &project),
+        })
+    }
+
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        changed_fields: &[String],
+    ) -> Result<Attributes, KindError> {
+        let desired = self.desired(context, config, Some(prior))?;
+        let mask = self.update_mask(changed_fields);
+        let project = Self::project(context, config);
+        if mask.is_empty() {
+            return Ok(prior.attributes.clone());
+        }
+        let live = client
+            .call(
+                Method::PATCH,
+                Service::Monitoring,
+                &format!("v3/{}", prior.id),
+                &[("updateMask", mask.join(","))],
+                Some(&Self::body(&desired)),
+            )
+            .await?;
+        Ok(Self::normalize(&live, &project))
+    }
+
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        match client
+            .call(
+                Method::DELETE,
+                Service::Monitoring,
+                &format!("v3/{}", prior.id),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn server_condition_names_are_not_compared() {
+        let live = json!({"displayName": "x", "conditions": [{"name": "projects/1/alertPolicies/a/conditions/b", "displayName": "c"}], "combiner": "OR", "enabled": true});
+        let normalized = AlertPolicyKind::normalize(&live, "p");
+        assert_eq!(
+            normalized["conditions"].to_string(),
+            r#"[{displayName = "c"}]"#
+        );
+    }
+
+    #[test]
+    fn masks_use_api_field_names() {
+        let mask = AlertPolicyKind.update_mask(&[
+            "conditions[0].conditionThreshold.thresholdValue".into(),
+            "user_labels.team".into(),
+        ]);
+        assert_eq!(
+            mask,
+            vec!["conditions".to_string(), "userLabels".to_string()]
+        );
+    }
+}

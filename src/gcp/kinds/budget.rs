@@ -1,0 +1,489 @@
+//! The `budget` kind: a Cloud Billing budget (`billingAccounts/{id}/budgets/{id}`): an amount,
+//! threshold rules on current or forecasted spend, a filter of projects (by number, as the API
+//! wants them), and where notifications go. Updates send the mask of what changed with the
+//! etag read just before; a change of billing account replaces the budget.
+
+use super::{Created, FieldSpec, FieldType, Kind, KindContext, KindError, string_attribute};
+use crate::gcp::{GcpClient, Service};
+use crate::state::StateResource;
+use crate::value::{Attributes, Value};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+
+/// Cloud Billing budgets.
+pub struct BudgetKind;
+
+static FIELDS: [FieldSpec; 10] = [
+    FieldSpec::optional("billing_account", FieldType::String)
+        .required()
+        .force_new(),
+    FieldSpec::optional("display_name", FieldType::String).required(),
+    FieldSpec::optional("amount", FieldType::Integer).required(),
+    FieldSpec::optional("currency", FieldType::String),
+    FieldSpec::optional("threshold_rules", FieldType::Any),
+    FieldSpec::optional("projects", FieldType::StringList),
+    FieldSpec::optional("calendar_period", FieldType::String),
+    FieldSpec::optional("notification_channels", FieldType::StringList),
+    FieldSpec::optional("pubsub_topic", FieldType::String),
+    FieldSpec::optional("disable_default_iam_recipients", FieldType::Bool),
+];
+
+/// The currency Google fills in when none is given: the billing account's. `infra` assumes US
+/// dollars; a budget on an account in another currency sets `currency`.
+const DEFAULT_CURRENCY: &str = "USD";
+
+impl BudgetKind {
+    fn threshold_rules(config: &Attributes) -> Value {
+        let rules = match config.get("threshold_rules") {
+            Some(Value::List(rules)) => rules.clone(),
+            _ => Vec::new(),
+        };
+        Value::List(
+            rules
+                .iter()
+                .map(|rule| {
+                    let table = rule.as_map().cloned().unwrap_or_default();
+                    let percent = match table.get("percent") {
+                        Some(Value::Integer(whole)) => Value::Float(*whole as f64),
+                        Some(other) => other.clone(),
+                        None => Value::Null,
+                    };
+                    let basis = table
+                        .get("basis")
+                        .cloned()
+                        .unwrap_or(Value::string("current"));
+                    Value::Map(BTreeMap::from([
+                        ("basis".into(), basis),
+                        ("percent".into(), percent),
+                    ]))
+                })
+                .collect(),
+        )
+    }
+
+    fn body(desired: &Attributes) -> Json {
+        let text = |field: &str| {
+            desired
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let rules: Vec<Json> = match desired.get("threshold_rules") {
+            Some(Value::List(rules)) => rules
+                .iter()
+                .map(|rule| {
+                    let table = rule.as_map().cloned().unwrap_or_default();
+                    let basis = match table.get("basis").and_then(Value::as_str) {
+                        Some("forecasted") => "FORECASTED_SPEND",
+                        _ => "CURRENT_SPEND",
+                    };
+                    json!({"thresholdPercent": table.get("percent").map(Value::to_json), "spendBasis": basis})
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut notifications = json!({
+            "monitoringNotificationChannels": desired.get("notification_channels").map(Value::to_json),
+            "disableDefaultIamRecipients": desired.get("disable_default_iam_recipients").map(Value::to_json),
+        });
+        if let Some(topic) = desired.get("pubsub_topic").and_then(Value::as_str) {
+            notifications["pubsubTopic"] = json!(topic);
+            notifications["schemaVersion"] = json!("1.0");
+        }
+        json!({
+            "displayName": text("display_name"),
+            "amount": {"specifiedAmount": {"units": text("amount"), "currencyCode": text("currency")}},
+            "thresholdRules": rules,
+            "budgetFilter": {
+                "projects": desired.get("projects").map(Value::to_json),
+                "calendarPeriod": text("calendar_period"),
+                "creditTypesTreatment": "INCLUDE_ALL_CREDITS",
+            },
+            "notificationsRule": notifications,
+        })
+    }
+
+    fn normalize(live: &Json) -> Attributes {
+        let money = &live["amount"]["specifiedAmount"];
+        let units = money["units"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| money["units"].as_i64().map(|units| units.to_string()))
+            .unwrap_or_default();
+        let rules: Vec<Value> = live["thresholdRules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|rule| {
+                let basis = if rule["spendBasis"] == "FORECASTED_SPEND" {
+                    "forecasted"
+                } else {
+                    "current"
+                };
+                Value::Map(BTreeMap::from([
+                    ("basis".into(), Value::string(basis)),
+                    (
+                        "percent".into(),
+                        Value::Float(rule["thresholdPercent"].as_f64().unwrap_or(0.0)),
+                    ),
+                ]))
+            })
+            .collect();
+        let mut projects: Vec<Value> = live["budgetFilter"]["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(Value::from_json)
+            .collect();
+        projects.sort_by_key(ToString::to_string);
+        let mut attributes = Attributes::from([
+            (
+                "display_name".into(),
+                Value::from_json(&live["displayName"]),
+            ),
+            ("amount".into(), Value::string(units)),
+            ("currency".into(), Value::from_json(&money["currencyCode"])),
+            ("threshold_rules".into(), Value::List(rules)),
+            ("projects".into(), Value::List(projects)),
+            (
+                "calendar_period".into(),
+                Value::string(
+                    live["budgetFilter"]["calendarPeriod"]
+                        .as_str()
+                        .unwrap_or("MONTH"),
+                ),
+            ),
+            (
+                "notification_channels".into(),
+                Value::from_json(
+                    live.pointer("/notificationsRule/monitoringNotificationChannels")
+                        .unwrap_or(&json!([])),
+                ),
+            ),
+            (
+                "disable_default_iam_recipients".into(),
+                Value::Bool(
+                    live.pointer("/notificationsRule/disableDefaultIamRecipients")
+                        .and_then(Json::as_bool)
+                        .unwrap_or(false),
+                ),
+            ),
+            ("name".into(), Value::from_json(&live["name"])),
+        ]);
+        if let Some(topic) = live.pointer("/notificationsRule/pubsubTopic") {
+            attributes.insert("pubsub_topic".into(), Value::from_json(topic));
+        }
+        if let Some(account) = live["name"]
+            .as_str()
+            .and_then(|name| name.split('/').nth(1))
+        {
+            attributes.insert("billing_account".into(), Value::string(account));
+        }
+        attributes
+    }
+
+    async fn etag(client: &GcpClient, id: &str) -> Result<Json, KindError> {
+        let current = client
+            .call(
+                Method::GET,
+                Service::BillingBudgets,
+                &format!("v1/{id}"),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(current["etag"].clone())
+    }
+}
+
+#[async_trait]
+impl Kind for BudgetKind {
+    fn name(&self) -> &'static str {
+        "budget"
+    }
+
+    fn fields(&self) -> &'static [FieldSpec] {
+        &FIELDS
+    }
+
+    fn check(&self, config: &Attributes) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(Value::String(account)) = config.get("billing_account") {
+            let parts: Vec<&str> = account.split('-').collect();
+            let valid = parts.len() == 3
+                && parts.iter().all(|part| {
+                    part.len() == 6
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+                });
+            if !valid {
+                problems.push(format!(
+                    "billing_account {account:?} is not a billing account id (XXXXXX-XXXXXX-XXXXXX)\n  hint: `gcloud billing accounts list`; pass it with INFRA_VAR_billing_account"
+                ));
+            }
+        }
+        if let Some(Value::Integer(amount)) = config.get("amount")
+            && *amount <= 0
+        {
+            problems.push("amount: a positive number of currency units".into());
+        }
+        for project in config
+            .get("projects")
+            .and_then(|projects| match projects {
+                Value::List(items) => Some(items),
+                _ => None,
+            })
+            .into_iter()
+            .flatten()
+        {
+            if let Value::String(project) = project
+                && !project.strip_prefix("projects/").is_some_and(|number| {
+                    !number.is_empty() && number.chars().all(|c| c.is_ascii_digit())
+                })
+            {
+                problems.push(format!(
+                        "projects: {project:?} — budgets filter projects by number (projects/123456789012)\n  hint: `gcloud projects describe PROJECT --format='value(projectNumber)'`; set project_number"
+                    ));
+            }
+        }
+        match config.get("threshold_rules") {
+            None | Some(Value::Marker(_)) => {}
+            Some(Value::List(rules)) => {
+                for rule in rules {
+                    let valid = rule.as_map().is_some_and(|table| {
+                        matches!(
+                            table.get("percent"),
+                            Some(Value::Float(_) | Value::Integer(_))
+                        ) && matches!(
+                            table.get("basis").and_then(Value::as_str),
+                            None | Some("current" | "forecasted")
+                        ) && table.keys().all(|key| key == "percent" || key == "basis")
+                    });
+                    if !valid {
+                        problems.push("threshold_rules: entries like { percent = 0.9, basis = \"forecasted\" } (basis: current or forecasted)".into());
+                    }
+                }
+            }
+            Some(_) => problems.push("threshold_rules: a list of { percent = 0.5 }".into()),
+        }
+        problems
+    }
+
+    fn resource_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
+        None
+    }
+
+    fn desired(
+        &self,
+        _context: &KindContext,
+        config: &Attributes,
+        _prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError> {
+        let mut projects = match config.get("projects") {
+            Some(Value::List(projects)) => projects.clone(),
+            _ => Vec::new(),
+        };
+        projects.sort_by_key(ToString::to_string);
+        let amount = match config.get("amount") {
+            Some(Value::Integer(units)) => Value::string(units.to_string()),
+            Some(other) => other.clone(),
+            None => Value::Null,
+        };
+        let mut desired = Attributes::from([
+            (
+                "billing_account".into(),
+                config.get("billing_account").cloned().unwrap_or_default(),
+            ),
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+            ("amount".into(), amount),
+            (
+                "currency".into(),
+                config
+                    .get("currency")
+                    .cloned()
+                    .unwrap_or(Value::string(DEFAULT_CURRENCY)),
+            ),
+            ("threshold_rules".into(), Self::threshold_rules(config)),
+            ("projects".into(), Value::List(projects)),
+            (
+                "calendar_period".into(),
+                config
+                    .get("calendar_period")
+                    .cloned()
+                    .unwrap_or(Value::string("MONTH")),
+            ),
+            (
+                "notification_channels".into(),
+                config
+                    .get("notification_channels")
+                    .cloned()
+                    .unwrap_or(Value::List(vec![])),
+            ),
+            (
+                "disable_default_iam_recipients".into(),
+                config
+                    .get("disable_default_iam_recipients")
+                    .cloned()
+                    .unwrap_or(Value::Bool(false)),
+            ),
+        ]);
+        if let Some(topic) = config.get("pubsub_topic") {
+            desired.insert("pubsub_topic".into(), topic.clone());
+        }
+        Ok(desired)
+    }
+
+    fn exported(
+        &self,
+        _context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+        _changing: bool,
+    ) -> Attributes {
+        let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
+        Attributes::from([
+            ("id".into(), name.clone()),
+            ("name".into(), name),
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+        ])
+    }
+
+    fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
+        let mut mask = std::collections::BTreeSet::new();
+        for field in changed_fields {
+            mask.insert(match crate::plan::diff::top_field(field) {
+                "display_name" => "displayName",
+                "amount" | "currency" => "amount",
+                "threshold_rules" => "thresholdRules",
+                "projects" | "calendar_period" => "budgetFilter",
+                "notification_channels" | "pubsub_topic" | "disable_default_iam_recipients" => {
+                    "notificationsRule"
+                }
+                _ => continue,
+            });
+        }
+        mask.into_iter().map(String::from).collect()
+    }
+
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        _prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError> {
+        match client
+            .call(
+                Method::GET,
+                Service::BillingBudgets,
+                &format!("v1/{id}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(live) => Ok(Some(Self::normalize(&live))),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let desired = self.desired(context, config, None)?;
+        let account = string_attribute(config, "billing_account").unwrap_or_default();
+        let live = client
+            .call(
+                Method::POST,
+                Service::BillingBudgets,
+                &format!("v1/billingAccounts/{account}/budgets"),
+                &[],
+                Some(&Self::body(&desired)),
+            )
+            .await?;
+        let id = live["name"].as_str().unwrap_or_default().to_string();
+        Ok(Created {
+            id,
+            attributes: Self::normalize(&live),
+        })
+    }
+
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        changed_fields: &[String],
+    ) -> Result<Attributes, KindError> {
+        let desired = self.desired(context, config, Some(prior))?;
+        let mask = self.update_mask(changed_fields);
+        if mask.is_empty() {
+            return Ok(prior.attributes.clone());
+        }
+        let mut body = Self::body(&desired);
+        body["etag"] = Self::etag(client, &prior.id).await?;
+        let live = client
+            .call(
+                Method::PATCH,
+                Service::BillingBudgets,
+                &format!("v1/{}", prior.id),
+                &[("updateMask", mask.join(","))],
+                Some(&body),
+            )
+            .await?;
+        Ok(Self::normalize(&live))
+    }
+
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        client
+            .call(
+                Method::DELETE,
+                Service::BillingBudgets,
+                &format!("v1/{}", prior.id),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_amount_change_is_the_amount_mask_alone() {
+        assert_eq!(
+            BudgetKind.update_mask(&["amount".into()]),
+            vec!["amount".to_string()]
+        );
+        assert_eq!(
+            BudgetKind.update_mask(&["threshold_rules[2].percent".into(), "projects[0]".into()]),
+            vec!["budgetFilter".to_string(), "thresholdRules".to_string()]
+        );
+    }
+
+    #[test]
+    fn projects_must_be_numbers() {
+        let config = Attributes::from([(
+            "projects".into(),
+            Value::List(vec![Value::string("projects/bytereview-prod")]),
+        )]);
+        assert_eq!(BudgetKind.check(&config).len(), 1);
+    }
+}

@@ -1,0 +1,330 @@
+//! The `monitoring_dashboard` kind: a Cloud Monitoring v1 dashboard whose layout comes from a
+//! JSON document (`dashboard_json`, a string or a TOML table in the API's shape). The whole
+//! layout is compared structurally, so a plan names the JSON paths that change; a key removed
+//! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
+
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+};
+use crate::gcp::{GcpClient, Service};
+use crate::state::StateResource;
+use crate::value::{Attributes, Value};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+/// Cloud Monitoring dashboards (`projects/{project}/dashboards/{id}`).
+pub struct MonitoringDashboardKind;
+
+static FIELDS: [FieldSpec; 5] = [
+    FieldSpec::optional("display_name", FieldType::String).required(),
+    FieldSpec::optional("dashboard_json", FieldType::Any).required(),
+    FieldSpec::optional("labels", FieldType::StringMap),
+    FieldSpec::optional("dashboard_id", FieldType::String).force_new(),
+    FieldSpec::optional("project", FieldType::String).force_new(),
+];
+
+/// Dashboard fields that are not part of the compared layout document.
+const ENVELOPE: [&str; 4] = ["name", "etag", "displayName", "labels"];
+
+impl MonitoringDashboardKind {
+    fn project(context: &KindContext, config: &Attributes) -> String {
+        string_attribute(config, "project")
+            .unwrap_or(&context.project)
+            .to_string()
+    }
+
+    /// The dashboard id: configured, or a stable digest of the resource's address, so a create
+    /// interrupted before state was written finds the same dashboard again.
+    fn dashboard_id(context: &KindContext, config: &Attributes) -> String {
+        match string_attribute(config, "dashboard_id") {
+            Some(id) => id.to_string(),
+            None => format!(
+                "infra-{}",
+                &hex::encode(Sha256::digest(format!(
+                    "{}/{}",
+                    context.env_name, context.address
+                )))[..20]
+            ),
+        }
+    }
+
+    /// Returns the layout document: the configured JSON without the envelope fields.
+    fn document(config: &Attributes) -> Result<Json, KindError> {
+        let parsed = match config.get("dashboard_json") {
+            Some(Value::String(text)) => serde_json::from_str::<Json>(text).map_err(|error| {
+                KindError::Invalid(format!("dashboard_json is not valid JSON: {error}"))
+            })?,
+            Some(value @ Value::Map(_)) => value.to_json(),
+            Some(Value::Marker(_)) | None => Json::Null,
+            Some(other) => {
+                return Err(KindError::Invalid(format!(
+                    "dashboard_json must be a JSON string or a table (got {})",
+                    other.type_name()
+                )));
+            }
+        };
+        Ok(strip_envelope(parsed))
+    }
+
+    fn body(context: &KindContext, config: &Attributes, desired: &Attributes) -> Json {
+        let mut body = desired
+            .get("dashboard")
+            .map(Value::to_json)
+            .unwrap_or(json!({}));
+        body["displayName"] = desired["display_name"].to_json();
+        body["labels"] = desired["labels"].to_json();
+        body["name"] = json!(format!(
+            "projects/{}/dashboards/{}",
+            Self::project(context, config),
+            Self::dashboard_id(context, config)
+        ));
+        body
+    }
+
+    fn normalize(live: &Json) -> Attributes {
+        Attributes::from([
+            (
+                "display_name".into(),
+                Value::from_json(&live["displayName"]),
+            ),
+            (
+                "labels".into(),
+                Value::from_json(live.get("labels").unwrap_or(&json!({}))),
+            ),
+            (
+                "dashboard".into(),
+                Value::from_json(&strip_envelope(live.clone())),
+            ),
+        ])
+    }
+}
+
+fn strip_envelope(mut document: Json) -> Json {
+    if let Some(object) = document.as_object_mut() {
+        for field in ENVELOPE {
+            object.remove(field);
+        }
+    }
+    document
+}
+
+#[async_trait]
+impl Kind for MonitoringDashboardKind {
+    fn name(&self) -> &'static str {
+        "monitoring_dashboard"
+    }
+
+    fn fields(&self) -> &'static [FieldSpec] {
+        &FIELDS
+    }
+
+    fn check(&self, config: &Attributes) -> Vec<String> {
+        match Self::document(config) {
+            Ok(Json::Object(_)) | Ok(Json::Null) => Vec::new(),
+            Ok(other) => vec![format!(
+                "dashboard_json must be a JSON object, not {}",
+                other
+            )],
+            Err(error) => vec![error.to_string()],
+        }
+    }
+
+    fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        Some(format!(
+            "projects/{}/dashboards/{}",
+            Self::project(context, config),
+            Self::dashboard_id(context, config)
+        ))
+    }
+
+    fn desired(
+        &self,
+        _context: &KindContext,
+        config: &Attributes,
+        _prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError> {
+        let mut labels = config
+            .get("labels")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let document = if config
+            .get("dashboard_json")
+            .is_some_and(Value::contains_unknown)
+        {
+            Value::unknown()
+        } else {
+            Value::from_json(&Self::document(config)?)
+        };
+        Ok(Attributes::from([
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+            ("labels".into(), Value::Map(labels)),
+            ("dashboard".into(), document),
+        ]))
+    }
+
+    fn exported(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        _prior: Option<&StateResource>,
+        _changing: bool,
+    ) -> Attributes {
+        let id = self
+            .resource_id(context, config)
+            .map_or_else(Value::unknown, Value::String);
+        Attributes::from([
+            ("id".into(), id.clone()),
+            ("name".into(), id),
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+        ])
+    }
+
+    fn update_mask(&self, _changed_fields: &[String]) -> Vec<String> {
+        // PATCH replaces the whole dashboard: there is no mask to send.
+        Vec::new()
+    }
+
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        _prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError> {
+        match client
+            .call(
+                Method::GET,
+                Service::Monitoring,
+                &format!("v1/{id}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(live) => Ok(Some(Self::normalize(&live))),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let desired = self.desired(context, config, None)?;
+        let body = Self::body(context, config, &desired);
+        let id = self.resource_id(context, config).unwrap_or_default();
+        let project = Self::project(context, config);
+        let created = client
+            .call(
+                Method::POST,
+                Service::Monitoring,
+                &format!("v1/projects/{project}/dashboards"),
+                &[],
+                Some(&body),
+            )
+            .await;
+        let live = match created {
+            Ok(live) => live,
+            Err(error) if error.code() == Some(409) => {
+                let existing = client
+                    .call(
+                        Method::GET,
+                        Service::Monitoring,
+                        &format!("v1/{id}"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                if existing
+                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
+                    .and_then(Json::as_str)
+                    != Some(MANAGED_BY_LABEL.1)
+                {
+                    return Err(KindError::Conflict {
+                        message: format!("{id} already exists and was not created by infra"),
+                        hint: "set dashboard_id to another id, or delete the existing dashboard"
+                            .into(),
+                    });
+                }
+                let mut replacement = body.clone();
+                replacement["etag"] = existing["etag"].clone();
+                client
+                    .call(
+                        Method::PATCH,
+                        Service::Monitoring,
+                        &format!("v1/{id}"),
+                        &[],
+                        Some(&replacement),
+                    )
+                    .await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(Created {
+            id,
+            attributes: Self::normalize(&live),
+        })
+    }
+
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        _changed_fields: &[String],
+    ) -> Result<Attributes, KindError> {
+        let desired = self.desired(context, config, Some(prior))?;
+        let current = client
+            .call(
+                Method::GET,
+                Service::Monitoring,
+                &format!("v1/{}", prior.id),
+                &[],
+                None,
+            )
+            .await?;
+        let mut body = Self::body(context, config, &desired);
+        body["name"] = json!(prior.id);
+        body["etag"] = current["etag"].clone();
+        let live = client
+            .call(
+                Method::PATCH,
+                Service::Monitoring,
+                &format!("v1/{}", prior.id),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(Self::normalize(&live))
+    }
+
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        match client
+            .call(
+                Method::DELETE,
+                Service::Monitoring,
+                &format!("v1/{}", prior.id),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The `notification_channel` kind: a Cloud Monitoring v3 notification channel. Credentials
+//! (a Slack token, a PagerDuty key, a webhook password) go in `sensitive_labels`, from an
+//! environment variable or a Secret Manager secret, read only when writing: state and plans
+//! hold a salted fingerprint of where they come from, and because Google returns them
+//! obfuscated, the live value is never compared (no perpetual diff).
+
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+};
+use crate::gcp::{GcpClient, Service};
+use crate::sensitive::{Redacted, salted_fingerprint};
+use crate::state::StateResource;
+use crate::value::{Attributes, Value};
+use async_trait::async_trait;
+use base64::Engine;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+
+/// Cloud Monitoring notification channels (`projects/{project}/notificationChannels/{id}`).
+pub struct NotificationChannelKind;
+
+static FIELDS: [FieldSpec; 8] = [
+    FieldSpec::optional("type", FieldType::String)
+        .required()
+        .force_new(),
+    FieldSpec::optional("display_name", FieldType::String),
+    FieldSpec::optional("description", FieldType::String),
+    FieldSpec::optional("labels", FieldType::StringMap),
+    FieldSpec::optional("sensitive_labels", FieldType::Any).sensitive(),
+    FieldSpec::optional("user_labels", FieldType::StringMap),
+    FieldSpec::optional("enabled", FieldType::Bool),
+    FieldSpec::optional("project", FieldType::String).force_new(),
+];
+
+/// The label keys each channel type treats as credentials.
+const SENSITIVE_KEYS: [(&str, &str); 3] = [
+    ("slack", "auth_token"),
+    ("pagerduty", "service_key"),
+    ("webhook_basicauth", "password"),
+];
+
+/// Where a sensitive label's value comes from.
+enum LabelSource {
+    Environment(String),
+    Secret { name: String, version: String },
+}
+
+impl NotificationChannelKind {
+    fn project(context: &KindContext, config: &Attributes) -> String {
+        string_attribute(config, "project")
+            .unwrap_or(&context.project)
+            .to_string()
+    }
+
+    fn sources(config: &Attributes) -> Result<BTreeMap<String, LabelSource>, String> {
+        let mut sources = BTreeMap::new();
+        for (key, source) in config
+            .get("sensitive_labels")
+            .and_then(Value::as_map)
+            .into_iter()
+            .flatten()
+        {
+            let table = source.as_map().ok_or_else(|| format!("sensitive_labels.{key}: {{ value_from_env = \"NAME\" }} or {{ secret = \"projects/P/secrets/S\" }}"))?;
+            let text = |field: &str| table.get(field).and_then(Value::as_str).map(String::from);
+            let parsed = match (text("value_from_env"), text("secret")) {
+                (Some(variable), None) => LabelSource::Environment(variable),
+                (None, Some(name)) => LabelSource::Secret {
+                    name,
+                    version: text("version").unwrap_or_else(|| "latest".into()),
+                },
+                _ => {
+                    return Err(format!(
+                        "sensitive_labels.{key}: set exactly one of value_from_env or secret"
+                    ));
+                }
+            };
+            sources.insert(key.clone(), parsed);
+        }
+        Ok(sources)
+    }
+
+    /// Returns the fingerprint of what a sensitive label will hold: the variable's value, or
+    /// the secret version it names (a rotation is a new `version`).
+    fn fingerprint(salt: &str, key: &str, source: &LabelSource) -> Result<String, KindError> {
+        match source {
+            LabelSource::Environment(variable) => match std::env::var(variable) {
+                Ok(value) => Ok(salted_fingerprint(salt, value.as_bytes())),
+                Err(_) => Err(KindError::Invalid(format!(
+                    "sensitive_labels.{key}: environment variable `{variable}` is not set\n  hint: export {variable}=… before running infra"
+                ))),
+            },
+            LabelSource::Secret { name, version } => Ok(salted_fingerprint(
+                salt,
+                format!("secret:{name}@{version}").as_bytes(),
+            )),
+        }
+    }
+
+    async fn resolve(
+        client: &GcpClient,
+        source: &LabelSource,
+    ) -> Result<Redacted<String>, KindError> {
+        match source {
+            LabelSource::Environment(variable) => {
+                std::env::var(variable).map(Redacted::new).map_err(|_| {
+                    KindError::Invalid(format!("environment variable `{variable}` is not set"))
+                })
+            }
+            LabelSource::Secret { name, version } => {
+                let accessed = client
+                    .call(
+                        Method::GET,
+                        Service::SecretManager,
+                        &format!("v1/{name}/versions/{version}:access"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                let data = accessed
+                    .pointer("/payload/data")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|_| {
+                        KindError::Invalid(format!("{name}: the secret's payload is not base64"))
+                    })?;
+                Ok(Redacted::new(String::from_utf8(bytes).map_err(|_| {
+                    KindError::Invalid(format!("{name}: the secret is not UTF-8 text"))
+                })?))
+            }
+        }
+    }
+
+    /// Builds the API body, reading the credentials from their sources.
+    async fn body(
+        client: &GcpClient,
+        config: &Attributes,
+        desired: &Attributes,
+    ) -> Result<Json, KindError> {
+        let mut labels: serde_json::Map<String, Json> = desired["labels"]
+            .to_json()
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
+            let value = Self::resolve(client, &source).await?;
+            labels.insert(key, Json::String(value.expose().clone()));
+        }
+        Ok(json!({
+            "type": desired["type"].to_json(),
+            "displayName": desired["display_name"].to_json(),
+            "description": desired["description"].to_json(),
+            "labels": labels,
+            "userLabels": desired["user_labels"].to_json(),
+            "enabled": desired["enabled"].to_json(),
+        }))
+    }
+
+    fn normalize(live: &Json, prior: Option<&StateResource>) -> Attributes {
+        let kind = live["type"].as_str().unwrap_or_default();
+        let sensitive_keys: Vec<&str> = SENSITIVE_KEYS
+            .iter()
+            .filter(|(name, _)| *name == kind)
+            .map(|(_, key)| *key)
+            .collect();
+        let mut labels = live["labels"].as_object().cloned().unwrap_or_default();
+        labels.retain(|key, _| !sensitive_keys.contains(&key.as_str()));
+        let mut attributes = Attributes::from([
+            ("type".into(), Value::string(kind)),
+            (
+                "display_name".into(),
+                Value::string(live["displayName"].as_str().unwrap_or_default()),
+            ),
+            (
+                "description".into(),
+                Value::string(live["description"].as_str().unwrap_or_default()),
+            ),
+            ("labels".into(), Value::from_json(&Json::Object(labels))),
+            (
+                "user_labels".into(),
+                Value::from_json(live.get("userLabels").unwrap_or(&json!({}))),
+            ),
+            (
+                "enabled".into(),
+                Value::Bool(live["enabled"].as_bool().unwrap_or(true)),
+            ),
+            ("name".into(), Value::from_json(&live["name"])),
+        ]);
+        // Google obfuscates credentials on read: what was written is what state recorded.
+        if let Some(recorded) = prior.and_then(|prior| prior.attributes.get("sensitive_labels")) {
+            attributes.insert("sensitive_labels".into(), recorded.clone());
+        }
+        if let Some(salt) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
+            attributes.insert("value_salt".into(), salt.clone());
+        }
+        attributes
+    }
+
+    /// Rewrites a name Google returns (project number) into the project-id form of state.
+    fn our_name(context: &KindContext, config: &Attributes, live: &Json) -> String {
+        let id = live["name"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        format!(
+            "projects/{}/notificationChannels/{id}",
+            Self::project(context, config)
+        )
+    }
+}
+
+#[async_trait]
+impl Kind for NotificationChannelKind {
+    fn name(&self) -> &'static str {
+        "notification_channel"
+    }
+
+    fn fields(&self) -> &'static [FieldSpec] {
+        &FIELDS
+    }
+
+    fn check(&self, config: &Attributes) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(problem) = Self::sources(config) {
+            problems.push(problem);
+        }
+        if let Some(Value::String(kind)) = config.get("type") {
+            for (_, key) in SENSITIVE_KEYS.iter().filter(|(name, _)| name == kind) {
+                if config
+                    .get("labels")
+                    .and_then(Value::as_map)
+                    .is_some_and(|labels| labels.contains_key(*key))
+                {
+                    problems.push(format!("labels.{key} is a credential: move it to sensitive_labels, from value_from_env or a secret"));
+                }
+            }
+        }
+        problems
+    }
+
+    fn resource_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
+        // The id is assigned by Google on create.
+        None
+    }
+
+    fn desired(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        _prior: Option<&StateResource>,
+    ) -> Result<Attributes, KindError> {
+        let mut user_labels = config
+            .get("user_labels")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        user_labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let mut sensitive = BTreeMap::new();
+        for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
+            sensitive.insert(
+                key.clone(),
+                Value::sensitive(Self::fingerprint(&context.salt, &key, &source)?),
+            );
+        }
+        let mut desired = Attributes::from([
+            (
+                "type".into(),
+                config.get("type").cloned().unwrap_or_default(),
+            ),
+            (
+                "display_name".into(),
+                Value::string(string_attribute(config, "display_name").unwrap_or_default()),
+            ),
+            (
+                "description".into(),
+                Value::string(string_attribute(config, "description").unwrap_or_default()),
+            ),
+            (
+                "labels".into(),
+                config
+                    .get("labels")
+                    .cloned()
+                    .unwrap_or(Value::Map(BTreeMap::new())),
+            ),
+            ("user_labels".into(), Value::Map(user_labels)),
+            (
+                "enabled".into(),
+                config.get("enabled").cloned().unwrap_or(Value::Bool(true)),
+            ),
+        ]);
+        if !sensitive.is_empty() {
+            desired.insert("sensitive_labels".into(), Value::Map(sensitive));
+        }
+        Ok(desired)
+    }
+
+    fn exported(
+        &self,
+        _context: &KindContext,
+        config: &Attributes,
+        prior: Option<&StateResource>,
+        _changing: bool,
+    ) -> Attributes {
+        let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
+        Attributes::from([
+            ("id".into(), name.clone()),
+            ("name".into(), name),
+            (
+                "display_name".into(),
+                config.get("display_name").cloned().unwrap_or_default(),
+            ),
+        ])
+    }
+
+    fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
+        let mut mask = std::collections::BTreeSet::new();
+        for field in changed_fields {
+            mask.insert(match crate::plan::diff::top_field(field) {
+                "display_name" => "displayName",
+                "description" => "description",
+                "labels" | "sensitive_labels" => "labels",
+                "user_labels" => "userLabels",
+                "enabled" => "enabled",
+                _ => continue,
+            });
+        }
+        mask.into_iter().map(String::from).collect()
+    }
+
+    async fn read(
+        &self,
+        client: &GcpClient,
+        id: &str,
+        prior: Option<&StateResource>,
+    ) -> Result<Option<Attributes>, KindError> {
+        match client
+            .call(
+                Method::GET,
+                Service::Monitoring,
+                &format!("v3/{id}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(live) => Ok(Some(Self::normalize(&live, prior))),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let desired = self.desired(context, config, None)?;
+        let body = Self::body(client, config, &desired).await?;
+        let project = Self::project(context, config);
+        let live = client
+            .call(
+                Method::POST,
+                Service::Monitoring,
+                &format!("v3/projects/{project}/notificationChannels"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        let id = Self::our_name(context, config, &live);
+        let mut attributes = desired;
+        attributes.insert("name".into(), Value::string(id.clone()));
+        attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
+        Ok(Created { id, attributes })
+    }
+
+    async fn update(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+        changed_fields: &[String],
+    ) -> Result<Attributes, KindError> {
+        let desired = self.desired(context, config, Some(prior))?;
+        let mask = self.update_mask(changed_fields);
+        if !mask.is_empty() {
+            let body = Self::body(client, config, &desired).await?;
+            client
+                .call(
+                    Method::PATCH,
+                    Service::Monitoring,
+                    &format!("v3/{}", prior.id),
+                    &[("updateMask", mask.join(","))],
+                    Some(&body),
+                )
+                .await?;
+        }
+        let mut attributes = desired;
+        attributes.insert("name".into(), Value::string(prior.id.clone()));
+        attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
+        Ok(attributes)
+    }
+
+    async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        // force: alert policies still naming it (being deleted in this run too) drop it.
+        match client
+            .call(
+                Method::DELETE,
+                Service::Monitoring,
+                &format!("v3/{}", prior.id),
+                &[("force", "true".into())],
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
