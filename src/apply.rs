@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 
 /// Where state goes while applying: called with every new version of the state.
+#[async_trait::async_trait]
 pub trait StateSink: Sync {
     /// Persists the state; an error stops further changes.
-    fn persist(&self, state: &State) -> Result<(), String>;
+    async fn persist(&self, state: &State) -> Result<(), String>;
 }
 
 /// How the apply ended.
@@ -48,6 +49,7 @@ struct Executor<'a> {
     values: Mutex<Values>,
     report: Mutex<ApplyReport>,
     operations: Semaphore,
+    writer: tokio::sync::Mutex<()>,
     stop: &'a AtomicBool,
 }
 
@@ -71,6 +73,7 @@ pub async fn apply(
         values: Mutex::new(Values::default()),
         report: Mutex::new(ApplyReport::default()),
         operations: Semaphore::new(parallelism.max(1)),
+        writer: tokio::sync::Mutex::new(()),
         stop,
     };
     if !plan.destroy {
@@ -88,7 +91,7 @@ pub async fn apply(
         }
     }
     executor.delete_phase(parallelism).await;
-    executor.record_outputs();
+    executor.record_outputs().await;
     let state = executor
         .state
         .into_inner()
@@ -120,12 +123,17 @@ impl Executor<'_> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Changes the state and persists it with the next serial.
-    fn mutate_state(&self, change: impl FnOnce(&mut State)) -> Result<(), String> {
-        let mut state = self.lock_state();
-        change(&mut state);
-        state.serial += 1;
-        self.sink.persist(&state)
+    /// Changes the state and persists it with the next serial. Writes are serialized (and so
+    /// ordered): a backend guarding each write with the generation of the last never races itself.
+    async fn mutate_state(&self, change: impl FnOnce(&mut State)) -> Result<(), String> {
+        let _writing = self.writer.lock().await;
+        let snapshot = {
+            let mut state = self.lock_state();
+            change(&mut state);
+            state.serial += 1;
+            state.clone()
+        };
+        self.sink.persist(&snapshot).await
     }
 
     async fn visit(&self, block: BlockId) -> Result<(), String> {
@@ -247,7 +255,8 @@ impl Executor<'_> {
                         .map_err(|error| error.to_string())?;
                     self.mutate_state(|state| {
                         state.remove(&prior.address);
-                    })?;
+                    })
+                    .await?;
                     self.lock_report().destroyed += 1;
                 }
                 let fresh_context = if change.action == Action::Replace {
@@ -265,7 +274,7 @@ impl Executor<'_> {
             Action::NoOp | Action::Delete => unreachable_action(change.action)?,
         };
         let exported = kind.exported(&context, &instance.config, Some(&resource), false);
-        self.mutate_state(|state| state.upsert(resource))?;
+        self.mutate_state(|state| state.upsert(resource)).await?;
         Ok(exported)
     }
 
@@ -297,7 +306,8 @@ impl Executor<'_> {
                     attributes,
                     dependencies: dependencies.clone(),
                 })
-            })?;
+            })
+            .await?;
         }
         let created = kind
             .create(self.client, context, &instance.config)
@@ -418,6 +428,7 @@ impl Executor<'_> {
         self.mutate_state(|state| {
             state.remove(&address);
         })
+        .await
     }
 
     fn configuration_block(&self, address: &str) -> Option<&crate::config::ResourceBlock> {
@@ -432,7 +443,7 @@ impl Executor<'_> {
             })
     }
 
-    fn record_outputs(&self) {
+    async fn record_outputs(&self) {
         let values = self.lock_values();
         let mut outputs = BTreeMap::new();
         if !self.plan.destroy {
@@ -452,7 +463,8 @@ impl Executor<'_> {
         }
         drop(values);
         let unchanged = self.lock_state().outputs == outputs;
-        if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs) {
+        if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs).await
+        {
             self.lock_report().errors.push(message);
         }
     }

@@ -43,9 +43,13 @@ struct BackendSink<'a> {
     backend: &'a Backend,
 }
 
+#[async_trait::async_trait]
 impl StateSink for BackendSink<'_> {
-    fn persist(&self, state: &State) -> Result<(), String> {
-        self.backend.write(state).map_err(|error| error.to_string())
+    async fn persist(&self, state: &State) -> Result<(), String> {
+        self.backend
+            .write(state)
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -143,7 +147,8 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         let saved = read_plan(path)?;
         // A plan made before any state existed carries the lineage the new state will have.
         let state = session
-            .lock_and_read_existing("apply", args.planning.lock_timeout)?
+            .lock_and_read_existing("apply", args.planning.lock_timeout)
+            .await?
             .unwrap_or_else(|| State {
                 lineage: saved.lineage.clone(),
                 ..State::new(&session.configuration.env.name)

@@ -25,7 +25,7 @@ pub struct OutputArgs {
 /// Runs `infra output`.
 pub async fn run_output(global: &GlobalArgs, args: OutputArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
-    let state = session.lock_and_read("output", args.lock_timeout)?;
+    let state = session.lock_and_read("output", args.lock_timeout).await?;
     if let Some(name) = &args.name {
         let Some(output) = state.outputs.get(name) else {
             let known: Vec<&str> = state.outputs.keys().map(String::as_str).collect();

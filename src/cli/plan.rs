@@ -78,10 +78,12 @@ pub async fn plan_in_session(
     planning: &PlanningArgs,
     destroy: bool,
 ) -> anyhow::Result<(crate::state::State, Plan)> {
-    let state = session.lock_and_read(
-        if destroy { "destroy" } else { "plan" },
-        planning.lock_timeout,
-    )?;
+    let state = session
+        .lock_and_read(
+            if destroy { "destroy" } else { "plan" },
+            planning.lock_timeout,
+        )
+        .await?;
     eprintln!(
         "Refreshing {} resource{} of `{}`…",
         state.resources.len(),

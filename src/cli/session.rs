@@ -21,6 +21,7 @@ pub struct Session {
     pub configuration: Configuration,
     pub client: GcpClient,
     pub backend: Backend,
+    locked: bool,
     _emulator: Option<RunningEmulator>,
 }
 
@@ -82,11 +83,6 @@ impl Session {
     /// Opens the environment: configuration, endpoint, client and backend (not yet locked).
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let configuration = load_configuration(global)?;
-        let backend = Backend::open(
-            &configuration.env.name,
-            &configuration.env.backend,
-            &configuration.root,
-        )?;
         let override_endpoint = std::env::var("INFRA_GCP_ENDPOINT")
             .ok()
             .filter(|value| !value.is_empty());
@@ -112,38 +108,65 @@ impl Session {
             (None, None) => (configuration.env.endpoint.clone(), None),
         };
         let client = GcpClient::new(endpoint)?;
+        let backend = Backend::open(
+            &configuration.env.name,
+            &configuration.env.backend,
+            &configuration.root,
+            &client,
+        );
         Ok(Self {
             configuration,
             client,
             backend,
+            locked: false,
             _emulator: running,
         })
     }
 
     /// Takes the state lock for `operation` and reads the state.
-    pub fn lock_and_read(
+    pub async fn lock_and_read(
         &mut self,
         operation: &str,
         lock_timeout: Duration,
     ) -> anyhow::Result<State> {
-        let existing = self.lock_and_read_existing(operation, lock_timeout)?;
+        let existing = self.lock_and_read_existing(operation, lock_timeout).await?;
         Ok(existing.unwrap_or_else(|| State::new(&self.configuration.env.name)))
     }
 
     /// Takes the state lock for `operation` and reads the state, `None` when none exists yet.
-    pub fn lock_and_read_existing(
+    pub async fn lock_and_read_existing(
         &mut self,
         operation: &str,
         lock_timeout: Duration,
     ) -> anyhow::Result<Option<State>> {
-        self.backend.lock(operation, lock_timeout)?;
-        Ok(self.backend.read()?)
+        self.backend.lock(operation, lock_timeout).await?;
+        self.locked = true;
+        Ok(self.backend.read().await?)
+    }
+
+    /// Releases the lock, if this session holds it.
+    pub async fn close(&mut self) {
+        if std::mem::take(&mut self.locked) {
+            self.backend.unlock().await;
+        }
     }
 }
 
 impl Drop for Session {
+    /// Releases the lock on every path out of a command, errors included. A GCS lock needs a
+    /// request, so this blocks the (multi-threaded) runtime's worker for that request.
     fn drop(&mut self) {
-        self.backend.unlock();
+        if !self.locked {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => tokio::task::block_in_place(|| handle.block_on(self.close())),
+            Err(_) => {
+                if let Backend::Local(local) = &mut self.backend {
+                    local.unlock();
+                }
+            }
+        }
     }
 }
 

@@ -38,7 +38,7 @@ pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Out
         return Ok(Outcome::Success);
     }
     let mut session = Session::open(global).await?;
-    let state = session.lock_and_read("show", args.lock_timeout)?;
+    let state = session.lock_and_read("show", args.lock_timeout).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(Outcome::Success);

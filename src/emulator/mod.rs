@@ -12,6 +12,7 @@ mod run;
 mod secretmanager;
 pub mod server;
 mod service_accounts;
+mod storage;
 pub mod store;
 
 pub use server::{Emulator, EmulatorError, EmulatorOptions};

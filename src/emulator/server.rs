@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::store::Store;
-use super::{budgets, monitoring, projects, run, secretmanager, service_accounts};
+use super::{budgets, monitoring, projects, run, secretmanager, service_accounts, storage};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -53,7 +53,7 @@ pub struct Request {
     pub version: String,
     /// The path after the version.
     pub path: String,
-    query: Vec<(String, String)>,
+    pub(crate) query: Vec<(String, String)>,
     body: Bytes,
 }
 
@@ -217,6 +217,15 @@ impl Emulator {
         Router::new()
             .route("/_emulator/faults", axum::routing::post(handle_faults))
             .route("/_emulator/requests", axum::routing::get(handle_requests))
+            .route("/storage/v1/{*path}", axum::routing::any(handle_storage))
+            .route(
+                "/upload/storage/v1/{*path}",
+                axum::routing::any(handle_storage),
+            )
+            .route(
+                "/download/storage/v1/{*path}",
+                axum::routing::any(handle_storage),
+            )
             .route("/{version}/{*path}", axum::routing::any(handle_api))
             .fallback(|method: Method, uri: axum::http::Uri| async move {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
@@ -354,6 +363,83 @@ async fn handle_requests(State(emulator): State<Arc<Emulator>>) -> axum::respons
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     axum::Json(serde_json::json!({"requests": log.iter().cloned().collect::<Vec<_>>()}))
         .into_response()
+}
+
+/// Serves Cloud Storage, whose paths keep object names percent-encoded (so the raw URI is
+/// parsed, not axum's decoded path) and whose errors have their own shape.
+async fn handle_storage(
+    State(emulator): State<Arc<Emulator>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let raw_path = uri.path();
+    let (path, upload) = match raw_path.strip_prefix("/upload/storage/v1/") {
+        Some(rest) => (rest, true),
+        None => (
+            raw_path
+                .strip_prefix("/storage/v1/")
+                .or_else(|| raw_path.strip_prefix("/download/storage/v1/"))
+                .unwrap_or_default(),
+            false,
+        ),
+    };
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let logged = Request {
+        method: method.clone(),
+        version: "storage".into(),
+        path: path.to_string(),
+        query: query.clone(),
+        body: Bytes::new(),
+    };
+    emulator.log_request(&logged);
+    if !emulator.options.latency.is_zero() {
+        tokio::time::sleep(emulator.options.latency).await;
+    }
+    if emulator.should_fail() {
+        return ApiError::unavailable(
+            "The service is currently unavailable (injected by --fail-rate).",
+        )
+        .into_response();
+    }
+    let request = storage::StorageRequest {
+        method: &method,
+        path,
+        upload,
+        query: &query,
+        headers: &headers,
+        body: &body,
+        base_url: format!("http://{host}/"),
+    };
+    let mut store = emulator
+        .store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match storage::handle(&mut store, &request) {
+        Ok((answer, changed)) => {
+            if changed {
+                if let Err(error) = emulator.persist(&store) {
+                    return error.into_response();
+                }
+            }
+            match answer {
+                storage::StorageAnswer::Json(body) => axum::Json(body).into_response(),
+                storage::StorageAnswer::Media(bytes, content_type) => {
+                    ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
+                }
+                storage::StorageAnswer::Empty => axum::http::StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn handle_api(

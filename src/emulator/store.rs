@@ -28,6 +28,40 @@ pub struct Store {
     /// resource as the API returns it (output-only fields included).
     #[serde(default)]
     pub documents: BTreeMap<String, Json>,
+    /// Cloud Storage buckets by name.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketRecord>,
+    /// Cloud Storage objects by bucket and name: every generation, oldest first.
+    #[serde(default)]
+    pub objects: BTreeMap<String, BTreeMap<String, Vec<ObjectGeneration>>>,
+    /// The last generation number handed out (they only grow, like Google's).
+    #[serde(default)]
+    pub last_generation: i64,
+}
+
+/// A stored bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub project_number: String,
+    pub versioning: bool,
+    pub metageneration: i64,
+    pub time_created: String,
+    pub location: String,
+}
+
+/// One generation of a stored object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectGeneration {
+    pub generation: i64,
+    pub metageneration: i64,
+    pub data: String,
+    pub content_type: String,
+    pub time_created: String,
+    pub updated: String,
+    /// Set when this generation stopped being the live one.
+    pub time_deleted: Option<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, Json>,
 }
 
 /// A stored Cloud Run service.

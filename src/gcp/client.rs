@@ -144,12 +144,46 @@ impl GcpClient {
         query: &[(&str, String)],
         body: Option<&Json>,
     ) -> Result<Json, GcpError> {
+        let payload = match body {
+            Some(body) => Some((
+                serde_json::to_vec(body).unwrap_or_default(),
+                "application/json".to_string(),
+            )),
+            None => None,
+        };
+        let url = self.url(service, path);
+        let bytes = self
+            .call_bytes(method.clone(), service, path, query, payload)
+            .await?;
+        if bytes.is_empty() {
+            return Ok(Json::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|error| GcpError::Decode {
+            method: method.to_string(),
+            url,
+            message: error.to_string(),
+        })
+    }
+
+    /// Sends a request with a raw body (bytes and content type) and returns the raw answer,
+    /// with the same retries and error mapping as `call` (Cloud Storage media and uploads).
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        service: Service,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<(Vec<u8>, String)>,
+    ) -> Result<Vec<u8>, GcpError> {
         let url = self.url(service, path);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once(method.clone(), &url, query, body).await {
-                Ok(json) => return Ok(json),
+            match self
+                .send_once(method.clone(), &url, query, body.as_ref())
+                .await
+            {
+                Ok(bytes) => return Ok(bytes),
                 Err((error, retry_after))
                     if error.is_retryable() && attempt < self.retry.max_attempts =>
                 {
@@ -167,8 +201,8 @@ impl GcpClient {
         method: Method,
         url: &str,
         query: &[(&str, String)],
-        body: Option<&Json>,
-    ) -> Result<Json, (GcpError, Option<Duration>)> {
+        body: Option<&(Vec<u8>, String)>,
+    ) -> Result<Vec<u8>, (GcpError, Option<Duration>)> {
         let method_name = method.to_string();
         let transport = |message: String| GcpError::Transport {
             method: method_name.clone(),
@@ -176,8 +210,10 @@ impl GcpClient {
             message,
         };
         let mut request = self.http.request(method.clone(), url).query(query);
-        if let Some(body) = body {
-            request = request.json(body);
+        if let Some((bytes, content_type)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                .body(bytes.clone());
         }
         if let Some(credentials) = &self.credentials {
             let token = credentials
@@ -204,19 +240,7 @@ impl GcpClient {
             .map_err(|error| (transport(error.to_string()), None))?;
         tracing::trace!(method = %method_name, %url, status = status.as_u16(), "response");
         if status.is_success() {
-            if bytes.is_empty() {
-                return Ok(Json::Null);
-            }
-            return serde_json::from_slice(&bytes).map_err(|error| {
-                (
-                    GcpError::Decode {
-                        method: method_name.clone(),
-                        url: url.to_string(),
-                        message: error.to_string(),
-                    },
-                    None,
-                )
-            });
+            return Ok(bytes.to_vec());
         }
         let (message, google_status) = match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
             Ok(envelope) => (envelope.error.message, envelope.error.status),

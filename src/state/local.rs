@@ -14,6 +14,9 @@ pub struct LocalBackend {
     state_path: PathBuf,
     lock_path: PathBuf,
     lock_file: Option<File>,
+    /// The (lineage, serial) this run last read or wrote, to refuse overwriting a newer state;
+    /// `None` until read, `Some(None)` when there was no file.
+    expected: std::sync::Mutex<Option<Option<(String, u64)>>>,
 }
 
 impl LocalBackend {
@@ -25,6 +28,7 @@ impl LocalBackend {
             state_path,
             lock_path,
             lock_file: None,
+            expected: std::sync::Mutex::default(),
         }
     }
 
@@ -33,8 +37,7 @@ impl LocalBackend {
         self.state_path.display().to_string()
     }
 
-    /// Reads the state; an absent file is an empty state.
-    pub fn read(&self) -> Result<Option<State>, StateError> {
+    fn read_file(&self) -> Result<Option<State>, StateError> {
         match fs::read(&self.state_path) {
             Ok(bytes) => Ok(Some(State::from_bytes(
                 &bytes,
@@ -49,12 +52,94 @@ impl LocalBackend {
         }
     }
 
-    /// Writes the state atomically.
+    fn remember(&self, state: Option<&State>) {
+        *self
+            .expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(state.map(|state| (state.lineage.clone(), state.serial)));
+    }
+
+    /// Reads the state; an absent file is an empty state.
+    pub fn read(&self) -> Result<Option<State>, StateError> {
+        let state = self.read_file()?;
+        self.remember(state.as_ref());
+        Ok(state)
+    }
+
+    /// Writes the state atomically, refusing when the file changed since this run read it.
     pub fn write(&self, state: &State) -> Result<(), StateError> {
+        let expected = self
+            .expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some(expected) = expected else {
+            return Err(StateError::Stale {
+                location: self.location(),
+                message: "the state was never read by this run".into(),
+            });
+        };
+        let on_disk = self
+            .read_file()?
+            .map(|current| (current.lineage, current.serial));
+        if on_disk != expected {
+            return Err(StateError::Stale {
+                location: self.location(),
+                message: "another writer replaced the state since it was read".into(),
+            });
+        }
         write_atomically(&self.state_path, &state.to_bytes()).map_err(|source| StateError::Io {
             location: self.location(),
             source,
-        })
+        })?;
+        self.remember(Some(state));
+        Ok(())
+    }
+
+    /// Returns who holds the lock, when a live process holds it.
+    pub fn holder(&self) -> Result<Option<LockInfo>, StateError> {
+        let Ok(mut file) = File::open(&self.lock_path) else {
+            return Ok(None);
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(None)
+            }
+            Err(_) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Ok(serde_json::from_str(&text).ok())
+            }
+        }
+    }
+
+    /// A local lock is an OS lock: it ends with its process. Clears a stale record, refuses to
+    /// touch a lock a live process holds.
+    pub fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+        if let Some(holder) = self.holder()? {
+            return Err(StateError::LockMismatch {
+                location: self.lock_path.display().to_string(),
+                message: format!(
+                    "held by a running process, {} (id {}); stop that process — the OS releases its lock when it exits",
+                    holder.who, holder.id
+                ),
+            });
+        }
+        let text = fs::read_to_string(&self.lock_path).unwrap_or_default();
+        match serde_json::from_str::<LockInfo>(&text) {
+            Ok(info) if info.id == id => {
+                fs::write(&self.lock_path, b"").map_err(|source| StateError::Io {
+                    location: self.lock_path.display().to_string(),
+                    source,
+                })
+            }
+            _ => Err(StateError::LockMismatch {
+                location: self.lock_path.display().to_string(),
+                message: "the state is not locked".into(),
+            }),
+        }
     }
 
     /// Takes the lock, waiting up to `timeout` with backoff while another process holds it.

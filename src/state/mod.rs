@@ -1,9 +1,11 @@
 //! State: the document model and where it is kept. Backends do the I/O; the document's rules
 //! (lineage, serial, checksum) live in `model.rs`.
 
+pub mod gcs;
 pub mod local;
 pub mod model;
 
+pub use gcs::GcsBackend;
 pub use local::LocalBackend;
 pub use model::{ResourceStatus, State, StateOutput, StateResource};
 
@@ -56,14 +58,39 @@ pub enum StateError {
         holder: Option<Box<LockInfo>>,
         env: String,
     },
+    #[error("{location}: {source}")]
+    Gcs {
+        location: String,
+        source: crate::gcp::GcpError,
+    },
     #[error(
-        "backend `{kind}` for environment `{env}` is not available yet\n  hint: the GCS backend lands with issue 5; until then use `[backend] kind = \"local\"` or run `infra validate --env {env}`"
+        "gs://{bucket} does not exist\n  hint: create it first (versioning on): `gcloud storage buckets create gs://{bucket} && gcloud storage buckets update gs://{bucket} --versioning`"
     )]
-    Unavailable { kind: String, env: String },
+    BucketMissing { bucket: String },
+    #[error("{location}: {message}\n  hint: run the command again; it reads the newer state first")]
+    Stale { location: String, message: String },
+    #[error(
+        "{location}: {message}\n  hint: `infra state …` shows who holds it; nothing was unlocked"
+    )]
+    LockMismatch { location: String, message: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One stored generation of a state.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateVersion {
+    pub generation: i64,
+    pub updated: String,
+    pub current: bool,
 }
 
 fn locked_message(location: &str, holder: Option<&LockInfo>, env: &str) -> String {
     match holder {
+        Some(holder) if location.starts_with("gs://") => format!(
+            "state locked by {} since {} for `{}` (id {}) — {location}\n  hint: wait for it (--lock-timeout 60s); if that run is dead: `infra force-unlock --env {env} {}`",
+            holder.who, holder.created, holder.operation, holder.id, holder.id
+        ),
         Some(holder) => format!(
             "state locked by {} since {} for `{}` (id {}) — {location}\n  hint: wait for it, retry with --lock-timeout 60s; if that run is dead its lock is gone with it (an OS lock)",
             holder.who, holder.created, holder.operation, holder.id
@@ -77,19 +104,24 @@ fn locked_message(location: &str, holder: Option<&LockInfo>, env: &str) -> Strin
 /// A state backend, chosen by the environment's `[backend]`.
 pub enum Backend {
     Local(LocalBackend),
+    Gcs(GcsBackend),
 }
 
 impl Backend {
     /// Opens the backend an environment configures.
-    pub fn open(env: &str, settings: &BackendSettings, root: &Path) -> Result<Self, StateError> {
+    pub fn open(
+        env: &str,
+        settings: &BackendSettings,
+        root: &Path,
+        client: &crate::gcp::GcpClient,
+    ) -> Self {
         match settings {
             BackendSettings::Local { path } => {
-                Ok(Backend::Local(LocalBackend::new(env, root.join(path))))
+                Backend::Local(LocalBackend::new(env, root.join(path)))
             }
-            BackendSettings::Gcs { .. } => Err(StateError::Unavailable {
-                kind: "gcs".into(),
-                env: env.into(),
-            }),
+            BackendSettings::Gcs { bucket, prefix } => {
+                Backend::Gcs(GcsBackend::new(client.clone(), env, bucket, prefix))
+            }
         }
     }
 
@@ -97,40 +129,76 @@ impl Backend {
     pub fn location(&self) -> String {
         match self {
             Backend::Local(local) => local.location(),
+            Backend::Gcs(gcs) => gcs.location(),
         }
     }
 
-    /// Reads the state; `None` when none was ever written.
-    pub fn read(&self) -> Result<Option<State>, StateError> {
+    /// Reads the state; `None` when none was ever written. Later writes are checked against it.
+    pub async fn read(&self) -> Result<Option<State>, StateError> {
         match self {
             Backend::Local(local) => local.read(),
+            Backend::Gcs(gcs) => gcs.read().await,
         }
     }
 
-    /// Reads the state, or a new empty one.
-    pub fn read_or_new(&self, env: &str) -> Result<State, StateError> {
-        Ok(self.read()?.unwrap_or_else(|| State::new(env)))
-    }
-
-    /// Writes the state.
-    pub fn write(&self, state: &State) -> Result<(), StateError> {
+    /// Writes the state, refusing when someone else wrote since this run read it.
+    pub async fn write(&self, state: &State) -> Result<(), StateError> {
         match self {
             Backend::Local(local) => local.write(state),
+            Backend::Gcs(gcs) => gcs.write(state).await,
         }
     }
 
     /// Takes the lock.
-    pub fn lock(&mut self, operation: &str, timeout: Duration) -> Result<(), StateError> {
+    pub async fn lock(&mut self, operation: &str, timeout: Duration) -> Result<(), StateError> {
         let info = LockInfo::for_operation(operation);
         match self {
             Backend::Local(local) => local.lock(&info, timeout),
+            Backend::Gcs(gcs) => gcs.lock(&info, timeout).await,
         }
     }
 
     /// Releases the lock.
-    pub fn unlock(&mut self) {
+    pub async fn unlock(&mut self) {
         match self {
             Backend::Local(local) => local.unlock(),
+            Backend::Gcs(gcs) => gcs.unlock().await,
+        }
+    }
+
+    /// Removes a lock left by a run that died, by its id.
+    pub async fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+        match self {
+            Backend::Local(local) => local.force_unlock(id),
+            Backend::Gcs(gcs) => gcs.force_unlock(id).await,
+        }
+    }
+
+    /// Returns who holds the lock, if anyone.
+    pub async fn holder(&self) -> Result<Option<LockInfo>, StateError> {
+        match self {
+            Backend::Local(local) => local.holder(),
+            Backend::Gcs(gcs) => gcs.holder().await,
+        }
+    }
+
+    /// Lists the stored generations of the state.
+    pub async fn versions(&self) -> Result<Vec<StateVersion>, StateError> {
+        match self {
+            Backend::Local(_) => Err(StateError::Unsupported(
+                "the local backend keeps no versions\n  hint: use a gcs backend on a bucket with versioning on".into(),
+            )),
+            Backend::Gcs(gcs) => gcs.versions().await,
+        }
+    }
+
+    /// Reads one stored generation of the state.
+    pub async fn read_version(&self, generation: i64) -> Result<State, StateError> {
+        match self {
+            Backend::Local(_) => Err(StateError::Unsupported(
+                "the local backend keeps no versions".into(),
+            )),
+            Backend::Gcs(gcs) => gcs.read_version(generation).await,
         }
     }
 }

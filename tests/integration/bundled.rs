@@ -1,5 +1,5 @@
 //! The bundled environments: envs/local end to end on its embedded emulator; the cloud
-//! environments validate and say their backend is not available yet.
+//! environments validate, and need Google credentials to plan.
 
 use crate::support::{TestEnv, count_actions};
 
@@ -92,7 +92,7 @@ fn the_environment_defaults_to_local() {
 }
 
 #[test]
-fn cloud_environments_validate_and_plan_says_the_backend_is_missing() {
+fn cloud_environments_validate_and_need_credentials_to_plan() {
     let mut env = TestEnv::bundled();
     // Not in BETA500.md, so the environments take them from the environment.
     env.extra_env.push((
@@ -105,12 +105,13 @@ fn cloud_environments_validate_and_plan_says_the_backend_is_missing() {
         env.infra(&["validate", "--env", name]).expect_code(0);
         let plan = env.infra(&["plan", "--env", name]);
         plan.expect_code(1);
+        assert!(plan.stderr.contains("credentials:"), "{}", plan.all());
         assert!(
-            plan.stderr.contains("backend `gcs` for environment"),
+            plan.stderr
+                .contains("hint: run `gcloud auth application-default login`"),
             "{}",
             plan.all()
         );
-        assert!(plan.stderr.contains("not available yet"), "{}", plan.all());
     }
 }
 

@@ -149,6 +149,11 @@ impl TestEnv {
             .args(arguments)
             .current_dir(self.root.path())
             .env("NO_COLOR", "1")
+            // Tests never reach Google: credentials fail to load before any request is made.
+            .env(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "/nonexistent/infra-test-credentials.json",
+            )
             .env_remove("INFRA_ENV")
             .env_remove("INFRA_ROOT")
             .env_remove("INFRA_LOG")

@@ -1,0 +1,597 @@
+//! Cloud Storage JSON API v1 as the state backend uses it (per `discovery/storage.v1.json`):
+//! buckets (insert, get, versioning), objects (multipart and media upload, metadata and media
+//! get, delete, list with prefix and versions), generations and metagenerations, and the
+//! `ifGenerationMatch` / `ifGenerationNotMatch` / `ifMetagenerationMatch` /
+//! `ifMetagenerationNotMatch` preconditions (failed → 412 conditionNotMet; a matched
+//! NotMatch on a read → 304). Errors use Storage's older body (`errors[]`, no `status`), and
+//! object names must be percent-encoded in paths, `/` included.
+
+use super::store::{BucketRecord, ObjectGeneration, Store, now, project_number};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value as Json, json};
+
+/// An error in Cloud Storage's shape.
+#[derive(Debug)]
+pub struct StorageError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl StorageError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "notFound", message)
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+
+    fn precondition() -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "conditionNotMet",
+            "At least one of the pre-conditions you specified did not hold.",
+        )
+    }
+}
+
+impl IntoResponse for StorageError {
+    fn into_response(self) -> Response {
+        if self.code == StatusCode::NOT_MODIFIED {
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+        let body = json!({"error": {"code": self.code.as_u16(), "message": self.message, "errors": [{"domain": "global", "reason": self.reason, "message": self.message}]}});
+        (self.code, axum::Json(body)).into_response()
+    }
+}
+
+/// What a storage request answered, and whether the store changed.
+pub enum StorageAnswer {
+    Json(Json),
+    Media(Vec<u8>, String),
+    Empty,
+}
+
+/// A storage request.
+pub struct StorageRequest<'a> {
+    pub method: &'a Method,
+    /// The raw (still percent-encoded) path after `/storage/v1/` or `/upload/storage/v1/`.
+    pub path: &'a str,
+    pub upload: bool,
+    pub query: &'a [(String, String)],
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// This emulator's base URL, for `selfLink` and `mediaLink`.
+    pub base_url: String,
+}
+
+impl StorageRequest<'_> {
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn number(&self, name: &str) -> Result<Option<i64>, StorageError> {
+        match self.query(name) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| StorageError::invalid(format!("Invalid value for {name}: {text}"))),
+        }
+    }
+}
+
+/// Handles one storage request; `Ok((answer, changed))`.
+pub fn handle(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let segments: Vec<&str> = request.path.split('/').collect();
+    match (request.method.as_str(), request.upload, &segments[..]) {
+        ("POST", false, ["b"]) => insert_bucket(store, request),
+        ("GET", false, ["b", bucket]) => {
+            get_bucket(store, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
+        }
+        ("POST", true, ["b", bucket, "o"]) => upload(store, request, &decode(bucket)?),
+        ("GET", false, ["b", bucket, "o"]) => {
+            list(store, request, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
+        }
+        (method, false, ["b", bucket, "o", object]) => {
+            let (bucket, object) = (decode(bucket)?, decode(object)?);
+            match method {
+                "GET" => get_object(store, request, &bucket, &object).map(|answer| (answer, false)),
+                "DELETE" => delete_object(store, request, &bucket, &object)
+                    .map(|()| (StorageAnswer::Empty, true)),
+                _ => Err(StorageError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "methodNotAllowed",
+                    "Method not allowed.",
+                )),
+            }
+        }
+        // An object name with an unencoded `/` is no object path at all.
+        _ => Err(StorageError::not_found("Not Found")),
+    }
+}
+
+fn decode(segment: &str) -> Result<String, StorageError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| StorageError::invalid("Invalid UTF-8 in the path."))
+}
+
+fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
+    json!({
+        "kind": "storage#bucket",
+        "id": name,
+        "name": name,
+        "selfLink": format!("{base}storage/v1/b/{name}"),
+        "projectNumber": bucket.project_number,
+        "metageneration": bucket.metageneration.to_string(),
+        "location": bucket.location,
+        "storageClass": "STANDARD",
+        "versioning": {"enabled": bucket.versioning},
+        "timeCreated": bucket.time_created,
+        "updated": bucket.time_created,
+        "etag": "CAE=",
+    })
+}
+
+fn insert_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let project = request.query("project").ok_or_else(|| {
+        StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: project",
+        )
+    })?;
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let name = body["name"].as_str().unwrap_or_default().to_string();
+    let valid = (3..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
+        });
+    if !valid {
+        return Err(StorageError::invalid(format!(
+            "Invalid bucket name: '{name}'"
+        )));
+    }
+    if store.buckets.contains_key(&name) {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+        ));
+    }
+    let bucket = BucketRecord {
+        project_number: project_number(project),
+        versioning: body
+            .pointer("/versioning/enabled")
+            .and_then(Json::as_bool)
+            .unwrap_or(false),
+        metageneration: 1,
+        time_created: now(),
+        location: body["location"].as_str().unwrap_or("US").to_uppercase(),
+    };
+    let answer = bucket_json(&name, &bucket, &request.base_url);
+    store.buckets.insert(name, bucket);
+    Ok((StorageAnswer::Json(answer), true))
+}
+
+fn get_bucket(store: &Store, name: &str) -> Result<Json, StorageError> {
+    store
+        .buckets
+        .get(name)
+        .map(|bucket| bucket_json(name, bucket, ""))
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))
+}
+
+fn encode(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str) -> Json {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&version.data)
+        .unwrap_or_default();
+    let crc = base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
+    let mut body = json!({
+        "kind": "storage#object",
+        "id": format!("{bucket}/{name}/{}", version.generation),
+        "selfLink": format!("{base}storage/v1/b/{bucket}/o/{}", encode(name)),
+        "mediaLink": format!("{base}download/storage/v1/b/{bucket}/o/{}?generation={}&alt=media", encode(name), version.generation),
+        "name": name,
+        "bucket": bucket,
+        "generation": version.generation.to_string(),
+        "metageneration": version.metageneration.to_string(),
+        "contentType": version.content_type,
+        "storageClass": "STANDARD",
+        "size": data.len().to_string(),
+        "crc32c": crc,
+        "etag": base64::engine::general_purpose::STANDARD.encode(format!("{}/{}", version.generation, version.metageneration)),
+        "timeCreated": version.time_created,
+        "updated": version.updated,
+        "timeFinalized": version.time_created,
+    });
+    if let Some(deleted) = &version.time_deleted {
+        body["timeDeleted"] = json!(deleted);
+    }
+    if !version.metadata.is_empty() {
+        body["metadata"] = Json::Object(version.metadata.clone());
+    }
+    body
+}
+
+fn live<'a>(store: &'a Store, bucket: &str, name: &str) -> Option<&'a ObjectGeneration> {
+    store
+        .objects
+        .get(bucket)?
+        .get(name)?
+        .last()
+        .filter(|version| version.time_deleted.is_none())
+}
+
+/// Checks the four preconditions against the live generation (`None` when there is none).
+/// `read` makes a matched `ifGenerationNotMatch`/`ifMetagenerationNotMatch` a 304, as on GET.
+fn check_preconditions(
+    request: &StorageRequest<'_>,
+    current: Option<&ObjectGeneration>,
+    read: bool,
+) -> Result<(), StorageError> {
+    let generation = current.map_or(0, |version| version.generation);
+    let metageneration = current.map(|version| version.metageneration);
+    if let Some(expected) = request.number("ifGenerationMatch")? {
+        if expected != generation {
+            return Err(StorageError::precondition());
+        }
+    }
+    if let Some(unexpected) = request.number("ifGenerationNotMatch")? {
+        let live_exists = current.is_some();
+        let matches = if unexpected == 0 {
+            !live_exists
+        } else {
+            unexpected == generation
+        };
+        if !live_exists && unexpected != 0 {
+            return Err(StorageError::precondition());
+        }
+        if matches {
+            return Err(if read {
+                StorageError::new(StatusCode::NOT_MODIFIED, "notModified", "")
+            } else {
+                StorageError::precondition()
+            });
+        }
+    }
+    if let Some(expected) = request.number("ifMetagenerationMatch")? {
+        if Some(expected) != metageneration {
+            return Err(StorageError::precondition());
+        }
+    }
+    if let Some(unexpected) = request.number("ifMetagenerationNotMatch")? {
+        match metageneration {
+            None => return Err(StorageError::precondition()),
+            Some(value) if value == unexpected => {
+                return Err(if read {
+                    StorageError::new(StatusCode::NOT_MODIFIED, "notModified", "")
+                } else {
+                    StorageError::precondition()
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Splits a `multipart/related` body into its JSON metadata and its media.
+fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Json, Vec<u8>, String), StorageError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let boundary = content_type
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("boundary="))
+        .map(|boundary| boundary.trim_matches('"').to_string())
+        .ok_or_else(|| {
+            StorageError::invalid(
+                "Multipart upload needs Content-Type: multipart/related; boundary=…",
+            )
+        })?;
+    let delimiter = format!("--{boundary}");
+    let text = body.to_vec();
+    let mut parts = Vec::new();
+    let mut rest: &[u8] = &text;
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[start + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let end = find(rest, delimiter.as_bytes()).unwrap_or(rest.len());
+        parts.push(rest[..end].to_vec());
+    }
+    if parts.len() != 2 {
+        return Err(StorageError::invalid(
+            "A multipart upload has two parts: metadata, then media.",
+        ));
+    }
+    let split = |part: &[u8]| -> (String, Vec<u8>) {
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let header_end = find(part, b"\r\n\r\n").unwrap_or(0);
+        let headers = String::from_utf8_lossy(&part[..header_end]).to_string();
+        let mut content = part[(header_end + 4).min(part.len())..].to_vec();
+        if content.ends_with(b"\r\n") {
+            content.truncate(content.len() - 2);
+        }
+        (headers, content)
+    };
+    let (_, metadata) = split(&parts[0]);
+    let (media_headers, media) = split(&parts[1]);
+    let media_type = media_headers
+        .lines()
+        .find_map(|line| {
+            line.split_once(':')
+                .filter(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"))
+                .map(|(_, value)| value.trim().to_string())
+        })
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let metadata: Json = serde_json::from_slice(&metadata)
+        .map_err(|error| StorageError::invalid(format!("Invalid metadata part: {error}")))?;
+    Ok((metadata, media, media_type))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn upload(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let (metadata, media, content_type) = match request.query("uploadType") {
+        Some("multipart") => multipart(request.headers, request.body)?,
+        Some("media") => (
+            json!({}),
+            request.body.to_vec(),
+            request
+                .headers
+                .get("content-type")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_string(),
+        ),
+        Some(other) => {
+            return Err(StorageError::invalid(format!(
+                "Unsupported uploadType: {other}"
+            )));
+        }
+        None => {
+            return Err(StorageError::new(
+                StatusCode::BAD_REQUEST,
+                "required",
+                "Required parameter: uploadType",
+            ));
+        }
+    };
+    let name = request
+        .query("name")
+        .map(String::from)
+        .or_else(|| metadata["name"].as_str().map(String::from))
+        .unwrap_or_default();
+    if name.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: name",
+        ));
+    }
+    let current = live(store, bucket, &name).cloned();
+    check_preconditions(request, current.as_ref(), false)?;
+    let versioning = store
+        .buckets
+        .get(bucket)
+        .is_some_and(|record| record.versioning);
+    store.last_generation = (chrono::Utc::now().timestamp_micros()).max(store.last_generation + 1);
+    let time = now();
+    let version = ObjectGeneration {
+        generation: store.last_generation,
+        metageneration: 1,
+        data: base64::engine::general_purpose::STANDARD.encode(&media),
+        content_type: metadata["contentType"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or(content_type),
+        time_created: time.clone(),
+        updated: time.clone(),
+        time_deleted: None,
+        metadata: metadata["metadata"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let generations = store
+        .objects
+        .entry(bucket.to_string())
+        .or_default()
+        .entry(name.clone())
+        .or_default();
+    if versioning {
+        if let Some(previous) = generations
+            .last_mut()
+            .filter(|previous| previous.time_deleted.is_none())
+        {
+            previous.time_deleted = Some(time);
+        }
+    } else {
+        generations.clear();
+    }
+    generations.push(version.clone());
+    Ok((
+        StorageAnswer::Json(object_json(bucket, &name, &version, &request.base_url)),
+        true,
+    ))
+}
+
+fn get_object(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    name: &str,
+) -> Result<StorageAnswer, StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let not_found = || StorageError::not_found(format!("No such object: {bucket}/{name}"));
+    let version = match request.number("generation")? {
+        Some(generation) => store
+            .objects
+            .get(bucket)
+            .and_then(|objects| objects.get(name))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
+            .ok_or_else(not_found)?,
+        None => live(store, bucket, name).ok_or_else(not_found)?,
+    };
+    check_preconditions(request, live(store, bucket, name), true)?;
+    if request.query("alt") == Some("media") {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&version.data)
+            .unwrap_or_default();
+        return Ok(StorageAnswer::Media(data, version.content_type.clone()));
+    }
+    Ok(StorageAnswer::Json(object_json(
+        bucket,
+        name,
+        version,
+        &request.base_url,
+    )))
+}
+
+fn delete_object(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    name: &str,
+) -> Result<(), StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let not_found = || StorageError::not_found(format!("No such object: {bucket}/{name}"));
+    let current = live(store, bucket, name).cloned();
+    let versioning = store
+        .buckets
+        .get(bucket)
+        .is_some_and(|record| record.versioning);
+    let requested = request.number("generation")?;
+    if requested.is_none() && current.is_none() {
+        return Err(not_found());
+    }
+    check_preconditions(request, current.as_ref(), false)?;
+    let generations = store
+        .objects
+        .get_mut(bucket)
+        .and_then(|objects| objects.get_mut(name))
+        .ok_or_else(not_found)?;
+    match requested {
+        // Deleting a named generation is permanent.
+        Some(generation) => {
+            let before = generations.len();
+            generations.retain(|version| version.generation != generation);
+            if generations.len() == before {
+                return Err(not_found());
+            }
+        }
+        None if versioning => {
+            if let Some(last) = generations.last_mut() {
+                last.time_deleted = Some(now());
+            }
+        }
+        None => generations.clear(),
+    }
+    if generations.is_empty() {
+        if let Some(objects) = store.objects.get_mut(bucket) {
+            objects.remove(name);
+        }
+    }
+    Ok(())
+}
+
+fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Json, StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let prefix = request.query("prefix").unwrap_or_default();
+    let versions = request.query("versions") == Some("true");
+    let mut items = Vec::new();
+    for (name, generations) in store
+        .objects
+        .get(bucket)
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| name.starts_with(prefix))
+    {
+        for version in generations {
+            if versions || version.time_deleted.is_none() {
+                items.push(object_json(bucket, name, version, &request.base_url));
+            }
+        }
+    }
+    Ok(json!({"kind": "storage#objects", "items": items}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_split_into_metadata_and_media() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            "multipart/related; boundary=XYZ".parse().expect("header"),
+        );
+        let body = b"--XYZ\r\nContent-Type: application/json\r\n\r\n{\"name\":\"a/b.json\"}\r\n--XYZ\r\nContent-Type: application/json\r\n\r\n{\"x\":1}\r\n--XYZ--\r\n";
+        let (metadata, media, media_type) = multipart(&headers, body).expect("parses");
+        assert_eq!(metadata["name"], "a/b.json");
+        assert_eq!(media, b"{\"x\":1}");
+        assert_eq!(media_type, "application/json");
+    }
+}

@@ -1,0 +1,371 @@
+//! The GCS backend over the Cloud Storage JSON API: the state object is written with
+//! `ifGenerationMatch=<generation read>` (so no writer, locked or not, clobbers a newer state),
+//! the lock is a separate object created with `ifGenerationMatch=0` whose generation is its
+//! id, released by `DELETE ?ifGenerationMatch=<id>`. Why not the `google-cloud-storage` crate:
+//! see docs/state.md.
+
+use super::model::State;
+use super::{LockInfo, StateError, StateVersion};
+use crate::gcp::{GcpClient, GcpError, Service};
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// State kept in a Cloud Storage bucket.
+pub struct GcsBackend {
+    client: GcpClient,
+    env: String,
+    bucket: String,
+    state_object: String,
+    lock_object: String,
+    /// The generation of the state object last read or written (0: none exists).
+    generation: Mutex<Option<i64>>,
+    /// Our lock's generation, while we hold it.
+    lock_id: Mutex<Option<i64>>,
+}
+
+fn encode(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn generation_of(object: &Json) -> Option<i64> {
+    object["generation"]
+        .as_str()
+        .and_then(|text| text.parse().ok())
+}
+
+impl GcsBackend {
+    /// Creates a backend for `env` keeping `<prefix>/<env>.state.json` in `bucket`.
+    pub fn new(client: GcpClient, env: &str, bucket: &str, prefix: &str) -> Self {
+        let prefix = prefix.trim_matches('/');
+        let object = |suffix: &str| {
+            if prefix.is_empty() {
+                format!("{env}.{suffix}")
+            } else {
+                format!("{prefix}/{env}.{suffix}")
+            }
+        };
+        Self {
+            client,
+            env: env.to_string(),
+            bucket: bucket.to_string(),
+            state_object: object("state.json"),
+            lock_object: object("lock"),
+            generation: Mutex::new(None),
+            lock_id: Mutex::new(None),
+        }
+    }
+
+    /// Returns the state object's URL, for messages.
+    pub fn location(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.state_object)
+    }
+
+    fn lock_location(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.lock_object)
+    }
+
+    fn error(&self, location: String, source: GcpError) -> StateError {
+        if source.is_not_found() && source.to_string().contains("bucket does not exist") {
+            return StateError::BucketMissing {
+                bucket: self.bucket.clone(),
+            };
+        }
+        StateError::Gcs { location, source }
+    }
+
+    fn object_path(&self, object: &str) -> String {
+        format!("storage/v1/b/{}/o/{}", self.bucket, encode(object))
+    }
+
+    async fn metadata(
+        &self,
+        object: &str,
+        generation: Option<i64>,
+    ) -> Result<Option<Json>, GcpError> {
+        let query: Vec<(&str, String)> = generation
+            .map(|generation| ("generation", generation.to_string()))
+            .into_iter()
+            .collect();
+        match self
+            .client
+            .call(
+                Method::GET,
+                Service::Storage,
+                &self.object_path(object),
+                &query,
+                None,
+            )
+            .await
+        {
+            Ok(metadata) => Ok(Some(metadata)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn media(&self, object: &str, generation: i64) -> Result<Vec<u8>, GcpError> {
+        let query = [
+            ("alt", "media".to_string()),
+            ("generation", generation.to_string()),
+        ];
+        self.client
+            .call_bytes(
+                Method::GET,
+                Service::Storage,
+                &self.object_path(object),
+                &query,
+                None,
+            )
+            .await
+    }
+
+    /// Uploads `bytes` as `object` on condition `ifGenerationMatch=expected`; returns the new generation.
+    async fn upload(&self, object: &str, bytes: &[u8], expected: i64) -> Result<i64, GcpError> {
+        let boundary = format!("infra-{}", uuid::Uuid::new_v4().simple());
+        let metadata = json!({"name": object, "contentType": "application/json"});
+        let mut body = Vec::with_capacity(bytes.len() + 256);
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let query = [
+            ("uploadType", "multipart".to_string()),
+            ("ifGenerationMatch", expected.to_string()),
+        ];
+        let answer = self
+            .client
+            .call_bytes(
+                Method::POST,
+                Service::Storage,
+                &format!("upload/storage/v1/b/{}/o", self.bucket),
+                &query,
+                Some((body, format!("multipart/related; boundary={boundary}"))),
+            )
+            .await?;
+        let object: Json = serde_json::from_slice(&answer).unwrap_or(Json::Null);
+        Ok(generation_of(&object).unwrap_or(expected + 1))
+    }
+
+    /// Reads the state (remembering its generation for the next write).
+    pub async fn read(&self) -> Result<Option<State>, StateError> {
+        let location = self.location();
+        let Some(metadata) = self
+            .metadata(&self.state_object, None)
+            .await
+            .map_err(|source| self.error(location.clone(), source))?
+        else {
+            *self
+                .generation
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(0);
+            return Ok(None);
+        };
+        let generation = generation_of(&metadata).unwrap_or(0);
+        let bytes = self
+            .media(&self.state_object, generation)
+            .await
+            .map_err(|source| self.error(location.clone(), source))?;
+        let state = State::from_bytes(&bytes, &format!("{location}#{generation}"), &self.env)?;
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(generation);
+        Ok(Some(state))
+    }
+
+    /// Writes the state, only over the generation last read or written.
+    pub async fn write(&self, state: &State) -> Result<(), StateError> {
+        let expected = match *self
+            .generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            Some(generation) => generation,
+            None => {
+                return Err(StateError::Stale {
+                    location: self.location(),
+                    message: "the state was never read by this run".into(),
+                });
+            }
+        };
+        match self
+            .upload(&self.state_object, &state.to_bytes(), expected)
+            .await
+        {
+            Ok(generation) => {
+                *self
+                    .generation
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(generation);
+                Ok(())
+            }
+            Err(error) if error.code() == Some(412) => Err(StateError::Stale {
+                location: self.location(),
+                message: format!(
+                    "another writer replaced the state since it was read (expected generation {expected})"
+                ),
+            }),
+            Err(error) => Err(self.error(self.location(), error)),
+        }
+    }
+
+    /// Returns who holds the lock, with its id (the lock object's generation).
+    pub async fn holder(&self) -> Result<Option<LockInfo>, StateError> {
+        let location = self.lock_location();
+        let Some(metadata) = self
+            .metadata(&self.lock_object, None)
+            .await
+            .map_err(|source| self.error(location.clone(), source))?
+        else {
+            return Ok(None);
+        };
+        let generation = generation_of(&metadata).unwrap_or(0);
+        let bytes = match self.media(&self.lock_object, generation).await {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(self.error(location, error)),
+        };
+        let mut info: LockInfo = serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
+            id: String::new(),
+            operation: "unknown".into(),
+            who: "unknown (unreadable lock)".into(),
+            created: metadata["timeCreated"].as_str().unwrap_or_default().into(),
+            version: String::new(),
+        });
+        info.id = generation.to_string();
+        Ok(Some(info))
+    }
+
+    /// Takes the lock, waiting up to `timeout` with backoff while someone else holds it.
+    pub async fn lock(&self, info: &LockInfo, timeout: Duration) -> Result<(), StateError> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        let body = serde_json::to_vec_pretty(info).unwrap_or_default();
+        loop {
+            match self.upload(&self.lock_object, &body, 0).await {
+                Ok(generation) => {
+                    *self
+                        .lock_id
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(generation);
+                    return Ok(());
+                }
+                Err(error) if error.code() == Some(412) => {
+                    if started.elapsed() >= timeout {
+                        let holder = self.holder().await?.map(Box::new);
+                        return Err(StateError::Locked {
+                            location: self.lock_location(),
+                            holder,
+                            env: self.env.clone(),
+                        });
+                    }
+                    tokio::time::sleep(
+                        delay.min(
+                            timeout
+                                .saturating_sub(started.elapsed())
+                                .max(Duration::from_millis(10)),
+                        ),
+                    )
+                    .await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(self.error(self.lock_location(), error)),
+            }
+        }
+    }
+
+    /// Releases our lock (only ours: the delete names its generation).
+    pub async fn unlock(&self) {
+        let Some(id) = self
+            .lock_id
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        if let Err(error) = self.delete_lock(id).await {
+            tracing::warn!(
+                "could not release the lock {}: {error}",
+                self.lock_location()
+            );
+        }
+    }
+
+    async fn delete_lock(&self, id: i64) -> Result<(), GcpError> {
+        let query = [("ifGenerationMatch", id.to_string())];
+        self.client
+            .call_bytes(
+                Method::DELETE,
+                Service::Storage,
+                &self.object_path(&self.lock_object),
+                &query,
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes a lock someone else holds, by its id.
+    pub async fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+        let generation: i64 = id.parse().map_err(|_| StateError::LockMismatch {
+            location: self.lock_location(),
+            message: format!("`{id}` is not a lock id"),
+        })?;
+        match self.delete_lock(generation).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.code() == Some(412) => Err(StateError::LockMismatch {
+                location: self.lock_location(),
+                message: format!("the lock's id is not {id} (it was released and taken again)"),
+            }),
+            Err(error) if error.is_not_found() => Err(StateError::LockMismatch {
+                location: self.lock_location(),
+                message: "the state is not locked".into(),
+            }),
+            Err(error) => Err(self.error(self.lock_location(), error)),
+        }
+    }
+
+    /// Lists the state object's generations, newest first (a versioned bucket keeps them all).
+    pub async fn versions(&self) -> Result<Vec<StateVersion>, StateError> {
+        let query = [
+            ("prefix", self.state_object.clone()),
+            ("versions", "true".to_string()),
+        ];
+        let listed = self
+            .client
+            .call(
+                Method::GET,
+                Service::Storage,
+                &format!("storage/v1/b/{}/o", self.bucket),
+                &query,
+                None,
+            )
+            .await
+            .map_err(|source| self.error(self.location(), source))?;
+        let mut versions: Vec<StateVersion> = listed["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|item| item["name"] == self.state_object.as_str())
+            .map(|item| StateVersion {
+                generation: generation_of(item).unwrap_or(0),
+                updated: item["updated"].as_str().unwrap_or_default().to_string(),
+                current: item.get("timeDeleted").is_none(),
+            })
+            .collect();
+        versions.sort_by(|left, right| right.generation.cmp(&left.generation));
+        Ok(versions)
+    }
+
+    /// Reads one generation of the state.
+    pub async fn read_version(&self, generation: i64) -> Result<State, StateError> {
+        let location = format!("{}#{generation}", self.location());
+        let bytes = self
+            .media(&self.state_object, generation)
+            .await
+            .map_err(|source| self.error(location.clone(), source))?;
+        Ok(State::from_bytes(&bytes, &location, &self.env)?)
+    }
+}
