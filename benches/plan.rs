@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 struct Discard;
 
+#[async_trait::async_trait]
 impl StateSink for Discard {
-    fn persist(&self, _state: &State) -> Result<(), String> {
+    async fn persist(&self, _state: &State) -> Result<(), String> {
         Ok(())
     }
 }

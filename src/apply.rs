@@ -444,6 +444,15 @@ impl Executor<'_> {
     }
 
     async fn record_outputs(&self) {
+        let outputs = self.evaluated_outputs();
+        let unchanged = self.lock_state().outputs == outputs;
+        if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs).await
+        {
+            self.lock_report().errors.push(message);
+        }
+    }
+
+    fn evaluated_outputs(&self) -> BTreeMap<String, StateOutput> {
         let values = self.lock_values();
         let mut outputs = BTreeMap::new();
         if !self.plan.destroy {
@@ -461,12 +470,7 @@ impl Executor<'_> {
                 }
             }
         }
-        drop(values);
-        let unchanged = self.lock_state().outputs == outputs;
-        if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs).await
-        {
-            self.lock_report().errors.push(message);
-        }
+        outputs
     }
 }
 

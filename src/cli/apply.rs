@@ -194,7 +194,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         }
         return execute(&session, &saved, state, parallelism).await;
     }
-    let (state, plan) = plan_in_session(&mut session, &args.planning, false).await?;
+    let (state, plan) = plan_in_session(&mut session, &args.planning, "apply").await?;
     print!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
         return Ok(Outcome::Success);
@@ -212,7 +212,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
 /// Runs `infra destroy`.
 pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
-    let (state, plan) = plan_in_session(&mut session, &args.planning, true).await?;
+    let (state, plan) = plan_in_session(&mut session, &args.planning, "destroy").await?;
     print!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
         return Ok(Outcome::Success);

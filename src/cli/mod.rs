@@ -3,10 +3,13 @@
 
 mod apply;
 mod emulator;
+mod force_unlock;
+mod import;
 mod output;
 mod plan;
 mod session;
 mod show;
+mod state;
 mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +56,12 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Print output values from the state.
     Output(output::OutputArgs),
+    /// Read and edit the state (list, show, rm, mv, pull, push, versions, restore).
+    State(state::StateArgs),
+    /// Adopt an existing cloud object into the state under a configured address.
+    Import(import::ImportArgs),
+    /// Remove a lock left by a run that died.
+    ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Serve the local emulator of the Google APIs infra calls.
     Emulator(emulator::EmulatorArgs),
 }
@@ -97,6 +106,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Destroy(args) => apply::run_destroy(&global, args).await,
         Command::Show(args) => show::run_show(&global, args).await,
         Command::Output(args) => output::run_output(&global, args).await,
+        Command::State(args) => state::run_state(&global, args).await,
+        Command::Import(args) => import::run_import(&global, args).await,
+        Command::ForceUnlock(args) => force_unlock::run_force_unlock(&global, args).await,
         Command::Emulator(args) => emulator::run_emulator(args).await,
     }
 }

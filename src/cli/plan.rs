@@ -72,17 +72,15 @@ pub struct PlanArgs {
     pub destroy: bool,
 }
 
-/// Makes a plan inside a locked session.
+/// Makes a plan inside a session locked for `operation` (plan, apply, destroy).
 pub async fn plan_in_session(
     session: &mut Session,
     planning: &PlanningArgs,
-    destroy: bool,
+    operation: &str,
 ) -> anyhow::Result<(crate::state::State, Plan)> {
+    let destroy = operation == "destroy";
     let state = session
-        .lock_and_read(
-            if destroy { "destroy" } else { "plan" },
-            planning.lock_timeout,
-        )
+        .lock_and_read(operation, planning.lock_timeout)
         .await?;
     eprintln!(
         "Refreshing {} resource{} of `{}`…",
@@ -103,7 +101,8 @@ pub async fn plan_in_session(
 /// Runs `infra plan`.
 pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
-    let (_, plan) = plan_in_session(&mut session, &args.planning, args.destroy).await?;
+    let operation = if args.destroy { "destroy" } else { "plan" };
+    let (_, plan) = plan_in_session(&mut session, &args.planning, operation).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

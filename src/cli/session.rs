@@ -105,11 +105,18 @@ impl Session {
                 tracing::info!("embedded emulator on {}", running.base_url());
                 (Some(running.base_url()), Some(running))
             }
+            (None, None) if configuration.env.emulator_only => {
+                anyhow::bail!(
+                    "environment `{}` runs only against an emulator, and INFRA_GCP_ENDPOINT is not set\n  hint: start one with `infra emulator --port 8086 --data .emulator` and export INFRA_GCP_ENDPOINT=http://127.0.0.1:8086/",
+                    configuration.env.name
+                )
+            }
             (None, None) => (configuration.env.endpoint.clone(), None),
         };
         let client = GcpClient::new(endpoint)?;
         let backend = Backend::open(
             &configuration.env.name,
+            &configuration.env.project,
             &configuration.env.backend,
             &configuration.root,
             &client,

@@ -141,6 +141,7 @@ impl Loader {
         let mut settings = BTreeMap::<&str, String>::new();
         let mut backend = None;
         let mut endpoint = None;
+        let mut emulator_only = false;
         let mut emulator = None;
         let mut vars = BTreeMap::new();
         let mut root_module = ModuleInstance {
@@ -205,10 +206,20 @@ impl Loader {
                         continue;
                     };
                     for (field, value) in table {
-                        if field == "endpoint" {
-                            endpoint = self.string(value, "gcp.endpoint");
-                        } else {
-                            self.unknown_key(value, field, "[gcp]", &["endpoint"]);
+                        match (field.as_str(), &value.node.kind) {
+                            ("endpoint", _) => endpoint = self.string(value, "gcp.endpoint"),
+                            ("emulator_only", NodeKind::Bool(flag)) => emulator_only = *flag,
+                            ("emulator_only", _) => self.diagnostics.push(Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                &value.node.span,
+                                "gcp.emulator_only must be a boolean",
+                            )),
+                            _ => self.unknown_key(
+                                value,
+                                field,
+                                "[gcp]",
+                                &["endpoint", "emulator_only"],
+                            ),
                         }
                     }
                 }
@@ -314,6 +325,7 @@ impl Loader {
                 path: PathBuf::from("state").join(format!("{env}.state.json")),
             }),
             endpoint,
+            emulator_only,
             emulator,
             file,
         };
@@ -331,8 +343,18 @@ impl Loader {
     fn backend(&mut self, entry: &Entry, env: &str) -> Option<BackendSettings> {
         let table = self.table(entry, "[backend]")?;
         let mut fields = BTreeMap::new();
+        let mut create_bucket = false;
         for (field, value) in table {
-            if ["kind", "bucket", "prefix", "path"].contains(&field.as_str()) {
+            if field == "create_bucket" {
+                match value.node.kind {
+                    NodeKind::Bool(flag) => create_bucket = flag,
+                    _ => self.diagnostics.push(Diagnostic::new(
+                        DiagnosticCode::InvalidValue,
+                        &value.node.span,
+                        "backend.create_bucket must be a boolean",
+                    )),
+                }
+            } else if ["kind", "bucket", "prefix", "path"].contains(&field.as_str()) {
                 if let Some(text) = self.string(value, &format!("backend.{field}")) {
                     fields.insert(field.as_str(), text);
                 }
@@ -341,7 +363,7 @@ impl Loader {
                     value,
                     field,
                     "[backend]",
-                    &["kind", "bucket", "prefix", "path"],
+                    &["kind", "bucket", "prefix", "path", "create_bucket"],
                 );
             }
         }
@@ -359,6 +381,7 @@ impl Loader {
                         .get("prefix")
                         .cloned()
                         .unwrap_or_else(|| "infra".into()),
+                    create_bucket,
                 }),
                 None => {
                     self.diagnostics.push(Diagnostic::new(

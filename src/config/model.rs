@@ -30,6 +30,8 @@ pub struct EnvSettings {
     pub backend: BackendSettings,
     /// Base URL serving every Google API (an emulator); `None` means Google's own endpoints.
     pub endpoint: Option<String>,
+    /// Refuse to run unless `INFRA_GCP_ENDPOINT` names an emulator (never reach Google).
+    pub emulator_only: bool,
     pub emulator: Option<EmbeddedEmulator>,
     pub file: Arc<SourceFile>,
 }
@@ -37,8 +39,14 @@ pub struct EnvSettings {
 /// Where an environment keeps its state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendSettings {
-    Local { path: PathBuf },
-    Gcs { bucket: String, prefix: String },
+    Local {
+        path: PathBuf,
+    },
+    Gcs {
+        bucket: String,
+        prefix: String,
+        create_bucket: bool,
+    },
 }
 
 /// An emulator started inside the `infra` process for this environment.

@@ -425,10 +425,8 @@ async fn handle_storage(
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     match storage::handle(&mut store, &request) {
         Ok((answer, changed)) => {
-            if changed {
-                if let Err(error) = emulator.persist(&store) {
-                    return error.into_response();
-                }
+            if changed && let Err(error) = emulator.persist(&store) {
+                return error.into_response();
             }
             match answer {
                 storage::StorageAnswer::Json(body) => axum::Json(body).into_response(),

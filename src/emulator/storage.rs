@@ -260,10 +260,10 @@ fn check_preconditions(
 ) -> Result<(), StorageError> {
     let generation = current.map_or(0, |version| version.generation);
     let metageneration = current.map(|version| version.metageneration);
-    if let Some(expected) = request.number("ifGenerationMatch")? {
-        if expected != generation {
-            return Err(StorageError::precondition());
-        }
+    if let Some(expected) = request.number("ifGenerationMatch")?
+        && expected != generation
+    {
+        return Err(StorageError::precondition());
     }
     if let Some(unexpected) = request.number("ifGenerationNotMatch")? {
         let live_exists = current.is_some();
@@ -283,10 +283,10 @@ fn check_preconditions(
             });
         }
     }
-    if let Some(expected) = request.number("ifMetagenerationMatch")? {
-        if Some(expected) != metageneration {
-            return Err(StorageError::precondition());
-        }
+    if let Some(expected) = request.number("ifMetagenerationMatch")?
+        && Some(expected) != metageneration
+    {
+        return Err(StorageError::precondition());
     }
     if let Some(unexpected) = request.number("ifMetagenerationNotMatch")? {
         match metageneration {
@@ -544,10 +544,10 @@ fn delete_object(
         }
         None => generations.clear(),
     }
-    if generations.is_empty() {
-        if let Some(objects) = store.objects.get_mut(bucket) {
-            objects.remove(name);
-        }
+    if generations.is_empty()
+        && let Some(objects) = store.objects.get_mut(bucket)
+    {
+        objects.remove(name);
     }
     Ok(())
 }

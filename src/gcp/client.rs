@@ -144,13 +144,12 @@ impl GcpClient {
         query: &[(&str, String)],
         body: Option<&Json>,
     ) -> Result<Json, GcpError> {
-        let payload = match body {
-            Some(body) => Some((
+        let payload = body.map(|body| {
+            (
                 serde_json::to_vec(body).unwrap_or_default(),
                 "application/json".to_string(),
-            )),
-            None => None,
-        };
+            )
+        });
         let url = self.url(service, path);
         let bytes = self
             .call_bytes(method.clone(), service, path, query, payload)

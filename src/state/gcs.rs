@@ -23,6 +23,8 @@ pub struct GcsBackend {
     generation: Mutex<Option<i64>>,
     /// Our lock's generation, while we hold it.
     lock_id: Mutex<Option<i64>>,
+    /// Create the bucket (versioned, in this project) when it does not exist.
+    create_bucket_in: Option<String>,
 }
 
 fn encode(name: &str) -> String {
@@ -54,6 +56,36 @@ impl GcsBackend {
             lock_object: object("lock"),
             generation: Mutex::new(None),
             lock_id: Mutex::new(None),
+            create_bucket_in: None,
+        }
+    }
+
+    /// Makes the backend create a missing bucket, versioned, in `project` (`None`: never).
+    pub fn creating_bucket_in(mut self, project: Option<String>) -> Self {
+        self.create_bucket_in = project;
+        self
+    }
+
+    async fn create_bucket(&self, project: &str) -> Result<(), StateError> {
+        let body = json!({"name": self.bucket, "versioning": {"enabled": true}});
+        match self
+            .client
+            .call(
+                Method::POST,
+                Service::Storage,
+                "storage/v1/b",
+                &[("project", project.to_string())],
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!("created gs://{} (versioning on)", self.bucket);
+                Ok(())
+            }
+            // Someone else created it meanwhile: fine.
+            Err(error) if error.code() == Some(409) => Ok(()),
+            Err(error) => Err(self.error(format!("gs://{}", self.bucket), error)),
         }
     }
 
@@ -72,7 +104,10 @@ impl GcsBackend {
                 bucket: self.bucket.clone(),
             };
         }
-        StateError::Gcs { location, source }
+        StateError::Gcs {
+            location,
+            source: Box::new(source),
+        }
     }
 
     fn object_path(&self, object: &str) -> String {
@@ -242,8 +277,18 @@ impl GcsBackend {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         let body = serde_json::to_vec_pretty(info).unwrap_or_default();
+        let mut created_bucket = false;
         loop {
             match self.upload(&self.lock_object, &body, 0).await {
+                Err(error)
+                    if error.is_not_found()
+                        && !created_bucket
+                        && self.create_bucket_in.is_some() =>
+                {
+                    created_bucket = true;
+                    self.create_bucket(self.create_bucket_in.as_deref().unwrap_or_default())
+                        .await?;
+                }
                 Ok(generation) => {
                     *self
                         .lock_id
@@ -355,7 +400,7 @@ impl GcsBackend {
                 current: item.get("timeDeleted").is_none(),
             })
             .collect();
-        versions.sort_by(|left, right| right.generation.cmp(&left.generation));
+        versions.sort_by_key(|version| std::cmp::Reverse(version.generation));
         Ok(versions)
     }
 

@@ -61,7 +61,7 @@ pub enum StateError {
     #[error("{location}: {source}")]
     Gcs {
         location: String,
-        source: crate::gcp::GcpError,
+        source: Box<crate::gcp::GcpError>,
     },
     #[error(
         "gs://{bucket} does not exist\n  hint: create it first (versioning on): `gcloud storage buckets create gs://{bucket} && gcloud storage buckets update gs://{bucket} --versioning`"
@@ -111,6 +111,7 @@ impl Backend {
     /// Opens the backend an environment configures.
     pub fn open(
         env: &str,
+        project: &str,
         settings: &BackendSettings,
         root: &Path,
         client: &crate::gcp::GcpClient,
@@ -119,8 +120,16 @@ impl Backend {
             BackendSettings::Local { path } => {
                 Backend::Local(LocalBackend::new(env, root.join(path)))
             }
-            BackendSettings::Gcs { bucket, prefix } => {
-                Backend::Gcs(GcsBackend::new(client.clone(), env, bucket, prefix))
+            BackendSettings::Gcs {
+                bucket,
+                prefix,
+                create_bucket,
+            } => {
+                let creator = create_bucket.then(|| project.to_string());
+                Backend::Gcs(
+                    GcsBackend::new(client.clone(), env, bucket, prefix)
+                        .creating_bucket_in(creator),
+                )
             }
         }
     }

@@ -138,7 +138,7 @@ fn an_unknown_environment_lists_the_known_ones() {
         run.all()
     );
     assert!(
-        run.stderr.contains("dev, local, prod, staging"),
+        run.stderr.contains("dev, emulated, local, prod, staging"),
         "{}",
         run.all()
     );

@@ -8,4 +8,6 @@ mod identity;
 mod monitoring;
 mod secrets;
 mod sensitive;
+mod state_backends;
+mod storage_api;
 mod support;

@@ -99,15 +99,13 @@ impl TestEnv {
     pub fn start_emulator_with(&mut self, flags: &[&str]) {
         let data = self.root.path().join(".emulator-data");
         let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
-            .args([
-                "emulator",
-                "--port",
-                "0",
-                "--operation-delay-ms",
-                "50",
-                "--data",
-            ])
+            .args(["emulator", "--port", "0", "--data"])
             .arg(&data)
+            .args(if flags.contains(&"--operation-delay-ms") {
+                &[][..]
+            } else {
+                &["--operation-delay-ms", "50"][..]
+            })
             .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -118,6 +116,10 @@ impl TestEnv {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("emulator prints its URL");
+        assert!(
+            !line.trim().is_empty(),
+            "the emulator did not start (flags {flags:?})"
+        );
         self.endpoint = Some(line.trim().to_string());
         self.emulator = Some(child);
     }

@@ -206,6 +206,17 @@ pub trait Kind: Send + Sync {
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError>;
 
+    /// Reads an existing object into state attributes for `infra import`; `None` when it does
+    /// not exist. Kinds whose state holds fingerprints of secrets compute them here.
+    async fn import(
+        &self,
+        client: &GcpClient,
+        _context: &KindContext,
+        id: &str,
+    ) -> Result<Option<Attributes>, KindError> {
+        self.read(client, id, None).await
+    }
+
     /// Creates the object.
     async fn create(
         &self,

@@ -521,6 +521,39 @@ impl Kind for SecretKind {
         Ok(Some(attributes))
     }
 
+    async fn import(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        id: &str,
+    ) -> Result<Option<Attributes>, KindError> {
+        let Some(mut attributes) = self.read(client, id, None).await? else {
+            return Ok(None);
+        };
+        if attributes.contains_key("version") {
+            // The value is fingerprinted in memory and dropped: state never holds it.
+            let path = format!("v1/{id}/versions/latest:access");
+            let accessed = client
+                .call(Method::GET, Service::SecretManager, &path, &[], None)
+                .await?;
+            let data = accessed
+                .pointer("/payload/data")
+                .and_then(|data| data.as_str())
+                .unwrap_or_default();
+            let value = Redacted::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .unwrap_or_default(),
+            );
+            attributes.insert(
+                "value".into(),
+                Value::sensitive(salted_fingerprint(&context.salt, value.expose())),
+            );
+            attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
+        }
+        Ok(Some(attributes))
+    }
+
     async fn create(
         &self,
         client: &GcpClient,

@@ -1,0 +1,223 @@
+//! `infra state list|show|rm|mv|pull|push|versions|restore`: reading and editing the state of
+//! an environment, under its lock, with the same checks as every write (lineage, serial,
+//! generation). None of them touches cloud resources.
+
+use super::session::{Session, parse_duration};
+use super::{GlobalArgs, Outcome};
+use crate::state::State;
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `infra state`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[command(subcommand)]
+    pub command: StateCommand,
+    /// How long to wait for the state lock.
+    #[arg(long, global = true, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+/// The state subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the addresses in the state.
+    List,
+    /// Show one resource's recorded attributes.
+    Show {
+        address: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget resources (they stay in the cloud; infra stops managing them).
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Rename a resource's address (after renaming its block), so it is not re-created.
+    Mv { from: String, to: String },
+    /// Print the state document on stdout.
+    Pull,
+    /// Replace the state with a document; refuses another lineage or an older serial.
+    Push {
+        file: PathBuf,
+        /// Push even across lineages or to an older serial.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the stored generations of the state (a versioned GCS bucket keeps them).
+    Versions,
+    /// Make an earlier generation the current state again (with the next serial).
+    Restore { generation: i64 },
+}
+
+/// Runs `infra state …`.
+pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<Outcome> {
+    let mut session = Session::open(global).await?;
+    let operation = match &args.command {
+        StateCommand::List
+        | StateCommand::Show { .. }
+        | StateCommand::Pull
+        | StateCommand::Versions => "state read",
+        _ => "state write",
+    };
+    let existing = session
+        .lock_and_read_existing(operation, args.lock_timeout)
+        .await?;
+    let env = session.configuration.env.name.clone();
+    let location = session.backend.location();
+    let require = |existing: Option<State>| {
+        existing.with_context(|| format!("{location}: there is no state yet for `{env}`"))
+    };
+    match args.command {
+        StateCommand::List => {
+            for resource in existing.map(|state| state.resources).unwrap_or_default() {
+                println!("{}", resource.address);
+            }
+        }
+        StateCommand::Show { address, json } => {
+            let state = require(existing)?;
+            let resource = state.resource(&address).with_context(|| {
+                format!(
+                    "no resource `{address}` in the state\n  hint: `infra state list --env {}`",
+                    global.env
+                )
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(resource)?);
+            } else {
+                println!(
+                    "# {}\n    kind = {:?}\n    id = {:?}",
+                    resource.address, resource.kind, resource.id
+                );
+                for (field, value) in resource
+                    .attributes
+                    .iter()
+                    .filter(|(field, _)| !field.ends_with("_salt"))
+                {
+                    println!("    {field} = {value}");
+                }
+                if !resource.dependencies.is_empty() {
+                    println!("    depends on: {}", resource.dependencies.join(", "));
+                }
+            }
+        }
+        StateCommand::Rm { addresses } => {
+            let mut state = require(existing)?;
+            for address in &addresses {
+                if state.remove(address).is_none() {
+                    bail!("no resource `{address}` in the state; nothing was removed");
+                }
+            }
+            state.serial += 1;
+            session.backend.write(&state).await?;
+            eprintln!(
+                "Removed {} resource{} from the state; they still exist in the cloud.",
+                addresses.len(),
+                if addresses.len() == 1 { "" } else { "s" }
+            );
+        }
+        StateCommand::Mv { from, to } => {
+            let mut state = require(existing)?;
+            if state.resource(&to).is_some() {
+                bail!("`{to}` is already in the state; remove it first if it is the same object");
+            }
+            let mut resource = state
+                .remove(&from)
+                .with_context(|| format!("no resource `{from}` in the state"))?;
+            resource.address = to.clone();
+            for other in &mut state.resources {
+                for dependency in &mut other.dependencies {
+                    if *dependency == from {
+                        *dependency = to.clone();
+                    }
+                }
+            }
+            state.upsert(resource);
+            state.serial += 1;
+            session.backend.write(&state).await?;
+            eprintln!("Moved {from} to {to}.");
+        }
+        StateCommand::Pull => {
+            let state = require(existing)?;
+            print!("{}", String::from_utf8_lossy(&state.to_bytes()));
+        }
+        StateCommand::Push { file, force } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let pushed = State::from_bytes(
+                &bytes,
+                &file.display().to_string(),
+                &session.configuration.env.name,
+            )?;
+            if let Some(current) = &existing {
+                if pushed.lineage != current.lineage && !force {
+                    bail!(
+                        "{}: lineage {} is not this state's ({}): it belongs to another state\n  hint: pass --force if replacing it is really meant",
+                        file.display(),
+                        pushed.lineage,
+                        current.lineage
+                    );
+                }
+                if pushed.serial < current.serial && !force {
+                    bail!(
+                        "{}: serial {} is older than the current state's ({}): pushing it would undo later changes\n  hint: `infra state pull` the current state, or pass --force",
+                        file.display(),
+                        pushed.serial,
+                        current.serial
+                    );
+                }
+                if pushed.serial == current.serial && pushed != *current && !force {
+                    bail!(
+                        "{}: same serial ({}) as the current state but different content\n  hint: pass --force",
+                        file.display(),
+                        pushed.serial
+                    );
+                }
+            }
+            session.backend.write(&pushed).await?;
+            eprintln!(
+                "Pushed {} (serial {}) to {location}.",
+                file.display(),
+                pushed.serial
+            );
+        }
+        StateCommand::Versions => {
+            let versions = session.backend.versions().await?;
+            if versions.is_empty() {
+                println!("No stored versions.");
+            }
+            for version in versions {
+                println!(
+                    "{}  {}{}",
+                    version.generation,
+                    version.updated,
+                    if version.current { "  (current)" } else { "" }
+                );
+            }
+        }
+        StateCommand::Restore { generation } => {
+            let current = require(existing)?;
+            let mut restored = session.backend.read_version(generation).await?;
+            if restored.lineage != current.lineage {
+                bail!(
+                    "generation {generation} has lineage {}, not this state's ({})",
+                    restored.lineage,
+                    current.lineage
+                );
+            }
+            let serial = restored.serial;
+            restored.serial = current.serial + 1;
+            session.backend.write(&restored).await?;
+            eprintln!(
+                "Restored generation {generation} (serial {serial}) as serial {}. Run `infra plan --env {}` to see what differs from the cloud.",
+                restored.serial, global.env
+            );
+        }
+    }
+    session.close().await;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,535 @@
+//! One conformance suite for the state backends, run against the local backend and against
+//! GCS on the emulator: round trip, lock contention, unlock with a wrong id, stale writes,
+//! push checks. Then the GCS-only behaviour: concurrent applies, a killed apply's lock,
+//! versions and restore, import.
+
+use crate::support::TestEnv;
+use infra::config::BackendSettings;
+use infra::gcp::GcpClient;
+use infra::state::{Backend, State, StateError};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which backend a conformance case runs against.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Local,
+    Gcs,
+}
+
+struct Fixture {
+    env: TestEnv,
+    kind: Kind,
+}
+
+impl Fixture {
+    fn new(kind: Kind) -> Self {
+        let env = TestEnv::with_emulator();
+        if matches!(kind, Kind::Gcs) {
+            let (status, _) = env.api(
+                "POST",
+                "storage/v1/b?project=proj-test",
+                Some(json!({"name": "conformance-state", "versioning": {"enabled": true}})),
+            );
+            assert_eq!(status, 200);
+        }
+        Self { env, kind }
+    }
+
+    fn open(&self) -> Backend {
+        let client = GcpClient::new(self.env.endpoint.clone()).expect("client");
+        let settings = match self.kind {
+            Kind::Local => BackendSettings::Local {
+                path: PathBuf::from("state/test.state.json"),
+            },
+            Kind::Gcs => BackendSettings::Gcs {
+                bucket: "conformance-state".into(),
+                prefix: "infra".into(),
+                create_bucket: false,
+            },
+        };
+        Backend::open(
+            "test",
+            "proj-test",
+            &settings,
+            self.env.root.path(),
+            &client,
+        )
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn conformance(kind: Kind) {
+    let fixture = Fixture::new(kind);
+    runtime().block_on(async {
+        // Round trip.
+        let mut first = fixture.open();
+        first.lock("test", Duration::ZERO).await.expect("lock");
+        assert!(
+            first.read().await.expect("read").is_none(),
+            "{kind:?}: empty at first"
+        );
+        let mut state = State::new("test");
+        state.serial = 1;
+        first.write(&state).await.expect("write");
+        let read = fixture.open().read().await.expect("read").expect("a state");
+        assert_eq!(
+            (read.lineage.clone(), read.serial),
+            (state.lineage.clone(), 1),
+            "{kind:?}"
+        );
+
+        // Lock contention: a second holder waits its timeout, then is told who holds it.
+        let mut second = fixture.open();
+        let started = std::time::Instant::now();
+        let error = second
+            .lock("test", Duration::from_millis(300))
+            .await
+            .expect_err("held");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{kind:?}: it waited"
+        );
+        assert!(
+            matches!(
+                error,
+                StateError::Locked {
+                    holder: Some(_),
+                    ..
+                }
+            ),
+            "{kind:?}: {error}"
+        );
+        assert!(
+            error.to_string().contains("state locked by"),
+            "{kind:?}: {error}"
+        );
+
+        // Unlocking with a wrong id fails and leaves the lock alone.
+        let error = second.force_unlock("12345").await.expect_err("wrong id");
+        assert!(
+            matches!(error, StateError::LockMismatch { .. }),
+            "{kind:?}: {error}"
+        );
+        assert!(
+            fixture.open().holder().await.expect("holder").is_some(),
+            "{kind:?}: still locked"
+        );
+        first.unlock().await;
+        second
+            .lock("test", Duration::ZERO)
+            .await
+            .expect("free once released");
+        second.unlock().await;
+
+        // A stale write fails: someone wrote after this backend read.
+        let stale = fixture.open();
+        let mut old = stale.read().await.expect("read").expect("state");
+        let fresh = fixture.open();
+        let mut newer = fresh.read().await.expect("read").expect("state");
+        newer.serial += 1;
+        fresh.write(&newer).await.expect("first writer wins");
+        old.serial += 1;
+        let error = stale.write(&old).await.expect_err("stale");
+        assert!(
+            matches!(error, StateError::Stale { .. }),
+            "{kind:?}: {error}"
+        );
+    });
+    push_checks(&fixture);
+}
+
+/// `state push` refuses another lineage and an older serial, and `--force` overrides both.
+fn push_checks(fixture: &Fixture) {
+    let env = &fixture.env;
+    let backend = match fixture.kind {
+        Kind::Local => "[backend]\nkind = \"local\"\n".to_string(),
+        Kind::Gcs => {
+            "[backend]\nkind = \"gcs\"\nbucket = \"conformance-state\"\nprefix = \"infra\"\n"
+                .to_string()
+        }
+    };
+    env.write(
+        "envs/test/env.toml",
+        &format!("[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n{backend}\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n"),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let pulled = env.infra(&["state", "pull", "--env", "test"]);
+    pulled.expect_code(0);
+    env.write("old.json", &pulled.stdout);
+    env.write(
+        "envs/test/env.toml",
+        &env.read("envs/test/env.toml")
+            .replace("value = \"1\"", "value = \"2\""),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let refused = env.infra(&["state", "push", "--env", "test", "old.json"]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("is older than the current state's"),
+        "{:?}: {}",
+        fixture.kind,
+        refused.all()
+    );
+    let mut foreign: serde_json::Value = serde_json::from_str(&pulled.stdout).expect("json");
+    foreign["lineage"] = json!("00000000-0000-0000-0000-000000000000");
+    foreign["serial"] = json!(10_000);
+    let mut document: State = serde_json::from_value(foreign).expect("state");
+    document.checksum.clear();
+    env.write(
+        "foreign.json",
+        &String::from_utf8_lossy(&document.to_bytes()),
+    );
+    let refused = env.infra(&["state", "push", "--env", "test", "foreign.json"]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("belongs to another state"),
+        "{:?}: {}",
+        fixture.kind,
+        refused.all()
+    );
+    env.infra(&["state", "push", "--env", "test", "old.json", "--force"])
+        .expect_code(0);
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains("has changed: value"),
+        "the pushed state predates the second value: {}",
+        plan.all()
+    );
+}
+
+#[test]
+fn the_local_backend_conforms() {
+    conformance(Kind::Local);
+}
+
+#[test]
+fn the_gcs_backend_on_the_emulator_conforms() {
+    conformance(Kind::Gcs);
+}
+
+fn emulated(iteration: usize) -> String {
+    format!(
+        r#"[env]
+name = "emulated"
+project = "proj-test"
+region = "us-central1"
+
+[gcp]
+emulator_only = true
+
+[backend]
+kind = "gcs"
+bucket = "emulated-state"
+prefix = "infra"
+create_bucket = true
+
+[resource.secret.counter]
+secret_id = "COUNTER"
+value = "{iteration}"
+
+[resource.cloud_run_service.api]
+name = "api"
+image = "img:1"
+env = {{ ITERATION = "{iteration}" }}
+deletion_protection = false
+"#
+    )
+}
+
+#[test]
+fn of_two_applies_started_together_exactly_one_proceeds() {
+    let mut env = TestEnv::empty();
+    // Each apply updates a Cloud Run service whose operation takes 600 ms: the winner holds
+    // the lock well past the loser's 150 ms lock timeout.
+    env.start_emulator_with(&["--operation-delay-ms", "600"]);
+    let binary = env!("CARGO_BIN_EXE_infra");
+    for iteration in 0..20 {
+        env.write("envs/emulated/env.toml", &emulated(iteration));
+        let spawn = || {
+            std::process::Command::new(binary)
+                .args([
+                    "apply",
+                    "--env",
+                    "emulated",
+                    "--auto-approve",
+                    "--lock-timeout",
+                    "150ms",
+                ])
+                .current_dir(env.root.path())
+                .env(
+                    "INFRA_GCP_ENDPOINT",
+                    env.endpoint.clone().expect("endpoint"),
+                )
+                .env(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    "/nonexistent/infra-test-credentials.json",
+                )
+                .env("NO_COLOR", "1")
+                .env_remove("INFRA_LOG")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        };
+        let (first, second) = (spawn(), spawn());
+        let outcomes: Vec<std::process::Output> = [first, second]
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("wait"))
+            .collect();
+        let codes: Vec<i32> = outcomes
+            .iter()
+            .map(|output| output.status.code().unwrap_or(-1))
+            .collect();
+        let transcript: String = outcomes
+            .iter()
+            .map(|output| String::from_utf8_lossy(&output.stderr).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n---\n");
+        let mut sorted = codes.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            vec![0, 1],
+            "iteration {iteration}: exactly one proceeds\n{transcript}"
+        );
+        let loser = &outcomes[codes.iter().position(|code| *code == 1).expect("a loser")];
+        let message = String::from_utf8_lossy(&loser.stderr);
+        assert!(
+            message.contains("state locked by")
+                && message.contains("for `apply`")
+                && message.contains("(pid "),
+            "iteration {iteration}: names the holder\n{message}"
+        );
+        assert!(
+            message.contains("infra force-unlock --env emulated"),
+            "{message}"
+        );
+    }
+    env.infra(&["plan", "--env", "emulated", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn a_killed_apply_leaves_its_lock_and_force_unlock_recovers() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--operation-delay-ms", "3000"]);
+    env.write("envs/emulated/env.toml", &emulated(1));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+        .args(["apply", "--env", "emulated", "--auto-approve"])
+        .current_dir(env.root.path())
+        .env(
+            "INFRA_GCP_ENDPOINT",
+            env.endpoint.clone().expect("endpoint"),
+        )
+        .env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/nonexistent/infra-test-credentials.json",
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the Cloud Run create is under way (its intent is in the state), then kill -9.
+    let mut waited = 0;
+    loop {
+        let (status, _) = env.api(
+            "GET",
+            "v2/projects/proj-test/locations/us-central1/services/api",
+            None,
+        );
+        if status == 200 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 200, "the apply never reached the service");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+
+    let blocked = env.infra(&["apply", "--env", "emulated", "--auto-approve"]);
+    blocked.expect_code(1);
+    let hint = blocked
+        .stderr
+        .lines()
+        .find(|line| line.contains("infra force-unlock --env emulated"))
+        .unwrap_or_default()
+        .to_string();
+    let id = hint
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('`')
+        .to_string();
+    assert!(
+        id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty(),
+        "the hint names the lock id: {}",
+        blocked.all()
+    );
+    let refused = env.infra(&["force-unlock", "--env", "emulated", &id]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("pass --force"),
+        "asks first: {}",
+        refused.all()
+    );
+    env.infra(&["force-unlock", "--env", "emulated", &id, "--force"])
+        .expect_code(0);
+    let converged = env.infra(&["apply", "--env", "emulated", "--auto-approve"]);
+    converged.expect_code(0);
+    env.infra(&["plan", "--env", "emulated", "--detailed-exitcode"])
+        .expect_code(0);
+    let (_, services) = env.api(
+        "GET",
+        "v2/projects/proj-test/locations/us-central1/services",
+        None,
+    );
+    assert_eq!(
+        services["services"].as_array().map(Vec::len),
+        Some(1),
+        "adopted, not duplicated: {services}"
+    );
+}
+
+#[test]
+fn versions_can_be_listed_and_restored() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--operation-delay-ms", "20"]);
+    env.write("envs/emulated/env.toml", &emulated(1));
+    env.infra(&["apply", "--env", "emulated", "--auto-approve"])
+        .expect_code(0);
+    let versions = env.infra(&["state", "versions", "--env", "emulated"]);
+    versions.expect_code(0);
+    let generations: Vec<&str> = versions
+        .stdout
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert!(
+        generations.len() >= 3,
+        "every write is a generation: {}",
+        versions.stdout
+    );
+    assert!(
+        versions
+            .stdout
+            .lines()
+            .next()
+            .is_some_and(|line| line.ends_with("(current)")),
+        "{}",
+        versions.stdout
+    );
+    // Restore the generation that had only the secret's intent record.
+    let oldest = generations.last().expect("oldest");
+    env.infra(&["state", "restore", "--env", "emulated", oldest])
+        .expect_code(0);
+    let listed = env.infra(&["state", "list", "--env", "emulated"]);
+    assert!(listed.stdout.lines().count() <= 1, "{}", listed.stdout);
+    // The next apply adopts what exists instead of duplicating it.
+    env.infra(&["apply", "--env", "emulated", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "emulated", "--detailed-exitcode"])
+        .expect_code(0);
+    let local = TestEnv::with_emulator();
+    local.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"p\"\nregion = \"r\"\n",
+    );
+    let unsupported = local.infra(&["state", "versions", "--env", "test"]);
+    unsupported.expect_code(1);
+    assert!(
+        unsupported.stderr.contains("keeps no versions"),
+        "{}",
+        unsupported.all()
+    );
+}
+
+#[test]
+fn import_list_show_mv_and_rm() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.existing]\nsecret_id = \"EXISTING\"\nvalue = \"kept\"\nlabels = { team = \"a\" }\n",
+    );
+    env.api("POST", "v1/projects/proj-test/secrets?secretId=EXISTING", Some(json!({"replication": {"automatic": {}}, "labels": {"team": "a", "managed-by": "infra"}})));
+    env.api(
+        "POST",
+        "v1/projects/proj-test/secrets/EXISTING:addVersion",
+        Some(json!({"payload": {"data": "a2VwdA=="}})),
+    );
+    let missing = env.infra(&[
+        "import",
+        "--env",
+        "test",
+        "secret.nope",
+        "projects/proj-test/secrets/EXISTING",
+    ]);
+    missing.expect_code(1);
+    assert!(
+        missing.stderr.contains("is not in the configuration"),
+        "{}",
+        missing.all()
+    );
+    env.infra(&[
+        "import",
+        "--env",
+        "test",
+        "secret.existing",
+        "projects/proj-test/secrets/EXISTING",
+    ])
+    .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    let again = env.infra(&[
+        "import",
+        "--env",
+        "test",
+        "secret.existing",
+        "projects/proj-test/secrets/EXISTING",
+    ]);
+    again.expect_code(1);
+    assert!(again.stderr.contains("already managed"), "{}", again.all());
+
+    assert_eq!(
+        env.infra(&["state", "list", "--env", "test"]).stdout,
+        "secret.existing\n"
+    );
+    let shown = env.infra(&["state", "show", "--env", "test", "secret.existing"]);
+    assert!(
+        shown.stdout.contains("value = (sensitive value)") && !shown.stdout.contains("kept"),
+        "{}",
+        shown.stdout
+    );
+    env.infra(&[
+        "state",
+        "mv",
+        "--env",
+        "test",
+        "secret.existing",
+        "secret.renamed",
+    ])
+    .expect_code(0);
+    assert_eq!(
+        env.infra(&["state", "list", "--env", "test"]).stdout,
+        "secret.renamed\n"
+    );
+    env.infra(&["state", "rm", "--env", "test", "secret.renamed"])
+        .expect_code(0);
+    assert_eq!(env.infra(&["state", "list", "--env", "test"]).stdout, "");
+    let (status, _) = env.api("GET", "v1/projects/proj-test/secrets/EXISTING", None);
+    assert_eq!(status, 200, "rm forgets; it does not delete");
+}
