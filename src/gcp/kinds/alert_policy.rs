@@ -4,7 +4,8 @@
 //! an `updateMask` of what changed — without one Google replaces the whole policy.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    assigned_name_exports, delete_if_exists, get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -234,15 +235,7 @@ impl Kind for AlertPolicyKind {
         prior: Option<&StateResource>,
         _changing: bool,
     ) -> Attributes {
-        let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
-        Attributes::from([
-            ("id".into(), name.clone()),
-            ("name".into(), name),
-            (
-                "display_name".into(),
-                config.get("display_name").cloned().unwrap_or_default(),
-            ),
-        ])
+        assigned_name_exports(config, prior)
     }
 
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
@@ -263,20 +256,11 @@ impl Kind for AlertPolicyKind {
         _prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         let project = id.split('/').nth(1).unwrap_or_default();
-        match client
-            .call(
-                Method::GET,
-                Service::Monitoring,
-                &format!("v3/{id}"),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(live) => Ok(Some(Self::normalize(&live, project))),
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        Ok(
+            get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
+                .await?
+                .map(|live| Self::normalize(&live, project)),
+        )
     }
 
     async fn create(
@@ -329,20 +313,13 @@ impl Kind for AlertPolicyKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        match client
-            .call(
-                Method::DELETE,
-                Service::Monitoring,
-                &format!("v3/{}", prior.id),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        delete_if_exists(
+            client,
+            Service::Monitoring,
+            &format!("v3/{}", prior.id),
+            &[],
+        )
+        .await
     }
 }
 

@@ -3,7 +3,10 @@
 //! wants them), and where notifications go. Updates send the mask of what changed with the
 //! etag read just before; a change of billing account replaces the budget.
 
-use super::{Created, FieldSpec, FieldType, Kind, KindContext, KindError, string_attribute};
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
+    get_if_exists, string_attribute,
+};
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
@@ -347,15 +350,7 @@ impl Kind for BudgetKind {
         prior: Option<&StateResource>,
         _changing: bool,
     ) -> Attributes {
-        let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
-        Attributes::from([
-            ("id".into(), name.clone()),
-            ("name".into(), name),
-            (
-                "display_name".into(),
-                config.get("display_name").cloned().unwrap_or_default(),
-            ),
-        ])
+        assigned_name_exports(config, prior)
     }
 
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
@@ -381,20 +376,11 @@ impl Kind for BudgetKind {
         id: &str,
         _prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
-        match client
-            .call(
-                Method::GET,
-                Service::BillingBudgets,
-                &format!("v1/{id}"),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(live) => Ok(Some(Self::normalize(&live))),
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        Ok(
+            get_if_exists(client, Service::BillingBudgets, &format!("v1/{id}"))
+                .await?
+                .map(|live| Self::normalize(&live)),
+        )
     }
 
     async fn create(

@@ -5,7 +5,8 @@
 //! state: while on, delete and replace are refused with a hint.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, get_if_exists,
+    string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
 use crate::gcp::{GcpClient, Service};
@@ -639,14 +640,9 @@ impl Kind for CloudRunServiceKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
-        match client
-            .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
-            .await
-        {
-            Ok(live) => Ok(Some(Self::normalize(id, &live, prior))),
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        Ok(get_if_exists(client, Service::Run, &format!("v2/{id}"))
+            .await?
+            .map(|live| Self::normalize(id, &live, prior)))
     }
 
     async fn create(

@@ -265,6 +265,56 @@ pub(crate) fn string_attribute<'a>(config: &'a Attributes, name: &str) -> Option
     config.get(name).and_then(Value::as_str)
 }
 
+/// Deletes the object at `path`; one already gone is not an error.
+pub(crate) async fn delete_if_exists(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<(), KindError> {
+    match client
+        .call(reqwest::Method::DELETE, service, path, query, None)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_not_found() => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Reads the object at `path`; `None` when it does not exist.
+pub(crate) async fn get_if_exists(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    path: &str,
+) -> Result<Option<serde_json::Value>, KindError> {
+    match client
+        .call(reqwest::Method::GET, service, path, &[], None)
+        .await
+    {
+        Ok(live) => Ok(Some(live)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Returns what others may reference of a resource whose id Google assigns on create: the
+/// name (known once created) and the display name.
+pub(crate) fn assigned_name_exports(
+    config: &Attributes,
+    prior: Option<&StateResource>,
+) -> Attributes {
+    let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
+    Attributes::from([
+        ("id".into(), name.clone()),
+        ("name".into(), name),
+        (
+            "display_name".into(),
+            config.get("display_name").cloned().unwrap_or_default(),
+        ),
+    ])
+}
+
 /// Returns the label every object created by `infra` carries, so an interrupted create can be
 /// adopted instead of duplicated.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "infra");

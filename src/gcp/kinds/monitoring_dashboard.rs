@@ -4,7 +4,8 @@
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    delete_if_exists, get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -200,20 +201,11 @@ impl Kind for MonitoringDashboardKind {
         id: &str,
         _prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
-        match client
-            .call(
-                Method::GET,
-                Service::Monitoring,
-                &format!("v1/{id}"),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(live) => Ok(Some(Self::normalize(&live))),
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        Ok(
+            get_if_exists(client, Service::Monitoring, &format!("v1/{id}"))
+                .await?
+                .map(|live| Self::normalize(&live)),
+        )
     }
 
     async fn create(
@@ -312,19 +304,12 @@ impl Kind for MonitoringDashboardKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        match client
-            .call(
-                Method::DELETE,
-                Service::Monitoring,
-                &format!("v1/{}", prior.id),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        delete_if_exists(
+            client,
+            Service::Monitoring,
+            &format!("v1/{}", prior.id),
+            &[],
+        )
+        .await
     }
 }

@@ -5,7 +5,8 @@
 //! obfuscated, the live value is never compared (no perpetual diff).
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    assigned_name_exports, delete_if_exists, get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::sensitive::{Redacted, salted_fingerprint};
@@ -305,15 +306,7 @@ impl Kind for NotificationChannelKind {
         prior: Option<&StateResource>,
         _changing: bool,
     ) -> Attributes {
-        let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
-        Attributes::from([
-            ("id".into(), name.clone()),
-            ("name".into(), name),
-            (
-                "display_name".into(),
-                config.get("display_name").cloned().unwrap_or_default(),
-            ),
-        ])
+        assigned_name_exports(config, prior)
     }
 
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
@@ -337,20 +330,11 @@ impl Kind for NotificationChannelKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
-        match client
-            .call(
-                Method::GET,
-                Service::Monitoring,
-                &format!("v3/{id}"),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(live) => Ok(Some(Self::normalize(&live, prior))),
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        Ok(
+            get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
+                .await?
+                .map(|live| Self::normalize(&live, prior)),
+        )
     }
 
     async fn create(
@@ -408,19 +392,12 @@ impl Kind for NotificationChannelKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         // force: alert policies still naming it (being deleted in this run too) drop it.
-        match client
-            .call(
-                Method::DELETE,
-                Service::Monitoring,
-                &format!("v3/{}", prior.id),
-                &[("force", "true".into())],
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        delete_if_exists(
+            client,
+            Service::Monitoring,
+            &format!("v3/{}", prior.id),
+            &[("force", "true".into())],
+        )
+        .await
     }
 }

@@ -3,7 +3,8 @@
 //! fingerprint, and the version name, instead.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    delete_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
 use crate::sensitive::{Redacted, salted_fingerprint};
@@ -679,20 +680,13 @@ impl Kind for SecretKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        match client
-            .call(
-                Method::DELETE,
-                Service::SecretManager,
-                &format!("v1/{}", prior.id),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        delete_if_exists(
+            client,
+            Service::SecretManager,
+            &format!("v1/{}", prior.id),
+            &[],
+        )
+        .await
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `service_account` kind: an IAM v1 service account. Its email is known at plan time
 //! (`{account_id}@{project}.iam.gserviceaccount.com`), so grants to it plan without unknowns.
 
-use super::{Created, FieldSpec, FieldType, Kind, KindContext, KindError, string_attribute};
+use super::{
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, delete_if_exists, string_attribute,
+};
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
@@ -260,19 +262,6 @@ impl Kind for ServiceAccountKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        match client
-            .call(
-                Method::DELETE,
-                Service::Iam,
-                &format!("v1/{}", prior.id),
-                &[],
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        delete_if_exists(client, Service::Iam, &format!("v1/{}", prior.id), &[]).await
     }
 }
