@@ -4,8 +4,8 @@
 //! an `updateMask` of what changed — without one Google replaces the whole policy.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    assigned_name_exports, delete_if_exists, get_if_exists, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
+    delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -176,12 +176,7 @@ impl Kind for AlertPolicyKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let mut user_labels = config
-            .get("user_labels")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        user_labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let user_labels = managed_labels(config, "user_labels");
         let mut desired = Attributes::from([
             (
                 "display_name".into(),

@@ -6,7 +6,7 @@
 
 use super::{
     Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, get_if_exists,
-    string_attribute,
+    managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
 use crate::gcp::{GcpClient, Service};
@@ -500,12 +500,7 @@ impl Kind for CloudRunServiceKind {
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
         let (project, region) = Self::location(context, config);
-        let mut labels = config
-            .get("labels")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let labels = managed_labels(config, "labels");
         let mut desired = Attributes::from([
             (
                 "name".into(),

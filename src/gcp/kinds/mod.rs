@@ -315,6 +315,20 @@ pub(crate) fn assigned_name_exports(
     ])
 }
 
+/// Returns a configured label map with the `managed-by=infra` label added.
+pub(crate) fn managed_labels(
+    config: &Attributes,
+    field: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut labels = config
+        .get(field)
+        .and_then(Value::as_map)
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+    labels
+}
+
 /// Returns the label every object created by `infra` carries, so an interrupted create can be
 /// adopted instead of duplicated.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "infra");

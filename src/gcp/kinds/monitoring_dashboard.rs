@@ -5,7 +5,7 @@
 
 use super::{
     Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    delete_if_exists, get_if_exists, string_attribute,
+    delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -146,12 +146,7 @@ impl Kind for MonitoringDashboardKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let mut labels = config
-            .get("labels")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let labels = managed_labels(config, "labels");
         let document = if config
             .get("dashboard_json")
             .is_some_and(Value::contains_unknown)

@@ -5,8 +5,8 @@
 //! obfuscated, the live value is never compared (no perpetual diff).
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    assigned_name_exports, delete_if_exists, get_if_exists, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
+    delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::sensitive::{Redacted, salted_fingerprint};
@@ -254,12 +254,7 @@ impl Kind for NotificationChannelKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let mut user_labels = config
-            .get("user_labels")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        user_labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let user_labels = managed_labels(config, "user_labels");
         let mut sensitive = BTreeMap::new();
         for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
             sensitive.insert(

@@ -4,7 +4,7 @@
 
 use super::{
     Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    delete_if_exists, string_attribute,
+    delete_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
 use crate::sensitive::{Redacted, salted_fingerprint};
@@ -99,12 +99,7 @@ impl SecretKind {
     }
 
     fn desired_labels(config: &Attributes) -> Value {
-        let mut labels = config
-            .get("labels")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+        let labels = managed_labels(config, "labels");
         Value::Map(labels)
     }
 
