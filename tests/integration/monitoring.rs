@@ -354,3 +354,45 @@ fn the_monitoring_and_budget_apis_refuse_what_google_refuses() {
         "deleting a deleted budget succeeds"
     );
 }
+
+#[test]
+fn an_interrupted_create_of_a_server_named_object_is_adopted() {
+    use sha2::{Digest, Sha256};
+    let env = TestEnv::with_emulator();
+    let key = |address: &str| hex::encode(&Sha256::digest(format!("test/{address}"))[..12]);
+    // What a run that died after its creates but before recording them left behind.
+    let (status, channel) = env.api(
+        "POST",
+        "v3/projects/proj-test/notificationChannels",
+        Some(json!({"type": "email", "labels": {"email_address": "old@example.com"}, "userLabels": {"infra-key": key("notification_channel.finance"), "managed-by": "infra"}})),
+    );
+    assert_eq!(status, 200, "{channel}");
+    let (status, policy) = env.api(
+        "POST",
+        "v3/projects/proj-test/alertPolicies",
+        Some(json!({"displayName": "old", "conditions": [{"displayName": "c", "conditionThreshold": {"filter": "metric.type=\"x\"", "comparison": "COMPARISON_GT", "duration": "60s"}}], "userLabels": {"infra-key": key("alert_policy.errors")}})),
+    );
+    assert_eq!(status, 200, "{policy}");
+    env.write("envs/test/dashboard.json", DASHBOARD);
+    env.write("envs/test/env.toml", &env_file(0.02, 500));
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, channels) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
+    let channels = channels["notificationChannels"]
+        .as_array()
+        .expect("channels")
+        .clone();
+    assert_eq!(channels.len(), 1, "adopted, not duplicated: {channels:?}");
+    assert_eq!(
+        channels[0]["labels"]["email_address"], "finance@example.com",
+        "and brought in line"
+    );
+    let (_, policies) = env.api("GET", "v3/projects/proj-test/alertPolicies", None);
+    assert_eq!(
+        policies["alertPolicies"].as_array().map(Vec::len),
+        Some(1),
+        "{policies}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}

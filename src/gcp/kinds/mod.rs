@@ -315,6 +315,56 @@ pub(crate) fn assigned_name_exports(
     ])
 }
 
+/// The user label that names which resource of which environment an object with a
+/// server-assigned id belongs to, so an interrupted create finds it again.
+pub const INFRA_KEY_LABEL: &str = "infra-key";
+
+/// Returns the value of `INFRA_KEY_LABEL` for a resource: a digest of environment and address.
+pub(crate) fn infra_key(context: &KindContext) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
+}
+
+/// Finds, in a collection whose ids Google assigns, the object carrying this resource's
+/// `infra-key` user label: what an interrupted create left behind. Pages through the list.
+pub(crate) async fn find_by_infra_key(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    key: &str,
+) -> Result<Option<serde_json::Value>, KindError> {
+    let mut page_token = String::new();
+    loop {
+        let mut query = vec![("pageSize", "1000".to_string())];
+        if !page_token.is_empty() {
+            query.push(("pageToken", page_token.clone()));
+        }
+        let page = client
+            .call(reqwest::Method::GET, service, collection_path, &query, None)
+            .await?;
+        let found = page[items_field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|item| {
+                item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
+                    .and_then(|value| value.as_str())
+                    == Some(key)
+            });
+        if let Some(found) = found {
+            return Ok(Some(found.clone()));
+        }
+        match page["nextPageToken"]
+            .as_str()
+            .filter(|token| !token.is_empty())
+        {
+            Some(token) => page_token = token.to_string(),
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Returns a configured label map with the `managed-by=infra` label added.
 pub(crate) fn managed_labels(
     config: &Attributes,
