@@ -57,11 +57,6 @@ impl<N: Ord + Clone + Display> DependencyGraph<N> {
         }
     }
 
-    /// Returns the nodes, sorted.
-    pub fn nodes(&self) -> impl Iterator<Item = &N> {
-        self.index.keys()
-    }
-
     /// Returns what a node depends on directly, sorted.
     pub fn dependencies(&self, node: &N) -> Vec<N> {
         self.neighbors(node, Direction::Outgoing)

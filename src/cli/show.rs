@@ -58,7 +58,7 @@ pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Out
         for (field, value) in resource
             .attributes
             .iter()
-            .filter(|(field, _)| !field.ends_with("_salt"))
+            .filter(|(field, _)| !crate::plan::render::is_hidden(field))
         {
             println!("    {field} = {value}");
         }

@@ -96,7 +96,7 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
                 for (field, value) in resource
                     .attributes
                     .iter()
-                    .filter(|(field, _)| !field.ends_with("_salt"))
+                    .filter(|(field, _)| !crate::plan::render::is_hidden(field))
                 {
                     println!("    {field} = {value}");
                 }

@@ -56,7 +56,7 @@ pub fn get_policy(
     let version = match from_query {
         Some(parsed) => Some(parsed?),
         None => request
-            .json_or_empty()?
+            .json()?
             .pointer("/options/requestedPolicyVersion")
             .and_then(Json::as_i64),
     };

@@ -25,7 +25,7 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
             Response::read(json!({"name": canonical, "projectId": project_id, "state": "ACTIVE", "displayName": project_id}))
         }),
         ("POST", Some("getIamPolicy")) => {
-            let body = request.json_or_empty();
+            let body = request.json();
             body.and_then(|body| super::discovery::validate(Api::ResourceManager, "GetIamPolicyRequest", "get_iam_policy_request", &body))
                 .and_then(|()| iam::get_policy(store, request, &canonical))
         }

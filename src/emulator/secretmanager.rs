@@ -106,13 +106,9 @@ fn require_secret<'a>(store: &'a Store, name: &str) -> Result<&'a SecretRecord, 
 
 fn secret_json(name: &str, record: &SecretRecord) -> Json {
     let mut body = record.body.clone();
-    body.retain(|_, value| {
-        !matches!(value, Json::Object(map) if map.is_empty()) || value.is_null()
-    });
+    // Proto3 JSON leaves out empty maps; `ttl` is input only.
+    body.retain(|_, value| !matches!(value, Json::Object(map) if map.is_empty()));
     body.remove("ttl");
-    if let Some(replication) = record.body.get("replication") {
-        body.insert("replication".into(), replication.clone());
-    }
     body.insert("name".into(), json!(name));
     body.insert("createTime".into(), json!(record.create_time));
     body.insert("etag".into(), json!(record.etag));

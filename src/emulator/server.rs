@@ -78,13 +78,8 @@ impl Request {
         Ok(())
     }
 
-    /// Parses the JSON body (an empty body is `{}`).
-    pub fn json(&self) -> Result<Json, ApiError> {
-        self.json_or_empty()
-    }
-
     /// Parses the JSON body, treating an empty one as `{}`.
-    pub fn json_or_empty(&self) -> Result<Json, ApiError> {
+    pub fn json(&self) -> Result<Json, ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Json::Object(Default::default()));
         }

@@ -738,7 +738,7 @@ fn plan_instance(
         .filter(|path| {
             kind.fields()
                 .iter()
-                .any(|spec| spec.force_new && spec.name == top(path))
+                .any(|spec| spec.force_new && spec.name == super::diff::top_field(path))
         })
         .cloned()
         .collect();
@@ -769,10 +769,6 @@ fn prior_comparable(desired: &Attributes, prior: &Attributes) -> Attributes {
         .keys()
         .filter_map(|field| prior.get(field).map(|value| (field.clone(), value.clone())))
         .collect()
-}
-
-fn top(path: &str) -> &str {
-    super::diff::top_field(path)
 }
 
 fn plan_outputs(

@@ -159,7 +159,7 @@ fn describe(change: &ResourceChange) -> String {
 }
 
 /// Attributes that exist for bookkeeping and never appear in plans.
-fn is_hidden(field: &str) -> bool {
+pub fn is_hidden(field: &str) -> bool {
     field.ends_with("_salt")
 }
 

@@ -4,9 +4,8 @@
 //! an `updateMask` of what changed — without one Google replaces the whole policy.
 
 use super::{
-    Created, FieldSpec, FieldType, INFRA_KEY_LABEL, Kind, KindContext, KindError,
-    assigned_name_exports, delete_if_exists, find_by_infra_key, get_if_exists, infra_key,
-    managed_labels, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
+    create_or_adopt, delete_if_exists, get_if_exists, keyed_user_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -177,8 +176,7 @@ impl Kind for AlertPolicyKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let mut user_labels = managed_labels(config, "user_labels");
-        user_labels.insert(INFRA_KEY_LABEL.into(), Value::string(infra_key(context)));
+        let user_labels = keyed_user_labels(context, config);
         let mut desired = Attributes::from([
             (
                 "display_name".into(),
@@ -270,41 +268,16 @@ impl Kind for AlertPolicyKind {
         let project = Self::project(context, config);
         let collection = format!("v3/projects/{project}/alertPolicies");
         let body = Self::body(&desired);
-        // An interrupted create may have made it already: adopt what carries our key.
-        let existing = find_by_infra_key(
+        let live = create_or_adopt(
             client,
             Service::Monitoring,
             &collection,
             "alertPolicies",
-            &infra_key(context),
+            context,
+            &body,
+            &[],
         )
         .await?;
-        let live = match existing {
-            Some(found) => {
-                let name = found["name"].as_str().unwrap_or_default().to_string();
-                tracing::info!("adopting {name}, created by an interrupted run");
-                client
-                    .call(
-                        Method::PATCH,
-                        Service::Monitoring,
-                        &format!("v3/{name}"),
-                        &[],
-                        Some(&body),
-                    )
-                    .await?
-            }
-            None => {
-                client
-                    .call(
-                        Method::POST,
-                        Service::Monitoring,
-                        &collection,
-                        &[],
-                        Some(&body),
-                    )
-                    .await?
-            }
-        };
         Ok(Created {
             id: Self::our_name(&project, &live),
             attributes: Self::normalize(&live, &project),

@@ -325,9 +325,68 @@ pub(crate) fn infra_key(context: &KindContext) -> String {
     hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
 }
 
+/// Returns a kind's user labels with `managed-by=infra` and this resource's `infra-key`.
+pub(crate) fn keyed_user_labels(
+    context: &KindContext,
+    config: &Attributes,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut labels = managed_labels(config, "user_labels");
+    labels.insert(INFRA_KEY_LABEL.into(), Value::string(infra_key(context)));
+    labels
+}
+
+/// Creates an object in a collection whose ids Google assigns — unless an interrupted create
+/// already made it: the object carrying this resource's `infra-key` is adopted instead, by a
+/// PATCH of `body` with `adopt_query` (an update mask, where the API needs one).
+pub(crate) async fn create_or_adopt(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    context: &KindContext,
+    body: &serde_json::Value,
+    adopt_query: &[(&str, String)],
+) -> Result<serde_json::Value, KindError> {
+    let existing = find_by_infra_key(
+        client,
+        service,
+        collection_path,
+        items_field,
+        &infra_key(context),
+    )
+    .await?;
+    let answer = match existing {
+        Some(found) => {
+            let name = found["name"].as_str().unwrap_or_default().to_string();
+            tracing::info!("adopting {name}, created by an interrupted run");
+            client
+                .call(
+                    reqwest::Method::PATCH,
+                    service,
+                    &format!("v3/{name}"),
+                    adopt_query,
+                    Some(body),
+                )
+                .await?
+        }
+        None => {
+            client
+                .call(
+                    reqwest::Method::POST,
+                    service,
+                    collection_path,
+                    &[],
+                    Some(body),
+                )
+                .await?
+        }
+    };
+    Ok(answer)
+}
+
 /// Finds, in a collection whose ids Google assigns, the object carrying this resource's
 /// `infra-key` user label: what an interrupted create left behind. Pages through the list.
-pub(crate) async fn find_by_infra_key(
+async fn find_by_infra_key(
     client: &GcpClient,
     service: crate::gcp::Service,
     collection_path: &str,

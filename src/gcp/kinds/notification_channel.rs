@@ -5,9 +5,8 @@
 //! obfuscated, the live value is never compared (no perpetual diff).
 
 use super::{
-    Created, FieldSpec, FieldType, INFRA_KEY_LABEL, Kind, KindContext, KindError,
-    assigned_name_exports, delete_if_exists, find_by_infra_key, get_if_exists, infra_key,
-    managed_labels, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
+    create_or_adopt, delete_if_exists, get_if_exists, keyed_user_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::sensitive::{Redacted, salted_fingerprint};
@@ -255,8 +254,7 @@ impl Kind for NotificationChannelKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let mut user_labels = managed_labels(config, "user_labels");
-        user_labels.insert(INFRA_KEY_LABEL.into(), Value::string(infra_key(context)));
+        let user_labels = keyed_user_labels(context, config);
         let mut sensitive = BTreeMap::new();
         for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
             sensitive.insert(
@@ -344,45 +342,19 @@ impl Kind for NotificationChannelKind {
         let body = Self::body(client, config, &desired).await?;
         let project = Self::project(context, config);
         let collection = format!("v3/projects/{project}/notificationChannels");
-        // An interrupted create may have made it already: adopt what carries our key.
-        let existing = find_by_infra_key(
+        let live = create_or_adopt(
             client,
             Service::Monitoring,
             &collection,
             "notificationChannels",
-            &infra_key(context),
+            context,
+            &body,
+            &[(
+                "updateMask",
+                "displayName,description,labels,userLabels,enabled".to_string(),
+            )],
         )
         .await?;
-        let live = match existing {
-            Some(found) => {
-                let name = found["name"].as_str().unwrap_or_default().to_string();
-                tracing::info!("adopting {name}, created by an interrupted run");
-                let mask = [(
-                    "updateMask",
-                    "displayName,description,labels,userLabels,enabled".to_string(),
-                )];
-                client
-                    .call(
-                        Method::PATCH,
-                        Service::Monitoring,
-                        &format!("v3/{name}"),
-                        &mask,
-                        Some(&body),
-                    )
-                    .await?
-            }
-            None => {
-                client
-                    .call(
-                        Method::POST,
-                        Service::Monitoring,
-                        &collection,
-                        &[],
-                        Some(&body),
-                    )
-                    .await?
-            }
-        };
         let id = Self::our_name(context, config, &live);
         let mut attributes = desired;
         attributes.insert("name".into(), Value::string(id.clone()));
