@@ -3,6 +3,7 @@
 mod bundled;
 mod cloud_run;
 mod config_errors;
+mod corpus;
 mod emulator_api;
 mod identity;
 mod monitoring;
