@@ -65,11 +65,12 @@ impl Loader {
             Ok(node) => Some((file, node)),
             Err(errors) => {
                 for error in errors {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::Syntax,
-                        &error.span,
-                        format!("invalid TOML: {}", error.message),
-                    ));
+                    let diagnostic =
+                        Diagnostic::new(DiagnosticCode::Syntax, &error.span, error.message);
+                    self.diagnostics.push(match error.hint {
+                        Some(hint) => diagnostic.with_hint(hint),
+                        None => diagnostic,
+                    });
                 }
                 None
             }
@@ -164,6 +165,16 @@ impl Loader {
                         if !ENV_KEYS.contains(&field.as_str()) {
                             self.unknown_key(value, field, "[env]", &ENV_KEYS);
                         } else if let Some(text) = self.string(value, &format!("env.{field}")) {
+                            if text.trim().is_empty() {
+                                self.diagnostics.push(
+                                    Diagnostic::new(
+                                        DiagnosticCode::InvalidValue,
+                                        &value.node.span,
+                                        format!("env.{field} is empty"),
+                                    )
+                                    .with_hint(format!("set {field} = \"…\" to a real value")),
+                                );
+                            }
                             let name = ENV_KEYS
                                 .iter()
                                 .find(|known| **known == field.as_str())
@@ -306,6 +317,24 @@ impl Loader {
                     ],
                 ),
             }
+        }
+        if !top.contains_key("env") {
+            // Without [env] nothing says which project this is: an empty or comment-only file
+            // must not pass as "an environment that declares nothing" (apply would destroy all).
+            self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::MissingField,
+                    &Span {
+                        file: file.clone(),
+                        start: 0,
+                        end: 0,
+                    },
+                    format!("{} has no [env] table", relative.display()),
+                )
+                .with_hint(format!(
+                    "add at the top: [env] with name = \"{env}\", project = \"<project id>\" and region = \"<region>\""
+                )),
+            );
         }
         let mut modules = vec![root_module];
         for (name, call) in module_calls {
@@ -724,13 +753,9 @@ impl Loader {
                     .map(|(key, value)| value.as_literal().map(|v| (key.clone(), v)))
                     .collect::<Option<_>>()
                 {
-                    for problem in kind.check(&literals) {
-                        self.diagnostics.push(Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
-                            &block.key_span,
-                            format!("{address}: {problem}"),
-                        ));
-                    }
+                    self.diagnostics.extend(super::kind_diagnostics(
+                        kind, &address, &resource, &literals,
+                    ));
                 }
                 instance.resources.push(resource);
             }
@@ -1047,7 +1072,7 @@ fn check_traversal(
 }
 
 /// Returns the candidate closest to `name` by edit distance, when it is close enough to be a typo.
-fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     fn distance(left: &str, right: &str) -> usize {
         let right: Vec<char> = right.chars().collect();
         let mut previous: Vec<usize> = (0..=right.len()).collect();

@@ -4,10 +4,12 @@
 pub mod error;
 pub mod eval;
 pub mod expr;
+mod kind_checks;
 pub mod load;
 pub mod model;
 pub mod source;
 
+pub(crate) use kind_checks::kind_diagnostics;
 pub use error::{ConfigError, Diagnostic, DiagnosticCode};
 pub use load::{list_envs, load};
 pub use model::{

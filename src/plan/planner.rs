@@ -27,6 +27,9 @@ pub struct PlanOptions {
     pub refresh: bool,
     pub destroy: bool,
     pub replace: Vec<String>,
+    /// Plan even when the configuration declares no resource but the state holds some (which
+    /// destroys them all); without it such a plan is refused.
+    pub allow_empty_config: bool,
     /// Reuse a plan's salt (when checking a saved plan); `None` draws a fresh one.
     pub salt: Option<String>,
 }
@@ -38,6 +41,7 @@ impl Default for PlanOptions {
             refresh: true,
             destroy: false,
             replace: Vec::new(),
+            allow_empty_config: false,
             salt: None,
         }
     }
@@ -52,6 +56,9 @@ pub enum PlanError {
     Refresh(Vec<String>),
     #[error("{0}")]
     Refused(String),
+    /// A plan that would be dangerous by accident: what is wrong, and how to mean it.
+    #[error("{message}\n  hint: {hint}")]
+    Unsafe { message: String, hint: String },
 }
 
 /// One evaluated resource instance.
@@ -124,11 +131,12 @@ pub fn evaluate_instances(
                 .map_err(|diagnostic| vec![diagnostic])?;
             evaluator.take_touched();
             let invalid = |message: String| {
-                vec![Diagnostic::new(
-                    DiagnosticCode::InvalidValue,
-                    expression.span(),
-                    message,
-                )]
+                vec![
+                    Diagnostic::new(DiagnosticCode::InvalidValue, expression.span(), message)
+                        .with_hint(
+                            "for_each takes a map, or a list of strings, known at plan time",
+                        ),
+                ]
             };
             if value.contains_unknown() {
                 return Err(invalid(format!(
@@ -141,13 +149,37 @@ pub fn evaluate_instances(
                     .into_iter()
                     .map(|(key, value)| (Some(key), value))
                     .collect(),
-                Value::List(items) => items
-                    .into_iter()
-                    .map(|item| match item.to_interpolation() {
-                        Some(key) => Ok((Some(key), item)),
-                        None => Err(invalid("for_each over a list needs strings".into())),
-                    })
-                    .collect::<Result<_, _>>()?,
+                Value::List(items) => {
+                    let mut keys = Vec::new();
+                    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                    let mut duplicates = Vec::new();
+                    for (position, item) in items.into_iter().enumerate() {
+                        let Some(key) = item.to_interpolation() else {
+                            return Err(invalid("for_each over a list needs strings".into()));
+                        };
+                        // A repeated item (or two that become the same key) would silently
+                        // collapse into one instance.
+                        if let Some(first) = seen.insert(key.clone(), position) {
+                            duplicates.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    expression.span(),
+                                    format!(
+                                        "{}: for_each has the key {key:?} twice (items {first} and {position} of the list)",
+                                        instance_address(&module.name, &block.kind, &block.name, None)
+                                    ),
+                                )
+                                .with_hint("each item becomes one instance's key: remove the repeated item"),
+                            );
+                            continue;
+                        }
+                        keys.push((Some(key), item));
+                    }
+                    if !duplicates.is_empty() {
+                        return Err(duplicates);
+                    }
+                    keys
+                }
                 other => {
                     return Err(invalid(format!(
                         "for_each must be a map or a list of strings (got {})",
@@ -188,13 +220,9 @@ pub fn evaluate_instances(
                 Err(diagnostic) => diagnostics.push(diagnostic),
             }
         }
-        for problem in kind.check(&config) {
-            diagnostics.push(Diagnostic::new(
-                DiagnosticCode::InvalidValue,
-                &block.span,
-                format!("{address}: {problem}"),
-            ));
-        }
+        diagnostics.extend(crate::config::kind_diagnostics(
+            kind, &address, block, &config,
+        ));
         let mut dependencies = evaluator.take_touched();
         for (target, _) in &block.depends_on {
             if let Some((kind_name, name)) = target.split_once('.') {
@@ -434,6 +462,7 @@ pub async fn make_plan(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let graph = block_graph(configuration)?;
+    refuse_empty_configuration(configuration, state, options)?;
     let live = if options.refresh {
         refresh(state, client, options.parallelism).await?
     } else {
@@ -444,6 +473,76 @@ pub async fn make_plan(
             .collect()
     };
     plan_with_live(configuration, state, &graph, &live, options)
+}
+
+/// Refuses a plan that would destroy everything in state because the configuration declares
+/// nothing (an emptied or truncated env.toml), unless destroying is what was asked for.
+fn refuse_empty_configuration(
+    configuration: &Configuration,
+    state: &State,
+    options: &PlanOptions,
+) -> Result<(), PlanError> {
+    let declared = configuration
+        .modules
+        .iter()
+        .map(|module| module.resources.len())
+        .sum::<usize>();
+    if declared > 0 || state.resources.is_empty() || options.destroy || options.allow_empty_config
+    {
+        return Ok(());
+    }
+    let env = &configuration.env.name;
+    let count = state.resources.len();
+    Err(PlanError::Unsafe {
+        message: format!(
+            "{}: the configuration declares no resources, but the state of `{env}` holds {count}: this plan would destroy {}",
+            configuration.env.file.display_path,
+            if count == 1 { "it" } else { "all of them" }
+        ),
+        hint: format!(
+            "if the file lost its blocks, restore it; to destroy everything run `infra destroy --env {env}`; to apply an empty configuration on purpose pass --allow-empty-config"
+        ),
+    })
+}
+
+/// Refuses a `--replace` address that names no resource of the plan (configuration or state).
+fn check_replace_addresses(
+    changes: &[ResourceChange],
+    options: &PlanOptions,
+    env: &str,
+) -> Result<(), PlanError> {
+    let known: Vec<&str> = changes
+        .iter()
+        .map(|change| change.address.as_str())
+        .collect();
+    let unknown: Vec<&String> = options
+        .replace
+        .iter()
+        .filter(|address| !known.contains(&address.as_str()))
+        .collect();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let suggestion = crate::config::load::closest(first, known.iter().copied());
+    Err(PlanError::Unsafe {
+        message: format!(
+            "--replace {}: no resource with {} address in the configuration or the state of `{env}`",
+            unknown
+                .iter()
+                .map(|address| address.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unknown.len() == 1 { "this" } else { "these" }
+        ),
+        hint: match suggestion {
+            Some(suggestion) => format!("did you mean `{suggestion}`? (`infra state list` shows the addresses)"),
+            None if known.is_empty() => "this environment has no resources yet".into(),
+            None => format!(
+                "addresses look like {}; `infra state list` shows them",
+                known.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+            ),
+        },
+    })
 }
 
 /// Makes the plan from already refreshed live attributes (pure: no I/O beyond `file()`).
@@ -467,6 +566,9 @@ pub fn plan_with_live(
     let mut drift = Vec::new();
     let mut claims = Claims::new();
     let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
+    // The cloud object each instance names, where its name is known now: two addresses naming
+    // one object would share (and, deleting either, destroy) it.
+    let mut named_objects: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
     // A block whose dependency already failed is skipped: its own errors would only repeat.
     let mut failed: BTreeSet<BlockId> = BTreeSet::new();
     for block in &order {
@@ -519,6 +621,28 @@ pub fn plan_with_live(
                 &instance.address,
                 resource_salt(&salt, &instance.address, prior),
             );
+            if let Some(id) = instance.kind.resource_id(&context, &instance.config) {
+                let key = (instance.kind.name().to_string(), id);
+                match named_objects.get(&key) {
+                    Some((other_address, other_span)) => diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            &instance.span,
+                            format!(
+                                "{} and {other_address} (at {other_span}) name the same {} `{}`",
+                                instance.address, key.0, key.1
+                            ),
+                        )
+                        .with_hint("each would overwrite the other, and deleting either destroys both: give each its own name, or keep one block"),
+                    ),
+                    None => {
+                        named_objects.insert(
+                            key,
+                            (instance.address.clone(), instance.span.clone()),
+                        );
+                    }
+                }
+            }
             match plan_instance(
                 instance,
                 prior,
@@ -619,6 +743,7 @@ pub fn plan_with_live(
     }
     changes.extend(orphans);
     changes.sort_by(|left, right| left.address.cmp(&right.address));
+    check_replace_addresses(&changes, options, &configuration.env.name)?;
     drift.sort_by(|left: &Drift, right: &Drift| left.address.cmp(&right.address));
     let outputs = plan_outputs(configuration, state, &values, options.destroy);
     Ok(Plan {

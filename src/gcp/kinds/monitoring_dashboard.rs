@@ -3,8 +3,9 @@
 //! layout is compared structurally, so a plan names the JSON paths that change; a key removed
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
 
+use super::limits::INT32_MAX;
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
     delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
@@ -17,6 +18,41 @@ use sha2::{Digest, Sha256};
 
 /// Cloud Monitoring dashboards (`projects/{project}/dashboards/{id}`).
 pub struct MonitoringDashboardKind;
+
+/// monitoring.v1 `MosaicLayout.columns` is 1 to 48; a `Tile`'s position and size are `int32`,
+/// never negative, and a tile is at least one block wide and high.
+static BOUNDS: [Bound; 5] = [
+    Bound::new(
+        "dashboard_json.mosaicLayout.columns",
+        1,
+        48,
+        "monitoring.v1 MosaicLayout.columns is between 1 and 48",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].xPos",
+        0,
+        INT32_MAX,
+        "monitoring.v1 Tile.xPos is a non-negative int32",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].yPos",
+        0,
+        INT32_MAX,
+        "monitoring.v1 Tile.yPos is a non-negative int32",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].width",
+        1,
+        INT32_MAX,
+        "monitoring.v1 Tile.width is an int32 of at least 1",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].height",
+        1,
+        INT32_MAX,
+        "monitoring.v1 Tile.height is an int32 of at least 1",
+    ),
+];
 
 static FIELDS: [FieldSpec; 5] = [
     FieldSpec::optional("display_name", FieldType::String).required(),
@@ -119,6 +155,10 @@ impl Kind for MonitoringDashboardKind {
 
     fn fields(&self) -> &'static [FieldSpec] {
         &FIELDS
+    }
+
+    fn bounds(&self) -> &'static [Bound] {
+        &BOUNDS
     }
 
     fn check(&self, config: &Attributes) -> Vec<String> {
