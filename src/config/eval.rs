@@ -260,7 +260,10 @@ impl<'a> Evaluator<'a> {
                                 format!(
                                     "{kind}.{name} uses for_each: pick an instance with [KEY] or all with [*]"
                                 ),
-                            ));
+                            )
+                            .with_hint(format!(
+                                "like ${{{kind}.{name}[\"KEY\"].name}} or ${{{kind}.{name}[*].name}}"
+                            )));
                         }
                     },
                 }

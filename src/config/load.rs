@@ -92,11 +92,14 @@ impl Loader {
         match entry.node.as_str() {
             Some(text) => Some(text.to_string()),
             None => {
-                self.diagnostics.push(Diagnostic::new(
-                    DiagnosticCode::InvalidValue,
-                    &entry.node.span,
-                    format!("{what} must be a string (got {})", entry.node.type_name()),
-                ));
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticCode::InvalidValue,
+                        &entry.node.span,
+                        format!("{what} must be a string (got {})", entry.node.type_name()),
+                    )
+                    .with_hint("write it in quotes, like key = \"…\""),
+                );
                 None
             }
         }
@@ -105,11 +108,14 @@ impl Loader {
     fn table<'a>(&mut self, entry: &'a Entry, what: &str) -> Option<&'a BTreeMap<String, Entry>> {
         let table = entry.node.as_table();
         if table.is_none() {
-            self.diagnostics.push(Diagnostic::new(
-                DiagnosticCode::InvalidValue,
-                &entry.node.span,
-                format!("{what} must be a table (got {})", entry.node.type_name()),
-            ));
+            self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    &entry.node.span,
+                    format!("{what} must be a table (got {})", entry.node.type_name()),
+                )
+                .with_hint("write it as a [section] of keys, or inline as { key = … }"),
+            );
         }
         table
     }
@@ -220,11 +226,14 @@ impl Loader {
                         match (field.as_str(), &value.node.kind) {
                             ("endpoint", _) => endpoint = self.string(value, "gcp.endpoint"),
                             ("emulator_only", NodeKind::Bool(flag)) => emulator_only = *flag,
-                            ("emulator_only", _) => self.diagnostics.push(Diagnostic::new(
-                                DiagnosticCode::InvalidValue,
-                                &value.node.span,
-                                "gcp.emulator_only must be a boolean",
-                            )),
+                            ("emulator_only", _) => self.diagnostics.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    &value.node.span,
+                                    "gcp.emulator_only must be a boolean",
+                                )
+                                .with_hint("write emulator_only = true or false, without quotes"),
+                            ),
                             _ => self.unknown_key(
                                 value,
                                 field,
@@ -244,18 +253,21 @@ impl Loader {
                         match (field.as_str(), &value.node.kind) {
                             ("embedded", NodeKind::Bool(flag)) => embedded = *flag,
                             ("data", NodeKind::String(text)) => data = text.clone(),
-                            ("embedded" | "data", _) => self.diagnostics.push(Diagnostic::new(
-                                DiagnosticCode::InvalidValue,
-                                &value.node.span,
-                                format!(
-                                    "emulator.{field} must be a {}",
-                                    if field == "embedded" {
-                                        "boolean"
-                                    } else {
-                                        "string"
-                                    }
-                                ),
-                            )),
+                            ("embedded" | "data", _) => self.diagnostics.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    &value.node.span,
+                                    format!(
+                                        "emulator.{field} must be a {}",
+                                        if field == "embedded" {
+                                            "boolean"
+                                        } else {
+                                            "string"
+                                        }
+                                    ),
+                                )
+                                .with_hint("like embedded = true and data = \".emulator\""),
+                            ),
                             _ => {
                                 self.unknown_key(value, field, "[emulator]", &["embedded", "data"])
                             }
@@ -377,11 +389,14 @@ impl Loader {
             if field == "create_bucket" {
                 match value.node.kind {
                     NodeKind::Bool(flag) => create_bucket = flag,
-                    _ => self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::InvalidValue,
-                        &value.node.span,
-                        "backend.create_bucket must be a boolean",
-                    )),
+                    _ => self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            &value.node.span,
+                            "backend.create_bucket must be a boolean",
+                        )
+                        .with_hint("write create_bucket = true or false, without quotes"),
+                    ),
                 }
             } else if ["kind", "bucket", "prefix", "path"].contains(&field.as_str()) {
                 if let Some(text) = self.string(value, &format!("backend.{field}")) {
@@ -413,11 +428,14 @@ impl Loader {
                     create_bucket,
                 }),
                 None => {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::MissingField,
-                        &entry.key_span,
-                        "a gcs backend needs `bucket`",
-                    ));
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::MissingField,
+                            &entry.key_span,
+                            "a gcs backend needs `bucket`",
+                        )
+                        .with_hint("add bucket = \"<bucket name>\" under [backend]"),
+                    );
                     None
                 }
             },
@@ -577,16 +595,19 @@ impl Loader {
             if let Some(default) = input.default.as_ref().and_then(ValueExpr::as_literal)
                 && !input.input_type.accepts(&default)
             {
-                self.diagnostics.push(Diagnostic::new(
-                    DiagnosticCode::InvalidValue,
-                    input.default.as_ref().map_or(&input.span, ValueExpr::span),
-                    format!(
-                        "input.{name}: the default is a {}, not a {:?}",
-                        default.type_name(),
-                        input.input_type
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticCode::InvalidValue,
+                        input.default.as_ref().map_or(&input.span, ValueExpr::span),
+                        format!(
+                            "input.{name}: the default is a {}, not a {:?}",
+                            default.type_name(),
+                            input.input_type
+                        )
+                        .to_lowercase(),
                     )
-                    .to_lowercase(),
-                ));
+                    .with_hint("change the default, or the input's type"),
+                );
             }
             instance.inputs.insert(name.clone(), input);
         }
@@ -629,11 +650,14 @@ impl Loader {
                         },
                     );
                 }
-                None => self.diagnostics.push(Diagnostic::new(
-                    DiagnosticCode::MissingField,
-                    &declaration.key_span,
-                    format!("output `{name}` has no `value`"),
-                )),
+                None => self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticCode::MissingField,
+                        &declaration.key_span,
+                        format!("output `{name}` has no `value`"),
+                    )
+                    .with_hint(format!("add value = \"${{…}}\" under [output.{name}]")),
+                ),
             }
         }
     }
@@ -700,15 +724,20 @@ impl Loader {
                                 if let Some(literal) = expression.as_literal()
                                     && !spec.field_type.accepts(&literal)
                                 {
-                                    self.diagnostics.push(Diagnostic::new(
-                                        DiagnosticCode::InvalidValue,
-                                        &value.node.span,
-                                        format!(
-                                            "{address}: `{field}` must be a {} (got {})",
-                                            spec.field_type.describe(),
-                                            literal.type_name()
-                                        ),
-                                    ));
+                                    self.diagnostics.push(
+                                        Diagnostic::new(
+                                            DiagnosticCode::InvalidValue,
+                                            &value.node.span,
+                                            format!(
+                                                "{address}: `{field}` must be a {} (got {})",
+                                                spec.field_type.describe(),
+                                                literal.type_name()
+                                            ),
+                                        )
+                                        .with_hint(format!(
+                                            "the fields of `{kind_name}` and their types: docs/kinds.md"
+                                        )),
+                                    );
                                 }
                                 resource.attributes.insert(field.clone(), expression);
                             }
@@ -747,16 +776,8 @@ impl Loader {
                         );
                     }
                 }
-                if let Some(literals) = resource
-                    .attributes
-                    .iter()
-                    .map(|(key, value)| value.as_literal().map(|v| (key.clone(), v)))
-                    .collect::<Option<_>>()
-                {
-                    self.diagnostics.extend(super::kind_diagnostics(
-                        kind, &address, &resource, &literals,
-                    ));
-                }
+                // A kind's rules and limits are checked on evaluated values by the planner, which
+                // `validate` runs too: literal or computed, all such problems come out together.
                 instance.resources.push(resource);
             }
         }
@@ -770,19 +791,25 @@ impl Loader {
                         Some(text) => resource
                             .depends_on
                             .push((text.to_string(), item.span.clone())),
-                        None => self.diagnostics.push(Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
-                            &item.span,
-                            "depends_on entries are strings like \"secret.name\"",
-                        )),
+                        None => self.diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                &item.span,
+                                "depends_on entries are strings like \"secret.name\"",
+                            )
+                            .with_hint("name a resource block of the same module as \"kind.name\""),
+                        ),
                     }
                 }
             }
-            _ => self.diagnostics.push(Diagnostic::new(
-                DiagnosticCode::InvalidValue,
-                &entry.node.span,
-                "depends_on must be a list like [\"secret.name\"]",
-            )),
+            _ => self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    &entry.node.span,
+                    "depends_on must be a list like [\"secret.name\"]",
+                )
+                .with_hint("put the address in brackets, even a single one"),
+            ),
         }
     }
 
@@ -796,24 +823,38 @@ impl Loader {
                     resource.lifecycle.prevent_destroy = *flag
                 }
                 ("ignore_changes", NodeKind::Array(items)) => {
-                    resource.lifecycle.ignore_changes = items
-                        .iter()
-                        .filter_map(|item| item.as_str().map(String::from))
-                        .collect();
+                    for item in items {
+                        match item.as_str() {
+                            Some(path) => resource.lifecycle.ignore_changes.push(path.to_string()),
+                            None => self.diagnostics.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    &item.span,
+                                    "lifecycle.ignore_changes entries are field names",
+                                )
+                                .with_hint("write them as strings, like ignore_changes = [\"labels\"]"),
+                            ),
+                        }
+                    }
                 }
                 ("prevent_destroy" | "ignore_changes", _) => {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::InvalidValue,
-                        &value.node.span,
-                        format!(
-                            "lifecycle.{field} must be a {}",
-                            if field == "prevent_destroy" {
-                                "boolean"
-                            } else {
-                                "list of strings"
-                            }
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            &value.node.span,
+                            format!(
+                                "lifecycle.{field} must be a {}",
+                                if field == "prevent_destroy" {
+                                    "boolean"
+                                } else {
+                                    "list of strings"
+                                }
+                            ),
+                        )
+                        .with_hint(
+                            "like lifecycle = { prevent_destroy = true, ignore_changes = [\"labels\"] }",
                         ),
-                    ))
+                    )
                 }
                 _ => self.unknown_key(
                     value,

@@ -205,15 +205,21 @@ pub fn evaluate_instances(
                 Ok(value) => {
                     let spec = kind.fields().iter().find(|spec| spec.name == field);
                     if let Some(spec) = spec.filter(|spec| !spec.field_type.accepts(&value)) {
-                        diagnostics.push(Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
-                            expression.span(),
-                            format!(
-                                "{address}: `{field}` must be a {} (got {})",
-                                spec.field_type.describe(),
-                                value.type_name()
-                            ),
-                        ));
+                        diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                expression.span(),
+                                format!(
+                                    "{address}: `{field}` must be a {} (got {})",
+                                    spec.field_type.describe(),
+                                    value.type_name()
+                                ),
+                            )
+                            .with_hint(format!(
+                                "the fields of `{}` and their types: docs/kinds.md",
+                                block.kind
+                            )),
+                        );
                     }
                     config.insert(field.clone(), value);
                 }
@@ -343,7 +349,8 @@ pub fn evaluate_value_block(
                         value.type_name()
                     )
                     .to_lowercase(),
-                ));
+                )
+                .with_hint(format!("the input is declared at {}", input.span)));
             }
             let sources = evaluator.take_touched();
             let key = (module.name.clone(), name.clone());
@@ -475,6 +482,46 @@ pub async fn make_plan(
     plan_with_live(configuration, state, &graph, &live, options)
 }
 
+/// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo
+/// there would silently ignore nothing.
+fn unknown_ignored_fields(instance: &InstanceConfig, change: &ResourceChange) -> Vec<Diagnostic> {
+    let mut known: Vec<&str> = instance
+        .kind
+        .fields()
+        .iter()
+        .map(|spec| spec.name)
+        .collect();
+    if let Some(after) = &change.after {
+        known.extend(after.keys().map(String::as_str));
+    }
+    known.sort_unstable();
+    known.dedup();
+    instance
+        .lifecycle
+        .ignore_changes
+        .iter()
+        .filter(|entry| {
+            let root = entry.split(['.', '[']).next().unwrap_or_default();
+            !known.contains(&root)
+        })
+        .map(|entry| {
+            let suggestion = crate::config::load::closest(entry, known.iter().copied())
+                .map(|field| format!("did you mean `{field}`? "))
+                .unwrap_or_default();
+            Diagnostic::new(
+                DiagnosticCode::InvalidValue,
+                &instance.span,
+                format!(
+                    "{}: lifecycle.ignore_changes names `{entry}`, which is not a field of {}",
+                    instance.address,
+                    instance.kind.name()
+                ),
+            )
+            .with_hint(format!("{suggestion}fields: {}", known.join(", ")))
+        })
+        .collect()
+}
+
 /// Refuses a plan that would destroy everything in state because the configuration declares
 /// nothing (an emptied or truncated env.toml), unless destroying is what was asked for.
 fn refuse_empty_configuration(
@@ -495,7 +542,7 @@ fn refuse_empty_configuration(
     let count = state.resources.len();
     Err(PlanError::Unsafe {
         message: format!(
-            "{}: the configuration declares no resources, but the state of `{env}` holds {count}: this plan would destroy {}",
+            "{}:1:1: error: the configuration declares no resources, but the state of `{env}` holds {count}: this plan would destroy {}",
             configuration.env.file.display_path,
             if count == 1 { "it" } else { "all of them" }
         ),
@@ -653,6 +700,7 @@ pub fn plan_with_live(
                 &mut drift,
             ) {
                 Ok(mut change) => {
+                    diagnostics.extend(unknown_ignored_fields(instance, &change));
                     if let Some(id) = &change.id {
                         planned_ids.insert(id.clone(), change.action);
                     }
