@@ -419,7 +419,9 @@ impl Parser<'_> {
                             i64::MAX
                         ),
                     )
-                    .with_hint("write a smaller number; the field's own limits are usually much lower"));
+                    .with_hint(
+                        "write a smaller number; the field's own limits are usually much lower",
+                    ));
                 } else if let Ok(float) = literal.parse::<f64>() {
                     Value::Float(float)
                 } else {
@@ -521,7 +523,9 @@ mod tests {
     fn an_integer_literal_beyond_64_bits_is_an_error_not_a_float() {
         let error = parse("${lower(99999999999999999999)}").expect_err("overflow");
         assert!(
-            error.message.contains("99999999999999999999 does not fit in 64 bits"),
+            error
+                .message
+                .contains("99999999999999999999 does not fit in 64 bits"),
             "{error}"
         );
         assert!(error.hint.is_some());

@@ -1113,7 +1113,10 @@ fn check_traversal(
 }
 
 /// Returns the candidate closest to `name` by edit distance, when it is close enough to be a typo.
-pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     fn distance(left: &str, right: &str) -> usize {
         let right: Vec<char> = right.chars().collect();
         let mut previous: Vec<usize> = (0..=right.len()).collect();

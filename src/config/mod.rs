@@ -9,8 +9,8 @@ pub mod load;
 pub mod model;
 pub mod source;
 
-pub(crate) use kind_checks::kind_diagnostics;
 pub use error::{ConfigError, Diagnostic, DiagnosticCode};
+pub(crate) use kind_checks::kind_diagnostics;
 pub use load::{list_envs, load};
 pub use model::{
     BackendSettings, BlockId, Configuration, EmbeddedEmulator, EnvSettings, Lifecycle,

@@ -248,14 +248,12 @@ fn convert_value(
         }
         DeValue::Boolean(flag) => NodeKind::Bool(*flag),
         DeValue::Datetime(datetime) => NodeKind::Datetime(datetime.to_string()),
-        DeValue::Array(items) => {
-            NodeKind::Array(
-                items
-                    .iter()
-                    .map(|item| convert_value(file, item, errors))
-                    .collect(),
-            )
-        }
+        DeValue::Array(items) => NodeKind::Array(
+            items
+                .iter()
+                .map(|item| convert_value(file, item, errors))
+                .collect(),
+        ),
         DeValue::Table(table) => convert_table(file, table, errors),
     };
     Node { kind, span }

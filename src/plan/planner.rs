@@ -469,6 +469,7 @@ pub async fn make_plan(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let graph = block_graph(configuration)?;
+    // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
     let live = if options.refresh {
         refresh(state, client, options.parallelism).await?
@@ -534,8 +535,7 @@ fn refuse_empty_configuration(
         .iter()
         .map(|module| module.resources.len())
         .sum::<usize>();
-    if declared > 0 || state.resources.is_empty() || options.destroy || options.allow_empty_config
-    {
+    if declared > 0 || state.resources.is_empty() || options.destroy || options.allow_empty_config {
         return Ok(());
     }
     let env = &configuration.env.name;
@@ -582,7 +582,9 @@ fn check_replace_addresses(
             if unknown.len() == 1 { "this" } else { "these" }
         ),
         hint: match suggestion {
-            Some(suggestion) => format!("did you mean `{suggestion}`? (`infra state list` shows the addresses)"),
+            Some(suggestion) => {
+                format!("did you mean `{suggestion}`? (`infra state list` shows the addresses)")
+            }
             None if known.is_empty() => "this environment has no resources yet".into(),
             None => format!(
                 "addresses look like {}; `infra state list` shows them",
@@ -600,6 +602,7 @@ pub fn plan_with_live(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    refuse_empty_configuration(configuration, state, options)?;
     let salt = options
         .salt
         .clone()
@@ -1008,4 +1011,150 @@ pub fn config_digest(configuration: &Configuration) -> String {
         hasher.update([0]);
     }
     format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ResourceStatus;
+
+    const HEADER: &str = "[env]\nname = \"t\"\nproject = \"p\"\nregion = \"r\"\n";
+
+    /// Loads `body` (after the [env] header) and plans it against `state` without refreshing.
+    fn plan(body: &str, state: &State, options: &PlanOptions) -> Result<Plan, PlanError> {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        let graph = block_graph(&configuration).expect("graph");
+        let live = state
+            .resources
+            .iter()
+            .map(|resource| (resource.address.clone(), Some(resource.attributes.clone())))
+            .collect();
+        plan_with_live(&configuration, state, &graph, &live, options)
+    }
+
+    fn messages(result: Result<Plan, PlanError>) -> String {
+        match result {
+            Ok(_) => panic!("the plan was expected to fail"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    fn state_with_secret(address: &str) -> State {
+        let mut state = State::new("t");
+        state.resources.push(StateResource {
+            address: address.into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/S".into(),
+            status: ResourceStatus::Created,
+            attributes: Attributes::new(),
+            dependencies: Vec::new(),
+        });
+        state
+    }
+
+    #[test]
+    fn a_repeated_for_each_item_is_an_error_naming_the_block_and_the_key() {
+        let error = messages(plan(
+            "[resource.secret.s]\nfor_each = [\"a\", \"b\", \"a\"]\nsecret_id = \"s-${each.key}\"\n",
+            &State::new("t"),
+            &PlanOptions::default(),
+        ));
+        assert!(
+            error.contains("envs/t/env.toml:6:12")
+                && error.contains("secret.s: for_each has the key \"a\" twice (items 0 and 2"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn two_blocks_naming_one_secret_are_an_error_naming_both_places() {
+        let error = messages(plan(
+            "[resource.secret.a]\nsecret_id = \"S\"\n[resource.secret.b]\nsecret_id = \"S\"\n",
+            &State::new("t"),
+            &PlanOptions::default(),
+        ));
+        assert!(
+            error.contains(
+                "envs/t/env.toml:7:18: error[invalid-value]: secret.b and secret.a (at envs/t/env.toml:5:18) name the same secret `projects/p/secrets/S`"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn names_known_only_after_apply_skip_the_same_object_check() {
+        let body = "[resource.secret.base]\nsecret_id = \"base\"\n[resource.secret.a]\nsecret_id = \"${secret.base.version}\"\n[resource.secret.b]\nsecret_id = \"${secret.base.version}\"\n";
+        assert!(plan(body, &State::new("t"), &PlanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn an_empty_configuration_over_a_non_empty_state_is_refused_unless_asked_for() {
+        let state = state_with_secret("secret.s");
+        let error = messages(plan("", &state, &PlanOptions::default()));
+        assert!(
+            error.starts_with("envs/t/env.toml:1:1: error: the configuration declares no resources, but the state of `t` holds 1")
+                && error.contains("--allow-empty-config"),
+            "{error}"
+        );
+        let allowed = PlanOptions {
+            allow_empty_config: true,
+            ..PlanOptions::default()
+        };
+        let destroy = PlanOptions {
+            destroy: true,
+            ..PlanOptions::default()
+        };
+        for options in [allowed, destroy] {
+            let planned = plan("", &state, &options).expect("asked for");
+            assert_eq!(planned.changes[0].action, Action::Delete);
+        }
+        assert!(plan("", &State::new("t"), &PlanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn a_replace_address_that_matches_nothing_is_refused_with_the_closest() {
+        let options = PlanOptions {
+            replace: vec!["secret.sx".into()],
+            ..PlanOptions::default()
+        };
+        let error = messages(plan(
+            "[resource.secret.s]\nsecret_id = \"S\"\n",
+            &State::new("t"),
+            &options,
+        ));
+        assert!(
+            error.contains("--replace secret.sx: no resource with this address")
+                && error.contains("did you mean `secret.s`?"),
+            "{error}"
+        );
+        let orphan = PlanOptions {
+            replace: vec!["secret.old".into()],
+            ..PlanOptions::default()
+        };
+        assert!(
+            plan(
+                "[resource.secret.s]\nsecret_id = \"S\"\n",
+                &state_with_secret("secret.old"),
+                &orphan
+            )
+            .is_ok(),
+            "an address only in state is a resource too"
+        );
+    }
+
+    #[test]
+    fn an_ignore_changes_entry_that_names_no_field_is_an_error() {
+        let body = "[resource.secret.s]\nsecret_id = \"S\"\nlifecycle = { ignore_changes = [\"lables\", \"labels.team\"] }\n";
+        let error = messages(plan(body, &State::new("t"), &PlanOptions::default()));
+        assert!(
+            error.contains("ignore_changes names `lables`")
+                && error.contains("did you mean `labels`?")
+                && !error.contains("`labels.team`"),
+            "{error}"
+        );
+    }
 }

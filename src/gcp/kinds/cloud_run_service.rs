@@ -6,8 +6,8 @@
 
 use super::limits::INT32_MAX;
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, OrderedPair, KindContext, KindError, MANAGED_BY_LABEL, get_if_exists,
-    managed_labels, string_attribute,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    OrderedPair, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
 use crate::gcp::{GcpClient, Service};

@@ -782,6 +782,63 @@ mod tests {
             .collect()
     }
 
+    fn generating(bytes: i64, encoding: Option<&str>) -> Attributes {
+        let mut spec = BTreeMap::from([("bytes".to_string(), Value::Integer(bytes))]);
+        if let Some(encoding) = encoding {
+            spec.insert("encoding".into(), Value::string(encoding));
+        }
+        config(&[
+            ("secret_id", Value::string("A")),
+            ("generate", Value::Map(spec)),
+        ])
+    }
+
+    #[test]
+    fn generate_encodings_and_encoded_sizes_are_checked_before_any_call() {
+        assert!(SecretKind.check(&generating(32, None)).is_empty());
+        assert!(
+            SecretKind
+                .check(&generating(49_152, Some("base64")))
+                .is_empty()
+        );
+        assert!(
+            SecretKind
+                .check(&generating(32_768, Some("hex")))
+                .is_empty()
+        );
+        let too_big = SecretKind.check(&generating(32_769, Some("hex")));
+        assert_eq!(too_big.len(), 1, "{too_big:?}");
+        assert!(
+            too_big[0].contains("65538 bytes, over Secret Manager's 64 KiB")
+                && too_big[0].contains("at most 32768 random bytes"),
+            "{too_big:?}"
+        );
+        let rot13 = SecretKind.check(&generating(32, Some("rot13")));
+        assert!(
+            rot13[0].contains("\"rot13\" is not an encoding")
+                && rot13[0].contains("base64url, base64, hex"),
+            "{rot13:?}"
+        );
+        let bounds =
+            super::super::limits::check_limits(&BOUNDS, &[], &generating(1_000_000_000_000, None));
+        assert_eq!(bounds.len(), 1, "{bounds:?}");
+        assert!(SecretKind::generate(&generating(32_769, Some("hex"))).is_err());
+        let value = SecretKind::generate(&generating(49_152, Some("base64url")))
+            .expect("fits")
+            .expect("generated");
+        assert_eq!(value.expose().len(), 65_536);
+    }
+
+    #[test]
+    fn a_value_over_64_kib_is_refused_without_showing_it() {
+        let problems = SecretKind.check(&config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string("z".repeat(65_537))),
+        ]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].contains("zzzz"), "{problems:?}");
+    }
+
     #[test]
     fn desired_fingerprints_the_value_and_adds_the_managed_label() {
         let config = config(&[
