@@ -50,9 +50,12 @@ pub(crate) fn kind_diagnostics(
         {
             message.push_str(&format!(" (set at {})", other.span()));
         }
-        diagnostics.push(
-            Diagnostic::new(DiagnosticCode::InvalidValue, span, message).with_hint(problem.hint),
-        );
+        let code = if problem.other_field.is_some() {
+            DiagnosticCode::InvalidValue
+        } else {
+            DiagnosticCode::OutOfRange
+        };
+        diagnostics.push(Diagnostic::new(code, span, message).with_hint(problem.hint));
     }
     diagnostics
 }

@@ -162,7 +162,7 @@ pub fn evaluate_instances(
                         if let Some(first) = seen.insert(key.clone(), position) {
                             duplicates.push(
                                 Diagnostic::new(
-                                    DiagnosticCode::InvalidValue,
+                                    DiagnosticCode::Duplicate,
                                     expression.span(),
                                     format!(
                                         "{}: for_each has the key {key:?} twice (items {first} and {position} of the list)",
@@ -676,7 +676,7 @@ pub fn plan_with_live(
                 match named_objects.get(&key) {
                     Some((other_address, other_span)) => diagnostics.push(
                         Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
+                            DiagnosticCode::Duplicate,
                             &instance.span,
                             format!(
                                 "{} and {other_address} (at {other_span}) name the same {} `{}`",
@@ -1079,7 +1079,7 @@ mod tests {
         ));
         assert!(
             error.contains(
-                "envs/t/env.toml:7:18: error[invalid-value]: secret.b and secret.a (at envs/t/env.toml:5:18) name the same secret `projects/p/secrets/S`"
+                "envs/t/env.toml:7:18: error[duplicate]: secret.b and secret.a (at envs/t/env.toml:5:18) name the same secret `projects/p/secrets/S`"
             ),
             "{error}"
         );

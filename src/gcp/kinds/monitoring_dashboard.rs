@@ -138,6 +138,35 @@ impl MonitoringDashboardKind {
     }
 }
 
+/// Returns a problem for each mosaic tile reaching past the grid's right edge ("Tiles must be
+/// contained within the specified number of columns", monitoring.v1 `Tile.xPos`). Values out of
+/// their own range are left to the kind's bounds.
+fn tiles_outside_the_grid(document: &Json) -> Vec<String> {
+    let Some(layout) = document.get("mosaicLayout") else {
+        return Vec::new();
+    };
+    // Google's default grid, as the emulator applies it.
+    let columns = layout.get("columns").map_or(Some(12), Json::as_i64);
+    let Some(columns) = columns.filter(|columns| (1..=48).contains(columns)) else {
+        return Vec::new();
+    };
+    let tiles = layout.get("tiles").and_then(Json::as_array);
+    tiles
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(index, tile)| {
+            let x_pos = tile.get("xPos").map_or(Some(0), Json::as_i64)?;
+            let width = tile.get("width").and_then(Json::as_i64)?;
+            (x_pos >= 0 && width >= 1 && x_pos.saturating_add(width) > columns).then(|| {
+                format!(
+                    "dashboard_json: mosaicLayout.tiles[{index}] (xPos {x_pos}, width {width}) does not fit the {columns}-column grid\n  hint: keep xPos + width at most {columns}, or raise mosaicLayout.columns (up to 48)"
+                )
+            })
+        })
+        .collect()
+}
+
 fn strip_envelope(mut document: Json) -> Json {
     if let Some(object) = document.as_object_mut() {
         for field in ENVELOPE {
@@ -163,7 +192,8 @@ impl Kind for MonitoringDashboardKind {
 
     fn check(&self, config: &Attributes) -> Vec<String> {
         match Self::document(config) {
-            Ok(Json::Object(_)) | Ok(Json::Null) => Vec::new(),
+            Ok(document @ Json::Object(_)) => tiles_outside_the_grid(&document),
+            Ok(Json::Null) => Vec::new(),
             Ok(other) => vec![format!(
                 "dashboard_json must be a JSON object, not {}",
                 other

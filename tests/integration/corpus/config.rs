@@ -227,6 +227,11 @@ fn validate_cases() -> Vec<Case> {
         )
         .names(&["envs/test/env.toml:7:18", "`dashboard_json.mosaicLayout.tiles[0].width` = 0"]),
         validate(
+            "dashboard tile past the grid's edge",
+            "[resource.monitoring_dashboard.d]\ndisplay_name = \"d\"\ndashboard_json = { mosaicLayout = { columns = 12, tiles = [{ xPos = 8, yPos = 0, width = 6, height = 4 }] } }\n",
+        )
+        .names(&["envs/test/env.toml:5:32", "tiles[0] (xPos 8, width 6) does not fit the 12-column grid", "xPos + width at most 12"]),
+        validate(
             "dashboard JSON that does not parse",
             "[resource.monitoring_dashboard.d]\ndisplay_name = \"d\"\ndashboard_json = '{\"mosaicLayout\": '\n",
         )
