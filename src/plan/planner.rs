@@ -761,6 +761,28 @@ pub fn plan_with_live(
         if configured.contains(resource.address.as_str()) {
             continue;
         }
+        // A block renamed without `state mv`: deleting the old address would destroy the very
+        // object the new one names.
+        if !options.destroy
+            && let Some((address, span)) =
+                named_objects.get(&(resource.kind.clone(), resource.id.clone()))
+        {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::Duplicate,
+                    span,
+                    format!(
+                        "{address} names {} `{}`, which the state holds as {}: this plan would delete it as {} and leave {address} without it",
+                        resource.kind, resource.id, resource.address, resource.address
+                    ),
+                )
+                .with_hint(format!(
+                    "if the block was renamed, move its state: `infra state mv --env {} '{}' '{address}'`",
+                    configuration.env.name, resource.address
+                )),
+            );
+            continue;
+        }
         let live_attributes = match live.get(&resource.address) {
             Some(None) => None,
             Some(Some(attributes)) => Some(attributes.clone()),
@@ -791,6 +813,9 @@ pub fn plan_with_live(
             sensitive,
             dependencies: resource.dependencies.clone(),
         });
+    }
+    if !diagnostics.is_empty() {
+        return Err(PlanError::Config(ConfigError { diagnostics }));
     }
     changes.extend(orphans);
     changes.sort_by(|left, right| left.address.cmp(&right.address));
@@ -1092,6 +1117,33 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_block_whose_old_address_would_delete_its_object_is_refused() {
+        let state = state_with_secret("secret.old");
+        let error = messages(plan(
+            "[resource.secret.new]\nsecret_id = \"S\"\n",
+            &state,
+            &PlanOptions::default(),
+        ));
+        assert!(
+            error.contains("envs/t/env.toml:5:18: error[duplicate]: secret.new names secret `projects/p/secrets/S`, which the state holds as secret.old")
+                && error.contains("infra state mv --env t 'secret.old' 'secret.new'"),
+            "{error}"
+        );
+        let destroy = PlanOptions {
+            destroy: true,
+            ..PlanOptions::default()
+        };
+        assert!(
+            plan(
+                "[resource.secret.new]\nsecret_id = \"S\"\n",
+                &state,
+                &destroy
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn an_empty_configuration_over_a_non_empty_state_is_refused_unless_asked_for() {
         let state = state_with_secret("secret.s");
         let error = messages(plan("", &state, &PlanOptions::default()));
@@ -1137,7 +1189,7 @@ mod tests {
         };
         assert!(
             plan(
-                "[resource.secret.s]\nsecret_id = \"S\"\n",
+                "[resource.secret.s]\nsecret_id = \"T\"\n",
                 &state_with_secret("secret.old"),
                 &orphan
             )

@@ -418,6 +418,12 @@ fn applied_cases() -> Vec<Case> {
             .names(&["envs/test/env.toml:13:18", "envs/test/env.toml:17:18", "secret.copy", "secret.db"])
             .absent("not-a-real-password"),
         apply_raw(
+            "apply of a renamed block whose old address holds its secret",
+            &GOOD_ENV.replace("[resource.secret.db]", "[resource.secret.database]"),
+            &[],
+        )
+        .names(&["envs/test/env.toml:13:18", "secret.database names secret `projects/proj-test/secrets/db-password`, which the state holds as secret.db", "infra state mv --env test 'secret.db' 'secret.database'"]),
+        apply_raw(
             "apply of an integer beyond 64 bits",
             &format!("{GOOD_ENV}\n[resource.cloud_run_service.web]\nname = \"web\"\nimage = \"gcr.io/p/web\"\nmax_instances = 9223372036854775808\n"),
             &[],
