@@ -1282,6 +1282,38 @@ mod tests {
     }
 
     #[test]
+    fn an_env_file_without_its_env_table_is_an_error_at_line_one() {
+        for text in ["", "# only a comment\n", "[vars]\nx = 1\n"] {
+            let root = project(&[("envs/t/env.toml", text)]);
+            let error = load(root.path(), "t").expect_err("no [env]");
+            assert_eq!(codes(&error), vec![DiagnosticCode::MissingField], "{error}");
+            let diagnostic = &error.diagnostics[0];
+            assert_eq!(
+                diagnostic.span.as_ref().map(ToString::to_string).as_deref(),
+                Some("envs/t/env.toml:1:1")
+            );
+            assert!(
+                diagnostic
+                    .hint
+                    .as_deref()
+                    .is_some_and(|hint| hint.contains("[env] with name = \"t\"")),
+                "{error}"
+            );
+        }
+        let root = project(&[(
+            "envs/t/env.toml",
+            "[env]\nname = \"t\"\nproject = \" \"\nregion = \"r\"\n",
+        )]);
+        let error = load(root.path(), "t").expect_err("empty project");
+        assert!(
+            error
+                .to_string()
+                .contains("envs/t/env.toml:3:11: error[invalid-value]: env.project is empty"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_env_name_must_match_its_directory() {
         let root = project(&[(
             "envs/t/env.toml",

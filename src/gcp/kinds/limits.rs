@@ -58,15 +58,11 @@ pub fn check_limits(
     config: &Attributes,
 ) -> Vec<LimitProblem> {
     let mut problems = Vec::new();
+    let whole = Value::Map(config.clone());
     for bound in bounds {
         let segments: Vec<&str> = bound.path.split('.').collect();
         let mut found = Vec::new();
-        collect(
-            &Value::Map(config.clone()),
-            &segments,
-            String::new(),
-            &mut found,
-        );
+        collect(&whole, &segments, String::new(), &mut found);
         for (shown, value) in found {
             let Some(number) = number(&value) else {
                 continue;
