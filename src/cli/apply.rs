@@ -163,6 +163,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         let options = PlanOptions {
             salt: Some(saved.salt.clone()),
             destroy: saved.destroy,
+            // The saved plan was reviewed as made; emptying the configuration since then
+            // changes its digest, which `check_fresh` refuses.
+            allow_empty_config: true,
             ..args.planning.options(saved.destroy)
         };
         let current = make_plan(&session.configuration, &state, &session.client, &options).await?;

@@ -29,6 +29,10 @@ pub struct PlanningArgs {
     /// Never color the output (NO_COLOR and a non-terminal stdout do the same).
     #[arg(long)]
     pub no_color: bool,
+    /// Plan even though the configuration declares no resources while the state holds some
+    /// (every one of them is destroyed); refused without it.
+    #[arg(long)]
+    pub allow_empty_config: bool,
 }
 
 impl PlanningArgs {
@@ -39,6 +43,7 @@ impl PlanningArgs {
             refresh: self.refresh,
             destroy,
             replace: self.replace.clone(),
+            allow_empty_config: self.allow_empty_config,
             salt: None,
         }
     }

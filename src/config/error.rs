@@ -22,6 +22,10 @@ pub enum DiagnosticCode {
     UnknownField,
     MissingField,
     InvalidValue,
+    /// A number outside what its API field takes.
+    OutOfRange,
+    /// Two things that must be distinct are not: `for_each` keys, the cloud objects addresses name.
+    Duplicate,
     UnknownReference,
     Cycle,
     MissingInput,
@@ -38,6 +42,8 @@ impl DiagnosticCode {
             DiagnosticCode::UnknownField => "unknown-field",
             DiagnosticCode::MissingField => "missing-field",
             DiagnosticCode::InvalidValue => "invalid-value",
+            DiagnosticCode::OutOfRange => "out-of-range",
+            DiagnosticCode::Duplicate => "duplicate",
             DiagnosticCode::UnknownReference => "unknown-reference",
             DiagnosticCode::Cycle => "cycle",
             DiagnosticCode::MissingInput => "missing-input",

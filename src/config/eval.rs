@@ -260,7 +260,10 @@ impl<'a> Evaluator<'a> {
                                 format!(
                                     "{kind}.{name} uses for_each: pick an instance with [KEY] or all with [*]"
                                 ),
-                            ));
+                            )
+                            .with_hint(format!(
+                                "like ${{{kind}.{name}[\"KEY\"].name}} or ${{{kind}.{name}[*].name}}"
+                            )));
                         }
                     },
                 }
@@ -335,6 +338,7 @@ fn lookup(value: &Value, name: &str, traversal: &Traversal) -> Result<Value, Dia
 
 fn error(expression: &Expression, message: String) -> Diagnostic {
     Diagnostic::new(DiagnosticCode::Expression, &expression.span, message)
+        .with_hint("the functions and what they take: docs/config.md, section Expressions")
 }
 
 fn call(
@@ -441,15 +445,22 @@ fn call(
         "zipmap" => {
             arity(2)?;
             match (&arguments[0], &arguments[1]) {
-                (Value::List(keys), Value::List(values)) if keys.len() == values.len() => keys
-                    .iter()
-                    .zip(values)
-                    .map(|(key, value)| match key.to_interpolation() {
-                        Some(key) => Ok((key, value.clone())),
-                        None => Err(error(expression, "zipmap(): keys must be strings".into())),
-                    })
-                    .collect::<Result<_, _>>()
-                    .map(Value::Map),
+                (Value::List(keys), Value::List(values)) if keys.len() == values.len() => {
+                    let mut map = BTreeMap::new();
+                    for (key, value) in keys.iter().zip(values) {
+                        let Some(key) = key.to_interpolation() else {
+                            return Err(error(expression, "zipmap(): keys must be strings".into()));
+                        };
+                        // A repeated key would silently keep only the last value.
+                        if map.insert(key.clone(), value.clone()).is_some() {
+                            return Err(error(
+                                expression,
+                                format!("zipmap(): the key {key:?} appears more than once"),
+                            ));
+                        }
+                    }
+                    Ok(Value::Map(map))
+                }
                 (Value::List(keys), Value::List(values)) => Err(error(
                     expression,
                     format!("zipmap(): {} keys but {} values", keys.len(), values.len()),

@@ -407,6 +407,21 @@ impl Parser<'_> {
                 let literal = &self.text[start..self.position];
                 let value = if let Ok(integer) = literal.parse::<i64>() {
                     Value::Integer(integer)
+                } else if !literal.contains('.') && literal.len() > 1 {
+                    // Digits alone that do not parse as i64 overflow it: an error, never a
+                    // silently rounded float.
+                    return Err(Diagnostic::new(
+                        DiagnosticCode::Expression,
+                        &self.span.sub(self.base + start, literal.len()),
+                        format!(
+                            "the integer {literal} does not fit in 64 bits (from {} to {})",
+                            i64::MIN,
+                            i64::MAX
+                        ),
+                    )
+                    .with_hint(
+                        "write a smaller number; the field's own limits are usually much lower",
+                    ));
                 } else if let Ok(float) = literal.parse::<f64>() {
                     Value::Float(float)
                 } else {
@@ -502,6 +517,20 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<TemplatePart>, Diagnostic> {
         parse_template(text, &span_of(text))
+    }
+
+    #[test]
+    fn an_integer_literal_beyond_64_bits_is_an_error_not_a_float() {
+        let error = parse("${lower(99999999999999999999)}").expect_err("overflow");
+        assert!(
+            error
+                .message
+                .contains("99999999999999999999 does not fit in 64 bits"),
+            "{error}"
+        );
+        assert!(error.hint.is_some());
+        assert!(parse("${lower(9223372036854775807)}").is_ok());
+        assert!(parse("${lower(1.5)}").is_ok());
     }
 
     #[test]

@@ -65,11 +65,12 @@ impl Loader {
             Ok(node) => Some((file, node)),
             Err(errors) => {
                 for error in errors {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::Syntax,
-                        &error.span,
-                        format!("invalid TOML: {}", error.message),
-                    ));
+                    let diagnostic =
+                        Diagnostic::new(DiagnosticCode::Syntax, &error.span, error.message);
+                    self.diagnostics.push(match error.hint {
+                        Some(hint) => diagnostic.with_hint(hint),
+                        None => diagnostic,
+                    });
                 }
                 None
             }
@@ -91,11 +92,14 @@ impl Loader {
         match entry.node.as_str() {
             Some(text) => Some(text.to_string()),
             None => {
-                self.diagnostics.push(Diagnostic::new(
-                    DiagnosticCode::InvalidValue,
-                    &entry.node.span,
-                    format!("{what} must be a string (got {})", entry.node.type_name()),
-                ));
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticCode::InvalidValue,
+                        &entry.node.span,
+                        format!("{what} must be a string (got {})", entry.node.type_name()),
+                    )
+                    .with_hint("write it in quotes, like key = \"…\""),
+                );
                 None
             }
         }
@@ -104,11 +108,14 @@ impl Loader {
     fn table<'a>(&mut self, entry: &'a Entry, what: &str) -> Option<&'a BTreeMap<String, Entry>> {
         let table = entry.node.as_table();
         if table.is_none() {
-            self.diagnostics.push(Diagnostic::new(
-                DiagnosticCode::InvalidValue,
-                &entry.node.span,
-                format!("{what} must be a table (got {})", entry.node.type_name()),
-            ));
+            self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    &entry.node.span,
+                    format!("{what} must be a table (got {})", entry.node.type_name()),
+                )
+                .with_hint("write it as a [section] of keys, or inline as { key = … }"),
+            );
         }
         table
     }
@@ -164,6 +171,16 @@ impl Loader {
                         if !ENV_KEYS.contains(&field.as_str()) {
                             self.unknown_key(value, field, "[env]", &ENV_KEYS);
                         } else if let Some(text) = self.string(value, &format!("env.{field}")) {
+                            if text.trim().is_empty() {
+                                self.diagnostics.push(
+                                    Diagnostic::new(
+                                        DiagnosticCode::InvalidValue,
+                                        &value.node.span,
+                                        format!("env.{field} is empty"),
+                                    )
+                                    .with_hint(format!("set {field} = \"…\" to a real value")),
+                                );
+                            }
                             let name = ENV_KEYS
                                 .iter()
                                 .find(|known| **known == field.as_str())
@@ -209,11 +226,14 @@ impl Loader {
                         match (field.as_str(), &value.node.kind) {
                             ("endpoint", _) => endpoint = self.string(value, "gcp.endpoint"),
                             ("emulator_only", NodeKind::Bool(flag)) => emulator_only = *flag,
-                            ("emulator_only", _) => self.diagnostics.push(Diagnostic::new(
-                                DiagnosticCode::InvalidValue,
-                                &value.node.span,
-                                "gcp.emulator_only must be a boolean",
-                            )),
+                            ("emulator_only", _) => self.diagnostics.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    &value.node.span,
+                                    "gcp.emulator_only must be a boolean",
+                                )
+                                .with_hint("write emulator_only = true or false, without quotes"),
+                            ),
                             _ => self.unknown_key(
                                 value,
                                 field,
@@ -233,18 +253,21 @@ impl Loader {
                         match (field.as_str(), &value.node.kind) {
                             ("embedded", NodeKind::Bool(flag)) => embedded = *flag,
                             ("data", NodeKind::String(text)) => data = text.clone(),
-                            ("embedded" | "data", _) => self.diagnostics.push(Diagnostic::new(
-                                DiagnosticCode::InvalidValue,
-                                &value.node.span,
-                                format!(
-                                    "emulator.{field} must be a {}",
-                                    if field == "embedded" {
-                                        "boolean"
-                                    } else {
-                                        "string"
-                                    }
-                                ),
-                            )),
+                            ("embedded" | "data", _) => self.diagnostics.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    &value.node.span,
+                                    format!(
+                                        "emulator.{field} must be a {}",
+                                        if field == "embedded" {
+                                            "boolean"
+                                        } else {
+                                            "string"
+                                        }
+                                    ),
+                                )
+                                .with_hint("like embedded = true and data = \".emulator\""),
+                            ),
                             _ => {
                                 self.unknown_key(value, field, "[emulator]", &["embedded", "data"])
                             }
@@ -307,6 +330,24 @@ impl Loader {
                 ),
             }
         }
+        if !top.contains_key("env") {
+            // Without [env] nothing says which project this is: an empty or comment-only file
+            // must not pass as "an environment that declares nothing" (apply would destroy all).
+            self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::MissingField,
+                    &Span {
+                        file: file.clone(),
+                        start: 0,
+                        end: 0,
+                    },
+                    format!("{} has no [env] table", relative.display()),
+                )
+                .with_hint(format!(
+                    "add at the top: [env] with name = \"{env}\", project = \"<project id>\" and region = \"<region>\""
+                )),
+            );
+        }
         let mut modules = vec![root_module];
         for (name, call) in module_calls {
             if let Some(instance) = self.module_call(&name, &call) {
@@ -348,11 +389,14 @@ impl Loader {
             if field == "create_bucket" {
                 match value.node.kind {
                     NodeKind::Bool(flag) => create_bucket = flag,
-                    _ => self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::InvalidValue,
-                        &value.node.span,
-                        "backend.create_bucket must be a boolean",
-                    )),
+                    _ => self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            &value.node.span,
+                            "backend.create_bucket must be a boolean",
+                        )
+                        .with_hint("write create_bucket = true or false, without quotes"),
+                    ),
                 }
             } else if ["kind", "bucket", "prefix", "path"].contains(&field.as_str()) {
                 if let Some(text) = self.string(value, &format!("backend.{field}")) {
@@ -384,11 +428,14 @@ impl Loader {
                     create_bucket,
                 }),
                 None => {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::MissingField,
-                        &entry.key_span,
-                        "a gcs backend needs `bucket`",
-                    ));
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::MissingField,
+                            &entry.key_span,
+                            "a gcs backend needs `bucket`",
+                        )
+                        .with_hint("add bucket = \"<bucket name>\" under [backend]"),
+                    );
                     None
                 }
             },
@@ -548,16 +595,19 @@ impl Loader {
             if let Some(default) = input.default.as_ref().and_then(ValueExpr::as_literal)
                 && !input.input_type.accepts(&default)
             {
-                self.diagnostics.push(Diagnostic::new(
-                    DiagnosticCode::InvalidValue,
-                    input.default.as_ref().map_or(&input.span, ValueExpr::span),
-                    format!(
-                        "input.{name}: the default is a {}, not a {:?}",
-                        default.type_name(),
-                        input.input_type
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticCode::InvalidValue,
+                        input.default.as_ref().map_or(&input.span, ValueExpr::span),
+                        format!(
+                            "input.{name}: the default is a {}, not a {:?}",
+                            default.type_name(),
+                            input.input_type
+                        )
+                        .to_lowercase(),
                     )
-                    .to_lowercase(),
-                ));
+                    .with_hint("change the default, or the input's type"),
+                );
             }
             instance.inputs.insert(name.clone(), input);
         }
@@ -600,11 +650,14 @@ impl Loader {
                         },
                     );
                 }
-                None => self.diagnostics.push(Diagnostic::new(
-                    DiagnosticCode::MissingField,
-                    &declaration.key_span,
-                    format!("output `{name}` has no `value`"),
-                )),
+                None => self.diagnostics.push(
+                    Diagnostic::new(
+                        DiagnosticCode::MissingField,
+                        &declaration.key_span,
+                        format!("output `{name}` has no `value`"),
+                    )
+                    .with_hint(format!("add value = \"${{…}}\" under [output.{name}]")),
+                ),
             }
         }
     }
@@ -671,15 +724,20 @@ impl Loader {
                                 if let Some(literal) = expression.as_literal()
                                     && !spec.field_type.accepts(&literal)
                                 {
-                                    self.diagnostics.push(Diagnostic::new(
-                                        DiagnosticCode::InvalidValue,
-                                        &value.node.span,
-                                        format!(
-                                            "{address}: `{field}` must be a {} (got {})",
-                                            spec.field_type.describe(),
-                                            literal.type_name()
-                                        ),
-                                    ));
+                                    self.diagnostics.push(
+                                        Diagnostic::new(
+                                            DiagnosticCode::InvalidValue,
+                                            &value.node.span,
+                                            format!(
+                                                "{address}: `{field}` must be a {} (got {})",
+                                                spec.field_type.describe(),
+                                                literal.type_name()
+                                            ),
+                                        )
+                                        .with_hint(format!(
+                                            "the fields of `{kind_name}` and their types: docs/kinds.md"
+                                        )),
+                                    );
                                 }
                                 resource.attributes.insert(field.clone(), expression);
                             }
@@ -718,20 +776,8 @@ impl Loader {
                         );
                     }
                 }
-                if let Some(literals) = resource
-                    .attributes
-                    .iter()
-                    .map(|(key, value)| value.as_literal().map(|v| (key.clone(), v)))
-                    .collect::<Option<_>>()
-                {
-                    for problem in kind.check(&literals) {
-                        self.diagnostics.push(Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
-                            &block.key_span,
-                            format!("{address}: {problem}"),
-                        ));
-                    }
-                }
+                // A kind's rules and limits are checked on evaluated values by the planner, which
+                // `validate` runs too: literal or computed, all such problems come out together.
                 instance.resources.push(resource);
             }
         }
@@ -745,19 +791,25 @@ impl Loader {
                         Some(text) => resource
                             .depends_on
                             .push((text.to_string(), item.span.clone())),
-                        None => self.diagnostics.push(Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
-                            &item.span,
-                            "depends_on entries are strings like \"secret.name\"",
-                        )),
+                        None => self.diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                &item.span,
+                                "depends_on entries are strings like \"secret.name\"",
+                            )
+                            .with_hint("name a resource block of the same module as \"kind.name\""),
+                        ),
                     }
                 }
             }
-            _ => self.diagnostics.push(Diagnostic::new(
-                DiagnosticCode::InvalidValue,
-                &entry.node.span,
-                "depends_on must be a list like [\"secret.name\"]",
-            )),
+            _ => self.diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::InvalidValue,
+                    &entry.node.span,
+                    "depends_on must be a list like [\"secret.name\"]",
+                )
+                .with_hint("put the address in brackets, even a single one"),
+            ),
         }
     }
 
@@ -771,24 +823,38 @@ impl Loader {
                     resource.lifecycle.prevent_destroy = *flag
                 }
                 ("ignore_changes", NodeKind::Array(items)) => {
-                    resource.lifecycle.ignore_changes = items
-                        .iter()
-                        .filter_map(|item| item.as_str().map(String::from))
-                        .collect();
+                    for item in items {
+                        match item.as_str() {
+                            Some(path) => resource.lifecycle.ignore_changes.push(path.to_string()),
+                            None => self.diagnostics.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::InvalidValue,
+                                    &item.span,
+                                    "lifecycle.ignore_changes entries are field names",
+                                )
+                                .with_hint("write them as strings, like ignore_changes = [\"labels\"]"),
+                            ),
+                        }
+                    }
                 }
                 ("prevent_destroy" | "ignore_changes", _) => {
-                    self.diagnostics.push(Diagnostic::new(
-                        DiagnosticCode::InvalidValue,
-                        &value.node.span,
-                        format!(
-                            "lifecycle.{field} must be a {}",
-                            if field == "prevent_destroy" {
-                                "boolean"
-                            } else {
-                                "list of strings"
-                            }
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            &value.node.span,
+                            format!(
+                                "lifecycle.{field} must be a {}",
+                                if field == "prevent_destroy" {
+                                    "boolean"
+                                } else {
+                                    "list of strings"
+                                }
+                            ),
+                        )
+                        .with_hint(
+                            "like lifecycle = { prevent_destroy = true, ignore_changes = [\"labels\"] }",
                         ),
-                    ))
+                    )
                 }
                 _ => self.unknown_key(
                     value,
@@ -1047,7 +1113,10 @@ fn check_traversal(
 }
 
 /// Returns the candidate closest to `name` by edit distance, when it is close enough to be a typo.
-fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     fn distance(left: &str, right: &str) -> usize {
         let right: Vec<char> = right.chars().collect();
         let mut previous: Vec<usize> = (0..=right.len()).collect();
@@ -1208,6 +1277,38 @@ mod tests {
             error
                 .to_string()
                 .contains("`labels` must be a map of strings (got integer)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_env_file_without_its_env_table_is_an_error_at_line_one() {
+        for text in ["", "# only a comment\n", "[vars]\nx = 1\n"] {
+            let root = project(&[("envs/t/env.toml", text)]);
+            let error = load(root.path(), "t").expect_err("no [env]");
+            assert_eq!(codes(&error), vec![DiagnosticCode::MissingField], "{error}");
+            let diagnostic = &error.diagnostics[0];
+            assert_eq!(
+                diagnostic.span.as_ref().map(ToString::to_string).as_deref(),
+                Some("envs/t/env.toml:1:1")
+            );
+            assert!(
+                diagnostic
+                    .hint
+                    .as_deref()
+                    .is_some_and(|hint| hint.contains("[env] with name = \"t\"")),
+                "{error}"
+            );
+        }
+        let root = project(&[(
+            "envs/t/env.toml",
+            "[env]\nname = \"t\"\nproject = \" \"\nregion = \"r\"\n",
+        )]);
+        let error = load(root.path(), "t").expect_err("empty project");
+        assert!(
+            error
+                .to_string()
+                .contains("envs/t/env.toml:3:11: error[invalid-value]: env.project is empty"),
             "{error}"
         );
     }

@@ -4,11 +4,13 @@
 pub mod error;
 pub mod eval;
 pub mod expr;
+mod kind_checks;
 pub mod load;
 pub mod model;
 pub mod source;
 
 pub use error::{ConfigError, Diagnostic, DiagnosticCode};
+pub(crate) use kind_checks::kind_diagnostics;
 pub use load::{list_envs, load};
 pub use model::{
     BackendSettings, BlockId, Configuration, EmbeddedEmulator, EnvSettings, Lifecycle,

@@ -141,6 +141,7 @@ impl Node {
 pub struct SyntaxError {
     pub span: Span,
     pub message: String,
+    pub hint: Option<String>,
 }
 
 /// Parses a file's text into a spanned tree, or returns every syntax error found.
@@ -157,14 +158,20 @@ pub fn parse_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<SyntaxError>> {
                         start: range.start,
                         end: range.end,
                     },
-                    message: error.message().trim().to_string(),
+                    message: format!("invalid TOML: {}", error.message().trim()),
+                    hint: Some("the TOML syntax: https://toml.io/en/v1.0.0".into()),
                 }
             })
             .collect());
     }
     let span = root.span();
+    let mut errors = Vec::new();
+    let kind = convert_table(file, root.get_ref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(Node {
-        kind: convert_table(file, root.get_ref()),
+        kind,
         span: Span {
             file: file.clone(),
             start: span.start,
@@ -173,7 +180,11 @@ pub fn parse_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<SyntaxError>> {
     })
 }
 
-fn convert_table(file: &Arc<SourceFile>, table: &DeTable<'_>) -> NodeKind {
+fn convert_table(
+    file: &Arc<SourceFile>,
+    table: &DeTable<'_>,
+    errors: &mut Vec<SyntaxError>,
+) -> NodeKind {
     let entries = table
         .iter()
         .map(|(key, value)| {
@@ -184,7 +195,7 @@ fn convert_table(file: &Arc<SourceFile>, table: &DeTable<'_>) -> NodeKind {
                     start: key_range.start,
                     end: key_range.end,
                 },
-                node: convert_value(file, value),
+                node: convert_value(file, value, errors),
             };
             (key.get_ref().to_string(), entry)
         })
@@ -192,7 +203,11 @@ fn convert_table(file: &Arc<SourceFile>, table: &DeTable<'_>) -> NodeKind {
     NodeKind::Table(entries)
 }
 
-fn convert_value(file: &Arc<SourceFile>, value: &toml::Spanned<DeValue<'_>>) -> Node {
+fn convert_value(
+    file: &Arc<SourceFile>,
+    value: &toml::Spanned<DeValue<'_>>,
+    errors: &mut Vec<SyntaxError>,
+) -> Node {
     let range = value.span();
     let span = Span {
         file: file.clone(),
@@ -202,22 +217,44 @@ fn convert_value(file: &Arc<SourceFile>, value: &toml::Spanned<DeValue<'_>>) -> 
     let kind = match value.get_ref() {
         DeValue::String(text) => NodeKind::String(text.to_string()),
         DeValue::Integer(integer) => {
-            let digits = integer.as_str().replace('_', "");
-            let digits = digits
+            let written = integer.as_str().replace('_', "");
+            let digits = written
                 .trim_start_matches("0x")
                 .trim_start_matches("0o")
                 .trim_start_matches("0b");
-            NodeKind::Integer(i64::from_str_radix(digits, integer.radix()).unwrap_or(i64::MAX))
+            // An integer that does not fit is an error at its place, never clamped: a clamped
+            // i64::MAX would be planned and sent as if the user had written it.
+            match i64::from_str_radix(digits, integer.radix()) {
+                Ok(number) => NodeKind::Integer(number),
+                Err(_) => {
+                    errors.push(SyntaxError {
+                        span: span.clone(),
+                        message: format!(
+                            "the integer {written} does not fit in 64 bits (from {} to {})",
+                            i64::MIN,
+                            i64::MAX
+                        ),
+                        hint: Some(
+                            "write a smaller number; the field's own limits are usually much lower"
+                                .into(),
+                        ),
+                    });
+                    NodeKind::Integer(0)
+                }
+            }
         }
         DeValue::Float(float) => {
             NodeKind::Float(float.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
         }
         DeValue::Boolean(flag) => NodeKind::Bool(*flag),
         DeValue::Datetime(datetime) => NodeKind::Datetime(datetime.to_string()),
-        DeValue::Array(items) => {
-            NodeKind::Array(items.iter().map(|item| convert_value(file, item)).collect())
-        }
-        DeValue::Table(table) => convert_table(file, table),
+        DeValue::Array(items) => NodeKind::Array(
+            items
+                .iter()
+                .map(|item| convert_value(file, item, errors))
+                .collect(),
+        ),
+        DeValue::Table(table) => convert_table(file, table, errors),
     };
     Node { kind, span }
 }
@@ -238,6 +275,20 @@ mod tests {
         let count = &env.as_table().expect("table")["count"];
         assert_eq!(count.key_span.to_string(), "envs/x/env.toml:3:3");
         assert!(matches!(count.node.kind, NodeKind::Integer(3)));
+    }
+
+    #[test]
+    fn an_integer_beyond_64_bits_is_an_error_at_its_place_not_clamped() {
+        let file = source("[env]\nname = \"x\"\ncount = 99999999999999999999\nsmall = -3\n");
+        let errors = parse_toml(&file).expect_err("overflow");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].span.to_string(), "envs/x/env.toml:3:9");
+        assert!(
+            errors[0].message.contains("does not fit in 64 bits"),
+            "{errors:?}"
+        );
+        let file = source("a = 9223372036854775807\nb = -9223372036854775808\n");
+        assert!(parse_toml(&file).is_ok());
     }
 
     #[test]

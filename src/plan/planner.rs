@@ -27,6 +27,9 @@ pub struct PlanOptions {
     pub refresh: bool,
     pub destroy: bool,
     pub replace: Vec<String>,
+    /// Plan even when the configuration declares no resource but the state holds some (which
+    /// destroys them all); without it such a plan is refused.
+    pub allow_empty_config: bool,
     /// Reuse a plan's salt (when checking a saved plan); `None` draws a fresh one.
     pub salt: Option<String>,
 }
@@ -38,6 +41,7 @@ impl Default for PlanOptions {
             refresh: true,
             destroy: false,
             replace: Vec::new(),
+            allow_empty_config: false,
             salt: None,
         }
     }
@@ -52,6 +56,9 @@ pub enum PlanError {
     Refresh(Vec<String>),
     #[error("{0}")]
     Refused(String),
+    /// A plan that would be dangerous by accident: what is wrong, and how to mean it.
+    #[error("{message}\n  hint: {hint}")]
+    Unsafe { message: String, hint: String },
 }
 
 /// One evaluated resource instance.
@@ -124,11 +131,12 @@ pub fn evaluate_instances(
                 .map_err(|diagnostic| vec![diagnostic])?;
             evaluator.take_touched();
             let invalid = |message: String| {
-                vec![Diagnostic::new(
-                    DiagnosticCode::InvalidValue,
-                    expression.span(),
-                    message,
-                )]
+                vec![
+                    Diagnostic::new(DiagnosticCode::InvalidValue, expression.span(), message)
+                        .with_hint(
+                            "for_each takes a map, or a list of strings, known at plan time",
+                        ),
+                ]
             };
             if value.contains_unknown() {
                 return Err(invalid(format!(
@@ -141,13 +149,37 @@ pub fn evaluate_instances(
                     .into_iter()
                     .map(|(key, value)| (Some(key), value))
                     .collect(),
-                Value::List(items) => items
-                    .into_iter()
-                    .map(|item| match item.to_interpolation() {
-                        Some(key) => Ok((Some(key), item)),
-                        None => Err(invalid("for_each over a list needs strings".into())),
-                    })
-                    .collect::<Result<_, _>>()?,
+                Value::List(items) => {
+                    let mut keys = Vec::new();
+                    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                    let mut duplicates = Vec::new();
+                    for (position, item) in items.into_iter().enumerate() {
+                        let Some(key) = item.to_interpolation() else {
+                            return Err(invalid("for_each over a list needs strings".into()));
+                        };
+                        // A repeated item (or two that become the same key) would silently
+                        // collapse into one instance.
+                        if let Some(first) = seen.insert(key.clone(), position) {
+                            duplicates.push(
+                                Diagnostic::new(
+                                    DiagnosticCode::Duplicate,
+                                    expression.span(),
+                                    format!(
+                                        "{}: for_each has the key {key:?} twice (items {first} and {position} of the list)",
+                                        instance_address(&module.name, &block.kind, &block.name, None)
+                                    ),
+                                )
+                                .with_hint("each item becomes one instance's key: remove the repeated item"),
+                            );
+                            continue;
+                        }
+                        keys.push((Some(key), item));
+                    }
+                    if !duplicates.is_empty() {
+                        return Err(duplicates);
+                    }
+                    keys
+                }
                 other => {
                     return Err(invalid(format!(
                         "for_each must be a map or a list of strings (got {})",
@@ -173,28 +205,30 @@ pub fn evaluate_instances(
                 Ok(value) => {
                     let spec = kind.fields().iter().find(|spec| spec.name == field);
                     if let Some(spec) = spec.filter(|spec| !spec.field_type.accepts(&value)) {
-                        diagnostics.push(Diagnostic::new(
-                            DiagnosticCode::InvalidValue,
-                            expression.span(),
-                            format!(
-                                "{address}: `{field}` must be a {} (got {})",
-                                spec.field_type.describe(),
-                                value.type_name()
-                            ),
-                        ));
+                        diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                expression.span(),
+                                format!(
+                                    "{address}: `{field}` must be a {} (got {})",
+                                    spec.field_type.describe(),
+                                    value.type_name()
+                                ),
+                            )
+                            .with_hint(format!(
+                                "the fields of `{}` and their types: docs/kinds.md",
+                                block.kind
+                            )),
+                        );
                     }
                     config.insert(field.clone(), value);
                 }
                 Err(diagnostic) => diagnostics.push(diagnostic),
             }
         }
-        for problem in kind.check(&config) {
-            diagnostics.push(Diagnostic::new(
-                DiagnosticCode::InvalidValue,
-                &block.span,
-                format!("{address}: {problem}"),
-            ));
-        }
+        diagnostics.extend(crate::config::kind_diagnostics(
+            kind, &address, block, &config,
+        ));
         let mut dependencies = evaluator.take_touched();
         for (target, _) in &block.depends_on {
             if let Some((kind_name, name)) = target.split_once('.') {
@@ -315,7 +349,8 @@ pub fn evaluate_value_block(
                         value.type_name()
                     )
                     .to_lowercase(),
-                ));
+                )
+                .with_hint(format!("the input is declared at {}", input.span)));
             }
             let sources = evaluator.take_touched();
             let key = (module.name.clone(), name.clone());
@@ -434,6 +469,8 @@ pub async fn make_plan(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let graph = block_graph(configuration)?;
+    // Before refreshing: no need to read anything to refuse.
+    refuse_empty_configuration(configuration, state, options)?;
     let live = if options.refresh {
         refresh(state, client, options.parallelism).await?
     } else {
@@ -446,6 +483,117 @@ pub async fn make_plan(
     plan_with_live(configuration, state, &graph, &live, options)
 }
 
+/// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo
+/// there would silently ignore nothing.
+fn unknown_ignored_fields(instance: &InstanceConfig, change: &ResourceChange) -> Vec<Diagnostic> {
+    let mut known: Vec<&str> = instance
+        .kind
+        .fields()
+        .iter()
+        .map(|spec| spec.name)
+        .collect();
+    if let Some(after) = &change.after {
+        known.extend(after.keys().map(String::as_str));
+    }
+    known.sort_unstable();
+    known.dedup();
+    instance
+        .lifecycle
+        .ignore_changes
+        .iter()
+        .filter(|entry| {
+            let root = entry.split(['.', '[']).next().unwrap_or_default();
+            !known.contains(&root)
+        })
+        .map(|entry| {
+            let suggestion = crate::config::load::closest(entry, known.iter().copied())
+                .map(|field| format!("did you mean `{field}`? "))
+                .unwrap_or_default();
+            Diagnostic::new(
+                DiagnosticCode::InvalidValue,
+                &instance.span,
+                format!(
+                    "{}: lifecycle.ignore_changes names `{entry}`, which is not a field of {}",
+                    instance.address,
+                    instance.kind.name()
+                ),
+            )
+            .with_hint(format!("{suggestion}fields: {}", known.join(", ")))
+        })
+        .collect()
+}
+
+/// Refuses a plan that would destroy everything in state because the configuration declares
+/// nothing (an emptied or truncated env.toml), unless destroying is what was asked for.
+fn refuse_empty_configuration(
+    configuration: &Configuration,
+    state: &State,
+    options: &PlanOptions,
+) -> Result<(), PlanError> {
+    let declared = configuration
+        .modules
+        .iter()
+        .map(|module| module.resources.len())
+        .sum::<usize>();
+    if declared > 0 || state.resources.is_empty() || options.destroy || options.allow_empty_config {
+        return Ok(());
+    }
+    let env = &configuration.env.name;
+    let count = state.resources.len();
+    Err(PlanError::Unsafe {
+        message: format!(
+            "{}:1:1: error: the configuration declares no resources, but the state of `{env}` holds {count}: this plan would destroy {}",
+            configuration.env.file.display_path,
+            if count == 1 { "it" } else { "all of them" }
+        ),
+        hint: format!(
+            "if the file lost its blocks, restore it; to destroy everything run `infra destroy --env {env}`; to apply an empty configuration on purpose pass --allow-empty-config"
+        ),
+    })
+}
+
+/// Refuses a `--replace` address that names no resource of the plan (configuration or state).
+fn check_replace_addresses(
+    changes: &[ResourceChange],
+    options: &PlanOptions,
+    env: &str,
+) -> Result<(), PlanError> {
+    let known: Vec<&str> = changes
+        .iter()
+        .map(|change| change.address.as_str())
+        .collect();
+    let unknown: Vec<&String> = options
+        .replace
+        .iter()
+        .filter(|address| !known.contains(&address.as_str()))
+        .collect();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let suggestion = crate::config::load::closest(first, known.iter().copied());
+    Err(PlanError::Unsafe {
+        message: format!(
+            "--replace {}: no resource with {} address in the configuration or the state of `{env}`",
+            unknown
+                .iter()
+                .map(|address| address.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unknown.len() == 1 { "this" } else { "these" }
+        ),
+        hint: match suggestion {
+            Some(suggestion) => {
+                format!("did you mean `{suggestion}`? (`infra state list` shows the addresses)")
+            }
+            None if known.is_empty() => "this environment has no resources yet".into(),
+            None => format!(
+                "addresses look like {}; `infra state list` shows them",
+                known.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+            ),
+        },
+    })
+}
+
 /// Makes the plan from already refreshed live attributes (pure: no I/O beyond `file()`).
 pub fn plan_with_live(
     configuration: &Configuration,
@@ -454,6 +602,7 @@ pub fn plan_with_live(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    refuse_empty_configuration(configuration, state, options)?;
     let salt = options
         .salt
         .clone()
@@ -467,6 +616,9 @@ pub fn plan_with_live(
     let mut drift = Vec::new();
     let mut claims = Claims::new();
     let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
+    // The cloud object each instance names, where its name is known now: two addresses naming
+    // one object would share (and, deleting either, destroy) it.
+    let mut named_objects: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
     // A block whose dependency already failed is skipped: its own errors would only repeat.
     let mut failed: BTreeSet<BlockId> = BTreeSet::new();
     for block in &order {
@@ -519,6 +671,28 @@ pub fn plan_with_live(
                 &instance.address,
                 resource_salt(&salt, &instance.address, prior),
             );
+            if let Some(id) = instance.kind.resource_id(&context, &instance.config) {
+                let key = (instance.kind.name().to_string(), id);
+                match named_objects.get(&key) {
+                    Some((other_address, other_span)) => diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::Duplicate,
+                            &instance.span,
+                            format!(
+                                "{} and {other_address} (at {other_span}) name the same {} `{}`",
+                                instance.address, key.0, key.1
+                            ),
+                        )
+                        .with_hint("each would overwrite the other, and deleting either destroys both: give each its own name, or keep one block"),
+                    ),
+                    None => {
+                        named_objects.insert(
+                            key,
+                            (instance.address.clone(), instance.span.clone()),
+                        );
+                    }
+                }
+            }
             match plan_instance(
                 instance,
                 prior,
@@ -529,6 +703,7 @@ pub fn plan_with_live(
                 &mut drift,
             ) {
                 Ok(mut change) => {
+                    diagnostics.extend(unknown_ignored_fields(instance, &change));
                     if let Some(id) = &change.id {
                         planned_ids.insert(id.clone(), change.action);
                     }
@@ -586,6 +761,28 @@ pub fn plan_with_live(
         if configured.contains(resource.address.as_str()) {
             continue;
         }
+        // A block renamed without `state mv`: deleting the old address would destroy the very
+        // object the new one names.
+        if !options.destroy
+            && let Some((address, span)) =
+                named_objects.get(&(resource.kind.clone(), resource.id.clone()))
+        {
+            diagnostics.push(
+                Diagnostic::new(
+                    DiagnosticCode::Duplicate,
+                    span,
+                    format!(
+                        "{address} names {} `{}`, which the state holds as {}: this plan would delete it as {} and leave {address} without it",
+                        resource.kind, resource.id, resource.address, resource.address
+                    ),
+                )
+                .with_hint(format!(
+                    "if the block was renamed, move its state: `infra state mv --env {} '{}' '{address}'`",
+                    configuration.env.name, resource.address
+                )),
+            );
+            continue;
+        }
         let live_attributes = match live.get(&resource.address) {
             Some(None) => None,
             Some(Some(attributes)) => Some(attributes.clone()),
@@ -617,8 +814,12 @@ pub fn plan_with_live(
             dependencies: resource.dependencies.clone(),
         });
     }
+    if !diagnostics.is_empty() {
+        return Err(PlanError::Config(ConfigError { diagnostics }));
+    }
     changes.extend(orphans);
     changes.sort_by(|left, right| left.address.cmp(&right.address));
+    check_replace_addresses(&changes, options, &configuration.env.name)?;
     drift.sort_by(|left: &Drift, right: &Drift| left.address.cmp(&right.address));
     let outputs = plan_outputs(configuration, state, &values, options.destroy);
     Ok(Plan {
@@ -835,4 +1036,177 @@ pub fn config_digest(configuration: &Configuration) -> String {
         hasher.update([0]);
     }
     format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ResourceStatus;
+
+    const HEADER: &str = "[env]\nname = \"t\"\nproject = \"p\"\nregion = \"r\"\n";
+
+    /// Loads `body` (after the [env] header) and plans it against `state` without refreshing.
+    fn plan(body: &str, state: &State, options: &PlanOptions) -> Result<Plan, PlanError> {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        let graph = block_graph(&configuration).expect("graph");
+        let live = state
+            .resources
+            .iter()
+            .map(|resource| (resource.address.clone(), Some(resource.attributes.clone())))
+            .collect();
+        plan_with_live(&configuration, state, &graph, &live, options)
+    }
+
+    fn messages(result: Result<Plan, PlanError>) -> String {
+        match result {
+            Ok(_) => panic!("the plan was expected to fail"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    fn state_with_secret(address: &str) -> State {
+        let mut state = State::new("t");
+        state.resources.push(StateResource {
+            address: address.into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/S".into(),
+            status: ResourceStatus::Created,
+            attributes: Attributes::new(),
+            dependencies: Vec::new(),
+        });
+        state
+    }
+
+    #[test]
+    fn a_repeated_for_each_item_is_an_error_naming_the_block_and_the_key() {
+        let error = messages(plan(
+            "[resource.secret.s]\nfor_each = [\"a\", \"b\", \"a\"]\nsecret_id = \"s-${each.key}\"\n",
+            &State::new("t"),
+            &PlanOptions::default(),
+        ));
+        assert!(
+            error.contains("envs/t/env.toml:6:12")
+                && error.contains("secret.s: for_each has the key \"a\" twice (items 0 and 2"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn two_blocks_naming_one_secret_are_an_error_naming_both_places() {
+        let error = messages(plan(
+            "[resource.secret.a]\nsecret_id = \"S\"\n[resource.secret.b]\nsecret_id = \"S\"\n",
+            &State::new("t"),
+            &PlanOptions::default(),
+        ));
+        assert!(
+            error.contains(
+                "envs/t/env.toml:7:18: error[duplicate]: secret.b and secret.a (at envs/t/env.toml:5:18) name the same secret `projects/p/secrets/S`"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn names_known_only_after_apply_skip_the_same_object_check() {
+        let body = "[resource.secret.base]\nsecret_id = \"base\"\n[resource.secret.a]\nsecret_id = \"${secret.base.version}\"\n[resource.secret.b]\nsecret_id = \"${secret.base.version}\"\n";
+        assert!(plan(body, &State::new("t"), &PlanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn a_renamed_block_whose_old_address_would_delete_its_object_is_refused() {
+        let state = state_with_secret("secret.old");
+        let error = messages(plan(
+            "[resource.secret.new]\nsecret_id = \"S\"\n",
+            &state,
+            &PlanOptions::default(),
+        ));
+        assert!(
+            error.contains("envs/t/env.toml:5:18: error[duplicate]: secret.new names secret `projects/p/secrets/S`, which the state holds as secret.old")
+                && error.contains("infra state mv --env t 'secret.old' 'secret.new'"),
+            "{error}"
+        );
+        let destroy = PlanOptions {
+            destroy: true,
+            ..PlanOptions::default()
+        };
+        assert!(
+            plan(
+                "[resource.secret.new]\nsecret_id = \"S\"\n",
+                &state,
+                &destroy
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_empty_configuration_over_a_non_empty_state_is_refused_unless_asked_for() {
+        let state = state_with_secret("secret.s");
+        let error = messages(plan("", &state, &PlanOptions::default()));
+        assert!(
+            error.starts_with("envs/t/env.toml:1:1: error: the configuration declares no resources, but the state of `t` holds 1")
+                && error.contains("--allow-empty-config"),
+            "{error}"
+        );
+        let allowed = PlanOptions {
+            allow_empty_config: true,
+            ..PlanOptions::default()
+        };
+        let destroy = PlanOptions {
+            destroy: true,
+            ..PlanOptions::default()
+        };
+        for options in [allowed, destroy] {
+            let planned = plan("", &state, &options).expect("asked for");
+            assert_eq!(planned.changes[0].action, Action::Delete);
+        }
+        assert!(plan("", &State::new("t"), &PlanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn a_replace_address_that_matches_nothing_is_refused_with_the_closest() {
+        let options = PlanOptions {
+            replace: vec!["secret.sx".into()],
+            ..PlanOptions::default()
+        };
+        let error = messages(plan(
+            "[resource.secret.s]\nsecret_id = \"S\"\n",
+            &State::new("t"),
+            &options,
+        ));
+        assert!(
+            error.contains("--replace secret.sx: no resource with this address")
+                && error.contains("did you mean `secret.s`?"),
+            "{error}"
+        );
+        let orphan = PlanOptions {
+            replace: vec!["secret.old".into()],
+            ..PlanOptions::default()
+        };
+        assert!(
+            plan(
+                "[resource.secret.s]\nsecret_id = \"T\"\n",
+                &state_with_secret("secret.old"),
+                &orphan
+            )
+            .is_ok(),
+            "an address only in state is a resource too"
+        );
+    }
+
+    #[test]
+    fn an_ignore_changes_entry_that_names_no_field_is_an_error() {
+        let body = "[resource.secret.s]\nsecret_id = \"S\"\nlifecycle = { ignore_changes = [\"lables\", \"labels.team\"] }\n";
+        let error = messages(plan(body, &State::new("t"), &PlanOptions::default()));
+        assert!(
+            error.contains("ignore_changes names `lables`")
+                && error.contains("did you mean `labels`?")
+                && !error.contains("`labels.team`"),
+            "{error}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 mod bundled;
 mod cloud_run;
 mod config_errors;
+mod config_guards;
 mod corpus;
 mod emulator_api;
 mod identity;

@@ -4,7 +4,7 @@
 //! etag read just before; a change of billing account replaces the budget.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
     get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
@@ -17,6 +17,23 @@ use std::collections::BTreeMap;
 
 /// Cloud Billing budgets.
 pub struct BudgetKind;
+
+/// The amount is `Money.units` (int64) and must be positive; `thresholdPercent` is a
+/// non-negative double.
+static BOUNDS: [Bound; 2] = [
+    Bound::new(
+        "amount",
+        1,
+        i64::MAX,
+        "a budget's amount is a positive number of whole currency units",
+    ),
+    Bound::new(
+        "threshold_rules[].percent",
+        0,
+        i64::MAX,
+        "billingbudgets.v1 ThresholdRule.thresholdPercent is a non-negative number, 1.0 = 100%",
+    ),
+];
 
 static FIELDS: [FieldSpec; 10] = [
     FieldSpec::optional("billing_account", FieldType::String)
@@ -212,6 +229,10 @@ impl Kind for BudgetKind {
         &FIELDS
     }
 
+    fn bounds(&self) -> &'static [Bound] {
+        &BOUNDS
+    }
+
     fn check(&self, config: &Attributes) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(Value::String(account)) = config.get("billing_account") {
@@ -228,11 +249,6 @@ impl Kind for BudgetKind {
                     "billing_account {account:?} is not a billing account id (XXXXXX-XXXXXX-XXXXXX)\n  hint: `gcloud billing accounts list`; pass it with INFRA_VAR_billing_account"
                 ));
             }
-        }
-        if let Some(Value::Integer(amount)) = config.get("amount")
-            && *amount <= 0
-        {
-            problems.push("amount: a positive number of currency units".into());
         }
         for project in config
             .get("projects")

@@ -4,9 +4,10 @@
 //! side so that a freshly applied service plans clean. `deletion_protection` lives only in
 //! state: while on, delete and replace are refused with a hint.
 
+use super::limits::INT32_MAX;
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL, get_if_exists,
-    managed_labels, string_attribute,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    OrderedPair, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
 use crate::gcp::{GcpClient, Service};
@@ -20,6 +21,22 @@ use std::time::Duration;
 
 /// Cloud Run services (`projects/{project}/locations/{region}/services/{name}`).
 pub struct CloudRunServiceKind;
+
+/// `template.scaling.{min,max}InstanceCount` are `int32` in run.v2; a count is never negative.
+static BOUNDS: [Bound; 2] = [
+    Bound::new(
+        "min_instances",
+        0,
+        INT32_MAX,
+        "run.v2 RevisionScaling.minInstanceCount is an int32",
+    ),
+    Bound::new(
+        "max_instances",
+        0,
+        INT32_MAX,
+        "run.v2 RevisionScaling.maxInstanceCount is an int32",
+    ),
+];
 
 static FIELDS: [FieldSpec; 15] = [
     FieldSpec::optional("name", FieldType::String)
@@ -398,6 +415,17 @@ impl Kind for CloudRunServiceKind {
 
     fn fields(&self) -> &'static [FieldSpec] {
         &FIELDS
+    }
+
+    fn bounds(&self) -> &'static [Bound] {
+        &BOUNDS
+    }
+
+    fn ordered_pairs(&self) -> &'static [OrderedPair] {
+        &[OrderedPair {
+            lower: "min_instances",
+            upper: "max_instances",
+        }]
     }
 
     fn check(&self, config: &Attributes) -> Vec<String> {

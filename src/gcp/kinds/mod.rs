@@ -8,6 +8,7 @@ mod cloud_run_service;
 mod iam_binding;
 mod iam_member;
 mod iam_policy;
+pub mod limits;
 mod monitoring_dashboard;
 mod notification_channel;
 mod secret;
@@ -23,6 +24,7 @@ pub use budget::BudgetKind;
 pub use cloud_run_service::CloudRunServiceKind;
 pub use iam_binding::IamBindingKind;
 pub use iam_member::IamMemberKind;
+pub use limits::{Bound, OrderedPair};
 pub use monitoring_dashboard::MonitoringDashboardKind;
 pub use notification_channel::NotificationChannelKind;
 pub use secret::SecretKind;
@@ -155,6 +157,17 @@ pub trait Kind: Send + Sync {
 
     /// Returns the problems of cross-field rules in an evaluated configuration.
     fn check(&self, config: &Attributes) -> Vec<String>;
+
+    /// Returns the numeric limits of the fields (the API's `int32` formats, documented ranges),
+    /// checked by `limits::check_limits` before any API call.
+    fn bounds(&self) -> &'static [Bound] {
+        &[]
+    }
+
+    /// Returns the pairs of fields where the first may not exceed the second.
+    fn ordered_pairs(&self) -> &'static [OrderedPair] {
+        &[]
+    }
 
     /// Returns the full resource name the configuration describes, when known at plan time.
     fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String>;

@@ -3,8 +3,9 @@
 //! layout is compared structurally, so a plan names the JSON paths that change; a key removed
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
 
+use super::limits::INT32_MAX;
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
     delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
@@ -17,6 +18,41 @@ use sha2::{Digest, Sha256};
 
 /// Cloud Monitoring dashboards (`projects/{project}/dashboards/{id}`).
 pub struct MonitoringDashboardKind;
+
+/// monitoring.v1 `MosaicLayout.columns` is 1 to 48; a `Tile`'s position and size are `int32`,
+/// never negative, and a tile is at least one block wide and high.
+static BOUNDS: [Bound; 5] = [
+    Bound::new(
+        "dashboard_json.mosaicLayout.columns",
+        1,
+        48,
+        "monitoring.v1 MosaicLayout.columns is between 1 and 48",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].xPos",
+        0,
+        INT32_MAX,
+        "monitoring.v1 Tile.xPos is a non-negative int32",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].yPos",
+        0,
+        INT32_MAX,
+        "monitoring.v1 Tile.yPos is a non-negative int32",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].width",
+        1,
+        INT32_MAX,
+        "monitoring.v1 Tile.width is an int32 of at least 1",
+    ),
+    Bound::new(
+        "dashboard_json.mosaicLayout.tiles[].height",
+        1,
+        INT32_MAX,
+        "monitoring.v1 Tile.height is an int32 of at least 1",
+    ),
+];
 
 static FIELDS: [FieldSpec; 5] = [
     FieldSpec::optional("display_name", FieldType::String).required(),
@@ -102,6 +138,35 @@ impl MonitoringDashboardKind {
     }
 }
 
+/// Returns a problem for each mosaic tile reaching past the grid's right edge ("Tiles must be
+/// contained within the specified number of columns", monitoring.v1 `Tile.xPos`). Values out of
+/// their own range are left to the kind's bounds.
+fn tiles_outside_the_grid(document: &Json) -> Vec<String> {
+    let Some(layout) = document.get("mosaicLayout") else {
+        return Vec::new();
+    };
+    // Google's default grid, as the emulator applies it.
+    let columns = layout.get("columns").map_or(Some(12), Json::as_i64);
+    let Some(columns) = columns.filter(|columns| (1..=48).contains(columns)) else {
+        return Vec::new();
+    };
+    let tiles = layout.get("tiles").and_then(Json::as_array);
+    tiles
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(index, tile)| {
+            let x_pos = tile.get("xPos").map_or(Some(0), Json::as_i64)?;
+            let width = tile.get("width").and_then(Json::as_i64)?;
+            (x_pos >= 0 && width >= 1 && x_pos.saturating_add(width) > columns).then(|| {
+                format!(
+                    "dashboard_json: mosaicLayout.tiles[{index}] (xPos {x_pos}, width {width}) does not fit the {columns}-column grid\n  hint: keep xPos + width at most {columns}, or raise mosaicLayout.columns (up to 48)"
+                )
+            })
+        })
+        .collect()
+}
+
 fn strip_envelope(mut document: Json) -> Json {
     if let Some(object) = document.as_object_mut() {
         for field in ENVELOPE {
@@ -121,9 +186,14 @@ impl Kind for MonitoringDashboardKind {
         &FIELDS
     }
 
+    fn bounds(&self) -> &'static [Bound] {
+        &BOUNDS
+    }
+
     fn check(&self, config: &Attributes) -> Vec<String> {
         match Self::document(config) {
-            Ok(Json::Object(_)) | Ok(Json::Null) => Vec::new(),
+            Ok(document @ Json::Object(_)) => tiles_outside_the_grid(&document),
+            Ok(Json::Null) => Vec::new(),
             Ok(other) => vec![format!(
                 "dashboard_json must be a JSON object, not {}",
                 other

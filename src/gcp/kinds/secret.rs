@@ -3,7 +3,7 @@
 //! fingerprint, and the version name, instead.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
     delete_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
@@ -34,6 +34,32 @@ static FIELDS: [FieldSpec; 9] = [
 ];
 
 const VALUE_SOURCES: [&str; 3] = ["value", "value_from_env", "generate"];
+
+/// Secret Manager refuses a payload over 64 KiB (`SecretPayload.data`).
+const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The encodings of a generated value; the first is the default.
+const ENCODINGS: [&str; 3] = ["base64url", "base64", "hex"];
+/// Fewer random bytes than this is not a secret worth the name.
+const MIN_GENERATED_BYTES: i64 = 16;
+/// The most random bytes any encoding fits in a payload (base64: 4 characters per 3 bytes).
+const MAX_GENERATED_BYTES: i64 = (MAX_PAYLOAD_BYTES / 4 * 3) as i64;
+
+static BOUNDS: [Bound; 1] = [Bound::new(
+    "generate.bytes",
+    MIN_GENERATED_BYTES,
+    MAX_GENERATED_BYTES,
+    "at least 16 random bytes; encoded, at most Secret Manager's 64 KiB payload",
+)];
+
+/// Returns the length of `bytes` random bytes in `encoding`, `None` for an unknown encoding.
+fn encoded_length(bytes: usize, encoding: &str) -> Option<usize> {
+    match encoding {
+        "base64url" => Some((bytes * 4).div_ceil(3)),
+        "base64" => Some(bytes.div_ceil(3) * 4),
+        "hex" => Some(bytes * 2),
+        _ => None,
+    }
+}
 const GENERATED_MARKER: &str = "generated";
 
 impl SecretKind {
@@ -72,11 +98,15 @@ impl SecretKind {
             return Ok(None);
         };
         let bytes = match spec.get("bytes") {
-            Some(Value::Integer(count)) if (16..=4096).contains(count) => *count as usize,
+            Some(Value::Integer(count))
+                if (MIN_GENERATED_BYTES..=MAX_GENERATED_BYTES).contains(count) =>
+            {
+                *count as usize
+            }
             _ => {
-                return Err(KindError::Invalid(
-                    "generate.bytes must be an integer from 16 to 4096".into(),
-                ));
+                return Err(KindError::Invalid(format!(
+                    "generate.bytes must be an integer from {MIN_GENERATED_BYTES} to {MAX_GENERATED_BYTES}"
+                )));
             }
         };
         let mut random = vec![0u8; bytes];
@@ -91,10 +121,17 @@ impl SecretKind {
             "hex" => hex::encode(&random),
             other => {
                 return Err(KindError::Invalid(format!(
-                    "generate.encoding `{other}`: use base64url, base64 or hex"
+                    "generate.encoding `{other}`: use {}",
+                    ENCODINGS.join(", ")
                 )));
             }
         };
+        if encoded.len() > MAX_PAYLOAD_BYTES {
+            return Err(KindError::Invalid(format!(
+                "generate: {bytes} bytes encoded are {} bytes, over the 64 KiB payload limit",
+                encoded.len()
+            )));
+        }
         Ok(Some(Redacted::new(encoded)))
     }
 
@@ -283,6 +320,10 @@ impl Kind for SecretKind {
         &FIELDS
     }
 
+    fn bounds(&self) -> &'static [Bound] {
+        &BOUNDS
+    }
+
     fn check(&self, config: &Attributes) -> Vec<String> {
         let mut problems = Vec::new();
         let sources: Vec<&str> = VALUE_SOURCES
@@ -332,6 +373,41 @@ impl Kind for SecretKind {
             if !valid {
                 problems.push("generate: use { bytes = 32, encoding = \"base64url\" } (encoding: base64url, base64 or hex)".into());
             }
+            if let Value::Map(spec) = generate {
+                let encoding = spec.get("encoding").unwrap_or(&Value::Null);
+                let name = match encoding {
+                    Value::Null => Some(ENCODINGS[0]),
+                    Value::String(name) => Some(name.as_str()),
+                    _ => None,
+                };
+                match name {
+                    Some(name) if ENCODINGS.contains(&name) => {
+                        if let Some(Value::Integer(bytes)) = spec.get("bytes")
+                            && (MIN_GENERATED_BYTES..=MAX_GENERATED_BYTES).contains(bytes)
+                            && let Some(length) = encoded_length(*bytes as usize, name)
+                            && length > MAX_PAYLOAD_BYTES
+                        {
+                            problems.push(format!(
+                                "generate: {bytes} random bytes in {name} are {length} bytes, over Secret Manager's 64 KiB payload limit\n  hint: in {name}, at most {} random bytes fit",
+                                *bytes as usize * MAX_PAYLOAD_BYTES / length
+                            ));
+                        }
+                    }
+                    _ if encoding.is_unknown() => {}
+                    _ => problems.push(format!(
+                        "generate.encoding = {encoding} is not an encoding\n  hint: use one of {}",
+                        ENCODINGS.join(", ")
+                    )),
+                }
+            }
+        }
+        if let Some(Value::String(value)) = config.get("value")
+            && value.len() > MAX_PAYLOAD_BYTES
+        {
+            problems.push(format!(
+                "value is {} bytes, over Secret Manager's 64 KiB payload limit\n  hint: keep secret values under {MAX_PAYLOAD_BYTES} bytes",
+                value.len()
+            ));
         }
         problems
     }
@@ -704,6 +780,63 @@ mod tests {
             .iter()
             .map(|(key, value)| (key.to_string(), value.clone()))
             .collect()
+    }
+
+    fn generating(bytes: i64, encoding: Option<&str>) -> Attributes {
+        let mut spec = BTreeMap::from([("bytes".to_string(), Value::Integer(bytes))]);
+        if let Some(encoding) = encoding {
+            spec.insert("encoding".into(), Value::string(encoding));
+        }
+        config(&[
+            ("secret_id", Value::string("A")),
+            ("generate", Value::Map(spec)),
+        ])
+    }
+
+    #[test]
+    fn generate_encodings_and_encoded_sizes_are_checked_before_any_call() {
+        assert!(SecretKind.check(&generating(32, None)).is_empty());
+        assert!(
+            SecretKind
+                .check(&generating(49_152, Some("base64")))
+                .is_empty()
+        );
+        assert!(
+            SecretKind
+                .check(&generating(32_768, Some("hex")))
+                .is_empty()
+        );
+        let too_big = SecretKind.check(&generating(32_769, Some("hex")));
+        assert_eq!(too_big.len(), 1, "{too_big:?}");
+        assert!(
+            too_big[0].contains("65538 bytes, over Secret Manager's 64 KiB")
+                && too_big[0].contains("at most 32768 random bytes"),
+            "{too_big:?}"
+        );
+        let rot13 = SecretKind.check(&generating(32, Some("rot13")));
+        assert!(
+            rot13[0].contains("\"rot13\" is not an encoding")
+                && rot13[0].contains("base64url, base64, hex"),
+            "{rot13:?}"
+        );
+        let bounds =
+            super::super::limits::check_limits(&BOUNDS, &[], &generating(1_000_000_000_000, None));
+        assert_eq!(bounds.len(), 1, "{bounds:?}");
+        assert!(SecretKind::generate(&generating(32_769, Some("hex"))).is_err());
+        let value = SecretKind::generate(&generating(49_152, Some("base64url")))
+            .expect("fits")
+            .expect("generated");
+        assert_eq!(value.expose().len(), 65_536);
+    }
+
+    #[test]
+    fn a_value_over_64_kib_is_refused_without_showing_it() {
+        let problems = SecretKind.check(&config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string("z".repeat(65_537))),
+        ]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].contains("zzzz"), "{problems:?}");
     }
 
     #[test]
