@@ -42,7 +42,7 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         operation_delay: Duration::from_millis(args.operation_delay_ms),
     };
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
-    println!("{}", running.base_url());
+    outln!("{}", running.base_url());
     eprintln!(
         "infra emulator listening on {} — use it with INFRA_GCP_ENDPOINT={}. Ctrl-C stops it.",
         running.base_url(),

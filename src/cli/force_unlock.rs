@@ -45,7 +45,9 @@ pub async fn run_force_unlock(
     if !args.force {
         if !std::io::stdin().is_terminal() {
             bail!(
-                "refusing to unlock without confirmation: stdin is not a terminal\n  hint: pass --force once you are sure the holder is dead"
+                "refusing to unlock without confirmation: stdin is not a terminal\n  hint: pass --force once you are sure the holder is dead: `infra force-unlock --env {} --force {}`",
+                global.env,
+                args.id
             );
         }
         eprint!(

@@ -104,9 +104,9 @@ pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Out
     let operation = if args.destroy { "destroy" } else { "plan" };
     let (_, plan) = plan_in_session(&mut session, &args.planning, operation).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        print!("{}", render_plan(&plan, args.planning.color()));
+        out!("{}", render_plan(&plan, args.planning.color()));
     }
     if let Some(path) = &args.out {
         crate::plan::file::write_plan(path, &plan)

@@ -2,7 +2,7 @@
 //! configuration, the API endpoint (Google, `INFRA_GCP_ENDPOINT`, or an embedded emulator), the
 //! client, and the state backend with its lock.
 
-use super::GlobalArgs;
+use super::{CommandError, ErrorKind, GlobalArgs};
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
 use crate::gcp::GcpClient;
@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// How long releasing the lock on the way out may take.
+const LOCK_RELEASE_LIMIT: Duration = Duration::from_secs(10);
 
 /// An environment opened for a command.
 pub struct Session {
@@ -76,7 +79,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is too long a duration"))
 }
 
 impl Session {
@@ -113,7 +117,7 @@ impl Session {
             }
             (None, None) => (configuration.env.endpoint.clone(), None),
         };
-        let client = GcpClient::new(endpoint)?;
+        let client = GcpClient::new(endpoint)?.with_timeout(http_timeout()?);
         let backend = Backend::open(
             &configuration.env.name,
             &configuration.env.project,
@@ -148,14 +152,38 @@ impl Session {
     ) -> anyhow::Result<Option<State>> {
         self.backend.lock(operation, lock_timeout).await?;
         self.locked = true;
+        super::interrupt().set_lock_release(self.backend.detached_unlock());
         Ok(self.backend.read().await?)
     }
 
     /// Releases the lock, if this session holds it.
     pub async fn close(&mut self) {
         if std::mem::take(&mut self.locked) {
+            super::interrupt().set_lock_release(None);
             self.backend.unlock().await;
         }
+    }
+}
+
+/// Returns the per-request HTTP timeout: `INFRA_HTTP_TIMEOUT` (like 30s), or 60 s.
+fn http_timeout() -> anyhow::Result<Duration> {
+    match std::env::var("INFRA_HTTP_TIMEOUT") {
+        Ok(text) if !text.is_empty() => {
+            let timeout = parse_duration(&text).map_err(|message| {
+                CommandError::new(ErrorKind::Usage, format!("INFRA_HTTP_TIMEOUT: {message}"))
+                    .hint("set it to a duration such as 30s or 2m, or unset it for 60s")
+            })?;
+            if timeout.is_zero() {
+                return Err(CommandError::new(
+                    ErrorKind::Usage,
+                    "INFRA_HTTP_TIMEOUT: 0 would fail every request",
+                )
+                .hint("set it to a duration such as 30s or 2m, or unset it for 60s")
+                .into());
+            }
+            Ok(timeout)
+        }
+        _ => Ok(Duration::from_secs(60)),
     }
 }
 
@@ -167,7 +195,11 @@ impl Drop for Session {
             return;
         }
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => tokio::task::block_in_place(|| handle.block_on(self.close())),
+            Ok(handle) => tokio::task::block_in_place(|| {
+                // Bounded: an unreachable bucket must not hold the exit (the next run's
+                // "state locked" error says how to remove the lock).
+                let _ = handle.block_on(tokio::time::timeout(LOCK_RELEASE_LIMIT, self.close()));
+            }),
             Err(_) => {
                 if let Backend::Local(local) = &mut self.backend {
                     local.unlock();
@@ -188,5 +220,6 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 }

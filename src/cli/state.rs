@@ -67,6 +67,8 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     let existing = session
         .lock_and_read_existing(operation, args.lock_timeout)
         .await?;
+    // A write under way finishes even on an interrupt: the state is never left half-known.
+    let _shield = (operation == "state write").then(|| super::interrupt().shield());
     let env = session.configuration.env.name.clone();
     let location = session.backend.location();
     let require = |existing: Option<State>| {
@@ -75,7 +77,7 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     match args.command {
         StateCommand::List => {
             for resource in existing.map(|state| state.resources).unwrap_or_default() {
-                println!("{}", resource.address);
+                outln!("{}", resource.address);
             }
         }
         StateCommand::Show { address, json } => {
@@ -87,9 +89,9 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
                 )
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(resource)?);
+                outln!("{}", serde_json::to_string_pretty(resource)?);
             } else {
-                println!(
+                outln!(
                     "# {}\n    kind = {:?}\n    id = {:?}",
                     resource.address, resource.kind, resource.id
                 );
@@ -98,10 +100,10 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
                     .iter()
                     .filter(|(field, _)| !crate::plan::render::is_hidden(field))
                 {
-                    println!("    {field} = {value}");
+                    outln!("    {field} = {value}");
                 }
                 if !resource.dependencies.is_empty() {
-                    println!("    depends on: {}", resource.dependencies.join(", "));
+                    outln!("    depends on: {}", resource.dependencies.join(", "));
                 }
             }
         }
@@ -143,7 +145,7 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         }
         StateCommand::Pull => {
             let state = require(existing)?;
-            print!("{}", String::from_utf8_lossy(&state.to_bytes()));
+            out!("{}", String::from_utf8_lossy(&state.to_bytes()));
         }
         StateCommand::Push { file, force } => {
             let bytes =
@@ -188,10 +190,10 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         StateCommand::Versions => {
             let versions = session.backend.versions().await?;
             if versions.is_empty() {
-                println!("No stored versions.");
+                outln!("No stored versions.");
             }
             for version in versions {
-                println!(
+                outln!(
                     "{}  {}{}",
                     version.generation,
                     version.updated,
