@@ -2,10 +2,10 @@
 //! `yes` on a terminal, execute with state persisted as it goes, stop gracefully on Ctrl-C.
 
 use super::plan::{PlanningArgs, plan_in_session};
-use super::session::Session;
+use super::session::{Session, read_plan_file};
 use super::{CommandError, ErrorKind, GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply};
-use crate::plan::file::{check_fresh, read_plan};
+use crate::plan::file::check_fresh;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions, make_plan};
@@ -146,10 +146,15 @@ async fn execute(
 
 /// Runs `infra apply`.
 pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<Outcome> {
+    // A bad plan file is refused before anything is opened or locked.
+    let saved = args
+        .plan_file
+        .as_deref()
+        .map(|path| read_plan_file(path, &global.env).map(|plan| (path, plan)))
+        .transpose()?;
     let mut session = Session::open(global).await?;
     let parallelism = usize::from(args.planning.parallelism);
-    if let Some(path) = &args.plan_file {
-        let saved = read_plan(path)?;
+    if let Some((path, saved)) = saved {
         // A plan made before any state existed carries the lineage the new state will have.
         let state = session
             .lock_and_read_existing("apply", args.planning.lock_timeout)

@@ -1,6 +1,6 @@
 //! `infra emulator`: serves the emulated Google APIs on a port until interrupted.
 
-use super::Outcome;
+use super::{CommandError, ErrorKind, Outcome};
 use crate::emulator::{self, EmulatorOptions};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +33,12 @@ pub struct EmulatorArgs {
 /// Runs `infra emulator`.
 pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
-        anyhow::bail!("--fail-rate {} is not between 0 and 1", args.fail_rate);
+        return Err(CommandError::new(
+            ErrorKind::Usage,
+            format!("--fail-rate {} is not between 0 and 1", args.fail_rate),
+        )
+        .hint("a share of requests: 0.1 fails one in ten")
+        .into());
     }
     let options = EmulatorOptions {
         data_dir: args.data.clone(),

@@ -87,10 +87,10 @@ impl CommandError {
         }
         if self.kind == ErrorKind::Config {
             // Diagnostics carry their hints in place, one per problem.
-            return render_chain(&self.error, &mut Vec::new());
+            return render_chain(&self.error, None);
         }
         let mut hints = Vec::new();
-        let body = render_chain(&self.error, &mut hints);
+        let body = render_chain(&self.error, Some(&mut hints));
         for hint in &self.hints {
             if !hints.contains(hint) {
                 hints.push(hint.clone());
@@ -152,20 +152,20 @@ fn is_diagnostic(error: &anyhow::Error) -> bool {
 
 /// Joins the cause chain with `: `, leaving out a cause whose text its parent already shows
 /// (a `"{location}: {source}"` message that also has a `source`), and moves `hint:` lines
-/// into `hints`.
-fn render_chain(error: &anyhow::Error, hints: &mut Vec<String>) -> String {
+/// into `hints` when given.
+fn render_chain(error: &anyhow::Error, mut hints: Option<&mut Vec<String>>) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let mut lines = Vec::new();
         for line in cause.to_string().lines() {
             match line.trim_start().strip_prefix("hint:") {
-                Some(hint) => {
+                Some(hint) if let Some(hints) = hints.as_deref_mut() => {
                     let hint = hint.trim().to_string();
                     if !hints.contains(&hint) {
                         hints.push(hint);
                     }
                 }
-                None => lines.push(line.to_string()),
+                _ => lines.push(line.to_string()),
             }
         }
         let message = lines.join("\n");
@@ -311,7 +311,10 @@ mod tests {
     fn hints_are_collected_after_the_message() {
         let error = anyhow::anyhow!("state locked\n  hint: wait for it").context("planning");
         let rendered = CommandError::from_anyhow(error).render();
-        assert_eq!(rendered, "error: planning: state locked\n  hint: wait for it");
+        assert_eq!(
+            rendered,
+            "error: planning: state locked\n  hint: wait for it"
+        );
         let typed = CommandError::new(ErrorKind::User, "no such output")
             .hint("outputs: a, b")
             .render();

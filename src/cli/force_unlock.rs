@@ -26,7 +26,7 @@ pub async fn run_force_unlock(
     let holder = session.backend.holder().await?;
     let Some(holder) = holder else {
         bail!(
-            "the state of `{}` is not locked ({})",
+            "the state of `{}` is not locked ({}); nothing to unlock\n  hint: a lock id comes from a \"state locked\" error; if one just appeared, the run holding it has finished since",
             global.env,
             session.backend.location()
         );

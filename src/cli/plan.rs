@@ -110,7 +110,12 @@ pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Out
     }
     if let Some(path) = &args.out {
         crate::plan::file::write_plan(path, &plan)
-            .with_context(|| format!("writing the plan to {}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "--out {}: cannot write the plan\n  hint: give --out a file path where a file can be created",
+                    path.display()
+                )
+            })?;
         eprintln!(
             "Saved the plan to {}. Apply exactly it with: infra apply --env {} {}",
             path.display(),

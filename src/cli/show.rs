@@ -1,9 +1,8 @@
 //! `infra show [FILE]`: the state's resources and outputs, or a saved plan, for people or as
 //! JSON. Neither ever holds a secret value.
 
-use super::session::{Session, parse_duration};
+use super::session::{Session, parse_duration, read_plan_file};
 use super::{GlobalArgs, Outcome};
-use crate::plan::file::read_plan;
 use crate::plan::render::{ColorChoice, render_plan};
 use clap::Args;
 use std::io::IsTerminal;
@@ -26,7 +25,7 @@ pub struct ShowArgs {
 /// Runs `infra show`.
 pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Outcome> {
     if let Some(path) = &args.plan_file {
-        let plan = read_plan(path)?;
+        let plan = read_plan_file(path, &global.env)?;
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {

@@ -54,6 +54,40 @@ pub enum StateCommand {
     Restore { generation: i64 },
 }
 
+/// Refuses a target address that no configuration could produce (`module.m.kind.name`, with an
+/// optional `["key"]` or `[0]`), so that `state mv` never writes an address plan cannot match.
+fn check_address(address: &str) -> anyhow::Result<()> {
+    let (path, index) = match address.split_once('[') {
+        Some((path, index)) => (path, Some(index)),
+        None => (address, None),
+    };
+    let identifier = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let parts: Vec<&str> = path.split('.').collect();
+    let modules_valid = parts.len() >= 2
+        && parts.len() % 2 == 0
+        && parts.iter().all(|part| identifier(part))
+        && parts[..parts.len() - 2]
+            .chunks(2)
+            .all(|pair| pair[0] == "module");
+    let index_valid = index.is_none_or(|index| {
+        index.strip_suffix(']').is_some_and(|inner| {
+            inner.parse::<u64>().is_ok()
+                || (inner.len() >= 2 && inner.starts_with('"') && inner.ends_with('"'))
+        })
+    });
+    if modules_valid && index_valid {
+        return Ok(());
+    }
+    bail!(
+        "`{address}` is not a resource address\n  hint: addresses look like `secret.name`, `module.m.secret.name` or `secret.name[\"KEY\"]`"
+    )
+}
+
 /// Runs `infra state …`.
 pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
@@ -72,7 +106,9 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     let env = session.configuration.env.name.clone();
     let location = session.backend.location();
     let require = |existing: Option<State>| {
-        existing.with_context(|| format!("{location}: there is no state yet for `{env}`"))
+        existing.with_context(|| {
+            format!("{location}: there is no state yet for `{env}`\n  hint: `infra apply --env {env}` writes it")
+        })
     };
     match args.command {
         StateCommand::List => {
@@ -93,7 +129,9 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             } else {
                 outln!(
                     "# {}\n    kind = {:?}\n    id = {:?}",
-                    resource.address, resource.kind, resource.id
+                    resource.address,
+                    resource.kind,
+                    resource.id
                 );
                 for (field, value) in resource
                     .attributes
@@ -111,7 +149,10 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             let mut state = require(existing)?;
             for address in &addresses {
                 if state.remove(address).is_none() {
-                    bail!("no resource `{address}` in the state; nothing was removed");
+                    bail!(
+                        "no resource `{address}` in the state; nothing was removed\n  hint: `infra state list --env {}` shows the addresses",
+                        global.env
+                    );
                 }
             }
             state.serial += 1;
@@ -123,13 +164,22 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             );
         }
         StateCommand::Mv { from, to } => {
+            check_address(&to)?;
             let mut state = require(existing)?;
             if state.resource(&to).is_some() {
-                bail!("`{to}` is already in the state; remove it first if it is the same object");
+                bail!(
+                    "`{to}` is already in the state\n  hint: `infra state rm --env {} '{to}'` first if it is the same object",
+                    global.env
+                );
             }
             let mut resource = state
                 .remove(&from)
-                .with_context(|| format!("no resource `{from}` in the state"))?;
+                .with_context(|| {
+                    format!(
+                        "no resource `{from}` in the state\n  hint: `infra state list --env {}` shows the addresses",
+                        global.env
+                    )
+                })?;
             resource.address = to.clone();
             for other in &mut state.resources {
                 for dependency in &mut other.dependencies {
@@ -149,7 +199,12 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         }
         StateCommand::Push { file, force } => {
             let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                std::fs::read(&file).with_context(|| {
+                    format!(
+                        "reading {}\n  hint: give the path of a state document (`infra state pull > FILE` writes one)",
+                        file.display()
+                    )
+                })?;
             let pushed = State::from_bytes(
                 &bytes,
                 &file.display().to_string(),

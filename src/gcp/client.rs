@@ -95,14 +95,14 @@ pub struct GcpClient {
 enum Body {
     Complete(Vec<u8>),
     /// The answer went past the limit: what was read, and the total if the server declared it.
-    TooLarge { head: Vec<u8>, declared: Option<u64> },
+    TooLarge {
+        head: Vec<u8>,
+        declared: Option<u64>,
+    },
 }
 
 /// Reads a body chunk by chunk, stopping once it passes `limit`.
-async fn read_body(
-    response: &mut reqwest::Response,
-    limit: usize,
-) -> Result<Body, reqwest::Error> {
+async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Body, reqwest::Error> {
     let declared = response.content_length();
     if declared.is_some_and(|length| length > limit as u64) {
         let head = response.chunk().await?.map(|chunk| chunk.to_vec());
@@ -283,7 +283,10 @@ impl GcpClient {
                 Err((error, retry_after))
                     if error.is_retryable() && attempt < self.retry.max_attempts =>
                 {
-                    let delay = retry_after.unwrap_or_else(|| self.retry.delay(attempt));
+                    // A server asking for a day's wait must not hang the run: capped like backoff.
+                    let delay = retry_after
+                        .map(|delay| delay.min(self.retry.max_delay))
+                        .unwrap_or_else(|| self.retry.delay(attempt));
                     tracing::debug!(%method, %url, attempt, ?delay, "retrying: {error}");
                     tokio::time::sleep(delay).await;
                 }
@@ -334,10 +337,7 @@ impl GcpClient {
                 source = cause.source();
             }
             if error.is_timeout() {
-                message = format!(
-                    "no complete answer within {:?} ({message})",
-                    self.timeout
-                );
+                message = format!("no complete answer within {:?} ({message})", self.timeout);
             }
             transport(message)
         };
@@ -385,10 +385,7 @@ impl GcpClient {
             }
         };
         let (message, google_status) = match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-            Ok(envelope) => (
-                shorten(&envelope.error.message),
-                envelope.error.status,
-            ),
+            Ok(envelope) => (shorten(&envelope.error.message), envelope.error.status),
             Err(_) => {
                 let text = plain_text(&bytes);
                 let message = match cut_size {
@@ -452,7 +449,10 @@ mod tests {
     fn long_messages_are_cut_with_their_size() {
         let long = "x".repeat(5000);
         let shown = shorten(&long);
-        assert!(shown.ends_with("… (5000 bytes; first 1000 shown)"), "{shown}");
+        assert!(
+            shown.ends_with("… (5000 bytes; first 1000 shown)"),
+            "{shown}"
+        );
         assert_eq!(shorten("short"), "short");
         assert_eq!(
             plain_text(b"<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>"),

@@ -67,8 +67,12 @@ fn api_hint(code: u16) -> &'static str {
         403 => {
             "\n  hint: the account lacks a permission here (the message names it): grant it, or check the project id"
         }
-        429 => "\n  hint: still over quota after retries: wait and run again, or lower --parallelism",
-        500..=599 => "\n  hint: the service kept failing after retries: run the command again later",
+        429 => {
+            "\n  hint: still over quota after retries: wait and run again, or lower --parallelism"
+        }
+        500..=599 => {
+            "\n  hint: the service kept failing after retries: run the command again later"
+        }
         _ => "",
     }
 }

@@ -6,6 +6,7 @@ mod config_errors;
 mod corpus;
 mod emulator_api;
 mod identity;
+mod interrupts;
 mod monitoring;
 mod secrets;
 mod sensitive;
