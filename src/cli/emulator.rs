@@ -49,11 +49,11 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
     outln!("{}", running.base_url());
     eprintln!(
-        "infra emulator listening on {} — use it with INFRA_GCP_ENDPOINT={}. Ctrl-C stops it.",
+        "infra emulator listening on {} — use it with INFRA_GCP_ENDPOINT={}. Ctrl-C or SIGTERM stops it.",
         running.base_url(),
         running.base_url()
     );
-    tokio::signal::ctrl_c().await?;
+    super::interrupt().cancelled().await;
     running.handle.abort();
     Ok(Outcome::Success)
 }

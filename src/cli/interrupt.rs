@@ -89,7 +89,7 @@ impl Interrupt {
                 "\nInterrupt received: finishing the operations in flight and saving state; nothing new starts.\nInterrupt again to exit at once (data loss may occur)."
             );
         } else {
-            eprintln!("\nInterrupt received: stopping and releasing the state lock.");
+            eprintln!("\nInterrupt received: stopping.");
         }
         self.trigger();
     }

@@ -111,6 +111,10 @@ pub fn main() -> ExitCode {
         interrupt
             .listen()
             .map_err(|error| anyhow::anyhow!("cannot listen for SIGINT and SIGTERM: {error}"))?;
+        // The emulator serves until interrupted: for it an interrupt is the normal end.
+        if matches!(cli.command, Command::Emulator(_)) {
+            return run(cli).await;
+        }
         // Dropping the command's future on an interrupt drops its session, which releases the
         // lock; phases that must finish (apply's operations) hold a shield meanwhile.
         tokio::select! {
@@ -196,4 +200,26 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_are_levels_or_directives() {
+        assert!(parse_log_filter("debug").is_ok());
+        assert!(parse_log_filter("warn,infra=trace").is_ok());
+        assert!(parse_log_filter("garbage").is_err());
+        assert!(parse_log_filter("infra=loud").is_err());
+    }
+
+    #[test]
+    fn environment_names_are_not_paths() {
+        assert!(parse_env_name("staging").is_ok());
+        assert!(parse_env_name("eu-west_1").is_ok());
+        for bad in ["../x", "/etc", "", "a/b", ".hidden"] {
+            assert!(parse_env_name(bad).is_err(), "{bad}");
+        }
+    }
 }

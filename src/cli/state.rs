@@ -69,7 +69,7 @@ fn check_address(address: &str) -> anyhow::Result<()> {
     };
     let parts: Vec<&str> = path.split('.').collect();
     let modules_valid = parts.len() >= 2
-        && parts.len() % 2 == 0
+        && parts.len().is_multiple_of(2)
         && parts.iter().all(|part| identifier(part))
         && parts[..parts.len() - 2]
             .chunks(2)
@@ -277,4 +277,32 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     }
     session.close().await;
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked_before_a_move() {
+        for good in [
+            "secret.a",
+            "module.m.secret.a",
+            "module.m.module.n.cloud_run_service.api",
+            "secret.a[\"KEY\"]",
+            "secret.a[3]",
+        ] {
+            assert!(check_address(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "secret",
+            "not an address",
+            "secret.a[\"KEY",
+            "mod.m.secret.a",
+            "secret..a",
+            "secret.a[]",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
 }
