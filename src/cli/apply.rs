@@ -90,6 +90,15 @@ async fn execute(
     // From here an interrupt lets the operations in flight finish and be recorded.
     let _shield = interrupt.shield();
     let stop = interrupt.stop_flag();
+    eprintln!(
+        "{} `{}`… (an interrupt lets the operations in flight finish and saves them)",
+        if plan.destroy {
+            "Destroying"
+        } else {
+            "Applying the changes to"
+        },
+        session.configuration.env.name
+    );
     let sink = BackendSink {
         backend: &session.backend,
     };

@@ -175,8 +175,9 @@ impl Session {
     /// Releases the lock, if this session holds it.
     pub async fn close(&mut self) {
         if std::mem::take(&mut self.locked) {
-            super::interrupt().set_lock_release(None);
             self.backend.unlock().await;
+            // Cleared only now: a second interrupt meanwhile must still wait for a release.
+            super::interrupt().set_lock_release(None);
         }
     }
 }

@@ -103,6 +103,52 @@ fn finish(mut child: Child) -> (i32, String, String) {
     (status.code().unwrap_or(-1), stdout, stderr)
 }
 
+/// Reads the child's stderr on a thread, so a test can wait for a line and still get all of it.
+struct StderrWatch {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl StderrWatch {
+    fn new(child: &mut Child) -> Self {
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits until a line containing `needle` appears on stderr.
+    fn wait_for(&mut self, needle: &str) {
+        let started = Instant::now();
+        while !self.seen.contains(needle) {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60).saturating_sub(started.elapsed()))
+                .unwrap_or_else(|_| panic!("no `{needle}` on stderr:\n{}", self.seen));
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+    }
+
+    /// Returns all of stderr, once the child has exited.
+    fn rest(mut self) -> String {
+        while let Ok(line) = self.lines.recv() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        self.seen
+    }
+}
+
 /// Asserts that no lock object is left and that the next apply runs without force-unlock.
 #[track_caller]
 fn assert_unlocked_and_next_apply_runs(env: &TestEnv, iteration: usize, output: &str) {
@@ -139,23 +185,12 @@ fn sigterm_during_an_apply_finishes_what_runs_and_releases_the_lock() {
     let env = applied(100);
     env.write("envs/emulated/env.toml", &emulated(2));
     let mut child = spawn(&env, &["apply", "--env", "emulated", "--auto-approve"]);
-    // The plan is printed right before the changes start.
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).expect("read stdout") == 0 {
-            break;
-        }
-        printed.push_str(&line);
-        if line.starts_with("Plan:") {
-            break;
-        }
-    }
-    assert!(printed.contains("Plan:"), "{printed}");
+    let mut stderr = StderrWatch::new(&mut child);
+    stderr.wait_for("Applying the changes to `emulated`");
     signal(&child, "TERM");
-    let (code, rest, stderr) = finish(child);
-    let output = format!("--- stdout\n{printed}{rest}--- stderr\n{stderr}");
+    let (code, stdout, _) = finish(child);
+    let stderr = stderr.rest();
+    let output = format!("--- stdout\n{stdout}--- stderr\n{stderr}");
     assert_eq!(code, 1, "{output}");
     assert!(
         stderr.contains("finishing the operations in flight"),
@@ -229,18 +264,14 @@ fn a_second_interrupt_exits_at_once() {
     let env = applied(300);
     env.write("envs/emulated/env.toml", &emulated(2));
     let mut child = spawn(&env, &["apply", "--env", "emulated", "--auto-approve"]);
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).expect("read stdout") == 0 || line.starts_with("Plan:") {
-            break;
-        }
-    }
+    let mut stderr = StderrWatch::new(&mut child);
+    stderr.wait_for("Applying the changes to `emulated`");
     signal(&child, "INT");
-    std::thread::sleep(Duration::from_millis(50));
+    stderr.wait_for("finishing the operations in flight");
     signal(&child, "INT");
     let second = Instant::now();
-    let (code, _, stderr) = finish(child);
+    let (code, _, _) = finish(child);
+    let stderr = stderr.rest();
     let elapsed = second.elapsed();
     assert_eq!(code, 1, "{stderr}");
     assert!(
