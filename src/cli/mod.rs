@@ -102,15 +102,23 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
+            return error::report(
+                CommandError::new(
+                    ErrorKind::Internal,
+                    format!("cannot start the async runtime: {error}"),
+                )
+                .into(),
+            );
         }
     };
     let result = runtime.block_on(async {
         let interrupt = interrupt();
-        interrupt
-            .listen()
-            .map_err(|error| anyhow::anyhow!("cannot listen for SIGINT and SIGTERM: {error}"))?;
+        interrupt.listen().map_err(|error| {
+            CommandError::new(
+                ErrorKind::Internal,
+                format!("cannot listen for SIGINT and SIGTERM: {error}"),
+            )
+        })?;
         // The emulator serves until interrupted: for it an interrupt is the normal end.
         if matches!(cli.command, Command::Emulator(_)) {
             return run(cli).await;
