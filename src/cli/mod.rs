@@ -144,7 +144,7 @@ pub fn main() -> ExitCode {
 fn interrupted_error() -> anyhow::Error {
     CommandError::new(
         ErrorKind::Interrupted,
-        "interrupted: stopped before changing anything; the state lock is released",
+        "interrupted: stopped before changing anything; no state lock is left held",
     )
     .hint("run the command again when ready")
     .into()

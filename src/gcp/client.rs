@@ -327,6 +327,8 @@ impl GcpClient {
         }
         tracing::trace!(method = %method_name, %url, "request");
         let describe = |error: reqwest::Error| {
+            // The message already names METHOD and URL; reqwest's would repeat the URL.
+            let error = error.without_url();
             let mut message = error.to_string();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {

@@ -173,7 +173,8 @@ fn sigint_during_a_plan_releases_the_lock() {
     assert_eq!(code, 1, "{output}");
     assert!(stderr.contains("Interrupt received"), "{output}");
     assert!(
-        stderr.contains("interrupted: stopped before changing anything"),
+        stderr
+            .contains("interrupted: stopped before changing anything; no state lock is left held"),
         "{output}"
     );
     assert!(!stderr.contains("panicked"), "{output}");
