@@ -350,3 +350,27 @@ fn usage_errors_exit_1_never_2() {
     version.expect_code(0);
     assert!(version.stdout.starts_with("infra "), "{}", version.all());
 }
+
+/// How usage errors read: clap's message, the usage line, and hints — one for Terraform's
+/// single-dash habit, one naming the `--help` of the command at hand.
+#[test]
+fn usage_errors_read_well() {
+    let env = TestEnv::empty();
+    let mut rendered = String::new();
+    for arguments in [
+        &["plan", "-out=x.plan"][..],
+        &["plan", "--parallelism", "0"][..],
+        &["plna"][..],
+        &["state", "mv", "secret.a"][..],
+    ] {
+        let run = env.infra(arguments);
+        run.expect_code(1);
+        assert!(run.stdout.is_empty(), "{}", run.all());
+        rendered.push_str(&format!(
+            "$ infra {}\n{}\n",
+            arguments.join(" "),
+            run.stderr
+        ));
+    }
+    insta::assert_snapshot!(rendered);
+}
