@@ -2,10 +2,10 @@
 //! `yes` on a terminal, execute with state persisted as it goes, stop gracefully on Ctrl-C.
 
 use super::plan::{PlanningArgs, plan_in_session};
-use super::session::Session;
-use super::{GlobalArgs, Outcome};
+use super::session::{Session, read_plan_file};
+use super::{CommandError, ErrorKind, GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply};
-use crate::plan::file::{check_fresh, read_plan};
+use crate::plan::file::check_fresh;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions, make_plan};
@@ -14,8 +14,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Arguments of `infra apply`.
 #[derive(Debug, Args)]
@@ -53,7 +51,9 @@ impl StateSink for BackendSink<'_> {
     }
 }
 
-fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
+/// Asks for `yes` on the terminal. The answer is read on a thread of its own so that an
+/// interrupt at the prompt cancels the command (and releases the lock) at once.
+async fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
     if auto_approve {
         return Ok(());
     }
@@ -64,10 +64,15 @@ fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
     }
     eprint!("{question}\n  Only 'yes' will be accepted.\n\n  Enter a value: ");
     std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let read = std::io::stdin().lock().read_line(&mut answer);
+        let _ = sender.send(read.map(|_| answer));
+    });
+    let answer = receiver
+        .await
+        .context("reading the answer")?
         .context("reading the answer")?;
     if answer.trim() != "yes" {
         bail!("cancelled: the answer was not `yes`; nothing was changed");
@@ -81,16 +86,19 @@ async fn execute(
     state: State,
     parallelism: usize,
 ) -> anyhow::Result<Outcome> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let listener_stop = stop.clone();
-    let listener = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nInterrupt received: finishing the operations in flight and saving state; nothing new starts."
-            );
-            listener_stop.store(true, Ordering::SeqCst);
-        }
-    });
+    let interrupt = super::interrupt();
+    // From here an interrupt lets the operations in flight finish and be recorded.
+    let _shield = interrupt.shield();
+    let stop = interrupt.stop_flag();
+    eprintln!(
+        "{} `{}`… (an interrupt lets the operations in flight finish and saves them)",
+        if plan.destroy {
+            "Destroying"
+        } else {
+            "Applying the changes to"
+        },
+        session.configuration.env.name
+    );
     let sink = BackendSink {
         backend: &session.backend,
     };
@@ -104,7 +112,6 @@ async fn execute(
         &stop,
     )
     .await;
-    listener.abort();
     for error in &report.errors {
         eprintln!("error: {error}");
     }
@@ -116,12 +123,19 @@ async fn execute(
     }
     let verb = if plan.destroy { "Destroy" } else { "Apply" };
     if report.interrupted {
-        bail!(
-            "{verb} interrupted: {} added, {} changed, {} destroyed before stopping; state is saved — run the command again to finish",
-            report.added,
-            report.changed,
-            report.destroyed
-        );
+        return Err(CommandError::new(
+            ErrorKind::Interrupted,
+            format!(
+                "{verb} interrupted: {} added, {} changed, {} destroyed before stopping; the state is saved and the lock released",
+                report.added, report.changed, report.destroyed
+            ),
+        )
+        .hint(format!(
+            "run `infra {} --env {}` again to finish",
+            if plan.destroy { "destroy" } else { "apply" },
+            session.configuration.env.name
+        ))
+        .into());
     }
     if !report.errors.is_empty() {
         bail!(
@@ -141,10 +155,15 @@ async fn execute(
 
 /// Runs `infra apply`.
 pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<Outcome> {
+    // A bad plan file is refused before anything is opened or locked.
+    let saved = args
+        .plan_file
+        .as_deref()
+        .map(|path| read_plan_file(path, &global.env).map(|plan| (path, plan)))
+        .transpose()?;
     let mut session = Session::open(global).await?;
     let parallelism = usize::from(args.planning.parallelism);
-    if let Some(path) = &args.plan_file {
-        let saved = read_plan(path)?;
+    if let Some((path, saved)) = saved {
         // A plan made before any state existed carries the lineage the new state will have.
         let state = session
             .lock_and_read_existing("apply", args.planning.lock_timeout)
@@ -198,7 +217,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         return execute(&session, &saved, state, parallelism).await;
     }
     let (state, plan) = plan_in_session(&mut session, &args.planning, "apply").await?;
-    print!("{}", render_plan(&plan, args.planning.color()));
+    out!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
         return Ok(Outcome::Success);
     }
@@ -208,7 +227,8 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             global.env
         ),
         args.auto_approve,
-    )?;
+    )
+    .await?;
     execute(&session, &plan, state, parallelism).await
 }
 
@@ -216,7 +236,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
 pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
     let (state, plan) = plan_in_session(&mut session, &args.planning, "destroy").await?;
-    print!("{}", render_plan(&plan, args.planning.color()));
+    out!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
         return Ok(Outcome::Success);
     }
@@ -226,7 +246,8 @@ pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Resu
             global.env
         ),
         args.auto_approve,
-    )?;
+    )
+    .await?;
     execute(
         &session,
         &plan,

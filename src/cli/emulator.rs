@@ -1,6 +1,6 @@
 //! `infra emulator`: serves the emulated Google APIs on a port until interrupted.
 
-use super::Outcome;
+use super::{CommandError, ErrorKind, Outcome};
 use crate::emulator::{self, EmulatorOptions};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +33,12 @@ pub struct EmulatorArgs {
 /// Runs `infra emulator`.
 pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
-        anyhow::bail!("--fail-rate {} is not between 0 and 1", args.fail_rate);
+        return Err(CommandError::new(
+            ErrorKind::Usage,
+            format!("--fail-rate {} is not between 0 and 1", args.fail_rate),
+        )
+        .hint("a share of requests: 0.1 fails one in ten")
+        .into());
     }
     let options = EmulatorOptions {
         data_dir: args.data.clone(),
@@ -42,13 +47,13 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         operation_delay: Duration::from_millis(args.operation_delay_ms),
     };
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
-    println!("{}", running.base_url());
+    outln!("{}", running.base_url());
     eprintln!(
-        "infra emulator listening on {} — use it with INFRA_GCP_ENDPOINT={}. Ctrl-C stops it.",
+        "infra emulator listening on {} — use it with INFRA_GCP_ENDPOINT={}. Ctrl-C or SIGTERM stops it.",
         running.base_url(),
         running.base_url()
     );
-    tokio::signal::ctrl_c().await?;
+    super::interrupt().cancelled().await;
     running.handle.abort();
     Ok(Outcome::Success)
 }

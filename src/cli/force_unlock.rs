@@ -26,7 +26,7 @@ pub async fn run_force_unlock(
     let holder = session.backend.holder().await?;
     let Some(holder) = holder else {
         bail!(
-            "the state of `{}` is not locked ({})",
+            "the state of `{}` is not locked ({}); nothing to unlock\n  hint: a lock id comes from a \"state locked\" error; if one just appeared, the run holding it has finished since",
             global.env,
             session.backend.location()
         );
@@ -45,7 +45,9 @@ pub async fn run_force_unlock(
     if !args.force {
         if !std::io::stdin().is_terminal() {
             bail!(
-                "refusing to unlock without confirmation: stdin is not a terminal\n  hint: pass --force once you are sure the holder is dead"
+                "refusing to unlock without confirmation: stdin is not a terminal\n  hint: pass --force once you are sure the holder is dead: `infra force-unlock --env {} --force {}`",
+                global.env,
+                args.id
             );
         }
         eprint!(

@@ -83,7 +83,9 @@ pub async fn run_import(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result
         dependencies: change.dependencies.clone(),
     });
     state.serial += 1;
+    let shield = super::interrupt().shield();
     session.backend.write(&state).await?;
+    drop(shield);
     session.close().await;
     eprintln!(
         "Imported {} as {}. Run `infra plan --env {}` to see how it differs from the configuration.",

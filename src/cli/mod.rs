@@ -1,10 +1,16 @@
-//! The command line: one file per command; errors become exit codes here (0 success or no
-//! changes, 1 error, 2 changes present with `--detailed-exitcode`).
+//! The command line: one file per command; errors become exit codes in `error.rs` (0 success
+//! or no changes, 1 error — usage errors included, 2 changes present with
+//! `--detailed-exitcode`); signals become cancellation in `interrupt.rs`.
+
+#[macro_use]
+mod stdout;
 
 mod apply;
 mod emulator;
+mod error;
 mod force_unlock;
 mod import;
+mod interrupt;
 mod output;
 mod plan;
 mod session;
@@ -12,9 +18,13 @@ mod show;
 mod state;
 mod validate;
 
+pub use error::{CommandError, ErrorKind};
+pub use interrupt::Interrupt;
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 /// Declarative infrastructure for Google Cloud: plan, apply and track Cloud Run, Secret Manager,
 /// IAM, Monitoring and Billing resources, with a bundled emulator for offline work.
@@ -31,13 +41,13 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// The environment: a directory under envs/ (local runs on the embedded emulator).
-    #[arg(long, global = true, env = "INFRA_ENV", default_value = "local")]
+    #[arg(long, global = true, env = "INFRA_ENV", default_value = "local", value_parser = parse_env_name)]
     pub env: String,
     /// The project directory (holding envs/ and modules/); found upward from here by default.
     #[arg(long, global = true, env = "INFRA_ROOT")]
     pub root: Option<PathBuf>,
     /// Log filter for diagnostics on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, env = "INFRA_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "INFRA_LOG", default_value = "warn", value_parser = parse_log_filter)]
     pub log_level: String,
 }
 
@@ -72,9 +82,19 @@ pub enum Outcome {
     ChangesPresent,
 }
 
+/// Returns the process's interrupt: one per process, as signals are.
+pub fn interrupt() -> &'static Interrupt {
+    static INTERRUPT: OnceLock<Interrupt> = OnceLock::new();
+    INTERRUPT.get_or_init(Interrupt::new)
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let arguments: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(usage) => return error::report_usage(usage, &arguments),
+    };
     init_logging(&cli.global.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,19 +102,52 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
+            return error::report(
+                CommandError::new(
+                    ErrorKind::Internal,
+                    format!("cannot start the async runtime: {error}"),
+                )
+                .into(),
+            );
         }
     };
-    let result = runtime.block_on(run(cli));
-    match result {
+    let result = runtime.block_on(async {
+        let interrupt = interrupt();
+        interrupt.listen().map_err(|error| {
+            CommandError::new(
+                ErrorKind::Internal,
+                format!("cannot listen for SIGINT and SIGTERM: {error}"),
+            )
+        })?;
+        // The emulator serves until interrupted: for it an interrupt is the normal end.
+        if matches!(cli.command, Command::Emulator(_)) {
+            return run(cli).await;
+        }
+        // Dropping the command's future on an interrupt drops its session, which releases the
+        // lock; phases that must finish (apply's operations) hold a shield meanwhile.
+        tokio::select! {
+            biased;
+            result = run(cli) => result,
+            () = interrupt.cancelled() => Err(interrupted_error()),
+        }
+    });
+    let code = match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::ChangesPresent) => ExitCode::from(2),
-        Err(error) => {
-            eprintln!("{}", format_error(&error));
-            ExitCode::from(1)
-        }
-    }
+        Err(error) => error::report(error),
+    };
+    // A prompt's reader thread may still wait for a line; nothing else is left to finish.
+    runtime.shutdown_background();
+    code
+}
+
+fn interrupted_error() -> anyhow::Error {
+    CommandError::new(
+        ErrorKind::Interrupted,
+        "interrupted: stopped before changing anything; no state lock is left held",
+    )
+    .hint("run the command again when ready")
+    .into()
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -113,16 +166,37 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-fn format_error(error: &anyhow::Error) -> String {
-    let text = format!("{error:#}");
-    if text.starts_with("error")
-        || text.contains(": error[")
-        || text.starts_with("envs/")
-        || text.starts_with("modules/")
-    {
-        text
+/// Accepts an environment name: a directory name under envs/, never a path.
+fn parse_env_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && !text.starts_with('.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if valid {
+        Ok(text.to_string())
     } else {
-        format!("error: {text}")
+        Err(format!(
+            "`{text}` is not an environment name: use a directory name under envs/ (letters, digits, `-`, `_`), not a path"
+        ))
+    }
+}
+
+/// Accepts a log filter: levels, or `target=level` directives, comma-separated.
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let valid_directive = |directive: &str| {
+        let level = directive.rsplit('=').next().unwrap_or_default();
+        (LEVELS.contains(&directive) || directive.contains('='))
+            && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    };
+    if text.split(',').all(valid_directive) && tracing_subscriber::EnvFilter::try_new(text).is_ok()
+    {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a log filter: use error, warn, info, debug or trace, or target=level directives"
+        ))
     }
 }
 
@@ -134,4 +208,26 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_are_levels_or_directives() {
+        assert!(parse_log_filter("debug").is_ok());
+        assert!(parse_log_filter("warn,infra=trace").is_ok());
+        assert!(parse_log_filter("garbage").is_err());
+        assert!(parse_log_filter("infra=loud").is_err());
+    }
+
+    #[test]
+    fn environment_names_are_not_paths() {
+        assert!(parse_env_name("staging").is_ok());
+        assert!(parse_env_name("eu-west_1").is_ok());
+        for bad in ["../x", "/etc", "", "a/b", ".hidden"] {
+            assert!(parse_env_name(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -40,9 +40,9 @@ pub async fn run_output(global: &GlobalArgs, args: OutputArgs) -> anyhow::Result
             );
         };
         match (&output.value, args.raw, args.json) {
-            (value, _, true) => println!("{}", serde_json::to_string_pretty(&value.to_json())?),
-            (crate::value::Value::String(text), true, _) => println!("{text}"),
-            (value, _, _) => println!("{value}"),
+            (value, _, true) => outln!("{}", serde_json::to_string_pretty(&value.to_json())?),
+            (crate::value::Value::String(text), true, _) => outln!("{text}"),
+            (value, _, _) => outln!("{value}"),
         }
         return Ok(Outcome::Success);
     }
@@ -52,7 +52,7 @@ pub async fn run_output(global: &GlobalArgs, args: OutputArgs) -> anyhow::Result
             .iter()
             .map(|(name, output)| (name.clone(), serde_json::json!({"value": output.value.to_json(), "sensitive": output.sensitive})))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(Outcome::Success);
     }
     for (name, output) in &state.outputs {
@@ -61,7 +61,7 @@ pub async fn run_output(global: &GlobalArgs, args: OutputArgs) -> anyhow::Result
         } else {
             output.value.to_string()
         };
-        println!("{name} = {shown}");
+        outln!("{name} = {shown}");
     }
     Ok(Outcome::Success)
 }

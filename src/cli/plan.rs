@@ -109,13 +109,18 @@ pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Out
     let operation = if args.destroy { "destroy" } else { "plan" };
     let (_, plan) = plan_in_session(&mut session, &args.planning, operation).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        print!("{}", render_plan(&plan, args.planning.color()));
+        out!("{}", render_plan(&plan, args.planning.color()));
     }
     if let Some(path) = &args.out {
         crate::plan::file::write_plan(path, &plan)
-            .with_context(|| format!("writing the plan to {}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "--out {}: cannot write the plan\n  hint: give --out a file path where a file can be created",
+                    path.display()
+                )
+            })?;
         eprintln!(
             "Saved the plan to {}. Apply exactly it with: infra apply --env {} {}",
             path.display(),

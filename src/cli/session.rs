@@ -2,7 +2,7 @@
 //! configuration, the API endpoint (Google, `INFRA_GCP_ENDPOINT`, or an embedded emulator), the
 //! client, and the state backend with its lock.
 
-use super::GlobalArgs;
+use super::{CommandError, ErrorKind, GlobalArgs};
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
 use crate::gcp::GcpClient;
@@ -16,18 +16,30 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How long releasing the lock on the way out may take.
+const LOCK_RELEASE_LIMIT: Duration = Duration::from_secs(10);
+
 /// An environment opened for a command.
 pub struct Session {
     pub configuration: Configuration,
     pub client: GcpClient,
     pub backend: Backend,
     locked: bool,
+    locking: bool,
     _emulator: Option<RunningEmulator>,
 }
 
 /// Returns the project root: `--root`, or the nearest directory upward holding `envs/`.
 pub fn project_root(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     if let Some(root) = &global.root {
+        if !root.is_dir() {
+            return Err(CommandError::new(
+                ErrorKind::Usage,
+                format!("--root {}: not a directory", root.display()),
+            )
+            .hint("give the project directory (the one holding envs/); INFRA_ROOT sets it too")
+            .into());
+        }
         return Ok(root.clone());
     }
     let current = std::env::current_dir().context("cannot read the current directory")?;
@@ -76,7 +88,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is too long a duration"))
 }
 
 impl Session {
@@ -86,6 +98,9 @@ impl Session {
         let override_endpoint = std::env::var("INFRA_GCP_ENDPOINT")
             .ok()
             .filter(|value| !value.is_empty());
+        if let Some(endpoint) = &override_endpoint {
+            check_endpoint(endpoint)?;
+        }
         let (endpoint, running) = match (override_endpoint, &configuration.env.emulator) {
             (Some(endpoint), _) => (Some(endpoint), None),
             (None, Some(embedded)) => {
@@ -113,7 +128,7 @@ impl Session {
             }
             (None, None) => (configuration.env.endpoint.clone(), None),
         };
-        let client = GcpClient::new(endpoint)?;
+        let client = GcpClient::new(endpoint)?.with_timeout(http_timeout()?);
         let backend = Backend::open(
             &configuration.env.name,
             &configuration.env.project,
@@ -126,6 +141,7 @@ impl Session {
             client,
             backend,
             locked: false,
+            locking: false,
             _emulator: running,
         })
     }
@@ -146,8 +162,13 @@ impl Session {
         operation: &str,
         lock_timeout: Duration,
     ) -> anyhow::Result<Option<State>> {
+        // Set while the lock request is in flight: an interrupt that drops this future may
+        // leave a lock the server created but this run never heard of; Drop looks for it.
+        self.locking = true;
         self.backend.lock(operation, lock_timeout).await?;
+        self.locking = false;
         self.locked = true;
+        super::interrupt().set_lock_release(self.backend.detached_unlock());
         Ok(self.backend.read().await?)
     }
 
@@ -155,19 +176,115 @@ impl Session {
     pub async fn close(&mut self) {
         if std::mem::take(&mut self.locked) {
             self.backend.unlock().await;
+            // Cleared only now: a second interrupt meanwhile must still wait for a release.
+            super::interrupt().set_lock_release(None);
+        }
+    }
+}
+
+/// Refuses a plan file path that names no file, before anything is locked.
+pub fn check_plan_file(path: &std::path::Path, env: &str) -> anyhow::Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let what = if path.is_dir() {
+        "is a directory, not a plan file"
+    } else {
+        "no such plan file"
+    };
+    Err(
+        CommandError::new(ErrorKind::Usage, format!("{}: {what}", path.display()))
+            .hint(format!(
+                "save one with `infra plan --env {env} --out {}`",
+                path.display()
+            ))
+            .into(),
+    )
+}
+
+/// Reads a saved plan file, with a hint on how to make one when it is not one.
+pub fn read_plan_file(path: &std::path::Path, env: &str) -> anyhow::Result<crate::plan::Plan> {
+    check_plan_file(path, env)?;
+    crate::plan::file::read_plan(path).map_err(|error| {
+        CommandError::from_anyhow(error.into())
+            .hint(format!(
+                "give a file saved by `infra plan --env {env} --out FILE`"
+            ))
+            .into()
+    })
+}
+
+/// Refuses an `INFRA_GCP_ENDPOINT` that is not an http(s) URL before any request is made.
+fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
+    let problem = match reqwest::Url::parse(endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            return Ok(());
+        }
+        Ok(url) => format!("scheme `{}` is not http or https", url.scheme()),
+        Err(error) => error.to_string(),
+    };
+    Err(CommandError::new(
+        ErrorKind::Usage,
+        format!("INFRA_GCP_ENDPOINT `{endpoint}` is not a URL infra can call: {problem}"),
+    )
+    .hint("set it to the emulator's base URL, like http://127.0.0.1:8086/, or unset it to call Google")
+    .into())
+}
+
+/// Returns the per-request HTTP timeout: `INFRA_HTTP_TIMEOUT` (like 30s), or 60 s.
+fn http_timeout() -> anyhow::Result<Duration> {
+    match std::env::var("INFRA_HTTP_TIMEOUT") {
+        Ok(text) if !text.is_empty() => {
+            let timeout = parse_duration(&text).map_err(|message| {
+                CommandError::new(ErrorKind::Usage, format!("INFRA_HTTP_TIMEOUT: {message}"))
+                    .hint("set it to a duration such as 30s or 2m, or unset it for 60s")
+            })?;
+            if timeout.is_zero() {
+                return Err(CommandError::new(
+                    ErrorKind::Usage,
+                    "INFRA_HTTP_TIMEOUT: 0 would fail every request",
+                )
+                .hint("set it to a duration such as 30s or 2m, or unset it for 60s")
+                .into());
+            }
+            Ok(timeout)
+        }
+        _ => Ok(Duration::from_secs(60)),
+    }
+}
+
+impl Session {
+    /// Removes a lock this process created but whose answer it never read (the lock request
+    /// was cut short by an interrupt): its holder record names this process.
+    async fn release_orphaned_lock(&self) {
+        let own = format!("(pid {})", std::process::id());
+        if let Ok(Some(holder)) = self.backend.holder().await
+            && holder.who.ends_with(&own)
+        {
+            let _ = self.backend.force_unlock(&holder.id).await;
         }
     }
 }
 
 impl Drop for Session {
-    /// Releases the lock on every path out of a command, errors included. A GCS lock needs a
-    /// request, so this blocks the (multi-threaded) runtime's worker for that request.
+    /// Releases the lock on every path out of a command, errors and interrupts included. A GCS
+    /// lock needs a request, so this blocks the (multi-threaded) runtime's worker for it.
     fn drop(&mut self) {
-        if !self.locked {
+        if !self.locked && !self.locking {
             return;
         }
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => tokio::task::block_in_place(|| handle.block_on(self.close())),
+            Ok(handle) => tokio::task::block_in_place(|| {
+                // Bounded: an unreachable bucket must not hold the exit (the next run's
+                // "state locked" error says how to remove the lock).
+                let release = async {
+                    if std::mem::take(&mut self.locking) {
+                        self.release_orphaned_lock().await;
+                    }
+                    self.close().await;
+                };
+                let _ = handle.block_on(tokio::time::timeout(LOCK_RELEASE_LIMIT, release));
+            }),
             Err(_) => {
                 if let Backend::Local(local) = &mut self.backend {
                     local.unlock();
@@ -188,5 +305,6 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 }

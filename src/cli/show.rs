@@ -1,9 +1,8 @@
 //! `infra show [FILE]`: the state's resources and outputs, or a saved plan, for people or as
 //! JSON. Neither ever holds a secret value.
 
-use super::session::{Session, parse_duration};
+use super::session::{Session, parse_duration, read_plan_file};
 use super::{GlobalArgs, Outcome};
-use crate::plan::file::read_plan;
 use crate::plan::render::{ColorChoice, render_plan};
 use clap::Args;
 use std::io::IsTerminal;
@@ -26,11 +25,11 @@ pub struct ShowArgs {
 /// Runs `infra show`.
 pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Outcome> {
     if let Some(path) = &args.plan_file {
-        let plan = read_plan(path)?;
+        let plan = read_plan_file(path, &global.env)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            print!(
+            out!(
                 "{}",
                 render_plan(&plan, ColorChoice::detect(std::io::stdout().is_terminal()))
             );
@@ -40,11 +39,11 @@ pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Out
     let mut session = Session::open(global).await?;
     let state = session.lock_and_read("show", args.lock_timeout).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&state)?);
+        outln!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(Outcome::Success);
     }
     if state.resources.is_empty() {
-        println!("The state of `{}` is empty.", state.env);
+        outln!("The state of `{}` is empty.", state.env);
         return Ok(Outcome::Success);
     }
     for resource in &state.resources {
@@ -53,26 +52,26 @@ pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Out
         } else {
             ""
         };
-        println!("# {}{status}", resource.address);
-        println!("    id = {:?}", resource.id);
+        outln!("# {}{status}", resource.address);
+        outln!("    id = {:?}", resource.id);
         for (field, value) in resource
             .attributes
             .iter()
             .filter(|(field, _)| !crate::plan::render::is_hidden(field))
         {
-            println!("    {field} = {value}");
+            outln!("    {field} = {value}");
         }
-        println!();
+        outln!();
     }
     if !state.outputs.is_empty() {
-        println!("Outputs:");
+        outln!("Outputs:");
         for (name, output) in &state.outputs {
             let shown = if output.sensitive {
                 "(sensitive value)".to_string()
             } else {
                 output.value.to_string()
             };
-            println!("    {name} = {shown}");
+            outln!("    {name} = {shown}");
         }
     }
     Ok(Outcome::Success)

@@ -54,6 +54,40 @@ pub enum StateCommand {
     Restore { generation: i64 },
 }
 
+/// Refuses a target address that no configuration could produce (`module.m.kind.name`, with an
+/// optional `["key"]` or `[0]`), so that `state mv` never writes an address plan cannot match.
+fn check_address(address: &str) -> anyhow::Result<()> {
+    let (path, index) = match address.split_once('[') {
+        Some((path, index)) => (path, Some(index)),
+        None => (address, None),
+    };
+    let identifier = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let parts: Vec<&str> = path.split('.').collect();
+    let modules_valid = parts.len() >= 2
+        && parts.len().is_multiple_of(2)
+        && parts.iter().all(|part| identifier(part))
+        && parts[..parts.len() - 2]
+            .chunks(2)
+            .all(|pair| pair[0] == "module");
+    let index_valid = index.is_none_or(|index| {
+        index.strip_suffix(']').is_some_and(|inner| {
+            inner.parse::<u64>().is_ok()
+                || (inner.len() >= 2 && inner.starts_with('"') && inner.ends_with('"'))
+        })
+    });
+    if modules_valid && index_valid {
+        return Ok(());
+    }
+    bail!(
+        "`{address}` is not a resource address\n  hint: addresses look like `secret.name`, `module.m.secret.name` or `secret.name[\"KEY\"]`"
+    )
+}
+
 /// Runs `infra state …`.
 pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
@@ -67,15 +101,19 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     let existing = session
         .lock_and_read_existing(operation, args.lock_timeout)
         .await?;
+    // A write under way finishes even on an interrupt: the state is never left half-known.
+    let _shield = (operation == "state write").then(|| super::interrupt().shield());
     let env = session.configuration.env.name.clone();
     let location = session.backend.location();
     let require = |existing: Option<State>| {
-        existing.with_context(|| format!("{location}: there is no state yet for `{env}`"))
+        existing.with_context(|| {
+            format!("{location}: there is no state yet for `{env}`\n  hint: `infra apply --env {env}` writes it")
+        })
     };
     match args.command {
         StateCommand::List => {
             for resource in existing.map(|state| state.resources).unwrap_or_default() {
-                println!("{}", resource.address);
+                outln!("{}", resource.address);
             }
         }
         StateCommand::Show { address, json } => {
@@ -87,21 +125,23 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
                 )
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(resource)?);
+                outln!("{}", serde_json::to_string_pretty(resource)?);
             } else {
-                println!(
+                outln!(
                     "# {}\n    kind = {:?}\n    id = {:?}",
-                    resource.address, resource.kind, resource.id
+                    resource.address,
+                    resource.kind,
+                    resource.id
                 );
                 for (field, value) in resource
                     .attributes
                     .iter()
                     .filter(|(field, _)| !crate::plan::render::is_hidden(field))
                 {
-                    println!("    {field} = {value}");
+                    outln!("    {field} = {value}");
                 }
                 if !resource.dependencies.is_empty() {
-                    println!("    depends on: {}", resource.dependencies.join(", "));
+                    outln!("    depends on: {}", resource.dependencies.join(", "));
                 }
             }
         }
@@ -109,7 +149,10 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             let mut state = require(existing)?;
             for address in &addresses {
                 if state.remove(address).is_none() {
-                    bail!("no resource `{address}` in the state; nothing was removed");
+                    bail!(
+                        "no resource `{address}` in the state; nothing was removed\n  hint: `infra state list --env {}` shows the addresses",
+                        global.env
+                    );
                 }
             }
             state.serial += 1;
@@ -121,13 +164,22 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             );
         }
         StateCommand::Mv { from, to } => {
+            check_address(&to)?;
             let mut state = require(existing)?;
             if state.resource(&to).is_some() {
-                bail!("`{to}` is already in the state; remove it first if it is the same object");
+                bail!(
+                    "`{to}` is already in the state\n  hint: `infra state rm --env {} '{to}'` first if it is the same object",
+                    global.env
+                );
             }
             let mut resource = state
                 .remove(&from)
-                .with_context(|| format!("no resource `{from}` in the state"))?;
+                .with_context(|| {
+                    format!(
+                        "no resource `{from}` in the state\n  hint: `infra state list --env {}` shows the addresses",
+                        global.env
+                    )
+                })?;
             resource.address = to.clone();
             for other in &mut state.resources {
                 for dependency in &mut other.dependencies {
@@ -143,11 +195,16 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         }
         StateCommand::Pull => {
             let state = require(existing)?;
-            print!("{}", String::from_utf8_lossy(&state.to_bytes()));
+            out!("{}", String::from_utf8_lossy(&state.to_bytes()));
         }
         StateCommand::Push { file, force } => {
             let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                std::fs::read(&file).with_context(|| {
+                    format!(
+                        "reading {}\n  hint: give the path of a state document (`infra state pull > FILE` writes one)",
+                        file.display()
+                    )
+                })?;
             let pushed = State::from_bytes(
                 &bytes,
                 &file.display().to_string(),
@@ -188,10 +245,10 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         StateCommand::Versions => {
             let versions = session.backend.versions().await?;
             if versions.is_empty() {
-                println!("No stored versions.");
+                outln!("No stored versions.");
             }
             for version in versions {
-                println!(
+                outln!(
                     "{}  {}{}",
                     version.generation,
                     version.updated,
@@ -220,4 +277,32 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     }
     session.close().await;
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked_before_a_move() {
+        for good in [
+            "secret.a",
+            "module.m.secret.a",
+            "module.m.module.n.cloud_run_service.api",
+            "secret.a[\"KEY\"]",
+            "secret.a[3]",
+        ] {
+            assert!(check_address(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "secret",
+            "not an address",
+            "secret.a[\"KEY",
+            "mod.m.secret.a",
+            "secret..a",
+            "secret.a[]",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
 }

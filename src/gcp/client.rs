@@ -1,6 +1,8 @@
 //! The REST core every kind uses: endpoint selection (Google or an emulator), credentials,
 //! retries with backoff and jitter, Google error bodies mapped to `GcpError`, and per-parent
-//! serialization of read-modify-write cycles. It knows no resource kind.
+//! serialization of read-modify-write cycles, and bounded reading of answers (a body past
+//! `MAX_BODY_BYTES` is refused, an error body is kept to `MAX_ERROR_BODY_BYTES`), so a
+//! misbehaving endpoint cannot exhaust memory. It knows no resource kind.
 
 use super::error::{ErrorEnvelope, GcpError};
 use reqwest::Method;
@@ -9,6 +11,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
+
+/// The largest answer infra reads (a state document or a list page is far smaller).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most of an error answer infra keeps; Google's error envelopes are a few KiB.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// How much of an error message infra shows before truncating it.
+pub const SHOWN_ERROR_CHARS: usize = 1000;
+
+/// The default per-request timeout, body included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A Google API, each with its own base URL in production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +87,75 @@ pub struct GcpClient {
     endpoint: Option<String>,
     credentials: Option<google_cloud_auth::credentials::AccessTokenCredentials>,
     retry: RetryPolicy,
+    timeout: Duration,
     parent_locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+}
+
+/// An answer's body, read up to a limit.
+enum Body {
+    Complete(Vec<u8>),
+    /// The answer went past the limit: what was read, and the total if the server declared it.
+    TooLarge {
+        head: Vec<u8>,
+        declared: Option<u64>,
+    },
+}
+
+/// Reads a body chunk by chunk, stopping once it passes `limit`.
+async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Body, reqwest::Error> {
+    let declared = response.content_length();
+    if declared.is_some_and(|length| length > limit as u64) {
+        let head = response.chunk().await?.map(|chunk| chunk.to_vec());
+        return Ok(Body::TooLarge {
+            head: head.unwrap_or_default(),
+            declared,
+        });
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() + chunk.len() > limit {
+            bytes.extend_from_slice(&chunk[..limit.saturating_sub(bytes.len())]);
+            return Ok(Body::TooLarge {
+                head: bytes,
+                declared,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Body::Complete(bytes))
+}
+
+/// Returns `text` cut to `SHOWN_ERROR_CHARS`, saying how much there was.
+fn shorten(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= SHOWN_ERROR_CHARS {
+        return text.to_string();
+    }
+    let shown: String = text.chars().take(SHOWN_ERROR_CHARS).collect();
+    format!(
+        "{shown}… ({} bytes; first {SHOWN_ERROR_CHARS} shown)",
+        text.len()
+    )
+}
+
+/// Returns a non-JSON error body as one line: tags dropped (an HTML error page), whitespace
+/// collapsed.
+fn plain_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut plain = String::with_capacity(text.len().min(4096));
+    let mut in_tag = false;
+    for character in text.chars() {
+        match character {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            _ if in_tag => {}
+            _ => plain.push(character),
+        }
+    }
+    plain.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl GcpClient {
@@ -82,7 +164,6 @@ impl GcpClient {
     pub fn new(endpoint: Option<String>) -> Result<Self, GcpError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("infra/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(60))
             .build()
             .map_err(|error| GcpError::Transport {
                 method: "-".into(),
@@ -110,8 +191,15 @@ impl GcpClient {
             endpoint,
             credentials,
             retry: RetryPolicy::default(),
+            timeout: DEFAULT_TIMEOUT,
             parent_locks: Arc::default(),
         })
+    }
+
+    /// Replaces the per-request timeout (body included; `INFRA_HTTP_TIMEOUT`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Replaces the retry policy (tests use short delays).
@@ -157,10 +245,19 @@ impl GcpClient {
         if bytes.is_empty() {
             return Ok(Json::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|error| GcpError::Decode {
-            method: method.to_string(),
-            url,
-            message: error.to_string(),
+        serde_json::from_slice(&bytes).map_err(|error| {
+            let start: String = String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            GcpError::Decode {
+                method: method.to_string(),
+                url,
+                message: format!(
+                    "not JSON ({error}); {} bytes starting `{start}`",
+                    bytes.len()
+                ),
+            }
         })
     }
 
@@ -186,7 +283,10 @@ impl GcpClient {
                 Err((error, retry_after))
                     if error.is_retryable() && attempt < self.retry.max_attempts =>
                 {
-                    let delay = retry_after.unwrap_or_else(|| self.retry.delay(attempt));
+                    // A server asking for a day's wait must not hang the run: capped like backoff.
+                    let delay = retry_after
+                        .map(|delay| delay.min(self.retry.max_delay))
+                        .unwrap_or_else(|| self.retry.delay(attempt));
                     tracing::debug!(%method, %url, attempt, ?delay, "retrying: {error}");
                     tokio::time::sleep(delay).await;
                 }
@@ -208,7 +308,11 @@ impl GcpClient {
             url: url.to_string(),
             message,
         };
-        let mut request = self.http.request(method.clone(), url).query(query);
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .query(query)
+            .timeout(self.timeout);
         if let Some((bytes, content_type)) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
@@ -222,10 +326,27 @@ impl GcpClient {
             request = request.bearer_auth(token.token);
         }
         tracing::trace!(method = %method_name, %url, "request");
-        let response = request
+        let describe = |error: reqwest::Error| {
+            // The message already names METHOD and URL; reqwest's would repeat the URL.
+            let error = error.without_url();
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message = format!("{message}: {text}");
+                }
+                source = cause.source();
+            }
+            if error.is_timeout() {
+                message = format!("no complete answer within {:?} ({message})", self.timeout);
+            }
+            transport(message)
+        };
+        let mut response = request
             .send()
             .await
-            .map_err(|error| (transport(error.to_string()), None))?;
+            .map_err(|error| (describe(error), None))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -233,20 +354,52 @@ impl GcpClient {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response
-            .bytes()
+        let limit = if status.is_success() {
+            MAX_BODY_BYTES
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        let body = read_body(&mut response, limit)
             .await
-            .map_err(|error| (transport(error.to_string()), None))?;
+            .map_err(|error| (describe(error), None))?;
         tracing::trace!(method = %method_name, %url, status = status.as_u16(), "response");
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
+        // The size of an error body cut at the limit, for the message.
+        let (bytes, cut_size) = match body {
+            Body::Complete(bytes) if status.is_success() => return Ok(bytes),
+            Body::TooLarge { declared, .. } if status.is_success() => {
+                return Err((
+                    GcpError::TooLarge {
+                        method: method_name,
+                        url: url.to_string(),
+                        limit: MAX_BODY_BYTES,
+                        declared,
+                    },
+                    None,
+                ));
+            }
+            Body::Complete(bytes) => (bytes, None),
+            Body::TooLarge { head, declared } => {
+                let size = declared.map_or_else(
+                    || format!("more than {} bytes", head.len()),
+                    |size| format!("{size} bytes"),
+                );
+                (head, Some(size))
+            }
+        };
         let (message, google_status) = match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-            Ok(envelope) => (envelope.error.message, envelope.error.status),
-            Err(_) => (
-                String::from_utf8_lossy(&bytes).chars().take(300).collect(),
-                String::new(),
-            ),
+            Ok(envelope) => (shorten(&envelope.error.message), envelope.error.status),
+            Err(_) => {
+                let text = plain_text(&bytes);
+                let message = match cut_size {
+                    _ if text.is_empty() => "(empty body)".to_string(),
+                    Some(size) => {
+                        let shown: String = text.chars().take(SHOWN_ERROR_CHARS).collect();
+                        format!("{shown}… ({size}; first {SHOWN_ERROR_CHARS} shown)")
+                    }
+                    None => shorten(&text),
+                };
+                (message, String::new())
+            }
         };
         let google_status = if google_status.is_empty() {
             status
@@ -292,6 +445,21 @@ mod tests {
             "http://127.0.0.1:9/v1/projects/p/secrets"
         );
         assert_eq!(client.url(Service::Run, "v2/x"), "http://127.0.0.1:9/v2/x");
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_their_size() {
+        let long = "x".repeat(5000);
+        let shown = shorten(&long);
+        assert!(
+            shown.ends_with("… (5000 bytes; first 1000 shown)"),
+            "{shown}"
+        );
+        assert_eq!(shorten("short"), "short");
+        assert_eq!(
+            plain_text(b"<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>"),
+            "502 Bad Gateway nginx"
+        );
     }
 
     #[test]

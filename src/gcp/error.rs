@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum GcpError {
     /// Google answered with an error body.
-    #[error("{method} {url}: {code} {status}: {message}")]
+    #[error("{method} {url}: {code} {status}: {message}{}", api_hint(*.code))]
     Api {
         method: String,
         url: String,
@@ -13,14 +13,18 @@ pub enum GcpError {
         message: String,
     },
     /// The request never got an answer.
-    #[error("{method} {url}: {message}")]
+    #[error(
+        "{method} {url}: {message}\n  hint: check the network and that the endpoint answers; for slow answers raise INFRA_HTTP_TIMEOUT (default 60s)"
+    )]
     Transport {
         method: String,
         url: String,
         message: String,
     },
     /// The answer was not what the API documents.
-    #[error("{method} {url}: unexpected response: {message}")]
+    #[error(
+        "{method} {url}: unexpected response: {message}\n  hint: this is not what the Google API answers: check that the endpoint (INFRA_GCP_ENDPOINT or the environment's endpoint) is the API"
+    )]
     Decode {
         method: String,
         url: String,
@@ -31,6 +35,17 @@ pub enum GcpError {
         "credentials: {0}\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
     )]
     Auth(String),
+    /// The answer was larger than infra reads (`MAX_BODY_BYTES`): not a Google API answer.
+    #[error(
+        "{method} {url}: the answer is larger than {limit} bytes{}, more than infra reads\n  hint: this is not what the Google API sends: check that the endpoint (INFRA_GCP_ENDPOINT or the environment's endpoint) is the API",
+        declared.map(|size| format!(" ({size} bytes)")).unwrap_or_default()
+    )]
+    TooLarge {
+        method: String,
+        url: String,
+        limit: usize,
+        declared: Option<u64>,
+    },
     /// A long-running operation finished with an error.
     #[error("operation {name} failed: {message} (google.rpc.Code {code})")]
     Operation {
@@ -41,6 +56,25 @@ pub enum GcpError {
     /// A long-running operation or retry loop ran out of time.
     #[error("{what}: timed out after {seconds}s")]
     Timeout { what: String, seconds: u64 },
+}
+
+/// Returns the hint line for an API error whose fix is the same whatever the call was.
+fn api_hint(code: u16) -> &'static str {
+    match code {
+        401 => {
+            "\n  hint: the credentials were refused: run `gcloud auth application-default login`, or check GOOGLE_APPLICATION_CREDENTIALS"
+        }
+        403 => {
+            "\n  hint: the account lacks a permission here (the message names it): grant it, or check the project id"
+        }
+        429 => {
+            "\n  hint: still over quota after retries: wait and run again, or lower --parallelism"
+        }
+        500..=599 => {
+            "\n  hint: the service kept failing after retries: run the command again later"
+        }
+        _ => "",
+    }
 }
 
 impl GcpError {

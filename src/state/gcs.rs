@@ -338,6 +338,23 @@ impl GcsBackend {
         }
     }
 
+    /// Returns a release of the lock this backend holds that borrows nothing, for a signal
+    /// handler exiting at once (`None` when no lock is held).
+    pub fn detached_unlock(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let id = (*self
+            .lock_id
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))?;
+        let client = self.client.clone();
+        let path = self.object_path(&self.lock_object);
+        Some(Box::pin(async move {
+            let query = [("ifGenerationMatch", id.to_string())];
+            let _ = client
+                .call_bytes(Method::DELETE, Service::Storage, &path, &query, None)
+                .await;
+        }))
+    }
+
     async fn delete_lock(&self, id: i64) -> Result<(), GcpError> {
         let query = [("ifGenerationMatch", id.to_string())];
         self.client

@@ -88,7 +88,7 @@ pub struct StateVersion {
 fn locked_message(location: &str, holder: Option<&LockInfo>, env: &str) -> String {
     match holder {
         Some(holder) if location.starts_with("gs://") => format!(
-            "state locked by {} since {} for `{}` (id {}) — {location}\n  hint: wait for it (--lock-timeout 60s); if that run is dead: `infra force-unlock --env {env} {}`",
+            "state locked by {} since {} for `{}` (id {}) — {location}\n  hint: wait for it (--lock-timeout 60s); if that run is dead: `infra force-unlock --env {env} --force {}`",
             holder.who, holder.created, holder.operation, holder.id, holder.id
         ),
         Some(holder) => format!(
@@ -172,6 +172,15 @@ impl Backend {
         match self {
             Backend::Local(local) => local.unlock(),
             Backend::Gcs(gcs) => gcs.unlock().await,
+        }
+    }
+
+    /// Returns a release of the held lock that borrows nothing, for a signal handler; `None`
+    /// for the local backend, whose OS lock ends with the process.
+    pub fn detached_unlock(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Gcs(gcs) => gcs.detached_unlock(),
         }
     }
 

@@ -7,6 +7,7 @@ mod config_guards;
 mod corpus;
 mod emulator_api;
 mod identity;
+mod interrupts;
 mod monitoring;
 mod secrets;
 mod sensitive;

@@ -78,6 +78,7 @@ impl Case {
     }
 
     /// The message need not carry a `hint:` (the error itself says all there is).
+    #[allow(dead_code)] // not every table has such a case
     pub fn no_hint(mut self) -> Self {
         self.hint = false;
         self
