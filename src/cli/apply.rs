@@ -6,10 +6,13 @@ use super::session::Session;
 use super::{GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply};
 use crate::plan::file::{check_fresh, read_plan};
+use crate::plan::model::Action;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME};
 use crate::state::{Backend, State};
+use crate::value::{Marker, Value};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
@@ -75,12 +78,51 @@ fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Returns true when the plan writes a secret value (a resource with sensitive fields is
+/// created, updated or replaced): the fingerprint key must exist first.
+fn writes_secrets(plan: &Plan) -> bool {
+    !plan.destroy
+        && plan.changes.iter().any(|change| {
+            !change.sensitive.is_empty()
+                && matches!(
+                    change.action,
+                    Action::Create | Action::Update | Action::Replace
+                )
+        })
+}
+
+/// Returns true when state holds fingerprints an older build wrote (salted SHA-256 with the
+/// salt beside them): apply rewrites them keyed even when nothing else changes.
+fn has_legacy_fingerprints(state: &State) -> bool {
+    fn legacy(value: &Value) -> bool {
+        match value {
+            Value::Marker(Marker::Sensitive(text)) => {
+                text.starts_with(&format!("{LEGACY_SCHEME}:")) || text.starts_with("generated:")
+            }
+            Value::Map(entries) => entries.values().any(legacy),
+            Value::List(items) => items.iter().any(legacy),
+            _ => false,
+        }
+    }
+    state.resources.iter().any(|resource| {
+        resource.attributes.contains_key(LEGACY_SALT_ATTRIBUTE)
+            || resource.attributes.values().any(legacy)
+    })
+}
+
 async fn execute(
     session: &Session,
     plan: &Plan,
     state: State,
     parallelism: usize,
+    fingerprint_key: Option<Arc<FingerprintKey>>,
 ) -> anyhow::Result<Outcome> {
+    let fingerprint_key =
+        if writes_secrets(plan) || (!plan.destroy && has_legacy_fingerprints(&state)) {
+            Some(session.ensure_fingerprint_key(fingerprint_key).await?)
+        } else {
+            fingerprint_key
+        };
     let stop = Arc::new(AtomicBool::new(false));
     let listener_stop = stop.clone();
     let listener = tokio::spawn(async move {
@@ -102,6 +144,7 @@ async fn execute(
         &sink,
         parallelism,
         &stop,
+        fingerprint_key,
     )
     .await;
     listener.abort();
@@ -160,8 +203,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             &state,
             &config_digest(&session.configuration),
         )?;
+        let fingerprint_key = session.read_fingerprint_key().await?;
         let options = PlanOptions {
-            salt: Some(saved.salt.clone()),
+            fingerprint_key: fingerprint_key.clone(),
             destroy: saved.destroy,
             ..args.planning.options(saved.destroy)
         };
@@ -189,14 +233,25 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             );
         }
         if !saved.has_changes() {
+            if has_legacy_fingerprints(&state) {
+                eprintln!("No changes. Rewriting the secret fingerprints an older build recorded.");
+                return execute(&session, &saved, state, parallelism, fingerprint_key).await;
+            }
             eprintln!("No changes. Nothing to apply.");
             return Ok(Outcome::Success);
         }
-        return execute(&session, &saved, state, parallelism).await;
+        return execute(&session, &saved, state, parallelism, fingerprint_key).await;
     }
-    let (state, plan) = plan_in_session(&mut session, &args.planning, "apply").await?;
+    let (state, plan, fingerprint_key) =
+        plan_in_session(&mut session, &args.planning, "apply").await?;
     print!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
+        // Nothing changes in the cloud, but state still holds guessable fingerprints: rewrite
+        // them now (no confirmation: only state and infra's own key are written).
+        if has_legacy_fingerprints(&state) {
+            eprintln!("Rewriting the secret fingerprints an older build recorded.");
+            return execute(&session, &plan, state, parallelism, fingerprint_key).await;
+        }
         return Ok(Outcome::Success);
     }
     confirm(
@@ -206,13 +261,14 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         ),
         args.auto_approve,
     )?;
-    execute(&session, &plan, state, parallelism).await
+    execute(&session, &plan, state, parallelism, fingerprint_key).await
 }
 
 /// Runs `infra destroy`.
 pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
-    let (state, plan) = plan_in_session(&mut session, &args.planning, "destroy").await?;
+    let (state, plan, fingerprint_key) =
+        plan_in_session(&mut session, &args.planning, "destroy").await?;
     print!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
         return Ok(Outcome::Success);
@@ -229,6 +285,7 @@ pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Resu
         &plan,
         state,
         usize::from(args.planning.parallelism),
+        fingerprint_key,
     )
     .await
 }

@@ -5,10 +5,12 @@ use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
 use crate::plan::render::{ColorChoice, render_plan};
 use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::sensitive::FingerprintKey;
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options shared by the commands that plan (plan, apply, destroy).
@@ -39,7 +41,7 @@ impl PlanningArgs {
             refresh: self.refresh,
             destroy,
             replace: self.replace.clone(),
-            salt: None,
+            fingerprint_key: None,
         }
     }
 
@@ -72,12 +74,13 @@ pub struct PlanArgs {
     pub destroy: bool,
 }
 
-/// Makes a plan inside a session locked for `operation` (plan, apply, destroy).
+/// Makes a plan inside a session locked for `operation` (plan, apply, destroy); returns the
+/// state, the plan, and the fingerprint key it read (`None` before the first apply made one).
 pub async fn plan_in_session(
     session: &mut Session,
     planning: &PlanningArgs,
     operation: &str,
-) -> anyhow::Result<(crate::state::State, Plan)> {
+) -> anyhow::Result<(crate::state::State, Plan, Option<Arc<FingerprintKey>>)> {
     let destroy = operation == "destroy";
     let state = session
         .lock_and_read(operation, planning.lock_timeout)
@@ -88,21 +91,20 @@ pub async fn plan_in_session(
         if state.resources.len() == 1 { "" } else { "s" },
         session.configuration.env.name
     );
-    let plan = make_plan(
-        &session.configuration,
-        &state,
-        &session.client,
-        &planning.options(destroy),
-    )
-    .await?;
-    Ok((state, plan))
+    let fingerprint_key = session.read_fingerprint_key().await?;
+    let options = PlanOptions {
+        fingerprint_key: fingerprint_key.clone(),
+        ..planning.options(destroy)
+    };
+    let plan = make_plan(&session.configuration, &state, &session.client, &options).await?;
+    Ok((state, plan, fingerprint_key))
 }
 
 /// Runs `infra plan`.
 pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
     let operation = if args.destroy { "destroy" } else { "plan" };
-    let (_, plan) = plan_in_session(&mut session, &args.planning, operation).await?;
+    let (_, plan, _) = plan_in_session(&mut session, &args.planning, operation).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

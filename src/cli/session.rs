@@ -6,14 +6,17 @@ use super::GlobalArgs;
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
 use crate::gcp::GcpClient;
+use crate::gcp::fingerprint_key::{ensure_key, read_key};
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
 use crate::plan::planner::plan_with_live;
+use crate::sensitive::FingerprintKey;
 use crate::state::{Backend, State};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An environment opened for a command.
@@ -149,6 +152,32 @@ impl Session {
         self.backend.lock(operation, lock_timeout).await?;
         self.locked = true;
         Ok(self.backend.read().await?)
+    }
+
+    /// Reads the environment's fingerprint key; `None` before the first apply created it.
+    pub async fn read_fingerprint_key(&self) -> anyhow::Result<Option<Arc<FingerprintKey>>> {
+        let env = &self.configuration.env;
+        Ok(read_key(&self.client, &env.project, &env.name)
+            .await
+            .context("reading the fingerprint key of secret values")?
+            .map(Arc::new))
+    }
+
+    /// Returns the environment's fingerprint key (`known`, when this run already read it),
+    /// creating it when missing. Only commands that write state call this, under the lock.
+    pub async fn ensure_fingerprint_key(
+        &self,
+        known: Option<Arc<FingerprintKey>>,
+    ) -> anyhow::Result<Arc<FingerprintKey>> {
+        if let Some(key) = known {
+            return Ok(key);
+        }
+        let env = &self.configuration.env;
+        Ok(Arc::new(
+            ensure_key(&self.client, &env.project, &env.name)
+                .await
+                .context("creating the fingerprint key of secret values")?,
+        ))
     }
 
     /// Releases the lock, if this session holds it.

@@ -14,11 +14,13 @@ use crate::config::{
 use crate::gcp::GcpClient;
 use crate::gcp::kinds::{self, Kind, KindContext};
 use crate::graph::{DependencyGraph, block_graph};
+use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE};
 use crate::state::{ResourceStatus, State, StateResource};
 use crate::value::{Attributes, Value};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// How to plan.
 #[derive(Debug, Clone)]
@@ -27,8 +29,9 @@ pub struct PlanOptions {
     pub refresh: bool,
     pub destroy: bool,
     pub replace: Vec<String>,
-    /// Reuse a plan's salt (when checking a saved plan); `None` draws a fresh one.
-    pub salt: Option<String>,
+    /// The environment's fingerprint key; `None` when it does not exist yet (secret values of
+    /// a first plan are then known only after apply).
+    pub fingerprint_key: Option<Arc<FingerprintKey>>,
 }
 
 impl Default for PlanOptions {
@@ -38,7 +41,7 @@ impl Default for PlanOptions {
             refresh: true,
             destroy: false,
             replace: Vec::new(),
-            salt: None,
+            fingerprint_key: None,
         }
     }
 }
@@ -67,24 +70,26 @@ pub struct InstanceConfig {
     pub span: Span,
 }
 
-/// Returns the salt for a resource's secret fingerprints: its recorded one, or one derived from
-/// the plan's salt and its address (so a saved plan and its re-check agree).
-pub fn resource_salt(plan_salt: &str, address: &str, prior: Option<&StateResource>) -> String {
-    if let Some(Value::String(salt)) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
-        return salt.clone();
-    }
-    let digest = Sha256::digest(format!("{plan_salt}\0{address}").as_bytes());
-    hex::encode(&digest[..16])
-}
-
-/// Returns the context a kind sees for one resource.
-pub fn kind_context(configuration: &Configuration, address: &str, salt: String) -> KindContext {
+/// Returns the context a kind sees for one resource: the environment, the state's lineage, the
+/// fingerprint key, and the salt an older build recorded beside the resource's fingerprints.
+pub fn kind_context(
+    configuration: &Configuration,
+    address: &str,
+    lineage: &str,
+    fingerprint_key: Option<&Arc<FingerprintKey>>,
+    prior: Option<&StateResource>,
+) -> KindContext {
     KindContext {
         address: address.to_string(),
         project: configuration.env.project.clone(),
         region: configuration.env.region.clone(),
         env_name: configuration.env.name.clone(),
-        salt,
+        lineage: lineage.to_string(),
+        fingerprint_key: fingerprint_key.cloned(),
+        legacy_salt: prior
+            .and_then(|prior| prior.attributes.get(LEGACY_SALT_ATTRIBUTE))
+            .and_then(Value::as_str)
+            .map(String::from),
     }
 }
 
@@ -454,10 +459,6 @@ pub fn plan_with_live(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let salt = options
-        .salt
-        .clone()
-        .unwrap_or_else(crate::sensitive::new_salt);
     let order = graph
         .topological_order()
         .map_err(|_| PlanError::Refused("dependency cycle".into()))?;
@@ -517,7 +518,9 @@ pub fn plan_with_live(
             let context = kind_context(
                 configuration,
                 &instance.address,
-                resource_salt(&salt, &instance.address, prior),
+                &state.lineage,
+                options.fingerprint_key.as_ref(),
+                prior,
             );
             match plan_instance(
                 instance,
@@ -618,6 +621,15 @@ pub fn plan_with_live(
         });
     }
     changes.extend(orphans);
+    // An older build's salt never travels into a plan: it would let a plan file confirm guesses.
+    for change in &mut changes {
+        for attributes in [&mut change.before, &mut change.after]
+            .into_iter()
+            .flatten()
+        {
+            attributes.remove(LEGACY_SALT_ATTRIBUTE);
+        }
+    }
     changes.sort_by(|left, right| left.address.cmp(&right.address));
     drift.sort_by(|left: &Drift, right: &Drift| left.address.cmp(&right.address));
     let outputs = plan_outputs(configuration, state, &values, options.destroy);
@@ -627,7 +639,6 @@ pub fn plan_with_live(
         lineage: state.lineage.clone(),
         serial: state.serial,
         config_digest: config_digest(configuration),
-        salt,
         destroy: options.destroy,
         changes,
         drift,

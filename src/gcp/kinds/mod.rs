@@ -14,9 +14,11 @@ mod secret;
 mod service_account;
 
 use super::{GcpClient, GcpError};
+use crate::sensitive::{FingerprintKey, Verdict, judge};
 use crate::state::StateResource;
-use crate::value::{Attributes, Value};
+use crate::value::{Attributes, Marker, Value};
 use async_trait::async_trait;
+use std::sync::Arc;
 
 pub use alert_policy::AlertPolicyKind;
 pub use budget::BudgetKind;
@@ -122,8 +124,75 @@ pub struct KindContext {
     pub project: String,
     pub region: String,
     pub env_name: String,
-    /// The resource's salt for fingerprints of secret values (its prior one, or a fresh one).
-    pub salt: String,
+    /// The state's lineage: created objects carry it in a label, and adoption checks it.
+    pub lineage: String,
+    /// The environment's fingerprint key; `None` until the first apply that needs it creates it.
+    pub fingerprint_key: Option<Arc<FingerprintKey>>,
+    /// The salt an older build recorded beside this resource's fingerprints: used only to
+    /// verify them (so they migrate without showing a change), never to write.
+    pub legacy_salt: Option<String>,
+}
+
+impl KindContext {
+    /// Judges what state recorded for `field` against the value the configuration gives it.
+    pub fn judge(&self, field: &str, value: &[u8], recorded: Option<&Value>) -> Verdict {
+        match recorded {
+            Some(Value::Marker(Marker::Sensitive(recorded))) => judge(
+                recorded,
+                self.fingerprint_key.as_deref(),
+                self.legacy_salt.as_deref(),
+                &self.address,
+                field,
+                value,
+            ),
+            _ => Verdict::Unconfirmed,
+        }
+    }
+
+    /// Returns the comparable value standing for a secret: the recorded fingerprint when it
+    /// still stands for this value, else a new keyed one — or unknown when the key does not
+    /// exist yet (the first apply creates it and fingerprints then).
+    pub fn fingerprint(&self, field: &str, value: &[u8], recorded: Option<&Value>) -> Value {
+        match (self.judge(field, value, recorded), recorded) {
+            (Verdict::Current | Verdict::Legacy, Some(recorded)) => recorded.clone(),
+            _ => match &self.fingerprint_key {
+                Some(key) => Value::sensitive(key.fingerprint(&self.address, field, value)),
+                None => Value::unknown(),
+            },
+        }
+    }
+
+    /// Returns the keyed fingerprint state records for a value just written.
+    pub fn keyed_fingerprint(&self, field: &str, value: &[u8]) -> Result<Value, KindError> {
+        let key = self.fingerprint_key.as_ref().ok_or_else(|| {
+            KindError::Invalid(format!(
+                "{}: no fingerprint key for environment `{}`: apply creates it before writing secrets",
+                self.address, self.env_name
+            ))
+        })?;
+        Ok(Value::sensitive(key.fingerprint(
+            &self.address,
+            field,
+            value,
+        )))
+    }
+
+    /// Returns true when a recorded fingerprint is not keyed under the current key (an older
+    /// recipe or key), so `apply` should rewrite it.
+    pub fn is_outdated(&self, recorded: &Value) -> bool {
+        match recorded {
+            Value::Marker(Marker::Sensitive(recorded)) => {
+                match crate::sensitive::parse_keyed(recorded) {
+                    Some((id, _)) => self
+                        .fingerprint_key
+                        .as_ref()
+                        .is_some_and(|key| key.id() != id),
+                    None => true,
+                }
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A created object: its id and the attributes state records for it.
@@ -193,6 +262,19 @@ pub trait Kind: Send + Sync {
     /// claim (an authoritative IAM binding's role) may not share its key with any other claim.
     fn claims(&self, _config: &Attributes) -> Vec<(String, bool)> {
         Vec::new()
+    }
+
+    /// Returns the state attributes with every fingerprint in the current keyed form, when
+    /// some are not (written by an older build, or under an older key) and the configuration's
+    /// value is confirmed to be the recorded one: `apply` rewrites them even with nothing else
+    /// to do. `None` when nothing needs rewriting.
+    fn refingerprint(
+        &self,
+        _context: &KindContext,
+        _config: &Attributes,
+        _prior: &StateResource,
+    ) -> Result<Option<Attributes>, KindError> {
+        Ok(None)
     }
 
     /// Returns the API update mask for changed comparable fields.
@@ -325,19 +407,21 @@ pub(crate) fn infra_key(context: &KindContext) -> String {
     hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
 }
 
-/// Returns a kind's user labels with `managed-by=infra` and this resource's `infra-key`.
+/// Returns a kind's user labels with the ownership labels and this resource's `infra-key`.
 pub(crate) fn keyed_user_labels(
     context: &KindContext,
     config: &Attributes,
 ) -> std::collections::BTreeMap<String, Value> {
-    let mut labels = managed_labels(config, "user_labels");
+    let mut labels = managed_labels(context, config, "user_labels");
     labels.insert(INFRA_KEY_LABEL.into(), Value::string(infra_key(context)));
     labels
 }
 
 /// Creates an object in a collection whose ids Google assigns — unless an interrupted create
-/// already made it: the object carrying this resource's `infra-key` is adopted instead, by a
-/// PATCH of `body` with `adopt_query` (an update mask, where the API needs one).
+/// of this state already made it: the object carrying this resource's `infra-key` and this
+/// environment's and state's ownership labels is adopted instead, by a PATCH of `body` with
+/// `adopt_query` (an update mask, where the API needs one). One carrying the key but owned by
+/// another state is an error: it is never taken over silently.
 pub(crate) async fn create_or_adopt(
     client: &GcpClient,
     service: crate::gcp::Service,
@@ -347,7 +431,7 @@ pub(crate) async fn create_or_adopt(
     body: &serde_json::Value,
     adopt_query: &[(&str, String)],
 ) -> Result<serde_json::Value, KindError> {
-    let existing = find_by_infra_key(
+    let candidates = find_by_infra_key(
         client,
         service,
         collection_path,
@@ -355,7 +439,10 @@ pub(crate) async fn create_or_adopt(
         &infra_key(context),
     )
     .await?;
-    let answer = match existing {
+    let ours = candidates
+        .iter()
+        .find(|found| check_owner(context, "", found.get("userLabels")).is_ok());
+    let answer = match ours {
         Some(found) => {
             let name = found["name"].as_str().unwrap_or_default().to_string();
             tracing::info!("adopting {name}, created by an interrupted run");
@@ -370,6 +457,11 @@ pub(crate) async fn create_or_adopt(
                 .await?
         }
         None => {
+            // Carrying this resource's key but owned by another state: refuse, naming the owner.
+            if let Some(foreign) = candidates.first() {
+                let name = foreign["name"].as_str().unwrap_or_default();
+                check_owner(context, name, foreign.get("userLabels"))?;
+            }
             client
                 .call(
                     reqwest::Method::POST,
@@ -384,7 +476,7 @@ pub(crate) async fn create_or_adopt(
     Ok(answer)
 }
 
-/// Finds, in a collection whose ids Google assigns, the object carrying this resource's
+/// Finds, in a collection whose ids Google assigns, the objects carrying this resource's
 /// `infra-key` user label: what an interrupted create left behind. Pages through the list.
 async fn find_by_infra_key(
     client: &GcpClient,
@@ -392,7 +484,8 @@ async fn find_by_infra_key(
     collection_path: &str,
     items_field: &str,
     key: &str,
-) -> Result<Option<serde_json::Value>, KindError> {
+) -> Result<Vec<serde_json::Value>, KindError> {
+    let mut found = Vec::new();
     let mut page_token = String::new();
     loop {
         let mut query = vec![("pageSize", "1000".to_string())];
@@ -402,30 +495,32 @@ async fn find_by_infra_key(
         let page = client
             .call(reqwest::Method::GET, service, collection_path, &query, None)
             .await?;
-        let found = page[items_field]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|item| {
-                item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
-                    .and_then(|value| value.as_str())
-                    == Some(key)
-            });
-        if let Some(found) = found {
-            return Ok(Some(found.clone()));
-        }
+        found.extend(
+            page[items_field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| {
+                    item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
+                        .and_then(|value| value.as_str())
+                        == Some(key)
+                })
+                .cloned(),
+        );
         match page["nextPageToken"]
             .as_str()
             .filter(|token| !token.is_empty())
         {
             Some(token) => page_token = token.to_string(),
-            None => return Ok(None),
+            None => return Ok(found),
         }
     }
 }
 
-/// Returns a configured label map with the `managed-by=infra` label added.
+/// Returns a configured label map with the ownership labels added: `managed-by=infra`, the
+/// environment and the state lineage.
 pub(crate) fn managed_labels(
+    context: &KindContext,
     config: &Attributes,
     field: &str,
 ) -> std::collections::BTreeMap<String, Value> {
@@ -435,9 +530,82 @@ pub(crate) fn managed_labels(
         .cloned()
         .unwrap_or_default();
     labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+    labels.insert(
+        ENV_LABEL.into(),
+        Value::string(label_value(&context.env_name)),
+    );
+    labels.insert(
+        LINEAGE_LABEL.into(),
+        Value::string(label_value(&context.lineage)),
+    );
     labels
 }
 
-/// Returns the label every object created by `infra` carries, so an interrupted create can be
-/// adopted instead of duplicated.
+/// Returns the label every object created by `infra` carries.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "infra");
+
+/// The label naming the environment that created an object.
+pub const ENV_LABEL: &str = "infra-env";
+
+/// The label naming the state lineage that created an object.
+pub const LINEAGE_LABEL: &str = "infra-lineage";
+
+/// Returns `text` as a valid label value: lowercase letters, digits, `-` and `_`, at most 63
+/// characters (Google's rule for label values); anything else becomes `-`.
+pub fn label_value(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            let lower = character.to_ascii_lowercase();
+            if lower.is_ascii_lowercase() || lower.is_ascii_digit() || lower == '-' || lower == '_'
+            {
+                lower
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
+/// Checks that an existing object met on create (`name`, with its `labels`) belongs to this
+/// environment and state: only then may it be adopted as what an interrupted create left.
+/// Anything else is a conflict naming its owner, with the import command as the way to take it
+/// over on purpose.
+pub(crate) fn check_owner(
+    context: &KindContext,
+    name: &str,
+    labels: Option<&serde_json::Value>,
+) -> Result<(), KindError> {
+    let label = |key: &str| {
+        labels
+            .and_then(|labels| labels.get(key))
+            .and_then(serde_json::Value::as_str)
+    };
+    let env = label(ENV_LABEL);
+    let lineage = label(LINEAGE_LABEL);
+    let managed = label(MANAGED_BY_LABEL.0) == Some(MANAGED_BY_LABEL.1);
+    if managed
+        && env == Some(label_value(&context.env_name).as_str())
+        && lineage == Some(label_value(&context.lineage).as_str())
+    {
+        return Ok(());
+    }
+    let owner = match (managed, env, lineage) {
+        (false, ..) => "not created by infra".to_string(),
+        (true, Some(env), Some(lineage)) => {
+            format!("owned by environment `{env}`, state lineage {lineage}")
+        }
+        (true, env, lineage) => format!(
+            "created by infra for environment `{}`, state lineage {} (labels incomplete: an older build, or edited)",
+            env.unwrap_or("?"),
+            lineage.unwrap_or("?")
+        ),
+    };
+    Err(KindError::Conflict {
+        message: format!("{name} already exists and is {owner}: not adopted"),
+        hint: format!(
+            "if this environment should manage it: `infra import --env {} '{}' {name}`; otherwise give this resource another name",
+            context.env_name, context.address
+        ),
+    })
+}

@@ -4,8 +4,8 @@
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    delete_if_exists, get_if_exists, managed_labels, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner, delete_if_exists,
+    get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -142,11 +142,11 @@ impl Kind for MonitoringDashboardKind {
 
     fn desired(
         &self,
-        _context: &KindContext,
+        context: &KindContext,
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let labels = managed_labels(config, "labels");
+        let labels = managed_labels(context, config, "labels");
         let document = if config
             .get("dashboard_json")
             .is_some_and(Value::contains_unknown)
@@ -234,17 +234,7 @@ impl Kind for MonitoringDashboardKind {
                         None,
                     )
                     .await?;
-                if existing
-                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
-                    .and_then(Json::as_str)
-                    != Some(MANAGED_BY_LABEL.1)
-                {
-                    return Err(KindError::Conflict {
-                        message: format!("{id} already exists and was not created by infra"),
-                        hint: "set dashboard_id to another id, or delete the existing dashboard"
-                            .into(),
-                    });
-                }
+                check_owner(context, &id, existing.get("labels"))?;
                 let mut replacement = body.clone();
                 replacement["etag"] = existing["etag"].clone();
                 client

@@ -1,13 +1,14 @@
 //! The `secret` kind: a Secret Manager secret and its current version. The secret value never
-//! leaves this file except inside the `addVersion` request: state and plans hold a salted
-//! fingerprint, and the version name, instead.
+//! leaves this file except inside the `addVersion` request: state and plans hold a keyed
+//! fingerprint (or, for a generated value, only the mark that one was generated), and the
+//! version name, instead.
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    delete_if_exists, managed_labels, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner, delete_if_exists,
+    managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
-use crate::sensitive::{Redacted, salted_fingerprint};
+use crate::sensitive::{LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, Redacted, Verdict};
 use crate::state::StateResource;
 use crate::value::{Attributes, Marker, Value};
 use async_trait::async_trait;
@@ -98,8 +99,8 @@ impl SecretKind {
         Ok(Some(Redacted::new(encoded)))
     }
 
-    fn desired_labels(config: &Attributes) -> Value {
-        let labels = managed_labels(config, "labels");
+    fn desired_labels(context: &KindContext, config: &Attributes) -> Value {
+        let labels = managed_labels(context, config, "labels");
         Value::Map(labels)
     }
 
@@ -256,18 +257,16 @@ impl SecretKind {
             None => (Self::generate(config)?, true),
         };
         if let Some(value) = value {
-            let version = Self::add_version(client, secret_name, &value).await?;
+            // Fingerprinted before the write, so a missing key stops before anything changes.
+            // A generated value is never compared again: no fingerprint of it is kept at all.
             let fingerprint = if generated {
-                format!(
-                    "{GENERATED_MARKER}:{}",
-                    salted_fingerprint(&context.salt, value.expose().as_bytes())
-                )
+                Value::sensitive(GENERATED_MARKER)
             } else {
-                salted_fingerprint(&context.salt, value.expose().as_bytes())
+                context.keyed_fingerprint("value", value.expose().as_bytes())?
             };
-            attributes.insert("value".into(), Value::sensitive(fingerprint));
+            let version = Self::add_version(client, secret_name, &value).await?;
+            attributes.insert("value".into(), fingerprint);
             attributes.insert("version".into(), Value::string(version));
-            attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
         }
         Ok(())
     }
@@ -355,7 +354,7 @@ impl Kind for SecretKind {
             "project".into(),
             Value::string(Self::project(context, config)),
         );
-        desired.insert("labels".into(), Self::desired_labels(config));
+        desired.insert("labels".into(), Self::desired_labels(context, config));
         desired.insert(
             "annotations".into(),
             config
@@ -365,9 +364,10 @@ impl Kind for SecretKind {
         );
         desired.insert("replication".into(), Self::desired_replication(config));
         if let Some(value) = Self::literal_value(config)? {
+            let recorded = prior.and_then(|prior| prior.attributes.get("value"));
             desired.insert(
                 "value".into(),
-                Value::sensitive(salted_fingerprint(&context.salt, value.expose().as_bytes())),
+                context.fingerprint("value", value.expose().as_bytes(), recorded),
             );
         } else if config.contains_key("generate") {
             // Generated once: once a value exists it is never compared (nor regenerated) again,
@@ -412,6 +412,48 @@ impl Kind for SecretKind {
             },
         );
         exported
+    }
+
+    fn refingerprint(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+    ) -> Result<Option<Attributes>, KindError> {
+        let mut attributes = prior.attributes.clone();
+        let rewritten = match prior.attributes.get("value") {
+            Some(Value::Marker(Marker::Sensitive(recorded)))
+                if recorded.starts_with(&format!("{GENERATED_MARKER}:")) =>
+            {
+                Some(Value::sensitive(GENERATED_MARKER))
+            }
+            Some(Value::Marker(Marker::Sensitive(recorded))) if recorded == GENERATED_MARKER => {
+                None
+            }
+            Some(recorded) if context.is_outdated(recorded) => {
+                match Self::literal_value(config)? {
+                    Some(value)
+                        if context.judge("value", value.expose().as_bytes(), Some(recorded))
+                            != Verdict::Unconfirmed =>
+                    {
+                        Some(context.keyed_fingerprint("value", value.expose().as_bytes())?)
+                    }
+                    // Not confirmed: the plan showed the update that writes it anew.
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let changed = rewritten.is_some();
+        if let Some(value) = rewritten {
+            attributes.insert("value".into(), value);
+        }
+        let legacy_left = matches!(
+            attributes.get("value"),
+            Some(Value::Marker(Marker::Sensitive(recorded))) if recorded.starts_with(&format!("{LEGACY_SCHEME}:"))
+        );
+        let salt_dropped = !legacy_left && attributes.remove(LEGACY_SALT_ATTRIBUTE).is_some();
+        Ok((changed || salt_dropped).then_some(attributes))
     }
 
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
@@ -511,9 +553,6 @@ impl Kind for SecretKind {
             attributes.insert("value".into(), value);
             attributes.insert("version".into(), Value::string(version));
         }
-        if let Some(salt) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
-            attributes.insert("value_salt".into(), salt.clone());
-        }
         Ok(Some(attributes))
     }
 
@@ -543,9 +582,8 @@ impl Kind for SecretKind {
             );
             attributes.insert(
                 "value".into(),
-                Value::sensitive(salted_fingerprint(&context.salt, value.expose())),
+                context.keyed_fingerprint("value", value.expose())?,
             );
-            attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
         }
         Ok(Some(attributes))
     }
@@ -589,16 +627,7 @@ impl Kind for SecretKind {
                         None,
                     )
                     .await?;
-                let ours = live
-                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
-                    .and_then(|v| v.as_str())
-                    == Some(MANAGED_BY_LABEL.1);
-                if !ours {
-                    return Err(KindError::Conflict {
-                        message: format!("{name} already exists and was not created by infra"),
-                        hint: "delete it, or change secret_id; importing existing secrets arrives with `infra import`".into(),
-                    });
-                }
+                check_owner(context, &name, live.get("labels"))?;
                 tracing::info!("adopting {name}, created by an interrupted run");
                 let patch = json!({"labels": body["labels"], "annotations": body["annotations"]});
                 client
@@ -652,7 +681,7 @@ impl Kind for SecretKind {
         let mut attributes = desired;
         attributes.remove("value");
         attributes.insert("name".into(), Value::string(name.clone()));
-        for carried in ["value", "version", "value_salt"] {
+        for carried in ["value", "version", LEGACY_SALT_ATTRIBUTE] {
             if let Some(value) = prior.attributes.get(carried) {
                 attributes.insert(carried.into(), value.clone());
             }
@@ -695,7 +724,12 @@ mod tests {
             project: "p".into(),
             region: "r".into(),
             env_name: "e".into(),
-            salt: "salt".into(),
+            lineage: "l".into(),
+            fingerprint_key: Some(std::sync::Arc::new(crate::sensitive::FingerprintKey::new(
+                "1",
+                vec![9; 32],
+            ))),
+            legacy_salt: None,
         }
     }
 

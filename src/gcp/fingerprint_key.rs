@@ -1,0 +1,186 @@
+//! The environment's fingerprint key, kept in Secret Manager of the environment's own project
+//! (`infra-fingerprint-key-<env>`): read once per run, created with 256 random bits by the first
+//! apply that writes a secret. It is infra's bookkeeping, not a resource: it is in neither the
+//! graph nor the state, so it never shows as drift and `destroy` never deletes it. Computing
+//! fingerprints is `sensitive.rs`'s business; this file only fetches and creates the key.
+
+use super::kinds::{ENV_LABEL, MANAGED_BY_LABEL, label_value};
+use super::{GcpClient, GcpError, Service};
+use crate::sensitive::{FingerprintKey, KEY_BYTES};
+use base64::Engine;
+use reqwest::Method;
+use serde_json::json;
+
+/// The label that marks the key's secret as the fingerprint key (and nothing else).
+const ROLE_LABEL: (&str, &str) = ("infra-role", "fingerprint-key");
+
+/// Why the fingerprint key could not be read or created.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintKeyError {
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
+    #[error("{name}: {message}\n  hint: {hint}")]
+    Unusable {
+        name: String,
+        message: String,
+        hint: String,
+    },
+}
+
+/// Returns the full name of the environment's key secret.
+pub fn key_secret_name(project: &str, env_name: &str) -> String {
+    format!(
+        "projects/{project}/secrets/infra-fingerprint-key-{}",
+        label_value(env_name).replace('_', "-")
+    )
+}
+
+/// Reads the environment's key (its latest version); `None` when it does not exist yet.
+pub async fn read_key(
+    client: &GcpClient,
+    project: &str,
+    env_name: &str,
+) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
+    let name = key_secret_name(project, env_name);
+    let accessed = match client
+        .call(
+            Method::GET,
+            Service::SecretManager,
+            &format!("v1/{name}/versions/latest:access"),
+            &[],
+            None,
+        )
+        .await
+    {
+        Ok(accessed) => accessed,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) if error.code() == Some(400) => {
+            return Err(unusable(
+                &name,
+                format!("its latest version cannot be read ({error})"),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let version = accessed
+        .get("name")
+        .and_then(|name| name.as_str())
+        .and_then(|name| name.rsplit('/').next())
+        .filter(|version| !version.is_empty())
+        .ok_or_else(|| unusable(&name, "the accessed version has no name".into()))?
+        .to_string();
+    let material = accessed
+        .pointer("/payload/data")
+        .and_then(|data| data.as_str())
+        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .filter(|material| material.len() >= KEY_BYTES)
+        .ok_or_else(|| {
+            unusable(
+                &name,
+                format!("version {version} does not hold a key of {KEY_BYTES} bytes or more"),
+            )
+        })?;
+    Ok(Some(FingerprintKey::new(version, material)))
+}
+
+/// Returns the environment's key, creating its secret and a first version when missing.
+/// Only `apply` (and `import`) call this, under the state lock.
+pub async fn ensure_key(
+    client: &GcpClient,
+    project: &str,
+    env_name: &str,
+) -> Result<FingerprintKey, FingerprintKeyError> {
+    if let Some(key) = read_key(client, project, env_name).await? {
+        return Ok(key);
+    }
+    let name = key_secret_name(project, env_name);
+    let secret_id = name.rsplit('/').next().unwrap_or_default().to_string();
+    let created = client
+        .call(
+            Method::POST,
+            Service::SecretManager,
+            &format!("v1/projects/{project}/secrets"),
+            &[("secretId", secret_id)],
+            Some(&json!({
+                "replication": {"automatic": {}},
+                "labels": {
+                    MANAGED_BY_LABEL.0: MANAGED_BY_LABEL.1,
+                    ENV_LABEL: label_value(env_name),
+                    ROLE_LABEL.0: ROLE_LABEL.1,
+                },
+            })),
+        )
+        .await;
+    match created {
+        Ok(_) => {}
+        // The secret exists without a version (a run died between the two calls), or is not ours.
+        Err(error) if error.code() == Some(409) => {
+            let existing = client
+                .call(
+                    Method::GET,
+                    Service::SecretManager,
+                    &format!("v1/{name}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            if existing.pointer(&format!("/labels/{}", ROLE_LABEL.0)) != Some(&json!(ROLE_LABEL.1))
+            {
+                return Err(unusable(
+                    &name,
+                    "exists, has no version, and is not labelled as infra's fingerprint key".into(),
+                ));
+            }
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let material = FingerprintKey::generate_material();
+    let body = json!({
+        "payload": {
+            "data": base64::engine::general_purpose::STANDARD.encode(&material),
+            "dataCrc32c": crc32c::crc32c(&material).to_string(),
+        }
+    });
+    let version = client
+        .call(
+            Method::POST,
+            Service::SecretManager,
+            &format!("v1/{name}:addVersion"),
+            &[],
+            Some(&body),
+        )
+        .await?;
+    let version = version
+        .get("name")
+        .and_then(|name| name.as_str())
+        .and_then(|name| name.rsplit('/').next())
+        .filter(|version| !version.is_empty())
+        .ok_or_else(|| unusable(&name, "the new version has no name".into()))?
+        .to_string();
+    tracing::info!("created the fingerprint key {name} (version {version})");
+    Ok(FingerprintKey::new(version, material))
+}
+
+fn unusable(name: &str, message: String) -> FingerprintKeyError {
+    FingerprintKeyError::Unusable {
+        name: name.to_string(),
+        message,
+        hint: format!(
+            "enable its latest version, or add a new one with 32 random bytes (`head -c 32 /dev/urandom | gcloud secrets versions add {} --data-file=-`); secrets are then re-fingerprinted (docs/state.md)",
+            name.rsplit('/').next().unwrap_or(name)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_secret_is_named_after_the_environment() {
+        assert_eq!(
+            key_secret_name("p", "Prod_EU"),
+            "projects/p/secrets/infra-fingerprint-key-prod-eu"
+        );
+    }
+}
