@@ -7,7 +7,7 @@
 use crate::config::eval::Values;
 use crate::config::{BlockId, Configuration};
 use crate::gcp::GcpClient;
-use crate::gcp::kinds::{self, KindContext};
+use crate::gcp::kinds::{self, KindContext, KindError};
 use crate::graph::{DependencyGraph, block_graph};
 use crate::plan::diff::changed_paths;
 use crate::plan::model::{Action, Plan, ResourceChange};
@@ -341,10 +341,19 @@ impl Executor<'_> {
             })
             .await?;
         }
-        let created = kind
-            .create(self.client, context, &instance.config)
-            .await
-            .map_err(|error| error.to_string())?;
+        let created = match kind.create(self.client, context, &instance.config).await {
+            Ok(created) => created,
+            Err(error @ KindError::Conflict { .. }) => {
+                // Refused: the object at this id belongs to someone else and nothing was
+                // created. Left in place, the intent would make the next run read it as ours.
+                self.mutate_state(|state| {
+                    state.remove(&instance.address);
+                })
+                .await?;
+                return Err(error.to_string());
+            }
+            Err(error) => return Err(error.to_string()),
+        };
         self.lock_report().added += 1;
         Ok(StateResource {
             address: instance.address.clone(),

@@ -123,6 +123,15 @@ async fn execute(
         } else {
             fingerprint_key
         };
+    // A new state's lineage labels every object this apply creates: persist it first, so the
+    // next run adopts (rather than refuses) what an interrupted first apply created.
+    if state.serial == 0 && !plan.destroy {
+        session
+            .backend
+            .write(&state)
+            .await
+            .context("writing the new state before the first change")?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let listener_stop = stop.clone();
     let listener = tokio::spawn(async move {

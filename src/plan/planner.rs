@@ -719,6 +719,13 @@ fn plan_instance(
             });
             None
         }
+        (Some(prior), Some(Some(attributes)))
+            if prior.status == ResourceStatus::Creating && !owned_here(context, attributes) =>
+        {
+            // Only an intent was recorded, and the object at that id is not this state's: it
+            // is not ours to update; creating it meets the owner check and stops there.
+            None
+        }
         (Some(prior), Some(Some(attributes))) => {
             let paths = changed_paths(&prior_comparable(&desired, &prior.attributes), attributes);
             if !paths.is_empty() && prior.status == ResourceStatus::Created {
@@ -734,8 +741,12 @@ fn plan_instance(
     };
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
-        if prior.is_some() {
-            change.reason = Some("deleted outside infra".into());
+        match prior {
+            Some(prior) if prior.status == ResourceStatus::Creating => {
+                change.reason = Some("an earlier create was interrupted".into());
+            }
+            Some(_) => change.reason = Some("deleted outside infra".into()),
+            None => {}
         }
         return Ok(change);
     };
@@ -772,6 +783,17 @@ fn plan_instance(
         change.update_mask = kind.update_mask(&changed);
     }
     Ok(change)
+}
+
+/// Returns true when a live object's ownership labels (for kinds that have `labels`) name
+/// this environment and state; kinds without labels cannot tell, and pass.
+fn owned_here(context: &KindContext, live: &Attributes) -> bool {
+    let Some(labels) = live.get("labels").and_then(Value::as_map) else {
+        return true;
+    };
+    let label = |key: &str| labels.get(key).and_then(Value::as_str);
+    label(kinds::ENV_LABEL) == Some(kinds::label_value(&context.env_name).as_str())
+        && label(kinds::LINEAGE_LABEL) == Some(kinds::label_value(&context.lineage).as_str())
 }
 
 /// The prior attributes restricted to what the configuration compares, for drift detection.
