@@ -5,6 +5,7 @@ mod cloud_run;
 mod config_errors;
 mod corpus;
 mod emulator_api;
+mod fingerprints;
 mod identity;
 mod monitoring;
 mod secrets;

@@ -400,8 +400,7 @@ fn an_interrupted_create_of_a_server_named_object_is_adopted() {
 #[test]
 fn server_named_objects_of_another_state_are_not_adopted() {
     let env = applied();
-    let state: Json =
-        serde_json::from_str(&env.read("state/test.state.json")).expect("state");
+    let state: Json = serde_json::from_str(&env.read("state/test.state.json")).expect("state");
     let first_lineage = state["lineage"].as_str().expect("lineage").to_string();
     let (_, before) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
     // A new state for the same environment: same resource addresses, another lineage.

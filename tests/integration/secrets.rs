@@ -383,8 +383,14 @@ fn an_interrupted_create_is_adopted_not_duplicated() {
     let env = applied(AB, "");
     // What a run that created A and died before recording it leaves: the object, carrying
     // this environment's and state's labels, and a state that does not hold it.
-    env.infra(&["state", "rm", "--env", "test", r#"module.app.secret.config["A"]"#])
-        .expect_code(0);
+    env.infra(&[
+        "state",
+        "rm",
+        "--env",
+        "test",
+        r#"module.app.secret.config["A"]"#,
+    ])
+    .expect_code(0);
     let (status, _) = env.api(
         "PATCH",
         &format!("{SECRETS}/A?updateMask=labels"),

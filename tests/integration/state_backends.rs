@@ -498,7 +498,9 @@ fn import_list_show_mv_and_rm() {
     plan.expect_code(2);
     assert!(
         plan.stdout.contains(r#"+ "infra-env" = "test""#)
-            && plan.stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+            && plan
+                .stdout
+                .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
         "{}",
         plan.stdout
     );
