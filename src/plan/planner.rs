@@ -869,3 +869,39 @@ pub fn config_digest(configuration: &Configuration) -> String {
     }
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_intent_s_object_is_ours_only_with_this_state_s_labels() {
+        let context = KindContext {
+            address: "secret.a".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "test".into(),
+            lineage: "l-1".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
+        };
+        let labelled = |env: &str, lineage: &str| {
+            Attributes::from([(
+                "labels".to_string(),
+                Value::Map(BTreeMap::from([
+                    (kinds::ENV_LABEL.to_string(), Value::string(env)),
+                    (kinds::LINEAGE_LABEL.to_string(), Value::string(lineage)),
+                ])),
+            )])
+        };
+        assert!(owned_here(&context, &labelled("test", "l-1")));
+        assert!(!owned_here(&context, &labelled("test", "l-2")));
+        assert!(!owned_here(&context, &labelled("prod", "l-1")));
+        assert!(!owned_here(
+            &context,
+            &Attributes::from([("labels".to_string(), Value::Map(BTreeMap::new()))])
+        ));
+        // Kinds without labels (service accounts, IAM) cannot tell.
+        assert!(owned_here(&context, &Attributes::new()));
+    }
+}

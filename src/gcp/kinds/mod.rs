@@ -609,3 +609,98 @@ pub(crate) fn check_owner(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensitive::{FingerprintKey, legacy_salted_fingerprint};
+    use serde_json::json;
+
+    fn context() -> KindContext {
+        KindContext {
+            address: "secret.a".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "Staging.EU".into(),
+            lineage: "0b9c-LINEAGE".into(),
+            fingerprint_key: Some(Arc::new(FingerprintKey::new("2", vec![5; 32]))),
+            legacy_salt: Some("salt".into()),
+        }
+    }
+
+    #[test]
+    fn label_values_are_lowercase_and_at_most_63_characters() {
+        assert_eq!(label_value("Staging.EU"), "staging-eu");
+        assert_eq!(label_value("a_b-c9"), "a_b-c9");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn created_objects_carry_the_environment_and_the_lineage() {
+        let labels = managed_labels(&context(), &Attributes::new(), "labels");
+        assert_eq!(labels["managed-by"], Value::string("infra"));
+        assert_eq!(labels[ENV_LABEL], Value::string("staging-eu"));
+        assert_eq!(labels[LINEAGE_LABEL], Value::string("0b9c-lineage"));
+    }
+
+    #[test]
+    fn only_an_object_of_this_environment_and_state_may_be_adopted() {
+        let context = context();
+        let ours = json!({"managed-by": "infra", "infra-env": "staging-eu", "infra-lineage": "0b9c-lineage"});
+        assert!(check_owner(&context, "projects/p/secrets/A", Some(&ours)).is_ok());
+        let cases = [
+            (json!({}), "is not created by infra"),
+            (
+                json!({"managed-by": "infra", "infra-env": "prod", "infra-lineage": "0b9c-lineage"}),
+                "is owned by environment `prod`, state lineage 0b9c-lineage",
+            ),
+            (
+                json!({"managed-by": "infra", "infra-env": "staging-eu", "infra-lineage": "other"}),
+                "is owned by environment `staging-eu`, state lineage other",
+            ),
+            (
+                json!({"managed-by": "infra"}),
+                "created by infra for environment `?`, state lineage ? (labels incomplete",
+            ),
+        ];
+        for (labels, owner) in cases {
+            let error = check_owner(&context, "projects/p/secrets/A", Some(&labels))
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                error.starts_with("projects/p/secrets/A already exists and ")
+                    && error.contains(owner),
+                "{error}"
+            );
+            assert!(
+                error.contains("hint: if this environment should manage it: `infra import --env Staging.EU 'secret.a' projects/p/secrets/A`"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn recorded_fingerprints_stand_when_they_verify_under_either_recipe() {
+        let context = context();
+        let key = context.fingerprint_key.clone().expect("key");
+        let keyed = Value::sensitive(key.fingerprint("secret.a", "value", b"500"));
+        let legacy = Value::sensitive(legacy_salted_fingerprint("salt", b"500"));
+        assert_eq!(context.fingerprint("value", b"500", Some(&keyed)), keyed);
+        assert_eq!(context.fingerprint("value", b"500", Some(&legacy)), legacy);
+        assert_eq!(
+            context.fingerprint("value", b"501", Some(&legacy)),
+            Value::sensitive(key.fingerprint("secret.a", "value", b"501"))
+        );
+        assert!(context.is_outdated(&legacy));
+        assert!(!context.is_outdated(&keyed));
+        let without_key = KindContext {
+            fingerprint_key: None,
+            ..context
+        };
+        assert_eq!(
+            without_key.fingerprint("value", b"501", Some(&legacy)),
+            Value::unknown()
+        );
+        assert!(without_key.keyed_fingerprint("value", b"501").is_err());
+    }
+}

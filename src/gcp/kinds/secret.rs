@@ -759,6 +759,68 @@ mod tests {
     }
 
     #[test]
+    fn apply_rewrites_a_confirmed_old_fingerprint_and_drops_the_salt() {
+        let config = config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string("5000")),
+        ]);
+        let prior = StateResource {
+            address: "test.resource".into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/A".into(),
+            status: crate::state::ResourceStatus::Created,
+            attributes: Attributes::from([
+                (
+                    "value".into(),
+                    Value::sensitive(crate::sensitive::legacy_salted_fingerprint("s", b"5000")),
+                ),
+                (LEGACY_SALT_ATTRIBUTE.into(), Value::string("s")),
+            ]),
+            dependencies: Vec::new(),
+        };
+        let context = KindContext {
+            legacy_salt: Some("s".into()),
+            ..context()
+        };
+        let rewritten = SecretKind
+            .refingerprint(&context, &config, &prior)
+            .expect("rewrite")
+            .expect("something to rewrite");
+        assert!(!rewritten.contains_key(LEGACY_SALT_ATTRIBUTE));
+        let key = context.fingerprint_key.clone().expect("key");
+        assert_eq!(
+            rewritten["value"],
+            Value::sensitive(key.fingerprint("test.resource", "value", b"5000"))
+        );
+        // Another value than the one recorded: nothing is confirmed, nothing rewritten.
+        let changed = config_with_value("5001");
+        assert_eq!(
+            SecretKind
+                .refingerprint(&context, &changed, &prior)
+                .expect("rewrite"),
+            None
+        );
+        // Already current: nothing to do.
+        let current = StateResource {
+            attributes: rewritten,
+            ..prior
+        };
+        assert_eq!(
+            SecretKind
+                .refingerprint(&context, &config, &current)
+                .expect("rewrite"),
+            None
+        );
+    }
+
+    fn config_with_value(value: &str) -> Attributes {
+        config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string(value)),
+        ])
+    }
+
+    #[test]
     fn two_value_sources_are_refused() {
         let config = config(&[
             ("secret_id", Value::string("A")),
