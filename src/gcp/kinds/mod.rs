@@ -592,6 +592,10 @@ pub(crate) fn check_owner(
     }
     let owner = match (managed, env, lineage) {
         (false, ..) => "not created by infra".to_string(),
+        (true, env, _) if label("infra-role").is_some() => format!(
+            "infra's own fingerprint key of environment `{}`, reserved",
+            env.unwrap_or("?")
+        ),
         (true, Some(env), Some(lineage)) => {
             format!("owned by environment `{env}`, state lineage {lineage}")
         }
