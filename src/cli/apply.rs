@@ -1,12 +1,11 @@
 //! `infra apply [FILE]` and `infra destroy`: plan (or load and re-check a saved plan), ask for
 //! `yes` on a terminal, execute with state persisted as it goes, stop gracefully on Ctrl-C.
 
-use super::plan::{PlanningArgs, plan_in_session};
+use super::plan::{PlanningArgs, plan_in_session, writes_secrets};
 use super::session::Session;
 use super::{GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply};
 use crate::plan::file::{check_fresh, read_plan};
-use crate::plan::model::Action;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions, make_plan};
@@ -76,19 +75,6 @@ fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
         bail!("cancelled: the answer was not `yes`; nothing was changed");
     }
     Ok(())
-}
-
-/// Returns true when the plan writes a secret value (a resource with sensitive fields is
-/// created, updated or replaced): the fingerprint key must exist first.
-fn writes_secrets(plan: &Plan) -> bool {
-    !plan.destroy
-        && plan.changes.iter().any(|change| {
-            !change.sensitive.is_empty()
-                && matches!(
-                    change.action,
-                    Action::Create | Action::Update | Action::Replace
-                )
-        })
 }
 
 /// Returns true when state holds fingerprints an older build wrote (salted SHA-256 with the

@@ -3,6 +3,7 @@
 
 use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
+use crate::plan::model::Action;
 use crate::plan::render::{ColorChoice, render_plan};
 use crate::plan::{Plan, PlanOptions, make_plan};
 use crate::sensitive::FingerprintKey;
@@ -74,6 +75,19 @@ pub struct PlanArgs {
     pub destroy: bool,
 }
 
+/// Returns true when the plan writes a secret value (a resource with sensitive fields is
+/// created, updated or replaced): the fingerprint key must exist first.
+pub(crate) fn writes_secrets(plan: &Plan) -> bool {
+    !plan.destroy
+        && plan.changes.iter().any(|change| {
+            !change.sensitive.is_empty()
+                && matches!(
+                    change.action,
+                    Action::Create | Action::Update | Action::Replace
+                )
+        })
+}
+
 /// Makes a plan inside a session locked for `operation` (plan, apply, destroy); returns the
 /// state, the plan, and the fingerprint key it read (`None` before the first apply made one).
 pub async fn plan_in_session(
@@ -97,6 +111,13 @@ pub async fn plan_in_session(
         ..planning.options(destroy)
     };
     let plan = make_plan(&session.configuration, &state, &session.client, &options).await?;
+    if fingerprint_key.is_none() && writes_secrets(&plan) {
+        let env = &session.configuration.env;
+        eprintln!(
+            "Secret values are fingerprinted once apply has created the environment's key {} (docs/state.md).",
+            crate::gcp::fingerprint_key::key_secret_name(&env.project, &env.name)
+        );
+    }
     Ok((state, plan, fingerprint_key))
 }
 

@@ -291,8 +291,13 @@ fn an_old_format_state_with_a_changed_value_shows_the_update() {
 #[test]
 fn a_plan_saved_before_the_key_exists_applies_and_fingerprints_then() {
     let env = project("5000");
-    env.infra(&["plan", "--env", "test", "--out", "first.plan"])
-        .expect_code(0);
+    let first = env.infra(&["plan", "--env", "test", "--out", "first.plan"]);
+    first.expect_code(0);
+    assert!(
+        first.stderr.contains("Secret values are fingerprinted once apply has created the environment's key projects/proj-test/secrets/infra-fingerprint-key-test"),
+        "{}",
+        first.all()
+    );
     let (status, _) = env.api("GET", KEY_SECRET, None);
     assert_eq!(status, 404, "plan writes nothing, not even the key");
     let plan = env.read("first.plan");
