@@ -52,12 +52,18 @@ const DOMAIN: &[u8] = b"infra secret fingerprint v1";
 pub const KEY_BYTES: usize = 32;
 
 /// The environment's fingerprint key: its id (the Secret Manager version it came from) and the
-/// key material, which never leaves memory except into Secret Manager when first created.
+/// MAC keyed with its material, which never leaves memory except into Secret Manager when
+/// first created.
 #[derive(Clone)]
 pub struct FingerprintKey {
     id: String,
-    material: Redacted<Vec<u8>>,
+    keyed: Hmac<Sha256>,
 }
+
+/// Key material too short to be a fingerprint key.
+#[derive(Debug, thiserror::Error)]
+#[error("a fingerprint key needs at least {KEY_BYTES} bytes, got {0}")]
+pub struct ShortKeyError(pub usize);
 
 impl fmt::Debug for FingerprintKey {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,12 +83,18 @@ pub enum Verdict {
 }
 
 impl FingerprintKey {
-    /// Wraps key material read from (or about to be written to) the key's secret version `id`.
-    pub fn new(id: impl Into<String>, material: Vec<u8>) -> Self {
-        Self {
-            id: id.into(),
-            material: Redacted::new(material),
+    /// Keys the MAC with material read from (or about to be written to) the key's secret
+    /// version `id`; refuses material shorter than 256 bits.
+    pub fn new(id: impl Into<String>, material: &[u8]) -> Result<Self, ShortKeyError> {
+        if material.len() < KEY_BYTES {
+            return Err(ShortKeyError(material.len()));
         }
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(material)
+            .map_err(|_| ShortKeyError(material.len()))?;
+        Ok(Self {
+            id: id.into(),
+            keyed,
+        })
     }
 
     /// Returns fresh key material from the OS CSPRNG.
@@ -98,9 +110,7 @@ impl FingerprintKey {
     }
 
     fn mac(&self, address: &str, field: &str, value: &[u8]) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length; the error type exists only for fixed-size MACs.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.material.expose())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.keyed.clone();
         // Lengths first, so no two (address, field, value) triples share a message.
         for part in [DOMAIN, address.as_bytes(), field.as_bytes()] {
             mac.update(&(part.len() as u64).to_be_bytes());
@@ -177,7 +187,7 @@ mod tests {
     use super::*;
 
     fn key(id: &str, byte: u8) -> FingerprintKey {
-        FingerprintKey::new(id, vec![byte; KEY_BYTES])
+        FingerprintKey::new(id, &[byte; KEY_BYTES]).expect("key")
     }
 
     #[test]
@@ -187,6 +197,7 @@ mod tests {
         assert_eq!(secret.expose(), "hunter2");
         let key = key("1", 7);
         assert_eq!(format!("{key:?}"), "FingerprintKey(1, ***)");
+        assert!(FingerprintKey::new("1", &[7; KEY_BYTES - 1]).is_err());
     }
 
     #[test]

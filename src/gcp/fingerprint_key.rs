@@ -6,7 +6,7 @@
 
 use super::kinds::{ENV_LABEL, MANAGED_BY_LABEL, label_value};
 use super::{GcpClient, GcpError, Service};
-use crate::sensitive::{FingerprintKey, KEY_BYTES};
+use crate::sensitive::FingerprintKey;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::json;
@@ -73,14 +73,10 @@ pub async fn read_key(
         .pointer("/payload/data")
         .and_then(|data| data.as_str())
         .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
-        .filter(|material| material.len() >= KEY_BYTES)
-        .ok_or_else(|| {
-            unusable(
-                &name,
-                format!("version {version} does not hold a key of {KEY_BYTES} bytes or more"),
-            )
-        })?;
-    Ok(Some(FingerprintKey::new(version, material)))
+        .unwrap_or_default();
+    let key = FingerprintKey::new(&version, &material)
+        .map_err(|error| unusable(&name, format!("version {version}: {error}")))?;
+    Ok(Some(key))
 }
 
 /// Returns the environment's key, creating its secret and a first version when missing.
@@ -158,7 +154,8 @@ pub async fn ensure_key(
         .ok_or_else(|| unusable(&name, "the new version has no name".into()))?
         .to_string();
     tracing::info!("created the fingerprint key {name} (version {version})");
-    Ok(FingerprintKey::new(version, material))
+    FingerprintKey::new(&version, &material)
+        .map_err(|error| unusable(&name, format!("version {version}: {error}")))
 }
 
 fn unusable(name: &str, message: String) -> FingerprintKeyError {

@@ -86,7 +86,7 @@ fn the_key(env: &TestEnv) -> FingerprintKey {
     let material = base64::engine::general_purpose::STANDARD
         .decode(accessed["payload"]["data"].as_str().expect("data"))
         .expect("base64");
-    FingerprintKey::new(version, material)
+    FingerprintKey::new(version, &material).expect("a key of 256 bits")
 }
 
 /// Every string in a JSON document: all an offline attacker could try as a salt.

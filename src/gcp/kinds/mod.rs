@@ -627,7 +627,7 @@ mod tests {
             region: "r".into(),
             env_name: "Staging.EU".into(),
             lineage: "0b9c-LINEAGE".into(),
-            fingerprint_key: Some(Arc::new(FingerprintKey::new("2", vec![5; 32]))),
+            fingerprint_key: Some(Arc::new(FingerprintKey::new("2", &[5; 32]).expect("key"))),
             legacy_salt: Some("salt".into()),
         }
     }

@@ -725,10 +725,9 @@ mod tests {
             region: "r".into(),
             env_name: "e".into(),
             lineage: "l".into(),
-            fingerprint_key: Some(std::sync::Arc::new(crate::sensitive::FingerprintKey::new(
-                "1",
-                vec![9; 32],
-            ))),
+            fingerprint_key: Some(std::sync::Arc::new(
+                crate::sensitive::FingerprintKey::new("1", &[9; 32]).expect("key"),
+            )),
             legacy_salt: None,
         }
     }
