@@ -216,7 +216,7 @@ impl Executor<'_> {
         if change.action == Action::NoOp
             && let Some(prior) = &prior
         {
-            let rewritten = self.with_current_fingerprints(instance, prior.clone())?;
+            let rewritten = self.with_current_fingerprints(instance, prior.clone());
             if &rewritten != prior {
                 self.mutate_state(|state| state.upsert(rewritten)).await?;
             }
@@ -279,7 +279,7 @@ impl Executor<'_> {
             }
             Action::NoOp | Action::Delete => unreachable_action(change.action)?,
         };
-        let resource = self.with_current_fingerprints(instance, resource)?;
+        let resource = self.with_current_fingerprints(instance, resource);
         let exported = kind.exported(&context, &instance.config, Some(&resource), false);
         self.mutate_state(|state| state.upsert(resource)).await?;
         Ok(exported)
@@ -299,23 +299,29 @@ impl Executor<'_> {
 
     /// Returns the resource with its fingerprints in the current keyed form (older ones were
     /// confirmed against the configuration while planning), and an older build's salt dropped.
+    /// Never fails: what was just written must be recorded, and a fingerprint left in the older
+    /// form is still verified and rewritten by a later apply.
     fn with_current_fingerprints(
         &self,
         instance: &InstanceConfig,
         mut resource: StateResource,
-    ) -> Result<StateResource, String> {
+    ) -> StateResource {
         if self.fingerprint_key.is_none() {
-            return Ok(resource);
+            return resource;
         }
         let context = self.context(&instance.address, Some(&resource));
-        if let Some(attributes) = instance
+        match instance
             .kind
             .refingerprint(&context, &instance.config, &resource)
-            .map_err(|error| error.to_string())?
         {
-            resource.attributes = attributes;
+            Ok(Some(attributes)) => resource.attributes = attributes,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                "{}: fingerprints left in their older form: {error}",
+                instance.address
+            ),
         }
-        Ok(resource)
+        resource
     }
 
     async fn create(

@@ -198,7 +198,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             &state,
             &config_digest(&session.configuration),
         )?;
-        let fingerprint_key = session.read_fingerprint_key().await?;
+        let fingerprint_key = session.read_fingerprint_key(&state).await?;
         let options = PlanOptions {
             fingerprint_key: fingerprint_key.clone(),
             destroy: saved.destroy,

@@ -105,7 +105,7 @@ pub async fn plan_in_session(
         if state.resources.len() == 1 { "" } else { "s" },
         session.configuration.env.name
     );
-    let fingerprint_key = session.read_fingerprint_key().await?;
+    let fingerprint_key = session.read_fingerprint_key(&state).await?;
     let options = PlanOptions {
         fingerprint_key: fingerprint_key.clone(),
         ..planning.options(destroy)

@@ -7,6 +7,7 @@ use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
 use crate::gcp::GcpClient;
 use crate::gcp::fingerprint_key::{ensure_key, read_key};
+use crate::gcp::kinds;
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
 use crate::plan::planner::plan_with_live;
@@ -154,8 +155,29 @@ impl Session {
         Ok(self.backend.read().await?)
     }
 
-    /// Reads the environment's fingerprint key; `None` before the first apply created it.
-    pub async fn read_fingerprint_key(&self) -> anyhow::Result<Option<Arc<FingerprintKey>>> {
+    /// Reads the environment's fingerprint key; `None` before the first apply created it, and
+    /// when neither the configuration nor `state` has a kind with secrets (so an environment
+    /// without secrets needs no access to Secret Manager).
+    pub async fn read_fingerprint_key(
+        &self,
+        state: &State,
+    ) -> anyhow::Result<Option<Arc<FingerprintKey>>> {
+        let has_secrets = |kind: &str| {
+            kinds::find(kind).is_some_and(|kind| kind.fields().iter().any(|field| field.sensitive))
+        };
+        let configured = self
+            .configuration
+            .modules
+            .iter()
+            .flat_map(|module| &module.resources)
+            .any(|block| has_secrets(&block.kind));
+        let recorded = state
+            .resources
+            .iter()
+            .any(|resource| has_secrets(&resource.kind));
+        if !configured && !recorded {
+            return Ok(None);
+        }
         let env = &self.configuration.env;
         Ok(read_key(&self.client, &env.project, &env.name)
             .await
