@@ -4,15 +4,12 @@
 //! graph nor the state, so it never shows as drift and `destroy` never deletes it. Computing
 //! fingerprints is `sensitive.rs`'s business; this file only fetches and creates the key.
 
-use super::kinds::{ENV_LABEL, MANAGED_BY_LABEL, label_value};
+use super::kinds::{ENV_LABEL, KEY_ROLE_LABEL, MANAGED_BY_LABEL, label_value};
 use super::{GcpClient, GcpError, Service};
 use crate::sensitive::FingerprintKey;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::json;
-
-/// The label that marks the key's secret as the fingerprint key (and nothing else).
-const ROLE_LABEL: (&str, &str) = ("infra-role", "fingerprint-key");
 
 /// Why the fingerprint key could not be read or created.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +26,17 @@ pub enum FingerprintKeyError {
 
 /// Returns the full name of the environment's key secret.
 pub fn key_secret_name(project: &str, env_name: &str) -> String {
-    format!(
-        "projects/{project}/secrets/infra-fingerprint-key-{}",
-        label_value(env_name).replace('_', "-")
-    )
+    let env_id: String = env_name
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || character == '-' || character == '_' {
+                character
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("projects/{project}/secrets/infra-fingerprint-key-{env_id}")
 }
 
 /// Reads the environment's key (its latest version); `None` when it does not exist yet.
@@ -102,7 +106,7 @@ pub async fn ensure_key(
                 "labels": {
                     MANAGED_BY_LABEL.0: MANAGED_BY_LABEL.1,
                     ENV_LABEL: label_value(env_name),
-                    ROLE_LABEL.0: ROLE_LABEL.1,
+                    KEY_ROLE_LABEL.0: KEY_ROLE_LABEL.1,
                 },
             })),
         )
@@ -120,7 +124,8 @@ pub async fn ensure_key(
                     None,
                 )
                 .await?;
-            if existing.pointer(&format!("/labels/{}", ROLE_LABEL.0)) != Some(&json!(ROLE_LABEL.1))
+            if existing.pointer(&format!("/labels/{}", KEY_ROLE_LABEL.0))
+                != Some(&json!(KEY_ROLE_LABEL.1))
             {
                 return Err(unusable(
                     &name,
@@ -176,8 +181,8 @@ mod tests {
     #[test]
     fn the_key_secret_is_named_after_the_environment() {
         assert_eq!(
-            key_secret_name("p", "Prod_EU"),
-            "projects/p/secrets/infra-fingerprint-key-prod-eu"
+            key_secret_name("p", "Prod_EU.1"),
+            "projects/p/secrets/infra-fingerprint-key-Prod_EU-1"
         );
     }
 }

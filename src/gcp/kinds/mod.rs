@@ -28,7 +28,9 @@ pub use iam_binding::IamBindingKind;
 pub use iam_member::IamMemberKind;
 pub use monitoring_dashboard::MonitoringDashboardKind;
 pub use notification_channel::NotificationChannelKind;
-pub use ownership::{ENV_LABEL, INFRA_KEY_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, label_value};
+pub use ownership::{
+    ENV_LABEL, INFRA_KEY_LABEL, KEY_ROLE_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, label_value,
+};
 pub(crate) use ownership::{check_owner, create_or_adopt, keyed_user_labels, managed_labels};
 pub use secret::SecretKind;
 pub use service_account::ServiceAccountKind;

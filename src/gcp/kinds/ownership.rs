@@ -160,6 +160,9 @@ pub const ENV_LABEL: &str = "infra-env";
 /// The label naming the state lineage that created an object.
 pub const LINEAGE_LABEL: &str = "infra-lineage";
 
+/// The label (and value) marking infra's own fingerprint key secret (`gcp::fingerprint_key`).
+pub const KEY_ROLE_LABEL: (&str, &str) = ("infra-role", "fingerprint-key");
+
 /// Returns `text` as a valid label value: lowercase letters, digits, `-` and `_`, at most 63
 /// characters (Google's rule for label values); anything else becomes `-`.
 pub fn label_value(text: &str) -> String {
@@ -202,7 +205,7 @@ pub(crate) fn check_owner(
     }
     let owner = match (managed, env, lineage) {
         (false, ..) => "not created by infra".to_string(),
-        (true, env, _) if label("infra-role").is_some() => format!(
+        (true, env, _) if label(KEY_ROLE_LABEL.0) == Some(KEY_ROLE_LABEL.1) => format!(
             "infra's own fingerprint key of environment `{}`, reserved",
             env.unwrap_or("?")
         ),
