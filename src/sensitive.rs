@@ -58,6 +58,8 @@ pub const KEY_BYTES: usize = 32;
 pub struct FingerprintKey {
     id: String,
     keyed: Hmac<Sha256>,
+    /// Older versions of the key that state still names: verified, never used to write.
+    previous: Vec<FingerprintKey>,
 }
 
 /// Key material too short to be a fingerprint key.
@@ -76,7 +78,8 @@ impl fmt::Debug for FingerprintKey {
 pub enum Verdict {
     /// A keyed fingerprint of this value under the current key.
     Current,
-    /// A fingerprint of this value in the older salted form: it stands, and is rewritten keyed.
+    /// A fingerprint of this value in an older form (salted, or under an older key version):
+    /// it stands, and the next apply rewrites it under the current key.
     Legacy,
     /// Not a fingerprint of this value that this run can confirm (another value, another key).
     Unconfirmed,
@@ -94,7 +97,15 @@ impl FingerprintKey {
         Ok(Self {
             id: id.into(),
             keyed,
+            previous: Vec::new(),
         })
+    }
+
+    /// Adds older versions of the key, so fingerprints made with them still verify (after a
+    /// rotation, until the next apply rewrites them).
+    pub fn with_previous(mut self, previous: Vec<FingerprintKey>) -> Self {
+        self.previous = previous;
+        self
     }
 
     /// Returns fresh key material from the OS CSPRNG.
@@ -139,6 +150,19 @@ impl FingerprintKey {
         };
         id == self.id && self.mac(address, field, value).verify_slice(&tag).is_ok()
     }
+
+    /// Returns true when `recorded` is an older key version's fingerprint of the value.
+    pub fn verifies_previous(
+        &self,
+        recorded: &str,
+        address: &str,
+        field: &str,
+        value: &[u8],
+    ) -> bool {
+        self.previous
+            .iter()
+            .any(|previous| previous.verifies(recorded, address, field, value))
+    }
 }
 
 /// Splits `hmac-sha256:<key id>:<hex>` into the key id and the hex tag.
@@ -161,6 +185,9 @@ pub fn judge(
 ) -> Verdict {
     if key.is_some_and(|key| key.verifies(recorded, address, field, value)) {
         return Verdict::Current;
+    }
+    if key.is_some_and(|key| key.verifies_previous(recorded, address, field, value)) {
+        return Verdict::Legacy;
     }
     if let Some(salt) = legacy_salt
         && recorded.starts_with(&format!("{LEGACY_SCHEME}:"))
@@ -262,6 +289,19 @@ mod tests {
         assert_eq!(
             judge(&keyed, Some(&current), Some("salt"), "a", "value", b"5000"),
             Verdict::Current
+        );
+        let rotated = key("2", 2).with_previous(vec![key("1", 1)]);
+        assert_eq!(
+            judge(&keyed, Some(&rotated), None, "a", "value", b"5000"),
+            Verdict::Legacy
+        );
+        assert_eq!(
+            judge(&keyed, Some(&rotated), None, "a", "value", b"5001"),
+            Verdict::Unconfirmed
+        );
+        assert_eq!(
+            judge(&keyed, Some(&key("2", 2)), None, "a", "value", b"5000"),
+            Verdict::Unconfirmed
         );
         assert_eq!(
             judge(&keyed, None, Some("salt"), "a", "value", b"5000"),

@@ -9,7 +9,7 @@ use crate::plan::file::{check_fresh, read_plan};
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions, make_plan};
-use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME};
+use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, parse_keyed};
 use crate::state::{Backend, State};
 use crate::value::{Marker, Value};
 use anyhow::{Context, bail};
@@ -77,24 +77,34 @@ fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Returns true when state holds fingerprints an older build wrote (salted SHA-256 with the
-/// salt beside them): apply rewrites them keyed even when nothing else changes.
-fn has_legacy_fingerprints(state: &State) -> bool {
-    fn legacy(value: &Value) -> bool {
+/// Returns true when state holds fingerprints in an older form — salted SHA-256 with the salt
+/// beside them (an older build), or keyed under an older version of `key` (a rotation): apply
+/// rewrites them under the current key even when nothing else changes.
+fn has_outdated_fingerprints(state: &State, key: Option<&FingerprintKey>) -> bool {
+    let outdated = |text: &str| match parse_keyed(text) {
+        Some((version, _)) => key.is_some_and(|key| key.id() != version),
+        None => text.starts_with(&format!("{LEGACY_SCHEME}:")) || text.starts_with("generated:"),
+    };
+    fn any_sensitive(value: &Value, test: &dyn Fn(&str) -> bool) -> bool {
         match value {
-            Value::Marker(Marker::Sensitive(text)) => {
-                text.starts_with(&format!("{LEGACY_SCHEME}:")) || text.starts_with("generated:")
-            }
-            Value::Map(entries) => entries.values().any(legacy),
-            Value::List(items) => items.iter().any(legacy),
+            Value::Marker(Marker::Sensitive(text)) => test(text),
+            Value::Map(entries) => entries.values().any(|item| any_sensitive(item, test)),
+            Value::List(items) => items.iter().any(|item| any_sensitive(item, test)),
             _ => false,
         }
     }
     state.resources.iter().any(|resource| {
         resource.attributes.contains_key(LEGACY_SALT_ATTRIBUTE)
-            || resource.attributes.values().any(legacy)
+            || resource
+                .attributes
+                .values()
+                .any(|value| any_sensitive(value, &outdated))
     })
 }
+
+/// What `apply` says when it runs only to rewrite outdated fingerprints.
+const REWRITING: &str =
+    "Rewriting secret fingerprints recorded in an older form (an older build or key version).";
 
 async fn execute(
     session: &Session,
@@ -103,12 +113,13 @@ async fn execute(
     parallelism: usize,
     fingerprint_key: Option<Arc<FingerprintKey>>,
 ) -> anyhow::Result<Outcome> {
-    let fingerprint_key =
-        if writes_secrets(plan) || (!plan.destroy && has_legacy_fingerprints(&state)) {
-            Some(session.ensure_fingerprint_key(fingerprint_key).await?)
-        } else {
-            fingerprint_key
-        };
+    let fingerprint_key = if writes_secrets(plan)
+        || (!plan.destroy && has_outdated_fingerprints(&state, fingerprint_key.as_deref()))
+    {
+        Some(session.ensure_fingerprint_key(fingerprint_key).await?)
+    } else {
+        fingerprint_key
+    };
     // A new state's lineage labels every object this apply creates: persist it first, so the
     // next run adopts (rather than refuses) what an interrupted first apply created.
     if state.serial == 0 && !plan.destroy {
@@ -228,8 +239,8 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             );
         }
         if !saved.has_changes() {
-            if has_legacy_fingerprints(&state) {
-                eprintln!("No changes. Rewriting the secret fingerprints an older build recorded.");
+            if has_outdated_fingerprints(&state, fingerprint_key.as_deref()) {
+                eprintln!("No changes. {REWRITING}");
                 return execute(&session, &saved, state, parallelism, fingerprint_key).await;
             }
             eprintln!("No changes. Nothing to apply.");
@@ -243,8 +254,8 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
     if !plan.has_changes() {
         // Nothing changes in the cloud, but state still holds guessable fingerprints: rewrite
         // them now (no confirmation: only state and infra's own key are written).
-        if has_legacy_fingerprints(&state) {
-            eprintln!("Rewriting the secret fingerprints an older build recorded.");
+        if has_outdated_fingerprints(&state, fingerprint_key.as_deref()) {
+            eprintln!("{REWRITING}");
             return execute(&session, &plan, state, parallelism, fingerprint_key).await;
         }
         return Ok(Outcome::Success);

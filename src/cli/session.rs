@@ -11,10 +11,11 @@ use crate::gcp::kinds;
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
 use crate::plan::planner::plan_with_live;
-use crate::sensitive::FingerprintKey;
+use crate::sensitive::{FingerprintKey, parse_keyed};
 use crate::state::{Backend, State};
+use crate::value::{Marker, Value};
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -179,10 +180,12 @@ impl Session {
             return Ok(None);
         }
         let env = &self.configuration.env;
-        Ok(read_key(&self.client, &env.project, &env.name)
-            .await
-            .context("reading the fingerprint key of secret values")?
-            .map(Arc::new))
+        Ok(
+            read_key(&self.client, &env.project, &env.name, &key_versions(state))
+                .await
+                .context("reading the fingerprint key of secret values")?
+                .map(Arc::new),
+        )
     }
 
     /// Returns the environment's fingerprint key (`known`, when this run already read it),
@@ -208,6 +211,30 @@ impl Session {
             self.backend.unlock().await;
         }
     }
+}
+
+/// Returns the key versions that state's keyed fingerprints name.
+fn key_versions(state: &State) -> BTreeSet<String> {
+    fn collect(value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Marker(Marker::Sensitive(recorded)) => {
+                if let Some((version, _)) = parse_keyed(recorded) {
+                    found.insert(version.to_string());
+                }
+            }
+            Value::Map(entries) => entries.values().for_each(|item| collect(item, found)),
+            Value::List(items) => items.iter().for_each(|item| collect(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = BTreeSet::new();
+    for resource in &state.resources {
+        resource
+            .attributes
+            .values()
+            .for_each(|value| collect(value, &mut found));
+    }
+    found
 }
 
 impl Drop for Session {

@@ -10,6 +10,7 @@ use crate::sensitive::FingerprintKey;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 /// Why the fingerprint key could not be read or created.
 #[derive(Debug, thiserror::Error)]
@@ -39,18 +40,42 @@ pub fn key_secret_name(project: &str, env_name: &str) -> String {
     format!("projects/{project}/secrets/infra-fingerprint-key-{env_id}")
 }
 
-/// Reads the environment's key (its latest version); `None` when it does not exist yet.
+/// Reads the environment's key (its latest version), with the `previous` versions that state's
+/// fingerprints still name (after a rotation) so those keep verifying; `None` when the key does
+/// not exist yet. A previous version that is gone or disabled is skipped: what it fingerprinted
+/// shows as an update, and is written again under the latest.
 pub async fn read_key(
     client: &GcpClient,
     project: &str,
     env_name: &str,
+    previous: &BTreeSet<String>,
 ) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
     let name = key_secret_name(project, env_name);
+    let Some(latest) = access_version(client, &name, "latest").await? else {
+        return Ok(None);
+    };
+    let mut older = Vec::new();
+    for version in previous.iter().filter(|version| *version != latest.id()) {
+        match access_version(client, &name, version).await {
+            Ok(Some(key)) => older.push(key),
+            Ok(None) => tracing::warn!("{name}: version {version}, named in state, is gone"),
+            Err(error) => tracing::warn!("{name}: version {version} cannot be read: {error}"),
+        }
+    }
+    Ok(Some(latest.with_previous(older)))
+}
+
+/// Reads one version of the key secret `name`; `None` when it (or the secret) does not exist.
+async fn access_version(
+    client: &GcpClient,
+    name: &str,
+    version: &str,
+) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
     let accessed = match client
         .call(
             Method::GET,
             Service::SecretManager,
-            &format!("v1/{name}/versions/latest:access"),
+            &format!("v1/{name}/versions/{version}:access"),
             &[],
             None,
         )
@@ -60,27 +85,27 @@ pub async fn read_key(
         Err(error) if error.is_not_found() => return Ok(None),
         Err(error) if error.code() == Some(400) => {
             return Err(unusable(
-                &name,
-                format!("its latest version cannot be read ({error})"),
+                name,
+                format!("version {version} cannot be read ({error})"),
             ));
         }
         Err(error) => return Err(error.into()),
     };
-    let version = accessed
+    let number = accessed
         .get("name")
         .and_then(|name| name.as_str())
         .and_then(|name| name.rsplit('/').next())
-        .filter(|version| !version.is_empty())
-        .ok_or_else(|| unusable(&name, "the accessed version has no name".into()))?
+        .filter(|number| !number.is_empty())
+        .ok_or_else(|| unusable(name, "the accessed version has no name".into()))?
         .to_string();
     let material = accessed
         .pointer("/payload/data")
         .and_then(|data| data.as_str())
         .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
         .unwrap_or_default();
-    let key = FingerprintKey::new(&version, &material)
-        .map_err(|error| unusable(&name, format!("version {version}: {error}")))?;
-    Ok(Some(key))
+    FingerprintKey::new(&number, &material)
+        .map(Some)
+        .map_err(|error| unusable(name, format!("version {number}: {error}")))
 }
 
 /// Returns the environment's key, creating its secret and a first version when missing.
@@ -90,7 +115,7 @@ pub async fn ensure_key(
     project: &str,
     env_name: &str,
 ) -> Result<FingerprintKey, FingerprintKeyError> {
-    if let Some(key) = read_key(client, project, env_name).await? {
+    if let Some(key) = read_key(client, project, env_name, &BTreeSet::new()).await? {
         return Ok(key);
     }
     let name = key_secret_name(project, env_name);

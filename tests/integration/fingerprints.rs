@@ -220,7 +220,7 @@ fn an_old_format_state_migrates_without_showing_a_change() {
     assert!(
         apply
             .stderr
-            .contains("Rewriting the secret fingerprints an older build recorded."),
+            .contains("Rewriting secret fingerprints recorded in an older form"),
         "{}",
         apply.all()
     );
@@ -365,4 +365,59 @@ fn the_key_is_labelled_as_infra_s_and_is_not_in_state() {
     );
     let text = env.read("state/test.state.json");
     assert!(!text.contains("infra-fingerprint-key"), "{text}");
+}
+
+#[test]
+fn a_rotated_key_shows_no_change_and_the_next_apply_rewrites_under_it() {
+    let env = applied("5000");
+    let first = the_key(&env);
+    let material = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let (status, added) = env.api(
+        "POST",
+        &format!("{KEY_SECRET}:addVersion"),
+        Some(json!({"payload": {"data": material}})),
+    );
+    assert_eq!(status, 200, "{added}");
+    let rotated = the_key(&env);
+    assert_ne!(rotated.id(), first.id());
+    // Fingerprints under the previous version still verify: nothing to show.
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(0);
+    assert!(
+        apply
+            .stderr
+            .contains("Rewriting secret fingerprints recorded in an older form"),
+        "{}",
+        apply.all()
+    );
+    let recorded = sensitive(
+        state(&env)
+            .resource(CREDITS)
+            .expect("credits")
+            .attributes
+            .get("value"),
+    );
+    assert!(rotated.verifies(&recorded, CREDITS, "value", b"5000"));
+    assert!(!first.verifies(&recorded, CREDITS, "value", b"5000"));
+    let (_, versions) = env.api(
+        "GET",
+        "v1/projects/proj-test/secrets/BETA_AI_CREDITS/versions",
+        None,
+    );
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(1),
+        "no value written again: {versions}"
+    );
+    // Nothing names the first version any more: it can be disabled.
+    let (status, _) = env.api(
+        "POST",
+        &format!("{KEY_SECRET}/versions/{}:disable", first.id()),
+        Some(json!({})),
+    );
+    assert_eq!(status, 200);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
 }
