@@ -203,12 +203,17 @@ pub(crate) fn check_owner(
     {
         return Ok(());
     }
+    if label(KEY_ROLE_LABEL.0) == Some(KEY_ROLE_LABEL.1) {
+        return Err(KindError::Conflict {
+            message: format!(
+                "{name} is infra's own fingerprint key of environment `{}`: not adopted",
+                env.unwrap_or("?")
+            ),
+            hint: "give this resource another name: that one is reserved (docs/state.md)".into(),
+        });
+    }
     let owner = match (managed, env, lineage) {
         (false, ..) => "not created by infra".to_string(),
-        (true, env, _) if label(KEY_ROLE_LABEL.0) == Some(KEY_ROLE_LABEL.1) => format!(
-            "infra's own fingerprint key of environment `{}`, reserved",
-            env.unwrap_or("?")
-        ),
         (true, Some(env), Some(lineage)) => {
             format!("owned by environment `{env}`, state lineage {lineage}")
         }
