@@ -250,6 +250,19 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_key_is_never_adopted() {
+        let labels = json!({"managed-by": "infra", "infra-env": "staging-eu", "infra-role": "fingerprint-key"});
+        let error = check_owner(&context(), "projects/p/secrets/K", Some(&labels))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("is infra's own fingerprint key of environment `staging-eu`")
+                && error.contains("hint: give this resource another name"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn label_values_are_lowercase_and_at_most_63_characters() {
         assert_eq!(label_value("Staging.EU"), "staging-eu");
         assert_eq!(label_value("a_b-c9"), "a_b-c9");
