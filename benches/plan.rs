@@ -7,12 +7,14 @@ use infra::apply::{StateSink, apply};
 use infra::config::Configuration;
 use infra::emulator::{self, EmulatorOptions};
 use infra::gcp::GcpClient;
+use infra::gcp::fingerprint_key::ensure_key;
 use infra::graph::block_graph;
 use infra::plan::planner::plan_with_live;
 use infra::plan::{PlanOptions, make_plan};
 use infra::state::State;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -55,9 +57,18 @@ fn refresh(criterion: &mut Criterion) {
         ))
         .expect("emulator");
     let client = GcpClient::new(Some(running.base_url())).expect("client");
-    let state = runtime.block_on(async {
+    let (state, fingerprint_key) = runtime.block_on(async {
+        let fingerprint_key = Arc::new(
+            ensure_key(&client, "bench-project", "bench")
+                .await
+                .expect("fingerprint key"),
+        );
         let empty = State::new("bench");
-        let plan = make_plan(&configuration, &empty, &client, &PlanOptions::default())
+        let options = PlanOptions {
+            fingerprint_key: Some(fingerprint_key.clone()),
+            ..PlanOptions::default()
+        };
+        let plan = make_plan(&configuration, &empty, &client, &options)
             .await
             .expect("plan");
         let (state, report) = apply(
@@ -68,10 +79,11 @@ fn refresh(criterion: &mut Criterion) {
             &Discard,
             32,
             &AtomicBool::new(false),
+            Some(fingerprint_key.clone()),
         )
         .await;
         assert!(report.errors.is_empty(), "{:?}", report.errors);
-        state
+        (state, fingerprint_key)
     });
     let mut group = criterion.benchmark_group("refresh_200_secrets_2ms_latency");
     group.sample_size(10);
@@ -80,6 +92,7 @@ fn refresh(criterion: &mut Criterion) {
             bencher.iter_custom(|iterations| {
                 let options = PlanOptions {
                     parallelism,
+                    fingerprint_key: Some(fingerprint_key.clone()),
                     ..PlanOptions::default()
                 };
                 let started = Instant::now();

@@ -7,19 +7,20 @@
 use crate::config::eval::Values;
 use crate::config::{BlockId, Configuration};
 use crate::gcp::GcpClient;
-use crate::gcp::kinds::{self, KindContext};
+use crate::gcp::kinds::{self, KindContext, KindError};
 use crate::graph::{DependencyGraph, block_graph};
 use crate::plan::diff::changed_paths;
 use crate::plan::model::{Action, Plan, ResourceChange};
 use crate::plan::planner::{
     InstanceConfig, evaluate_instances, evaluate_value_block, kind_context, output_address,
-    record_block, resource_salt,
+    record_block,
 };
+use crate::sensitive::FingerprintKey;
 use crate::state::{ResourceStatus, State, StateOutput, StateResource};
 use crate::value::Attributes;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 /// Where state goes while applying: called with every new version of the state.
@@ -51,10 +52,14 @@ struct Executor<'a> {
     operations: Semaphore,
     writer: tokio::sync::Mutex<()>,
     stop: &'a AtomicBool,
+    fingerprint_key: Option<Arc<FingerprintKey>>,
 }
 
 /// Applies a plan. `stop` is set on interrupt: running operations finish and are recorded,
-/// nothing new starts.
+/// nothing new starts. `fingerprint_key` must be the environment's key whenever the plan
+/// writes a secret value (`gcp::fingerprint_key::ensure_key`); fingerprints recorded in an
+/// older form are rewritten with it, even for resources with nothing else to do.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     configuration: &Configuration,
     plan: &Plan,
@@ -63,6 +68,7 @@ pub async fn apply(
     sink: &dyn StateSink,
     parallelism: usize,
     stop: &AtomicBool,
+    fingerprint_key: Option<Arc<FingerprintKey>>,
 ) -> (State, ApplyReport) {
     let executor = Executor {
         configuration,
@@ -75,6 +81,7 @@ pub async fn apply(
         operations: Semaphore::new(parallelism.max(1)),
         writer: tokio::sync::Mutex::new(()),
         stop,
+        fingerprint_key,
     };
     if !plan.destroy {
         match block_graph(configuration) {
@@ -205,11 +212,15 @@ impl Executor<'_> {
             format!("not in the plan: the configuration changed since planning; run `infra plan --env {}` again", self.configuration.env.name)
         })?;
         let prior = self.lock_state().resource(&instance.address).cloned();
-        let context = kind_context(
-            self.configuration,
-            &instance.address,
-            resource_salt(&self.plan.salt, &instance.address, prior.as_ref()),
-        );
+        let context = self.context(&instance.address, prior.as_ref());
+        if change.action == Action::NoOp
+            && let Some(prior) = &prior
+        {
+            let rewritten = self.with_current_fingerprints(instance, prior.clone());
+            if &rewritten != prior {
+                self.mutate_state(|state| state.upsert(rewritten)).await?;
+            }
+        }
         if matches!(change.action, Action::NoOp | Action::Delete) {
             return Ok(instance
                 .kind
@@ -260,22 +271,57 @@ impl Executor<'_> {
                     self.lock_report().destroyed += 1;
                 }
                 let fresh_context = if change.action == Action::Replace {
-                    kind_context(
-                        self.configuration,
-                        &instance.address,
-                        resource_salt(&self.plan.salt, &instance.address, None),
-                    )
+                    self.context(&instance.address, None)
                 } else {
                     context.clone()
                 };
-                self.create(instance, &fresh_context, dependencies, prior.as_ref())
-                    .await?
+                self.create(instance, &fresh_context, dependencies).await?
             }
             Action::NoOp | Action::Delete => unreachable_action(change.action)?,
         };
+        let resource = self.with_current_fingerprints(instance, resource);
         let exported = kind.exported(&context, &instance.config, Some(&resource), false);
         self.mutate_state(|state| state.upsert(resource)).await?;
         Ok(exported)
+    }
+
+    /// Returns the context a kind sees for one resource in this run.
+    fn context(&self, address: &str, prior: Option<&StateResource>) -> KindContext {
+        let lineage = self.lock_state().lineage.clone();
+        kind_context(
+            self.configuration,
+            address,
+            &lineage,
+            self.fingerprint_key.as_ref(),
+            prior,
+        )
+    }
+
+    /// Returns the resource with its fingerprints in the current keyed form (older ones were
+    /// confirmed against the configuration while planning), and an older build's salt dropped.
+    /// Never fails: what was just written must be recorded, and a fingerprint left in the older
+    /// form is still verified and rewritten by a later apply.
+    fn with_current_fingerprints(
+        &self,
+        instance: &InstanceConfig,
+        mut resource: StateResource,
+    ) -> StateResource {
+        if self.fingerprint_key.is_none() {
+            return resource;
+        }
+        let context = self.context(&instance.address, Some(&resource));
+        match instance
+            .kind
+            .refingerprint(&context, &instance.config, &resource)
+        {
+            Ok(Some(attributes)) => resource.attributes = attributes,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                "{}: fingerprints left in their older form: {error}",
+                instance.address
+            ),
+        }
+        resource
     }
 
     async fn create(
@@ -283,20 +329,12 @@ impl Executor<'_> {
         instance: &InstanceConfig,
         context: &KindContext,
         dependencies: Vec<String>,
-        prior: Option<&StateResource>,
     ) -> Result<StateResource, String> {
         let kind = instance.kind;
         // The intent comes first: if the process dies mid-create, the next run finds this record,
         // reads the object by id, and adopts it.
         if let Some(id) = kind.resource_id(context, &instance.config) {
-            let mut attributes = prior
-                .map(|prior| prior.attributes.clone())
-                .unwrap_or_default();
-            attributes.insert(
-                "value_salt".into(),
-                crate::value::Value::string(context.salt.clone()),
-            );
-            attributes.retain(|field, _| field == "value_salt");
+            let attributes = Attributes::new();
             self.mutate_state(|state| {
                 state.upsert(StateResource {
                     address: instance.address.clone(),
@@ -309,10 +347,19 @@ impl Executor<'_> {
             })
             .await?;
         }
-        let created = kind
-            .create(self.client, context, &instance.config)
-            .await
-            .map_err(|error| error.to_string())?;
+        let created = match kind.create(self.client, context, &instance.config).await {
+            Ok(created) => created,
+            Err(error @ KindError::Conflict { .. }) => {
+                // Refused: the object at this id belongs to someone else and nothing was
+                // created. Left in place, the intent would make the next run read it as ours.
+                self.mutate_state(|state| {
+                    state.remove(&instance.address);
+                })
+                .await?;
+                return Err(error.to_string());
+            }
+            Err(error) => return Err(error.to_string()),
+        };
         self.lock_report().added += 1;
         Ok(StateResource {
             address: instance.address.clone(),
@@ -336,14 +383,10 @@ impl Executor<'_> {
         let Some(planned) = &change.after else {
             return Ok(());
         };
-        let prior_for_desired = if change.action == Action::Replace {
-            None
-        } else {
-            prior
-        };
+        // As the planner did: with the prior, so a fingerprint the plan kept is kept here too.
         let desired = instance
             .kind
-            .desired(context, &instance.config, prior_for_desired)
+            .desired(context, &instance.config, prior)
             .map_err(|error| error.to_string())?;
         let known: Attributes = planned
             .iter()

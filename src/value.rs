@@ -29,7 +29,7 @@ pub enum Marker {
     /// Known only after apply.
     #[serde(rename = "(known after apply)")]
     Unknown(bool),
-    /// A secret, represented by its salted fingerprint.
+    /// A secret, represented by its keyed fingerprint (see `sensitive.rs`).
     #[serde(rename = "(sensitive)")]
     Sensitive(String),
 }

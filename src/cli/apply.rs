@@ -1,7 +1,7 @@
 //! `infra apply [FILE]` and `infra destroy`: plan (or load and re-check a saved plan), ask for
 //! `yes` on a terminal, execute with state persisted as it goes, stop gracefully on Ctrl-C.
 
-use super::plan::{PlanningArgs, plan_in_session};
+use super::plan::{PlanningArgs, plan_in_session, writes_secrets};
 use super::session::{Session, read_plan_file};
 use super::{CommandError, ErrorKind, GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply};
@@ -9,11 +9,14 @@ use crate::plan::file::check_fresh;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, parse_keyed};
 use crate::state::{Backend, State};
+use crate::value::{Marker, Value};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Arguments of `infra apply`.
 #[derive(Debug, Args)]
@@ -80,12 +83,58 @@ async fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Returns true when state holds fingerprints in an older form — salted SHA-256 with the salt
+/// beside them (an older build), or keyed under an older version of `key` (a rotation): apply
+/// rewrites them under the current key even when nothing else changes.
+fn has_outdated_fingerprints(state: &State, key: Option<&FingerprintKey>) -> bool {
+    let outdated = |text: &str| match parse_keyed(text) {
+        Some((version, _)) => key.is_some_and(|key| key.id() != version),
+        None => text.starts_with(&format!("{LEGACY_SCHEME}:")) || text.starts_with("generated:"),
+    };
+    fn any_sensitive(value: &Value, test: &dyn Fn(&str) -> bool) -> bool {
+        match value {
+            Value::Marker(Marker::Sensitive(text)) => test(text),
+            Value::Map(entries) => entries.values().any(|item| any_sensitive(item, test)),
+            Value::List(items) => items.iter().any(|item| any_sensitive(item, test)),
+            _ => false,
+        }
+    }
+    state.resources.iter().any(|resource| {
+        resource.attributes.contains_key(LEGACY_SALT_ATTRIBUTE)
+            || resource
+                .attributes
+                .values()
+                .any(|value| any_sensitive(value, &outdated))
+    })
+}
+
+/// What `apply` says when it runs only to rewrite outdated fingerprints.
+const REWRITING: &str =
+    "Rewriting secret fingerprints recorded in an older form (an older build or key version).";
+
 async fn execute(
     session: &Session,
     plan: &Plan,
     state: State,
     parallelism: usize,
+    fingerprint_key: Option<Arc<FingerprintKey>>,
 ) -> anyhow::Result<Outcome> {
+    let fingerprint_key = if writes_secrets(plan)
+        || (!plan.destroy && has_outdated_fingerprints(&state, fingerprint_key.as_deref()))
+    {
+        Some(session.ensure_fingerprint_key(fingerprint_key).await?)
+    } else {
+        fingerprint_key
+    };
+    // A new state's lineage labels every object this apply creates: persist it first, so the
+    // next run adopts (rather than refuses) what an interrupted first apply created.
+    if state.serial == 0 && !plan.destroy {
+        session
+            .backend
+            .write(&state)
+            .await
+            .context("writing the new state before the first change")?;
+    }
     let interrupt = super::interrupt();
     // From here an interrupt lets the operations in flight finish and be recorded.
     let _shield = interrupt.shield();
@@ -110,6 +159,7 @@ async fn execute(
         &sink,
         parallelism,
         &stop,
+        fingerprint_key,
     )
     .await;
     for error in &report.errors {
@@ -179,8 +229,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             &state,
             &config_digest(&session.configuration),
         )?;
+        let fingerprint_key = session.read_fingerprint_key(&state).await?;
         let options = PlanOptions {
-            salt: Some(saved.salt.clone()),
+            fingerprint_key: fingerprint_key.clone(),
             destroy: saved.destroy,
             // The saved plan was reviewed as made; emptying the configuration since then
             // changes its digest, which `check_fresh` refuses.
@@ -211,14 +262,25 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             );
         }
         if !saved.has_changes() {
+            if has_outdated_fingerprints(&state, fingerprint_key.as_deref()) {
+                eprintln!("No changes. {REWRITING}");
+                return execute(&session, &saved, state, parallelism, fingerprint_key).await;
+            }
             eprintln!("No changes. Nothing to apply.");
             return Ok(Outcome::Success);
         }
-        return execute(&session, &saved, state, parallelism).await;
+        return execute(&session, &saved, state, parallelism, fingerprint_key).await;
     }
-    let (state, plan) = plan_in_session(&mut session, &args.planning, "apply").await?;
+    let (state, plan, fingerprint_key) =
+        plan_in_session(&mut session, &args.planning, "apply").await?;
     out!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
+        // Nothing changes in the cloud, but state still holds guessable fingerprints: rewrite
+        // them now (no confirmation: only state and infra's own key are written).
+        if has_outdated_fingerprints(&state, fingerprint_key.as_deref()) {
+            eprintln!("{REWRITING}");
+            return execute(&session, &plan, state, parallelism, fingerprint_key).await;
+        }
         return Ok(Outcome::Success);
     }
     confirm(
@@ -229,13 +291,14 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         args.auto_approve,
     )
     .await?;
-    execute(&session, &plan, state, parallelism).await
+    execute(&session, &plan, state, parallelism, fingerprint_key).await
 }
 
 /// Runs `infra destroy`.
 pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
-    let (state, plan) = plan_in_session(&mut session, &args.planning, "destroy").await?;
+    let (state, plan, fingerprint_key) =
+        plan_in_session(&mut session, &args.planning, "destroy").await?;
     out!("{}", render_plan(&plan, args.planning.color()));
     if !plan.has_changes() {
         return Ok(Outcome::Success);
@@ -253,6 +316,7 @@ pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Resu
         &plan,
         state,
         usize::from(args.planning.parallelism),
+        fingerprint_key,
     )
     .await
 }

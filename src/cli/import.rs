@@ -7,7 +7,7 @@ use super::{GlobalArgs, Outcome};
 use crate::gcp::kinds;
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
-use crate::plan::planner::{kind_context, plan_with_live, resource_salt};
+use crate::plan::planner::{kind_context, plan_with_live};
 use crate::state::{ResourceStatus, StateResource};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -60,10 +60,18 @@ pub async fn run_import(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result
     })?;
     let kind =
         kinds::find(&change.kind).with_context(|| format!("unknown kind {}", change.kind))?;
+    // Importing a kind with secrets fingerprints them: the key must exist.
+    let fingerprint_key = if kind.fields().iter().any(|field| field.sensitive) {
+        Some(session.ensure_fingerprint_key(None).await?)
+    } else {
+        None
+    };
     let context = kind_context(
         configuration,
         &args.address,
-        resource_salt(&plan.salt, &args.address, None),
+        &state.lineage,
+        fingerprint_key.as_ref(),
+        None,
     );
     let attributes = kind
         .import(&session.client, &context, &args.id)

@@ -3,12 +3,15 @@
 
 use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
+use crate::plan::model::Action;
 use crate::plan::render::{ColorChoice, render_plan};
 use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::sensitive::FingerprintKey;
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options shared by the commands that plan (plan, apply, destroy).
@@ -44,7 +47,7 @@ impl PlanningArgs {
             destroy,
             replace: self.replace.clone(),
             allow_empty_config: self.allow_empty_config,
-            salt: None,
+            fingerprint_key: None,
         }
     }
 
@@ -77,12 +80,26 @@ pub struct PlanArgs {
     pub destroy: bool,
 }
 
-/// Makes a plan inside a session locked for `operation` (plan, apply, destroy).
+/// Returns true when the plan writes a secret value (a resource with sensitive fields is
+/// created, updated or replaced): the fingerprint key must exist first.
+pub(crate) fn writes_secrets(plan: &Plan) -> bool {
+    !plan.destroy
+        && plan.changes.iter().any(|change| {
+            !change.sensitive.is_empty()
+                && matches!(
+                    change.action,
+                    Action::Create | Action::Update | Action::Replace
+                )
+        })
+}
+
+/// Makes a plan inside a session locked for `operation` (plan, apply, destroy); returns the
+/// state, the plan, and the fingerprint key it read (`None` before the first apply made one).
 pub async fn plan_in_session(
     session: &mut Session,
     planning: &PlanningArgs,
     operation: &str,
-) -> anyhow::Result<(crate::state::State, Plan)> {
+) -> anyhow::Result<(crate::state::State, Plan, Option<Arc<FingerprintKey>>)> {
     let destroy = operation == "destroy";
     let state = session
         .lock_and_read(operation, planning.lock_timeout)
@@ -93,21 +110,27 @@ pub async fn plan_in_session(
         if state.resources.len() == 1 { "" } else { "s" },
         session.configuration.env.name
     );
-    let plan = make_plan(
-        &session.configuration,
-        &state,
-        &session.client,
-        &planning.options(destroy),
-    )
-    .await?;
-    Ok((state, plan))
+    let fingerprint_key = session.read_fingerprint_key(&state).await?;
+    let options = PlanOptions {
+        fingerprint_key: fingerprint_key.clone(),
+        ..planning.options(destroy)
+    };
+    let plan = make_plan(&session.configuration, &state, &session.client, &options).await?;
+    if fingerprint_key.is_none() && writes_secrets(&plan) {
+        let env = &session.configuration.env;
+        eprintln!(
+            "Secret values are fingerprinted once apply has created the environment's key {} (docs/state.md).",
+            crate::gcp::fingerprint_key::key_secret_name(&env.project, &env.name)
+        );
+    }
+    Ok((state, plan, fingerprint_key))
 }
 
 /// Runs `infra plan`.
 pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Outcome> {
     let mut session = Session::open(global).await?;
     let operation = if args.destroy { "destroy" } else { "plan" };
-    let (_, plan) = plan_in_session(&mut session, &args.planning, operation).await?;
+    let (_, plan, _) = plan_in_session(&mut session, &args.planning, operation).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

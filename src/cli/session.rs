@@ -6,14 +6,19 @@ use super::{CommandError, ErrorKind, GlobalArgs};
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
 use crate::gcp::GcpClient;
+use crate::gcp::fingerprint_key::{ensure_key, read_key};
+use crate::gcp::kinds;
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
 use crate::plan::planner::plan_with_live;
+use crate::sensitive::{FingerprintKey, parse_keyed};
 use crate::state::{Backend, State};
+use crate::value::{Marker, Value};
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long releasing the lock on the way out may take.
@@ -172,6 +177,55 @@ impl Session {
         Ok(self.backend.read().await?)
     }
 
+    /// Reads the environment's fingerprint key; `None` before the first apply created it, and
+    /// when neither the configuration nor `state` has a kind with secrets (so an environment
+    /// without secrets needs no access to Secret Manager).
+    pub async fn read_fingerprint_key(
+        &self,
+        state: &State,
+    ) -> anyhow::Result<Option<Arc<FingerprintKey>>> {
+        let has_secrets = |kind: &str| {
+            kinds::find(kind).is_some_and(|kind| kind.fields().iter().any(|field| field.sensitive))
+        };
+        let configured = self
+            .configuration
+            .modules
+            .iter()
+            .flat_map(|module| &module.resources)
+            .any(|block| has_secrets(&block.kind));
+        let recorded = state
+            .resources
+            .iter()
+            .any(|resource| has_secrets(&resource.kind));
+        if !configured && !recorded {
+            return Ok(None);
+        }
+        let env = &self.configuration.env;
+        Ok(
+            read_key(&self.client, &env.project, &env.name, &key_versions(state))
+                .await
+                .context("reading the fingerprint key of secret values")?
+                .map(Arc::new),
+        )
+    }
+
+    /// Returns the environment's fingerprint key (`known`, when this run already read it),
+    /// creating it when missing. Only commands that write state call this, under the lock.
+    pub async fn ensure_fingerprint_key(
+        &self,
+        known: Option<Arc<FingerprintKey>>,
+    ) -> anyhow::Result<Arc<FingerprintKey>> {
+        if let Some(key) = known {
+            return Ok(key);
+        }
+        let env = &self.configuration.env;
+        Ok(Arc::new(
+            ensure_key(&self.client, &env.project, &env.name)
+                .await
+                .context("creating the fingerprint key of secret values")?,
+        ))
+    }
+
     /// Releases the lock, if this session holds it.
     pub async fn close(&mut self) {
         if std::mem::take(&mut self.locked) {
@@ -264,6 +318,30 @@ impl Session {
             let _ = self.backend.force_unlock(&holder.id).await;
         }
     }
+}
+
+/// Returns the key versions that state's keyed fingerprints name.
+fn key_versions(state: &State) -> BTreeSet<String> {
+    fn collect(value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Marker(Marker::Sensitive(recorded)) => {
+                if let Some((version, _)) = parse_keyed(recorded) {
+                    found.insert(version.to_string());
+                }
+            }
+            Value::Map(entries) => entries.values().for_each(|item| collect(item, found)),
+            Value::List(items) => items.iter().for_each(|item| collect(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = BTreeSet::new();
+    for resource in &state.resources {
+        resource
+            .attributes
+            .values()
+            .for_each(|value| collect(value, &mut found));
+    }
+    found
 }
 
 impl Drop for Session {

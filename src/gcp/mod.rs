@@ -1,7 +1,9 @@
-//! Talking to Google: the REST client core, typed errors, and one file per resource kind.
+//! Talking to Google: the REST client core, typed errors, one file per resource kind, and the
+//! environment's fingerprint key in Secret Manager.
 
 pub mod client;
 pub mod error;
+pub mod fingerprint_key;
 pub mod kinds;
 pub mod operations;
 

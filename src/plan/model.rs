@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The plan format this build writes and reads.
-pub const PLAN_FORMAT: u32 = 1;
+/// Format 2 dropped the plan-wide salt: fingerprints are keyed (docs/state.md).
+pub const PLAN_FORMAT: u32 = 2;
 
 /// A plan for one environment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,8 +20,6 @@ pub struct Plan {
     pub serial: u64,
     /// SHA-256 of every configuration file read: `apply FILE` refuses a changed configuration.
     pub config_digest: String,
-    /// Salt of the fingerprints of new secret values in this plan.
-    pub salt: String,
     pub destroy: bool,
     pub changes: Vec<ResourceChange>,
     pub drift: Vec<Drift>,

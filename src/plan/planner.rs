@@ -14,11 +14,13 @@ use crate::config::{
 use crate::gcp::GcpClient;
 use crate::gcp::kinds::{self, Kind, KindContext};
 use crate::graph::{DependencyGraph, block_graph};
+use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE};
 use crate::state::{ResourceStatus, State, StateResource};
 use crate::value::{Attributes, Value};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// How to plan.
 #[derive(Debug, Clone)]
@@ -30,8 +32,9 @@ pub struct PlanOptions {
     /// Plan even when the configuration declares no resource but the state holds some (which
     /// destroys them all); without it such a plan is refused.
     pub allow_empty_config: bool,
-    /// Reuse a plan's salt (when checking a saved plan); `None` draws a fresh one.
-    pub salt: Option<String>,
+    /// The environment's fingerprint key; `None` when it does not exist yet (secret values of
+    /// a first plan are then known only after apply).
+    pub fingerprint_key: Option<Arc<FingerprintKey>>,
 }
 
 impl Default for PlanOptions {
@@ -42,7 +45,7 @@ impl Default for PlanOptions {
             destroy: false,
             replace: Vec::new(),
             allow_empty_config: false,
-            salt: None,
+            fingerprint_key: None,
         }
     }
 }
@@ -74,24 +77,26 @@ pub struct InstanceConfig {
     pub span: Span,
 }
 
-/// Returns the salt for a resource's secret fingerprints: its recorded one, or one derived from
-/// the plan's salt and its address (so a saved plan and its re-check agree).
-pub fn resource_salt(plan_salt: &str, address: &str, prior: Option<&StateResource>) -> String {
-    if let Some(Value::String(salt)) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
-        return salt.clone();
-    }
-    let digest = Sha256::digest(format!("{plan_salt}\0{address}").as_bytes());
-    hex::encode(&digest[..16])
-}
-
-/// Returns the context a kind sees for one resource.
-pub fn kind_context(configuration: &Configuration, address: &str, salt: String) -> KindContext {
+/// Returns the context a kind sees for one resource: the environment, the state's lineage, the
+/// fingerprint key, and the salt an older build recorded beside the resource's fingerprints.
+pub fn kind_context(
+    configuration: &Configuration,
+    address: &str,
+    lineage: &str,
+    fingerprint_key: Option<&Arc<FingerprintKey>>,
+    prior: Option<&StateResource>,
+) -> KindContext {
     KindContext {
         address: address.to_string(),
         project: configuration.env.project.clone(),
         region: configuration.env.region.clone(),
         env_name: configuration.env.name.clone(),
-        salt,
+        lineage: lineage.to_string(),
+        fingerprint_key: fingerprint_key.cloned(),
+        legacy_salt: prior
+            .and_then(|prior| prior.attributes.get(LEGACY_SALT_ATTRIBUTE))
+            .and_then(Value::as_str)
+            .map(String::from),
     }
 }
 
@@ -603,10 +608,6 @@ pub fn plan_with_live(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     refuse_empty_configuration(configuration, state, options)?;
-    let salt = options
-        .salt
-        .clone()
-        .unwrap_or_else(crate::sensitive::new_salt);
     let order = graph
         .topological_order()
         .map_err(|_| PlanError::Refused("dependency cycle".into()))?;
@@ -669,7 +670,9 @@ pub fn plan_with_live(
             let context = kind_context(
                 configuration,
                 &instance.address,
-                resource_salt(&salt, &instance.address, prior),
+                &state.lineage,
+                options.fingerprint_key.as_ref(),
+                prior,
             );
             if let Some(id) = instance.kind.resource_id(&context, &instance.config) {
                 let key = (instance.kind.name().to_string(), id);
@@ -818,6 +821,15 @@ pub fn plan_with_live(
         return Err(PlanError::Config(ConfigError { diagnostics }));
     }
     changes.extend(orphans);
+    // An older build's salt never travels into a plan: it would let a plan file confirm guesses.
+    for change in &mut changes {
+        for attributes in [&mut change.before, &mut change.after]
+            .into_iter()
+            .flatten()
+        {
+            attributes.remove(LEGACY_SALT_ATTRIBUTE);
+        }
+    }
     changes.sort_by(|left, right| left.address.cmp(&right.address));
     check_replace_addresses(&changes, options, &configuration.env.name)?;
     drift.sort_by(|left: &Drift, right: &Drift| left.address.cmp(&right.address));
@@ -828,7 +840,6 @@ pub fn plan_with_live(
         lineage: state.lineage.clone(),
         serial: state.serial,
         config_digest: config_digest(configuration),
-        salt,
         destroy: options.destroy,
         changes,
         drift,
@@ -909,6 +920,13 @@ fn plan_instance(
             });
             None
         }
+        (Some(prior), Some(Some(attributes)))
+            if prior.status == ResourceStatus::Creating && !owned_here(context, attributes) =>
+        {
+            // Only an intent was recorded, and the object at that id is not this state's: it
+            // is not ours to update; creating it meets the owner check and stops there.
+            None
+        }
         (Some(prior), Some(Some(attributes))) => {
             let paths = changed_paths(&prior_comparable(&desired, &prior.attributes), attributes);
             if !paths.is_empty() && prior.status == ResourceStatus::Created {
@@ -924,8 +942,12 @@ fn plan_instance(
     };
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
-        if prior.is_some() {
-            change.reason = Some("deleted outside infra".into());
+        match prior {
+            Some(prior) if prior.status == ResourceStatus::Creating => {
+                change.reason = Some("an earlier create was interrupted".into());
+            }
+            Some(_) => change.reason = Some("deleted outside infra".into()),
+            None => {}
         }
         return Ok(change);
     };
@@ -962,6 +984,17 @@ fn plan_instance(
         change.update_mask = kind.update_mask(&changed);
     }
     Ok(change)
+}
+
+/// Returns true when a live object's ownership labels (for kinds that have `labels`) name
+/// this environment and state; kinds without labels cannot tell, and pass.
+fn owned_here(context: &KindContext, live: &Attributes) -> bool {
+    let Some(labels) = live.get("labels").and_then(Value::as_map) else {
+        return true;
+    };
+    let label = |key: &str| labels.get(key).and_then(Value::as_str);
+    label(kinds::ENV_LABEL) == Some(kinds::label_value(&context.env_name).as_str())
+        && label(kinds::LINEAGE_LABEL) == Some(kinds::label_value(&context.lineage).as_str())
 }
 
 /// The prior attributes restricted to what the configuration compares, for drift detection.
@@ -1208,5 +1241,36 @@ mod tests {
                 && !error.contains("`labels.team`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_intent_s_object_is_ours_only_with_this_state_s_labels() {
+        let context = KindContext {
+            address: "secret.a".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "test".into(),
+            lineage: "l-1".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
+        };
+        let labelled = |env: &str, lineage: &str| {
+            Attributes::from([(
+                "labels".to_string(),
+                Value::Map(BTreeMap::from([
+                    (kinds::ENV_LABEL.to_string(), Value::string(env)),
+                    (kinds::LINEAGE_LABEL.to_string(), Value::string(lineage)),
+                ])),
+            )])
+        };
+        assert!(owned_here(&context, &labelled("test", "l-1")));
+        assert!(!owned_here(&context, &labelled("test", "l-2")));
+        assert!(!owned_here(&context, &labelled("prod", "l-1")));
+        assert!(!owned_here(
+            &context,
+            &Attributes::from([("labels".to_string(), Value::Map(BTreeMap::new()))])
+        ));
+        // Kinds without labels (service accounts, IAM) cannot tell.
+        assert!(owned_here(&context, &Attributes::new()));
     }
 }

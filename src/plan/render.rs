@@ -384,7 +384,6 @@ mod tests {
             lineage: "l".into(),
             serial: 1,
             config_digest: "d".into(),
-            salt: "s".into(),
             destroy: false,
             changes,
             drift: vec![],

@@ -495,3 +495,39 @@ fn secrets_as_environment_and_public_access_in_the_bundled_module() {
     env.infra(&["plan", "--env", "local", "--detailed-exitcode"])
         .expect_code(0);
 }
+
+#[test]
+fn a_service_of_another_environment_is_not_taken_over() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        &service_env("img:1", "us-central1", true, ""),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let path = "v2/projects/proj-test/locations/us-central1/services/api";
+    let (_, before) = env.api("GET", path, None);
+    assert_eq!(before["labels"]["infra-env"], "test", "{before}");
+    env.write(
+        "envs/other/env.toml",
+        "[env]\nname = \"other\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:9\"\n",
+    );
+    let apply = env.infra(&["apply", "--env", "other", "--auto-approve"]);
+    apply.expect_code(1);
+    assert!(
+        apply.stderr.contains(
+            "cloud_run_service.api: projects/proj-test/locations/us-central1/services/api already exists and is owned by environment `test`, state lineage "
+        ),
+        "{}",
+        apply.all()
+    );
+    assert!(
+        apply.stderr.contains("hint: if this environment should manage it: `infra import --env other 'cloud_run_service.api' projects/proj-test/locations/us-central1/services/api`"),
+        "{}",
+        apply.all()
+    );
+    let (_, after) = env.api("GET", path, None);
+    assert_eq!(before, after, "untouched: no new revision, no new labels");
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}

@@ -385,3 +385,39 @@ fn service_account_policies_refuse_stale_etags_and_resource_manager_unknown_fiel
     );
     assert_eq!(status, 400, "{unknown}");
 }
+
+#[test]
+fn a_service_account_of_another_state_is_refused_and_not_adopted_later() {
+    let env = TestEnv::with_emulator();
+    env.write("envs/test/env.toml", &identity("Backend"));
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, before) = env.api("GET", &format!("{ACCOUNTS}/{EMAIL}"), None);
+    env.write(
+        "envs/other/env.toml",
+        &identity("Other").replace("name = \"test\"", "name = \"other\""),
+    );
+    for _ in 0..2 {
+        let apply = env.infra(&["apply", "--env", "other", "--auto-approve"]);
+        apply.expect_code(1);
+        assert!(
+            apply.stderr.contains(&format!(
+                "service_account.backend: projects/proj-test/serviceAccounts/{EMAIL} already exists and is not in this state (service accounts carry no ownership labels): not adopted"
+            )),
+            "{}",
+            apply.all()
+        );
+        assert!(
+            apply.stderr.contains(&format!(
+                "hint: if this environment should manage it: `infra import --env other 'service_account.backend' projects/proj-test/serviceAccounts/{EMAIL}`"
+            )),
+            "{}",
+            apply.all()
+        );
+    }
+    let (_, after) = env.api("GET", &format!("{ACCOUNTS}/{EMAIL}"), None);
+    assert_eq!(
+        before, after,
+        "the first environment's account is untouched"
+    );
+}

@@ -6,6 +6,7 @@ mod config_errors;
 mod config_guards;
 mod corpus;
 mod emulator_api;
+mod fingerprints;
 mod identity;
 mod interrupts;
 mod monitoring;

@@ -357,24 +357,24 @@ fn the_monitoring_and_budget_apis_refuse_what_google_refuses() {
 
 #[test]
 fn an_interrupted_create_of_a_server_named_object_is_adopted() {
-    use sha2::{Digest, Sha256};
-    let env = TestEnv::with_emulator();
-    let key = |address: &str| hex::encode(&Sha256::digest(format!("test/{address}"))[..12]);
-    // What a run that died after its creates but before recording them left behind.
-    let (status, channel) = env.api(
-        "POST",
-        "v3/projects/proj-test/notificationChannels",
-        Some(json!({"type": "email", "labels": {"email_address": "old@example.com"}, "userLabels": {"infra-key": key("notification_channel.finance"), "managed-by": "infra"}})),
+    let env = applied();
+    // What a run that died after its creates but before recording them left behind: objects
+    // carrying this environment's and state's labels, absent from the state.
+    for address in ["notification_channel.finance", "alert_policy.errors"] {
+        env.infra(&["state", "rm", "--env", "test", address])
+            .expect_code(0);
+    }
+    let (_, channels) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
+    let name = channels["notificationChannels"][0]["name"]
+        .as_str()
+        .expect("channel")
+        .to_string();
+    let (status, _) = env.api(
+        "PATCH",
+        &format!("v3/{name}?updateMask=labels"),
+        Some(json!({"labels": {"email_address": "old@example.com"}})),
     );
-    assert_eq!(status, 200, "{channel}");
-    let (status, policy) = env.api(
-        "POST",
-        "v3/projects/proj-test/alertPolicies",
-        Some(json!({"displayName": "old", "conditions": [{"displayName": "c", "conditionThreshold": {"filter": "metric.type=\"x\"", "comparison": "COMPARISON_GT", "duration": "60s"}}], "userLabels": {"infra-key": key("alert_policy.errors")}})),
-    );
-    assert_eq!(status, 200, "{policy}");
-    env.write("envs/test/dashboard.json", DASHBOARD);
-    env.write("envs/test/env.toml", &env_file(0.02, 500));
+    assert_eq!(status, 200);
     env.infra(&["apply", "--env", "test", "--auto-approve"])
         .expect_code(0);
     let (_, channels) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
@@ -395,4 +395,35 @@ fn an_interrupted_create_of_a_server_named_object_is_adopted() {
     );
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
+}
+
+#[test]
+fn server_named_objects_of_another_state_are_not_adopted() {
+    let env = applied();
+    let state: Json = serde_json::from_str(&env.read("state/test.state.json")).expect("state");
+    let first_lineage = state["lineage"].as_str().expect("lineage").to_string();
+    let (_, before) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
+    // A new state for the same environment: same resource addresses, another lineage.
+    std::fs::remove_file(env.root.path().join("state/test.state.json")).expect("remove state");
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(1);
+    let channel = before["notificationChannels"][0]["name"]
+        .as_str()
+        .expect("channel");
+    assert!(
+        apply.stderr.contains(&format!(
+            "notification_channel.finance: {channel} already exists and is owned by environment `test`, state lineage {first_lineage}: not adopted"
+        )),
+        "{}",
+        apply.all()
+    );
+    assert!(
+        apply.stderr.contains(&format!(
+            "hint: if this environment should manage it: `infra import --env test 'notification_channel.finance' {channel}`"
+        )),
+        "{}",
+        apply.all()
+    );
+    let (_, after) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
+    assert_eq!(before, after, "neither adopted nor duplicated");
 }

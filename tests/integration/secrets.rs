@@ -170,10 +170,13 @@ fn a_secret_deleted_behind_our_back_is_reported_and_recreated() {
 #[test]
 fn labels_and_versions_changed_outside_are_drift_and_get_fixed() {
     let env = applied(AB, "");
+    let (_, secret) = env.api("GET", &format!("{SECRETS}/A"), None);
+    let mut labels = secret["labels"].clone();
+    labels["owner"] = json!("someone");
     let (status, _) = env.api(
         "PATCH",
         &format!("{SECRETS}/A?updateMask=labels"),
-        Some(json!({"labels": {"env": "test", "app": "demo", "owner": "someone", "managed-by": "infra"}})),
+        Some(json!({ "labels": labels })),
     );
     assert_eq!(status, 200);
     let (status, _) = env.api(
@@ -332,8 +335,19 @@ fn destroy_deletes_everything_members_first() {
     let destroy = env.infra(&["destroy", "--env", "test", "--auto-approve"]);
     destroy.expect_code(0);
     assert!(destroy.stderr.contains("4 destroyed"), "{}", destroy.all());
+    // What remains is infra's own fingerprint key, which destroy never deletes (docs/state.md).
     let (_, listed) = env.api("GET", SECRETS, None);
-    assert!(listed.get("secrets").is_none(), "{listed}");
+    let names: Vec<&str> = listed["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|secret| secret["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 1, "{listed}");
+    assert!(
+        names[0].ends_with("/secrets/infra-fingerprint-key-test"),
+        "{listed}"
+    );
     let state: serde_json::Value =
         serde_json::from_str(&env.read("state/test.state.json")).expect("state");
     assert_eq!(state["resources"], json!([]));
@@ -366,14 +380,21 @@ fn prevent_destroy_stops_a_destroying_plan() {
 
 #[test]
 fn an_interrupted_create_is_adopted_not_duplicated() {
-    let env = TestEnv::with_emulator();
-    env.write("modules/app/module.toml", MODULE);
-    env.write("envs/test/env.toml", &env_file(AB, ""));
-    // The secret exists (an earlier run created it and died before recording it).
+    let env = applied(AB, "");
+    // What a run that created A and died before recording it leaves: the object, carrying
+    // this environment's and state's labels, and a state that does not hold it.
+    env.infra(&[
+        "state",
+        "rm",
+        "--env",
+        "test",
+        r#"module.app.secret.config["A"]"#,
+    ])
+    .expect_code(0);
     let (status, _) = env.api(
-        "POST",
-        &format!("{SECRETS}?secretId=A"),
-        Some(json!({"replication": {"automatic": {}}, "labels": {"managed-by": "infra"}})),
+        "PATCH",
+        &format!("{SECRETS}/A?updateMask=labels"),
+        Some(json!({"labels": {"managed-by": "infra", "infra-env": "test", "infra-lineage": lineage(&env)}})),
     );
     assert_eq!(status, 200);
     env.infra(&["apply", "--env", "test", "--auto-approve"])
@@ -400,13 +421,19 @@ fn a_foreign_secret_with_the_same_id_is_not_taken_over() {
     let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
     apply.expect_code(1);
     assert!(
-        apply
-            .stderr
-            .contains("already exists and was not created by infra"),
+        apply.stderr.contains(
+            r#"module.app.secret.config["A"]: projects/proj-test/secrets/A already exists and is not created by infra: not adopted"#
+        ),
         "{}",
         apply.all()
     );
-    assert!(apply.stderr.contains("hint:"), "{}", apply.all());
+    assert!(
+        apply.stderr.contains(r#"hint: if this environment should manage it: `infra import --env test 'module.app.secret.config["A"]' projects/proj-test/secrets/A`"#),
+        "{}",
+        apply.all()
+    );
+    let (_, secret) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert!(secret.get("labels").is_none(), "untouched: {secret}");
     let state = env.read("state/test.state.json");
     assert!(
         state.contains(r#"secret.config[\"B\"]"#),
@@ -493,4 +520,84 @@ fn transient_failures_are_retried_until_the_apply_converges() {
     );
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
+}
+
+/// Returns the lineage of an environment's local state.
+fn lineage_of(env: &TestEnv, name: &str) -> String {
+    let state: serde_json::Value =
+        serde_json::from_str(&env.read(&format!("state/{name}.state.json"))).expect("state");
+    state["lineage"].as_str().expect("lineage").to_string()
+}
+
+fn lineage(env: &TestEnv) -> String {
+    lineage_of(env, "test")
+}
+
+#[test]
+fn a_second_environment_does_not_take_over_the_first_ones_secrets() {
+    let env = applied(AB, "");
+    let first_lineage = lineage(&env);
+    let (_, before) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert_eq!(before["labels"]["infra-env"], "test", "{before}");
+    assert_eq!(before["labels"]["infra-lineage"], first_lineage.as_str());
+    // A second environment in the same project, naming the same secret ids.
+    env.write(
+        "envs/other/env.toml",
+        &env_file(AB, "").replace("name = \"test\"", "name = \"other\""),
+    );
+    let apply = env.infra(&["apply", "--env", "other", "--auto-approve"]);
+    apply.expect_code(1);
+    assert!(
+        apply.stderr.contains(&format!(
+            r#"module.app.secret.config["A"]: projects/proj-test/secrets/A already exists and is owned by environment `test`, state lineage {first_lineage}: not adopted"#
+        )),
+        "{}",
+        apply.all()
+    );
+    assert!(
+        apply.stderr.contains(r#"hint: if this environment should manage it: `infra import --env other 'module.app.secret.config["A"]' projects/proj-test/secrets/A`"#),
+        "{}",
+        apply.all()
+    );
+    let other_state = env.read("state/other.state.json");
+    assert!(
+        !other_state.contains("projects/proj-test/secrets/A\""),
+        "nothing adopted: {other_state}"
+    );
+    let (_, after) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert_eq!(before, after, "the first environment's secret is untouched");
+    let (_, versions) = env.api("GET", &format!("{SECRETS}/A/versions"), None);
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(1),
+        "no value written: {versions}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
+fn a_new_state_of_the_same_environment_does_not_take_over_the_old_ones_secrets() {
+    let env = applied(AB, "");
+    let first_lineage = lineage(&env);
+    // The state file is lost (or another checkout starts empty): a new lineage.
+    std::fs::remove_file(env.root.path().join("state/test.state.json")).expect("remove state");
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(1);
+    assert!(
+        apply.stderr.contains(&format!(
+            "already exists and is owned by environment `test`, state lineage {first_lineage}: not adopted"
+        )),
+        "{}",
+        apply.all()
+    );
+    assert!(
+        apply
+            .stderr
+            .contains("hint: if this environment should manage it: `infra import --env test"),
+        "{}",
+        apply.all()
+    );
+    let (_, secret) = env.api("GET", &format!("{SECRETS}/A"), None);
+    assert_eq!(secret["labels"]["infra-lineage"], first_lineage.as_str());
 }

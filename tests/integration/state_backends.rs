@@ -492,6 +492,20 @@ fn import_list_show_mv_and_rm() {
         "projects/proj-test/secrets/EXISTING",
     ])
     .expect_code(0);
+    // The imported object matches the configuration; it only lacks the ownership labels,
+    // which the next apply adds (docs/kinds.md).
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains(r#"+ "infra-env" = "test""#)
+            && plan
+                .stdout
+                .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
     let again = env.infra(&[

@@ -6,8 +6,8 @@
 
 use super::limits::INT32_MAX;
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
-    OrderedPair, get_if_exists, managed_labels, string_attribute,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, OrderedPair, check_owner,
+    get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
 use crate::gcp::{GcpClient, Service};
@@ -528,7 +528,7 @@ impl Kind for CloudRunServiceKind {
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
         let (project, region) = Self::location(context, config);
-        let labels = managed_labels(config, "labels");
+        let labels = managed_labels(context, config, "labels");
         let mut desired = Attributes::from([
             (
                 "name".into(),
@@ -697,16 +697,7 @@ impl Kind for CloudRunServiceKind {
                 let live = client
                     .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
                     .await?;
-                if live
-                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
-                    .and_then(Json::as_str)
-                    != Some(MANAGED_BY_LABEL.1)
-                {
-                    return Err(KindError::Conflict {
-                        message: format!("{id} already exists and was not created by infra"),
-                        hint: "change the service name, or delete the existing service; importing arrives with `infra import`".into(),
-                    });
-                }
+                check_owner(context, &id, live.get("labels"))?;
                 tracing::info!("adopting {id}, created by an interrupted run");
                 Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], &body).await?
             }
@@ -795,7 +786,9 @@ mod tests {
             project: "p".into(),
             region: "us-central1".into(),
             env_name: "e".into(),
-            salt: "s".into(),
+            lineage: "l".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
         }
     }
 

@@ -11,13 +11,16 @@ mod iam_policy;
 pub mod limits;
 mod monitoring_dashboard;
 mod notification_channel;
+mod ownership;
 mod secret;
 mod service_account;
 
 use super::{GcpClient, GcpError};
+use crate::sensitive::{FingerprintKey, Verdict, judge};
 use crate::state::StateResource;
-use crate::value::{Attributes, Value};
+use crate::value::{Attributes, Marker, Value};
 use async_trait::async_trait;
+use std::sync::Arc;
 
 pub use alert_policy::AlertPolicyKind;
 pub use budget::BudgetKind;
@@ -27,6 +30,10 @@ pub use iam_member::IamMemberKind;
 pub use limits::{Bound, OrderedPair};
 pub use monitoring_dashboard::MonitoringDashboardKind;
 pub use notification_channel::NotificationChannelKind;
+pub use ownership::{
+    ENV_LABEL, INFRA_KEY_LABEL, KEY_ROLE_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, label_value,
+};
+pub(crate) use ownership::{check_owner, create_or_adopt, keyed_user_labels, managed_labels};
 pub use secret::SecretKind;
 pub use service_account::ServiceAccountKind;
 
@@ -124,8 +131,75 @@ pub struct KindContext {
     pub project: String,
     pub region: String,
     pub env_name: String,
-    /// The resource's salt for fingerprints of secret values (its prior one, or a fresh one).
-    pub salt: String,
+    /// The state's lineage: created objects carry it in a label, and adoption checks it.
+    pub lineage: String,
+    /// The environment's fingerprint key; `None` until the first apply that needs it creates it.
+    pub fingerprint_key: Option<Arc<FingerprintKey>>,
+    /// The salt an older build recorded beside this resource's fingerprints: used only to
+    /// verify them (so they migrate without showing a change), never to write.
+    pub legacy_salt: Option<String>,
+}
+
+impl KindContext {
+    /// Judges what state recorded for `field` against the value the configuration gives it.
+    pub fn judge(&self, field: &str, value: &[u8], recorded: Option<&Value>) -> Verdict {
+        match recorded {
+            Some(Value::Marker(Marker::Sensitive(recorded))) => judge(
+                recorded,
+                self.fingerprint_key.as_deref(),
+                self.legacy_salt.as_deref(),
+                &self.address,
+                field,
+                value,
+            ),
+            _ => Verdict::Unconfirmed,
+        }
+    }
+
+    /// Returns the comparable value standing for a secret: the recorded fingerprint when it
+    /// still stands for this value, else a new keyed one — or unknown when the key does not
+    /// exist yet (the first apply creates it and fingerprints then).
+    pub fn fingerprint(&self, field: &str, value: &[u8], recorded: Option<&Value>) -> Value {
+        match (self.judge(field, value, recorded), recorded) {
+            (Verdict::Current | Verdict::Legacy, Some(recorded)) => recorded.clone(),
+            _ => match &self.fingerprint_key {
+                Some(key) => Value::sensitive(key.fingerprint(&self.address, field, value)),
+                None => Value::unknown(),
+            },
+        }
+    }
+
+    /// Returns the keyed fingerprint state records for a value just written.
+    pub fn keyed_fingerprint(&self, field: &str, value: &[u8]) -> Result<Value, KindError> {
+        let key = self.fingerprint_key.as_ref().ok_or_else(|| {
+            KindError::Invalid(format!(
+                "{}: no fingerprint key for environment `{}`: apply creates it before writing secrets",
+                self.address, self.env_name
+            ))
+        })?;
+        Ok(Value::sensitive(key.fingerprint(
+            &self.address,
+            field,
+            value,
+        )))
+    }
+
+    /// Returns true when a recorded fingerprint is not keyed under the current key (an older
+    /// recipe or key), so `apply` should rewrite it.
+    pub fn is_outdated(&self, recorded: &Value) -> bool {
+        match recorded {
+            Value::Marker(Marker::Sensitive(recorded)) => {
+                match crate::sensitive::parse_keyed(recorded) {
+                    Some((id, _)) => self
+                        .fingerprint_key
+                        .as_ref()
+                        .is_some_and(|key| key.id() != id),
+                    None => true,
+                }
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A created object: its id and the attributes state records for it.
@@ -206,6 +280,19 @@ pub trait Kind: Send + Sync {
     /// claim (an authoritative IAM binding's role) may not share its key with any other claim.
     fn claims(&self, _config: &Attributes) -> Vec<(String, bool)> {
         Vec::new()
+    }
+
+    /// Returns the state attributes with every fingerprint in the current keyed form, when
+    /// some are not (written by an older build, or under an older key) and the configuration's
+    /// value is confirmed to be the recorded one: `apply` rewrites them even with nothing else
+    /// to do. `None` when nothing needs rewriting.
+    fn refingerprint(
+        &self,
+        _context: &KindContext,
+        _config: &Attributes,
+        _prior: &StateResource,
+    ) -> Result<Option<Attributes>, KindError> {
+        Ok(None)
     }
 
     /// Returns the API update mask for changed comparable fields.
@@ -328,129 +415,45 @@ pub(crate) fn assigned_name_exports(
     ])
 }
 
-/// The user label that names which resource of which environment an object with a
-/// server-assigned id belongs to, so an interrupted create finds it again.
-pub const INFRA_KEY_LABEL: &str = "infra-key";
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensitive::{FingerprintKey, legacy_salted_fingerprint};
 
-/// Returns the value of `INFRA_KEY_LABEL` for a resource: a digest of environment and address.
-pub(crate) fn infra_key(context: &KindContext) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
-}
-
-/// Returns a kind's user labels with `managed-by=infra` and this resource's `infra-key`.
-pub(crate) fn keyed_user_labels(
-    context: &KindContext,
-    config: &Attributes,
-) -> std::collections::BTreeMap<String, Value> {
-    let mut labels = managed_labels(config, "user_labels");
-    labels.insert(INFRA_KEY_LABEL.into(), Value::string(infra_key(context)));
-    labels
-}
-
-/// Creates an object in a collection whose ids Google assigns — unless an interrupted create
-/// already made it: the object carrying this resource's `infra-key` is adopted instead, by a
-/// PATCH of `body` with `adopt_query` (an update mask, where the API needs one).
-pub(crate) async fn create_or_adopt(
-    client: &GcpClient,
-    service: crate::gcp::Service,
-    collection_path: &str,
-    items_field: &str,
-    context: &KindContext,
-    body: &serde_json::Value,
-    adopt_query: &[(&str, String)],
-) -> Result<serde_json::Value, KindError> {
-    let existing = find_by_infra_key(
-        client,
-        service,
-        collection_path,
-        items_field,
-        &infra_key(context),
-    )
-    .await?;
-    let answer = match existing {
-        Some(found) => {
-            let name = found["name"].as_str().unwrap_or_default().to_string();
-            tracing::info!("adopting {name}, created by an interrupted run");
-            client
-                .call(
-                    reqwest::Method::PATCH,
-                    service,
-                    &format!("v3/{name}"),
-                    adopt_query,
-                    Some(body),
-                )
-                .await?
-        }
-        None => {
-            client
-                .call(
-                    reqwest::Method::POST,
-                    service,
-                    collection_path,
-                    &[],
-                    Some(body),
-                )
-                .await?
-        }
-    };
-    Ok(answer)
-}
-
-/// Finds, in a collection whose ids Google assigns, the object carrying this resource's
-/// `infra-key` user label: what an interrupted create left behind. Pages through the list.
-async fn find_by_infra_key(
-    client: &GcpClient,
-    service: crate::gcp::Service,
-    collection_path: &str,
-    items_field: &str,
-    key: &str,
-) -> Result<Option<serde_json::Value>, KindError> {
-    let mut page_token = String::new();
-    loop {
-        let mut query = vec![("pageSize", "1000".to_string())];
-        if !page_token.is_empty() {
-            query.push(("pageToken", page_token.clone()));
-        }
-        let page = client
-            .call(reqwest::Method::GET, service, collection_path, &query, None)
-            .await?;
-        let found = page[items_field]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|item| {
-                item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
-                    .and_then(|value| value.as_str())
-                    == Some(key)
-            });
-        if let Some(found) = found {
-            return Ok(Some(found.clone()));
-        }
-        match page["nextPageToken"]
-            .as_str()
-            .filter(|token| !token.is_empty())
-        {
-            Some(token) => page_token = token.to_string(),
-            None => return Ok(None),
+    fn context() -> KindContext {
+        KindContext {
+            address: "secret.a".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "Staging.EU".into(),
+            lineage: "0b9c-LINEAGE".into(),
+            fingerprint_key: Some(Arc::new(FingerprintKey::new("2", &[5; 32]).expect("key"))),
+            legacy_salt: Some("salt".into()),
         }
     }
-}
 
-/// Returns a configured label map with the `managed-by=infra` label added.
-pub(crate) fn managed_labels(
-    config: &Attributes,
-    field: &str,
-) -> std::collections::BTreeMap<String, Value> {
-    let mut labels = config
-        .get(field)
-        .and_then(Value::as_map)
-        .cloned()
-        .unwrap_or_default();
-    labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
-    labels
+    #[test]
+    fn recorded_fingerprints_stand_when_they_verify_under_either_recipe() {
+        let context = context();
+        let key = context.fingerprint_key.clone().expect("key");
+        let keyed = Value::sensitive(key.fingerprint("secret.a", "value", b"500"));
+        let legacy = Value::sensitive(legacy_salted_fingerprint("salt", b"500"));
+        assert_eq!(context.fingerprint("value", b"500", Some(&keyed)), keyed);
+        assert_eq!(context.fingerprint("value", b"500", Some(&legacy)), legacy);
+        assert_eq!(
+            context.fingerprint("value", b"501", Some(&legacy)),
+            Value::sensitive(key.fingerprint("secret.a", "value", b"501"))
+        );
+        assert!(context.is_outdated(&legacy));
+        assert!(!context.is_outdated(&keyed));
+        let without_key = KindContext {
+            fingerprint_key: None,
+            ..context
+        };
+        assert_eq!(
+            without_key.fingerprint("value", b"501", Some(&legacy)),
+            Value::unknown()
+        );
+        assert!(without_key.keyed_fingerprint("value", b"501").is_err());
+    }
 }
-
-/// Returns the label every object created by `infra` carries, so an interrupted create can be
-/// adopted instead of duplicated.
-pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "infra");

@@ -5,7 +5,7 @@
 
 use super::limits::INT32_MAX;
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
     delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
@@ -212,11 +212,11 @@ impl Kind for MonitoringDashboardKind {
 
     fn desired(
         &self,
-        _context: &KindContext,
+        context: &KindContext,
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let labels = managed_labels(config, "labels");
+        let labels = managed_labels(context, config, "labels");
         let document = if config
             .get("dashboard_json")
             .is_some_and(Value::contains_unknown)
@@ -304,17 +304,7 @@ impl Kind for MonitoringDashboardKind {
                         None,
                     )
                     .await?;
-                if existing
-                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
-                    .and_then(Json::as_str)
-                    != Some(MANAGED_BY_LABEL.1)
-                {
-                    return Err(KindError::Conflict {
-                        message: format!("{id} already exists and was not created by infra"),
-                        hint: "set dashboard_id to another id, or delete the existing dashboard"
-                            .into(),
-                    });
-                }
+                check_owner(context, &id, existing.get("labels"))?;
                 let mut replacement = body.clone();
                 replacement["etag"] = existing["etag"].clone();
                 client

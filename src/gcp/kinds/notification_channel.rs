@@ -1,7 +1,7 @@
 //! The `notification_channel` kind: a Cloud Monitoring v3 notification channel. Credentials
 //! (a Slack token, a PagerDuty key, a webhook password) go in `sensitive_labels`, from an
 //! environment variable or a Secret Manager secret, read only when writing: state and plans
-//! hold a salted fingerprint of where they come from, and because Google returns them
+//! hold a keyed fingerprint of where they come from, and because Google returns them
 //! obfuscated, the live value is never compared (no perpetual diff).
 
 use super::{
@@ -9,9 +9,9 @@ use super::{
     create_or_adopt, delete_if_exists, get_if_exists, keyed_user_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
-use crate::sensitive::{Redacted, salted_fingerprint};
+use crate::sensitive::{LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, Redacted, Verdict};
 use crate::state::StateResource;
-use crate::value::{Attributes, Value};
+use crate::value::{Attributes, Marker, Value};
 use async_trait::async_trait;
 use base64::Engine;
 use reqwest::Method;
@@ -81,21 +81,29 @@ impl NotificationChannelKind {
         Ok(sources)
     }
 
-    /// Returns the fingerprint of what a sensitive label will hold: the variable's value, or
-    /// the secret version it names (a rotation is a new `version`).
-    fn fingerprint(salt: &str, key: &str, source: &LabelSource) -> Result<String, KindError> {
+    /// Returns what a sensitive label's fingerprint is taken of: the variable's value, or the
+    /// secret version it names (a rotation is a new `version`).
+    fn fingerprinted(key: &str, source: &LabelSource) -> Result<Redacted<Vec<u8>>, KindError> {
         match source {
             LabelSource::Environment(variable) => match std::env::var(variable) {
-                Ok(value) => Ok(salted_fingerprint(salt, value.as_bytes())),
+                Ok(value) => Ok(Redacted::new(value.into_bytes())),
                 Err(_) => Err(KindError::Invalid(format!(
                     "sensitive_labels.{key}: environment variable `{variable}` is not set\n  hint: export {variable}=… before running infra"
                 ))),
             },
-            LabelSource::Secret { name, version } => Ok(salted_fingerprint(
-                salt,
-                format!("secret:{name}@{version}").as_bytes(),
+            LabelSource::Secret { name, version } => Ok(Redacted::new(
+                format!("secret:{name}@{version}").into_bytes(),
             )),
         }
+    }
+
+    /// Returns the recorded fingerprint of one sensitive label.
+    fn recorded<'a>(prior: Option<&'a StateResource>, key: &str) -> Option<&'a Value> {
+        prior?
+            .attributes
+            .get("sensitive_labels")?
+            .as_map()?
+            .get(key)
     }
 
     async fn resolve(
@@ -193,10 +201,24 @@ impl NotificationChannelKind {
         if let Some(recorded) = prior.and_then(|prior| prior.attributes.get("sensitive_labels")) {
             attributes.insert("sensitive_labels".into(), recorded.clone());
         }
-        if let Some(salt) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
-            attributes.insert("value_salt".into(), salt.clone());
-        }
         attributes
+    }
+
+    /// Returns the attributes state records for a channel this run writes: the desired ones,
+    /// with every credential's fingerprint keyed anew (what is written is the current value).
+    fn written(&self, context: &KindContext, config: &Attributes) -> Result<Attributes, KindError> {
+        let mut desired = self.desired(context, config, None)?;
+        if let Some(Value::Map(labels)) = desired.get_mut("sensitive_labels") {
+            for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
+                let material = Self::fingerprinted(&key, &source)?;
+                labels.insert(
+                    key.clone(),
+                    context
+                        .keyed_fingerprint(&format!("sensitive_labels.{key}"), material.expose())?,
+                );
+            }
+        }
+        Ok(desired)
     }
 
     /// Rewrites a name Google returns (project number) into the project-id form of state.
@@ -252,14 +274,19 @@ impl Kind for NotificationChannelKind {
         &self,
         context: &KindContext,
         config: &Attributes,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
         let user_labels = keyed_user_labels(context, config);
         let mut sensitive = BTreeMap::new();
         for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
+            let material = Self::fingerprinted(&key, &source)?;
             sensitive.insert(
                 key.clone(),
-                Value::sensitive(Self::fingerprint(&context.salt, &key, &source)?),
+                context.fingerprint(
+                    &format!("sensitive_labels.{key}"),
+                    material.expose(),
+                    Self::recorded(prior, &key),
+                ),
             );
         }
         let mut desired = Attributes::from([
@@ -304,6 +331,44 @@ impl Kind for NotificationChannelKind {
         assigned_name_exports(config, prior)
     }
 
+    fn refingerprint(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+    ) -> Result<Option<Attributes>, KindError> {
+        let mut attributes = prior.attributes.clone();
+        let mut changed = false;
+        let sources = Self::sources(config).map_err(KindError::Invalid)?;
+        if let Some(Value::Map(recorded_labels)) = attributes.get_mut("sensitive_labels") {
+            for (key, recorded) in recorded_labels.iter_mut() {
+                let Some(source) = sources.get(key) else {
+                    continue;
+                };
+                if !context.is_outdated(recorded) {
+                    continue;
+                }
+                let material = Self::fingerprinted(key, source)?;
+                let field = format!("sensitive_labels.{key}");
+                if context.judge(&field, material.expose(), Some(recorded)) != Verdict::Unconfirmed
+                {
+                    *recorded = context.keyed_fingerprint(&field, material.expose())?;
+                    changed = true;
+                }
+            }
+        }
+        let legacy_left = attributes
+            .get("sensitive_labels")
+            .and_then(Value::as_map)
+            .into_iter()
+            .flatten()
+            .any(|(_, recorded)| {
+                matches!(recorded, Value::Marker(Marker::Sensitive(text)) if text.starts_with(&format!("{LEGACY_SCHEME}:")))
+            });
+        let salt_dropped = !legacy_left && attributes.remove(LEGACY_SALT_ATTRIBUTE).is_some();
+        Ok((changed || salt_dropped).then_some(attributes))
+    }
+
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
         let mut mask = std::collections::BTreeSet::new();
         for field in changed_fields {
@@ -338,7 +403,7 @@ impl Kind for NotificationChannelKind {
         context: &KindContext,
         config: &Attributes,
     ) -> Result<Created, KindError> {
-        let desired = self.desired(context, config, None)?;
+        let desired = self.written(context, config)?;
         let body = Self::body(client, config, &desired).await?;
         let project = Self::project(context, config);
         let collection = format!("v3/projects/{project}/notificationChannels");
@@ -358,7 +423,6 @@ impl Kind for NotificationChannelKind {
         let id = Self::our_name(context, config, &live);
         let mut attributes = desired;
         attributes.insert("name".into(), Value::string(id.clone()));
-        attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
         Ok(Created { id, attributes })
     }
 
@@ -370,7 +434,7 @@ impl Kind for NotificationChannelKind {
         prior: &StateResource,
         changed_fields: &[String],
     ) -> Result<Attributes, KindError> {
-        let desired = self.desired(context, config, Some(prior))?;
+        let desired = self.written(context, config)?;
         let mask = self.update_mask(changed_fields);
         if !mask.is_empty() {
             let body = Self::body(client, config, &desired).await?;
@@ -386,7 +450,6 @@ impl Kind for NotificationChannelKind {
         }
         let mut attributes = desired;
         attributes.insert("name".into(), Value::string(prior.id.clone()));
-        attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
         Ok(attributes)
     }
 

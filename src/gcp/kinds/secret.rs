@@ -1,13 +1,14 @@
 //! The `secret` kind: a Secret Manager secret and its current version. The secret value never
-//! leaves this file except inside the `addVersion` request: state and plans hold a salted
-//! fingerprint, and the version name, instead.
+//! leaves this file except inside the `addVersion` request: state and plans hold a keyed
+//! fingerprint (or, for a generated value, only the mark that one was generated), and the
+//! version name, instead.
 
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, MANAGED_BY_LABEL,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
     delete_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
-use crate::sensitive::{Redacted, salted_fingerprint};
+use crate::sensitive::{LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, Redacted, Verdict};
 use crate::state::StateResource;
 use crate::value::{Attributes, Marker, Value};
 use async_trait::async_trait;
@@ -135,8 +136,8 @@ impl SecretKind {
         Ok(Some(Redacted::new(encoded)))
     }
 
-    fn desired_labels(config: &Attributes) -> Value {
-        let labels = managed_labels(config, "labels");
+    fn desired_labels(context: &KindContext, config: &Attributes) -> Value {
+        let labels = managed_labels(context, config, "labels");
         Value::Map(labels)
     }
 
@@ -293,18 +294,16 @@ impl SecretKind {
             None => (Self::generate(config)?, true),
         };
         if let Some(value) = value {
-            let version = Self::add_version(client, secret_name, &value).await?;
+            // Fingerprinted before the write, so a missing key stops before anything changes.
+            // A generated value is never compared again: no fingerprint of it is kept at all.
             let fingerprint = if generated {
-                format!(
-                    "{GENERATED_MARKER}:{}",
-                    salted_fingerprint(&context.salt, value.expose().as_bytes())
-                )
+                Value::sensitive(GENERATED_MARKER)
             } else {
-                salted_fingerprint(&context.salt, value.expose().as_bytes())
+                context.keyed_fingerprint("value", value.expose().as_bytes())?
             };
-            attributes.insert("value".into(), Value::sensitive(fingerprint));
+            let version = Self::add_version(client, secret_name, &value).await?;
+            attributes.insert("value".into(), fingerprint);
             attributes.insert("version".into(), Value::string(version));
-            attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
         }
         Ok(())
     }
@@ -431,7 +430,7 @@ impl Kind for SecretKind {
             "project".into(),
             Value::string(Self::project(context, config)),
         );
-        desired.insert("labels".into(), Self::desired_labels(config));
+        desired.insert("labels".into(), Self::desired_labels(context, config));
         desired.insert(
             "annotations".into(),
             config
@@ -441,9 +440,10 @@ impl Kind for SecretKind {
         );
         desired.insert("replication".into(), Self::desired_replication(config));
         if let Some(value) = Self::literal_value(config)? {
+            let recorded = prior.and_then(|prior| prior.attributes.get("value"));
             desired.insert(
                 "value".into(),
-                Value::sensitive(salted_fingerprint(&context.salt, value.expose().as_bytes())),
+                context.fingerprint("value", value.expose().as_bytes(), recorded),
             );
         } else if config.contains_key("generate") {
             // Generated once: once a value exists it is never compared (nor regenerated) again,
@@ -488,6 +488,48 @@ impl Kind for SecretKind {
             },
         );
         exported
+    }
+
+    fn refingerprint(
+        &self,
+        context: &KindContext,
+        config: &Attributes,
+        prior: &StateResource,
+    ) -> Result<Option<Attributes>, KindError> {
+        let mut attributes = prior.attributes.clone();
+        let rewritten = match prior.attributes.get("value") {
+            Some(Value::Marker(Marker::Sensitive(recorded)))
+                if recorded.starts_with(&format!("{GENERATED_MARKER}:")) =>
+            {
+                Some(Value::sensitive(GENERATED_MARKER))
+            }
+            Some(Value::Marker(Marker::Sensitive(recorded))) if recorded == GENERATED_MARKER => {
+                None
+            }
+            Some(recorded) if context.is_outdated(recorded) => {
+                match Self::literal_value(config)? {
+                    Some(value)
+                        if context.judge("value", value.expose().as_bytes(), Some(recorded))
+                            != Verdict::Unconfirmed =>
+                    {
+                        Some(context.keyed_fingerprint("value", value.expose().as_bytes())?)
+                    }
+                    // Not confirmed: the plan showed the update that writes it anew.
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let changed = rewritten.is_some();
+        if let Some(value) = rewritten {
+            attributes.insert("value".into(), value);
+        }
+        let legacy_left = matches!(
+            attributes.get("value"),
+            Some(Value::Marker(Marker::Sensitive(recorded))) if recorded.starts_with(&format!("{LEGACY_SCHEME}:"))
+        );
+        let salt_dropped = !legacy_left && attributes.remove(LEGACY_SALT_ATTRIBUTE).is_some();
+        Ok((changed || salt_dropped).then_some(attributes))
     }
 
     fn update_mask(&self, changed_fields: &[String]) -> Vec<String> {
@@ -587,9 +629,6 @@ impl Kind for SecretKind {
             attributes.insert("value".into(), value);
             attributes.insert("version".into(), Value::string(version));
         }
-        if let Some(salt) = prior.and_then(|prior| prior.attributes.get("value_salt")) {
-            attributes.insert("value_salt".into(), salt.clone());
-        }
         Ok(Some(attributes))
     }
 
@@ -619,9 +658,8 @@ impl Kind for SecretKind {
             );
             attributes.insert(
                 "value".into(),
-                Value::sensitive(salted_fingerprint(&context.salt, value.expose())),
+                context.keyed_fingerprint("value", value.expose())?,
             );
-            attributes.insert("value_salt".into(), Value::string(context.salt.clone()));
         }
         Ok(Some(attributes))
     }
@@ -665,16 +703,7 @@ impl Kind for SecretKind {
                         None,
                     )
                     .await?;
-                let ours = live
-                    .pointer(&format!("/labels/{}", MANAGED_BY_LABEL.0))
-                    .and_then(|v| v.as_str())
-                    == Some(MANAGED_BY_LABEL.1);
-                if !ours {
-                    return Err(KindError::Conflict {
-                        message: format!("{name} already exists and was not created by infra"),
-                        hint: "delete it, or change secret_id; importing existing secrets arrives with `infra import`".into(),
-                    });
-                }
+                check_owner(context, &name, live.get("labels"))?;
                 tracing::info!("adopting {name}, created by an interrupted run");
                 let patch = json!({"labels": body["labels"], "annotations": body["annotations"]});
                 client
@@ -728,7 +757,7 @@ impl Kind for SecretKind {
         let mut attributes = desired;
         attributes.remove("value");
         attributes.insert("name".into(), Value::string(name.clone()));
-        for carried in ["value", "version", "value_salt"] {
+        for carried in ["value", "version", LEGACY_SALT_ATTRIBUTE] {
             if let Some(value) = prior.attributes.get(carried) {
                 attributes.insert(carried.into(), value.clone());
             }
@@ -771,7 +800,11 @@ mod tests {
             project: "p".into(),
             region: "r".into(),
             env_name: "e".into(),
-            salt: "salt".into(),
+            lineage: "l".into(),
+            fingerprint_key: Some(std::sync::Arc::new(
+                crate::sensitive::FingerprintKey::new("1", &[9; 32]).expect("key"),
+            )),
+            legacy_salt: None,
         }
     }
 
@@ -855,6 +888,68 @@ mod tests {
             Value::string("infra")
         );
         assert_eq!(desired["replication"], Value::string("automatic"));
+    }
+
+    #[test]
+    fn apply_rewrites_a_confirmed_old_fingerprint_and_drops_the_salt() {
+        let config = config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string("5000")),
+        ]);
+        let prior = StateResource {
+            address: "test.resource".into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/A".into(),
+            status: crate::state::ResourceStatus::Created,
+            attributes: Attributes::from([
+                (
+                    "value".into(),
+                    Value::sensitive(crate::sensitive::legacy_salted_fingerprint("s", b"5000")),
+                ),
+                (LEGACY_SALT_ATTRIBUTE.into(), Value::string("s")),
+            ]),
+            dependencies: Vec::new(),
+        };
+        let context = KindContext {
+            legacy_salt: Some("s".into()),
+            ..context()
+        };
+        let rewritten = SecretKind
+            .refingerprint(&context, &config, &prior)
+            .expect("rewrite")
+            .expect("something to rewrite");
+        assert!(!rewritten.contains_key(LEGACY_SALT_ATTRIBUTE));
+        let key = context.fingerprint_key.clone().expect("key");
+        assert_eq!(
+            rewritten["value"],
+            Value::sensitive(key.fingerprint("test.resource", "value", b"5000"))
+        );
+        // Another value than the one recorded: nothing is confirmed, nothing rewritten.
+        let changed = config_with_value("5001");
+        assert_eq!(
+            SecretKind
+                .refingerprint(&context, &changed, &prior)
+                .expect("rewrite"),
+            None
+        );
+        // Already current: nothing to do.
+        let current = StateResource {
+            attributes: rewritten,
+            ..prior
+        };
+        assert_eq!(
+            SecretKind
+                .refingerprint(&context, &config, &current)
+                .expect("rewrite"),
+            None
+        );
+    }
+
+    fn config_with_value(value: &str) -> Attributes {
+        config(&[
+            ("secret_id", Value::string("A")),
+            ("value", Value::string(value)),
+        ])
     }
 
     #[test]

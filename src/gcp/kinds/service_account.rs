@@ -209,9 +209,17 @@ impl Kind for ServiceAccountKind {
         let live = match created {
             Ok(live) => live,
             Err(error) if error.code() == Some(409) => {
+                // Service accounts carry no labels: nothing says which state made this one, so
+                // it is never adopted here (an interrupted create is found by its intent record).
+                let id = self.resource_id(context, config).unwrap_or_default();
                 return Err(KindError::Conflict {
-                    message: format!("service account {account_id} already exists in {project} and is not in this state"),
-                    hint: "change account_id, or delete the existing account if it is not used; importing arrives with `infra import`".into(),
+                    message: format!(
+                        "{id} already exists and is not in this state (service accounts carry no ownership labels): not adopted"
+                    ),
+                    hint: format!(
+                        "if this environment should manage it: `infra import --env {} '{}' {id}`; otherwise change account_id",
+                        context.env_name, context.address
+                    ),
                 });
             }
             Err(error) => return Err(error.into()),

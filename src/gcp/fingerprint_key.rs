@@ -1,0 +1,213 @@
+//! The environment's fingerprint key, kept in Secret Manager of the environment's own project
+//! (`infra-fingerprint-key-<env>`): read once per run, created with 256 random bits by the first
+//! apply that writes a secret. It is infra's bookkeeping, not a resource: it is in neither the
+//! graph nor the state, so it never shows as drift and `destroy` never deletes it. Computing
+//! fingerprints is `sensitive.rs`'s business; this file only fetches and creates the key.
+
+use super::kinds::{ENV_LABEL, KEY_ROLE_LABEL, MANAGED_BY_LABEL, label_value};
+use super::{GcpClient, GcpError, Service};
+use crate::sensitive::FingerprintKey;
+use base64::Engine;
+use reqwest::Method;
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// Why the fingerprint key could not be read or created.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintKeyError {
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
+    #[error("{name}: {message}\n  hint: {hint}")]
+    Unusable {
+        name: String,
+        message: String,
+        hint: String,
+    },
+}
+
+/// Returns the full name of the environment's key secret.
+pub fn key_secret_name(project: &str, env_name: &str) -> String {
+    let env_id: String = env_name
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || character == '-' || character == '_' {
+                character
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("projects/{project}/secrets/infra-fingerprint-key-{env_id}")
+}
+
+/// Reads the environment's key (its latest version), with the `previous` versions that state's
+/// fingerprints still name (after a rotation) so those keep verifying; `None` when the key does
+/// not exist yet. A previous version that is gone or disabled is skipped: what it fingerprinted
+/// shows as an update, and is written again under the latest.
+pub async fn read_key(
+    client: &GcpClient,
+    project: &str,
+    env_name: &str,
+    previous: &BTreeSet<String>,
+) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
+    let name = key_secret_name(project, env_name);
+    let Some(latest) = access_version(client, &name, "latest").await? else {
+        return Ok(None);
+    };
+    let mut older = Vec::new();
+    for version in previous.iter().filter(|version| *version != latest.id()) {
+        match access_version(client, &name, version).await {
+            Ok(Some(key)) => older.push(key),
+            Ok(None) => tracing::warn!("{name}: version {version}, named in state, is gone"),
+            Err(error) => tracing::warn!("{name}: version {version} cannot be read: {error}"),
+        }
+    }
+    Ok(Some(latest.with_previous(older)))
+}
+
+/// Reads one version of the key secret `name`; `None` when it (or the secret) does not exist.
+async fn access_version(
+    client: &GcpClient,
+    name: &str,
+    version: &str,
+) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
+    let accessed = match client
+        .call(
+            Method::GET,
+            Service::SecretManager,
+            &format!("v1/{name}/versions/{version}:access"),
+            &[],
+            None,
+        )
+        .await
+    {
+        Ok(accessed) => accessed,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) if error.code() == Some(400) => {
+            return Err(unusable(
+                name,
+                format!("version {version} cannot be read ({error})"),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let number = accessed
+        .get("name")
+        .and_then(|name| name.as_str())
+        .and_then(|name| name.rsplit('/').next())
+        .filter(|number| !number.is_empty())
+        .ok_or_else(|| unusable(name, "the accessed version has no name".into()))?
+        .to_string();
+    let material = accessed
+        .pointer("/payload/data")
+        .and_then(|data| data.as_str())
+        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .unwrap_or_default();
+    FingerprintKey::new(&number, &material)
+        .map(Some)
+        .map_err(|error| unusable(name, format!("version {number}: {error}")))
+}
+
+/// Returns the environment's key, creating its secret and a first version when missing.
+/// Only `apply` (and `import`) call this, under the state lock.
+pub async fn ensure_key(
+    client: &GcpClient,
+    project: &str,
+    env_name: &str,
+) -> Result<FingerprintKey, FingerprintKeyError> {
+    if let Some(key) = read_key(client, project, env_name, &BTreeSet::new()).await? {
+        return Ok(key);
+    }
+    let name = key_secret_name(project, env_name);
+    let secret_id = name.rsplit('/').next().unwrap_or_default().to_string();
+    let created = client
+        .call(
+            Method::POST,
+            Service::SecretManager,
+            &format!("v1/projects/{project}/secrets"),
+            &[("secretId", secret_id)],
+            Some(&json!({
+                "replication": {"automatic": {}},
+                "labels": {
+                    MANAGED_BY_LABEL.0: MANAGED_BY_LABEL.1,
+                    ENV_LABEL: label_value(env_name),
+                    KEY_ROLE_LABEL.0: KEY_ROLE_LABEL.1,
+                },
+            })),
+        )
+        .await;
+    match created {
+        Ok(_) => {}
+        // The secret exists without a version (a run died between the two calls), or is not ours.
+        Err(error) if error.code() == Some(409) => {
+            let existing = client
+                .call(
+                    Method::GET,
+                    Service::SecretManager,
+                    &format!("v1/{name}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            if existing.pointer(&format!("/labels/{}", KEY_ROLE_LABEL.0))
+                != Some(&json!(KEY_ROLE_LABEL.1))
+            {
+                return Err(unusable(
+                    &name,
+                    "exists, has no version, and is not labelled as infra's fingerprint key".into(),
+                ));
+            }
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let material = FingerprintKey::generate_material();
+    let body = json!({
+        "payload": {
+            "data": base64::engine::general_purpose::STANDARD.encode(&material),
+            "dataCrc32c": crc32c::crc32c(&material).to_string(),
+        }
+    });
+    let version = client
+        .call(
+            Method::POST,
+            Service::SecretManager,
+            &format!("v1/{name}:addVersion"),
+            &[],
+            Some(&body),
+        )
+        .await?;
+    let version = version
+        .get("name")
+        .and_then(|name| name.as_str())
+        .and_then(|name| name.rsplit('/').next())
+        .filter(|version| !version.is_empty())
+        .ok_or_else(|| unusable(&name, "the new version has no name".into()))?
+        .to_string();
+    tracing::info!("created the fingerprint key {name} (version {version})");
+    FingerprintKey::new(&version, &material)
+        .map_err(|error| unusable(&name, format!("version {version}: {error}")))
+}
+
+fn unusable(name: &str, message: String) -> FingerprintKeyError {
+    FingerprintKeyError::Unusable {
+        name: name.to_string(),
+        message,
+        hint: format!(
+            "enable its latest version, or add a new one with 32 random bytes (`head -c 32 /dev/urandom | gcloud secrets versions add {} --data-file=-`); secrets are then re-fingerprinted (docs/state.md)",
+            name.rsplit('/').next().unwrap_or(name)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_secret_is_named_after_the_environment() {
+        assert_eq!(
+            key_secret_name("p", "Prod_EU.1"),
+            "projects/p/secrets/infra-fingerprint-key-Prod_EU-1"
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Which objects are this environment's and state's: the ownership labels every labelled kind
+//! adds (`managed-by`, `infra-env`, `infra-lineage`, and `infra-key` for server-named kinds),
+//! the check a create makes before adopting an object it meets, and the create-or-adopt path of
+//! kinds whose ids Google assigns. Kinds without labels (service accounts, budgets) are not here.
+
+use super::{KindContext, KindError};
+use crate::gcp::GcpClient;
+use crate::value::{Attributes, Value};
+
+/// The user label that names which resource of which environment an object with a
+/// server-assigned id belongs to, so an interrupted create finds it again.
+pub const INFRA_KEY_LABEL: &str = "infra-key";
+
+/// Returns the value of `INFRA_KEY_LABEL` for a resource: a digest of environment and address.
+pub(crate) fn infra_key(context: &KindContext) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
+}
+
+/// Returns a kind's user labels with the ownership labels and this resource's `infra-key`.
+pub(crate) fn keyed_user_labels(
+    context: &KindContext,
+    config: &Attributes,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut labels = managed_labels(context, config, "user_labels");
+    labels.insert(INFRA_KEY_LABEL.into(), Value::string(infra_key(context)));
+    labels
+}
+
+/// Creates an object in a collection whose ids Google assigns — unless an interrupted create
+/// of this state already made it: the object carrying this resource's `infra-key` and this
+/// environment's and state's ownership labels is adopted instead, by a PATCH of `body` with
+/// `adopt_query` (an update mask, where the API needs one). One carrying the key but owned by
+/// another state is an error: it is never taken over silently.
+pub(crate) async fn create_or_adopt(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    context: &KindContext,
+    body: &serde_json::Value,
+    adopt_query: &[(&str, String)],
+) -> Result<serde_json::Value, KindError> {
+    let candidates = find_by_infra_key(
+        client,
+        service,
+        collection_path,
+        items_field,
+        &infra_key(context),
+    )
+    .await?;
+    let ours = candidates
+        .iter()
+        .find(|found| check_owner(context, "", found.get("userLabels")).is_ok());
+    let answer = match ours {
+        Some(found) => {
+            let name = found["name"].as_str().unwrap_or_default().to_string();
+            tracing::info!("adopting {name}, created by an interrupted run");
+            client
+                .call(
+                    reqwest::Method::PATCH,
+                    service,
+                    &format!("v3/{name}"),
+                    adopt_query,
+                    Some(body),
+                )
+                .await?
+        }
+        None => {
+            // Carrying this resource's key but owned by another state: refuse, naming the owner.
+            if let Some(foreign) = candidates.first() {
+                let name = foreign["name"].as_str().unwrap_or_default();
+                check_owner(context, name, foreign.get("userLabels"))?;
+            }
+            client
+                .call(
+                    reqwest::Method::POST,
+                    service,
+                    collection_path,
+                    &[],
+                    Some(body),
+                )
+                .await?
+        }
+    };
+    Ok(answer)
+}
+
+/// Finds, in a collection whose ids Google assigns, the objects carrying this resource's
+/// `infra-key` user label: what an interrupted create left behind. Pages through the list.
+async fn find_by_infra_key(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    key: &str,
+) -> Result<Vec<serde_json::Value>, KindError> {
+    let mut found = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let mut query = vec![("pageSize", "1000".to_string())];
+        if !page_token.is_empty() {
+            query.push(("pageToken", page_token.clone()));
+        }
+        let page = client
+            .call(reqwest::Method::GET, service, collection_path, &query, None)
+            .await?;
+        found.extend(
+            page[items_field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| {
+                    item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
+                        .and_then(|value| value.as_str())
+                        == Some(key)
+                })
+                .cloned(),
+        );
+        match page["nextPageToken"]
+            .as_str()
+            .filter(|token| !token.is_empty())
+        {
+            Some(token) => page_token = token.to_string(),
+            None => return Ok(found),
+        }
+    }
+}
+
+/// Returns a configured label map with the ownership labels added: `managed-by=infra`, the
+/// environment and the state lineage.
+pub(crate) fn managed_labels(
+    context: &KindContext,
+    config: &Attributes,
+    field: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut labels = config
+        .get(field)
+        .and_then(Value::as_map)
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(MANAGED_BY_LABEL.0.into(), Value::string(MANAGED_BY_LABEL.1));
+    labels.insert(
+        ENV_LABEL.into(),
+        Value::string(label_value(&context.env_name)),
+    );
+    labels.insert(
+        LINEAGE_LABEL.into(),
+        Value::string(label_value(&context.lineage)),
+    );
+    labels
+}
+
+/// Returns the label every object created by `infra` carries.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "infra");
+
+/// The label naming the environment that created an object.
+pub const ENV_LABEL: &str = "infra-env";
+
+/// The label naming the state lineage that created an object.
+pub const LINEAGE_LABEL: &str = "infra-lineage";
+
+/// The label (and value) marking infra's own fingerprint key secret (`gcp::fingerprint_key`).
+pub const KEY_ROLE_LABEL: (&str, &str) = ("infra-role", "fingerprint-key");
+
+/// Returns `text` as a valid label value: lowercase letters, digits, `-` and `_`, at most 63
+/// characters (Google's rule for label values); anything else becomes `-`.
+pub fn label_value(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            let lower = character.to_ascii_lowercase();
+            if lower.is_ascii_lowercase() || lower.is_ascii_digit() || lower == '-' || lower == '_'
+            {
+                lower
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
+/// Checks that an existing object met on create (`name`, with its `labels`) belongs to this
+/// environment and state: only then may it be adopted as what an interrupted create left.
+/// Anything else is a conflict naming its owner, with the import command as the way to take it
+/// over on purpose.
+pub(crate) fn check_owner(
+    context: &KindContext,
+    name: &str,
+    labels: Option<&serde_json::Value>,
+) -> Result<(), KindError> {
+    let label = |key: &str| {
+        labels
+            .and_then(|labels| labels.get(key))
+            .and_then(serde_json::Value::as_str)
+    };
+    let env = label(ENV_LABEL);
+    let lineage = label(LINEAGE_LABEL);
+    let managed = label(MANAGED_BY_LABEL.0) == Some(MANAGED_BY_LABEL.1);
+    if managed
+        && env == Some(label_value(&context.env_name).as_str())
+        && lineage == Some(label_value(&context.lineage).as_str())
+    {
+        return Ok(());
+    }
+    if label(KEY_ROLE_LABEL.0) == Some(KEY_ROLE_LABEL.1) {
+        return Err(KindError::Conflict {
+            message: format!(
+                "{name} is infra's own fingerprint key of environment `{}`: not adopted",
+                env.unwrap_or("?")
+            ),
+            hint: "give this resource another name: that one is reserved (docs/state.md)".into(),
+        });
+    }
+    let owner = match (managed, env, lineage) {
+        (false, ..) => "not created by infra".to_string(),
+        (true, Some(env), Some(lineage)) => {
+            format!("owned by environment `{env}`, state lineage {lineage}")
+        }
+        (true, env, lineage) => format!(
+            "created by infra for environment `{}`, state lineage {} (labels incomplete: an older build, or edited)",
+            env.unwrap_or("?"),
+            lineage.unwrap_or("?")
+        ),
+    };
+    Err(KindError::Conflict {
+        message: format!("{name} already exists and is {owner}: not adopted"),
+        hint: format!(
+            "if this environment should manage it: `infra import --env {} '{}' {name}`; otherwise give this resource another name",
+            context.env_name, context.address
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn context() -> KindContext {
+        KindContext {
+            address: "secret.a".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "Staging.EU".into(),
+            lineage: "0b9c-LINEAGE".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_key_is_never_adopted() {
+        let labels = json!({"managed-by": "infra", "infra-env": "staging-eu", "infra-role": "fingerprint-key"});
+        let error = check_owner(&context(), "projects/p/secrets/K", Some(&labels))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("is infra's own fingerprint key of environment `staging-eu`")
+                && error.contains("hint: give this resource another name"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_lowercase_and_at_most_63_characters() {
+        assert_eq!(label_value("Staging.EU"), "staging-eu");
+        assert_eq!(label_value("a_b-c9"), "a_b-c9");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn created_objects_carry_the_environment_and_the_lineage() {
+        let labels = managed_labels(&context(), &Attributes::new(), "labels");
+        assert_eq!(labels["managed-by"], Value::string("infra"));
+        assert_eq!(labels[ENV_LABEL], Value::string("staging-eu"));
+        assert_eq!(labels[LINEAGE_LABEL], Value::string("0b9c-lineage"));
+    }
+
+    #[test]
+    fn only_an_object_of_this_environment_and_state_may_be_adopted() {
+        let context = context();
+        let ours = json!({"managed-by": "infra", "infra-env": "staging-eu", "infra-lineage": "0b9c-lineage"});
+        assert!(check_owner(&context, "projects/p/secrets/A", Some(&ours)).is_ok());
+        let cases = [
+            (json!({}), "is not created by infra"),
+            (
+                json!({"managed-by": "infra", "infra-env": "prod", "infra-lineage": "0b9c-lineage"}),
+                "is owned by environment `prod`, state lineage 0b9c-lineage",
+            ),
+            (
+                json!({"managed-by": "infra", "infra-env": "staging-eu", "infra-lineage": "other"}),
+                "is owned by environment `staging-eu`, state lineage other",
+            ),
+            (
+                json!({"managed-by": "infra"}),
+                "created by infra for environment `?`, state lineage ? (labels incomplete",
+            ),
+        ];
+        for (labels, owner) in cases {
+            let error = check_owner(&context, "projects/p/secrets/A", Some(&labels))
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                error.starts_with("projects/p/secrets/A already exists and ")
+                    && error.contains(owner),
+                "{error}"
+            );
+            assert!(
+                error.contains("hint: if this environment should manage it: `infra import --env Staging.EU 'secret.a' projects/p/secrets/A`"),
+                "{error}"
+            );
+        }
+    }
+}
