@@ -7,5 +7,5 @@ pub mod fingerprint_key;
 pub mod kinds;
 pub mod operations;
 
-pub use client::{GcpClient, RetryPolicy, Service};
+pub use client::{Authentication, GcpClient, Replay, RetryPolicy, Service};
 pub use error::GcpError;

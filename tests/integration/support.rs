@@ -160,9 +160,13 @@ impl TestEnv {
             .env_remove("INFRA_ROOT")
             .env_remove("INFRA_LOG")
             .env_remove("INFRA_GCP_ENDPOINT")
+            .env_remove("INFRA_GCP_CREDENTIALS")
             .stdin(Stdio::null());
         if let Some(endpoint) = &self.endpoint {
-            command.env("INFRA_GCP_ENDPOINT", endpoint);
+            // The emulator takes no credentials; the configuration (here the environment) says so.
+            command
+                .env("INFRA_GCP_ENDPOINT", endpoint)
+                .env("INFRA_GCP_CREDENTIALS", "none");
         }
         for (key, value) in &self.extra_env {
             command.env(key, value);
