@@ -398,11 +398,9 @@ impl CloudRunServiceKind {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: &Json,
+        body: Option<&Json>,
     ) -> Result<Json, KindError> {
-        let operation = client
-            .call(method, Service::Run, path, query, Some(body))
-            .await?;
+        let operation = client.call(method, Service::Run, path, query, body).await?;
         Ok(wait_for_operation(client, Service::Run, operation, OPERATION_TIMEOUT).await?)
     }
 }
@@ -683,25 +681,33 @@ impl Kind for CloudRunServiceKind {
             .to_string();
         let body = Self::body(&desired);
         let path = format!("v2/projects/{project}/locations/{region}/services");
-        let created = Self::write(
-            client,
-            Method::POST,
-            &path,
-            &[("serviceId", service_id)],
-            &body,
-        )
-        .await;
-        let response = match created {
-            Ok(response) => response,
-            Err(KindError::Gcp(error)) if error.code() == Some(409) => {
-                let live = client
-                    .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
-                    .await?;
-                check_owner(context, &id, live.get("labels"))?;
-                tracing::info!("adopting {id}, created by an interrupted run");
-                Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], &body).await?
+        let query = [("serviceId", service_id)];
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            match Self::write(client, Method::POST, &path, &query, Some(&body)).await {
+                Ok(response) => break response,
+                // Someone's service at this name (an interrupted run's, or another owner's),
+                // or this create's answer was lost: look it up before anything else.
+                Err(KindError::Gcp(error))
+                    if error.code() == Some(409) || (error.is_outcome_unknown() && attempt < 4) =>
+                {
+                    let Some(live) =
+                        get_if_exists(client, Service::Run, &format!("v2/{id}")).await?
+                    else {
+                        if error.is_outcome_unknown() {
+                            tokio::time::sleep(client.retry_policy().delay(attempt)).await;
+                            continue;
+                        }
+                        return Err(error.into());
+                    };
+                    check_owner(context, &id, live.get("labels"))?;
+                    tracing::info!("adopting {id}, created by an interrupted run");
+                    break Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], Some(&body))
+                        .await?;
+                }
+                Err(error) => return Err(error),
             }
-            Err(error) => return Err(error),
         };
         let mut attributes = Self::normalize(&id, &response, None);
         attributes.insert(
@@ -738,7 +744,7 @@ impl Kind for CloudRunServiceKind {
                 Method::PATCH,
                 &format!("v2/{}", prior.id),
                 &[("updateMask", mask.join(","))],
-                &body,
+                Some(&body),
             )
             .await?;
             Self::normalize(&prior.id, &response, Some(prior))
@@ -760,14 +766,9 @@ impl Kind for CloudRunServiceKind {
                 hint: hint.to_string(),
             });
         }
-        match Self::write(
-            client,
-            Method::DELETE,
-            &format!("v2/{}", prior.id),
-            &[],
-            &json!(null),
-        )
-        .await
+        // Google's DELETE takes no body (a `null` one is not an empty one).
+        match Self::write(client, Method::DELETE, &format!("v2/{}", prior.id), &[], None)
+            .await
         {
             Ok(_) => Ok(()),
             Err(KindError::Gcp(error)) if error.is_not_found() => Ok(()),

@@ -2,11 +2,14 @@
 //! JSON document (`dashboard_json`, a string or a TOML table in the API's shape). The whole
 //! layout is compared structurally, so a plan names the JSON paths that change; a key removed
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
+//! Google leaves zero-valued fields out of its answers (proto3), so both sides are compared
+//! with them dropped: a tile at `xPos = 0` is no change. The id state records is the one in
+//! Google's answer; the `infra-key` label finds a dashboard whose create answer was lost.
 
 use super::limits::INT32_MAX;
 use super::{
     Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
-    delete_if_exists, get_if_exists, managed_labels, string_attribute,
+    create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -173,7 +176,32 @@ fn strip_envelope(mut document: Json) -> Json {
             object.remove(field);
         }
     }
+    strip_proto3_defaults(&mut document);
     document
+}
+
+/// Drops the fields proto3 JSON leaves out when they hold their default: `0`, `false`, `""`
+/// and empty lists (the Terraform provider strips tiles' zero `xPos`/`yPos` for the same
+/// reason). Applied to both the configuration and the answer, so neither sees a change.
+fn strip_proto3_defaults(document: &mut Json) {
+    match document {
+        Json::Object(object) => {
+            object.retain(|_, value| !is_proto3_default(value));
+            object.values_mut().for_each(strip_proto3_defaults);
+        }
+        Json::Array(items) => items.iter_mut().for_each(strip_proto3_defaults),
+        _ => {}
+    }
+}
+
+fn is_proto3_default(value: &Json) -> bool {
+    match value {
+        Json::Bool(flag) => !flag,
+        Json::Number(number) => number.as_f64() == Some(0.0),
+        Json::String(text) => text.is_empty(),
+        Json::Array(items) => items.is_empty(),
+        _ => false,
+    }
 }
 
 #[async_trait]
@@ -216,7 +244,11 @@ impl Kind for MonitoringDashboardKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let labels = managed_labels(context, config, "labels");
+        let mut labels = managed_labels(context, config, "labels");
+        labels.insert(
+            super::INFRA_KEY_LABEL.into(),
+            Value::string(super::ownership::infra_key(context)),
+        );
         let document = if config
             .get("dashboard_json")
             .is_some_and(Value::contains_unknown)
@@ -281,44 +313,81 @@ impl Kind for MonitoringDashboardKind {
     ) -> Result<Created, KindError> {
         let desired = self.desired(context, config, None)?;
         let body = Self::body(context, config, &desired);
-        let id = self.resource_id(context, config).unwrap_or_default();
+        let planned_id = self.resource_id(context, config).unwrap_or_default();
         let project = Self::project(context, config);
-        let created = client
-            .call(
-                Method::POST,
+        let collection = format!("v1/projects/{project}/dashboards");
+        let key = super::ownership::infra_key(context);
+        let find_ours = || async {
+            let candidates = super::ownership::find_by_label(
+                client,
                 Service::Monitoring,
-                &format!("v1/projects/{project}/dashboards"),
-                &[],
-                Some(&body),
+                &collection,
+                "dashboards",
+                "labels",
+                &key,
             )
-            .await;
-        let live = match created {
-            Ok(live) => live,
-            Err(error) if error.code() == Some(409) => {
-                let existing = client
-                    .call(
-                        Method::GET,
-                        Service::Monitoring,
-                        &format!("v1/{id}"),
-                        &[],
-                        None,
-                    )
-                    .await?;
-                check_owner(context, &id, existing.get("labels"))?;
-                let mut replacement = body.clone();
-                replacement["etag"] = existing["etag"].clone();
-                client
-                    .call(
-                        Method::PATCH,
-                        Service::Monitoring,
-                        &format!("v1/{id}"),
-                        &[],
-                        Some(&replacement),
-                    )
-                    .await?
+            .await?;
+            match candidates.first() {
+                Some(found) => {
+                    let name = found["name"].as_str().unwrap_or_default();
+                    check_owner(context, name, found.get("labels"))?;
+                    Ok(Some(found.clone()))
+                }
+                None => Ok(None),
             }
-            Err(error) => return Err(error.into()),
         };
+        let body_sent = &body;
+        let adopt = |existing: Json| async move {
+            let id = existing["name"].as_str().unwrap_or_default().to_string();
+            tracing::info!("adopting {id}, created by an interrupted run");
+            let mut replacement = body_sent.clone();
+            replacement["name"] = json!(id);
+            replacement["etag"] = existing["etag"].clone();
+            client
+                .call(
+                    Method::PATCH,
+                    Service::Monitoring,
+                    &format!("v1/{id}"),
+                    &[],
+                    Some(&replacement),
+                )
+                .await
+        };
+        let live = match find_ours().await? {
+            Some(existing) => adopt(existing).await?,
+            None => match create_checked(
+                client,
+                Service::Monitoring,
+                &collection,
+                &[],
+                &body,
+                find_ours,
+            )
+            .await
+            {
+                Ok(live) => live,
+                Err(KindError::Gcp(error)) if error.code() == Some(409) => {
+                    let existing = client
+                        .call(
+                            Method::GET,
+                            Service::Monitoring,
+                            &format!("v1/{planned_id}"),
+                            &[],
+                            None,
+                        )
+                        .await?;
+                    check_owner(context, &planned_id, existing.get("labels"))?;
+                    adopt(existing).await?
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        // Google's answer names the dashboard; the name asked for is only a request.
+        let id = live["name"]
+            .as_str()
+            .filter(|name| !name.is_empty())
+            .unwrap_or(&planned_id)
+            .to_string();
         Ok(Created {
             id,
             attributes: Self::normalize(&live),
@@ -366,5 +435,27 @@ impl Kind for MonitoringDashboardKind {
             &[],
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_at_zero_compare_equal_to_tiles_google_left_positionless() {
+        let configured = strip_envelope(json!({"mosaicLayout": {"columns": 12, "tiles": [
+            {"xPos": 0, "yPos": 0, "width": 6, "height": 4},
+            {"xPos": 6, "yPos": 0, "width": 6, "height": 4}
+        ]}}));
+        let answered = strip_envelope(json!({"name": "projects/p/dashboards/d", "mosaicLayout": {"columns": 12, "tiles": [
+            {"width": 6, "height": 4},
+            {"xPos": 6, "width": 6, "height": 4}
+        ]}}));
+        assert_eq!(configured, answered);
+        let moved = strip_envelope(json!({"mosaicLayout": {"columns": 12, "tiles": [
+            {"xPos": 1, "width": 6, "height": 4}, {"xPos": 6, "width": 6, "height": 4}
+        ]}}));
+        assert_ne!(moved, answered);
     }
 }

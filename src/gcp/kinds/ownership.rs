@@ -88,6 +88,19 @@ async fn find_by_infra_key(
     items_field: &str,
     key: &str,
 ) -> Result<Vec<serde_json::Value>, KindError> {
+    find_by_label(client, service, collection_path, items_field, "userLabels", key).await
+}
+
+/// Finds the objects of a collection whose `labels_field` map carries `INFRA_KEY_LABEL = key`,
+/// paging through the list.
+pub(crate) async fn find_by_label(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    labels_field: &str,
+    key: &str,
+) -> Result<Vec<serde_json::Value>, KindError> {
     let mut found = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -104,7 +117,7 @@ async fn find_by_infra_key(
                 .into_iter()
                 .flatten()
                 .filter(|item| {
-                    item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
+                    item.pointer(&format!("/{labels_field}/{INFRA_KEY_LABEL}"))
                         .and_then(|value| value.as_str())
                         == Some(key)
                 })
