@@ -9,6 +9,7 @@ mod emulator_api;
 mod fingerprints;
 mod identity;
 mod interrupts;
+mod lost_answers;
 mod monitoring;
 mod secrets;
 mod sensitive;

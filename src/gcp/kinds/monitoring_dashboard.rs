@@ -382,12 +382,17 @@ impl Kind for MonitoringDashboardKind {
                 Err(error) => return Err(error),
             },
         };
-        // Google's answer names the dashboard; the name asked for is only a request.
-        let id = live["name"]
+        // Google's answer names the dashboard (the name asked for is only a request); it
+        // spells the project by number, state by id.
+        let id = match live["name"]
             .as_str()
-            .filter(|name| !name.is_empty())
-            .unwrap_or(&planned_id)
-            .to_string();
+            .and_then(|name| name.rsplit_once("/dashboards/"))
+        {
+            Some((_, dashboard_id)) if !dashboard_id.is_empty() => {
+                format!("projects/{project}/dashboards/{dashboard_id}")
+            }
+            _ => planned_id,
+        };
         Ok(Created {
             id,
             attributes: Self::normalize(&live),
