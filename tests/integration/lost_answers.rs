@@ -6,7 +6,7 @@
 
 use crate::support::TestEnv;
 use serde_json::Value as Json;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How the proxy loses the answer of the request it picks.
@@ -28,18 +28,39 @@ struct Rule {
     loss: Loss,
 }
 
+/// The access token the proxy's token endpoint issues: it must never appear in any output.
+pub const SENTINEL_TOKEN: &str = "ya29.SENTINEL-TOKEN-7f3a9c";
+
 /// A proxy in front of the emulator that loses the answer of the first request matching its
-/// rule, and counts how many it lost.
-struct FaultProxy {
-    endpoint: String,
+/// rule, counts how many it lost, records the credential headers each request carried, and
+/// serves `POST /token` as an OAuth token endpoint issuing `SENTINEL_TOKEN`.
+pub struct FaultProxy {
+    pub endpoint: String,
     lost: Arc<AtomicUsize>,
+    /// `(authorization, x-goog-user-project)` of every API request, in arrival order.
+    pub seen: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl FaultProxy {
+    /// Starts a proxy that forwards everything and loses nothing.
+    pub fn transparent(upstream: &str) -> Self {
+        Self::start(
+            upstream,
+            Rule {
+                method: "NONE",
+                path: "",
+                body: "",
+                loss: Loss::BadGateway,
+            },
+        )
+    }
+
     fn start(upstream: &str, rule: Rule) -> Self {
         let upstream = upstream.trim_end_matches('/').to_string();
         let lost = Arc::new(AtomicUsize::new(0));
         let counter = lost.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -60,7 +81,30 @@ impl FaultProxy {
                     let upstream = upstream.clone();
                     let rule = rule.clone();
                     let counter = counter.clone();
-                    async move { forward(client, &upstream, &rule, &counter, request).await }
+                    let recorded = recorded.clone();
+                    async move {
+                        if request.uri().path() == "/token" {
+                            return axum::response::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(axum::body::Body::from(format!(
+                                    r#"{{"access_token":"{SENTINEL_TOKEN}","expires_in":3600,"token_type":"Bearer"}}"#
+                                )))
+                                .expect("response");
+                        }
+                        let credentials = {
+                            let header = |name: &str| {
+                                request
+                                    .headers()
+                                    .get(name)
+                                    .and_then(|value| value.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_string()
+                            };
+                            (header("authorization"), header("x-goog-user-project"))
+                        };
+                        recorded.lock().expect("record").push(credentials);
+                        forward(client, &upstream, &rule, &counter, request).await
+                    }
                 });
                 axum::serve(listener, app).await.expect("serve");
             });
@@ -69,6 +113,7 @@ impl FaultProxy {
         Self {
             endpoint: format!("http://{address}/"),
             lost,
+            seen,
         }
     }
 

@@ -5,6 +5,7 @@ mod cloud_run;
 mod config_errors;
 mod config_guards;
 mod corpus;
+mod credentials;
 mod emulator_api;
 mod fingerprints;
 mod identity;
