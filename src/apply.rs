@@ -240,20 +240,31 @@ impl Executor<'_> {
         let resource = match change.action {
             Action::Update => {
                 let prior = prior.ok_or("nothing in state to update")?;
-                let attributes = kind
-                    .update(
-                        self.client,
-                        &context,
-                        &instance.config,
-                        &prior,
-                        &change.changed,
-                    )
-                    .await
-                    .map_err(|error| error.to_string())?;
+                let attributes = match &change.before {
+                    // An interrupted create made exactly what the configuration asks: record
+                    // what it made, with no call.
+                    Some(live)
+                        if prior.status == ResourceStatus::Creating && change.changed.is_empty() =>
+                    {
+                        live.clone()
+                    }
+                    _ => kind
+                        .update(
+                            self.client,
+                            &context,
+                            &instance.config,
+                            &prior,
+                            &change.changed,
+                        )
+                        .await
+                        .map_err(|error| error.to_string())?,
+                };
                 self.lock_report().changed += 1;
+                // Whatever an interrupted create left is now recorded: no intent remains.
                 StateResource {
                     attributes,
                     dependencies,
+                    status: ResourceStatus::Created,
                     ..prior
                 }
             }

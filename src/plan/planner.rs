@@ -982,6 +982,11 @@ fn plan_instance(
     } else if !changed.is_empty() {
         change.action = Action::Update;
         change.update_mask = kind.update_mask(&changed);
+    } else if prior.is_some_and(|prior| prior.status == ResourceStatus::Creating) {
+        // The object is as configured, but state holds only the intent of an interrupted
+        // create: apply records it (no API call), so no intent record is left behind.
+        change.action = Action::Update;
+        change.reason = Some("an earlier create was interrupted: recording what it made".into());
     }
     Ok(change)
 }

@@ -197,7 +197,7 @@ async fn forward(
 const BILLING: &str = "012345-6789AB-CDEF01";
 
 /// One of each kind that creates something with a POST, and a GCS state backend.
-fn env_file() -> String {
+pub fn env_file() -> String {
     format!(
         r#"[env]
 name = "test"
@@ -265,7 +265,7 @@ fn list(env: &TestEnv, path: &str, field: &str) -> Vec<Json> {
 }
 
 /// Counts what exists in the emulator, by collection.
-fn census(env: &TestEnv) -> Vec<(&'static str, usize)> {
+pub fn census(env: &TestEnv) -> Vec<(&'static str, usize)> {
     let secrets = list(env, "v1/projects/proj-test/secrets", "secrets");
     let mut versions = 0;
     for secret in &secrets {
@@ -314,7 +314,7 @@ fn census(env: &TestEnv) -> Vec<(&'static str, usize)> {
 
 /// What one clean apply of `env_file` makes: 3 secrets (two configured and the fingerprint
 /// key), each with one version, and one of everything else.
-fn expected_census() -> Vec<(&'static str, usize)> {
+pub fn expected_census() -> Vec<(&'static str, usize)> {
     vec![
         ("secrets", 3),
         ("secret versions", 3),

@@ -10,6 +10,7 @@ mod emulator_api;
 mod fingerprints;
 mod identity;
 mod interrupts;
+mod kill_trials;
 mod lost_answers;
 mod monitoring;
 mod secrets;
