@@ -177,7 +177,24 @@ fn strip_envelope(mut document: Json) -> Json {
         }
     }
     strip_proto3_defaults(&mut document);
+    place_tiles(&mut document);
     document
+}
+
+/// Gives every mosaic tile its `xPos` and `yPos`, 0 when absent, so a moved tile reads as
+/// `24 -> 0` rather than as a removed field.
+fn place_tiles(document: &mut Json) {
+    let Some(tiles) = document
+        .pointer_mut("/mosaicLayout/tiles")
+        .and_then(Json::as_array_mut)
+    else {
+        return;
+    };
+    for tile in tiles.iter_mut().filter_map(Json::as_object_mut) {
+        for position in ["xPos", "yPos"] {
+            tile.entry(position).or_insert(json!(0));
+        }
+    }
 }
 
 /// Drops the fields proto3 JSON leaves out when they hold their default: `0`, `false`, `""`
