@@ -244,7 +244,8 @@ impl Executor<'_> {
                     // An interrupted create made exactly what the configuration asks: record
                     // what it made, with no call.
                     Some(live)
-                        if prior.status == ResourceStatus::Creating && change.changed.is_empty() =>
+                        if prior.status == ResourceStatus::Creating
+                            && change.changed.is_empty() =>
                     {
                         live.clone()
                     }

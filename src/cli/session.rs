@@ -5,9 +5,9 @@
 use super::{CommandError, ErrorKind, GlobalArgs};
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
-use crate::gcp::{Authentication, GcpClient};
 use crate::gcp::fingerprint_key::{ensure_key, read_key};
 use crate::gcp::kinds;
+use crate::gcp::{Authentication, GcpClient};
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
 use crate::plan::planner::plan_with_live;

@@ -249,10 +249,7 @@ fn plain_text(bytes: &[u8]) -> String {
 impl GcpClient {
     /// Creates a client for `endpoint` (Google's own endpoints when `None`), authenticated as
     /// `authentication` says.
-    pub fn new(
-        endpoint: Option<String>,
-        authentication: Authentication,
-    ) -> Result<Self, GcpError> {
+    pub fn new(endpoint: Option<String>, authentication: Authentication) -> Result<Self, GcpError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("infra/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -442,8 +439,7 @@ impl GcpClient {
             let delay = failure
                 .retry_after
                 .unwrap_or_else(|| self.retry.delay(attempt));
-            if attempt >= self.retry.max_attempts
-                || started.elapsed() + delay > self.retry.deadline
+            if attempt >= self.retry.max_attempts || started.elapsed() + delay > self.retry.deadline
             {
                 return Err(failure.error);
             }
@@ -598,9 +594,7 @@ impl GcpClient {
         let mut headers = match credentials.headers(Default::default()).await {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => {
-                return Err(GcpError::Auth(
-                    "the credentials returned no headers".into(),
-                ));
+                return Err(GcpError::Auth("the credentials returned no headers".into()));
             }
             Err(error) => return Err(GcpError::Auth(error.to_string())),
         };
@@ -695,15 +689,27 @@ mod tests {
     #[test]
     fn monitoring_writes_are_serialized_per_project() {
         assert_eq!(
-            monitoring_write_scope(Service::Monitoring, &Method::POST, "v3/projects/p/alertPolicies"),
+            monitoring_write_scope(
+                Service::Monitoring,
+                &Method::POST,
+                "v3/projects/p/alertPolicies"
+            ),
             Some("monitoring-writes/p".into())
         );
         assert_eq!(
-            monitoring_write_scope(Service::Monitoring, &Method::GET, "v3/projects/p/alertPolicies"),
+            monitoring_write_scope(
+                Service::Monitoring,
+                &Method::GET,
+                "v3/projects/p/alertPolicies"
+            ),
             None
         );
         assert_eq!(
-            monitoring_write_scope(Service::SecretManager, &Method::POST, "v1/projects/p/secrets"),
+            monitoring_write_scope(
+                Service::SecretManager,
+                &Method::POST,
+                "v1/projects/p/secrets"
+            ),
             None
         );
     }

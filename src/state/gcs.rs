@@ -475,7 +475,10 @@ impl GcsBackend {
                     }),
             );
             // Cloud Storage pages lists (1000 objects by default): every page is read.
-            match listed["nextPageToken"].as_str().filter(|token| !token.is_empty()) {
+            match listed["nextPageToken"]
+                .as_str()
+                .filter(|token| !token.is_empty())
+            {
                 Some(token) => page_token = token.to_string(),
                 None => break,
             }

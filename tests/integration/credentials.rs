@@ -111,10 +111,8 @@ fn an_emulator_endpoint_alone_does_not_drop_the_credentials() {
     let mut env = TestEnv::with_emulator();
     env.write("envs/test/env.toml", ENV_FILE);
     // Credentials that cannot load: with an endpoint but no "none", infra must try them.
-    env.extra_env.push((
-        "INFRA_GCP_CREDENTIALS".into(),
-        "application-default".into(),
-    ));
+    env.extra_env
+        .push(("INFRA_GCP_CREDENTIALS".into(), "application-default".into()));
     let plan = env.infra(&["plan", "--env", "test"]);
     plan.expect_code(1);
     assert!(plan.stderr.contains("credentials"), "{}", plan.all());

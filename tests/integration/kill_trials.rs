@@ -7,15 +7,25 @@ use crate::lost_answers::{census, env_file, expected_census};
 use crate::support::TestEnv;
 use std::time::Duration;
 
-/// Runs one trial: kill the first apply `after` its start, recover, and check.
-fn trial(after: Duration) {
+/// Returns a fresh project on an emulator with latency, configured with `env_file`.
+fn fresh() -> TestEnv {
     let mut env = TestEnv::empty();
     env.start_emulator_with(&["--latency-ms", "15", "--operation-delay-ms", "100"]);
     env.write("envs/test/env.toml", &env_file());
+    env
+}
+
+/// Runs one trial: kill the first apply `after` its start, recover, and check. Returns true
+/// when the kill landed mid-apply (the recovery had something left to do).
+fn trial(after: Duration) -> bool {
+    let env = fresh();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
         .args(["apply", "--env", "test", "--auto-approve"])
         .current_dir(env.root.path())
-        .env("INFRA_GCP_ENDPOINT", env.endpoint.clone().expect("endpoint"))
+        .env(
+            "INFRA_GCP_ENDPOINT",
+            env.endpoint.clone().expect("endpoint"),
+        )
         .env("INFRA_GCP_CREDENTIALS", "none")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
@@ -36,7 +46,10 @@ fn trial(after: Duration) {
         None,
     );
     if status == 200 {
-        let id = lock["generation"].as_str().expect("lock generation").to_string();
+        let id = lock["generation"]
+            .as_str()
+            .expect("lock generation")
+            .to_string();
         env.infra(&["force-unlock", "--env", "test", &id, "--force"])
             .expect_code(0);
     }
@@ -65,6 +78,7 @@ fn trial(after: Duration) {
     );
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
+    status == 200 || !apply.stderr.contains("No changes")
 }
 
 /// Returns the generated secret's current value, if one was written.
@@ -74,7 +88,12 @@ fn generated_value(env: &TestEnv) -> Option<String> {
         "v1/projects/proj-test/secrets/SESSION_KEY/versions/latest:access",
         None,
     );
-    (status == 200).then(|| accessed["payload"]["data"].as_str().unwrap_or_default().to_string())
+    (status == 200).then(|| {
+        accessed["payload"]["data"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    })
 }
 
 #[test]
@@ -83,8 +102,25 @@ fn kill_9_during_a_first_apply_leaves_nothing_duplicated_or_orphaned() {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(6);
-    // Deterministic moments spread over the apply (about 1.5 s with this latency).
+    // Calibrate: how long a whole first apply takes here; the kills are spread over it.
+    let calibration = fresh();
+    let started = std::time::Instant::now();
+    calibration
+        .infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let whole = started.elapsed();
+    assert_eq!(census(&calibration), expected_census());
+    let mut mid_apply = 0;
     for index in 0..trials {
-        trial(Duration::from_millis(150 + index * 1500 / trials.max(1)));
+        let after = whole.mul_f64((index as f64 + 0.5) / trials as f64);
+        if trial(after) {
+            mid_apply += 1;
+        }
     }
+    eprintln!("{mid_apply} of {trials} kills landed mid-apply (a whole apply takes {whole:?})");
+    // Kills that all landed after the apply ended would prove nothing.
+    assert!(
+        mid_apply * 2 >= trials,
+        "only {mid_apply} of {trials} kills landed mid-apply (a whole apply takes {whole:?})"
+    );
 }

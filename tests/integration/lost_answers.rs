@@ -6,8 +6,8 @@
 
 use crate::support::TestEnv;
 use serde_json::Value as Json;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// How the proxy loses the answer of the request it picks.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,9 @@ async fn forward(
         return match rule.loss {
             Loss::BadGateway => axum::response::Response::builder()
                 .status(502)
-                .body(axum::body::Body::from("<html><body>502 Bad Gateway</body></html>"))
+                .body(axum::body::Body::from(
+                    "<html><body>502 Bad Gateway</body></html>",
+                ))
                 .expect("response"),
             Loss::CutBody => {
                 let head = answer_body.slice(..answer_body.len() / 2);
@@ -307,7 +309,12 @@ pub fn census(env: &TestEnv) -> Vec<(&'static str, usize)> {
         ),
         (
             "budgets",
-            list(env, &format!("v1/billingAccounts/{BILLING}/budgets"), "budgets").len(),
+            list(
+                env,
+                &format!("v1/billingAccounts/{BILLING}/budgets"),
+                "budgets",
+            )
+            .len(),
         ),
     ]
 }
@@ -337,7 +344,12 @@ fn apply_losing(rule: Rule) {
         Some(&proxy.endpoint),
         &["apply", "--env", "test", "--auto-approve"],
     );
-    assert_eq!(proxy.lost(), 1, "{rule:?} never matched a request\n{}", apply.all());
+    assert_eq!(
+        proxy.lost(),
+        1,
+        "{rule:?} never matched a request\n{}",
+        apply.all()
+    );
     apply.expect_code(0);
     assert_eq!(census(&env), expected_census(), "{rule:?}\n{}", apply.all());
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])

@@ -38,7 +38,8 @@ impl Fixture {
     }
 
     fn open(&self) -> Backend {
-        let client = GcpClient::new(self.env.endpoint.clone(), infra::gcp::Authentication::None).expect("client");
+        let client = GcpClient::new(self.env.endpoint.clone(), infra::gcp::Authentication::None)
+            .expect("client");
         let settings = match self.kind {
             Kind::Local => BackendSettings::Local {
                 path: PathBuf::from("state/test.state.json"),

@@ -184,7 +184,9 @@ impl BudgetKind {
         let mut attributes = Attributes::from([
             (
                 "display_name".into(),
-                Value::string(strip_marker(live["displayName"].as_str().unwrap_or_default())),
+                Value::string(strip_marker(
+                    live["displayName"].as_str().unwrap_or_default(),
+                )),
             ),
             ("amount".into(), Value::string(units)),
             ("currency".into(), Value::from_json(&money["currencyCode"])),
@@ -241,17 +243,30 @@ impl BudgetKind {
                 query.push(("pageToken", page_token.clone()));
             }
             let page = client
-                .call(Method::GET, Service::BillingBudgets, collection, &query, None)
+                .call(
+                    Method::GET,
+                    Service::BillingBudgets,
+                    collection,
+                    &query,
+                    None,
+                )
                 .await?;
-            let found = page["budgets"].as_array().into_iter().flatten().find(|budget| {
-                budget["displayName"]
-                    .as_str()
-                    .is_some_and(|name| name.ends_with(marker))
-            });
+            let found = page["budgets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|budget| {
+                    budget["displayName"]
+                        .as_str()
+                        .is_some_and(|name| name.ends_with(marker))
+                });
             if let Some(found) = found {
                 return Ok(Some(found.clone()));
             }
-            match page["nextPageToken"].as_str().filter(|token| !token.is_empty()) {
+            match page["nextPageToken"]
+                .as_str()
+                .filter(|token| !token.is_empty())
+            {
                 Some(token) => page_token = token.to_string(),
                 None => return Ok(None),
             }
@@ -579,10 +594,17 @@ mod tests {
 
     #[test]
     fn the_identity_marker_is_stripped_on_read() {
-        assert_eq!(strip_marker("Bayit+ staging monthly [infra:0a1b2c3d]"), "Bayit+ staging monthly");
+        assert_eq!(
+            strip_marker("Bayit+ staging monthly [infra:0a1b2c3d]"),
+            "Bayit+ staging monthly"
+        );
         assert_eq!(strip_marker("Made by hand"), "Made by hand");
-        let live = json!({"displayName": "Cap [infra:0a1b2c3d]", "name": "billingAccounts/A/budgets/b"});
-        assert_eq!(BudgetKind::normalize(&live)["display_name"], Value::string("Cap"));
+        let live =
+            json!({"displayName": "Cap [infra:0a1b2c3d]", "name": "billingAccounts/A/budgets/b"});
+        assert_eq!(
+            BudgetKind::normalize(&live)["display_name"],
+            Value::string("Cap")
+        );
     }
 
     #[test]

@@ -703,8 +703,14 @@ impl Kind for CloudRunServiceKind {
                     };
                     check_owner(context, &id, live.get("labels"))?;
                     tracing::info!("adopting {id}, created by an interrupted run");
-                    break Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], Some(&body))
-                        .await?;
+                    break Self::write(
+                        client,
+                        Method::PATCH,
+                        &format!("v2/{id}"),
+                        &[],
+                        Some(&body),
+                    )
+                    .await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -767,8 +773,14 @@ impl Kind for CloudRunServiceKind {
             });
         }
         // Google's DELETE takes no body (a `null` one is not an empty one).
-        match Self::write(client, Method::DELETE, &format!("v2/{}", prior.id), &[], None)
-            .await
+        match Self::write(
+            client,
+            Method::DELETE,
+            &format!("v2/{}", prior.id),
+            &[],
+            None,
+        )
+        .await
         {
             Ok(_) => Ok(()),
             Err(KindError::Gcp(error)) if error.is_not_found() => Ok(()),

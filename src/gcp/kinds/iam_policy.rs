@@ -281,8 +281,14 @@ mod tests {
         );
         assert_eq!(member_key("User:Ann@Example.com"), "user:ann@example.com");
         assert_eq!(member_key("allUsers"), "allUsers");
-        let mut policy = json!({"bindings": [{"role": "roles/viewer", "members": ["user:ann@example.com"]}]});
-        assert!(!set_member(&mut policy, "roles/viewer", "user:Ann@Example.com", true));
+        let mut policy =
+            json!({"bindings": [{"role": "roles/viewer", "members": ["user:ann@example.com"]}]});
+        assert!(!set_member(
+            &mut policy,
+            "roles/viewer",
+            "user:Ann@Example.com",
+            true
+        ));
     }
 
     #[test]
@@ -304,7 +310,11 @@ mod tests {
             "INVALID_ARGUMENT",
             "Role roles/x is not supported."
         )));
-        assert!(!is_unpropagated_member(&refusal(404, "NOT_FOUND", "does not exist")));
+        assert!(!is_unpropagated_member(&refusal(
+            404,
+            "NOT_FOUND",
+            "does not exist"
+        )));
     }
 
     #[test]

@@ -470,10 +470,12 @@ mod tests {
             {"xPos": 0, "yPos": 0, "width": 6, "height": 4},
             {"xPos": 6, "yPos": 0, "width": 6, "height": 4}
         ]}}));
-        let answered = strip_envelope(json!({"name": "projects/p/dashboards/d", "mosaicLayout": {"columns": 12, "tiles": [
-            {"width": 6, "height": 4},
-            {"xPos": 6, "width": 6, "height": 4}
-        ]}}));
+        let answered = strip_envelope(
+            json!({"name": "projects/p/dashboards/d", "mosaicLayout": {"columns": 12, "tiles": [
+                {"width": 6, "height": 4},
+                {"xPos": 6, "width": 6, "height": 4}
+            ]}}),
+        );
         assert_eq!(configured, answered);
         let moved = strip_envelope(json!({"mosaicLayout": {"columns": 12, "tiles": [
             {"xPos": 1, "width": 6, "height": 4}, {"xPos": 6, "width": 6, "height": 4}

@@ -88,7 +88,15 @@ async fn find_by_infra_key(
     items_field: &str,
     key: &str,
 ) -> Result<Vec<serde_json::Value>, KindError> {
-    find_by_label(client, service, collection_path, items_field, "userLabels", key).await
+    find_by_label(
+        client,
+        service,
+        collection_path,
+        items_field,
+        "userLabels",
+        key,
+    )
+    .await
 }
 
 /// Finds the objects of a collection whose `labels_field` map carries `INFRA_KEY_LABEL = key`,

@@ -4,8 +4,8 @@
 //! version name, instead.
 
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner, create_checked,
-    delete_if_exists, get_if_exists, managed_labels, string_attribute,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
+    create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
 use crate::sensitive::{LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, Redacted, Verdict};
@@ -737,7 +737,8 @@ impl Kind for SecretKind {
             "annotations": desired["annotations"].to_json(),
         });
         let find = || async {
-            let found = get_if_exists(client, Service::SecretManager, &format!("v1/{name}")).await?;
+            let found =
+                get_if_exists(client, Service::SecretManager, &format!("v1/{name}")).await?;
             if let Some(live) = &found {
                 check_owner(context, &name, live.get("labels"))?;
             }
@@ -833,8 +834,7 @@ impl Kind for SecretKind {
                 .and_then(Value::as_str)
                 .map(String::from);
             let recovering = prior.status == crate::state::ResourceStatus::Creating;
-            Self::write_value(client, context, config, &name, &mut attributes, recovering)
-                .await?;
+            Self::write_value(client, context, config, &name, &mut attributes, recovering).await?;
             if let Some(previous) = previous_version {
                 let policy = string_attribute(config, "old_versions").unwrap_or("disable");
                 if attributes.get("version").and_then(Value::as_str) != Some(previous.as_str()) {
