@@ -10,7 +10,7 @@ use super::{
     get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
-use crate::gcp::{GcpClient, Service};
+use crate::gcp::{GcpClient, GcpError, Service};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
@@ -60,6 +60,16 @@ static FIELDS: [FieldSpec; 15] = [
 
 /// How long one operation may take before `infra` stops waiting.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How long a revision that cannot read its secrets is rolled out again: IAM grants take up
+/// to a minute (more under load) to reach Cloud Run.
+const SECRET_ACCESS_PROPAGATION: Duration = Duration::from_secs(180);
+
+/// Returns true for a rollout that failed because the revision's service account may not
+/// (yet) access a secret it mounts: Cloud Run's "Permission denied on secret".
+fn is_unpropagated_secret_access(error: &GcpError) -> bool {
+    matches!(error, GcpError::Operation { message, .. } if message.contains("Permission denied on secret"))
+}
 
 /// Config word and API enum of each ingress setting.
 const INGRESS: [(&str, &str); 4] = [
@@ -403,6 +413,37 @@ impl CloudRunServiceKind {
         let operation = client.call(method, Service::Run, path, query, body).await?;
         Ok(wait_for_operation(client, Service::Run, operation, OPERATION_TIMEOUT).await?)
     }
+
+    /// PATCHes the service with `body` again (a new revision) while its revisions fail for
+    /// want of secret access that IAM has not propagated yet, for up to
+    /// `SECRET_ACCESS_PROPAGATION`; returns the service as the successful rollout left it.
+    async fn roll_out_again(
+        client: &GcpClient,
+        id: &str,
+        body: &Json,
+        first: GcpError,
+    ) -> Result<Json, KindError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let mut last = first;
+        while started.elapsed() < SECRET_ACCESS_PROPAGATION {
+            attempt += 1;
+            tracing::info!("{id}: {last}; rolling out again once IAM has caught up");
+            tokio::time::sleep(
+                client
+                    .retry_policy()
+                    .delay(attempt)
+                    .max(Duration::from_secs(1)),
+            )
+            .await;
+            match Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], Some(body)).await {
+                Ok(service) => return Ok(service),
+                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => last = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last.into())
+    }
 }
 
 #[async_trait]
@@ -712,6 +753,11 @@ impl Kind for CloudRunServiceKind {
                     )
                     .await?;
                 }
+                // The revision could not start because the runtime account's access to a
+                // secret has not propagated yet: the service exists; roll it out again.
+                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
+                    break Self::roll_out_again(client, &id, &body, error).await?;
+                }
                 Err(error) => return Err(error),
             }
         };
@@ -745,14 +791,20 @@ impl Kind for CloudRunServiceKind {
             prior.attributes.clone()
         } else {
             let body = Self::body(&desired);
-            let response = Self::write(
+            let response = match Self::write(
                 client,
                 Method::PATCH,
                 &format!("v2/{}", prior.id),
                 &[("updateMask", mask.join(","))],
                 Some(&body),
             )
-            .await?;
+            .await
+            {
+                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
+                    Self::roll_out_again(client, &prior.id, &body, error).await?
+                }
+                other => other?,
+            };
             Self::normalize(&prior.id, &response, Some(prior))
         };
         attributes.insert(
@@ -792,6 +844,19 @@ impl Kind for CloudRunServiceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_denied_secret_is_a_propagation_failure() {
+        let failed = |message: &str| GcpError::Operation {
+            name: "operations/o".into(),
+            code: 9,
+            message: message.into(),
+        };
+        assert!(is_unpropagated_secret_access(&failed(
+            "Revision 'api-00001' is not ready and cannot serve traffic. Permission denied on secret: projects/p/secrets/S/versions/latest for Revision service account run@p.iam.gserviceaccount.com."
+        )));
+        assert!(!is_unpropagated_secret_access(&failed("Image not found")));
+    }
 
     fn context() -> KindContext {
         KindContext {
