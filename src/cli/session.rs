@@ -146,9 +146,19 @@ impl Session {
         operation: &str,
         lock_timeout: Duration,
     ) -> anyhow::Result<Option<State>> {
+        self.lock(operation, lock_timeout).await?;
+        let state = self.backend.read().await?;
+        if let Some(state) = &state {
+            check_kinds(state, &self.backend.location())?;
+        }
+        Ok(state)
+    }
+
+    /// Takes the state lock for `operation` without reading the state.
+    pub async fn lock(&mut self, operation: &str, lock_timeout: Duration) -> anyhow::Result<()> {
         self.backend.lock(operation, lock_timeout).await?;
         self.locked = true;
-        Ok(self.backend.read().await?)
+        Ok(())
     }
 
     /// Releases the lock, if this session holds it.
@@ -157,6 +167,24 @@ impl Session {
             self.backend.unlock().await;
         }
     }
+}
+
+/// Refuses a state recording a kind this build does not know: nothing could read, update or
+/// delete it.
+pub fn check_kinds(state: &State, location: &str) -> anyhow::Result<()> {
+    if let Some(resource) = state
+        .resources
+        .iter()
+        .find(|resource| crate::gcp::kinds::find(&resource.kind).is_none())
+    {
+        anyhow::bail!(
+            "{location}: `{}` has kind `{}`, which this build does not know\n  hint: use the infra version that wrote this state, or `infra state rm {}` to stop managing it",
+            resource.address,
+            resource.kind,
+            resource.address
+        );
+    }
+    Ok(())
 }
 
 impl Drop for Session {

@@ -700,6 +700,8 @@ fn plan_instance(
     };
     let live_attributes = match (prior, live) {
         (None, _) => None,
+        // An intent record whose object never came to be: created now, and no drift.
+        (Some(prior), Some(None)) if prior.status == ResourceStatus::Creating => None,
         (Some(_), Some(None)) => {
             drift.push(Drift {
                 address: instance.address.clone(),
@@ -723,9 +725,13 @@ fn plan_instance(
     };
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
-        if prior.is_some() {
-            change.reason = Some("deleted outside infra".into());
-        }
+        change.reason = prior.map(|prior| {
+            if prior.status == ResourceStatus::Creating {
+                "an interrupted create never made it".into()
+            } else {
+                "deleted outside infra".into()
+            }
+        });
         return Ok(change);
     };
     change.before = Some(live_attributes.clone());

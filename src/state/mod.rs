@@ -145,7 +145,7 @@ impl Backend {
     /// Reads the state; `None` when none was ever written. Later writes are checked against it.
     pub async fn read(&self) -> Result<Option<State>, StateError> {
         match self {
-            Backend::Local(local) => local.read(),
+            Backend::Local(local) => local.read().await,
             Backend::Gcs(gcs) => gcs.read().await,
         }
     }
@@ -153,7 +153,7 @@ impl Backend {
     /// Writes the state, refusing when someone else wrote since this run read it.
     pub async fn write(&self, state: &State) -> Result<(), StateError> {
         match self {
-            Backend::Local(local) => local.write(state),
+            Backend::Local(local) => local.write(state).await,
             Backend::Gcs(gcs) => gcs.write(state).await,
         }
     }
