@@ -26,7 +26,7 @@ pub async fn run_force_unlock(
     let holder = session.backend.holder().await?;
     let Some(holder) = holder else {
         bail!(
-            "the state of `{}` is not locked ({})",
+            "the state of `{}` is not locked ({})\n  hint: nothing to unlock: the next command takes the lock itself",
             global.env,
             session.backend.location()
         );

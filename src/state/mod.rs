@@ -45,7 +45,9 @@ impl LockInfo {
 /// A state backend failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{location}: {source}")]
+    #[error(
+        "{location}: {source}\n  hint: the state's directory must exist as a directory, and its files be readable and writable by this user"
+    )]
     Io {
         location: String,
         source: std::io::Error,

@@ -150,7 +150,14 @@ impl State {
             })
             .collect();
         scored.sort();
-        scored.into_iter().take(3).map(|(_, found)| found).collect()
+        // The closest only: a near miss should not drown in merely similar addresses.
+        let best = scored.first().map(|(distance, _)| *distance);
+        scored
+            .into_iter()
+            .take_while(|(distance, _)| Some(*distance) == best)
+            .take(3)
+            .map(|(_, found)| found)
+            .collect()
     }
 
     /// Serializes with a fresh checksum, once: the body is serialized compactly with an empty
@@ -422,7 +429,11 @@ mod tests {
     #[test]
     fn similar_addresses_suggest_the_closest() {
         let state = sample();
-        assert_eq!(state.similar_addresses("secret.aa"), vec!["secret.a", "secret.b"]);
+        assert_eq!(state.similar_addresses("secret.aa"), vec!["secret.a"]);
+        assert_eq!(
+            state.similar_addresses("secret.c"),
+            vec!["secret.a", "secret.b"]
+        );
         assert!(state.similar_addresses("cloud_run_service.api").is_empty());
     }
 

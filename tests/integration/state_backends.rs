@@ -419,8 +419,10 @@ fn versions_can_be_listed_and_restored() {
         .lines()
         .map(|line| line.split_whitespace().next().unwrap_or_default())
         .collect();
+    // Group commit: the secret is recorded well before the service's operation finishes, so
+    // they land in different writes, each a generation.
     assert!(
-        generations.len() >= 3,
+        generations.len() >= 2,
         "every write is a generation: {}",
         versions.stdout
     );
@@ -433,7 +435,7 @@ fn versions_can_be_listed_and_restored() {
         "{}",
         versions.stdout
     );
-    // Restore the generation that had only the secret's intent record.
+    // Restore the oldest generation, written before the service was recorded.
     let oldest = generations.last().expect("oldest");
     env.infra(&["state", "restore", "--env", "emulated", oldest])
         .expect_code(0);
