@@ -148,7 +148,8 @@ fn apply_secrets(criterion: &mut Criterion) {
         group.measurement_time(Duration::from_secs(1));
         for state_kind in [StateKind::Local, StateKind::Gcs] {
             for parallelism in [10usize, 32, 100] {
-                let ideal = LATENCY.mul_f64(requests_per_secret * secrets as f64 / parallelism as f64);
+                let ideal =
+                    LATENCY.mul_f64(requests_per_secret * secrets as f64 / parallelism as f64);
                 let name = format!("{state_kind:?}_state_parallelism_{parallelism}").to_lowercase();
                 let mut ratios = Vec::new();
                 group.bench_function(&name, |bencher| {
@@ -177,8 +178,14 @@ fn apply_secrets(criterion: &mut Criterion) {
         }
         group.finish();
     }
-    eprintln!("\nRatio to the ideal (requests ÷ parallelism × latency, {requests_per_secret} requests per secret):");
-    for line in RATIOS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+    eprintln!(
+        "\nRatio to the ideal (requests ÷ parallelism × latency, {requests_per_secret} requests per secret):"
+    );
+    for line in RATIOS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+    {
         eprintln!("  {line}");
     }
 }

@@ -131,19 +131,19 @@ impl Executor<'_> {
         let plan = self.plan;
         let configuration = self.configuration;
         if !plan.destroy {
-        match block_graph(configuration) {
-            Ok(graph) => {
-                let walk = graph
-                    .walk(parallelism.max(1), false, |block| executor.visit(block))
-                    .await;
-                let mut report = executor.lock_report();
-                report
-                    .skipped
-                    .extend(walk.skipped.iter().map(ToString::to_string));
+            match block_graph(configuration) {
+                Ok(graph) => {
+                    let walk = graph
+                        .walk(parallelism.max(1), false, |block| executor.visit(block))
+                        .await;
+                    let mut report = executor.lock_report();
+                    report
+                        .skipped
+                        .extend(walk.skipped.iter().map(ToString::to_string));
+                }
+                Err(error) => executor.lock_report().errors.push(error.to_string()),
             }
-            Err(error) => executor.lock_report().errors.push(error.to_string()),
         }
-    }
         executor.delete_phase(parallelism).await;
         executor.record_outputs();
     }
@@ -221,7 +221,8 @@ impl Executor<'_> {
             match self.sink.persist(&snapshot).await {
                 Ok(()) => {
                     written = version;
-                    self.durable.send_modify(|durable| durable.version = version);
+                    self.durable
+                        .send_modify(|durable| durable.version = version);
                 }
                 Err(message) => {
                     self.lock_report()

@@ -70,9 +70,7 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     let existing = match (session.backend.read().await, &args.command) {
         (Ok(existing), _) => existing,
         (Err(StateError::Document(error)), StateCommand::Push { force: true, .. }) => {
-            eprintln!(
-                "warning: the current state cannot be read; --force replaces it:\n{error}"
-            );
+            eprintln!("warning: the current state cannot be read; --force replaces it:\n{error}");
             None
         }
         (Err(error), _) => return Err(error.into()),
@@ -197,8 +195,7 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             if let Some(current) = &existing {
                 // A forced push of the same lineage still moves the serial forward, so a plan
                 // saved against the state it replaces is refused as stale.
-                if force && pushed.lineage == current.lineage && pushed.serial <= current.serial
-                {
+                if force && pushed.lineage == current.lineage && pushed.serial <= current.serial {
                     pushed.serial = current.serial + 1;
                 }
                 if pushed.lineage != current.lineage && !force {

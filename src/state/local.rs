@@ -242,7 +242,10 @@ impl LocalBackend {
             .map_err(io_error)?;
         // A lock file made by an older build (or by hand) is tightened like every file we write.
         if let Err(error) = file.set_permissions(fs::Permissions::from_mode(PRIVATE_MODE)) {
-            tracing::warn!("{}: cannot make it private: {error}", self.lock_path.display());
+            tracing::warn!(
+                "{}: cannot make it private: {error}",
+                self.lock_path.display()
+            );
         }
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
@@ -371,7 +374,10 @@ fn write_atomically_identified(path: &Path, bytes: &[u8]) -> std::io::Result<Fil
 /// killed mid-write). A live process's temporary file is never touched: its pid is checked.
 /// Returns how many were removed.
 pub fn remove_stale_temporaries(path: &Path) -> usize {
-    let Some(file_name) = path.file_name().map(|name| name.to_string_lossy().to_string()) else {
+    let Some(file_name) = path
+        .file_name()
+        .map(|name| name.to_string_lossy().to_string())
+    else {
         return 0;
     };
     let directory = path
@@ -397,7 +403,10 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
         }
         match fs::remove_file(entry.path()) {
             Ok(()) => {
-                tracing::info!("removed {}, left by a run that died", entry.path().display());
+                tracing::info!(
+                    "removed {}, left by a run that died",
+                    entry.path().display()
+                );
                 removed += 1;
             }
             Err(error) => tracing::warn!("cannot remove {}: {error}", entry.path().display()),

@@ -301,7 +301,10 @@ impl StateResource {
     fn problem(&self) -> Option<String> {
         let bad = |text: &str| text.trim().is_empty() || text.chars().any(char::is_control);
         if bad(&self.address) {
-            return Some(format!("address {:?} is not a resource address", self.address));
+            return Some(format!(
+                "address {:?} is not a resource address",
+                self.address
+            ));
         }
         if bad(&self.kind) {
             return Some(format!("`{}`: kind {:?} is empty", self.address, self.kind));

@@ -604,7 +604,11 @@ fn a_hand_edited_state_goes_back_with_push_force_and_the_previous_is_kept_as_bac
             .contains("secret.a"),
         "the backup is the state as the push found it"
     );
-    for path in [&state_path, &backup, &env.root.path().join("state/test.lock")] {
+    for path in [
+        &state_path,
+        &backup,
+        &env.root.path().join("state/test.lock"),
+    ] {
         assert_eq!(mode(path), 0o600, "{}", path.display());
     }
     // secret.b is no longer managed: the plan creates it again and meets the existing secret.
@@ -635,12 +639,22 @@ fn intent_records_are_settled_adopted_created_or_dropped() {
     }
     let mut gone = state.resources[0].clone();
     gone.address = "service_account.removed".into();
-    gone.id = "projects/proj-test/serviceAccounts/removed-sa@proj-test.iam.gserviceaccount.com"
-        .into();
+    gone.id =
+        "projects/proj-test/serviceAccounts/removed-sa@proj-test.iam.gserviceaccount.com".into();
     state.upsert(gone);
-    env.write("interrupted.json", &String::from_utf8_lossy(&state.to_bytes()));
-    env.infra(&["state", "push", "--env", "test", "--force", "interrupted.json"])
-        .expect_code(0);
+    env.write(
+        "interrupted.json",
+        &String::from_utf8_lossy(&state.to_bytes()),
+    );
+    env.infra(&[
+        "state",
+        "push",
+        "--env",
+        "test",
+        "--force",
+        "interrupted.json",
+    ])
+    .expect_code(0);
 
     let plan = env.infra(&["plan", "--env", "test"]);
     plan.expect_code(0);
@@ -672,10 +686,13 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
         "envs/test/env.toml",
         "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n",
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
         .args(["apply", "--env", "test", "--auto-approve"])
         .current_dir(env.root.path())
-        .env("INFRA_GCP_ENDPOINT", env.endpoint.clone().expect("endpoint"))
+        .env(
+            "INFRA_GCP_ENDPOINT",
+            env.endpoint.clone().expect("endpoint"),
+        )
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             "/nonexistent/infra-test-credentials.json",
@@ -707,7 +724,10 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
     );
     let errored = env.root.path().join("test.errored.state.json");
     assert_eq!(mode(&errored), 0o600);
-    assert!(env.read("test.errored.state.json").contains("cloud_run_service.api"));
+    assert!(
+        env.read("test.errored.state.json")
+            .contains("cloud_run_service.api")
+    );
     env.infra(&["state", "push", "--env", "test", "test.errored.state.json"])
         .expect_code(0);
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])

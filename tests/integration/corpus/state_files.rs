@@ -2,7 +2,7 @@
 //! The fixture is a project with an applied state, a saved plan, and derived documents (another
 //! lineage, an older serial, a hand edit, tampered plans) that cases point commands at.
 
-use super::{Case, case, run_table};
+use super::{Case, case, check, run_table};
 use crate::support::TestEnv;
 use infra::state::{State, StateResource};
 use serde_json::{Value as Json, json};
@@ -344,4 +344,41 @@ pub fn cases() -> Vec<Case> {
 #[test]
 fn state_files_bad_inputs() {
     run_table(&applied, &cases());
+}
+
+/// The harness notices what the table relies on it to notice: a run that writes the state, an
+/// unexpected exit code, a missing hint, a text that must not appear.
+#[test]
+fn the_harness_notices_writes_codes_hints_and_leaks() {
+    let forced = case(
+        "a forced push",
+        &on(&["state", "push", "--force", "variants/older.json"]),
+    )
+    .code(0)
+    .no_hint();
+    let problems = check(&applied, &forced).expect("the write is noticed");
+    assert!(
+        problems.contains("wrote [\"state/test.state.json"),
+        "{problems}"
+    );
+
+    let listed = case("a list of nothing", &["state", "list"])
+        .env("INFRA_ENV", "test")
+        .without(STATE)
+        .absent("secret.a");
+    let problems = check(&applied, &listed).expect("exit 0 without a hint is noticed");
+    assert!(
+        problems.contains("exit code 0 (expected 1)") && problems.contains("gives no `hint:`"),
+        "{problems}"
+    );
+
+    let shown = case("a shown address", &on(&["state", "show", "secret.a"]))
+        .code(0)
+        .no_hint()
+        .absent("projects/proj-test/secrets/A");
+    let problems = check(&applied, &shown).expect("the text is noticed");
+    assert!(
+        problems.contains("contains `projects/proj-test/secrets/A`"),
+        "{problems}"
+    );
 }
