@@ -733,3 +733,56 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
 }
+
+#[test]
+fn an_interrupted_apply_saves_what_finished() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--operation-delay-ms", "1500"]);
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n\n[resource.secret.after]\nsecret_id = \"AFTER\"\nvalue = \"${cloud_run_service.api.uri}\"\n",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+        .args(["apply", "--env", "test", "--auto-approve"])
+        .current_dir(env.root.path())
+        .env(
+            "INFRA_GCP_ENDPOINT",
+            env.endpoint.clone().expect("endpoint"),
+        )
+        .env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/nonexistent/infra-test-credentials.json",
+        )
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Ctrl-C while the service's operation runs: it finishes and is saved; what depends on it
+    // does not start.
+    let mut waited = 0;
+    while !env.read("state/test.state.json").contains("secret.a") {
+        waited += 1;
+        assert!(waited < 400, "the secret was never saved");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let output = child.wait_with_output().expect("finished");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let saved = env.read("state/test.state.json");
+    assert!(
+        saved.contains("cloud_run_service.api") && !saved.contains("secret.after"),
+        "{saved}"
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
