@@ -786,3 +786,39 @@ fn an_interrupted_apply_saves_what_finished() {
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
 }
+
+#[test]
+fn an_apply_writes_the_state_far_fewer_times_than_it_changes_it() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--latency-ms", "20"]);
+    let values: Vec<String> = (0..60)
+        .map(|index| format!("S{index:02} = \"value-{index}\""))
+        .collect();
+    env.write(
+        "envs/test/env.toml",
+        &format!(
+            "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[backend]\nkind = \"gcs\"\nbucket = \"group-commit\"\nprefix = \"infra\"\ncreate_bucket = true\n\n[vars]\nvalues = {{ {} }}\n\n[resource.secret.many]\nfor_each = \"${{var.values}}\"\nsecret_id = \"${{each.key}}\"\nvalue = \"${{each.value}}\"\n",
+            values.join(", ")
+        ),
+    );
+    env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--parallelism",
+        "32",
+    ])
+    .expect_code(0);
+    // Every write is a generation of the state object in the versioned bucket.
+    let versions = env.infra(&["state", "versions", "--env", "test"]);
+    versions.expect_code(0);
+    let writes = versions.stdout.lines().count();
+    assert!(
+        (1..=20).contains(&writes),
+        "60 creates, {writes} writes: one write covers every change since the last\n{}",
+        versions.stdout
+    );
+    let listed = env.infra(&["state", "list", "--env", "test"]);
+    assert_eq!(listed.stdout.lines().count(), 60, "every create is saved");
+}
