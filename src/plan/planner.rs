@@ -912,6 +912,8 @@ fn plan_instance(
     };
     let live_attributes = match (prior, live) {
         (None, _) => None,
+        // An intent record whose object never came to be: created now, and no drift.
+        (Some(prior), Some(None)) if prior.status == ResourceStatus::Creating => None,
         (Some(_), Some(None)) => {
             drift.push(Drift {
                 address: instance.address.clone(),
@@ -942,13 +944,13 @@ fn plan_instance(
     };
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
-        match prior {
-            Some(prior) if prior.status == ResourceStatus::Creating => {
-                change.reason = Some("an earlier create was interrupted".into());
+        change.reason = prior.map(|prior| {
+            if prior.status == ResourceStatus::Creating {
+                "an interrupted create never made it".into()
+            } else {
+                "deleted outside infra".into()
             }
-            Some(_) => change.reason = Some("deleted outside infra".into()),
-            None => {}
-        }
+        });
         return Ok(change);
     };
     change.before = Some(live_attributes.clone());

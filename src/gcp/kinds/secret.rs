@@ -411,6 +411,11 @@ impl Kind for SecretKind {
         problems
     }
 
+    fn needs_intent_record(&self) -> bool {
+        // A create that meets its secret id taken adopts the secret when infra labelled it.
+        false
+    }
+
     fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
         Self::secret_name(context, config)
     }
