@@ -103,19 +103,21 @@ impl State {
         }
     }
 
-    /// Finds a resource by address.
+    /// Finds a resource by address (resources are kept sorted by address: a binary search).
     pub fn resource(&self, address: &str) -> Option<&StateResource> {
+        self.position(address)
+            .ok()
+            .map(|position| &self.resources[position])
+    }
+
+    fn position(&self, address: &str) -> Result<usize, usize> {
         self.resources
-            .iter()
-            .find(|resource| resource.address == address)
+            .binary_search_by(|existing| existing.address.as_str().cmp(address))
     }
 
     /// Inserts or replaces a resource, keeping resources sorted by address.
     pub fn upsert(&mut self, resource: StateResource) {
-        match self
-            .resources
-            .binary_search_by(|existing| existing.address.cmp(&resource.address))
-        {
+        match self.position(&resource.address) {
             Ok(position) => self.resources[position] = resource,
             Err(position) => self.resources.insert(position, resource),
         }
@@ -123,10 +125,7 @@ impl State {
 
     /// Removes a resource by address.
     pub fn remove(&mut self, address: &str) -> Option<StateResource> {
-        let position = self
-            .resources
-            .iter()
-            .position(|resource| resource.address == address)?;
+        let position = self.position(address).ok()?;
         Some(self.resources.remove(position))
     }
 
@@ -155,7 +154,7 @@ impl State {
         location: &str,
         expected_env: &str,
     ) -> Result<Self, StateDocumentError> {
-        let state: State =
+        let mut state: State =
             serde_json::from_slice(bytes).map_err(|error| StateDocumentError::Malformed {
                 location: location.to_string(),
                 message: error.to_string(),
@@ -179,6 +178,20 @@ impl State {
                 location: location.to_string(),
                 found: state.env.clone(),
                 expected: expected_env.to_string(),
+            });
+        }
+        // Lookups are binary searches: a document written by hand may be in any order.
+        state
+            .resources
+            .sort_by(|left, right| left.address.cmp(&right.address));
+        if let Some(pair) = state
+            .resources
+            .windows(2)
+            .find(|pair| pair[0].address == pair[1].address)
+        {
+            return Err(StateDocumentError::Malformed {
+                location: location.to_string(),
+                message: format!("the address `{}` appears twice", pair[0].address),
             });
         }
         Ok(state)
