@@ -107,7 +107,10 @@ fn plan_once(root: &Path, state_bytes: &[u8], runtime: &tokio::runtime::Runtime)
     let plan = runtime
         .block_on(make_plan(&configuration, &state, &client, &options))
         .expect("plan");
-    assert!(!plan.has_changes(), "an applied environment plans no change");
+    assert!(
+        !plan.has_changes(),
+        "an applied environment plans no change"
+    );
     let planned = started.elapsed();
     let rendered = render_plan(&plan, ColorChoice::Never);
     assert!(rendered.contains("No changes"));

@@ -320,7 +320,10 @@ mod tests {
                 Value::List(vec![Value::Integer(1)]),
                 // Not a marker: a fingerprint is a string.
                 map(&[("(sensitive)", Value::Integer(1))]),
-                map(&[("(sensitive)", Value::string("f")), ("b", Value::Integer(2))]),
+                map(&[
+                    ("(sensitive)", Value::string("f")),
+                    ("b", Value::Integer(2))
+                ]),
                 Value::Marker(Marker::Unknown(false)),
             ])
         );
