@@ -476,14 +476,12 @@ pub async fn make_plan(
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
+    // Without a refresh nothing is live: every resource is compared with its recorded
+    // attributes, which the planner reads from the state itself (no copy of them all).
     let live = if options.refresh {
         refresh(state, client, options.parallelism).await?
     } else {
-        state
-            .resources
-            .iter()
-            .map(|resource| (resource.address.clone(), Some(resource.attributes.clone())))
-            .collect()
+        BTreeMap::new()
     };
     plan_with_live(configuration, state, &graph, &live, options)
 }
@@ -903,7 +901,7 @@ fn plan_instance(
         id: id.clone(),
         reason: None,
         before: None,
-        after: Some(desired.clone()),
+        after: None,
         changed: Vec::new(),
         replace_paths: Vec::new(),
         update_mask: Vec::new(),
@@ -938,9 +936,9 @@ fn plan_instance(
                     paths,
                 });
             }
-            Some(attributes.clone())
+            Some(attributes)
         }
-        (Some(prior), None) => Some(prior.attributes.clone()),
+        (Some(prior), None) => Some(&prior.attributes),
     };
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
@@ -951,13 +949,15 @@ fn plan_instance(
                 "deleted outside infra".into()
             }
         });
+        change.after = Some(desired);
         return Ok(change);
     };
-    change.before = Some(live_attributes.clone());
-    let changed: Vec<String> = changed_paths(&desired, &live_attributes)
+    let changed: Vec<String> = changed_paths(&desired, live_attributes)
         .into_iter()
         .filter(|path| !is_ignored(path, &instance.lifecycle.ignore_changes))
         .collect();
+    change.before = Some(live_attributes.clone());
+    change.after = Some(desired);
     let force_new: Vec<String> = changed
         .iter()
         .filter(|path| {

@@ -105,19 +105,21 @@ impl State {
         }
     }
 
-    /// Finds a resource by address.
+    /// Finds a resource by address (resources are kept sorted by address: a binary search).
     pub fn resource(&self, address: &str) -> Option<&StateResource> {
+        self.position(address)
+            .ok()
+            .map(|position| &self.resources[position])
+    }
+
+    fn position(&self, address: &str) -> Result<usize, usize> {
         self.resources
-            .iter()
-            .find(|resource| resource.address == address)
+            .binary_search_by(|existing| existing.address.as_str().cmp(address))
     }
 
     /// Inserts or replaces a resource, keeping resources sorted by address.
     pub fn upsert(&mut self, resource: StateResource) {
-        match self
-            .resources
-            .binary_search_by(|existing| existing.address.cmp(&resource.address))
-        {
+        match self.position(&resource.address) {
             Ok(position) => self.resources[position] = resource,
             Err(position) => self.resources.insert(position, resource),
         }
@@ -125,10 +127,7 @@ impl State {
 
     /// Removes a resource by address.
     pub fn remove(&mut self, address: &str) -> Option<StateResource> {
-        let position = self
-            .resources
-            .iter()
-            .position(|resource| resource.address == address)?;
+        let position = self.position(address).ok()?;
         Some(self.resources.remove(position))
     }
 
@@ -218,10 +217,20 @@ impl State {
     /// Returns the checksum the document should carry: SHA-256 over its compact serialization
     /// with an empty `checksum`.
     fn body_checksum(&self) -> String {
-        let mut body = self.clone();
-        body.checksum = String::new();
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+        // The same bytes as the document with an empty checksum, hashed as they are produced:
+        // no copy of the state, no buffer of its serialization.
+        let body = Body {
+            format: self.format,
+            lineage: &self.lineage,
+            serial: self.serial,
+            checksum: "",
+            env: &self.env,
+            resources: &self.resources,
+            outputs: &self.outputs,
+        };
+        let mut hasher = Sha256::new();
+        let _ = serde_json::to_writer(&mut hasher, &body);
+        format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
     /// Parses and verifies a state document; `location` names it in errors.
@@ -253,7 +262,7 @@ impl State {
             location: location.to_string(),
             message,
         };
-        let state: State =
+        let mut state: State =
             serde_json::from_slice(bytes).map_err(|error| malformed(error.to_string()))?;
         if state.format > STATE_FORMAT {
             return Err(StateDocumentError::Format {
@@ -291,6 +300,10 @@ impl State {
                 expected: expected_env.to_string(),
             });
         }
+        // Lookups are binary searches: a document written by hand may be in any order.
+        state
+            .resources
+            .sort_by(|left, right| left.address.cmp(&right.address));
         Ok((state, edited))
     }
 }
@@ -317,6 +330,19 @@ impl StateResource {
         }
         None
     }
+}
+
+/// The state document as its checksum covers it, borrowed from a `State` (same fields, same
+/// order, so the same bytes).
+#[derive(Serialize)]
+struct Body<'a> {
+    format: u32,
+    lineage: &'a str,
+    serial: u64,
+    checksum: &'a str,
+    env: &'a str,
+    resources: &'a [StateResource],
+    outputs: &'a BTreeMap<String, StateOutput>,
 }
 
 /// The state document without its resources: serialized once per write around them.
