@@ -1,8 +1,9 @@
-//! Plan benchmarks: the refresh of a few hundred secrets against the in-process emulator with
-//! simulated network latency, serial versus concurrent, and the pure evaluate-and-diff step
-//! on a large environment. Run with `cargo bench --bench plan`; compare ratios within one run.
+//! Plan benchmarks: the refresh of 1,000 secrets against the in-process emulator with 50 ms of
+//! simulated latency (ratio to the ideal of one round trip per secret, and the requests per
+//! secret asserted), and the pure evaluate-and-diff step on a large environment. Run with
+//! `cargo bench --bench plan`; compare ratios within one run.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use infra::apply::{StateSink, apply};
 use infra::config::Configuration;
 use infra::emulator::{self, EmulatorOptions};
@@ -43,11 +44,43 @@ fn project(secrets: usize) -> (tempfile::TempDir, Configuration) {
     (root, configuration)
 }
 
+/// Secrets in the refresh benchmark, and the emulated latency of every request.
+const REFRESH_SECRETS: usize = 1000;
+const LATENCY: Duration = Duration::from_millis(50);
+
+/// Returns how many logged requests name each secret of the benchmark (the emulator keeps the
+/// last 2,000: exactly two per secret fit, so a third request for any secret pushes another
+/// secret's out and the check fails).
+fn requests_per_secret(
+    base_url: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> BTreeMap<String, usize> {
+    let log: serde_json::Value = runtime.block_on(async {
+        reqwest::get(format!("{base_url}_emulator/requests"))
+            .await
+            .expect("request log")
+            .json()
+            .await
+            .expect("json")
+    });
+    let mut counts = BTreeMap::new();
+    for request in log["requests"].as_array().into_iter().flatten() {
+        let path = request["path"].as_str().unwrap_or_default();
+        if let Some(rest) = path.split("/secrets/").nth(1) {
+            let secret = rest.split(['/', ':']).next().unwrap_or_default();
+            *counts.entry(secret.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Refresh of 1,000 applied secrets at 50 ms per request, against the ideal of one round trip
+/// per secret: secrets ÷ parallelism × latency.
 fn refresh(criterion: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (_root, configuration) = project(200);
+    let (_root, configuration) = project(REFRESH_SECRETS);
     let options = EmulatorOptions {
-        latency: Duration::from_millis(2),
+        latency: LATENCY,
         ..EmulatorOptions::default()
     };
     let running = runtime
@@ -78,7 +111,7 @@ fn refresh(criterion: &mut Criterion) {
             empty,
             &client,
             &Discard,
-            32,
+            100,
             &AtomicBool::new(false),
             Some(fingerprint_key.clone()),
         )
@@ -86,9 +119,30 @@ fn refresh(criterion: &mut Criterion) {
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         (state, fingerprint_key)
     });
-    let mut group = criterion.benchmark_group("refresh_200_secrets_2ms_latency");
-    group.sample_size(10);
-    for parallelism in [1usize, 32] {
+    // One refresh, then the requests it made: every secret read with exactly two requests
+    // (the secret and its latest version), sent together.
+    let plan = runtime
+        .block_on(make_plan(
+            &configuration,
+            &state,
+            &client,
+            &PlanOptions::default(),
+        ))
+        .expect("plan");
+    assert!(!plan.has_changes());
+    let counts = requests_per_secret(&running.base_url(), &runtime);
+    assert_eq!(counts.len(), REFRESH_SECRETS, "every secret refreshed");
+    assert!(
+        counts.values().all(|count| *count == 2),
+        "two requests per secret: {:?}",
+        counts.iter().find(|(_, count)| **count != 2)
+    );
+    let mut group = criterion.benchmark_group("refresh_1000_secrets_50ms_latency");
+    // One refresh per sample: each takes a second or more.
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    for parallelism in [32usize, 100] {
+        let ideal = LATENCY.mul_f64(REFRESH_SECRETS.div_ceil(parallelism) as f64);
+        let mut measured = Vec::new();
         group.bench_function(format!("parallelism_{parallelism}"), |bencher| {
             bencher.iter_custom(|iterations| {
                 let options = PlanOptions {
@@ -103,9 +157,18 @@ fn refresh(criterion: &mut Criterion) {
                         .expect("plan");
                     assert!(!plan.has_changes());
                 }
-                started.elapsed()
+                let elapsed = started.elapsed();
+                measured.push(elapsed.div_f64(iterations as f64));
+                elapsed
             });
         });
+        measured.sort();
+        if let Some(median) = measured.get(measured.len() / 2) {
+            eprintln!(
+                "refresh of {REFRESH_SECRETS} secrets at parallelism {parallelism}: median {median:?}, ideal {ideal:?}, ratio {:.2}",
+                median.as_secs_f64() / ideal.as_secs_f64()
+            );
+        }
     }
     group.finish();
 }

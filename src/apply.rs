@@ -1,7 +1,9 @@
 //! The executor: walks the block graph with bounded concurrency, re-evaluates each resource
 //! with the attributes its dependencies really got, checks that against the plan, performs the
-//! planned action through its kind, and persists state after every change (an intent record
-//! before each create, so an interrupted run adopts instead of duplicating). Deletes run last,
+//! planned action through its kind, and persists state by group commit: every change is
+//! recorded in memory at once, and one writer persists the latest snapshot whenever its
+//! previous write finished. A create whose kind cannot find an interrupted create again waits,
+//! holding no parallelism permit, for the write that holds its intent record. Deletes run last,
 //! in reverse dependency order. A failure skips what depends on it, never its siblings.
 
 use crate::config::eval::Values;
@@ -21,7 +23,7 @@ use crate::value::Attributes;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, watch};
 
 /// Where state goes while applying: called with every new version of the state.
 #[async_trait::async_trait]
@@ -39,6 +41,9 @@ pub struct ApplyReport {
     pub errors: Vec<String>,
     pub skipped: Vec<String>,
     pub interrupted: bool,
+    /// Why the state could not be saved, when its last write failed: the returned state holds
+    /// changes the backend does not.
+    pub unsaved: Option<String>,
 }
 
 struct Executor<'a> {
@@ -46,13 +51,32 @@ struct Executor<'a> {
     plan: &'a Plan,
     client: &'a GcpClient,
     sink: &'a dyn StateSink,
-    state: Mutex<State>,
+    journal: Mutex<Journal>,
+    /// Signalled when a change is recorded or the apply is done.
+    recorded: Notify,
+    /// What the writer has made durable so far.
+    durable: watch::Sender<Durability>,
     values: Mutex<Values>,
     report: Mutex<ApplyReport>,
     operations: Semaphore,
-    writer: tokio::sync::Mutex<()>,
     stop: &'a AtomicBool,
     fingerprint_key: Option<Arc<FingerprintKey>>,
+}
+
+/// The state as changed so far, and how many changes it holds.
+struct Journal {
+    state: State,
+    /// Counts the changes recorded; a write covers every change up to the version it snapshots.
+    version: u64,
+    /// No more changes will be recorded: the writer stops once the last is durable.
+    finished: bool,
+}
+
+/// How far the writer got.
+#[derive(Debug, Clone, Default)]
+struct Durability {
+    version: u64,
+    failure: Option<String>,
 }
 
 /// Applies a plan. `stop` is set on interrupt: running operations finish and are recorded,
@@ -75,53 +99,76 @@ pub async fn apply(
         plan,
         client,
         sink,
-        state: Mutex::new(state),
+        journal: Mutex::new(Journal {
+            state,
+            version: 0,
+            finished: false,
+        }),
+        recorded: Notify::new(),
+        durable: watch::Sender::new(Durability::default()),
         values: Mutex::new(Values::default()),
         report: Mutex::new(ApplyReport::default()),
         operations: Semaphore::new(parallelism.max(1)),
-        writer: tokio::sync::Mutex::new(()),
         stop,
         fingerprint_key,
     };
-    if !plan.destroy {
-        match block_graph(configuration) {
-            Ok(graph) => {
-                let walk = graph
-                    .walk(parallelism.max(1), false, |block| executor.visit(block))
-                    .await;
-                let mut report = executor.lock_report();
-                report
-                    .skipped
-                    .extend(walk.skipped.iter().map(ToString::to_string));
-            }
-            Err(error) => executor.lock_report().errors.push(error.to_string()),
-        }
-    }
-    executor.delete_phase(parallelism).await;
-    executor.record_outputs().await;
+    let work = async {
+        executor.run(parallelism).await;
+        executor.lock_journal().finished = true;
+        executor.recorded.notify_one();
+    };
+    let ((), ()) = futures::join!(work, executor.write_continuously());
     let state = executor
-        .state
+        .journal
         .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .state;
     let mut report = executor
         .report
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     report.interrupted = stop.load(Ordering::SeqCst);
+    report.unsaved = executor.durable.borrow().failure.clone();
     (state, report)
 }
 
 impl Executor<'_> {
+    async fn run(&self, parallelism: usize) {
+        let executor = self;
+        let plan = self.plan;
+        let configuration = self.configuration;
+        if !plan.destroy {
+            match block_graph(configuration) {
+                Ok(graph) => {
+                    let walk = graph
+                        .walk(parallelism.max(1), false, |block| executor.visit(block))
+                        .await;
+                    let mut report = executor.lock_report();
+                    report
+                        .skipped
+                        .extend(walk.skipped.iter().map(ToString::to_string));
+                }
+                Err(error) => executor.lock_report().errors.push(error.to_string()),
+            }
+        }
+        executor.delete_phase(parallelism).await;
+        executor.record_outputs();
+    }
+
     fn lock_report(&self) -> std::sync::MutexGuard<'_, ApplyReport> {
         self.report
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
+    fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn prior(&self, address: &str) -> Option<StateResource> {
+        self.lock_journal().state.resource(address).cloned()
     }
 
     fn lock_values(&self) -> std::sync::MutexGuard<'_, Values> {
@@ -130,17 +177,91 @@ impl Executor<'_> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Changes the state and persists it with the next serial. Writes are serialized (and so
-    /// ordered): a backend guarding each write with the generation of the last never races itself.
-    async fn mutate_state(&self, change: impl FnOnce(&mut State)) -> Result<(), String> {
-        let _writing = self.writer.lock().await;
-        let snapshot = {
-            let mut state = self.lock_state();
-            change(&mut state);
-            state.serial += 1;
-            state.clone()
+    /// Records a change in memory and returns its version; the writer persists it soon, in a
+    /// write that may cover many changes.
+    fn record(&self, change: impl FnOnce(&mut State)) -> u64 {
+        let version = {
+            let mut journal = self.lock_journal();
+            change(&mut journal.state);
+            journal.version += 1;
+            journal.version
         };
-        self.sink.persist(&snapshot).await
+        self.recorded.notify_one();
+        version
+    }
+
+    /// Waits until the change of `version` is durable.
+    async fn durable(&self, version: u64) -> Result<(), String> {
+        let mut watching = self.durable.subscribe();
+        let reached = watching
+            .wait_for(|durable| durable.version >= version || durable.failure.is_some())
+            .await
+            .map_err(|error| error.to_string())?;
+        match &reached.failure {
+            Some(failure) => Err(format!("the state could not be saved: {failure}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The one writer: whenever changes are recorded past what is durable, persists a snapshot
+    /// of the latest state with the next serial. Writes are sequential, so a backend guarding
+    /// each write with the generation of the last never races itself. A failed write stops
+    /// writing (and starting operations); the caller keeps the unsaved state.
+    async fn write_continuously(&self) {
+        let mut written = 0;
+        loop {
+            let snapshot = {
+                let mut journal = self.lock_journal();
+                if journal.version > written {
+                    journal.state.serial += 1;
+                    Some((journal.state.clone(), journal.version))
+                } else if journal.finished {
+                    return;
+                } else {
+                    None
+                }
+            };
+            let Some((snapshot, version)) = snapshot else {
+                self.recorded.notified().await;
+                continue;
+            };
+            match self.sink.persist(&snapshot).await {
+                Ok(()) => {
+                    written = version;
+                    self.durable
+                        .send_modify(|durable| durable.version = version);
+                }
+                Err(message) => {
+                    self.lock_report()
+                        .errors
+                        .push(format!("the state could not be saved: {message}"));
+                    self.durable
+                        .send_modify(|durable| durable.failure = Some(message));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Refuses to start an operation after an interrupt or a failed state write.
+    fn may_start(&self) -> Result<(), String> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err("not started: interrupted".into());
+        }
+        if self.durable.borrow().failure.is_some() {
+            return Err("not started: the state could not be saved".into());
+        }
+        Ok(())
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
+        let permit = self
+            .operations
+            .acquire()
+            .await
+            .map_err(|error| error.to_string())?;
+        self.may_start()?;
+        Ok(permit)
     }
 
     async fn visit(&self, block: BlockId) -> Result<(), String> {
@@ -211,60 +332,50 @@ impl Executor<'_> {
         let change = self.plan.change(&instance.address).ok_or_else(|| {
             format!("not in the plan: the configuration changed since planning; run `infra plan --env {}` again", self.configuration.env.name)
         })?;
-        let prior = self.lock_state().resource(&instance.address).cloned();
+        let prior = self.prior(&instance.address);
         let context = self.context(&instance.address, prior.as_ref());
         if change.action == Action::NoOp
             && let Some(prior) = &prior
         {
             let rewritten = self.with_current_fingerprints(instance, prior.clone());
             if &rewritten != prior {
-                self.mutate_state(|state| state.upsert(rewritten)).await?;
+                self.record(|state| state.upsert(rewritten));
             }
         }
         if matches!(change.action, Action::NoOp | Action::Delete) {
+            let prior = match prior {
+                Some(prior) if prior.status == ResourceStatus::Creating => {
+                    Some(self.settle_intent(instance, prior).await?)
+                }
+                other => other,
+            };
             return Ok(instance
                 .kind
                 .exported(&context, &instance.config, prior.as_ref(), false));
         }
         self.check_against_plan(instance, change, &context, prior.as_ref())?;
-        let _permit = self
-            .operations
-            .acquire()
-            .await
-            .map_err(|error| error.to_string())?;
-        if self.stop.load(Ordering::SeqCst) {
-            return Err("not started: interrupted".into());
-        }
         let kind = instance.kind;
         let dependencies = change.dependencies.clone();
         let resource = match change.action {
             Action::Update => {
                 let prior = prior.ok_or("nothing in state to update")?;
-                let attributes = match &change.before {
-                    // An interrupted create made exactly what the configuration asks: record
-                    // what it made, with no call.
-                    Some(live)
-                        if prior.status == ResourceStatus::Creating
-                            && change.changed.is_empty() =>
-                    {
-                        live.clone()
-                    }
-                    _ => kind
-                        .update(
-                            self.client,
-                            &context,
-                            &instance.config,
-                            &prior,
-                            &change.changed,
-                        )
-                        .await
-                        .map_err(|error| error.to_string())?,
-                };
+                let permit = self.permit().await?;
+                let attributes = kind
+                    .update(
+                        self.client,
+                        &context,
+                        &instance.config,
+                        &prior,
+                        &change.changed,
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                drop(permit);
                 self.lock_report().changed += 1;
-                // Whatever an interrupted create left is now recorded: no intent remains.
                 StateResource {
                     attributes,
                     dependencies,
+                    // An update succeeded: the object exists, whatever an intent record said.
                     status: ResourceStatus::Created,
                     ..prior
                 }
@@ -273,13 +384,14 @@ impl Executor<'_> {
                 if change.action == Action::Replace
                     && let Some(prior) = &prior
                 {
+                    let permit = self.permit().await?;
                     kind.delete(self.client, prior)
                         .await
                         .map_err(|error| error.to_string())?;
-                    self.mutate_state(|state| {
+                    drop(permit);
+                    self.record(|state| {
                         state.remove(&prior.address);
-                    })
-                    .await?;
+                    });
                     self.lock_report().destroyed += 1;
                 }
                 let fresh_context = if change.action == Action::Replace {
@@ -293,13 +405,13 @@ impl Executor<'_> {
         };
         let resource = self.with_current_fingerprints(instance, resource);
         let exported = kind.exported(&context, &instance.config, Some(&resource), false);
-        self.mutate_state(|state| state.upsert(resource)).await?;
+        self.record(|state| state.upsert(resource));
         Ok(exported)
     }
 
     /// Returns the context a kind sees for one resource in this run.
     fn context(&self, address: &str, prior: Option<&StateResource>) -> KindContext {
-        let lineage = self.lock_state().lineage.clone();
+        let lineage = self.lock_journal().state.lineage.clone();
         kind_context(
             self.configuration,
             address,
@@ -336,6 +448,36 @@ impl Executor<'_> {
         resource
     }
 
+    /// Resolves an intent record the plan left alone (a create interrupted earlier, whose object
+    /// now matches the configuration): reads the object and records it as created. An object
+    /// that never came to be is planned as a create instead, so it does not reach here.
+    async fn settle_intent(
+        &self,
+        instance: &InstanceConfig,
+        prior: StateResource,
+    ) -> Result<StateResource, String> {
+        let permit = self.permit().await?;
+        let live = instance
+            .kind
+            .read(self.client, &prior.id, Some(&prior))
+            .await
+            .map_err(|error| error.to_string())?;
+        drop(permit);
+        let Some(live) = live else {
+            return Ok(prior);
+        };
+        let mut attributes = prior.attributes.clone();
+        attributes.extend(live);
+        let settled = StateResource {
+            status: ResourceStatus::Created,
+            attributes,
+            ..prior
+        };
+        let recorded = settled.clone();
+        self.record(|state| state.upsert(recorded));
+        Ok(settled)
+    }
+
     async fn create(
         &self,
         instance: &InstanceConfig,
@@ -343,35 +485,40 @@ impl Executor<'_> {
         dependencies: Vec<String>,
     ) -> Result<StateResource, String> {
         let kind = instance.kind;
-        // The intent comes first: if the process dies mid-create, the next run finds this record,
-        // reads the object by id, and adopts it.
-        if let Some(id) = kind.resource_id(context, &instance.config) {
-            let attributes = Attributes::new();
-            self.mutate_state(|state| {
-                state.upsert(StateResource {
-                    address: instance.address.clone(),
-                    kind: kind.name().to_string(),
-                    id,
-                    status: ResourceStatus::Creating,
-                    attributes,
-                    dependencies: dependencies.clone(),
-                })
-            })
-            .await?;
+        // The intent comes first, durable before the request, for kinds that could not find the
+        // object again: if the process dies mid-create, the next run finds this record, reads
+        // the object by id, and adopts it. No permit is held while the write happens.
+        if kind.needs_intent_record()
+            && let Some(id) = kind.resource_id(context, &instance.config)
+        {
+            self.may_start()?;
+            let intent = StateResource {
+                address: instance.address.clone(),
+                kind: kind.name().to_string(),
+                id,
+                status: ResourceStatus::Creating,
+                attributes: Attributes::new(),
+                dependencies: dependencies.clone(),
+            };
+            let version = self.record(|state| state.upsert(intent));
+            self.durable(version).await?;
         }
+        let permit = self.permit().await?;
         let created = match kind.create(self.client, context, &instance.config).await {
             Ok(created) => created,
             Err(error @ KindError::Conflict { .. }) => {
                 // Refused: the object at this id belongs to someone else and nothing was
                 // created. Left in place, the intent would make the next run read it as ours.
-                self.mutate_state(|state| {
+                drop(permit);
+                let version = self.record(|state| {
                     state.remove(&instance.address);
-                })
-                .await?;
+                });
+                self.durable(version).await?;
                 return Err(error.to_string());
             }
             Err(error) => return Err(error.to_string()),
         };
+        drop(permit);
         self.lock_report().added += 1;
         Ok(StateResource {
             address: instance.address.clone(),
@@ -435,9 +582,8 @@ impl Executor<'_> {
         for change in &deletions {
             graph.add_node(change.address.clone());
             let recorded = self
-                .lock_state()
-                .resource(&change.address)
-                .map(|resource| resource.dependencies.clone())
+                .prior(&change.address)
+                .map(|resource| resource.dependencies)
                 .unwrap_or_default();
             for dependency in recorded.iter().chain(change.dependencies.iter()) {
                 if deleting.contains(dependency.as_str()) && dependency != &change.address {
@@ -456,7 +602,7 @@ impl Executor<'_> {
     }
 
     async fn delete_one(&self, address: String) -> Result<(), String> {
-        let Some(prior) = self.lock_state().resource(&address).cloned() else {
+        let Some(prior) = self.prior(&address) else {
             return Ok(());
         };
         if let Some(block) = self.configuration_block(&address)
@@ -468,22 +614,16 @@ impl Executor<'_> {
         }
         let kind = kinds::find(&prior.kind)
             .ok_or_else(|| format!("unknown kind `{}` in state", prior.kind))?;
-        let _permit = self
-            .operations
-            .acquire()
-            .await
-            .map_err(|error| error.to_string())?;
-        if self.stop.load(Ordering::SeqCst) {
-            return Err("not started: interrupted".into());
-        }
+        let permit = self.permit().await?;
         kind.delete(self.client, &prior)
             .await
             .map_err(|error| error.to_string())?;
+        drop(permit);
         self.lock_report().destroyed += 1;
-        self.mutate_state(|state| {
+        self.record(|state| {
             state.remove(&address);
-        })
-        .await
+        });
+        Ok(())
     }
 
     fn configuration_block(&self, address: &str) -> Option<&crate::config::ResourceBlock> {
@@ -498,12 +638,11 @@ impl Executor<'_> {
             })
     }
 
-    async fn record_outputs(&self) {
+    fn record_outputs(&self) {
         let outputs = self.evaluated_outputs();
-        let unchanged = self.lock_state().outputs == outputs;
-        if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs).await
-        {
-            self.lock_report().errors.push(message);
+        let unchanged = self.lock_journal().state.outputs == outputs;
+        if !unchanged {
+            self.record(|state| state.outputs = outputs);
         }
     }
 

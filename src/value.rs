@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// A configuration or plan value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
 #[serde(untagged)]
 pub enum Value {
     #[default]
@@ -189,6 +189,91 @@ impl fmt::Display for Value {
 /// Attributes of one resource: field name to value, sorted for deterministic output.
 pub type Attributes = BTreeMap<String, Value>;
 
+/// Reads a value in one pass. Serde's `untagged` would buffer every value and try each variant
+/// in turn, which dominates loading a large state; this visitor decides from the JSON type, and
+/// a one-key map whose key is a marker's name is that marker (as `untagged` would find).
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        Value::deserialize(deserializer)
+    }
+
+    fn visit_bool<E>(self, flag: bool) -> Result<Value, E> {
+        Ok(Value::Bool(flag))
+    }
+
+    fn visit_i64<E>(self, number: i64) -> Result<Value, E> {
+        Ok(Value::Integer(number))
+    }
+
+    fn visit_u64<E>(self, number: u64) -> Result<Value, E> {
+        Ok(i64::try_from(number).map_or(Value::Float(number as f64), Value::Integer))
+    }
+
+    fn visit_f64<E>(self, number: f64) -> Result<Value, E> {
+        Ok(Value::Float(number))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Value, E> {
+        Ok(Value::String(text.to_string()))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Value, E> {
+        Ok(Value::String(text))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(sequence.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = sequence.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::List(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            entries.insert(key, value);
+        }
+        if entries.len() == 1 {
+            let marker = match entries.first_key_value() {
+                Some((key, Value::Bool(flag))) if key == "(known after apply)" => {
+                    Some(Marker::Unknown(*flag))
+                }
+                Some((key, Value::String(fingerprint))) if key == "(sensitive)" => {
+                    Some(Marker::Sensitive(fingerprint.clone()))
+                }
+                _ => None,
+            };
+            if let Some(marker) = marker {
+                return Ok(Value::Marker(marker));
+            }
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +294,39 @@ mod tests {
         );
         let back: Attributes = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, attributes);
+    }
+
+    #[test]
+    fn every_json_type_reads_as_its_value() {
+        let text = r#"[null, true, -3, 18446744073709551615, 1.5, "x", [1], {"(sensitive)": 1}, {"(sensitive)": "f", "b": 2}, {"(known after apply)": false}]"#;
+        let read: Value = serde_json::from_str(text).expect("parses");
+        let map = |entries: &[(&str, Value)]| {
+            Value::Map(
+                entries
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.clone()))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            read,
+            Value::List(vec![
+                Value::Null,
+                Value::Bool(true),
+                Value::Integer(-3),
+                Value::Float(u64::MAX as f64),
+                Value::Float(1.5),
+                Value::string("x"),
+                Value::List(vec![Value::Integer(1)]),
+                // Not a marker: a fingerprint is a string.
+                map(&[("(sensitive)", Value::Integer(1))]),
+                map(&[
+                    ("(sensitive)", Value::string("f")),
+                    ("b", Value::Integer(2))
+                ]),
+                Value::Marker(Marker::Unknown(false)),
+            ])
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ async fn execute(
     let sink = BackendSink {
         backend: &session.backend,
     };
-    let (_, report) = apply(
+    let (final_state, report) = apply(
         &session.configuration,
         plan,
         state,
@@ -164,6 +164,20 @@ async fn execute(
     .await;
     for error in &report.errors {
         eprintln!("error: {error}");
+    }
+    if let Some(failure) = &report.unsaved {
+        let location = session.backend.location();
+        let saved = crate::state::local::write_errored_state(&final_state).map_err(|error| {
+            anyhow::anyhow!(
+                "{location}: the state could not be saved ({failure}), and neither could a copy in the working directory: {error}\n  hint: the objects this run made are not recorded; `infra import` them"
+            )
+        })?;
+        bail!(
+            "{location}: the final state could not be saved: {failure}\n  it was written to {} instead\n  hint: once the backend works again: `infra state push --env {} {}`",
+            saved.display(),
+            final_state.env,
+            saved.display()
+        );
     }
     if !report.skipped.is_empty() {
         eprintln!(

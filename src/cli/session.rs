@@ -168,6 +168,16 @@ impl Session {
         operation: &str,
         lock_timeout: Duration,
     ) -> anyhow::Result<Option<State>> {
+        self.lock(operation, lock_timeout).await?;
+        let state = self.backend.read().await?;
+        if let Some(state) = &state {
+            check_kinds(state, &self.backend.location())?;
+        }
+        Ok(state)
+    }
+
+    /// Takes the state lock for `operation` without reading the state.
+    pub async fn lock(&mut self, operation: &str, lock_timeout: Duration) -> anyhow::Result<()> {
         // Set while the lock request is in flight: an interrupt that drops this future may
         // leave a lock the server created but this run never heard of; Drop looks for it.
         self.locking = true;
@@ -175,7 +185,7 @@ impl Session {
         self.locking = false;
         self.locked = true;
         super::interrupt().set_lock_release(self.backend.detached_unlock());
-        Ok(self.backend.read().await?)
+        Ok(())
     }
 
     /// Reads the environment's fingerprint key; `None` before the first apply created it, and
@@ -376,6 +386,24 @@ fn key_versions(state: &State) -> BTreeSet<String> {
             .for_each(|value| collect(value, &mut found));
     }
     found
+}
+
+/// Refuses a state recording a kind this build does not know: nothing could read, update or
+/// delete it.
+pub fn check_kinds(state: &State, location: &str) -> anyhow::Result<()> {
+    if let Some(resource) = state
+        .resources
+        .iter()
+        .find(|resource| crate::gcp::kinds::find(&resource.kind).is_none())
+    {
+        anyhow::bail!(
+            "{location}: `{}` has kind `{}`, which this build does not know\n  hint: use the infra version that wrote this state, or `infra state rm {}` to stop managing it",
+            resource.address,
+            resource.kind,
+            resource.address
+        );
+    }
+    Ok(())
 }
 
 impl Drop for Session {

@@ -4,7 +4,7 @@
 
 use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
-use crate::state::State;
+use crate::state::{State, StateError};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -98,16 +98,26 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         | StateCommand::Versions => "state read",
         _ => "state write",
     };
-    let existing = session
-        .lock_and_read_existing(operation, args.lock_timeout)
-        .await?;
+    session.lock(operation, args.lock_timeout).await?;
     // A write under way finishes even on an interrupt: the state is never left half-known.
     let _shield = (operation == "state write").then(|| super::interrupt().shield());
+    // State commands are how a state is repaired, so they read it without the kind check;
+    // `push --force` even replaces a state that can no longer be read.
+    let existing = match (session.backend.read().await, &args.command) {
+        (Ok(existing), _) => existing,
+        (Err(StateError::Document(error)), StateCommand::Push { force: true, .. }) => {
+            eprintln!("warning: the current state cannot be read; --force replaces it:\n{error}");
+            None
+        }
+        (Err(error), _) => return Err(error.into()),
+    };
     let env = session.configuration.env.name.clone();
     let location = session.backend.location();
     let require = |existing: Option<State>| {
         existing.with_context(|| {
-            format!("{location}: there is no state yet for `{env}`\n  hint: `infra apply --env {env}` writes it")
+            format!(
+                "{location}: there is no state yet for `{env}`\n  hint: `infra apply --env {env}` creates it; `infra import` adds existing objects"
+            )
         })
     };
     match args.command {
@@ -118,12 +128,9 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         }
         StateCommand::Show { address, json } => {
             let state = require(existing)?;
-            let resource = state.resource(&address).with_context(|| {
-                format!(
-                    "no resource `{address}` in the state\n  hint: `infra state list --env {}`",
-                    global.env
-                )
-            })?;
+            let resource = state
+                .resource(&address)
+                .ok_or_else(|| not_in_state(&state, &address, &location, &global.env))?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(resource)?);
             } else {
@@ -148,12 +155,13 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         StateCommand::Rm { addresses } => {
             let mut state = require(existing)?;
             for address in &addresses {
-                if state.remove(address).is_none() {
-                    bail!(
-                        "no resource `{address}` in the state; nothing was removed\n  hint: `infra state list --env {}` shows the addresses",
-                        global.env
-                    );
+                if state.resource(address).is_none() {
+                    return Err(not_in_state(&state, address, &location, &global.env)
+                        .context("nothing was removed"));
                 }
+            }
+            for address in &addresses {
+                state.remove(address);
             }
             state.serial += 1;
             session.backend.write(&state).await?;
@@ -166,20 +174,19 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
         StateCommand::Mv { from, to } => {
             check_address(&to)?;
             let mut state = require(existing)?;
+            if state.resource(&from).is_none() {
+                return Err(not_in_state(&state, &from, &location, &global.env)
+                    .context("nothing was moved"));
+            }
             if state.resource(&to).is_some() {
                 bail!(
-                    "`{to}` is already in the state\n  hint: `infra state rm --env {} '{to}'` first if it is the same object",
+                    "{location}: `{to}` is already in the state\n  hint: `infra state rm --env {} {to}` first if it is the same object",
                     global.env
                 );
             }
-            let mut resource = state
-                .remove(&from)
-                .with_context(|| {
-                    format!(
-                        "no resource `{from}` in the state\n  hint: `infra state list --env {}` shows the addresses",
-                        global.env
-                    )
-                })?;
+            let Some(mut resource) = state.remove(&from) else {
+                bail!("{location}: no resource `{from}` in the state");
+            };
             resource.address = to.clone();
             for other in &mut state.resources {
                 for dependency in &mut other.dependencies {
@@ -198,19 +205,38 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
             out!("{}", String::from_utf8_lossy(&state.to_bytes()));
         }
         StateCommand::Push { file, force } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| {
-                    format!(
-                        "reading {}\n  hint: give the path of a state document (`infra state pull > FILE` writes one)",
-                        file.display()
-                    )
-                })?;
-            let pushed = State::from_bytes(
+            let bytes = std::fs::read(&file).map_err(|error| {
+                anyhow::anyhow!(
+                    "{}: cannot read it: {error}\n  hint: give the path of a state document, such as one `infra state pull --env {}` printed",
+                    file.display(),
+                    global.env
+                )
+            })?;
+            let (mut pushed, edited) = State::from_bytes_allowing_edits(
                 &bytes,
                 &file.display().to_string(),
                 &session.configuration.env.name,
             )?;
+            if let Some(computed) = edited {
+                if !force {
+                    return Err(crate::state::model::StateDocumentError::Checksum {
+                        location: file.display().to_string(),
+                        recorded: pushed.checksum.clone(),
+                        computed,
+                    }
+                    .into());
+                }
+                eprintln!(
+                    "warning: {}: checksum mismatch: the file was edited by hand; --force pushes it with a recomputed checksum",
+                    file.display()
+                );
+            }
             if let Some(current) = &existing {
+                // A forced push of the same lineage still moves the serial forward, so a plan
+                // saved against the state it replaces is refused as stale.
+                if force && pushed.lineage == current.lineage && pushed.serial <= current.serial {
+                    pushed.serial = current.serial + 1;
+                }
                 if pushed.lineage != current.lineage && !force {
                     bail!(
                         "{}: lineage {} is not this state's ({}): it belongs to another state\n  hint: pass --force if replacing it is really meant",
@@ -277,6 +303,24 @@ pub async fn run_state(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<O
     }
     session.close().await;
     Ok(Outcome::Success)
+}
+
+/// Says an address is not in the state, with the closest addresses that are.
+fn not_in_state(state: &State, address: &str, location: &str, env: &str) -> anyhow::Error {
+    let similar = state.similar_addresses(address);
+    let hint = match similar.as_slice() {
+        [] => format!("`infra state list --env {env}` lists the addresses"),
+        [only] => format!("did you mean `{only}`?"),
+        several => format!(
+            "did you mean one of {}?",
+            several
+                .iter()
+                .map(|address| format!("`{address}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    anyhow::anyhow!("{location}: no resource `{address}` in the state\n  hint: {hint}")
 }
 
 #[cfg(test)]

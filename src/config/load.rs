@@ -1136,26 +1136,9 @@ pub(crate) fn closest<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    fn distance(left: &str, right: &str) -> usize {
-        let right: Vec<char> = right.chars().collect();
-        let mut previous: Vec<usize> = (0..=right.len()).collect();
-        for (row, left_char) in left.chars().enumerate() {
-            let mut current = vec![row + 1];
-            for (column, right_char) in right.iter().enumerate() {
-                let substitution = previous[column] + usize::from(left_char != *right_char);
-                current.push(
-                    substitution
-                        .min(previous[column + 1] + 1)
-                        .min(current[column] + 1),
-                );
-            }
-            previous = current;
-        }
-        previous[right.len()]
-    }
     candidates
         .into_iter()
-        .map(|candidate| (distance(name, candidate), candidate))
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
         .filter(|(score, candidate)| *score <= 2.max(candidate.len() / 4))
         .min()
         .map(|(_, candidate)| candidate)

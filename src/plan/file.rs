@@ -1,5 +1,6 @@
 //! Saved plan files (`plan --out FILE`, `apply FILE`): the JSON plan, which holds fingerprints
-//! instead of secret values, written atomically; and the staleness checks `apply FILE` makes.
+//! instead of secret values, written atomically with mode 0600; and the staleness checks
+//! `apply FILE` makes.
 
 use super::model::{PLAN_FORMAT, Plan};
 use crate::state::State;
@@ -8,7 +9,9 @@ use std::path::Path;
 /// Why a saved plan cannot be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanFileError {
-    #[error("{path}: {message}")]
+    #[error(
+        "{path}: {message}\n  hint: apply a file `infra plan --env ENV --out {path}` wrote, or run `infra apply` without one"
+    )]
     Unreadable { path: String, message: String },
     #[error(
         "{path}: {message}\n  hint: run `infra plan --env {env} --out {path}` again and apply the new plan"
@@ -24,6 +27,7 @@ pub enum PlanFileError {
 pub fn write_plan(path: &Path, plan: &Plan) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(plan).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
+    crate::state::local::remove_stale_temporaries(path);
     crate::state::local::write_atomically(path, &bytes)
 }
 

@@ -129,6 +129,11 @@ impl Plan {
 
     /// Finds a change by address.
     pub fn change(&self, address: &str) -> Option<&ResourceChange> {
-        self.changes.iter().find(|change| change.address == address)
+        // Changes are sorted by address when planned; a plan file read back keeps that order
+        // (and one edited out of order fails its stale check rather than misleading a lookup).
+        self.changes
+            .binary_search_by(|change| change.address.as_str().cmp(address))
+            .ok()
+            .map(|position| &self.changes[position])
     }
 }

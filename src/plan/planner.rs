@@ -476,14 +476,12 @@ pub async fn make_plan(
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
+    // Without a refresh nothing is live: every resource is compared with its recorded
+    // attributes, which the planner reads from the state itself (no copy of them all).
     let live = if options.refresh {
         refresh(state, client, options.parallelism).await?
     } else {
-        state
-            .resources
-            .iter()
-            .map(|resource| (resource.address.clone(), Some(resource.attributes.clone())))
-            .collect()
+        BTreeMap::new()
     };
     plan_with_live(configuration, state, &graph, &live, options)
 }
@@ -903,7 +901,7 @@ fn plan_instance(
         id: id.clone(),
         reason: None,
         before: None,
-        after: Some(desired.clone()),
+        after: None,
         changed: Vec::new(),
         replace_paths: Vec::new(),
         update_mask: Vec::new(),
@@ -912,6 +910,8 @@ fn plan_instance(
     };
     let live_attributes = match (prior, live) {
         (None, _) => None,
+        // An intent record whose object never came to be: created now, and no drift.
+        (Some(prior), Some(None)) if prior.status == ResourceStatus::Creating => None,
         (Some(_), Some(None)) => {
             drift.push(Drift {
                 address: instance.address.clone(),
@@ -936,26 +936,28 @@ fn plan_instance(
                     paths,
                 });
             }
-            Some(attributes.clone())
+            Some(attributes)
         }
-        (Some(prior), None) => Some(prior.attributes.clone()),
+        (Some(prior), None) => Some(&prior.attributes),
     };
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
-        match prior {
-            Some(prior) if prior.status == ResourceStatus::Creating => {
-                change.reason = Some("an earlier create was interrupted".into());
+        change.reason = prior.map(|prior| {
+            if prior.status == ResourceStatus::Creating {
+                "an interrupted create never made it".into()
+            } else {
+                "deleted outside infra".into()
             }
-            Some(_) => change.reason = Some("deleted outside infra".into()),
-            None => {}
-        }
+        });
+        change.after = Some(desired);
         return Ok(change);
     };
-    change.before = Some(live_attributes.clone());
-    let changed: Vec<String> = changed_paths(&desired, &live_attributes)
+    let changed: Vec<String> = changed_paths(&desired, live_attributes)
         .into_iter()
         .filter(|path| !is_ignored(path, &instance.lifecycle.ignore_changes))
         .collect();
+    change.before = Some(live_attributes.clone());
+    change.after = Some(desired);
     let force_new: Vec<String> = changed
         .iter()
         .filter(|path| {
@@ -982,11 +984,6 @@ fn plan_instance(
     } else if !changed.is_empty() {
         change.action = Action::Update;
         change.update_mask = kind.update_mask(&changed);
-    } else if prior.is_some_and(|prior| prior.status == ResourceStatus::Creating) {
-        // The object is as configured, but state holds only the intent of an interrupted
-        // create: apply records it (no API call), so no intent record is left behind.
-        change.action = Action::Update;
-        change.reason = Some("an earlier create was interrupted: recording what it made".into());
     }
     Ok(change)
 }

@@ -45,7 +45,9 @@ impl LockInfo {
 /// A state backend failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{location}: {source}")]
+    #[error(
+        "{location}: {source}\n  hint: the state's directory must exist as a directory, and its files be readable and writable by this user"
+    )]
     Io {
         location: String,
         source: std::io::Error,
@@ -145,7 +147,7 @@ impl Backend {
     /// Reads the state; `None` when none was ever written. Later writes are checked against it.
     pub async fn read(&self) -> Result<Option<State>, StateError> {
         match self {
-            Backend::Local(local) => local.read(),
+            Backend::Local(local) => local.read().await,
             Backend::Gcs(gcs) => gcs.read().await,
         }
     }
@@ -153,7 +155,7 @@ impl Backend {
     /// Writes the state, refusing when someone else wrote since this run read it.
     pub async fn write(&self, state: &State) -> Result<(), StateError> {
         match self {
-            Backend::Local(local) => local.write(state),
+            Backend::Local(local) => local.write(state).await,
             Backend::Gcs(gcs) => gcs.write(state).await,
         }
     }

@@ -66,7 +66,7 @@ pub struct StateOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum StateDocumentError {
     #[error(
-        "{location}: not a valid state document: {message}\n  hint: restore a good copy, or move it aside to start from an empty state"
+        "{location}: not a valid state document: {message}\n  hint: restore a good copy (the local backend keeps the previous state as `<env>.state.json.backup`), or move it aside to start from an empty state"
     )]
     Malformed { location: String, message: String },
     #[error(
@@ -74,14 +74,16 @@ pub enum StateDocumentError {
     )]
     Format { location: String, found: u32 },
     #[error(
-        "{location}: checksum mismatch (recorded {recorded}, computed {computed}): the file was edited or damaged\n  hint: restore a good copy; edit state only with `infra state …` commands"
+        "{location}: checksum mismatch (recorded {recorded}, computed {computed}): the file was edited or damaged\n  hint: restore a good copy (the local backend keeps the previous state as `<env>.state.json.backup`); a deliberate edit goes in with `infra state push --force FILE`"
     )]
     Checksum {
         location: String,
         recorded: String,
         computed: String,
     },
-    #[error("{location}: state is for environment `{found}`, not `{expected}`")]
+    #[error(
+        "{location}: state is for environment `{found}`, not `{expected}`\n  hint: check `--env` and the backend's path; another environment's state never goes here"
+    )]
     WrongEnvironment {
         location: String,
         found: String,
@@ -103,19 +105,21 @@ impl State {
         }
     }
 
-    /// Finds a resource by address.
+    /// Finds a resource by address (resources are kept sorted by address: a binary search).
     pub fn resource(&self, address: &str) -> Option<&StateResource> {
+        self.position(address)
+            .ok()
+            .map(|position| &self.resources[position])
+    }
+
+    fn position(&self, address: &str) -> Result<usize, usize> {
         self.resources
-            .iter()
-            .find(|resource| resource.address == address)
+            .binary_search_by(|existing| existing.address.as_str().cmp(address))
     }
 
     /// Inserts or replaces a resource, keeping resources sorted by address.
     pub fn upsert(&mut self, resource: StateResource) {
-        match self
-            .resources
-            .binary_search_by(|existing| existing.address.cmp(&resource.address))
-        {
+        match self.position(&resource.address) {
             Ok(position) => self.resources[position] = resource,
             Err(position) => self.resources.insert(position, resource),
         }
@@ -123,30 +127,110 @@ impl State {
 
     /// Removes a resource by address.
     pub fn remove(&mut self, address: &str) -> Option<StateResource> {
-        let position = self
-            .resources
-            .iter()
-            .position(|resource| resource.address == address)?;
+        let position = self.position(address).ok()?;
         Some(self.resources.remove(position))
     }
 
-    fn body_checksum(&self) -> String {
-        let mut body = self.clone();
-        body.checksum = String::new();
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    /// Returns the addresses in the state closest to `address`, best first, for "did you mean".
+    pub fn similar_addresses(&self, address: &str) -> Vec<&str> {
+        let mut scored: Vec<(usize, &str)> = self
+            .resources
+            .iter()
+            .map(|resource| {
+                (
+                    strsim::levenshtein(address, &resource.address),
+                    resource.address.as_str(),
+                )
+            })
+            .filter(|(distance, candidate)| {
+                *distance <= address.len().max(candidate.len()) / 3 + 1
+                    || candidate.contains(address)
+                    || address.contains(*candidate)
+            })
+            .collect();
+        scored.sort();
+        // The closest only: a near miss should not drown in merely similar addresses.
+        let best = scored.first().map(|(distance, _)| *distance);
+        scored
+            .into_iter()
+            .take_while(|(distance, _)| Some(*distance) == best)
+            .take(3)
+            .map(|(_, found)| found)
+            .collect()
     }
 
-    /// Serializes with a fresh checksum; the output is byte-identical for equal states.
+    /// Serializes with a fresh checksum, once: the body is serialized compactly with an empty
+    /// checksum (the bytes the checksum covers, the rule since format 1), then written with the
+    /// checksum filled in and one resource per line. Equal states give identical bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut sealed = self.clone();
-        sealed
-            .resources
-            .sort_by(|left, right| left.address.cmp(&right.address));
-        sealed.checksum = sealed.body_checksum();
-        let mut bytes = serde_json::to_vec_pretty(&sealed).unwrap_or_default();
+        let mut resources: Vec<&StateResource> = self.resources.iter().collect();
+        resources.sort_by(|left, right| left.address.cmp(&right.address));
+        let serialized: Vec<Vec<u8>> = resources
+            .iter()
+            .map(|resource| serde_json::to_vec(resource).unwrap_or_default())
+            .collect();
+        let frame = serde_json::to_vec(&Frame {
+            format: self.format,
+            lineage: &self.lineage,
+            serial: self.serial,
+            checksum: "",
+            env: &self.env,
+            resources: [],
+            outputs: &self.outputs,
+        })
+        .unwrap_or_default();
+        // Strings in JSON escape their quotes, so these markers occur only as the keys themselves.
+        let resources_at = find(&frame, RESOURCES_MARKER)
+            .map(|at| at + RESOURCES_MARKER.len() - 1)
+            .unwrap_or(frame.len());
+        let (head, tail) = frame.split_at(resources_at);
+        let mut hasher = Sha256::new();
+        hasher.update(head);
+        for (index, resource) in serialized.iter().enumerate() {
+            if index > 0 {
+                hasher.update(b",");
+            }
+            hasher.update(resource);
+        }
+        hasher.update(tail);
+        let checksum = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let checksum_at = find(head, CHECKSUM_MARKER)
+            .map(|at| at + CHECKSUM_MARKER.len() - 1)
+            .unwrap_or(0);
+        let total: usize = serialized.iter().map(|bytes| bytes.len() + 2).sum();
+        let mut bytes = Vec::with_capacity(frame.len() + checksum.len() + total + 2);
+        bytes.extend_from_slice(&head[..checksum_at]);
+        bytes.extend_from_slice(checksum.as_bytes());
+        bytes.extend_from_slice(&head[checksum_at..]);
+        for (index, resource) in serialized.iter().enumerate() {
+            bytes.extend_from_slice(if index > 0 { b",\n" } else { b"\n" });
+            bytes.extend_from_slice(resource);
+        }
+        if !serialized.is_empty() {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(tail);
         bytes.push(b'\n');
         bytes
+    }
+
+    /// Returns the checksum the document should carry: SHA-256 over its compact serialization
+    /// with an empty `checksum`.
+    fn body_checksum(&self) -> String {
+        // The same bytes as the document with an empty checksum, hashed as they are produced:
+        // no copy of the state, no buffer of its serialization.
+        let body = Body {
+            format: self.format,
+            lineage: &self.lineage,
+            serial: self.serial,
+            checksum: "",
+            env: &self.env,
+            resources: &self.resources,
+            outputs: &self.outputs,
+        };
+        let mut hasher = Sha256::new();
+        let _ = serde_json::to_writer(&mut hasher, &body);
+        format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
     /// Parses and verifies a state document; `location` names it in errors.
@@ -155,25 +239,60 @@ impl State {
         location: &str,
         expected_env: &str,
     ) -> Result<Self, StateDocumentError> {
-        let state: State =
-            serde_json::from_slice(bytes).map_err(|error| StateDocumentError::Malformed {
+        let (state, edited) = Self::from_bytes_allowing_edits(bytes, location, expected_env)?;
+        match edited {
+            Some(computed) => Err(StateDocumentError::Checksum {
                 location: location.to_string(),
-                message: error.to_string(),
-            })?;
+                recorded: state.checksum,
+                computed,
+            }),
+            None => Ok(state),
+        }
+    }
+
+    /// Parses and checks a state document like [`State::from_bytes`], except that a checksum
+    /// mismatch (a hand edit) is returned as `Some(computed checksum)` instead of refused:
+    /// `state push --force` takes deliberate edits.
+    pub fn from_bytes_allowing_edits(
+        bytes: &[u8],
+        location: &str,
+        expected_env: &str,
+    ) -> Result<(Self, Option<String>), StateDocumentError> {
+        let malformed = |message: String| StateDocumentError::Malformed {
+            location: location.to_string(),
+            message,
+        };
+        let mut state: State =
+            serde_json::from_slice(bytes).map_err(|error| malformed(error.to_string()))?;
         if state.format > STATE_FORMAT {
             return Err(StateDocumentError::Format {
                 location: location.to_string(),
                 found: state.format,
             });
         }
-        let computed = state.body_checksum();
-        if state.checksum != computed {
-            return Err(StateDocumentError::Checksum {
-                location: location.to_string(),
-                recorded: state.checksum.clone(),
-                computed,
-            });
+        if state.format == 0 {
+            return Err(malformed("format 0 is not a state format".into()));
         }
+        if uuid::Uuid::parse_str(&state.lineage).is_err() {
+            return Err(malformed(format!(
+                "lineage `{}` is not a UUID",
+                state.lineage
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for resource in &state.resources {
+            if let Some(problem) = resource.problem() {
+                return Err(malformed(problem));
+            }
+            if !seen.insert(resource.address.as_str()) {
+                return Err(malformed(format!(
+                    "address `{}` appears twice",
+                    resource.address
+                )));
+            }
+        }
+        let computed = state.body_checksum();
+        let edited = (state.checksum != computed).then_some(computed);
         if state.env != expected_env {
             return Err(StateDocumentError::WrongEnvironment {
                 location: location.to_string(),
@@ -181,8 +300,70 @@ impl State {
                 expected: expected_env.to_string(),
             });
         }
-        Ok(state)
+        // Lookups are binary searches: a document written by hand may be in any order.
+        state
+            .resources
+            .sort_by(|left, right| left.address.cmp(&right.address));
+        Ok((state, edited))
     }
+}
+
+impl StateResource {
+    /// Returns what makes this record unusable, if anything: an empty or control-character
+    /// address, kind or id.
+    fn problem(&self) -> Option<String> {
+        let bad = |text: &str| text.trim().is_empty() || text.chars().any(char::is_control);
+        if bad(&self.address) {
+            return Some(format!(
+                "address {:?} is not a resource address",
+                self.address
+            ));
+        }
+        if bad(&self.kind) {
+            return Some(format!("`{}`: kind {:?} is empty", self.address, self.kind));
+        }
+        if bad(&self.id) {
+            return Some(format!(
+                "`{}`: id {:?} is not a resource name",
+                self.address, self.id
+            ));
+        }
+        None
+    }
+}
+
+/// The state document as its checksum covers it, borrowed from a `State` (same fields, same
+/// order, so the same bytes).
+#[derive(Serialize)]
+struct Body<'a> {
+    format: u32,
+    lineage: &'a str,
+    serial: u64,
+    checksum: &'a str,
+    env: &'a str,
+    resources: &'a [StateResource],
+    outputs: &'a BTreeMap<String, StateOutput>,
+}
+
+/// The state document without its resources: serialized once per write around them.
+#[derive(Serialize)]
+struct Frame<'a> {
+    format: u32,
+    lineage: &'a str,
+    serial: u64,
+    checksum: &'a str,
+    env: &'a str,
+    resources: [(); 0],
+    outputs: &'a BTreeMap<String, StateOutput>,
+}
+
+const RESOURCES_MARKER: &[u8] = b"\"resources\":[]";
+const CHECKSUM_MARKER: &[u8] = b"\"checksum\":\"\"";
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 #[cfg(test)]
@@ -227,6 +408,62 @@ mod tests {
         let error = State::from_bytes(text.as_bytes(), "state/local.state.json", "local")
             .expect_err("tampered");
         assert!(error.to_string().contains("checksum mismatch"), "{error}");
+    }
+
+    #[test]
+    fn the_written_bytes_carry_the_checksum_of_the_compact_body() {
+        let state = sample();
+        let bytes = state.to_bytes();
+        let back: State = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(back.checksum, state.body_checksum());
+        let text = String::from_utf8(bytes).expect("utf8");
+        assert_eq!(
+            text.lines().count(),
+            4,
+            "one line per resource, readable: {text}"
+        );
+    }
+
+    #[test]
+    fn a_pretty_printed_state_of_earlier_builds_still_verifies() {
+        let mut state = sample();
+        state.checksum = state.body_checksum();
+        let pretty = serde_json::to_vec_pretty(&state).expect("json");
+        State::from_bytes(&pretty, "old", "local").expect("the checksum rule is unchanged");
+    }
+
+    #[test]
+    fn a_hand_edit_is_reported_not_refused_when_allowed() {
+        let text = String::from_utf8(sample().to_bytes())
+            .expect("utf8")
+            .replace("secrets/b", "secrets/c");
+        let (state, edited) =
+            State::from_bytes_allowing_edits(text.as_bytes(), "x", "local").expect("parses");
+        assert!(edited.is_some());
+        assert_eq!(state.resources[1].id, "projects/p/secrets/c");
+    }
+
+    #[test]
+    fn duplicate_addresses_and_empty_ids_are_malformed() {
+        let mut state = sample();
+        state.resources[1].address = "secret.a".into();
+        let error = State::from_bytes(&state.to_bytes(), "x", "local").expect_err("dup");
+        assert!(error.to_string().contains("appears twice"), "{error}");
+        let mut state = sample();
+        state.resources[0].id = String::new();
+        let error = State::from_bytes(&state.to_bytes(), "x", "local").expect_err("empty id");
+        assert!(error.to_string().contains("not a resource name"), "{error}");
+    }
+
+    #[test]
+    fn similar_addresses_suggest_the_closest() {
+        let state = sample();
+        assert_eq!(state.similar_addresses("secret.aa"), vec!["secret.a"]);
+        assert_eq!(
+            state.similar_addresses("secret.c"),
+            vec!["secret.a", "secret.b"]
+        );
+        assert!(state.similar_addresses("cloud_run_service.api").is_empty());
     }
 
     #[test]

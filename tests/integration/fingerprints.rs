@@ -29,7 +29,7 @@ sensitive_labels = { auth_token = { value_from_env = "SLACK_TOKEN_FOR_TEST" } }
 
 const CREDITS: &str = "secret.credits";
 /// How a fingerprint of the older recipe appears in a state file.
-const OLD_FINGERPRINT: &str = r#""(sensitive)": "sha256:"#;
+const OLD_FINGERPRINT: &str = r#""(sensitive)":"sha256:"#;
 const KEY_SECRET: &str = "v1/projects/proj-test/secrets/infra-fingerprint-key-test";
 
 fn project(value: &str) -> TestEnv {

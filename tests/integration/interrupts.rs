@@ -330,7 +330,7 @@ fn a_closed_stdout_is_not_an_error() {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut first)
         .expect("first line");
-    assert_eq!(first.trim(), "{");
+    assert!(first.starts_with('{'), "{first}");
     let (code, _, stderr) = finish(child);
     assert_eq!(code, 0, "{stderr}");
 }

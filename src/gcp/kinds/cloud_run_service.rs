@@ -556,6 +556,11 @@ impl Kind for CloudRunServiceKind {
         problems
     }
 
+    fn needs_intent_record(&self) -> bool {
+        // A create that meets its service name taken adopts the service when infra labelled it.
+        false
+    }
+
     fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
         Self::full_name(context, config)
     }

@@ -246,6 +246,14 @@ pub trait Kind: Send + Sync {
     /// Returns the full resource name the configuration describes, when known at plan time.
     fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String>;
 
+    /// Returns whether a create must make its intent record (`status: creating`, the id) durable
+    /// before the request: so for a kind whose interrupted create the next run could not find
+    /// again. Kinds whose create adopts the object found under its client-chosen name, or whose
+    /// create is idempotent, answer false and skip a state write per create.
+    fn needs_intent_record(&self) -> bool {
+        true
+    }
+
     /// Returns the comparable desired attributes: defaults applied, secrets fingerprinted.
     fn desired(
         &self,

@@ -247,6 +247,11 @@ impl Kind for MonitoringDashboardKind {
         }
     }
 
+    fn needs_intent_record(&self) -> bool {
+        // A create that meets its dashboard id taken adopts the dashboard when infra labelled it.
+        false
+    }
+
     fn resource_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
         Some(format!(
             "projects/{}/dashboards/{}",

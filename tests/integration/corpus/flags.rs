@@ -287,12 +287,12 @@ pub fn cases() -> Vec<Case> {
             "state show unknown address",
             &["state", "show", "--env", "test", "secret.nope"],
         )
-        .names(&["secret.nope", "infra state list --env test"]),
+        .names(&["no resource `secret.nope` in the state"]),
         case(
             "state rm unknown address",
             &["state", "rm", "--env", "test", "secret.nope"],
         )
-        .names(&["secret.nope", "infra state list --env test"]),
+        .names(&["no resource `secret.nope` in the state"]),
         case(
             "state mv from unknown address",
             &[
@@ -304,7 +304,7 @@ pub fn cases() -> Vec<Case> {
                 "secret.other",
             ],
         )
-        .names(&["secret.nope", "infra state list --env test"]),
+        .names(&["no resource `secret.nope` in the state"]),
         case(
             "state mv onto itself",
             &[

@@ -196,14 +196,25 @@ pub fn run_table(make: &(dyn Fn() -> TestEnv + Sync), cases: &[Case]) {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .filter_map(|case| check(make, case))
+                        .filter_map(|case| {
+                            // A case whose fixture panics is a failure of that case, never a
+                            // silent loss of the rest of its chunk.
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                check(make, case)
+                            }))
+                            .unwrap_or_else(|_| Some(format!("case `{}` panicked", case.name)))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         workers
             .into_iter()
-            .flat_map(|worker| worker.join().unwrap_or_default())
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| vec!["a corpus worker panicked".to_string()])
+            })
             .collect()
     });
     assert!(
