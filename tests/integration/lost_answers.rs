@@ -16,6 +16,8 @@ enum Loss {
     CutBody,
     /// The request commits; a 502 comes back (a front end that lost the backend's answer).
     BadGateway,
+    /// The request is not forwarded: 429 with a `Retry-After` HTTP-date 2 s ahead.
+    Throttle,
 }
 
 /// Which request loses its answer: the first whose method is `method`, whose path and query
@@ -148,6 +150,25 @@ async fn forward(
     let matches = parts.method.as_str() == rule.method
         && path_and_query.contains(rule.path)
         && String::from_utf8_lossy(&bytes).contains(rule.body);
+    if matches
+        && matches!(rule.loss, Loss::Throttle)
+        && counter
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        let later = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+        return axum::response::Response::builder()
+            .status(429)
+            .header(
+                "retry-after",
+                later.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            )
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                r#"{"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED"}}"#,
+            ))
+            .expect("response");
+    }
     let answer = upstream_request
         .body(bytes.to_vec())
         .send()
@@ -167,6 +188,7 @@ async fn forward(
             .is_ok()
     {
         return match rule.loss {
+            Loss::Throttle => unreachable!("answered before forwarding"),
             Loss::BadGateway => axum::response::Response::builder()
                 .status(502)
                 .body(axum::body::Body::from(
@@ -380,4 +402,31 @@ lost_answer_tests! {
     lost_answer_of_a_budget_create: "POST" "/budgets" "" BadGateway;
     lost_answer_of_the_lock_create: "POST" "/upload/storage/v1/b/lost-answers-state/o" "infra/test.lock" CutBody;
     lost_answer_of_a_state_upload: "POST" "/upload/storage/v1/b/lost-answers-state/o" "infra/test.state.json" BadGateway;
+}
+
+#[test]
+fn a_429_whose_retry_after_is_an_http_date_is_waited_out() {
+    let env = TestEnv::with_emulator();
+    env.write("envs/test/env.toml", &env_file());
+    let rule = Rule {
+        method: "POST",
+        path: "/budgets",
+        body: "",
+        loss: Loss::Throttle,
+    };
+    let proxy = FaultProxy::start(env.endpoint.as_deref().expect("emulator"), rule);
+    let started = std::time::Instant::now();
+    let apply = env.infra_at(
+        Some(&proxy.endpoint),
+        &["apply", "--env", "test", "--auto-approve"],
+    );
+    let took = started.elapsed();
+    assert_eq!(proxy.lost(), 1, "the budget create was never throttled");
+    apply.expect_code(0);
+    // Backoff alone would retry within a second; the date asked for about two.
+    assert!(
+        took >= std::time::Duration::from_millis(1200),
+        "the Retry-After date was not honoured: the apply took {took:?}"
+    );
+    assert_eq!(census(&env), expected_census());
 }

@@ -710,6 +710,7 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             "/nonexistent/infra-test-credentials.json",
@@ -766,6 +767,7 @@ fn an_interrupted_apply_saves_what_finished() {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             "/nonexistent/infra-test-credentials.json",
