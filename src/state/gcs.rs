@@ -86,6 +86,18 @@ impl GcsBackend {
             }
             // Someone else created it meanwhile: fine.
             Err(error) if error.code() == Some(409) => Ok(()),
+            // The create may have committed unheard: the bucket being there settles it.
+            Err(error) if error.is_outcome_unknown() => {
+                let path = format!("storage/v1/b/{}", self.bucket);
+                match self
+                    .client
+                    .call(Method::GET, Service::Storage, &path, &[], None)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(self.error(format!("gs://{}", self.bucket), error)),
+                }
+            }
             Err(error) => Err(self.error(format!("gs://{}", self.bucket), error)),
         }
     }

@@ -30,8 +30,9 @@ struct Rule {
     loss: Loss,
 }
 
-/// The access token the proxy's token endpoint issues: it must never appear in any output.
-pub const SENTINEL_TOKEN: &str = "ya29.SENTINEL-TOKEN-7f3a9c";
+/// The access token the proxy's token endpoint issues: a user credential to the emulator
+/// (its `user.` prefix), and never to appear in any output.
+pub const SENTINEL_TOKEN: &str = "user.SENTINEL-TOKEN-7f3a9c";
 
 /// A proxy in front of the emulator that loses the answer of the first request matching its
 /// rule, counts how many it lost, records the credential headers each request carried, and

@@ -13,6 +13,7 @@ mod interrupts;
 mod kill_trials;
 mod lost_answers;
 mod monitoring;
+mod realism;
 mod secrets;
 mod sensitive;
 mod state_backends;
