@@ -7,6 +7,7 @@ mod force_unlock;
 mod import;
 mod output;
 mod plan;
+mod plan_output;
 mod session;
 mod show;
 mod state;

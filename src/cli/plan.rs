@@ -3,7 +3,7 @@
 
 use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
-use crate::plan::render::{ColorChoice, render_plan};
+use crate::plan::render::ColorChoice;
 use crate::plan::{Plan, PlanOptions, make_plan};
 use anyhow::Context;
 use clap::Args;
@@ -69,9 +69,8 @@ pub struct PlanArgs {
     /// Save the plan to this file for `infra apply FILE` (it holds no secret values).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Print the plan as JSON on stdout (format: docs/plan-json.md).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub view: super::plan_output::PlanViewArgs,
     /// Plan to destroy everything instead.
     #[arg(long)]
     pub destroy: bool,
@@ -108,11 +107,7 @@ pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Out
     let mut session = Session::open(global).await?;
     let operation = if args.destroy { "destroy" } else { "plan" };
     let (_, plan) = plan_in_session(&mut session, &args.planning, operation).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print!("{}", render_plan(&plan, args.planning.color()));
-    }
+    super::plan_output::print_plan(&plan, &args.view, args.planning.color())?;
     if let Some(path) = &args.out {
         crate::plan::file::write_plan(path, &plan)
             .with_context(|| format!("writing the plan to {}", path.display()))?;

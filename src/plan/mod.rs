@@ -1,10 +1,13 @@
 //! Planning: the plan model, structural diff, the planner, renderers and plan files.
 
+pub mod change_graph;
 pub mod diff;
 pub mod file;
+pub mod markdown;
 pub mod model;
 pub mod planner;
 pub mod render;
+pub mod terraform_json;
 
 pub use model::{Action, Plan, ResourceChange};
 pub use planner::{PlanError, PlanOptions, make_plan};

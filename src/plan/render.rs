@@ -158,6 +158,19 @@ fn describe(change: &ResourceChange) -> String {
     }
 }
 
+/// Renders one resource's change without color, as the plan shows it (for Markdown details).
+pub fn render_change_plain(change: &ResourceChange) -> String {
+    let mut out = String::new();
+    render_change(
+        &mut out,
+        change,
+        &Painter {
+            color: ColorChoice::Never,
+        },
+    );
+    out
+}
+
 /// Attributes that exist for bookkeeping and never appear in plans.
 pub fn is_hidden(field: &str) -> bool {
     field.ends_with("_salt")

@@ -1,6 +1,7 @@
 //! Integration tests: the real `infra` binary against the emulator, in throw-away projects.
 
 mod bundled;
+mod ci_reports;
 mod cloud_run;
 mod config_errors;
 mod config_guards;
