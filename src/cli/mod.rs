@@ -2,6 +2,7 @@
 //! changes, 1 error, 2 changes present with `--detailed-exitcode`).
 
 mod apply;
+mod completions;
 mod emulator;
 mod force_unlock;
 mod import;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 /// Declarative infrastructure for Google Cloud: plan, apply and track Cloud Run, Secret Manager,
 /// IAM, Monitoring and Billing resources, with a bundled emulator for offline work.
 #[derive(Debug, Parser)]
-#[command(name = "infra", version, about, max_term_width = 100)]
+#[command(name = "infra", version = completions::VERSION, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -65,6 +66,12 @@ pub enum Command {
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Serve the local emulator of the Google APIs infra calls.
     Emulator(emulator::EmulatorArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff): `infra man > infra.1`.
+    Man,
+    /// Print the version and the commit infra was built from.
+    Version,
 }
 
 /// Outcomes that are not errors but have their own exit code.
@@ -111,6 +118,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => import::run_import(&global, args).await,
         Command::ForceUnlock(args) => force_unlock::run_force_unlock(&global, args).await,
         Command::Emulator(args) => emulator::run_emulator(args).await,
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man => completions::run_man(),
+        Command::Version => completions::run_version(),
     }
 }
 

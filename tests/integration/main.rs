@@ -9,6 +9,7 @@ mod corpus;
 mod emulator_api;
 mod identity;
 mod monitoring;
+mod packaging;
 mod secrets;
 mod sensitive;
 mod state_backends;
