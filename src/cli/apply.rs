@@ -169,6 +169,11 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             ..args.planning.options(saved.destroy)
         };
         let current = make_plan(&session.configuration, &state, &session.client, &options).await?;
+        let current = if saved.refresh_only {
+            crate::plan::refresh_only::refresh_only_plan(current, &state)
+        } else {
+            current
+        };
         if current.changes != saved.changes {
             let differing: Vec<&str> = current
                 .changes
@@ -195,6 +200,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             eprintln!("No changes. Nothing to apply.");
             return Ok(Outcome::Success);
         }
+        if saved.refresh_only {
+            return super::refresh::record_refresh(&session, &saved, state).await;
+        }
         return execute(&session, &saved, state, parallelism).await;
     }
     let (state, plan) = plan_in_session(&mut session, &args.planning, "apply").await?;
@@ -209,6 +217,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         ),
         args.auto_approve,
     )?;
+    if plan.refresh_only {
+        return super::refresh::record_refresh(&session, &plan, state).await;
+    }
     execute(&session, &plan, state, parallelism).await
 }
 

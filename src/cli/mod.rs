@@ -9,6 +9,7 @@ mod import;
 mod output;
 mod plan;
 mod plan_output;
+mod refresh;
 mod session;
 mod show;
 mod state;

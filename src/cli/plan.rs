@@ -23,6 +23,11 @@ pub struct PlanningArgs {
     /// Read live objects before planning; --refresh=false trusts the state.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub refresh: bool,
+    /// Only compare the state with the live objects: the plan lists drift (exit 2 with
+    /// --detailed-exitcode when there is some), and apply records it in the state without
+    /// changing any object.
+    #[arg(long, conflicts_with = "replace")]
+    pub refresh_only: bool,
     /// Plan to replace this resource even if nothing changed (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub replace: Vec<String>,
@@ -83,6 +88,11 @@ pub async fn plan_in_session(
     operation: &str,
 ) -> anyhow::Result<(crate::state::State, Plan)> {
     let destroy = operation == "destroy";
+    if destroy && planning.refresh_only {
+        anyhow::bail!(
+            "--refresh-only cannot destroy\n  hint: `infra apply --refresh-only` records drift in the state"
+        );
+    }
     let state = session
         .lock_and_read(operation, planning.lock_timeout)
         .await?;
@@ -99,6 +109,11 @@ pub async fn plan_in_session(
         &planning.options(destroy),
     )
     .await?;
+    let plan = if planning.refresh_only {
+        crate::plan::refresh_only::refresh_only_plan(plan, &state)
+    } else {
+        plan
+    };
     Ok((state, plan))
 }
 

@@ -207,6 +207,7 @@ mod tests {
             config_digest: "d".into(),
             salt: "s".into(),
             destroy: false,
+            refresh_only: false,
             changes,
             drift: Vec::new(),
             outputs: BTreeMap::new(),

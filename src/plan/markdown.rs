@@ -20,7 +20,7 @@ pub fn render_markdown(plan: &Plan, limit: usize) -> String {
     let details: Vec<String> = plan
         .changes
         .iter()
-        .filter(|change| change.action != Action::NoOp)
+        .filter(|change| change.action != Action::NoOp && !plan.refresh_only)
         .map(render_details)
         .collect();
     let full_length = head.len() + graph.len() + details.iter().map(String::len).sum::<usize>();
@@ -75,7 +75,22 @@ fn render_head(plan: &Plan) -> String {
     let _ = writeln!(out, "### infra {title} for `{}`\n", plan.env);
     let (add, change, destroy) = plan.counts();
     let exit_code = if plan.has_changes() { 2 } else { 0 };
-    if plan.has_changes() {
+    if plan.refresh_only {
+        let (updated, forgotten) = super::refresh_only::refresh_counts(plan);
+        if plan.has_changes() {
+            let _ = writeln!(
+                out,
+                "**Refresh-only: {updated} to update in the state, {forgotten} to forget.** \
+                 Applying with `--refresh-only` changes no object. Detailed exit code: \
+                 `{exit_code}` (drift present).\n"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "**No drift.** The state matches the live objects. Detailed exit code: `{exit_code}`.\n"
+            );
+        }
+    } else if plan.has_changes() {
         let _ = writeln!(
             out,
             "**Plan: {add} to add, {change} to change, {destroy} to destroy.** \
@@ -109,7 +124,7 @@ fn render_head(plan: &Plan) -> String {
         let changes: Vec<&ResourceChange> = plan
             .changes
             .iter()
-            .filter(|change| change.action == action)
+            .filter(|change| change.action == action && !plan.refresh_only)
             .collect();
         if changes.is_empty() {
             continue;
@@ -326,6 +341,7 @@ mod tests {
             config_digest: "d".into(),
             salt: "s".into(),
             destroy: false,
+            refresh_only: false,
             changes: vec![
                 accessor,
                 secret,

@@ -6,6 +6,7 @@ pub mod file;
 pub mod markdown;
 pub mod model;
 pub mod planner;
+pub mod refresh_only;
 pub mod render;
 pub mod terraform_json;
 

@@ -22,6 +22,10 @@ pub struct Plan {
     /// Salt of the fingerprints of new secret values in this plan.
     pub salt: String,
     pub destroy: bool,
+    /// A `--refresh-only` plan: its changes bring the state in line with the live objects and
+    /// touch no object (plan/refresh_only.rs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
     pub changes: Vec<ResourceChange>,
     pub drift: Vec<Drift>,
     pub outputs: BTreeMap<String, OutputChange>,
@@ -99,8 +103,12 @@ pub struct OutputChange {
 }
 
 impl Plan {
-    /// Returns true when applying would change anything (resources or outputs).
+    /// Returns true when applying would change anything (resources or outputs); for a
+    /// refresh-only plan, when there is drift to record.
     pub fn has_changes(&self) -> bool {
+        if self.refresh_only {
+            return !self.changes.is_empty();
+        }
         self.changes
             .iter()
             .any(|change| change.action != Action::NoOp)

@@ -830,6 +830,7 @@ pub fn plan_with_live(
         config_digest: config_digest(configuration),
         salt,
         destroy: options.destroy,
+        refresh_only: false,
         changes,
         drift,
         outputs,

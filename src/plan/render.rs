@@ -57,6 +57,9 @@ impl Painter {
 /// Renders the whole plan.
 pub fn render_plan(plan: &Plan, color: ColorChoice) -> String {
     let painter = Painter { color };
+    if plan.refresh_only {
+        return super::refresh_only::render_refresh_only(plan, &|text| painter.bold(text));
+    }
     let mut out = String::new();
     if !plan.drift.is_empty() {
         let _ = writeln!(
@@ -399,6 +402,7 @@ mod tests {
             config_digest: "d".into(),
             salt: "s".into(),
             destroy: false,
+            refresh_only: false,
             changes,
             drift: vec![],
             outputs: BTreeMap::new(),

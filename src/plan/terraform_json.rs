@@ -18,14 +18,23 @@ const PROVIDER_NAME: &str = "infra/google";
 
 /// Returns the plan in Terraform's JSON plan representation.
 pub fn terraform_plan_json(plan: &Plan) -> Json {
-    let resource_changes: Vec<Json> = plan.changes.iter().map(resource_change).collect();
+    // A refresh-only plan changes no object: its changes are the drift, as in Terraform.
+    let resource_changes: Vec<Json> = if plan.refresh_only {
+        Vec::new()
+    } else {
+        plan.changes.iter().map(resource_change).collect()
+    };
     let resource_drift: Vec<Json> = plan
         .drift
         .iter()
         .map(|drift| {
-            let refreshed = plan
-                .change(&drift.address)
-                .and_then(|change| change.before.as_ref());
+            let refreshed = plan.change(&drift.address).and_then(|change| {
+                if plan.refresh_only {
+                    change.after.as_ref()
+                } else {
+                    change.before.as_ref()
+                }
+            });
             let mut entry = address_fields(&drift.address, plan.change(&drift.address));
             let (actions, after) = match drift.kind.as_str() {
                 "deleted" => (vec!["delete"], None),
@@ -508,6 +517,7 @@ mod tests {
             config_digest: "digest".into(),
             salt: "salt".into(),
             destroy: false,
+            refresh_only: false,
             changes: vec![change],
             drift: vec![Drift {
                 address: "module.run.cloud_run_service.api".into(),

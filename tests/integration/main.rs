@@ -10,6 +10,7 @@ mod emulator_api;
 mod identity;
 mod monitoring;
 mod packaging;
+mod refresh_only;
 mod secrets;
 mod sensitive;
 mod state_backends;
