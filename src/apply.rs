@@ -444,6 +444,10 @@ impl Executor<'_> {
     }
 
     async fn record_outputs(&self) {
+        // A targeted apply may leave untargeted objects uncreated: outputs stay as they were.
+        if !self.plan.targets.is_empty() {
+            return;
+        }
         let outputs = self.evaluated_outputs();
         let unchanged = self.lock_state().outputs == outputs;
         if !unchanged && let Err(message) = self.mutate_state(|state| state.outputs = outputs).await

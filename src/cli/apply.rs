@@ -169,6 +169,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             ..args.planning.options(saved.destroy)
         };
         let current = make_plan(&session.configuration, &state, &session.client, &options).await?;
+        let current = crate::plan::target::apply_targets(current, &saved.targets)?;
         let current = if saved.refresh_only {
             crate::plan::refresh_only::refresh_only_plan(current, &state)
         } else {

@@ -5,6 +5,7 @@ mod apply;
 mod completions;
 mod emulator;
 mod force_unlock;
+mod graph;
 mod import;
 mod output;
 mod plan;
@@ -67,6 +68,8 @@ pub enum Command {
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Serve the local emulator of the Google APIs infra calls.
     Emulator(emulator::EmulatorArgs),
+    /// Draw the resources and their dependencies (Graphviz DOT or Mermaid).
+    Graph(graph::GraphArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff): `infra man > infra.1`.
@@ -119,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => import::run_import(&global, args).await,
         Command::ForceUnlock(args) => force_unlock::run_force_unlock(&global, args).await,
         Command::Emulator(args) => emulator::run_emulator(args).await,
+        Command::Graph(args) => graph::run_graph(&global, args).await,
         Command::Completions(args) => completions::run_completions(args),
         Command::Man => completions::run_man(),
         Command::Version => completions::run_version(),

@@ -28,6 +28,10 @@ pub struct PlanningArgs {
     /// changing any object.
     #[arg(long, conflicts_with = "replace")]
     pub refresh_only: bool,
+    /// Plan only this resource (or module, or every instance of a block) and what it depends
+    /// on; for exceptional situations, not routine use (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
     /// Plan to replace this resource even if nothing changed (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub replace: Vec<String>,
@@ -109,6 +113,10 @@ pub async fn plan_in_session(
         &planning.options(destroy),
     )
     .await?;
+    let plan = crate::plan::target::apply_targets(plan, &planning.target)?;
+    if !planning.target.is_empty() {
+        eprintln!("\n{}", crate::plan::target::TARGET_WARNING);
+    }
     let plan = if planning.refresh_only {
         crate::plan::refresh_only::refresh_only_plan(plan, &state)
     } else {

@@ -208,6 +208,7 @@ mod tests {
             salt: "s".into(),
             destroy: false,
             refresh_only: false,
+            targets: Vec::new(),
             changes,
             drift: Vec::new(),
             outputs: BTreeMap::new(),

@@ -342,6 +342,7 @@ mod tests {
             salt: "s".into(),
             destroy: false,
             refresh_only: false,
+            targets: Vec::new(),
             changes: vec![
                 accessor,
                 secret,

@@ -8,6 +8,7 @@ pub mod model;
 pub mod planner;
 pub mod refresh_only;
 pub mod render;
+pub mod target;
 pub mod terraform_json;
 
 pub use model::{Action, Plan, ResourceChange};

@@ -26,6 +26,9 @@ pub struct Plan {
     /// touch no object (plan/refresh_only.rs).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refresh_only: bool,
+    /// The `--target` addresses this plan was narrowed to (plan/target.rs); empty for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     pub changes: Vec<ResourceChange>,
     pub drift: Vec<Drift>,
     pub outputs: BTreeMap<String, OutputChange>,

@@ -831,6 +831,7 @@ pub fn plan_with_live(
         salt,
         destroy: options.destroy,
         refresh_only: false,
+        targets: Vec::new(),
         changes,
         drift,
         outputs,

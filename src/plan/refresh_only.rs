@@ -205,6 +205,7 @@ mod tests {
             salt: "s".into(),
             destroy: false,
             refresh_only: false,
+            targets: Vec::new(),
             changes: vec![
                 change(
                     "secret.a",
@@ -265,6 +266,7 @@ mod tests {
             salt: "s".into(),
             destroy: false,
             refresh_only: false,
+            targets: Vec::new(),
             changes: vec![change("secret.a", None)],
             drift: Vec::new(),
             outputs: BTreeMap::new(),

@@ -403,6 +403,7 @@ mod tests {
             salt: "s".into(),
             destroy: false,
             refresh_only: false,
+            targets: Vec::new(),
             changes,
             drift: vec![],
             outputs: BTreeMap::new(),

@@ -518,6 +518,7 @@ mod tests {
             salt: "salt".into(),
             destroy: false,
             refresh_only: false,
+            targets: Vec::new(),
             changes: vec![change],
             drift: vec![Drift {
                 address: "module.run.cloud_run_service.api".into(),

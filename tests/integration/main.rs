@@ -16,3 +16,4 @@ mod sensitive;
 mod state_backends;
 mod storage_api;
 mod support;
+mod target_graph;

@@ -58,7 +58,7 @@ fn man_page_is_roff_with_every_command() {
     let run = TestEnv::empty().infra(&["man"]);
     run.expect_code(0);
     assert!(run.stdout.contains(".TH infra 1"), "{}", run.stdout);
-    for command in ["plan", "apply", "completions", "version"] {
+    for command in ["plan", "apply", "completions", "graph"] {
         assert!(
             run.stdout.contains(&format!("infra\\-{command}")),
             "{command} missing from the man page"
