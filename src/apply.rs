@@ -15,6 +15,7 @@ use crate::plan::planner::{
     InstanceConfig, evaluate_instances, evaluate_value_block, kind_context, output_address,
     record_block, resource_salt,
 };
+use crate::progress::{NoProgress, Progress};
 use crate::state::{ResourceStatus, State, StateOutput, StateResource};
 use crate::value::Attributes;
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ struct Executor<'a> {
     operations: Semaphore,
     writer: tokio::sync::Mutex<()>,
     stop: &'a AtomicBool,
+    progress: &'a dyn Progress,
 }
 
 /// Applies a plan. `stop` is set on interrupt: running operations finish and are recorded,
@@ -64,6 +66,31 @@ pub async fn apply(
     parallelism: usize,
     stop: &AtomicBool,
 ) -> (State, ApplyReport) {
+    apply_with_progress(
+        configuration,
+        plan,
+        state,
+        client,
+        sink,
+        parallelism,
+        stop,
+        &NoProgress,
+    )
+    .await
+}
+
+/// Applies a plan like `apply`, reporting each operation's start and end to `progress`.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_with_progress(
+    configuration: &Configuration,
+    plan: &Plan,
+    state: State,
+    client: &GcpClient,
+    sink: &dyn StateSink,
+    parallelism: usize,
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+) -> (State, ApplyReport) {
     let executor = Executor {
         configuration,
         plan,
@@ -75,6 +102,7 @@ pub async fn apply(
         operations: Semaphore::new(parallelism.max(1)),
         writer: tokio::sync::Mutex::new(()),
         stop,
+        progress,
     };
     if !plan.destroy {
         match block_graph(configuration) {
@@ -168,7 +196,7 @@ impl Executor<'_> {
         let outcomes = futures::future::join_all(
             instances
                 .iter()
-                .map(|instance| self.apply_instance(instance)),
+                .map(|instance| self.apply_instance_reported(instance)),
         )
         .await;
         let mut exported = BTreeMap::new();
@@ -199,6 +227,27 @@ impl Executor<'_> {
         }
     }
 
+    /// Performs one instance's planned action, reporting its end to `progress` (its start is
+    /// reported once it gets its turn, inside).
+    async fn apply_instance_reported(
+        &self,
+        instance: &InstanceConfig,
+    ) -> Result<Attributes, String> {
+        let action = self
+            .plan
+            .change(&instance.address)
+            .map_or(Action::NoOp, |change| change.action);
+        let result = self.apply_instance(instance).await;
+        if !matches!(action, Action::NoOp | Action::Delete) {
+            self.progress.operation_finished(
+                &instance.address,
+                action,
+                result.as_ref().err().map(String::as_str),
+            );
+        }
+        result
+    }
+
     /// Performs one instance's planned action and returns its exported attributes.
     async fn apply_instance(&self, instance: &InstanceConfig) -> Result<Attributes, String> {
         let change = self.plan.change(&instance.address).ok_or_else(|| {
@@ -224,6 +273,8 @@ impl Executor<'_> {
         if self.stop.load(Ordering::SeqCst) {
             return Err("not started: interrupted".into());
         }
+        self.progress
+            .operation_started(&instance.address, change.action);
         let kind = instance.kind;
         let dependencies = change.dependencies.clone();
         let resource = match change.action {
@@ -391,7 +442,17 @@ impl Executor<'_> {
             }
         }
         let walk = graph
-            .walk(parallelism, true, |address| self.delete_one(address))
+            .walk(parallelism, true, |address| async move {
+                let result = self.delete_one(address.clone()).await;
+                if !matches!(&result, Err(message) if message.starts_with("not started")) {
+                    self.progress.operation_finished(
+                        &address,
+                        Action::Delete,
+                        result.as_ref().err().map(String::as_str),
+                    );
+                }
+                result
+            })
             .await;
         let mut report = self.lock_report();
         for (address, message) in walk.failed {
@@ -421,6 +482,7 @@ impl Executor<'_> {
         if self.stop.load(Ordering::SeqCst) {
             return Err("not started: interrupted".into());
         }
+        self.progress.operation_started(&address, Action::Delete);
         kind.delete(self.client, &prior)
             .await
             .map_err(|error| error.to_string())?;

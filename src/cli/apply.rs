@@ -4,7 +4,7 @@
 use super::plan::{PlanningArgs, plan_in_session};
 use super::session::Session;
 use super::{GlobalArgs, Outcome};
-use crate::apply::{StateSink, apply};
+use crate::apply::{StateSink, apply_with_progress};
 use crate::plan::file::{check_fresh, read_plan};
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
@@ -94,7 +94,8 @@ async fn execute(
     let sink = BackendSink {
         backend: &session.backend,
     };
-    let (_, report) = apply(
+    let progress = super::progress::for_stderr();
+    let (state, report) = apply_with_progress(
         &session.configuration,
         plan,
         state,
@@ -102,6 +103,7 @@ async fn execute(
         &sink,
         parallelism,
         &stop,
+        progress.as_ref(),
     )
     .await;
     listener.abort();
@@ -132,10 +134,7 @@ async fn execute(
             report.destroyed
         );
     }
-    eprintln!(
-        "{verb} complete! Resources: {} added, {} changed, {} destroyed.",
-        report.added, report.changed, report.destroyed
-    );
+    super::apply_summary::print_summary(verb, &report, &state)?;
     Ok(Outcome::Success)
 }
 

@@ -2,6 +2,7 @@
 //! changes, 1 error, 2 changes present with `--detailed-exitcode`).
 
 mod apply;
+mod apply_summary;
 mod completions;
 mod emulator;
 mod force_unlock;
@@ -10,6 +11,7 @@ mod import;
 mod output;
 mod plan;
 mod plan_output;
+mod progress;
 mod refresh;
 mod session;
 mod show;

@@ -4,12 +4,21 @@
 use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
 use crate::plan::render::ColorChoice;
-use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::plan::{Plan, PlanOptions};
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// `--color`: when to color the plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorMode {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
 
 /// Options shared by the commands that plan (plan, apply, destroy).
 #[derive(Debug, Args, Clone)]
@@ -38,6 +47,10 @@ pub struct PlanningArgs {
     /// Never color the output (NO_COLOR and a non-terminal stdout do the same).
     #[arg(long)]
     pub no_color: bool,
+    /// When to color the plan: auto (a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it, for CI logs), always or never.
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: ColorMode,
     /// Plan even though the configuration declares no resources while the state holds some
     /// (every one of them is destroyed); refused without it.
     #[arg(long)]
@@ -59,10 +72,10 @@ impl PlanningArgs {
 
     /// Returns the color choice for stdout.
     pub fn color(&self) -> ColorChoice {
-        if self.no_color {
-            ColorChoice::Never
-        } else {
-            ColorChoice::detect(std::io::stdout().is_terminal())
+        match (self.no_color, self.color) {
+            (true, _) | (false, ColorMode::Never) => ColorChoice::Never,
+            (false, ColorMode::Always) => ColorChoice::Always,
+            (false, ColorMode::Auto) => ColorChoice::detect(std::io::stdout().is_terminal()),
         }
     }
 }
@@ -106,11 +119,13 @@ pub async fn plan_in_session(
         if state.resources.len() == 1 { "" } else { "s" },
         session.configuration.env.name
     );
-    let plan = make_plan(
+    let progress = super::progress::for_stderr();
+    let plan = crate::plan::make_plan_with_progress(
         &session.configuration,
         &state,
         &session.client,
         &planning.options(destroy),
+        progress.as_ref(),
     )
     .await?;
     let plan = crate::plan::target::apply_targets(plan, &planning.target)?;

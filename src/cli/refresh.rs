@@ -8,6 +8,7 @@ use crate::plan::Plan;
 use crate::plan::refresh_only::record_drift;
 use crate::state::State;
 use anyhow::Context;
+use std::io::Write;
 
 /// Writes the drift of a refresh-only plan into the state with the next serial.
 pub async fn record_refresh(
@@ -22,9 +23,13 @@ pub async fn record_refresh(
         .write(&state)
         .await
         .with_context(|| format!("recording the drift in {}", session.backend.location()))?;
-    eprintln!(
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
         "Apply complete! State updated: {updated} resource{} refreshed, {forgotten} forgotten; no object was changed.",
         if updated == 1 { "" } else { "s" }
-    );
+    )
+    .and_then(|()| stdout.flush())
+    .context("writing to stdout")?;
     Ok(Outcome::Success)
 }

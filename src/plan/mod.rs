@@ -12,4 +12,4 @@ pub mod target;
 pub mod terraform_json;
 
 pub use model::{Action, Plan, ResourceChange};
-pub use planner::{PlanError, PlanOptions, make_plan};
+pub use planner::{PlanError, PlanOptions, make_plan, make_plan_with_progress};

@@ -15,10 +15,13 @@ pub enum ColorChoice {
 }
 
 impl ColorChoice {
-    /// Returns `Always` when stdout is a terminal and `NO_COLOR` is unset.
+    /// Returns `Always` when stdout is a terminal (or `CLICOLOR_FORCE` is set, as CI logs
+    /// that render color want) and `NO_COLOR` is unset.
     pub fn detect(stream_is_terminal: bool) -> Self {
         let disabled = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-        if stream_is_terminal && !disabled {
+        let forced = std::env::var_os("CLICOLOR_FORCE")
+            .is_some_and(|value| value != "0" && !value.is_empty());
+        if (stream_is_terminal || forced) && !disabled {
             ColorChoice::Always
         } else {
             ColorChoice::Never

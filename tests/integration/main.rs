@@ -10,6 +10,7 @@ mod emulator_api;
 mod identity;
 mod monitoring;
 mod packaging;
+mod progress;
 mod refresh_only;
 mod secrets;
 mod sensitive;
