@@ -79,11 +79,8 @@ pub fn record_drift(plan: &Plan, state: &mut State) -> (usize, usize) {
     let mut forgotten = 0;
     for change in &plan.changes {
         match (change.action, &change.after) {
-            (Action::Delete, _) => {
-                if state.remove(&change.address).is_some() {
-                    forgotten += 1;
-                }
-            }
+            (Action::Delete, _) if state.remove(&change.address).is_some() => forgotten += 1,
+            (Action::Delete, _) => {}
             (_, Some(after)) => {
                 if let Some(mut resource) = state.resource(&change.address).cloned() {
                     resource.attributes = after.clone();
