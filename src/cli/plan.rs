@@ -35,7 +35,7 @@ pub struct PlanningArgs {
     /// Only compare the state with the live objects: the plan lists drift (exit 2 with
     /// --detailed-exitcode when there is some), and apply records it in the state without
     /// changing any object.
-    #[arg(long, conflicts_with = "replace")]
+    #[arg(long, conflicts_with_all = ["replace", "refresh"])]
     pub refresh_only: bool,
     /// Plan only this resource (or module, or every instance of a block) and what it depends
     /// on; for exceptional situations, not routine use (repeatable).
