@@ -103,6 +103,14 @@ fn render_head(plan: &Plan) -> String {
              Detailed exit code: `{exit_code}`.\n"
         );
     }
+    if !plan.targets.is_empty() {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> Resource targeting is in effect ({}): this plan may not show every \
+             change the configuration asks for.\n",
+            code_list(&plan.targets)
+        );
+    }
     if !plan.drift.is_empty() {
         out.push_str("#### Drift: objects changed outside of infra\n\n");
         out.push_str("| Address | Drift |\n| --- | --- |\n");

@@ -28,6 +28,10 @@ pub fn terraform_plan_json(plan: &Plan) -> Json {
         .drift
         .iter()
         .map(|drift| {
+            let recorded = plan
+                .change(&drift.address)
+                .filter(|_| plan.refresh_only)
+                .and_then(|change| change.before.as_ref());
             let refreshed = plan.change(&drift.address).and_then(|change| {
                 if plan.refresh_only {
                     change.after.as_ref()
@@ -44,11 +48,12 @@ pub fn terraform_plan_json(plan: &Plan) -> Json {
                 "change".into(),
                 json!({
                     "actions": actions,
-                    // The plan keeps the refreshed object, not the state's last-applied one.
-                    "before": Json::Null,
+                    // A full plan keeps the refreshed object only; a refresh-only plan also
+                    // keeps the state's last-applied one.
+                    "before": recorded.map_or(Json::Null, |attributes| known_values(attributes, &[])),
                     "after": after.map_or(Json::Null, |attributes| known_values(attributes, &[])),
                     "after_unknown": after.map_or(json!({}), unknown_shape),
-                    "before_sensitive": false,
+                    "before_sensitive": recorded.map_or(Json::Bool(false), |attributes| sensitive_shape(attributes, &[])),
                     "after_sensitive": after.map_or(Json::Bool(false), |attributes| sensitive_shape(attributes, &[])),
                 }),
             );

@@ -97,6 +97,16 @@ fn drift_exits_two_and_apply_refresh_only_records_it_without_touching_objects() 
         ]
     );
     assert_eq!(json["applyable"], true);
+    let changed = &json["resource_drift"][0]["change"];
+    assert_eq!(
+        changed["before"]["labels"].get("owner"),
+        None,
+        "before: the state"
+    );
+    assert_eq!(
+        changed["after"]["labels"]["owner"], "someone",
+        "after: the live object"
+    );
 
     let apply = env.infra(&["apply", "--env", "test", "--refresh-only", "--auto-approve"]);
     apply.expect_code(0);

@@ -42,6 +42,22 @@ fn a_target_is_applied_with_its_dependencies_and_a_warning() {
         "{}",
         plan.stderr
     );
+    let markdown = env.infra(&[
+        "plan",
+        "--env",
+        "test",
+        "--target",
+        "iam_member.read_a",
+        "--markdown",
+    ]);
+    markdown.expect_code(0);
+    assert!(
+        markdown
+            .stdout
+            .contains("Resource targeting is in effect (`iam_member.read_a`)"),
+        "{}",
+        markdown.stdout
+    );
     env.infra(&[
         "apply",
         "--env",
