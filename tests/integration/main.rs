@@ -1,6 +1,7 @@
 //! Integration tests: the real `infra` binary against the emulator, in throw-away projects.
 
 mod bundled;
+mod ci_reports;
 mod cloud_run;
 mod config_errors;
 mod config_guards;
@@ -10,8 +11,12 @@ mod fingerprints;
 mod identity;
 mod interrupts;
 mod monitoring;
+mod packaging;
+mod progress;
+mod refresh_only;
 mod secrets;
 mod sensitive;
 mod state_backends;
 mod storage_api;
 mod support;
+mod target_graph;
