@@ -17,6 +17,7 @@ use crate::plan::planner::{
     InstanceConfig, evaluate_instances, evaluate_value_block, kind_context, output_address,
     record_block,
 };
+use crate::progress::{NoProgress, Progress};
 use crate::sensitive::FingerprintKey;
 use crate::state::{ResourceStatus, State, StateOutput, StateResource};
 use crate::value::Attributes;
@@ -61,6 +62,7 @@ struct Executor<'a> {
     operations: Semaphore,
     stop: &'a AtomicBool,
     fingerprint_key: Option<Arc<FingerprintKey>>,
+    progress: &'a dyn Progress,
 }
 
 /// The state as changed so far, and how many changes it holds.
@@ -94,6 +96,33 @@ pub async fn apply(
     stop: &AtomicBool,
     fingerprint_key: Option<Arc<FingerprintKey>>,
 ) -> (State, ApplyReport) {
+    apply_with_progress(
+        configuration,
+        plan,
+        state,
+        client,
+        sink,
+        parallelism,
+        stop,
+        fingerprint_key,
+        &NoProgress,
+    )
+    .await
+}
+
+/// Applies a plan like `apply`, reporting each operation's start and end to `progress`.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_with_progress(
+    configuration: &Configuration,
+    plan: &Plan,
+    state: State,
+    client: &GcpClient,
+    sink: &dyn StateSink,
+    parallelism: usize,
+    stop: &AtomicBool,
+    fingerprint_key: Option<Arc<FingerprintKey>>,
+    progress: &dyn Progress,
+) -> (State, ApplyReport) {
     let executor = Executor {
         configuration,
         plan,
@@ -111,6 +140,7 @@ pub async fn apply(
         operations: Semaphore::new(parallelism.max(1)),
         stop,
         fingerprint_key,
+        progress,
     };
     let work = async {
         executor.run(parallelism).await;
@@ -296,7 +326,7 @@ impl Executor<'_> {
         let outcomes = futures::future::join_all(
             instances
                 .iter()
-                .map(|instance| self.apply_instance(instance)),
+                .map(|instance| self.apply_instance_reported(instance)),
         )
         .await;
         let mut exported = BTreeMap::new();
@@ -327,6 +357,27 @@ impl Executor<'_> {
         }
     }
 
+    /// Performs one instance's planned action, reporting its end to `progress` (its start is
+    /// reported once it gets its turn, inside).
+    async fn apply_instance_reported(
+        &self,
+        instance: &InstanceConfig,
+    ) -> Result<Attributes, String> {
+        let action = self
+            .plan
+            .change(&instance.address)
+            .map_or(Action::NoOp, |change| change.action);
+        let result = self.apply_instance(instance).await;
+        if !matches!(action, Action::NoOp | Action::Delete) {
+            self.progress.operation_finished(
+                &instance.address,
+                action,
+                result.as_ref().err().map(String::as_str),
+            );
+        }
+        result
+    }
+
     /// Performs one instance's planned action and returns its exported attributes.
     async fn apply_instance(&self, instance: &InstanceConfig) -> Result<Attributes, String> {
         let change = self.plan.change(&instance.address).ok_or_else(|| {
@@ -354,6 +405,10 @@ impl Executor<'_> {
                 .exported(&context, &instance.config, prior.as_ref(), false));
         }
         self.check_against_plan(instance, change, &context, prior.as_ref())?;
+        // Shown as started once it may start; it may still wait for a parallelism permit.
+        self.may_start()?;
+        self.progress
+            .operation_started(&instance.address, change.action);
         let kind = instance.kind;
         let dependencies = change.dependencies.clone();
         let resource = match change.action {
@@ -592,7 +647,17 @@ impl Executor<'_> {
             }
         }
         let walk = graph
-            .walk(parallelism, true, |address| self.delete_one(address))
+            .walk(parallelism, true, |address| async move {
+                let result = self.delete_one(address.clone()).await;
+                if !matches!(&result, Err(message) if message.starts_with("not started")) {
+                    self.progress.operation_finished(
+                        &address,
+                        Action::Delete,
+                        result.as_ref().err().map(String::as_str),
+                    );
+                }
+                result
+            })
             .await;
         let mut report = self.lock_report();
         for (address, message) in walk.failed {
@@ -615,6 +680,7 @@ impl Executor<'_> {
         let kind = kinds::find(&prior.kind)
             .ok_or_else(|| format!("unknown kind `{}` in state", prior.kind))?;
         let permit = self.permit().await?;
+        self.progress.operation_started(&address, Action::Delete);
         kind.delete(self.client, &prior)
             .await
             .map_err(|error| error.to_string())?;
@@ -639,6 +705,10 @@ impl Executor<'_> {
     }
 
     fn record_outputs(&self) {
+        // A targeted apply may leave untargeted objects uncreated: outputs stay as they were.
+        if !self.plan.targets.is_empty() {
+            return;
+        }
         let outputs = self.evaluated_outputs();
         let unchanged = self.lock_journal().state.outputs == outputs;
         if !unchanged {

@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod gcp;
 pub mod graph;
 pub mod plan;
+pub mod progress;
 pub mod sensitive;
 pub mod state;
 pub mod value;

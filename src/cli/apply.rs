@@ -4,7 +4,7 @@
 use super::plan::{PlanningArgs, plan_in_session, writes_secrets};
 use super::session::{Session, read_plan_file};
 use super::{CommandError, ErrorKind, GlobalArgs, Outcome};
-use crate::apply::{StateSink, apply};
+use crate::apply::{StateSink, apply_with_progress};
 use crate::plan::file::check_fresh;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
@@ -151,7 +151,8 @@ async fn execute(
     let sink = BackendSink {
         backend: &session.backend,
     };
-    let (final_state, report) = apply(
+    let progress = super::progress::for_stderr();
+    let (final_state, report) = apply_with_progress(
         &session.configuration,
         plan,
         state,
@@ -160,6 +161,7 @@ async fn execute(
         parallelism,
         &stop,
         fingerprint_key,
+        progress.as_ref(),
     )
     .await;
     for error in &report.errors {
@@ -210,10 +212,7 @@ async fn execute(
             report.destroyed
         );
     }
-    eprintln!(
-        "{verb} complete! Resources: {} added, {} changed, {} destroyed.",
-        report.added, report.changed, report.destroyed
-    );
+    super::apply_summary::print_summary(verb, &report, &final_state)?;
     Ok(Outcome::Success)
 }
 
@@ -253,6 +252,12 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             ..args.planning.options(saved.destroy)
         };
         let current = make_plan(&session.configuration, &state, &session.client, &options).await?;
+        let current = crate::plan::target::apply_targets(current, &saved.targets)?;
+        let current = if saved.refresh_only {
+            crate::plan::refresh_only::refresh_only_plan(current, &state)
+        } else {
+            current
+        };
         if current.changes != saved.changes {
             let differing: Vec<&str> = current
                 .changes
@@ -283,6 +288,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             eprintln!("No changes. Nothing to apply.");
             return Ok(Outcome::Success);
         }
+        if saved.refresh_only {
+            return super::refresh::record_refresh(&session, &saved, state).await;
+        }
         return execute(&session, &saved, state, parallelism, fingerprint_key).await;
     }
     let (state, plan, fingerprint_key) =
@@ -305,6 +313,9 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         args.auto_approve,
     )
     .await?;
+    if plan.refresh_only {
+        return super::refresh::record_refresh(&session, &plan, state).await;
+    }
     execute(&session, &plan, state, parallelism, fingerprint_key).await
 }
 

@@ -6,13 +6,19 @@
 mod stdout;
 
 mod apply;
+mod apply_summary;
+mod completions;
 mod emulator;
 mod error;
 mod force_unlock;
+mod graph;
 mod import;
 mod interrupt;
 mod output;
 mod plan;
+mod plan_output;
+mod progress;
+mod refresh;
 mod session;
 mod show;
 mod state;
@@ -29,7 +35,7 @@ use std::sync::OnceLock;
 /// Declarative infrastructure for Google Cloud: plan, apply and track Cloud Run, Secret Manager,
 /// IAM, Monitoring and Billing resources, with a bundled emulator for offline work.
 #[derive(Debug, Parser)]
-#[command(name = "infra", version, about, max_term_width = 100)]
+#[command(name = "infra", version = completions::VERSION, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -74,6 +80,14 @@ pub enum Command {
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Serve the local emulator of the Google APIs infra calls.
     Emulator(emulator::EmulatorArgs),
+    /// Draw the resources and their dependencies (Graphviz DOT or Mermaid).
+    Graph(graph::GraphArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff): `infra man > infra.1`.
+    Man,
+    /// Print the version and the commit infra was built from.
+    Version,
 }
 
 /// Outcomes that are not errors but have their own exit code.
@@ -163,6 +177,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => import::run_import(&global, args).await,
         Command::ForceUnlock(args) => force_unlock::run_force_unlock(&global, args).await,
         Command::Emulator(args) => emulator::run_emulator(args).await,
+        Command::Graph(args) => graph::run_graph(&global, args).await,
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man => completions::run_man(),
+        Command::Version => completions::run_version(),
     }
 }
 

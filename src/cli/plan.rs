@@ -4,8 +4,8 @@
 use super::session::{Session, parse_duration};
 use super::{GlobalArgs, Outcome};
 use crate::plan::model::Action;
-use crate::plan::render::{ColorChoice, render_plan};
-use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::plan::render::ColorChoice;
+use crate::plan::{Plan, PlanOptions};
 use crate::sensitive::FingerprintKey;
 use anyhow::Context;
 use clap::Args;
@@ -13,6 +13,15 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `--color`: when to color the plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorMode {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
 
 /// Options shared by the commands that plan (plan, apply, destroy).
 #[derive(Debug, Args, Clone)]
@@ -26,12 +35,25 @@ pub struct PlanningArgs {
     /// Read live objects before planning; --refresh=false trusts the state.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub refresh: bool,
+    /// Only compare the state with the live objects: the plan lists drift (exit 2 with
+    /// --detailed-exitcode when there is some), and apply records it in the state without
+    /// changing any object.
+    #[arg(long, conflicts_with_all = ["replace", "refresh"])]
+    pub refresh_only: bool,
+    /// Plan only this resource (or module, or every instance of a block) and what it depends
+    /// on; for exceptional situations, not routine use (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
     /// Plan to replace this resource even if nothing changed (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub replace: Vec<String>,
     /// Never color the output (NO_COLOR and a non-terminal stdout do the same).
     #[arg(long)]
     pub no_color: bool,
+    /// When to color the plan: auto (a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it, for CI logs), always or never.
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: ColorMode,
     /// Plan even though the configuration declares no resources while the state holds some
     /// (every one of them is destroyed); refused without it.
     #[arg(long)]
@@ -53,10 +75,10 @@ impl PlanningArgs {
 
     /// Returns the color choice for stdout.
     pub fn color(&self) -> ColorChoice {
-        if self.no_color {
-            ColorChoice::Never
-        } else {
-            ColorChoice::detect(std::io::stdout().is_terminal())
+        match (self.no_color, self.color) {
+            (true, _) | (false, ColorMode::Never) => ColorChoice::Never,
+            (false, ColorMode::Always) => ColorChoice::Always,
+            (false, ColorMode::Auto) => ColorChoice::detect(std::io::stdout().is_terminal()),
         }
     }
 }
@@ -72,9 +94,8 @@ pub struct PlanArgs {
     /// Save the plan to this file for `infra apply FILE` (it holds no secret values).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Print the plan as JSON on stdout (format: docs/plan-json.md).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub view: super::plan_output::PlanViewArgs,
     /// Plan to destroy everything instead.
     #[arg(long)]
     pub destroy: bool,
@@ -101,6 +122,11 @@ pub async fn plan_in_session(
     operation: &str,
 ) -> anyhow::Result<(crate::state::State, Plan, Option<Arc<FingerprintKey>>)> {
     let destroy = operation == "destroy";
+    if destroy && planning.refresh_only {
+        anyhow::bail!(
+            "--refresh-only cannot destroy\n  hint: `infra apply --refresh-only` records drift in the state"
+        );
+    }
     let state = session
         .lock_and_read(operation, planning.lock_timeout)
         .await?;
@@ -115,7 +141,15 @@ pub async fn plan_in_session(
         fingerprint_key: fingerprint_key.clone(),
         ..planning.options(destroy)
     };
-    let plan = make_plan(&session.configuration, &state, &session.client, &options).await?;
+    let progress = super::progress::for_stderr();
+    let plan = crate::plan::make_plan_with_progress(
+        &session.configuration,
+        &state,
+        &session.client,
+        &options,
+        progress.as_ref(),
+    )
+    .await?;
     if fingerprint_key.is_none() && writes_secrets(&plan) {
         let env = &session.configuration.env;
         eprintln!(
@@ -123,6 +157,15 @@ pub async fn plan_in_session(
             crate::gcp::fingerprint_key::key_secret_name(&env.project, &env.name)
         );
     }
+    let plan = crate::plan::target::apply_targets(plan, &planning.target)?;
+    if !planning.target.is_empty() {
+        eprintln!("\n{}", crate::plan::target::TARGET_WARNING);
+    }
+    let plan = if planning.refresh_only {
+        crate::plan::refresh_only::refresh_only_plan(plan, &state)
+    } else {
+        plan
+    };
     Ok((state, plan, fingerprint_key))
 }
 
@@ -131,11 +174,7 @@ pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Out
     let mut session = Session::open(global).await?;
     let operation = if args.destroy { "destroy" } else { "plan" };
     let (_, plan, _) = plan_in_session(&mut session, &args.planning, operation).await?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        out!("{}", render_plan(&plan, args.planning.color()));
-    }
+    super::plan_output::print_plan(&plan, &args.view, args.planning.color())?;
     if let Some(path) = &args.out {
         crate::plan::file::write_plan(path, &plan)
             .with_context(|| {

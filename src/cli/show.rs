@@ -3,7 +3,7 @@
 
 use super::session::{Session, parse_duration, read_plan_file};
 use super::{GlobalArgs, Outcome};
-use crate::plan::render::{ColorChoice, render_plan};
+use crate::plan::render::ColorChoice;
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,9 +14,8 @@ use std::time::Duration;
 pub struct ShowArgs {
     /// A saved plan file to show instead of the state.
     pub plan_file: Option<PathBuf>,
-    /// Print JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub view: super::plan_output::PlanViewArgs,
     /// How long to wait for the state lock.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
@@ -26,19 +25,21 @@ pub struct ShowArgs {
 pub async fn run_show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<Outcome> {
     if let Some(path) = &args.plan_file {
         let plan = read_plan_file(path, &global.env)?;
-        if args.json {
-            outln!("{}", serde_json::to_string_pretty(&plan)?);
-        } else {
-            out!(
-                "{}",
-                render_plan(&plan, ColorChoice::detect(std::io::stdout().is_terminal()))
-            );
-        }
+        super::plan_output::print_plan(
+            &plan,
+            &args.view,
+            ColorChoice::detect(std::io::stdout().is_terminal()),
+        )?;
         return Ok(Outcome::Success);
     }
     let mut session = Session::open(global).await?;
     let state = session.lock_and_read("show", args.lock_timeout).await?;
-    if args.json {
+    if args.view.markdown || args.view.format != super::plan_output::JsonFormat::Infra {
+        anyhow::bail!(
+            "--markdown and --format terraform show a plan, not the state\n  hint: save a plan with `infra plan --out FILE` and run `infra show --markdown FILE`"
+        );
+    }
+    if args.view.json {
         outln!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(Outcome::Success);
     }

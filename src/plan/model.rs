@@ -21,6 +21,13 @@ pub struct Plan {
     /// SHA-256 of every configuration file read: `apply FILE` refuses a changed configuration.
     pub config_digest: String,
     pub destroy: bool,
+    /// A `--refresh-only` plan: its changes bring the state in line with the live objects and
+    /// touch no object (plan/refresh_only.rs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
+    /// The `--target` addresses this plan was narrowed to (plan/target.rs); empty for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     pub changes: Vec<ResourceChange>,
     pub drift: Vec<Drift>,
     pub outputs: BTreeMap<String, OutputChange>,
@@ -98,8 +105,12 @@ pub struct OutputChange {
 }
 
 impl Plan {
-    /// Returns true when applying would change anything (resources or outputs).
+    /// Returns true when applying would change anything (resources or outputs); for a
+    /// refresh-only plan, when there is drift to record.
     pub fn has_changes(&self) -> bool {
+        if self.refresh_only {
+            return !self.changes.is_empty();
+        }
         self.changes
             .iter()
             .any(|change| change.action != Action::NoOp)

@@ -14,6 +14,7 @@ use crate::config::{
 use crate::gcp::GcpClient;
 use crate::gcp::kinds::{self, Kind, KindContext};
 use crate::graph::{DependencyGraph, block_graph};
+use crate::progress::{NoProgress, Progress};
 use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE};
 use crate::state::{ResourceStatus, State, StateResource};
 use crate::value::{Attributes, Value};
@@ -432,6 +433,16 @@ pub async fn refresh(
     client: &GcpClient,
     parallelism: usize,
 ) -> Result<BTreeMap<String, Option<Attributes>>, PlanError> {
+    refresh_with_progress(state, client, parallelism, &NoProgress).await
+}
+
+/// Reads live objects like `refresh`, reporting each read to `progress`.
+pub async fn refresh_with_progress(
+    state: &State,
+    client: &GcpClient,
+    parallelism: usize,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, Option<Attributes>>, PlanError> {
     let reads = state.resources.iter().map(|resource| async move {
         let kind = kinds::find(&resource.kind).ok_or_else(|| {
             format!(
@@ -441,7 +452,10 @@ pub async fn refresh(
         })?;
         kind.read(client, &resource.id, Some(resource))
             .await
-            .map(|live| (resource.address.clone(), live))
+            .map(|live| {
+                progress.refreshed(&resource.address);
+                (resource.address.clone(), live)
+            })
             .map_err(|error| format!("{}: {error}", resource.address))
     });
     let results: Vec<Result<(String, Option<Attributes>), String>> = stream::iter(reads)
@@ -473,13 +487,27 @@ pub async fn make_plan(
     client: &GcpClient,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    make_plan_with_progress(configuration, state, client, options, &NoProgress).await
+}
+
+/// Makes the plan like `make_plan`, reporting the refresh to `progress`.
+pub async fn make_plan_with_progress(
+    configuration: &Configuration,
+    state: &State,
+    client: &GcpClient,
+    options: &PlanOptions,
+    progress: &dyn Progress,
+) -> Result<Plan, PlanError> {
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
     // Without a refresh nothing is live: every resource is compared with its recorded
     // attributes, which the planner reads from the state itself (no copy of them all).
     let live = if options.refresh {
-        refresh(state, client, options.parallelism).await?
+        progress.refresh_started(state.resources.len());
+        let live = refresh_with_progress(state, client, options.parallelism, progress).await;
+        progress.refresh_finished();
+        live?
     } else {
         BTreeMap::new()
     };
@@ -839,6 +867,8 @@ pub fn plan_with_live(
         serial: state.serial,
         config_digest: config_digest(configuration),
         destroy: options.destroy,
+        refresh_only: false,
+        targets: Vec::new(),
         changes,
         drift,
         outputs,

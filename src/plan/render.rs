@@ -15,10 +15,13 @@ pub enum ColorChoice {
 }
 
 impl ColorChoice {
-    /// Returns `Always` when stdout is a terminal and `NO_COLOR` is unset.
+    /// Returns `Always` when stdout is a terminal (or `CLICOLOR_FORCE` is set, as CI logs
+    /// that render color want) and `NO_COLOR` is unset.
     pub fn detect(stream_is_terminal: bool) -> Self {
         let disabled = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-        if stream_is_terminal && !disabled {
+        let forced = std::env::var_os("CLICOLOR_FORCE")
+            .is_some_and(|value| value != "0" && !value.is_empty());
+        if (stream_is_terminal || forced) && !disabled {
             ColorChoice::Always
         } else {
             ColorChoice::Never
@@ -57,6 +60,9 @@ impl Painter {
 /// Renders the whole plan.
 pub fn render_plan(plan: &Plan, color: ColorChoice) -> String {
     let painter = Painter { color };
+    if plan.refresh_only {
+        return super::refresh_only::render_refresh_only(plan, &|text| painter.bold(text));
+    }
     let mut out = String::new();
     if !plan.drift.is_empty() {
         let _ = writeln!(
@@ -156,6 +162,19 @@ fn describe(change: &ResourceChange) -> String {
         Some(reason) => format!("{what} ({reason})"),
         None => what.to_string(),
     }
+}
+
+/// Renders one resource's change without color, as the plan shows it (for Markdown details).
+pub fn render_change_plain(change: &ResourceChange) -> String {
+    let mut out = String::new();
+    render_change(
+        &mut out,
+        change,
+        &Painter {
+            color: ColorChoice::Never,
+        },
+    );
+    out
 }
 
 /// Attributes that exist for bookkeeping and never appear in plans.
@@ -385,6 +404,8 @@ mod tests {
             serial: 1,
             config_digest: "d".into(),
             destroy: false,
+            refresh_only: false,
+            targets: Vec::new(),
             changes,
             drift: vec![],
             outputs: BTreeMap::new(),

@@ -61,7 +61,7 @@ fn local_plan_apply_plan_converges() {
     apply.expect_code(0);
     assert!(
         apply
-            .stderr
+            .stdout
             .contains("Apply complete! Resources: 59 added, 0 changed, 0 destroyed."),
         "{}",
         apply.all()

@@ -270,7 +270,7 @@ fn a_saved_plan_applies_once_and_a_stale_one_is_refused() {
     assert!(shown.stdout.contains("Plan: 2 to add"), "{}", shown.all());
     let apply = env.infra(&["apply", "--env", "test", "first.plan"]);
     apply.expect_code(0);
-    assert!(apply.stderr.contains("2 added"), "{}", apply.all());
+    assert!(apply.stdout.contains("2 added"), "{}", apply.all());
     let stale = env.infra(&["apply", "--env", "test", "second.plan"]);
     stale.expect_code(1);
     assert!(
@@ -334,7 +334,7 @@ fn destroy_deletes_everything_members_first() {
     let env = applied(AB, "");
     let destroy = env.infra(&["destroy", "--env", "test", "--auto-approve"]);
     destroy.expect_code(0);
-    assert!(destroy.stderr.contains("4 destroyed"), "{}", destroy.all());
+    assert!(destroy.stdout.contains("4 destroyed"), "{}", destroy.all());
     // What remains is infra's own fingerprint key, which destroy never deletes (docs/state.md).
     let (_, listed) = env.api("GET", SECRETS, None);
     let names: Vec<&str> = listed["secrets"]
@@ -512,7 +512,7 @@ fn transient_failures_are_retried_until_the_apply_converges() {
         "debug",
     ]);
     apply.expect_code(0);
-    assert!(apply.stderr.contains("12 added"), "{}", apply.all());
+    assert!(apply.stdout.contains("12 added"), "{}", apply.all());
     assert!(
         apply.stderr.contains("retrying"),
         "failures were injected and retried: {}",
