@@ -2,9 +2,10 @@
 //! account's currency filled in (and enforced), Google's filter defaults, `updateMask`, etags,
 //! and a delete that succeeds when the budget is already gone.
 
+use super::collection::{self, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use super::server::{Request, Response};
+use super::http::{Request, Response};
 use super::store::Store;
 use serde_json::{Map, Value as Json, json};
 
@@ -18,7 +19,7 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
         (["billingAccounts", account, "budgets"], "POST") => create(store, request, account),
         (["billingAccounts", account, "budgets"], "GET") => request
             .allow_query(&["pageSize", "pageToken", "scope"])
-            .map(|()| {
+            .and_then(|()| {
                 let prefix = format!("billingAccounts/{account}/budgets/");
                 let budgets: Vec<Json> = store
                     .documents
@@ -26,11 +27,12 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                     .filter(|(name, _)| name.starts_with(&prefix))
                     .map(|(_, budget)| budget.clone())
                     .collect();
-                Response::read(if budgets.is_empty() {
-                    json!({})
-                } else {
-                    json!({"budgets": budgets})
-                })
+                // "The default and maximum value are 100."
+                let (budgets, next) =
+                    collection::page(budgets, request, "pageSize", PageSizes::new(100, 100))?;
+                Ok(Response::read(collection::list_answer(
+                    "budgets", budgets, next,
+                )))
             }),
         (["billingAccounts", account, "budgets", id], method) => {
             let name = format!("billingAccounts/{account}/budgets/{id}");
@@ -50,16 +52,9 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                     store.revision += 1;
                     Response::changed(json!({}))
                 }),
-                _ => Err(ApiError::not_found(format!(
-                    "Method not found: {method} /v1/{}",
-                    request.path
-                ))),
+                _ => return None,
             }
         }
-        (["billingAccounts", ..], _) => Err(ApiError::not_found(format!(
-            "Method not found: {} /v1/{}",
-            request.method, request.path
-        ))),
         _ => return None,
     };
     Some(outcome)
@@ -118,13 +113,14 @@ fn check(body: &Json) -> Result<(), ApiError> {
         .into_iter()
         .flatten()
     {
-        let number = project
+        // "A set of projects of the form `projects/{project}`": an id or a number.
+        let project_part = project
             .as_str()
             .and_then(|name| name.strip_prefix("projects/"))
             .unwrap_or_default();
-        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+        if project_part.is_empty() || project_part.contains('/') {
             return Err(ApiError::invalid_argument(format!(
-                "budgetFilter.projects: {project} must be projects/{{project_number}}."
+                "budgetFilter.projects: {project} must be projects/{{project}}."
             )));
         }
     }
@@ -175,6 +171,17 @@ fn apply_defaults(budget: &mut Json) {
         budget["budgetFilter"] = json!({});
     }
     let filter = &mut budget["budgetFilter"];
+    // Google answers with the project number whichever form the request named the project in.
+    if let Some(projects) = filter.get_mut("projects").and_then(Json::as_array_mut) {
+        for project in projects {
+            if let Some(part) = project
+                .as_str()
+                .and_then(|name| name.strip_prefix("projects/"))
+            {
+                *project = json!(format!("projects/{}", super::store::project_number(part)));
+            }
+        }
+    }
     if filter.get("creditTypesTreatment").is_none() {
         filter["creditTypesTreatment"] = json!("INCLUDE_ALL_CREDITS");
     }
@@ -203,7 +210,13 @@ fn create(store: &mut Store, request: &Request, account: &str) -> Result<Respons
 fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, ApiError> {
     request.allow_query(&["updateMask"])?;
     let body = request.json()?;
-    check(&body)?;
+    // The body need only carry the masked fields; the budget they make is what is checked.
+    discovery::validate(
+        Api::BillingBudgets,
+        "GoogleCloudBillingBudgetsV1Budget",
+        "budget",
+        &body,
+    )?;
     let current = store
         .documents
         .get(name)
@@ -222,7 +235,7 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
         .filter(|mask| !mask.trim().is_empty())
     {
         Some(mask) => {
-            for path in mask.split(',').map(str::trim) {
+            for path in super::collection::mask_paths(Some(&mask)).unwrap_or_default() {
                 let top = path.split('.').next().unwrap_or_default();
                 if !discovery::properties(Api::BillingBudgets, "GoogleCloudBillingBudgetsV1Budget")
                     .iter()
@@ -263,6 +276,7 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
             "currencyCode must match the existing budget's.",
         ));
     }
+    check(&updated)?;
     apply_defaults(&mut updated);
     updated["etag"] = json!(store.next_etag());
     store.documents.insert(name.to_string(), updated.clone());

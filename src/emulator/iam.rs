@@ -4,7 +4,7 @@
 
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use super::server::{Request, Response};
+use super::http::{Request, Response};
 use super::store::{PolicyRecord, Store};
 use serde_json::{Value as Json, json};
 

@@ -4,9 +4,10 @@
 //! ids, creation and mutation records, `updateMask`, channel labels checked per type with the
 //! sensitive ones returned obfuscated, `force` on channel delete).
 
+use super::collection::{self, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use super::server::{Request, Response};
+use super::http::{Request, Response};
 use super::store::{Store, now, project_number};
 use serde_json::{Map, Value as Json, json};
 
@@ -55,10 +56,9 @@ pub fn route_v1(store: &mut Store, request: &Request) -> Option<Result<Response,
                 "GET" => get(store, request, &name, "Dashboard"),
                 "PATCH" => patch_dashboard(store, request, &name),
                 "DELETE" => delete(store, request, &name, "Dashboard", &[]),
-                _ => Err(method_not_found(request)),
+                _ => return None,
             }
         }
-        (["projects", _, "dashboards", ..], _) => Err(method_not_found(request)),
         _ => return None,
     };
     Some(outcome)
@@ -66,8 +66,40 @@ pub fn route_v1(store: &mut Store, request: &Request) -> Option<Result<Response,
 
 /// Routes `v3/projects/{p}/alertPolicies…` and `…/notificationChannels…`; `None` otherwise.
 pub fn route_v3(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
+    let (resource, verb) = match request.path.split_once(':') {
+        Some((resource, verb)) => (resource, Some(verb)),
+        None => (request.path.as_str(), None),
+    };
+    let segments: Vec<&str> = resource.split('/').collect();
+    if let ["projects", project, "notificationChannels", id] = segments[..]
+        && let Some(verb) = verb
+    {
+        let name = format!(
+            "projects/{}/notificationChannels/{id}",
+            project_number(project)
+        );
+        return verification(store, request, &name, verb);
+    }
+    if verb.is_some() {
+        return None;
+    }
     let outcome = match (&segments[..], request.method.as_str()) {
+        (["projects", _, "notificationChannelDescriptors"], "GET") => {
+            list_descriptors(request, resource)
+        }
+        (["projects", _, "notificationChannelDescriptors", kind], "GET") => {
+            request.allow_query(&[]).and_then(|()| {
+                CHANNEL_TYPES
+                    .iter()
+                    .find(|descriptor| descriptor.0 == *kind)
+                    .map(|descriptor| Response::read(descriptor_json(resource, descriptor)))
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!(
+                            "Notification channel descriptor {resource} does not exist."
+                        ))
+                    })
+            })
+        }
         (
             [
                 "projects",
@@ -111,22 +143,104 @@ pub fn route_v3(store: &mut Store, request: &Request) -> Option<Result<Response,
                     delete_channel(store, request, &name)
                 }
                 "DELETE" => delete(store, request, &name, kind, &[]),
-                _ => Err(method_not_found(request)),
+                _ => return None,
             }
-        }
-        (["projects", _, "alertPolicies" | "notificationChannels", ..], _) => {
-            Err(method_not_found(request))
         }
         _ => return None,
     };
     Some(outcome)
 }
 
-fn method_not_found(request: &Request) -> ApiError {
-    ApiError::not_found(format!(
-        "Method not found: {} /{}/{}",
-        request.method, request.version, request.path
-    ))
+/// A channel descriptor as `notificationChannelDescriptors.get` returns it.
+fn descriptor_json(name: &str, descriptor: &ChannelDescriptor) -> Json {
+    let (kind, required, optional, sensitive) = descriptor;
+    let labels: Vec<Json> = required
+        .iter()
+        .chain(optional.iter())
+        .map(|key| {
+            let mut label =
+                json!({"key": key, "description": format!("The {key} of the channel.")});
+            if sensitive.contains(key) {
+                label["description"] = json!(format!("The {key} of the channel (sensitive)."));
+            }
+            label
+        })
+        .collect();
+    json!({
+        "name": name,
+        "type": kind,
+        "displayName": kind,
+        "description": format!("Notifications through {kind}."),
+        "labels": labels,
+        "launchStage": "GA",
+    })
+}
+
+/// `notificationChannelDescriptors.list`, paged (the documented default is "a reasonable
+/// value"; the emulator's is 100).
+fn list_descriptors(request: &Request, parent: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["pageSize", "pageToken"])?;
+    let items: Vec<Json> = CHANNEL_TYPES
+        .iter()
+        .map(|descriptor| descriptor_json(&format!("{parent}/{}", descriptor.0), descriptor))
+        .collect();
+    let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(100, 1000))?;
+    Ok(Response::read(collection::list_answer(
+        "channelDescriptors",
+        items,
+        next,
+    )))
+}
+
+/// The verification code the emulator "sends" for a channel: derived from its name, so
+/// `getVerificationCode` and `verify` agree without storing it.
+fn verification_code(name: &str) -> String {
+    format!("G-{}", &super::store::project_number(name)[..6])
+}
+
+/// `sendVerificationCode`, `getVerificationCode` and `verify` on a notification channel.
+fn verification(
+    store: &mut Store,
+    request: &Request,
+    name: &str,
+    verb: &str,
+) -> Option<Result<Response, ApiError>> {
+    if request.method != axum::http::Method::POST {
+        return None;
+    }
+    let outcome = (|| {
+        request.allow_query(&[])?;
+        let channel = store
+            .documents
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("Notification channel", name))?;
+        let body = request.json()?;
+        match verb {
+            "sendVerificationCode" => Ok(Response::read(json!({}))),
+            "getVerificationCode" => Ok(Response::read(json!({
+                "code": verification_code(name),
+                "expireTime": (chrono::Utc::now() + chrono::Duration::hours(1))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }))),
+            "verify" => {
+                if body["code"].as_str() != Some(verification_code(name).as_str()) {
+                    return Err(ApiError::invalid_argument(
+                        "The verification code is not valid.",
+                    ));
+                }
+                let mut channel = channel;
+                channel["verificationStatus"] = json!("VERIFIED");
+                store.documents.insert(name.to_string(), channel.clone());
+                store.revision += 1;
+                Ok(Response::changed(visible(&channel)))
+            }
+            _ => Err(ApiError::unimplemented(format!(
+                "Method {verb} of notification channels is not implemented by the emulator."
+            ))),
+        }
+    })();
+    Some(outcome)
 }
 
 fn not_found(kind: &str, name: &str) -> ApiError {
@@ -181,11 +295,15 @@ fn list(
         .filter(|(name, _)| name.starts_with(prefix) && !name[prefix.len()..].contains('/'))
         .map(|(_, document)| visible(document))
         .collect();
-    Ok(Response::read(if items.is_empty() {
-        json!({})
-    } else {
-        json!({collection: items})
-    }))
+    let total = items.len();
+    // dashboards.list: "If unspecified, a default of 1000 is used"; alert policies and channels
+    // document no default ("a reasonable value"), and Google caps them at 1000 too.
+    let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(1000, 1000))?;
+    let mut body = collection::list_answer(collection, items, next);
+    if collection != "dashboards" && total > 0 {
+        body["totalSize"] = json!(total);
+    }
+    Ok(Response::read(body))
 }
 
 fn delete(
@@ -296,7 +414,7 @@ fn create_dashboard(
             "Dashboard {name} already exists."
         )));
     }
-    if request.query("validateOnly").as_deref() == Some("true") {
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(body));
     }
     body["name"] = json!(name);
@@ -320,7 +438,7 @@ fn patch_dashboard(store: &mut Store, request: &Request, name: &str) -> Result<R
             "The etag of dashboard {name} does not match: it was changed since it was read."
         )));
     }
-    if request.query("validateOnly").as_deref() == Some("true") {
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(body));
     }
     body["name"] = json!(name);
@@ -642,7 +760,7 @@ fn delete_channel(store: &mut Store, request: &Request, name: &str) -> Result<Re
         .map(|(policy, _)| policy.clone())
         .collect();
     if !users.is_empty() {
-        if request.query("force").as_deref() != Some("true") {
+        if !request.query_bool("force")? {
             return Err(ApiError::failed_precondition(format!(
                 "Notification channel {name} is used by alert policies {}; delete with force=true to remove it from them.",
                 users.join(", ")

@@ -4,8 +4,8 @@
 
 use super::discovery::Api;
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::iam;
-use super::server::{Request, Response};
 use super::store::{Store, project_number};
 use serde_json::json;
 
@@ -30,7 +30,7 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                 .and_then(|()| iam::get_policy(store, request, &canonical))
         }
         ("POST", Some("setIamPolicy")) => iam::set_policy(store, request, &canonical, Api::ResourceManager, false),
-        _ => Err(ApiError::not_found(format!("Method not found: {} /v3/{}", request.method, request.path))),
+        _ => return None,
     };
     Some(outcome)
 }

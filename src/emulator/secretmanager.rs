@@ -5,8 +5,8 @@
 
 use super::discovery::{self, Api};
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::iam;
-use super::server::{Request, Response};
 use super::store::{SecretRecord, Store, VersionRecord, now, project_number};
 use base64::Engine;
 use serde_json::{Value as Json, json};
@@ -80,10 +80,6 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
             "POST",
             Some(action @ ("enable" | "disable" | "destroy")),
         ) => change_version_state(store, request, &name(project, secret), version, action),
-        (["projects", _, "secrets", ..], _, _) => Err(ApiError::not_found(format!(
-            "Method not found: {method} /v1/{}",
-            request.path
-        ))),
         _ => return None,
     };
     Some(outcome)
@@ -263,23 +259,15 @@ fn create_secret(
     Ok(Response::changed(response))
 }
 
-fn page<T: Clone>(items: &[T], request: &Request) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let size = match request.query("pageSize") {
-        Some(text) => text.parse::<usize>().map_err(|_| {
-            ApiError::invalid_argument(format!("Invalid value for pageSize: {text}"))
-        })?,
-        None => 0,
-    };
-    let size = if size == 0 { 25_000 } else { size.min(25_000) };
-    let start = match request.query("pageToken").filter(|token| !token.is_empty()) {
-        Some(token) => token
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_argument("Invalid page token."))?,
-        None => 0,
-    };
-    let slice: Vec<T> = items.iter().skip(start).take(size).cloned().collect();
-    let next = (start + size < items.len()).then(|| (start + size).to_string());
-    Ok((slice, next))
+/// Secret Manager's lists: "If set to 0, the server decides the number of results to return.
+/// If the number is greater than 25000, it is capped at 25000."
+fn page(items: Vec<Json>, request: &Request) -> Result<(Vec<Json>, Option<String>), ApiError> {
+    super::collection::page(
+        items,
+        request,
+        "pageSize",
+        super::collection::PageSizes::new(25_000, 25_000),
+    )
 }
 
 fn list_secrets(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
@@ -301,12 +289,13 @@ fn list_secrets(store: &mut Store, request: &Request, project: &str) -> Result<R
         .iter()
         .map(|(key, record)| secret_json(key, record))
         .collect();
-    let (slice, next) = page(&all, request)?;
-    let mut body = json!({"secrets": slice, "totalSize": all.len()});
+    let total = all.len();
+    let (slice, next) = page(all, request)?;
+    let mut body = json!({"secrets": slice, "totalSize": total});
     if let Some(next) = next {
         body["nextPageToken"] = json!(next);
     }
-    if all.is_empty() {
+    if total == 0 {
         body = json!({});
     }
     Ok(Response::read(body))
@@ -334,7 +323,7 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
         && etag != record.etag
     {
-        return Err(ApiError::aborted(format!(
+        return Err(ApiError::failed_precondition(format!(
             "The etag provided for Secret [{secret}] does not match the current etag."
         )));
     }
@@ -374,7 +363,7 @@ fn delete_secret(store: &mut Store, request: &Request, secret: &str) -> Result<R
     if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty())
         && etag != record.etag
     {
-        return Err(ApiError::aborted(format!(
+        return Err(ApiError::failed_precondition(format!(
             "The etag provided for Secret [{secret}] does not match the current etag."
         )));
     }
@@ -543,11 +532,12 @@ fn list_versions(store: &mut Store, request: &Request, secret: &str) -> Result<R
             version_json(secret, *number, version, record.body.get("replication"))
         })
         .collect();
-    let (slice, next) = page(&all, request)?;
-    let mut body = if all.is_empty() {
+    let total = all.len();
+    let (slice, next) = page(all, request)?;
+    let mut body = if total == 0 {
         json!({})
     } else {
-        json!({"versions": slice, "totalSize": all.len()})
+        json!({"versions": slice, "totalSize": total})
     };
     if let Some(next) = next {
         body["nextPageToken"] = json!(next);
@@ -577,7 +567,7 @@ fn change_version_state(
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
         && etag != current.etag
     {
-        return Err(ApiError::aborted(format!(
+        return Err(ApiError::failed_precondition(format!(
             "The etag provided for Secret Version [{full_name}] does not match the current etag."
         )));
     }

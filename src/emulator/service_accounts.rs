@@ -3,10 +3,11 @@
 //! warns), list, patch (the mask is in the body; only displayName and description), delete,
 //! and the account's own IAM policy (POST getIamPolicy).
 
+use super::collection::{self, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::iam;
-use super::server::{Request, Response};
 use super::store::{ServiceAccountRecord, Store, project_number};
 use axum::http::StatusCode;
 use serde_json::{Value as Json, json};
@@ -39,17 +40,13 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                     ("POST", Some("setIamPolicy")) => {
                         iam::set_policy(store, request, &key, Api::Iam, false)
                     }
-                    _ => Err(ApiError::not_found(format!(
-                        "Method not found: {} /v1/{}",
-                        request.method, request.path
-                    ))),
+                    ("POST", Some(verb @ ("disable" | "enable"))) => {
+                        set_disabled(store, request, &key, verb == "disable")
+                    }
+                    _ => return None,
                 },
             }
         }
-        (["projects", _, "serviceAccounts", ..], _, _) => Err(ApiError::not_found(format!(
-            "Method not found: {} /v1/{}",
-            request.method, request.path
-        ))),
         _ => return None,
     };
     Some(outcome)
@@ -67,6 +64,7 @@ fn account_json(key: &str, account: &ServiceAccountRecord) -> Json {
         "email": account.email,
         "oauth2ClientId": account.unique_id,
         "etag": account.etag,
+        "disabled": account.disabled,
     });
     if let Some(name) = &account.display_name {
         body["displayName"] = json!(name);
@@ -167,6 +165,7 @@ fn create(store: &mut Store, request: &Request, project: &str) -> Result<Respons
         display_name: account["displayName"].as_str().map(String::from),
         description: account["description"].as_str().map(String::from),
         etag,
+        disabled: false,
     };
     let response = account_json(&key, &record);
     store.service_accounts.insert(key, record);
@@ -175,16 +174,6 @@ fn create(store: &mut Store, request: &Request, project: &str) -> Result<Respons
 
 fn list(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
     request.allow_query(&["pageSize", "pageToken"])?;
-    let size = request
-        .query("pageSize")
-        .and_then(|size| size.parse::<usize>().ok())
-        .filter(|size| *size > 0)
-        .unwrap_or(20)
-        .min(100);
-    let start = request
-        .query("pageToken")
-        .and_then(|token| token.parse::<usize>().ok())
-        .unwrap_or(0);
     let accounts: Vec<Json> = store
         .service_accounts
         .iter()
@@ -193,14 +182,31 @@ fn list(store: &mut Store, request: &Request, project: &str) -> Result<Response,
         })
         .map(|(key, record)| account_json(key, record))
         .collect();
-    let mut body = json!({"accounts": accounts.iter().skip(start).take(size).collect::<Vec<_>>()});
-    if start + size < accounts.len() {
-        body["nextPageToken"] = json!((start + size).to_string());
-    }
-    if accounts.is_empty() {
-        body = json!({});
-    }
-    Ok(Response::read(body))
+    // pageSize: "The default is 20, and the maximum is 100."
+    let (accounts, next) =
+        collection::page(accounts, request, "pageSize", PageSizes::new(20, 100))?;
+    Ok(Response::read(collection::list_answer(
+        "accounts", accounts, next,
+    )))
+}
+
+/// `disable` and `enable`: both answer Empty, and are idempotent.
+fn set_disabled(
+    store: &mut Store,
+    request: &Request,
+    key: &str,
+    disabled: bool,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let etag = store.next_etag();
+    let Some(record) = store.service_accounts.get_mut(key) else {
+        return Err(ApiError::not_found(format!(
+            "Unknown service account: {key}"
+        )));
+    };
+    record.disabled = disabled;
+    record.etag = etag;
+    Ok(Response::changed(json!({})))
 }
 
 fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, ApiError> {
@@ -212,12 +218,11 @@ fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, Ap
         "patch_service_account_request",
         &body,
     )?;
-    let mask = body["updateMask"].as_str().unwrap_or_default();
-    if mask.trim().is_empty() {
+    let Some(paths) = collection::mask_paths(body["updateMask"].as_str()) else {
         return Err(ApiError::invalid_argument(
             "update_mask is required: name the fields to update.",
         ));
-    }
+    };
     let account = body.get("serviceAccount").cloned().unwrap_or(json!({}));
     check_lengths(&account)?;
     let Some(mut record) = store.service_accounts.get(key).cloned() else {
@@ -225,9 +230,9 @@ fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, Ap
             "Unknown service account: {key}"
         )));
     };
-    for path in mask.split(',').map(str::trim) {
-        match path {
-            "displayName" | "display_name" => {
+    for path in &paths {
+        match path.as_str() {
+            "displayName" => {
                 record.display_name = account["displayName"].as_str().map(String::from)
             }
             "description" => record.description = account["description"].as_str().map(String::from),

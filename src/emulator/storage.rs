@@ -6,6 +6,7 @@
 //! NotMatch on a read → 304). Errors use Storage's older body (`errors[]`, no `status`), and
 //! object names must be percent-encoded in paths, `/` included.
 
+use super::collection::{self, PageSizes};
 use super::store::{BucketRecord, ObjectGeneration, Store, now, project_number};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -103,8 +104,15 @@ pub fn handle(
     let segments: Vec<&str> = request.path.split('/').collect();
     match (request.method.as_str(), request.upload, &segments[..]) {
         ("POST", false, ["b"]) => insert_bucket(store, request),
-        ("GET", false, ["b", bucket]) => {
-            get_bucket(store, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
+        ("GET", false, ["b"]) => {
+            list_buckets(store, request).map(|body| (StorageAnswer::Json(body), false))
+        }
+        ("GET", false, ["b", bucket]) => get_bucket(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), false)),
+        ("PATCH", false, ["b", bucket]) => patch_bucket(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), true)),
+        ("DELETE", false, ["b", bucket]) => {
+            delete_bucket(store, request, &decode(bucket)?).map(|()| (StorageAnswer::Empty, true))
         }
         ("POST", true, ["b", bucket, "o"]) => upload(store, request, &decode(bucket)?),
         ("GET", false, ["b", bucket, "o"]) => {
@@ -116,6 +124,9 @@ pub fn handle(
                 "GET" => get_object(store, request, &bucket, &object).map(|answer| (answer, false)),
                 "DELETE" => delete_object(store, request, &bucket, &object)
                     .map(|()| (StorageAnswer::Empty, true)),
+                "PATCH" => patch_object(store, request, &bucket, &object)
+                    .map(|body| (StorageAnswer::Json(body), true)),
+                "PUT" => Err(unimplemented("storage.objects.update")),
                 _ => Err(StorageError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "methodNotAllowed",
@@ -123,9 +134,199 @@ pub fn handle(
                 )),
             }
         }
+        // Methods Google serves that the emulator does not: 501 naming them, never a 404.
+        ("POST", false, ["b", _, "o", _, "copyTo" | "rewriteTo", ..]) => Err(unimplemented(
+            "storage.objects.copy / storage.objects.rewrite",
+        )),
+        ("POST", false, ["b", _, "o", _, "compose"]) => {
+            Err(unimplemented("storage.objects.compose"))
+        }
+        (
+            _,
+            false,
+            [
+                "b",
+                _,
+                "acl" | "defaultObjectAcl" | "iam" | "notificationConfigs",
+                ..,
+            ],
+        )
+        | (_, false, ["b", _, "o", _, "acl", ..]) => Err(unimplemented(request.path)),
         // An object name with an unencoded `/` is no object path at all.
         _ => Err(StorageError::not_found("Not Found")),
     }
+}
+
+fn unimplemented(method: &str) -> StorageError {
+    StorageError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "notImplemented",
+        format!("{method} is not implemented by the emulator."),
+    )
+}
+
+/// Cloud Storage's list sizes: "The service will use this parameter or 1,000 items, whichever
+/// is smaller."
+const STORAGE_PAGE_SIZES: PageSizes = PageSizes::new(1000, 1000);
+
+fn page<T>(
+    items: Vec<T>,
+    request: &StorageRequest<'_>,
+) -> Result<(Vec<T>, Option<String>), StorageError> {
+    collection::page_of(
+        items,
+        request.query("maxResults"),
+        request.query("pageToken"),
+        "maxResults",
+        STORAGE_PAGE_SIZES,
+    )
+    .map_err(StorageError::invalid)
+}
+
+fn list_buckets(store: &Store, request: &StorageRequest<'_>) -> Result<Json, StorageError> {
+    let project = request.query("project").ok_or_else(|| {
+        StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: project",
+        )
+    })?;
+    let number = project_number(project);
+    let prefix = request.query("prefix").unwrap_or_default();
+    let buckets: Vec<Json> = store
+        .buckets
+        .iter()
+        .filter(|(name, bucket)| bucket.project_number == number && name.starts_with(prefix))
+        .map(|(name, bucket)| bucket_json(name, bucket, &request.base_url))
+        .collect();
+    let (items, next) = page(buckets, request)?;
+    let mut body = json!({"kind": "storage#buckets"});
+    if !items.is_empty() {
+        body["items"] = json!(items);
+    }
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(body)
+}
+
+/// Checks `ifMetagenerationMatch` / `ifMetagenerationNotMatch` against a bucket.
+fn check_bucket_preconditions(
+    request: &StorageRequest<'_>,
+    bucket: &BucketRecord,
+) -> Result<(), StorageError> {
+    if let Some(expected) = request.number("ifMetagenerationMatch")?
+        && expected != bucket.metageneration
+    {
+        return Err(StorageError::precondition());
+    }
+    if let Some(unexpected) = request.number("ifMetagenerationNotMatch")?
+        && unexpected == bucket.metageneration
+    {
+        return Err(StorageError::precondition());
+    }
+    Ok(())
+}
+
+fn patch_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<Json, StorageError> {
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let bucket = store
+        .buckets
+        .get_mut(name)
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    check_bucket_preconditions(request, bucket)?;
+    if let Some(enabled) = body.pointer("/versioning/enabled").and_then(Json::as_bool) {
+        bucket.versioning = enabled;
+    }
+    if let Some(labels) = body.get("labels") {
+        bucket.labels = labels.as_object().cloned().unwrap_or_default();
+        bucket.labels.retain(|_, value| !value.is_null());
+    }
+    bucket.metageneration += 1;
+    bucket.updated = Some(now());
+    Ok(bucket_json(name, bucket, &request.base_url))
+}
+
+fn delete_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<(), StorageError> {
+    let bucket = store
+        .buckets
+        .get(name)
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    check_bucket_preconditions(request, bucket)?;
+    if store
+        .objects
+        .get(name)
+        .is_some_and(|objects| !objects.is_empty())
+    {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The bucket you tried to delete is not empty.",
+        ));
+    }
+    store.buckets.remove(name);
+    store.objects.remove(name);
+    Ok(())
+}
+
+/// `objects.patch`: metadata only (a new metageneration, same generation); the preconditions
+/// apply to the live generation.
+fn patch_object(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    name: &str,
+) -> Result<Json, StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let current = live(store, bucket, name).cloned();
+    let Some(current) = current else {
+        return Err(StorageError::not_found(format!(
+            "No such object: {bucket}/{name}"
+        )));
+    };
+    check_preconditions(request, Some(&current), false)?;
+    let version = store
+        .objects
+        .get_mut(bucket)
+        .and_then(|objects| objects.get_mut(name))
+        .and_then(|generations| generations.last_mut())
+        .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{name}")))?;
+    if let Some(metadata) = body.get("metadata") {
+        match metadata.as_object() {
+            Some(entries) => {
+                for (key, value) in entries {
+                    if value.is_null() {
+                        version.metadata.remove(key);
+                    } else {
+                        version.metadata.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            None => version.metadata.clear(),
+        }
+    }
+    if let Some(content_type) = body["contentType"].as_str() {
+        version.content_type = content_type.to_string();
+    }
+    version.metageneration += 1;
+    version.updated = now();
+    let answer = object_json(bucket, name, version, &request.base_url);
+    Ok(answer)
 }
 
 fn decode(segment: &str) -> Result<String, StorageError> {
@@ -136,7 +337,7 @@ fn decode(segment: &str) -> Result<String, StorageError> {
 }
 
 fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
-    json!({
+    let mut body = json!({
         "kind": "storage#bucket",
         "id": name,
         "name": name,
@@ -147,9 +348,13 @@ fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
         "storageClass": "STANDARD",
         "versioning": {"enabled": bucket.versioning},
         "timeCreated": bucket.time_created,
-        "updated": bucket.time_created,
-        "etag": "CAE=",
-    })
+        "updated": bucket.updated.clone().unwrap_or_else(|| bucket.time_created.clone()),
+        "etag": base64::engine::general_purpose::STANDARD.encode(format!("{name}/{}", bucket.metageneration)),
+    });
+    if !bucket.labels.is_empty() {
+        body["labels"] = Json::Object(bucket.labels.clone());
+    }
+    body
 }
 
 fn insert_bucket(
@@ -192,18 +397,38 @@ fn insert_bucket(
         metageneration: 1,
         time_created: now(),
         location: body["location"].as_str().unwrap_or("US").to_uppercase(),
+        updated: None,
+        labels: body["labels"].as_object().cloned().unwrap_or_default(),
     };
     let answer = bucket_json(&name, &bucket, &request.base_url);
     store.buckets.insert(name, bucket);
     Ok((StorageAnswer::Json(answer), true))
 }
 
-fn get_bucket(store: &Store, name: &str) -> Result<Json, StorageError> {
-    store
+fn get_bucket(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<Json, StorageError> {
+    let bucket = store
         .buckets
         .get(name)
-        .map(|bucket| bucket_json(name, bucket, ""))
-        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    if let Some(unexpected) = request.number("ifMetagenerationNotMatch")?
+        && unexpected == bucket.metageneration
+    {
+        return Err(StorageError::new(
+            StatusCode::NOT_MODIFIED,
+            "notModified",
+            "",
+        ));
+    }
+    if let Some(expected) = request.number("ifMetagenerationMatch")?
+        && expected != bucket.metageneration
+    {
+        return Err(StorageError::precondition());
+    }
+    Ok(bucket_json(name, bucket, &request.base_url))
 }
 
 fn encode(name: &str) -> String {
@@ -559,8 +784,16 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
         ));
     }
     let prefix = request.query("prefix").unwrap_or_default();
-    let versions = request.query("versions") == Some("true");
-    let mut items = Vec::new();
+    let delimiter = request.query("delimiter").filter(|text| !text.is_empty());
+    let versions = match request.query("versions") {
+        None => false,
+        Some(text) => super::http::parse_bool(text).ok_or_else(|| {
+            StorageError::invalid(format!("Invalid boolean value for versions: {text}"))
+        })?,
+    };
+    // Entries in name order: an object generation, or a prefix standing for every name under it
+    // ("items plus prefixes" count against maxResults).
+    let mut entries: Vec<(String, Option<Json>)> = Vec::new();
     for (name, generations) in store
         .objects
         .get(bucket)
@@ -568,13 +801,51 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
         .flatten()
         .filter(|(name, _)| name.starts_with(prefix))
     {
+        if let Some(delimiter) = delimiter
+            && let Some(position) = name[prefix.len()..].find(delimiter)
+        {
+            let folded = name[..prefix.len() + position + delimiter.len()].to_string();
+            let live_or_any = generations
+                .iter()
+                .any(|version| versions || version.time_deleted.is_none());
+            if live_or_any
+                && entries
+                    .last()
+                    .is_none_or(|(last, item)| item.is_some() || *last != folded)
+            {
+                entries.push((folded, None));
+            }
+            continue;
+        }
         for version in generations {
             if versions || version.time_deleted.is_none() {
-                items.push(object_json(bucket, name, version, &request.base_url));
+                entries.push((
+                    name.clone(),
+                    Some(object_json(bucket, name, version, &request.base_url)),
+                ));
             }
         }
     }
-    Ok(json!({"kind": "storage#objects", "items": items}))
+    let (entries, next) = page(entries, request)?;
+    let mut items = Vec::new();
+    let mut prefixes = Vec::new();
+    for (name, item) in entries {
+        match item {
+            Some(item) => items.push(item),
+            None => prefixes.push(name),
+        }
+    }
+    let mut body = json!({"kind": "storage#objects"});
+    if !items.is_empty() {
+        body["items"] = json!(items);
+    }
+    if !prefixes.is_empty() {
+        body["prefixes"] = json!(prefixes);
+    }
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ pub struct BucketRecord {
     pub metageneration: i64,
     pub time_created: String,
     pub location: String,
+    /// When the bucket's metadata last changed; `None` until a patch.
+    #[serde(default)]
+    pub updated: Option<String>,
+    #[serde(default)]
+    pub labels: serde_json::Map<String, Json>,
 }
 
 /// One generation of a stored object.
@@ -82,6 +87,9 @@ pub struct RunServiceRecord {
     pub settle_at: Option<i64>,
     /// Why the last reconciliation failed, if it did.
     pub failure: Option<String>,
+    /// Each revision as it was created (its template and creation time), by revision id.
+    #[serde(default)]
+    pub revision_records: BTreeMap<String, Json>,
 }
 
 /// A stored long-running operation.
@@ -89,8 +97,11 @@ pub struct RunServiceRecord {
 pub struct OperationRecord {
     pub service: String,
     pub done_at: i64,
-    /// `true` for a delete, whose response is empty.
+    /// `true` for a delete, whose response is what was deleted (the metadata).
     pub deletes: bool,
+    /// For a revision's delete: the revision's full name.
+    #[serde(default)]
+    pub revision: Option<String>,
     /// The service as it was when the operation started (the metadata).
     pub metadata: Json,
 }
@@ -104,6 +115,8 @@ pub struct ServiceAccountRecord {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub etag: String,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A stored secret.

@@ -4,6 +4,7 @@ pub mod client;
 pub mod error;
 pub mod kinds;
 pub mod operations;
+pub mod proto3;
 
 pub use client::{GcpClient, RetryPolicy, Service};
 pub use error::GcpError;
