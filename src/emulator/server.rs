@@ -424,6 +424,22 @@ async fn handle_storage(
                     ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
                 }
                 storage::StorageAnswer::Empty => axum::http::StatusCode::NO_CONTENT.into_response(),
+                storage::StorageAnswer::Session(location) => (
+                    axum::http::StatusCode::OK,
+                    [(axum::http::header::LOCATION, location)],
+                )
+                    .into_response(),
+                storage::StorageAnswer::Incomplete(persisted) => {
+                    let mut response = axum::http::StatusCode::PERMANENT_REDIRECT.into_response();
+                    if persisted > 0
+                        && let Ok(value) = format!("bytes=0-{}", persisted - 1).parse()
+                    {
+                        response
+                            .headers_mut()
+                            .insert(axum::http::header::RANGE, value);
+                    }
+                    response
+                }
             }
         }
         Err(error) => error.into_response(),

@@ -7,7 +7,7 @@
 //! object names must be percent-encoded in paths, `/` included.
 
 use super::collection::{self, PageSizes};
-use super::store::{BucketRecord, ObjectGeneration, Store, now, project_number};
+use super::store::{BucketRecord, ObjectGeneration, Store, UploadSession, now, project_number};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -62,9 +62,14 @@ pub enum StorageAnswer {
     Json(Json),
     Media(Vec<u8>, String),
     Empty,
+    /// A resumable upload session was opened: 200 with its URI in `Location`.
+    Session(String),
+    /// A resumable upload is incomplete: 308 with the bytes persisted so far.
+    Incomplete(u64),
 }
 
 /// A storage request.
+#[derive(Clone)]
 pub struct StorageRequest<'a> {
     pub method: &'a Method,
     /// The raw (still percent-encoded) path after `/storage/v1/` or `/upload/storage/v1/`.
@@ -115,6 +120,7 @@ pub fn handle(
             delete_bucket(store, request, &decode(bucket)?).map(|()| (StorageAnswer::Empty, true))
         }
         ("POST", true, ["b", bucket, "o"]) => upload(store, request, &decode(bucket)?),
+        ("PUT", true, ["b", _, "o"]) => continue_resumable(store, request),
         ("GET", false, ["b", bucket, "o"]) => {
             list(store, request, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
         }
@@ -135,9 +141,27 @@ pub fn handle(
             }
         }
         // Methods Google serves that the emulator does not: 501 naming them, never a 404.
-        ("POST", false, ["b", _, "o", _, "copyTo" | "rewriteTo", ..]) => Err(unimplemented(
-            "storage.objects.copy / storage.objects.rewrite",
-        )),
+        (
+            "POST",
+            false,
+            [
+                "b",
+                source_bucket,
+                "o",
+                source,
+                verb @ ("copyTo" | "rewriteTo"),
+                "b",
+                bucket,
+                "o",
+                object,
+            ],
+        ) => copy(
+            store,
+            request,
+            (&decode(source_bucket)?, &decode(source)?),
+            (&decode(bucket)?, &decode(object)?),
+            *verb == "rewriteTo",
+        ),
         ("POST", false, ["b", _, "o", _, "compose"]) => {
             Err(unimplemented("storage.objects.compose"))
         }
@@ -327,6 +351,106 @@ fn patch_object(
     version.updated = now();
     let answer = object_json(bucket, name, version, &request.base_url);
     Ok(answer)
+}
+
+/// `objects.copy` and `objects.rewrite` (which finishes in one call here, so it answers
+/// `done: true` with the resource). Source preconditions are the `ifSource…` parameters; the
+/// plain ones guard the destination.
+fn copy(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    (source_bucket, source): (&str, &str),
+    (bucket, object): (&str, &str),
+    rewrite: bool,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    for name in [source_bucket, bucket] {
+        if !store.buckets.contains_key(name) {
+            return Err(StorageError::not_found(
+                "The specified bucket does not exist.",
+            ));
+        }
+    }
+    let not_found = || StorageError::not_found(format!("No such object: {source_bucket}/{source}"));
+    let version = match request.number("sourceGeneration")? {
+        Some(generation) => store
+            .objects
+            .get(source_bucket)
+            .and_then(|objects| objects.get(source))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
+            .cloned()
+            .ok_or_else(not_found)?,
+        None => live(store, source_bucket, source)
+            .cloned()
+            .ok_or_else(not_found)?,
+    };
+    let source_query: Vec<(String, String)> = request
+        .query
+        .iter()
+        .filter_map(|(key, value)| {
+            key.strip_prefix("ifSource")
+                .map(|rest| (format!("if{rest}"), value.clone()))
+        })
+        .collect();
+    let source_request = StorageRequest {
+        query: &source_query,
+        body: &[],
+        ..request.clone()
+    };
+    check_preconditions(&source_request, Some(&version), false)?;
+    let overrides: Json = if request.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(request.body)
+            .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
+    };
+    let metadata = json!({
+        "metadata": overrides.get("metadata").cloned().unwrap_or(Json::Object(version.metadata.clone())),
+        "contentType": overrides["contentType"].as_str().unwrap_or(&version.content_type),
+    });
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&version.data)
+        .unwrap_or_default();
+    let size = data.len();
+    let destination_query: Vec<(String, String)> = request
+        .query
+        .iter()
+        .filter(|(key, _)| !key.starts_with("ifSource"))
+        .cloned()
+        .collect();
+    let destination_request = StorageRequest {
+        query: &destination_query,
+        ..request.clone()
+    };
+    let content_type = version.content_type.clone();
+    let (answer, changed) = store_object(
+        store,
+        &destination_request,
+        bucket,
+        object,
+        &metadata,
+        data,
+        content_type,
+    )?;
+    if !rewrite {
+        return Ok((answer, changed));
+    }
+    let StorageAnswer::Json(resource) = answer else {
+        return Ok((answer, changed));
+    };
+    Ok((
+        StorageAnswer::Json(json!({
+            "kind": "storage#rewriteResponse",
+            "totalBytesRewritten": size.to_string(),
+            "objectSize": size.to_string(),
+            "done": true,
+            "resource": resource,
+        })),
+        changed,
+    ))
 }
 
 fn decode(segment: &str) -> Result<String, StorageError> {
@@ -586,6 +710,152 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Json, Vec<u8>, String)
     Ok((metadata, media, media_type))
 }
 
+/// `uploadType=resumable`, step one: the metadata is remembered in a session whose URI is
+/// answered in `Location` (<https://cloud.google.com/storage/docs/performing-resumable-uploads>).
+fn start_resumable(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let metadata: Json = if request.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(request.body)
+            .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
+    };
+    let name = request
+        .query("name")
+        .map(String::from)
+        .or_else(|| metadata["name"].as_str().map(String::from))
+        .unwrap_or_default();
+    if name.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: name",
+        ));
+    }
+    let content_type = request
+        .headers
+        .get("x-upload-content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    store.upload_sessions.insert(
+        id.clone(),
+        UploadSession {
+            bucket: bucket.to_string(),
+            name,
+            metadata,
+            content_type,
+            data: String::new(),
+            query: request
+                .query
+                .iter()
+                .filter(|(key, _)| key.starts_with("if"))
+                .cloned()
+                .collect(),
+        },
+    );
+    let location = format!(
+        "{}upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}",
+        request.base_url,
+        encode(bucket)
+    );
+    Ok((StorageAnswer::Session(location), true))
+}
+
+/// `uploadType=resumable`, step two: a PUT of the bytes, whole or in chunks
+/// (`Content-Range: bytes first-last/total`, `*` while the total is unknown). An incomplete
+/// upload answers 308 with the `Range` persisted so far.
+fn continue_resumable(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let id = request
+        .query("upload_id")
+        .ok_or_else(|| StorageError::invalid("Required parameter: upload_id"))?
+        .to_string();
+    let mut session = store
+        .upload_sessions
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| StorageError::not_found("No such upload session."))?;
+    let mut data = base64::engine::general_purpose::STANDARD
+        .decode(&session.data)
+        .unwrap_or_default();
+    let range = request
+        .headers
+        .get("content-range")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let total = match range
+        .as_deref()
+        .and_then(|range| range.strip_prefix("bytes "))
+    {
+        None => Some(request.body.len() as u64 + data.len() as u64),
+        Some(spec) => {
+            let (span, total) = spec
+                .split_once('/')
+                .ok_or_else(|| StorageError::invalid("Invalid Content-Range."))?;
+            if span != "*" {
+                let first: u64 = span
+                    .split('-')
+                    .next()
+                    .and_then(|first| first.parse().ok())
+                    .ok_or_else(|| StorageError::invalid("Invalid Content-Range."))?;
+                if first != data.len() as u64 {
+                    return Err(StorageError::invalid(format!(
+                        "Content-Range starts at {first}; {} bytes are persisted.",
+                        data.len()
+                    )));
+                }
+                data.extend_from_slice(request.body);
+            }
+            match total {
+                "*" => None,
+                number => Some(
+                    number
+                        .parse()
+                        .map_err(|_| StorageError::invalid("Invalid Content-Range."))?,
+                ),
+            }
+        }
+    };
+    if range.is_none() {
+        data.extend_from_slice(request.body);
+    }
+    if total != Some(data.len() as u64) {
+        session.data = base64::engine::general_purpose::STANDARD.encode(&data);
+        store.upload_sessions.insert(id, session);
+        return Ok((StorageAnswer::Incomplete(data.len() as u64), true));
+    }
+    store.upload_sessions.remove(&id);
+    let finishing = StorageRequest {
+        method: request.method,
+        path: request.path,
+        upload: true,
+        query: &session.query,
+        headers: request.headers,
+        body: &[],
+        base_url: request.base_url.clone(),
+    };
+    let content_type = session.metadata["contentType"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or(session.content_type.clone());
+    store_object(
+        store,
+        &finishing,
+        &session.bucket,
+        &session.name,
+        &session.metadata,
+        data,
+        content_type,
+    )
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
@@ -603,6 +873,7 @@ fn upload(
         ));
     }
     let (metadata, media, content_type) = match request.query("uploadType") {
+        Some("resumable") => return start_resumable(store, request, bucket),
         Some("multipart") => multipart(request.headers, request.body)?,
         Some("media") => (
             json!({}),
@@ -639,6 +910,28 @@ fn upload(
             "Required parameter: name",
         ));
     }
+    store_object(
+        store,
+        request,
+        bucket,
+        &name,
+        &metadata,
+        media,
+        content_type,
+    )
+}
+
+/// Writes a new generation of `name` (the end of every upload type), after the preconditions.
+fn store_object(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    name: &str,
+    metadata: &Json,
+    media: Vec<u8>,
+    content_type: String,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let name = name.to_string();
     let current = live(store, bucket, &name).cloned();
     check_preconditions(request, current.as_ref(), false)?;
     let versioning = store

@@ -37,6 +37,22 @@ pub struct Store {
     /// The last generation number handed out (they only grow, like Google's).
     #[serde(default)]
     pub last_generation: i64,
+    /// Open resumable uploads by upload id.
+    #[serde(default)]
+    pub upload_sessions: BTreeMap<String, UploadSession>,
+}
+
+/// An open resumable upload: where it goes and what has arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub bucket: String,
+    pub name: String,
+    pub metadata: Json,
+    pub content_type: String,
+    /// Base64 of the bytes persisted so far.
+    pub data: String,
+    /// The preconditions given when the session opened, checked when it completes.
+    pub query: Vec<(String, String)>,
 }
 
 /// A stored bucket.

@@ -9,5 +9,6 @@ mod monitoring;
 mod projects;
 mod run;
 mod secretmanager;
+mod storage;
 mod support;
 mod wire;
