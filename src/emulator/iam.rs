@@ -61,7 +61,39 @@ pub fn get_policy(
             .and_then(Json::as_i64),
     };
     check_requested_version(version)?;
-    Ok(Response::read(policy_json(store.policies.get(resource))))
+    let mut answer = policy_json(store.policies.get(resource));
+    if version.unwrap_or(0) < 3 {
+        downgrade_conditional_bindings(&mut answer);
+    }
+    Ok(Response::read(answer))
+}
+
+/// A policy read at version 0 or 1 cannot show conditions: each conditional binding's role is
+/// suffixed `_withcond_<hash>` and its condition left out, and the policy says version 1
+/// (<https://cloud.google.com/iam/docs/troubleshooting-withcond>).
+fn downgrade_conditional_bindings(policy: &mut Json) {
+    let Some(bindings) = policy.get_mut("bindings").and_then(Json::as_array_mut) else {
+        return;
+    };
+    let mut downgraded = false;
+    for binding in bindings.iter_mut() {
+        let Some(condition) = binding
+            .as_object_mut()
+            .and_then(|binding| binding.remove("condition"))
+        else {
+            continue;
+        };
+        if condition.is_null() {
+            continue;
+        }
+        let role = binding["role"].as_str().unwrap_or_default().to_string();
+        let hash = super::store::project_number(&format!("{role}{condition}"));
+        binding["role"] = json!(format!("{role}_withcond_{}", &hash[..10]));
+        downgraded = true;
+    }
+    if downgraded {
+        policy["version"] = json!(1);
+    }
 }
 
 /// Answers `setIamPolicy` for a resource whose API's schema is `api`.

@@ -640,6 +640,19 @@ fn create(
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         )
     });
+    create_from(store, request, body, project, region, service_id, delay)
+}
+
+/// The create itself, shared with a patch that `allowMissing` turns into one.
+fn create_from(
+    store: &mut Store,
+    request: &Request,
+    body: Json,
+    project: &str,
+    region: &str,
+    service_id: String,
+    delay: Duration,
+) -> Result<Response, ApiError> {
     let valid = service_id.len() < 50
         && service_id.starts_with(|c: char| c.is_ascii_lowercase())
         && !service_id.ends_with('-')
@@ -739,6 +752,20 @@ fn patch(
     let body = request.json()?;
     discovery::validate(Api::Run, "GoogleCloudRunV2Service", "service", &body)?;
     let Some(current) = store.run_services.get(name).cloned() else {
+        // allowMissing: "If set to true, and if the Service does not exist, it will create a
+        // new one."
+        if request.query_bool("allowMissing")? {
+            let parts: Vec<&str> = name.split('/').collect();
+            return create_from(
+                store,
+                request,
+                body,
+                parts[1],
+                parts[3],
+                parts[5].to_string(),
+                delay,
+            );
+        }
         return Err(not_found(name));
     };
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
@@ -750,12 +777,11 @@ fn patch(
     }
     let incoming = settable(&body);
     let mut fields = current.body.clone();
-    match request
-        .query("updateMask")
-        .filter(|mask| !mask.trim().is_empty())
-    {
-        Some(mask) => {
-            for path in mask.split(',').map(str::trim) {
+    match collection::mask_paths(request.query("updateMask").as_deref()) {
+        // `*` is a full replacement, as an absent mask is for Cloud Run.
+        Some(paths) if paths.iter().any(|path| path == "*") => fields = incoming,
+        Some(paths) => {
+            for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
                 if discovery::properties(Api::Run, "GoogleCloudRunV2Service")
                     .iter()
@@ -766,15 +792,8 @@ fn patch(
                         "Invalid update_mask path: {path}"
                     )));
                 }
-                match incoming.get(top) {
-                    Some(value) => {
-                        fields.insert(top.to_string(), value.clone());
-                    }
-                    None => {
-                        fields.remove(top);
-                    }
-                }
             }
+            collection::apply_mask(&mut fields, &incoming, &paths);
         }
         None => fields = incoming,
     }

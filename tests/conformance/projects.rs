@@ -67,6 +67,32 @@ async fn iam_policy_version_three_and_stale_etag() {
         .await
         .expect("set");
     assert_eq!(written.version, 3);
+    // GetPolicyOptions: "Requests for policies with any conditional role bindings must specify
+    // version 3"; read at version 1 the role carries `_withcond_<hash>` and no condition
+    // (https://cloud.google.com/iam/docs/troubleshooting-withcond).
+    let version_one = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .send()
+        .await
+        .expect("get at version 1");
+    assert_eq!(version_one.version, 1);
+    assert!(
+        version_one.bindings[0]
+            .role
+            .starts_with("roles/viewer_withcond_"),
+        "{version_one:?}"
+    );
+    assert!(version_one.bindings[0].condition.is_none());
+    let version_three = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .set_options(GetPolicyOptions::new().set_requested_policy_version(3))
+        .send()
+        .await
+        .expect("get at version 3");
+    assert_eq!(version_three.bindings[0].role, "roles/viewer");
+    assert!(version_three.bindings[0].condition.is_some());
     let error = client
         .set_iam_policy()
         .set_resource("projects/conformance")

@@ -255,3 +255,26 @@ async fn operations_get_list_wait_delete() {
         .expect_err("deleted");
     assert_eq!(code(&error), Code::NotFound);
 }
+
+/// UpdateServiceRequest.allow_missing: "If set to true, and if the Service does not exist, it
+/// will create a new one."
+#[tokio::test]
+async fn update_with_allow_missing_creates() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let created = client
+        .update_service()
+        .set_allow_missing(true)
+        .set_service(
+            service("us-docker.pkg.dev/p/r/x:1").set_name(format!("{PARENT}/services/upserted")),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("created by update");
+    assert!(
+        created.name.ends_with("/services/upserted"),
+        "{}",
+        created.name
+    );
+}
