@@ -16,6 +16,8 @@ pub enum Api {
     MonitoringV1,
     MonitoringV3,
     BillingBudgets,
+    /// Cloud Storage JSON v1: served by its own handler, described here for its method list.
+    Storage,
 }
 
 fn document(api: Api) -> &'static Json {
@@ -26,6 +28,7 @@ fn document(api: Api) -> &'static Json {
     static MONITORING_V1: OnceLock<Json> = OnceLock::new();
     static MONITORING_V3: OnceLock<Json> = OnceLock::new();
     static BILLING_BUDGETS: OnceLock<Json> = OnceLock::new();
+    static STORAGE: OnceLock<Json> = OnceLock::new();
     let parse = |text: &str| serde_json::from_str(text).unwrap_or(Json::Null);
     match api {
         Api::SecretManager => {
@@ -42,6 +45,7 @@ fn document(api: Api) -> &'static Json {
         Api::BillingBudgets => {
             BILLING_BUDGETS.get_or_init(|| parse(include_str!("discovery/billingbudgets.v1.json")))
         }
+        Api::Storage => STORAGE.get_or_init(|| parse(include_str!("discovery/storage.v1.json"))),
         Api::ResourceManager => RESOURCE_MANAGER
             .get_or_init(|| parse(include_str!("discovery/cloudresourcemanager.v3.json"))),
     }
@@ -234,7 +238,7 @@ fn methods() -> &'static [Method] {
     static METHODS: OnceLock<Vec<Method>> = OnceLock::new();
     METHODS.get_or_init(|| {
         let mut found = Vec::new();
-        for api in Api::ALL {
+        for api in Api::ALL.into_iter().chain([Api::Storage]) {
             collect_methods(api, document(api), &mut found);
         }
         found
@@ -275,9 +279,21 @@ fn collect_methods(api: Api, resource: &Json, found: &mut Vec<Method>) {
 /// Finds the discovery method a request designates (`path` without its leading slash, version
 /// included), so that an unserved method can be named in a 501 and its schemas applied.
 pub fn find_method(http_method: &str, path: &str) -> Option<&'static Method> {
-    methods()
-        .iter()
-        .find(|method| method.http_method == http_method && path_matches(&method.path, path))
+    methods().iter().find(|method| {
+        !matches!(method.api, Api::Storage)
+            && method.http_method == http_method
+            && path_matches(&method.path, path)
+    })
+}
+
+/// Finds the Cloud Storage method a request designates (`path` after `storage/v1/`, still
+/// percent-encoded, so an object name is one segment).
+pub fn find_storage_method(http_method: &str, path: &str) -> Option<&'static Method> {
+    methods().iter().find(|method| {
+        matches!(method.api, Api::Storage)
+            && method.http_method == http_method
+            && path_matches(&method.path, path)
+    })
 }
 
 /// Matches a discovery path template: each `{variable}` stands for one segment without `:` (so

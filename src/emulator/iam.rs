@@ -192,3 +192,25 @@ pub fn set_policy(
     store.policies.insert(resource.to_string(), record);
     Ok(Response::changed(response))
 }
+
+/// Answers `testIamPermissions`: the emulator authorises every caller, so every permission
+/// asked about is held (Google answers the subset the caller holds).
+pub fn test_permissions(request: &Request) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    let permissions: Vec<Json> = body["permissions"].as_array().cloned().unwrap_or_default();
+    if permissions.iter().any(|permission| {
+        permission
+            .as_str()
+            .is_none_or(|permission| permission.contains(['*', ' ']) || permission.is_empty())
+    }) {
+        return Err(ApiError::invalid_argument(
+            "Permissions with wildcards (such as '*') are not allowed.",
+        ));
+    }
+    Ok(Response::read(if permissions.is_empty() {
+        json!({})
+    } else {
+        json!({"permissions": permissions})
+    }))
+}

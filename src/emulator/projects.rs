@@ -30,6 +30,7 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                 .and_then(|()| iam::get_policy(store, request, &canonical))
         }
         ("POST", Some("setIamPolicy")) => iam::set_policy(store, request, &canonical, Api::ResourceManager, false),
+        ("POST", Some("testIamPermissions")) => iam::test_permissions(request),
         _ => return None,
     };
     Some(outcome)

@@ -78,6 +78,13 @@ pub fn route(
                         Err(not_found(&name))
                     }
                 }
+                ("POST", Some("testIamPermissions")) => {
+                    if store.run_services.contains_key(&name) {
+                        iam::test_permissions(request)
+                    } else {
+                        Err(not_found(&name))
+                    }
+                }
                 ("POST", Some("setIamPolicy")) => {
                     if store.run_services.contains_key(&name) {
                         iam::set_policy(store, request, &name, Api::Run, true)

@@ -60,6 +60,11 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                 .map(|_| ())
                 .and_then(|()| iam::get_policy(store, request, &resource))
         }
+        (["projects", project, "secrets", secret], "POST", Some("testIamPermissions")) => {
+            require_secret(store, &name(project, secret))
+                .map(|_| ())
+                .and_then(|()| iam::test_permissions(request))
+        }
         (["projects", project, "secrets", secret], "POST", Some("setIamPolicy")) => {
             let resource = name(project, secret);
             require_secret(store, &resource)

@@ -37,6 +37,7 @@ pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, Ap
                         Response::changed(json!({}))
                     }),
                     ("POST", Some("getIamPolicy")) => iam::get_policy(store, request, &key),
+                    ("POST", Some("testIamPermissions")) => iam::test_permissions(request),
                     ("POST", Some("setIamPolicy")) => {
                         iam::set_policy(store, request, &key, Api::Iam, false)
                     }

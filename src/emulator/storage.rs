@@ -132,15 +132,9 @@ pub fn handle(
                     .map(|()| (StorageAnswer::Empty, true)),
                 "PATCH" => patch_object(store, request, &bucket, &object)
                     .map(|body| (StorageAnswer::Json(body), true)),
-                "PUT" => Err(unimplemented("storage.objects.update")),
-                _ => Err(StorageError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "methodNotAllowed",
-                    "Method not allowed.",
-                )),
+                _ => Err(not_served(request)),
             }
         }
-        // Methods Google serves that the emulator does not: 501 naming them, never a 404.
         (
             "POST",
             false,
@@ -162,31 +156,28 @@ pub fn handle(
             (&decode(bucket)?, &decode(object)?),
             *verb == "rewriteTo",
         ),
-        ("POST", false, ["b", _, "o", _, "compose"]) => {
-            Err(unimplemented("storage.objects.compose"))
-        }
-        (
-            _,
-            false,
-            [
-                "b",
-                _,
-                "acl" | "defaultObjectAcl" | "iam" | "notificationConfigs",
-                ..,
-            ],
-        )
-        | (_, false, ["b", _, "o", _, "acl", ..]) => Err(unimplemented(request.path)),
-        // An object name with an unencoded `/` is no object path at all.
-        _ => Err(StorageError::not_found("Not Found")),
+        _ => Err(not_served(request)),
     }
 }
 
-fn unimplemented(method: &str) -> StorageError {
-    StorageError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "notImplemented",
-        format!("{method} is not implemented by the emulator."),
-    )
+/// A request no handler serves: 501 naming the method when Cloud Storage has one there, 404
+/// otherwise (an object name with an unencoded `/` is no object path at all).
+fn not_served(request: &StorageRequest<'_>) -> StorageError {
+    let path = if request.upload {
+        format!("upload/{}", request.path)
+    } else {
+        request.path.to_string()
+    };
+    let method = super::discovery::find_storage_method(request.method.as_str(), request.path)
+        .or_else(|| super::discovery::find_storage_method(request.method.as_str(), &path));
+    match method {
+        Some(method) => StorageError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "notImplemented",
+            format!("Method {} is not implemented by the emulator.", method.id),
+        ),
+        None => StorageError::not_found("Not Found"),
+    }
 }
 
 /// Cloud Storage's list sizes: "The service will use this parameter or 1,000 items, whichever

@@ -258,3 +258,31 @@ async fn iam_policy_etags_abort_and_conditions_round_trip() {
         .expect_err("stale");
     assert_eq!((code(&error), http_status(&error)), (Code::Aborted, 409));
 }
+
+/// testIamPermissions "returns permissions that a caller has on the specified resource"; the
+/// emulator's anonymous caller holds every one, and wildcards are refused.
+#[tokio::test]
+async fn test_iam_permissions_answers_the_held_subset() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let secret = create(&client, "t").await;
+    let answer = client
+        .test_iam_permissions()
+        .set_resource(&secret.name)
+        .set_permissions(["secretmanager.versions.access"])
+        .send()
+        .await
+        .expect("test permissions");
+    assert_eq!(
+        answer.permissions,
+        vec!["secretmanager.versions.access".to_string()]
+    );
+    let error = client
+        .test_iam_permissions()
+        .set_resource(&secret.name)
+        .set_permissions(["secretmanager.*"])
+        .send()
+        .await
+        .expect_err("wildcard");
+    assert_eq!(code(&error), Code::InvalidArgument);
+}
