@@ -2,7 +2,7 @@
 //! account's currency filled in (and enforced), Google's filter defaults, `updateMask`, etags,
 //! and a delete that succeeds when the budget is already gone.
 
-use super::collection::{self, PageSizes};
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
@@ -12,52 +12,75 @@ use serde_json::{Map, Value as Json, json};
 /// Every emulated billing account bills in this currency.
 const ACCOUNT_CURRENCY: &str = "USD";
 
-/// Routes `v1/billingAccounts/{id}/budgets…`; `None` for other paths.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str()) {
-        (["billingAccounts", account, "budgets"], "POST") => create(store, request, account),
-        (["billingAccounts", account, "budgets"], "GET") => request
-            .allow_query(&["pageSize", "pageToken", "scope"])
-            .and_then(|()| {
-                let prefix = format!("billingAccounts/{account}/budgets/");
-                let budgets: Vec<Json> = store
-                    .documents
-                    .iter()
-                    .filter(|(name, _)| name.starts_with(&prefix))
-                    .map(|(_, budget)| budget.clone())
-                    .collect();
-                // "The default and maximum value are 100."
-                let (budgets, next) =
-                    collection::page(budgets, request, "pageSize", PageSizes::new(100, 100))?;
-                Ok(Response::read(collection::list_answer(
-                    "budgets", budgets, next,
-                )))
-            }),
-        (["billingAccounts", account, "budgets", id], method) => {
-            let name = format!("billingAccounts/{account}/budgets/{id}");
-            match method {
-                "GET" => request.allow_query(&[]).and_then(|()| {
-                    store
-                        .documents
-                        .get(&name)
-                        .cloned()
-                        .map(Response::read)
-                        .ok_or_else(|| ApiError::not_found(format!("Budget {name} not found.")))
-                }),
-                "PATCH" => patch(store, request, &name),
-                "DELETE" => request.allow_query(&[]).map(|()| {
-                    // "Returns successfully if already deleted."
-                    store.documents.remove(&name);
-                    store.revision += 1;
-                    Response::changed(json!({}))
-                }),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(outcome)
+/// Billing Budgets' methods, by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.create",
+        handler: |call| {
+            let account = call.var("billingAccountsId").to_string();
+            create(call.store, call.request, &account)
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.list",
+        handler: |call| {
+            call.request
+                .allow_query(&["pageSize", "pageToken", "scope"])?;
+            let prefix = format!("billingAccounts/{}/budgets/", call.var("billingAccountsId"));
+            let budgets: Vec<Json> = call
+                .store
+                .documents
+                .iter()
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .map(|(_, budget)| budget.clone())
+                .collect();
+            // "The default and maximum value are 100."
+            let (budgets, next) =
+                collection::page(budgets, call.request, "pageSize", PageSizes::new(100, 100))?;
+            Ok(Response::read(collection::list_answer(
+                "budgets", budgets, next,
+            )))
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.get",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let name = budget_of(call);
+            call.store
+                .documents
+                .get(&name)
+                .cloned()
+                .map(Response::read)
+                .ok_or_else(|| ApiError::not_found(format!("Budget {name} not found.")))
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.patch",
+        handler: |call| {
+            let name = budget_of(call);
+            patch(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.delete",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            // "Returns successfully if already deleted."
+            let name = budget_of(call);
+            call.store.documents.remove(&name);
+            call.store.revision += 1;
+            Ok(Response::changed(json!({})))
+        },
+    },
+];
+
+fn budget_of(call: &Call<'_>) -> String {
+    format!(
+        "billingAccounts/{}/budgets/{}",
+        call.var("billingAccountsId"),
+        call.var("budgetsId")
+    )
 }
 
 fn check(body: &Json) -> Result<(), ApiError> {

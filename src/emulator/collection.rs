@@ -1,11 +1,53 @@
-//! The collection engine's shared semantics, so every emulated API pages, masks and tags the
-//! same way Google's do: `pageSize`/`pageToken` (opaque tokens, each API's documented default
-//! and maximum page size), `updateMask` paths (camelCase or snake_case, nested, `*`) and etags.
+//! The collection engine: how an emulated API is described and served. An API lists its
+//! methods by their discovery id (`secretmanager.projects.secrets.get`) with a handler each;
+//! the server finds the discovery method a request designates, takes the path variables from
+//! its template (`projectsId`, `secretsId`), and calls the handler, or answers 501 naming the
+//! method when the API serves no handler for it. No API writes a router. The engine's shared
+//! semantics follow, so every API pages, masks and tags the same way Google's do:
+//! `pageSize`/`pageToken` (opaque tokens, each API's documented default and maximum page size),
+//! `updateMask` paths (camelCase or snake_case, nested, `*`) and etags.
 
 use super::error::ApiError;
-use super::http::Request;
+use super::http::{Request, Response};
+use super::store::Store;
 use base64::Engine;
 use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a method's handler is given.
+pub struct Call<'a> {
+    pub store: &'a mut Store,
+    pub request: &'a Request,
+    /// The variables of the discovery path template, by name (`projectsId` → `p`).
+    pub path: BTreeMap<String, String>,
+    /// How long long-running operations take (`--operation-delay-ms`).
+    pub operation_delay: Duration,
+}
+
+impl Call<'_> {
+    /// Returns a path variable (empty when the template has none of that name).
+    pub fn var(&self, name: &str) -> &str {
+        self.path.get(name).map_or("", String::as_str)
+    }
+}
+
+/// A method handler.
+pub type Handler = fn(&mut Call<'_>) -> Result<Response, ApiError>;
+
+/// One served method: its discovery id and its handler.
+pub struct Method {
+    pub id: &'static str,
+    pub handler: Handler,
+}
+
+/// Finds the handler an API serves for discovery method `id`.
+pub fn handler(apis: &[&'static [Method]], id: &str) -> Option<Handler> {
+    apis.iter()
+        .flat_map(|methods| methods.iter())
+        .find(|method| method.id == id)
+        .map(|method| method.handler)
+}
 
 /// An API's documented page sizes for one list method.
 #[derive(Debug, Clone, Copy)]

@@ -296,6 +296,26 @@ pub fn find_storage_method(http_method: &str, path: &str) -> Option<&'static Met
     })
 }
 
+/// Returns the variables of `template` as `path` fills them (`path` must match it).
+pub fn path_variables(template: &str, path: &str) -> std::collections::BTreeMap<String, String> {
+    let mut variables = std::collections::BTreeMap::new();
+    for (pattern, segment) in template.split('/').zip(path.split('/')) {
+        if let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}'))
+            && open < close
+        {
+            let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
+            let name = pattern[open + 1..close].trim_start_matches('+');
+            if segment.len() >= prefix.len() + suffix.len() {
+                variables.insert(
+                    name.to_string(),
+                    segment[prefix.len()..segment.len() - suffix.len()].to_string(),
+                );
+            }
+        }
+    }
+    variables
+}
+
 /// Matches a discovery path template: each `{variable}` stands for one segment without `:` (so
 /// that `{secretsId}` does not swallow a custom verb).
 pub fn path_matches(template: &str, path: &str) -> bool {
@@ -448,6 +468,12 @@ mod tests {
             find_method("GET", "v2/projects/p/locations/l/services/s/revisions").expect("found");
         assert_eq!(method.id, "run.projects.locations.services.revisions.list");
         assert!(find_method("GET", "v1/nothing/here").is_none());
+        let variables = path_variables(
+            "v1/projects/{projectsId}/secrets/{secretsId}:addVersion",
+            "v1/projects/p/secrets/s:addVersion",
+        );
+        assert_eq!(variables["projectsId"], "p");
+        assert_eq!(variables["secretsId"], "s");
     }
 
     #[test]

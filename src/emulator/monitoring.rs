@@ -4,7 +4,7 @@
 //! ids, creation and mutation records, `updateMask`, channel labels checked per type with the
 //! sensitive ones returned obfuscated, `force` on channel delete).
 
-use super::collection::{self, PageSizes};
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
@@ -39,116 +39,171 @@ const CHANNEL_TYPES: [ChannelDescriptor; 6] = [
     ("pubsub", &["topic"], &[], &[]),
 ];
 
-/// Routes `v1/projects/{p}/dashboards…`; `None` for other paths.
-pub fn route_v1(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str()) {
-        (["projects", project, "dashboards"], "POST") => create_dashboard(store, request, project),
-        (["projects", project, "dashboards"], "GET") => list(
-            store,
-            request,
-            &format!("projects/{}/dashboards/", project_number(project)),
-            "dashboards",
-        ),
-        (["projects", project, "dashboards", id], method) => {
-            let name = format!("projects/{}/dashboards/{id}", project_number(project));
-            match method {
-                "GET" => get(store, request, &name, "Dashboard"),
-                "PATCH" => patch_dashboard(store, request, &name),
-                "DELETE" => delete(store, request, &name, "Dashboard", &[]),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(outcome)
-}
+/// Cloud Monitoring's methods (v1 dashboards, v3 alert policies, notification channels and
+/// their descriptors), by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "monitoring.projects.dashboards.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_dashboard(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.list",
+        handler: |call| {
+            let prefix = format!(
+                "projects/{}/dashboards/",
+                project_number(call.var("projectsId"))
+            );
+            list(call.store, call.request, &prefix, "dashboards")
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.get",
+        handler: |call| {
+            let name = named(call, "dashboards", "dashboardsId");
+            get(call.store, call.request, &name, "Dashboard")
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.patch",
+        handler: |call| {
+            let name = named(call, "dashboards", "dashboardsId");
+            patch_dashboard(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.delete",
+        handler: |call| {
+            let name = named(call, "dashboards", "dashboardsId");
+            delete(call.store, call.request, &name, "Dashboard", &[])
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_v3(call.store, call.request, &project, "alertPolicies")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.list",
+        handler: |call| {
+            let prefix = format!(
+                "projects/{}/alertPolicies/",
+                project_number(call.var("projectsId"))
+            );
+            list(call.store, call.request, &prefix, "alertPolicies")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.get",
+        handler: |call| {
+            let name = named(call, "alertPolicies", "alertPoliciesId");
+            get(call.store, call.request, &name, "Alert policy")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.patch",
+        handler: |call| {
+            let name = named(call, "alertPolicies", "alertPoliciesId");
+            patch_v3(call.store, call.request, &name, "alertPolicies")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.delete",
+        handler: |call| {
+            let name = named(call, "alertPolicies", "alertPoliciesId");
+            delete(call.store, call.request, &name, "Alert policy", &[])
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_v3(call.store, call.request, &project, "notificationChannels")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.list",
+        handler: |call| {
+            let prefix = format!(
+                "projects/{}/notificationChannels/",
+                project_number(call.var("projectsId"))
+            );
+            list(call.store, call.request, &prefix, "notificationChannels")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.get",
+        handler: |call| {
+            let name = named(call, "notificationChannels", "notificationChannelsId");
+            get(call.store, call.request, &name, "Notification channel")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.patch",
+        handler: |call| {
+            let name = named(call, "notificationChannels", "notificationChannelsId");
+            patch_v3(call.store, call.request, &name, "notificationChannels")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.delete",
+        handler: |call| {
+            let name = named(call, "notificationChannels", "notificationChannelsId");
+            delete_channel(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.sendVerificationCode",
+        handler: |call| verification(call, "sendVerificationCode"),
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.getVerificationCode",
+        handler: |call| verification(call, "getVerificationCode"),
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.verify",
+        handler: |call| verification(call, "verify"),
+    },
+    Method {
+        id: "monitoring.projects.notificationChannelDescriptors.list",
+        handler: |call| {
+            let parent = format!("projects/{}", call.var("projectsId"));
+            list_descriptors(call.request, &parent)
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannelDescriptors.get",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let kind = call.var("notificationChannelDescriptorsId");
+            let name = format!(
+                "projects/{}/notificationChannelDescriptors/{kind}",
+                call.var("projectsId")
+            );
+            CHANNEL_TYPES
+                .iter()
+                .find(|descriptor| descriptor.0 == kind)
+                .map(|descriptor| Response::read(descriptor_json(&name, descriptor)))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "Notification channel descriptor {name} does not exist."
+                    ))
+                })
+        },
+    },
+];
 
-/// Routes `v3/projects/{p}/alertPolicies…` and `…/notificationChannels…`; `None` otherwise.
-pub fn route_v3(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let (resource, verb) = match request.path.split_once(':') {
-        Some((resource, verb)) => (resource, Some(verb)),
-        None => (request.path.as_str(), None),
-    };
-    let segments: Vec<&str> = resource.split('/').collect();
-    if let ["projects", project, "notificationChannels", id] = segments[..]
-        && let Some(verb) = verb
-    {
-        let name = format!(
-            "projects/{}/notificationChannels/{id}",
-            project_number(project)
-        );
-        return verification(store, request, &name, verb);
-    }
-    if verb.is_some() {
-        return None;
-    }
-    let outcome = match (&segments[..], request.method.as_str()) {
-        (["projects", _, "notificationChannelDescriptors"], "GET") => {
-            list_descriptors(request, resource)
-        }
-        (["projects", _, "notificationChannelDescriptors", kind], "GET") => {
-            request.allow_query(&[]).and_then(|()| {
-                CHANNEL_TYPES
-                    .iter()
-                    .find(|descriptor| descriptor.0 == *kind)
-                    .map(|descriptor| Response::read(descriptor_json(resource, descriptor)))
-                    .ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "Notification channel descriptor {resource} does not exist."
-                        ))
-                    })
-            })
-        }
-        (
-            [
-                "projects",
-                project,
-                collection @ ("alertPolicies" | "notificationChannels"),
-            ],
-            "POST",
-        ) => create_v3(store, request, project, collection),
-        (
-            [
-                "projects",
-                project,
-                collection @ ("alertPolicies" | "notificationChannels"),
-            ],
-            "GET",
-        ) => list(
-            store,
-            request,
-            &format!("projects/{}/{collection}/", project_number(project)),
-            collection,
-        ),
-        (
-            [
-                "projects",
-                project,
-                collection @ ("alertPolicies" | "notificationChannels"),
-                id,
-            ],
-            method,
-        ) => {
-            let name = format!("projects/{}/{collection}/{id}", project_number(project));
-            let kind = if *collection == "alertPolicies" {
-                "Alert policy"
-            } else {
-                "Notification channel"
-            };
-            match method {
-                "GET" => get(store, request, &name, kind),
-                "PATCH" => patch_v3(store, request, &name, collection),
-                "DELETE" if *collection == "notificationChannels" => {
-                    delete_channel(store, request, &name)
-                }
-                "DELETE" => delete(store, request, &name, kind, &[]),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(outcome)
+/// The canonical name of a project's `collection` member whose id is path variable `id`.
+fn named(call: &Call<'_>, collection: &str, id: &str) -> String {
+    format!(
+        "projects/{}/{collection}/{}",
+        project_number(call.var("projectsId")),
+        call.var(id)
+    )
 }
 
 /// A channel descriptor as `notificationChannelDescriptors.get` returns it.
@@ -199,48 +254,36 @@ fn verification_code(name: &str) -> String {
 }
 
 /// `sendVerificationCode`, `getVerificationCode` and `verify` on a notification channel.
-fn verification(
-    store: &mut Store,
-    request: &Request,
-    name: &str,
-    verb: &str,
-) -> Option<Result<Response, ApiError>> {
-    if request.method != axum::http::Method::POST {
-        return None;
-    }
-    let outcome = (|| {
-        request.allow_query(&[])?;
-        let channel = store
-            .documents
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found("Notification channel", name))?;
-        let body = request.json()?;
-        match verb {
-            "sendVerificationCode" => Ok(Response::read(json!({}))),
-            "getVerificationCode" => Ok(Response::read(json!({
-                "code": verification_code(name),
-                "expireTime": (chrono::Utc::now() + chrono::Duration::hours(1))
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            }))),
-            "verify" => {
-                if body["code"].as_str() != Some(verification_code(name).as_str()) {
-                    return Err(ApiError::invalid_argument(
-                        "The verification code is not valid.",
-                    ));
-                }
-                let mut channel = channel;
-                channel["verificationStatus"] = json!("VERIFIED");
-                store.documents.insert(name.to_string(), channel.clone());
-                store.revision += 1;
-                Ok(Response::changed(visible(&channel)))
+fn verification(call: &mut Call<'_>, verb: &str) -> Result<Response, ApiError> {
+    let name = named(call, "notificationChannels", "notificationChannelsId");
+    let (store, request) = (&mut *call.store, call.request);
+    request.allow_query(&[])?;
+    let channel = store
+        .documents
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| not_found("Notification channel", &name))?;
+    let body = request.json()?;
+    match verb {
+        "sendVerificationCode" => Ok(Response::read(json!({}))),
+        "getVerificationCode" => Ok(Response::read(json!({
+            "code": verification_code(&name),
+            "expireTime": (chrono::Utc::now() + chrono::Duration::hours(1))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }))),
+        _ => {
+            if body["code"].as_str() != Some(verification_code(&name).as_str()) {
+                return Err(ApiError::invalid_argument(
+                    "The verification code is not valid.",
+                ));
             }
-            _ => Err(ApiError::unimplemented(format!(
-                "Method {verb} of notification channels is not implemented by the emulator."
-            ))),
+            let mut channel = channel;
+            channel["verificationStatus"] = json!("VERIFIED");
+            store.documents.insert(name.clone(), channel.clone());
+            store.revision += 1;
+            Ok(Response::changed(visible(&channel)))
         }
-    })();
-    Some(outcome)
+    }
 }
 
 fn not_found(kind: &str, name: &str) -> ApiError {

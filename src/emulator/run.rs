@@ -5,7 +5,7 @@
 //! traffic must sum to 100 and name existing revisions, and a revision whose secret does not
 //! exist fails its operation, as a real deployment would.
 
-use super::collection::{self, PageSizes};
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
@@ -29,144 +29,184 @@ fn millis_now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Routes a `v2/projects/{p}/locations/{l}/…` request; `None` for other paths.
-pub fn route(
-    store: &mut Store,
-    request: &Request,
-    delay: Duration,
-) -> Option<Result<Response, ApiError>> {
-    let (resource, verb) = match request.path.split_once(':') {
-        Some((resource, verb)) => (resource, Some(verb)),
-        None => (request.path.as_str(), None),
-    };
-    let segments: Vec<&str> = resource.split('/').collect();
-    settle(store);
-    let outcome = match (&segments[..], request.method.as_str(), verb) {
-        (["projects", project, "locations", region, "services"], "POST", None) => {
-            create(store, request, project, region, delay)
-        }
-        (["projects", project, "locations", region, "services"], "GET", None) => {
-            list(store, request, project, region)
-        }
-        (
-            [
-                "projects",
-                project,
-                "locations",
-                region,
-                "services",
-                service,
-            ],
-            method,
-            verb,
-        ) => {
-            let name = canonical(project, region, service);
-            match (method, verb) {
-                ("GET", None) => request.allow_query(&[]).and_then(|()| {
-                    let record = store
-                        .run_services
-                        .get(&name)
-                        .ok_or_else(|| not_found(&name))?;
-                    Ok(Response::read(service_json(&name, record)))
-                }),
-                ("PATCH", None) => patch(store, request, &name, delay),
-                ("DELETE", None) => delete(store, request, &name, delay),
-                ("GET", Some("getIamPolicy")) => {
-                    if store.run_services.contains_key(&name) {
-                        iam::get_policy(store, request, &name)
-                    } else {
-                        Err(not_found(&name))
-                    }
-                }
-                ("POST", Some("testIamPermissions")) => {
-                    if store.run_services.contains_key(&name) {
-                        iam::test_permissions(request)
-                    } else {
-                        Err(not_found(&name))
-                    }
-                }
-                ("POST", Some("setIamPolicy")) => {
-                    if store.run_services.contains_key(&name) {
-                        iam::set_policy(store, request, &name, Api::Run, true)
-                    } else {
-                        Err(not_found(&name))
-                    }
-                }
-                _ => return None,
-            }
-        }
-        (
-            [
-                "projects",
-                project,
-                "locations",
-                region,
-                "services",
-                service,
-                "revisions",
-            ],
-            "GET",
-            None,
-        ) => list_revisions(store, request, &canonical(project, region, service)),
-        (
-            [
-                "projects",
-                project,
-                "locations",
-                region,
-                "services",
-                service,
-                "revisions",
-                revision,
-            ],
-            method,
-            None,
-        ) => {
-            let service = canonical(project, region, service);
-            match method {
-                "GET" => get_revision(store, request, &service, revision),
-                "DELETE" => delete_revision(store, request, &service, revision, delay),
-                _ => return None,
-            }
-        }
-        (["projects", project, "locations", region, "operations"], "GET", None) => {
-            list_operations(store, request, project, region)
-        }
-        (
-            [
-                "projects",
-                project,
-                "locations",
-                region,
-                "operations",
-                operation,
-            ],
-            method,
-            verb,
-        ) => {
-            let name = format!(
-                "projects/{}/locations/{region}/operations/{operation}",
-                project_number(project)
-            );
-            match (method, verb) {
-                ("GET", None) => request
-                    .allow_query(&[])
-                    .and_then(|()| get_operation(store, &name)),
-                // The server waits (see `wait_for`) before this answers.
-                ("POST", Some("wait")) => get_operation(store, &name),
-                ("DELETE", None) => request.allow_query(&[]).and_then(|()| {
-                    store
-                        .run_operations
-                        .remove(&name)
-                        .map(|_| Response::changed(json!({})))
-                        .ok_or_else(|| ApiError::not_found(format!("Operation {name} not found.")))
-                }),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(outcome)
+/// Cloud Run's methods, by discovery id. Each first settles the reconciliations that are due,
+/// as time passing would have on Google's side.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "run.projects.locations.services.create",
+        handler: |call| {
+            settle(call.store);
+            let (project, region) = parent_of(call);
+            create(
+                call.store,
+                call.request,
+                &project,
+                &region,
+                call.operation_delay,
+            )
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.list",
+        handler: |call| {
+            settle(call.store);
+            let (project, region) = parent_of(call);
+            list(call.store, call.request, &project, &region)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.get",
+        handler: |call| {
+            settle(call.store);
+            call.request.allow_query(&[])?;
+            let name = service_of(call);
+            let record = call
+                .store
+                .run_services
+                .get(&name)
+                .ok_or_else(|| not_found(&name))?;
+            Ok(Response::read(service_json(&name, record)))
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.patch",
+        handler: |call| {
+            settle(call.store);
+            let name = service_of(call);
+            patch(call.store, call.request, &name, call.operation_delay)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.delete",
+        handler: |call| {
+            settle(call.store);
+            let name = service_of(call);
+            delete(call.store, call.request, &name, call.operation_delay)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.getIamPolicy",
+        handler: |call| {
+            let name = existing_service(call)?;
+            iam::get_policy(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.setIamPolicy",
+        handler: |call| {
+            let name = existing_service(call)?;
+            iam::set_policy(call.store, call.request, &name, Api::Run, true)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.testIamPermissions",
+        handler: |call| {
+            existing_service(call)?;
+            iam::test_permissions(call.request)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.revisions.list",
+        handler: |call| {
+            settle(call.store);
+            let service = service_of(call);
+            list_revisions(call.store, call.request, &service)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.revisions.get",
+        handler: |call| {
+            settle(call.store);
+            let (service, revision) = (service_of(call), call.var("revisionsId").to_string());
+            get_revision(call.store, call.request, &service, &revision)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.revisions.delete",
+        handler: |call| {
+            settle(call.store);
+            let (service, revision) = (service_of(call), call.var("revisionsId").to_string());
+            delete_revision(
+                call.store,
+                call.request,
+                &service,
+                &revision,
+                call.operation_delay,
+            )
+        },
+    },
+    Method {
+        id: "run.projects.locations.operations.list",
+        handler: |call| {
+            settle(call.store);
+            let (project, region) = parent_of(call);
+            list_operations(call.store, call.request, &project, &region)
+        },
+    },
+    Method {
+        id: "run.projects.locations.operations.get",
+        handler: |call| {
+            settle(call.store);
+            call.request.allow_query(&[])?;
+            let name = operation_of(call);
+            get_operation(call.store, &name)
+        },
+    },
+    Method {
+        // The server has waited (see `wait_for`) before this answers.
+        id: "run.projects.locations.operations.wait",
+        handler: |call| {
+            settle(call.store);
+            let name = operation_of(call);
+            get_operation(call.store, &name)
+        },
+    },
+    Method {
+        id: "run.projects.locations.operations.delete",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let name = operation_of(call);
+            call.store
+                .run_operations
+                .remove(&name)
+                .map(|_| Response::changed(json!({})))
+                .ok_or_else(|| ApiError::not_found(format!("Operation {name} not found.")))
+        },
+    },
+];
+
+fn parent_of(call: &Call<'_>) -> (String, String) {
+    (
+        call.var("projectsId").to_string(),
+        call.var("locationsId").to_string(),
+    )
+}
+
+fn service_of(call: &Call<'_>) -> String {
+    canonical(
+        call.var("projectsId"),
+        call.var("locationsId"),
+        call.var("servicesId"),
+    )
+}
+
+fn existing_service(call: &mut Call<'_>) -> Result<String, ApiError> {
+    settle(call.store);
+    let name = service_of(call);
+    if call.store.run_services.contains_key(&name) {
+        Ok(name)
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+fn operation_of(call: &Call<'_>) -> String {
+    format!(
+        "projects/{}/locations/{}/operations/{}",
+        project_number(call.var("projectsId")),
+        call.var("locationsId"),
+        call.var("operationsId")
+    )
 }
 
 fn canonical(project: &str, region: &str, service: &str) -> String {

@@ -3,6 +3,7 @@
 //! `latest` alias, and getIamPolicy/setIamPolicy with etags. Names come back with the project
 //! number, as Google's do.
 
+use super::collection::{Call, Method};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
@@ -28,66 +29,123 @@ const IMMUTABLE_PATHS: [&str; 4] = [
     "customerManagedEncryption",
 ];
 
-/// Routes a `v1/projects/{p}/secrets…` request; `None` when the path is not Secret Manager's.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let (last, verb) = match segments.last()?.split_once(':') {
-        Some((last, verb)) => (last, Some(verb)),
-        None => (*segments.last()?, None),
-    };
-    let mut segments = segments.clone();
-    let length = segments.len();
-    segments[length - 1] = last;
-    let method = request.method.as_str();
-    let outcome = match (&segments[..], method, verb) {
-        (["projects", project, "secrets"], "POST", None) => create_secret(store, request, project),
-        (["projects", project, "secrets"], "GET", None) => list_secrets(store, request, project),
-        (["projects", project, "secrets", secret], "GET", None) => {
-            get_secret(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "PATCH", None) => {
-            patch_secret(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "DELETE", None) => {
-            delete_secret(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "POST", Some("addVersion")) => {
-            add_version(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "GET", Some("getIamPolicy")) => {
-            let resource = name(project, secret);
-            require_secret(store, &resource)
-                .map(|_| ())
-                .and_then(|()| iam::get_policy(store, request, &resource))
-        }
-        (["projects", project, "secrets", secret], "POST", Some("testIamPermissions")) => {
-            require_secret(store, &name(project, secret))
-                .map(|_| ())
-                .and_then(|()| iam::test_permissions(request))
-        }
-        (["projects", project, "secrets", secret], "POST", Some("setIamPolicy")) => {
-            let resource = name(project, secret);
-            require_secret(store, &resource)
-                .map(|_| ())
-                .and_then(|()| iam::set_policy(store, request, &resource, Api::SecretManager, true))
-        }
-        (["projects", project, "secrets", secret, "versions"], "GET", None) => {
-            list_versions(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret, "versions", version], "GET", None) => {
-            get_version(store, request, &name(project, secret), version)
-        }
-        (["projects", project, "secrets", secret, "versions", version], "GET", Some("access")) => {
-            access_version(store, request, &name(project, secret), version)
-        }
-        (
-            ["projects", project, "secrets", secret, "versions", version],
-            "POST",
-            Some(action @ ("enable" | "disable" | "destroy")),
-        ) => change_version_state(store, request, &name(project, secret), version, action),
-        _ => return None,
-    };
-    Some(outcome)
+/// Secret Manager's methods, by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "secretmanager.projects.secrets.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_secret(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.list",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            list_secrets(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.get",
+        handler: |call| {
+            let secret = secret_of(call);
+            get_secret(call.store, call.request, &secret)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.patch",
+        handler: |call| {
+            let secret = secret_of(call);
+            patch_secret(call.store, call.request, &secret)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.delete",
+        handler: |call| {
+            let secret = secret_of(call);
+            delete_secret(call.store, call.request, &secret)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.addVersion",
+        handler: |call| {
+            let secret = secret_of(call);
+            add_version(call.store, call.request, &secret)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.getIamPolicy",
+        handler: |call| {
+            let resource = secret_of(call);
+            require_secret(call.store, &resource)?;
+            iam::get_policy(call.store, call.request, &resource)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.setIamPolicy",
+        handler: |call| {
+            let resource = secret_of(call);
+            require_secret(call.store, &resource)?;
+            iam::set_policy(
+                call.store,
+                call.request,
+                &resource,
+                Api::SecretManager,
+                true,
+            )
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.testIamPermissions",
+        handler: |call| {
+            let secret = secret_of(call);
+            require_secret(call.store, &secret)?;
+            iam::test_permissions(call.request)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.list",
+        handler: |call| {
+            let secret = secret_of(call);
+            list_versions(call.store, call.request, &secret)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.get",
+        handler: |call| {
+            let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+            get_version(call.store, call.request, &secret, &version)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.access",
+        handler: |call| {
+            let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+            access_version(call.store, call.request, &secret, &version)
+        },
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.enable",
+        handler: |call| version_state(call, "enable"),
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.disable",
+        handler: |call| version_state(call, "disable"),
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.destroy",
+        handler: |call| version_state(call, "destroy"),
+    },
+];
+
+fn secret_of(call: &Call<'_>) -> String {
+    name(call.var("projectsId"), call.var("secretsId"))
+}
+
+fn version_state(call: &mut Call<'_>, action: &str) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    let version = call.var("versionsId").to_string();
+    change_version_state(call.store, call.request, &secret, &version, action)
 }
 
 fn name(project: &str, secret: &str) -> String {

@@ -7,7 +7,9 @@ use super::error::ApiError;
 use super::http::{AnswerFormat, Request, take_system_parameters};
 use super::store::Store;
 use super::wire;
-use super::{budgets, monitoring, projects, run, secretmanager, service_accounts, storage};
+use super::{
+    budgets, collection, monitoring, projects, run, secretmanager, service_accounts, storage,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -22,6 +24,16 @@ use std::time::Duration;
 
 /// How many requests `/_emulator/requests` remembers.
 const REQUEST_LOG_LENGTH: usize = 2000;
+
+/// Every API served through the collection engine: its methods, by discovery id.
+const SERVED: &[&[collection::Method]] = &[
+    secretmanager::METHODS,
+    service_accounts::METHODS,
+    projects::METHODS,
+    run::METHODS,
+    monitoring::METHODS,
+    budgets::METHODS,
+];
 
 /// How the emulator behaves beyond Google's rules.
 #[derive(Debug, Clone, Default)]
@@ -241,28 +253,27 @@ impl Emulator {
                 "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
             ));
         }
-        let routed = match request.version.as_str() {
-            "v1" => secretmanager::route(&mut store, &request)
-                .or_else(|| service_accounts::route(&mut store, &request))
-                .or_else(|| monitoring::route_v1(&mut store, &request))
-                .or_else(|| budgets::route(&mut store, &request)),
-            "v2" => run::route(&mut store, &request, self.options.operation_delay),
-            "v3" => projects::route(&mut store, &request)
-                .or_else(|| monitoring::route_v3(&mut store, &request)),
-            _ => None,
-        };
-        let outcome = routed.unwrap_or_else(|| {
-            Err(match method {
-                Some(method) => ApiError::unimplemented(format!(
+        let outcome = match method {
+            None => Err(ApiError::not_found(format!(
+                "Method not found: {} /{full_path}",
+                request.method
+            ))),
+            Some(method) => match collection::handler(SERVED, &method.id) {
+                None => Err(ApiError::unimplemented(format!(
                     "Method {} is not implemented by the emulator ({} /{full_path}).",
                     method.id, request.method
-                )),
-                None => ApiError::not_found(format!(
-                    "Method not found: {} /{full_path}",
-                    request.method
-                )),
-            })
-        });
+                ))),
+                Some(handler) => {
+                    let mut call = collection::Call {
+                        store: &mut store,
+                        request: &request,
+                        path: discovery::path_variables(&method.path, &full_path),
+                        operation_delay: self.options.operation_delay,
+                    };
+                    handler(&mut call)
+                }
+            },
+        };
         let response = outcome?;
         if response.changed {
             self.persist(&store)?;

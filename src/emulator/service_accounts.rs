@@ -3,7 +3,7 @@
 //! warns), list, patch (the mask is in the body; only displayName and description), delete,
 //! and the account's own IAM policy (POST getIamPolicy).
 
-use super::collection::{self, PageSizes};
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
@@ -12,45 +12,95 @@ use super::store::{ServiceAccountRecord, Store, project_number};
 use axum::http::StatusCode;
 use serde_json::{Value as Json, json};
 
-/// Routes a `v1/projects/{p}/serviceAccounts…` request; `None` for other paths.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let (resource, verb) = match request.path.split_once(':') {
-        Some((resource, verb)) => (resource, Some(verb)),
-        None => (request.path.as_str(), None),
-    };
-    let segments: Vec<&str> = resource.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str(), verb) {
-        (["projects", project, "serviceAccounts"], "POST", None) => create(store, request, project),
-        (["projects", project, "serviceAccounts"], "GET", None) => list(store, request, project),
-        (["projects", project, "serviceAccounts", account], method, verb) => {
-            match find(store, project, account) {
-                Err(error) => Err(error),
-                Ok(key) => match (method, verb) {
-                    ("GET", None) => request.allow_query(&[]).map(|()| {
-                        Response::read(account_json(&key, &store.service_accounts[&key]))
-                    }),
-                    ("PATCH", None) => patch(store, request, &key),
-                    ("DELETE", None) => request.allow_query(&[]).map(|()| {
-                        store.service_accounts.remove(&key);
-                        store.policies.remove(&key);
-                        store.revision += 1;
-                        Response::changed(json!({}))
-                    }),
-                    ("POST", Some("getIamPolicy")) => iam::get_policy(store, request, &key),
-                    ("POST", Some("testIamPermissions")) => iam::test_permissions(request),
-                    ("POST", Some("setIamPolicy")) => {
-                        iam::set_policy(store, request, &key, Api::Iam, false)
-                    }
-                    ("POST", Some(verb @ ("disable" | "enable"))) => {
-                        set_disabled(store, request, &key, verb == "disable")
-                    }
-                    _ => return None,
-                },
-            }
-        }
-        _ => return None,
-    };
-    Some(outcome)
+/// IAM's service-account methods, by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "iam.projects.serviceAccounts.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.list",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            list(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.get",
+        handler: |call| {
+            let key = account_of(call)?;
+            call.request.allow_query(&[])?;
+            Ok(Response::read(account_json(
+                &key,
+                &call.store.service_accounts[&key],
+            )))
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.patch",
+        handler: |call| {
+            let key = account_of(call)?;
+            patch(call.store, call.request, &key)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.delete",
+        handler: |call| {
+            let key = account_of(call)?;
+            call.request.allow_query(&[])?;
+            call.store.service_accounts.remove(&key);
+            call.store.policies.remove(&key);
+            call.store.revision += 1;
+            Ok(Response::changed(json!({})))
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.disable",
+        handler: |call| {
+            let key = account_of(call)?;
+            set_disabled(call.store, call.request, &key, true)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.enable",
+        handler: |call| {
+            let key = account_of(call)?;
+            set_disabled(call.store, call.request, &key, false)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.getIamPolicy",
+        handler: |call| {
+            let key = account_of(call)?;
+            iam::get_policy(call.store, call.request, &key)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.setIamPolicy",
+        handler: |call| {
+            let key = account_of(call)?;
+            iam::set_policy(call.store, call.request, &key, Api::Iam, false)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.testIamPermissions",
+        handler: |call| {
+            account_of(call)?;
+            iam::test_permissions(call.request)
+        },
+    },
+];
+
+/// The stored key of the account the path names (by email or unique id).
+fn account_of(call: &Call<'_>) -> Result<String, ApiError> {
+    find(
+        call.store,
+        call.var("projectsId"),
+        call.var("serviceAccountsId"),
+    )
 }
 
 fn key(project_id: &str, email: &str) -> String {
