@@ -286,6 +286,11 @@ pub fn find_method(http_method: &str, path: &str) -> Option<&'static Method> {
     })
 }
 
+/// Finds a method by its discovery id.
+pub fn method_by_id(id: &str) -> Option<&'static Method> {
+    methods().iter().find(|method| method.id == id)
+}
+
 /// Finds the Cloud Storage method a request designates (`path` after `storage/v1/`, still
 /// percent-encoded, so an object name is one segment).
 pub fn find_storage_method(http_method: &str, path: &str) -> Option<&'static Method> {

@@ -480,3 +480,21 @@ async fn handle_api(
         Err(error) => error.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_method_is_a_discovery_method_and_served_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for method in SERVED.iter().flat_map(|methods| methods.iter()) {
+            assert!(
+                discovery::method_by_id(method.id).is_some(),
+                "{} is not a method of any embedded discovery document",
+                method.id
+            );
+            assert!(seen.insert(method.id), "{} is served twice", method.id);
+        }
+    }
+}
