@@ -29,103 +29,111 @@ const IMMUTABLE_PATHS: [&str; 4] = [
     "customerManagedEncryption",
 ];
 
-/// Secret Manager's methods, by discovery id.
+/// Secret Manager's methods, by discovery id: global secrets (`projects.secrets`) and regional
+/// ones (`projects.locations.secrets`) share their handlers; the path's `locationsId` decides.
 pub const METHODS: &[Method] = &[
     Method {
         id: "secretmanager.projects.secrets.create",
-        handler: |call| {
-            let project = call.var("projectsId").to_string();
-            create_secret(call.store, call.request, &project)
-        },
+        handler: create_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.create",
+        handler: create_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.list",
-        handler: |call| {
-            let project = call.var("projectsId").to_string();
-            list_secrets(call.store, call.request, &project)
-        },
+        handler: list_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.list",
+        handler: list_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.get",
-        handler: |call| {
-            let secret = secret_of(call);
-            get_secret(call.store, call.request, &secret)
-        },
+        handler: get_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.get",
+        handler: get_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.patch",
-        handler: |call| {
-            let secret = secret_of(call);
-            patch_secret(call.store, call.request, &secret)
-        },
+        handler: patch_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.patch",
+        handler: patch_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.delete",
-        handler: |call| {
-            let secret = secret_of(call);
-            delete_secret(call.store, call.request, &secret)
-        },
+        handler: delete_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.delete",
+        handler: delete_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.addVersion",
-        handler: |call| {
-            let secret = secret_of(call);
-            add_version(call.store, call.request, &secret)
-        },
+        handler: add_version_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.addVersion",
+        handler: add_version_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.getIamPolicy",
-        handler: |call| {
-            let resource = secret_of(call);
-            require_secret(call.store, &resource)?;
-            iam::get_policy(call.store, call.request, &resource)
-        },
+        handler: get_policy_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.getIamPolicy",
+        handler: get_policy_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.setIamPolicy",
-        handler: |call| {
-            let resource = secret_of(call);
-            require_secret(call.store, &resource)?;
-            iam::set_policy(
-                call.store,
-                call.request,
-                &resource,
-                Api::SecretManager,
-                true,
-            )
-        },
+        handler: set_policy_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.setIamPolicy",
+        handler: set_policy_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.testIamPermissions",
-        handler: |call| {
-            let secret = secret_of(call);
-            require_secret(call.store, &secret)?;
-            iam::test_permissions(call.request)
-        },
+        handler: test_permissions_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.testIamPermissions",
+        handler: test_permissions_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.versions.list",
-        handler: |call| {
-            let secret = secret_of(call);
-            list_versions(call.store, call.request, &secret)
-        },
+        handler: list_versions_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.list",
+        handler: list_versions_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.versions.get",
-        handler: |call| {
-            let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
-            get_version(call.store, call.request, &secret, &version)
-        },
+        handler: get_version_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.get",
+        handler: get_version_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.versions.access",
-        handler: |call| {
-            let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
-            access_version(call.store, call.request, &secret, &version)
-        },
+        handler: access_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.access",
+        handler: access_handler,
     },
     Method {
         id: "secretmanager.projects.secrets.versions.enable",
+        handler: |call| version_state(call, "enable"),
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.enable",
         handler: |call| version_state(call, "enable"),
     },
     Method {
@@ -133,23 +141,110 @@ pub const METHODS: &[Method] = &[
         handler: |call| version_state(call, "disable"),
     },
     Method {
+        id: "secretmanager.projects.locations.secrets.versions.disable",
+        handler: |call| version_state(call, "disable"),
+    },
+    Method {
         id: "secretmanager.projects.secrets.versions.destroy",
+        handler: |call| version_state(call, "destroy"),
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.destroy",
         handler: |call| version_state(call, "destroy"),
     },
 ];
 
+/// The parent of the secrets a path names: `projects/<number>` or, for regional secrets,
+/// `projects/<number>/locations/<location>`.
+fn parent_of(call: &Call<'_>) -> String {
+    let project = format!("projects/{}", project_number(call.var("projectsId")));
+    match call.var("locationsId") {
+        "" => project,
+        location => format!("{project}/locations/{location}"),
+    }
+}
+
 fn secret_of(call: &Call<'_>) -> String {
-    name(call.var("projectsId"), call.var("secretsId"))
+    format!("{}/secrets/{}", parent_of(call), call.var("secretsId"))
+}
+
+fn is_regional(name: &str) -> bool {
+    name.contains("/locations/")
+}
+
+fn create_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let parent = parent_of(call);
+    create_secret(call.store, call.request, &parent)
+}
+
+fn list_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let parent = parent_of(call);
+    list_secrets(call.store, call.request, &parent)
+}
+
+fn get_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    get_secret(call.store, call.request, &secret)
+}
+
+fn patch_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    patch_secret(call.store, call.request, &secret)
+}
+
+fn delete_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    delete_secret(call.store, call.request, &secret)
+}
+
+fn add_version_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    add_version(call.store, call.request, &secret)
+}
+
+fn get_policy_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let resource = secret_of(call);
+    require_secret(call.store, &resource)?;
+    iam::get_policy(call.store, call.request, &resource)
+}
+
+fn set_policy_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let resource = secret_of(call);
+    require_secret(call.store, &resource)?;
+    iam::set_policy(
+        call.store,
+        call.request,
+        &resource,
+        Api::SecretManager,
+        true,
+    )
+}
+
+fn test_permissions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let resource = secret_of(call);
+    require_secret(call.store, &resource)?;
+    iam::test_permissions(call.request)
+}
+
+fn list_versions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    list_versions(call.store, call.request, &secret)
+}
+
+fn get_version_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+    get_version(call.store, call.request, &secret, &version)
+}
+
+fn access_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+    access_version(call.store, call.request, &secret, &version)
 }
 
 fn version_state(call: &mut Call<'_>, action: &str) -> Result<Response, ApiError> {
     let secret = secret_of(call);
     let version = call.var("versionsId").to_string();
     change_version_state(call.store, call.request, &secret, &version, action)
-}
-
-fn name(project: &str, secret: &str) -> String {
-    format!("projects/{}/secrets/{secret}", project_number(project))
 }
 
 fn secret_not_found(name: &str) -> ApiError {
@@ -192,11 +287,13 @@ fn version_json(
     if let Some(destroyed) = &version.destroy_time {
         body["destroyTime"] = json!(destroyed);
     }
-    body["replicationStatus"] =
-        match replication.and_then(|replication| replication.get("userManaged")) {
-            Some(_) => json!({"userManaged": {}}),
-            None => json!({"automatic": {}}),
-        };
+    if !is_regional(secret) {
+        body["replicationStatus"] =
+            match replication.and_then(|replication| replication.get("userManaged")) {
+                Some(_) => json!({"userManaged": {}}),
+                None => json!({"automatic": {}}),
+            };
+    }
     body
 }
 
@@ -278,11 +375,7 @@ fn settable_body(body: &Json) -> serde_json::Map<String, Json> {
     fields
 }
 
-fn create_secret(
-    store: &mut Store,
-    request: &Request,
-    project: &str,
-) -> Result<Response, ApiError> {
+fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<Response, ApiError> {
     request.allow_query(&["secretId"])?;
     let secret_id = request.query("secretId").unwrap_or_default();
     if secret_id.is_empty() {
@@ -301,9 +394,21 @@ fn create_secret(
     }
     let body = request.json()?;
     discovery::validate(Api::SecretManager, "Secret", "secret", &body)?;
-    check_replication(body.get("replication"))?;
+    if is_regional(parent) {
+        // A regional secret lives in its location: it has no replication policy.
+        if body
+            .get("replication")
+            .is_some_and(|value| !value.is_null())
+        {
+            return Err(ApiError::invalid_argument(
+                "Regional secrets cannot set replication.",
+            ));
+        }
+    } else {
+        check_replication(body.get("replication"))?;
+    }
     check_labels(body.get("labels"))?;
-    let secret_name = name(project, &secret_id);
+    let secret_name = format!("{parent}/secrets/{secret_id}");
     if store.secrets.contains_key(&secret_name) {
         return Err(ApiError::already_exists(format!(
             "Secret [{secret_name}] already exists."
@@ -333,9 +438,9 @@ fn page(items: Vec<Json>, request: &Request) -> Result<(Vec<Json>, Option<String
     )
 }
 
-fn list_secrets(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
+fn list_secrets(store: &mut Store, request: &Request, parent: &str) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken"])?;
-    let prefix = format!("projects/{}/secrets/", project_number(project));
+    let prefix = format!("{parent}/secrets/");
     let mut secrets: Vec<(&String, &SecretRecord)> = store
         .secrets
         .iter()

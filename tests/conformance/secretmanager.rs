@@ -286,3 +286,61 @@ async fn test_iam_permissions_answers_the_held_subset() {
         .expect_err("wildcard");
     assert_eq!(code(&error), Code::InvalidArgument);
 }
+
+/// Regional secrets (`projects/*/locations/*/secrets/*`): the same methods, no replication
+/// (<https://cloud.google.com/secret-manager/regional-secrets/create-regional-secret>).
+#[tokio::test]
+async fn regional_secrets_are_served_beside_global_ones() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let parent = "projects/conformance/locations/europe-west1";
+    let secret = client
+        .create_secret()
+        .set_parent(parent)
+        .set_secret_id("regional")
+        .set_secret(Secret::new())
+        .send()
+        .await
+        .expect("create regional");
+    assert!(
+        secret
+            .name
+            .contains("/locations/europe-west1/secrets/regional"),
+        "{}",
+        secret.name
+    );
+    client
+        .add_secret_version()
+        .set_parent(&secret.name)
+        .set_payload(SecretPayload::new().set_data(bytes::Bytes::from("r")))
+        .send()
+        .await
+        .expect("add version");
+    let accessed = client
+        .access_secret_version()
+        .set_name(format!("{}/versions/latest", secret.name))
+        .send()
+        .await
+        .expect("access");
+    assert_eq!(
+        accessed.payload.expect("payload").data,
+        bytes::Bytes::from("r")
+    );
+    let listed = client
+        .list_secrets()
+        .set_parent(parent)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.secrets.len(), 1);
+    let global = client
+        .list_secrets()
+        .set_parent("projects/conformance")
+        .send()
+        .await
+        .expect("list global");
+    assert!(
+        global.secrets.is_empty(),
+        "regional secrets are not global ones"
+    );
+}
