@@ -29,6 +29,8 @@ const SYSTEM_PARAMETERS: [&str; 11] = [
 pub struct AnswerFormat {
     /// `alt=json;enum-encoding=int`: enums as their proto numbers instead of names.
     pub int_enums: bool,
+    /// `fields`: the partial response asked for, if any.
+    pub fields: Option<String>,
 }
 
 /// Takes the system parameters off `query`, returning how the answer is to be written.
@@ -67,6 +69,14 @@ pub fn take_system_parameters(query: &mut Vec<(String, String)>) -> Result<Answe
                 }
             }
         }
+        if bare == "fields" && !value.trim().is_empty() {
+            if !selection_is_balanced(&value) {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid field selection {value:?}: unbalanced parentheses."
+                )));
+            }
+            format.fields = Some(value.clone());
+        }
         if bare == "$.xgafv" && !matches!(value.as_str(), "1" | "2") {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid value for $.xgafv: {value:?} (1 or 2)"
@@ -80,6 +90,90 @@ pub fn take_system_parameters(query: &mut Vec<(String, String)>) -> Result<Answe
     }
     *query = kept;
     Ok(format)
+}
+
+fn selection_is_balanced(selection: &str) -> bool {
+    let mut depth = 0i32;
+    for character in selection.chars() {
+        match character {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+/// Splits a selection at its top-level commas.
+fn top_level(selection: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (index, character) in selection.char_indices() {
+        match character {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(selection[start..index].trim());
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(selection[start..].trim());
+    parts.into_iter().filter(|part| !part.is_empty()).collect()
+}
+
+/// Applies a `fields` selection (partial response): `a,b/c,items(name,size)`, with `.` accepted
+/// for `/` as in field masks. A list is filtered element by element. See
+/// <https://cloud.google.com/apis/docs/system-parameters>.
+pub fn select_fields(value: &Json, selection: &str) -> Json {
+    match value {
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|item| select_fields(item, selection))
+                .collect(),
+        ),
+        Json::Object(fields) => {
+            let mut kept = serde_json::Map::new();
+            for part in top_level(selection) {
+                let (path, inner) = match part.find('(') {
+                    Some(open) if part.ends_with(')') => {
+                        (&part[..open], Some(&part[open + 1..part.len() - 1]))
+                    }
+                    _ => (part, None),
+                };
+                let (head, rest) = match path.find(['/', '.']) {
+                    Some(split) => (&path[..split], Some(&path[split + 1..])),
+                    None => (path, None),
+                };
+                let Some(child) = fields.get(head) else {
+                    continue;
+                };
+                let nested = match (rest, inner) {
+                    (Some(rest), Some(inner)) => Some(format!("{rest}({inner})")),
+                    (Some(rest), None) => Some(rest.to_string()),
+                    (None, Some(inner)) => Some(inner.to_string()),
+                    (None, None) => None,
+                };
+                let selected = match nested {
+                    Some(nested) => select_fields(child, &nested),
+                    None => child.clone(),
+                };
+                match (kept.get_mut(head), selected) {
+                    (Some(Json::Object(existing)), Json::Object(more)) => existing.extend(more),
+                    (_, selected) => {
+                        kept.insert(head.to_string(), selected);
+                    }
+                }
+            }
+            Json::Object(kept)
+        }
+        other => other.clone(),
+    }
 }
 
 /// Parses a query boolean as Google does: `true`/`false` in any case, and `1`/`0`.
@@ -214,6 +308,25 @@ mod tests {
             take_system_parameters(&mut pairs).expect_err("xml").status,
             "INVALID_ARGUMENT"
         );
+    }
+
+    #[test]
+    fn partial_responses_keep_only_the_selected_fields() {
+        let body = serde_json::json!({
+            "secrets": [{"name": "a", "labels": {"x": "1"}}, {"name": "b"}],
+            "nextPageToken": "t",
+            "totalSize": 2,
+        });
+        assert_eq!(
+            select_fields(&body, "secrets(name),nextPageToken"),
+            serde_json::json!({"secrets": [{"name": "a"}, {"name": "b"}], "nextPageToken": "t"})
+        );
+        assert_eq!(
+            select_fields(&body, "secrets/labels/x"),
+            serde_json::json!({"secrets": [{"labels": {"x": "1"}}, {}]})
+        );
+        let mut pairs = query(&[("fields", "a(b")]);
+        assert!(take_system_parameters(&mut pairs).is_err());
     }
 
     #[test]

@@ -303,10 +303,14 @@ fn decode_body(method: &discovery::Method, request: &mut Request) -> Result<(), 
     Ok(())
 }
 
-/// Writes an answer as proto3 JSON in the encoding the client asked for.
+/// Writes an answer as proto3 JSON in the encoding the client asked for, keeping only the
+/// `fields` selected.
 fn encode_body(method: &discovery::Method, body: &mut Json, format: &AnswerFormat) {
     if let Some(schema) = &method.response {
         wire::encode_answer(method.api, schema, body, format.int_enums);
+    }
+    if let Some(selection) = &format.fields {
+        *body = super::http::select_fields(body, selection);
     }
 }
 
@@ -430,7 +434,19 @@ async fn handle_storage(
                 return error.into_response();
             }
             match answer {
-                storage::StorageAnswer::Json(body) => axum::Json(body).into_response(),
+                storage::StorageAnswer::Json(body) => {
+                    let selection = query
+                        .iter()
+                        .find(|(key, _)| key == "fields" || key == "$fields")
+                        .map(|(_, value)| value.as_str())
+                        .filter(|value| !value.trim().is_empty());
+                    match selection {
+                        Some(selection) => {
+                            axum::Json(super::http::select_fields(&body, selection)).into_response()
+                        }
+                        None => axum::Json(body).into_response(),
+                    }
+                }
                 storage::StorageAnswer::Media(bytes, content_type) => {
                     ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
                 }

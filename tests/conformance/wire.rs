@@ -197,3 +197,38 @@ async fn every_error_has_googles_envelope() {
     assert_eq!(status, 413);
     envelope(status, &body);
 }
+
+/// `fields` selects a partial response ("Selector specifying which fields to include in a
+/// partial response").
+#[tokio::test]
+async fn fields_select_a_partial_response() {
+    let emulator = Emulator::start();
+    for id in ["f1", "f2"] {
+        let (status, _) = emulator
+            .rest(
+                Method::POST,
+                &format!("v1/projects/wire/secrets?secretId={id}"),
+                Some(json!({"replication": {"automatic": {}}, "labels": {"a": "b"}})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, partial) = emulator
+        .rest(
+            Method::GET,
+            "v1/projects/wire/secrets?fields=secrets(name)",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{partial}");
+    let secrets = partial["secrets"].as_array().cloned().unwrap_or_default();
+    assert_eq!(secrets.len(), 2);
+    for secret in &secrets {
+        let keys: Vec<&String> = secret
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, vec!["name"], "{secret}");
+    }
+    assert!(partial.get("totalSize").is_none(), "{partial}");
+}
