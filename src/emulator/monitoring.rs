@@ -709,18 +709,16 @@ fn patch_v3(
         .get(name)
         .cloned()
         .ok_or_else(|| not_found(collection, name))?;
-    let mut updated = match request
-        .query("updateMask")
-        .filter(|mask| !mask.trim().is_empty())
-    {
-        Some(mask) => {
+    let paths = collection::mask_paths(request.query("updateMask").as_deref())
+        .filter(|paths| !paths.iter().any(|path| path == "*"));
+    let mut updated = match paths {
+        Some(paths) => {
             let schema = if collection == "alertPolicies" {
                 "AlertPolicy"
             } else {
                 "NotificationChannel"
             };
-            let mut merged: Map<String, Json> = current.as_object().cloned().unwrap_or_default();
-            for path in mask.split(',').map(str::trim) {
+            for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
                 if !discovery::properties(Api::MonitoringV3, schema)
                     .iter()
@@ -738,18 +736,13 @@ fn patch_v3(
                         "Invalid update_mask path: {path}"
                     )));
                 }
-                match body.get(top) {
-                    Some(value) => {
-                        merged.insert(top.to_string(), value.clone());
-                    }
-                    None => {
-                        merged.remove(top);
-                    }
-                }
             }
+            let mut merged: Map<String, Json> = current.as_object().cloned().unwrap_or_default();
+            let incoming = body.as_object().cloned().unwrap_or_default();
+            collection::apply_mask(&mut merged, &incoming, &paths);
             Json::Object(merged)
         }
-        // Without a mask the supplied resource replaces the stored one.
+        // Without a mask (or with `*`) the supplied resource replaces the stored one.
         None => {
             let mut replaced = body.clone();
             replaced["creationRecord"] = current["creationRecord"].clone();

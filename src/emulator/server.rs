@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The largest upload body the emulator takes in one request (larger media goes in resumable
+/// chunks).
+const UPLOAD_LIMIT: usize = 256 * 1024 * 1024;
+
 /// How many requests `/_emulator/requests` remembers.
 const REQUEST_LOG_LENGTH: usize = 2000;
 
@@ -144,7 +148,9 @@ impl Emulator {
             .route("/storage/v1/{*path}", axum::routing::any(handle_storage))
             .route(
                 "/upload/storage/v1/{*path}",
-                axum::routing::any(handle_storage),
+                // Media is not held to the JSON APIs' 2 MiB request limit.
+                axum::routing::any(handle_storage)
+                    .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
             )
             .route(
                 "/download/storage/v1/{*path}",

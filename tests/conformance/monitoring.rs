@@ -120,6 +120,39 @@ async fn alert_policies_crud_paging_and_int_enums() {
         sizes.push(page.alert_policies.len());
     }
     assert_eq!(sizes, vec![2, 1]);
+
+    // UpdateAlertPolicy with a mask changes the masked fields only.
+    let first = client
+        .list_alert_policies()
+        .set_name("projects/conformance")
+        .send()
+        .await
+        .expect("list")
+        .alert_policies
+        .remove(0);
+    let updated = client
+        .update_alert_policy()
+        .set_alert_policy(
+            AlertPolicy::new()
+                .set_name(&first.name)
+                .set_display_name("renamed"),
+        )
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["display_name"]))
+        .send()
+        .await
+        .expect("masked update");
+    assert_eq!(updated.display_name, "renamed");
+    assert_eq!(
+        updated.conditions.len(),
+        1,
+        "conditions outside the mask are kept"
+    );
+    client
+        .delete_alert_policy()
+        .set_name(&first.name)
+        .send()
+        .await
+        .expect("delete");
 }
 
 #[tokio::test]
@@ -150,6 +183,31 @@ async fn notification_channels_descriptors_and_verification() {
         total += page.channel_descriptors.len();
     }
     assert!(total >= 2, "descriptors span pages");
+
+    for name in ["extra-1", "extra-2"] {
+        client
+            .create_notification_channel()
+            .set_name("projects/conformance")
+            .set_notification_channel(
+                NotificationChannel::new()
+                    .set_type("email")
+                    .set_display_name(name)
+                    .set_labels([("email_address", "x@example.com")]),
+            )
+            .send()
+            .await
+            .expect("create");
+    }
+    let mut pages = client
+        .list_notification_channels()
+        .set_name("projects/conformance")
+        .set_page_size(1)
+        .by_page();
+    let mut sizes = Vec::new();
+    while let Some(page) = pages.next().await {
+        sizes.push(page.expect("page").notification_channels.len());
+    }
+    assert_eq!(sizes, vec![1, 1]);
 
     let channel = client
         .create_notification_channel()

@@ -278,3 +278,41 @@ async fn update_with_allow_missing_creates() {
         created.name
     );
 }
+
+/// DeleteRevision is a long-running operation whose `response_type` is `Revision`
+/// (google/cloud/run/v2/revision.proto).
+#[tokio::test]
+async fn deleting_an_old_revision_resolves_to_the_revision() {
+    let emulator = Emulator::start();
+    let services = client!(Services, emulator);
+    let revisions = client!(Revisions, emulator);
+    let created = create(&services, "prune", service("us-docker.pkg.dev/p/r/x:1")).await;
+    let first = created.latest_ready_revision.clone();
+    services
+        .update_service()
+        .set_service(
+            created.set_template(
+                RevisionTemplate::new()
+                    .set_containers([Container::new().set_image("us-docker.pkg.dev/p/r/x:2")]),
+            ),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("update");
+    let deleted = revisions
+        .delete_revision()
+        .set_name(&first)
+        .poller()
+        .until_done()
+        .await
+        .expect("delete the old revision");
+    assert_eq!(deleted.name, first);
+    let error = revisions
+        .get_revision()
+        .set_name(&first)
+        .send()
+        .await
+        .expect_err("gone");
+    assert_eq!(code(&error), Code::NotFound);
+}
