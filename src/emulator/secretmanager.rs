@@ -3,7 +3,7 @@
 //! `latest` alias, and getIamPolicy/setIamPolicy with etags. Names come back with the project
 //! number, as Google's do.
 
-use super::collection::{Call, Method};
+use super::collection::{self, Call, Method};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
@@ -481,11 +481,14 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     request.allow_query(&["updateMask"])?;
     let body = request.json()?;
     discovery::validate(Api::SecretManager, "Secret", "secret", &body)?;
-    let mask = request.query("updateMask").unwrap_or_default();
-    if mask.trim().is_empty() {
+    let Some(mut paths) = collection::mask_paths(request.query("updateMask").as_deref()) else {
         return Err(ApiError::invalid_argument(
             "update_mask is required: name the fields to update.",
         ));
+    };
+    // `*` names every field the update may change.
+    if paths.iter().any(|path| path == "*") {
+        paths = SETTABLE_PATHS.iter().map(|path| path.to_string()).collect();
     }
     let record = require_secret(store, secret)?.clone();
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
@@ -495,29 +498,23 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
             "The etag provided for Secret [{secret}] does not match the current etag."
         )));
     }
-    let mut updated = record.clone();
-    for path in mask.split(',').map(str::trim) {
-        let field = camel_case(path);
-        let top = field.split('.').next().unwrap_or_default().to_string();
-        if IMMUTABLE_PATHS.contains(&top.as_str()) {
+    for path in &paths {
+        let top = path.split('.').next().unwrap_or_default();
+        if IMMUTABLE_PATHS.contains(&top) {
             return Err(ApiError::invalid_argument(format!(
                 "Secret.{path} is immutable and cannot be updated."
             )));
         }
-        if !SETTABLE_PATHS.contains(&top.as_str()) {
+        if !SETTABLE_PATHS.contains(&top) {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid update_mask path: {path}"
             )));
         }
-        match body.get(&top) {
-            Some(value) if !value.is_null() => {
-                updated.body.insert(top, value.clone());
-            }
-            _ => {
-                updated.body.remove(&top);
-            }
-        }
     }
+    let mut updated = record.clone();
+    let mut incoming = body.as_object().cloned().unwrap_or_default();
+    incoming.retain(|_, value| !value.is_null());
+    collection::apply_mask(&mut updated.body, &incoming, &paths);
     check_labels(updated.body.get("labels"))?;
     updated.etag = quoted_etag(store);
     let response = secret_json(secret, &updated);
@@ -768,20 +765,4 @@ fn change_version_state(
         stored,
         replication.as_ref(),
     )))
-}
-
-fn camel_case(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for character in path.chars() {
-        if character == '_' {
-            upper = true;
-        } else if upper {
-            out.push(character.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(character);
-        }
-    }
-    out
 }

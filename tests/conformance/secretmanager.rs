@@ -344,3 +344,32 @@ async fn regional_secrets_are_served_beside_global_ones() {
         "regional secrets are not global ones"
     );
 }
+
+/// UpdateSecret's mask: "The fields to update", in either case, `*` for every mutable field.
+#[tokio::test]
+async fn update_masks_take_snake_case_and_star() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let secret = create(&client, "m").await;
+    let updated = client
+        .update_secret()
+        .set_secret(
+            Secret::new()
+                .set_name(&secret.name)
+                .set_annotations([("a", "1")]),
+        )
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["*"]))
+        .send()
+        .await
+        .expect("star mask");
+    assert_eq!(updated.annotations.get("a").map(String::as_str), Some("1"));
+    assert!(updated.labels.is_empty(), "`*` replaced the labels too");
+    let error = client
+        .update_secret()
+        .set_secret(Secret::new().set_name(&secret.name))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["replication"]))
+        .send()
+        .await
+        .expect_err("immutable");
+    assert_eq!(code(&error), Code::InvalidArgument);
+}
