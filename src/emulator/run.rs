@@ -859,8 +859,9 @@ fn patch(
             .unwrap_or_else(|| revision_name(service_id, record.generation));
         check_revision_name(service_id, &revision)?;
         if record.revisions.contains(&revision) {
+            // What Cloud Run answers when a template change reuses a revision's name.
             return Err(ApiError::already_exists(format!(
-                "Revision named '{revision}' already exists."
+                "Revision named '{revision}' with different configuration already exists."
             )));
         }
         record.revisions.push(revision);

@@ -236,6 +236,7 @@ impl Emulator {
         let full_path = format!("{}/{}", request.version, request.path);
         let method = discovery::find_method(request.method.as_str(), &full_path);
         if let Some(method) = method {
+            refuse_unknown_query(method, &request)?;
             decode_body(method, &mut request)?;
         }
         if request.version == "v2" && request.method == Method::POST {
@@ -290,6 +291,19 @@ impl Emulator {
         }
         Ok(body)
     }
+}
+
+/// Refuses query parameters the discovery method does not define, as Google does, so no API
+/// can accept more than Google's.
+fn refuse_unknown_query(method: &discovery::Method, request: &Request) -> Result<(), ApiError> {
+    for (key, _) in &request.query {
+        if !method.parameters.iter().any(|parameter| parameter == key) {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid JSON payload received. Unknown name \"{key}\": Cannot bind query parameter. Field '{key}' could not be found in request message."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites a request body into the form handlers read (enum names), refusing enum numbers the
