@@ -16,8 +16,13 @@ pub const METHODS: &[Method] = &[
         handler: |call| {
             call.request.allow_query(&[])?;
             let project = call.var("projectsId");
+            // By number: the id it was seen under, or one made up for a project never named.
             let project_id = if project.chars().all(|c| c.is_ascii_digit()) {
-                format!("project-{project}")
+                call.store
+                    .project_ids
+                    .get(project)
+                    .cloned()
+                    .unwrap_or_else(|| format!("project-{project}"))
             } else {
                 project.to_string()
             };

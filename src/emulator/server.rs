@@ -271,10 +271,20 @@ impl Emulator {
                     method.id, request.method
                 ))),
                 Some(handler) => {
+                    let path = discovery::path_variables(&method.path, &full_path);
+                    if let Some(project) = path.get("projectsId")
+                        && !project.chars().all(|c| c.is_ascii_digit())
+                        && project != "-"
+                    {
+                        store
+                            .project_ids
+                            .entry(super::store::project_number(project))
+                            .or_insert_with(|| project.clone());
+                    }
                     let mut call = collection::Call {
                         store: &mut store,
                         request: &request,
-                        path: discovery::path_variables(&method.path, &full_path),
+                        path,
                         operation_delay: self.options.operation_delay,
                     };
                     handler(&mut call)

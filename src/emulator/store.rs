@@ -37,6 +37,10 @@ pub struct Store {
     /// The last generation number handed out (they only grow, like Google's).
     #[serde(default)]
     pub last_generation: i64,
+    /// Project ids seen in request paths, by project number, so that a project read by its
+    /// number answers with its id.
+    #[serde(default)]
+    pub project_ids: BTreeMap<String, String>,
     /// Open resumable uploads by upload id.
     #[serde(default)]
     pub upload_sessions: BTreeMap<String, UploadSession>,

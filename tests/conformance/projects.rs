@@ -33,6 +33,10 @@ async fn get_answers_the_project_by_number_with_its_id() {
         .await
         .expect("by number");
     assert_eq!(by_number.name, project.name);
+    assert_eq!(
+        by_number.project_id, "conformance",
+        "the number names the same project"
+    );
 }
 
 /// Policy version 3 with conditions, and a stale etag refused with 409 ABORTED.
