@@ -477,8 +477,35 @@ async fn handle_storage(
                         None => axum::Json(body).into_response(),
                     }
                 }
-                storage::StorageAnswer::Media(bytes, content_type) => {
-                    ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
+                storage::StorageAnswer::Media {
+                    data,
+                    content_type,
+                    headers,
+                    range,
+                } => {
+                    let status = if range.is_some() {
+                        axum::http::StatusCode::PARTIAL_CONTENT
+                    } else {
+                        axum::http::StatusCode::OK
+                    };
+                    let mut response = (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, content_type)],
+                        data,
+                    )
+                        .into_response();
+                    let extra = headers
+                        .into_iter()
+                        .chain(range.map(|range| ("content-range".to_string(), range)));
+                    for (name, value) in extra {
+                        if let (Ok(name), Ok(value)) = (
+                            axum::http::HeaderName::try_from(name),
+                            axum::http::HeaderValue::try_from(value),
+                        ) {
+                            response.headers_mut().insert(name, value);
+                        }
+                    }
+                    response
                 }
                 storage::StorageAnswer::Empty => axum::http::StatusCode::NO_CONTENT.into_response(),
                 storage::StorageAnswer::Session(location) => (

@@ -60,7 +60,14 @@ impl IntoResponse for StorageError {
 /// What a storage request answered, and whether the store changed.
 pub enum StorageAnswer {
     Json(Json),
-    Media(Vec<u8>, String),
+    /// Media: the bytes, their content type, the `x-goog-*` headers that describe the object,
+    /// and for a ranged read the `Content-Range` (answered 206).
+    Media {
+        data: Vec<u8>,
+        content_type: String,
+        headers: Vec<(String, String)>,
+        range: Option<String>,
+    },
     Empty,
     /// A resumable upload session was opened: 200 with its URI in `Location`.
     Session(String),
@@ -923,6 +930,17 @@ fn store_object(
     content_type: String,
 ) -> Result<(StorageAnswer, bool), StorageError> {
     let name = name.to_string();
+    // A checksum given with the metadata must match the media ("If the checksums don't match,
+    // the upload is rejected": https://cloud.google.com/storage/docs/data-validation).
+    if let Some(expected) = metadata["crc32c"].as_str() {
+        let actual =
+            base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&media).to_be_bytes());
+        if expected != actual {
+            return Err(StorageError::invalid(format!(
+                "Provided CRC32C \"{expected}\" doesn't match calculated CRC32C \"{actual}\"."
+            )));
+        }
+    }
     let current = live(store, bucket, &name).cloned();
     check_preconditions(request, current.as_ref(), false)?;
     let versioning = store
@@ -997,10 +1015,7 @@ fn get_object(
     };
     check_preconditions(request, live(store, bucket, name), true)?;
     if request.query("alt") == Some("media") {
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(&version.data)
-            .unwrap_or_default();
-        return Ok(StorageAnswer::Media(data, version.content_type.clone()));
+        return media(request, version);
     }
     Ok(StorageAnswer::Json(object_json(
         bucket,
@@ -1008,6 +1023,96 @@ fn get_object(
         version,
         &request.base_url,
     )))
+}
+
+/// A media read: the object's bytes (or the `Range` asked for) with the headers Cloud Storage
+/// describes them by (`x-goog-generation`, `x-goog-hash`, …), which clients rely on.
+fn media(
+    request: &StorageRequest<'_>,
+    version: &ObjectGeneration,
+) -> Result<StorageAnswer, StorageError> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&version.data)
+        .unwrap_or_default();
+    let total = data.len();
+    let crc = base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
+    let mut headers = vec![
+        (
+            "x-goog-generation".to_string(),
+            version.generation.to_string(),
+        ),
+        (
+            "x-goog-metageneration".to_string(),
+            version.metageneration.to_string(),
+        ),
+        (
+            "x-goog-stored-content-length".to_string(),
+            total.to_string(),
+        ),
+        (
+            "x-goog-stored-content-encoding".to_string(),
+            "identity".to_string(),
+        ),
+        ("x-goog-storage-class".to_string(), "STANDARD".to_string()),
+        ("x-goog-hash".to_string(), format!("crc32c={crc}")),
+        (
+            "etag".to_string(),
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}/{}", version.generation, version.metageneration)),
+        ),
+    ];
+    for (key, value) in &version.metadata {
+        if let Some(value) = value.as_str() {
+            headers.push((format!("x-goog-meta-{key}"), value.to_string()));
+        }
+    }
+    let range = request
+        .headers
+        .get("range")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("bytes="))
+        .map(str::to_string);
+    let Some(range) = range else {
+        return Ok(StorageAnswer::Media {
+            data,
+            content_type: version.content_type.clone(),
+            headers,
+            range: None,
+        });
+    };
+    let not_satisfiable = || {
+        StorageError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "requestedRangeNotSatisfiable",
+            "The requested range cannot be satisfied.",
+        )
+    };
+    let (first, last) = match range.split_once('-') {
+        Some(("", suffix)) => {
+            let length: usize = suffix.parse().map_err(|_| not_satisfiable())?;
+            (total.saturating_sub(length), total.saturating_sub(1))
+        }
+        Some((first, "")) => (
+            first.parse().map_err(|_| not_satisfiable())?,
+            total.saturating_sub(1),
+        ),
+        Some((first, last)) => (
+            first.parse().map_err(|_| not_satisfiable())?,
+            last.parse::<usize>()
+                .map_err(|_| not_satisfiable())?
+                .min(total.saturating_sub(1)),
+        ),
+        None => return Err(not_satisfiable()),
+    };
+    if total == 0 || first >= total || first > last {
+        return Err(not_satisfiable());
+    }
+    Ok(StorageAnswer::Media {
+        data: data[first..=last].to_vec(),
+        content_type: version.content_type.clone(),
+        headers,
+        range: Some(format!("bytes {first}-{last}/{total}")),
+    })
 }
 
 fn delete_object(

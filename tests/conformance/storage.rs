@@ -1,5 +1,7 @@
-//! Cloud Storage JSON API v1 over REST, as `discovery/storage.v1.json` describes it (the
-//! official Rust client's control plane is gRPC only, so the suite speaks the JSON API).
+//! Cloud Storage JSON API v1: object reads and writes through Google's official Rust client
+//! (`google-cloud-storage`, whose data plane is the JSON API), and the rest over REST as
+//! `discovery/storage.v1.json` describes it (the official client's bucket and metadata
+//! operations, `StorageControl`, are gRPC only).
 //! References: <https://cloud.google.com/storage/docs/json_api/v1/buckets>,
 //! <https://cloud.google.com/storage/docs/json_api/v1/objects>,
 //! <https://cloud.google.com/storage/docs/request-preconditions>.
@@ -329,4 +331,52 @@ async fn unserved_object_methods_are_501() {
         )
         .await;
     assert_eq!(status, 501, "{body}");
+}
+
+/// Google's official Rust client (`google-cloud-storage`) writes and reads objects through the
+/// JSON API: a buffered upload, a full read whose `x-goog-*` headers describe the object, a
+/// ranged read, and a write guarded by `ifGenerationMatch=0` refused with 412 once the object
+/// exists (<https://cloud.google.com/storage/docs/request-preconditions>).
+#[tokio::test]
+async fn the_official_client_writes_and_reads_objects() {
+    use google_cloud_storage::client::Storage;
+    use google_cloud_storage::model_ext::ReadRange;
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-official").await;
+    let client = crate::client!(Storage, emulator);
+    let bucket_name = "projects/_/buckets/conf-official";
+    let written = client
+        .write_object(bucket_name, "dir/file.txt", "hello world")
+        .send_buffered()
+        .await
+        .expect("write");
+    assert_eq!((written.name.as_str(), written.size), ("dir/file.txt", 11));
+    let read_all = |mut reader: google_cloud_storage::read_object::ReadObjectResponse| async move {
+        let mut contents = Vec::new();
+        while let Some(chunk) = reader.next().await {
+            contents.extend_from_slice(&chunk.expect("chunk"));
+        }
+        String::from_utf8(contents).expect("utf-8")
+    };
+    let reader = client
+        .read_object(bucket_name, "dir/file.txt")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(reader.object().generation, written.generation);
+    assert_eq!(read_all(reader).await, "hello world");
+    let ranged = client
+        .read_object(bucket_name, "dir/file.txt")
+        .set_read_range(ReadRange::segment(6, 5))
+        .send()
+        .await
+        .expect("ranged read");
+    assert_eq!(read_all(ranged).await, "world");
+    let error = client
+        .write_object(bucket_name, "dir/file.txt", "again")
+        .set_if_generation_match(0)
+        .send_buffered()
+        .await
+        .expect_err("the object exists");
+    assert_eq!(crate::support::http_status(&error), 412);
 }
