@@ -910,7 +910,9 @@ fn delete(
             "The etag of service {name} does not match: it changed since it was read."
         )));
     }
-    let metadata = service_json(name, &record);
+    let mut metadata = service_json(name, &record);
+    // Service.deleteTime: "It is only populated as a response to a Delete request."
+    metadata["deleteTime"] = json!(now());
     if request.query_bool("validateOnly")? {
         return Ok(Response::read(operation_json(
             "validate-only",

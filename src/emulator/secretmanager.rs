@@ -367,6 +367,32 @@ fn check_replication(replication: Option<&Json>) -> Result<(), ApiError> {
     }
 }
 
+/// `ttl` is input only: "Input only. The TTL for the Secret" becomes the `expireTime` it
+/// implies, which is what Google answers.
+fn resolve_ttl(
+    mut fields: serde_json::Map<String, Json>,
+) -> Result<serde_json::Map<String, Json>, ApiError> {
+    let Some(ttl) = fields.remove("ttl") else {
+        return Ok(fields);
+    };
+    let seconds = ttl
+        .as_str()
+        .and_then(|text| text.strip_suffix('s'))
+        .and_then(|number| number.parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "Invalid value at 'secret.ttl' (type.googleapis.com/google.protobuf.Duration), {ttl}"
+            ))
+        })?;
+    let expire = chrono::Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
+    fields.insert(
+        "expireTime".into(),
+        json!(expire.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    );
+    Ok(fields)
+}
+
 fn settable_body(body: &Json) -> serde_json::Map<String, Json> {
     let mut fields = body.as_object().cloned().unwrap_or_default();
     fields.retain(|field, _| {
@@ -416,7 +442,7 @@ fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<R
     }
     let etag = quoted_etag(store);
     let record = SecretRecord {
-        body: settable_body(&body),
+        body: resolve_ttl(settable_body(&body))?,
         create_time: now(),
         etag,
         next_version: 1,
@@ -515,6 +541,7 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     let mut incoming = body.as_object().cloned().unwrap_or_default();
     incoming.retain(|_, value| !value.is_null());
     collection::apply_mask(&mut updated.body, &incoming, &paths);
+    updated.body = resolve_ttl(std::mem::take(&mut updated.body))?;
     check_labels(updated.body.get("labels"))?;
     updated.etag = quoted_etag(store);
     let response = secret_json(secret, &updated);

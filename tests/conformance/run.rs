@@ -69,6 +69,10 @@ async fn create_update_delete_resolve_to_the_service() {
         .await
         .expect("delete resolves to the Service, not Empty");
     assert_eq!(deleted.name, created.name);
+    assert!(
+        deleted.delete_time.is_some(),
+        "deleteTime is set in a Delete's response"
+    );
     let error = client
         .get_service()
         .set_name(&created.name)

@@ -373,3 +373,23 @@ async fn update_masks_take_snake_case_and_star() {
         .expect_err("immutable");
     assert_eq!(code(&error), Code::InvalidArgument);
 }
+
+/// Secret.ttl is "Input only": the secret answers with the `expireTime` it implies.
+#[tokio::test]
+async fn a_ttl_becomes_an_expire_time() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let secret = client
+        .create_secret()
+        .set_parent("projects/conformance")
+        .set_secret_id("ttl")
+        .set_secret(automatic().set_ttl(google_cloud_wkt::Duration::clamp(3600, 0)))
+        .send()
+        .await
+        .expect("create with ttl");
+    assert!(secret.ttl().is_none(), "ttl is input only");
+    let expire = secret.expire_time().expect("expireTime");
+    let now = google_cloud_wkt::Timestamp::try_from(std::time::SystemTime::now()).expect("now");
+    let ahead = expire.seconds() - now.seconds();
+    assert!((3590..=3610).contains(&ahead), "expires in {ahead}s");
+}
