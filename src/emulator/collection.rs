@@ -148,6 +148,121 @@ pub fn list_answer(field: &str, items: Vec<Json>, next: Option<String>) -> Json 
     Json::Object(body)
 }
 
+/// Checks a list `filter` in the AIP-160 subset the emulator serves (<https://google.aip.dev/160>,
+/// <https://cloud.google.com/secret-manager/docs/filtering>): terms `field OP value` with OP one
+/// of `:` (has: substring, list member, map key), `=`, `!=`, `<`, `<=`, `>`, `>=`; fields dotted
+/// and in either case (`labels.env`, `create_time`); terms joined by `AND` (or juxtaposed) and
+/// `OR`, and negated by `NOT` or `-`. Parentheses are refused as unsupported.
+pub fn filter_matches(item: &serde_json::Value, filter: &str) -> Result<bool, ApiError> {
+    if filter.contains(['(', ')']) {
+        return Err(ApiError::invalid_argument(format!(
+            "Invalid filter {filter:?}: parentheses are not supported by the emulator."
+        )));
+    }
+    // Monitoring writes `type = "email"`: operators may stand between spaces.
+    let mut filter = filter.to_string();
+    for operator in ["<=", ">=", "!=", "=", ":", "<", ">"] {
+        while let Some(position) = filter.find(&format!(" {operator}")) {
+            filter.replace_range(position..position + 1, "");
+        }
+        while let Some(position) = filter.find(&format!("{operator} ")) {
+            let end = position + operator.len();
+            filter.replace_range(end..end + 1, "");
+        }
+    }
+    let mut any = false;
+    for group in filter.split(" OR ") {
+        let mut all = true;
+        for term in tokens(group) {
+            if term == "AND" {
+                continue;
+            }
+            all &= term_matches(item, &term)?;
+        }
+        any |= all;
+    }
+    Ok(any)
+}
+
+/// Splits a filter group into terms, keeping quoted values whole and `NOT x` together.
+fn tokens(group: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for character in group.chars() {
+        match character {
+            '"' => {
+                quoted = !quoted;
+                current.push(character);
+            }
+            ' ' if !quoted => {
+                if !current.is_empty() {
+                    terms.push(std::mem::take(&mut current));
+                }
+            }
+            _ => current.push(character),
+        }
+    }
+    if !current.is_empty() {
+        terms.push(current);
+    }
+    let mut joined = Vec::new();
+    let mut negate = false;
+    for term in terms {
+        if term == "NOT" {
+            negate = true;
+            continue;
+        }
+        joined.push(if negate { format!("-{term}") } else { term });
+        negate = false;
+    }
+    joined
+}
+
+fn term_matches(item: &serde_json::Value, term: &str) -> Result<bool, ApiError> {
+    let (negated, term) = match term.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, term),
+    };
+    let operators = ["<=", ">=", "!=", ":", "=", "<", ">"];
+    let Some((position, operator)) = operators
+        .iter()
+        .filter_map(|operator| term.find(operator).map(|position| (position, *operator)))
+        .min_by_key(|(position, operator)| (*position, std::cmp::Reverse(operator.len())))
+    else {
+        return Err(ApiError::invalid_argument(format!(
+            "Invalid filter term {term:?}: expected field, operator and value."
+        )));
+    };
+    let field = camel_case(&term[..position]);
+    let wanted = term[position + operator.len()..].trim_matches('"');
+    let mut value = item;
+    for part in field.split('.') {
+        value = &value[part];
+    }
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let matched = match operator {
+        ":" => match value {
+            serde_json::Value::Null => false,
+            _ if wanted == "*" => true,
+            serde_json::Value::Array(items) => items.iter().any(|item| text(item) == wanted),
+            serde_json::Value::Object(map) => map.contains_key(wanted),
+            other => text(other).contains(wanted),
+        },
+        "=" => text(value) == wanted,
+        "!=" => text(value) != wanted,
+        "<" => text(value).as_str() < wanted,
+        "<=" => text(value).as_str() <= wanted,
+        ">" => text(value).as_str() > wanted,
+        _ => text(value).as_str() >= wanted,
+    };
+    Ok(matched != negated)
+}
+
 /// Converts a field path to the camelCase the JSON bodies use (`display_name` → `displayName`).
 pub fn camel_case(path: &str) -> String {
     path.split('.')
@@ -293,6 +408,19 @@ mod tests {
         let error =
             page(items, &request(&[("pageToken", "nope")]), "pageSize", sizes).expect_err("token");
         assert_eq!(error.status, "INVALID_ARGUMENT");
+    }
+
+    #[test]
+    fn filters_match_fields_labels_and_negations() {
+        let item = json!({"name": "projects/1/secrets/prod-db", "labels": {"env": "prod"}, "createTime": "2026-01-02T00:00:00Z"});
+        assert!(filter_matches(&item, "name:prod").expect("has"));
+        assert!(filter_matches(&item, "labels.env=prod AND name:db").expect("and"));
+        assert!(!filter_matches(&item, "labels.env=dev").expect("equal"));
+        assert!(filter_matches(&item, "labels.env=dev OR labels:env").expect("or"));
+        assert!(filter_matches(&item, "NOT labels.env=dev").expect("not"));
+        assert!(filter_matches(&item, "create_time>2026-01-01T00:00:00Z").expect("after"));
+        assert!(filter_matches(&item, "(a=b)").is_err());
+        assert!(filter_matches(&item, "labels.env = \"prod\"").expect("spaced"));
     }
 
     #[test]

@@ -338,6 +338,22 @@ fn list(
         .filter(|(name, _)| name.starts_with(prefix) && !name[prefix.len()..].contains('/'))
         .map(|(_, document)| visible(document))
         .collect();
+    // <https://cloud.google.com/monitoring/api/v3/sorting-and-filtering>
+    let items = match request
+        .query("filter")
+        .filter(|filter| !filter.trim().is_empty())
+    {
+        None => items,
+        Some(filter) => {
+            let mut kept = Vec::new();
+            for item in items {
+                if collection::filter_matches(&item, &filter)? {
+                    kept.push(item);
+                }
+            }
+            kept
+        }
+    };
     let total = items.len();
     // dashboards.list: "If unspecified, a default of 1000 is used"; alert policies and channels
     // document no default ("a reasonable value"), and Google caps them at 1000 too.

@@ -453,6 +453,25 @@ fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<R
     Ok(Response::changed(response))
 }
 
+/// Keeps the items the request's `filter` selects
+/// (<https://cloud.google.com/secret-manager/docs/filtering>).
+fn keep_matching(items: &mut Vec<Json>, request: &Request) -> Result<(), ApiError> {
+    let Some(filter) = request
+        .query("filter")
+        .filter(|filter| !filter.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if collection::filter_matches(&item, &filter)? {
+            kept.push(item);
+        }
+    }
+    *items = kept;
+    Ok(())
+}
+
 /// Secret Manager's lists: "If set to 0, the server decides the number of results to return.
 /// If the number is greater than 25000, it is capped at 25000."
 fn page(items: Vec<Json>, request: &Request) -> Result<(Vec<Json>, Option<String>), ApiError> {
@@ -479,10 +498,11 @@ fn list_secrets(store: &mut Store, request: &Request, parent: &str) -> Result<Re
             .cmp(&left.1.create_time)
             .then(left.0.cmp(right.0))
     });
-    let all: Vec<Json> = secrets
+    let mut all: Vec<Json> = secrets
         .iter()
         .map(|(key, record)| secret_json(key, record))
         .collect();
+    keep_matching(&mut all, request)?;
     let total = all.len();
     let (slice, next) = page(all, request)?;
     let mut body = json!({"secrets": slice, "totalSize": total});
@@ -706,24 +726,15 @@ fn access_version(
 fn list_versions(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken"])?;
     let record = require_secret(store, secret)?;
-    let wanted_state = request.query("filter").and_then(|filter| {
-        filter
-            .strip_prefix("state:")
-            .map(|state| state.trim().to_uppercase())
-    });
-    let all: Vec<Json> = record
+    let mut all: Vec<Json> = record
         .versions
         .iter()
         .rev()
-        .filter(|(_, version)| {
-            wanted_state
-                .as_ref()
-                .is_none_or(|state| &version.state == state)
-        })
         .map(|(number, version)| {
             version_json(secret, *number, version, record.body.get("replication"))
         })
         .collect();
+    keep_matching(&mut all, request)?;
     let total = all.len();
     let (slice, next) = page(all, request)?;
     let mut body = if total == 0 {

@@ -208,6 +208,17 @@ async fn notification_channels_descriptors_and_verification() {
         sizes.push(page.expect("page").notification_channels.len());
     }
     assert_eq!(sizes, vec![1, 1]);
+    // "filter: If provided, this field specifies the criteria that must be met by
+    // notification channels to be included in the response."
+    let filtered = client
+        .list_notification_channels()
+        .set_name("projects/conformance")
+        .set_filter("type = \"email\" AND display_name = \"extra-1\"")
+        .send()
+        .await
+        .expect("filtered list");
+    assert_eq!(filtered.notification_channels.len(), 1);
+    assert_eq!(filtered.notification_channels[0].display_name, "extra-1");
 
     let channel = client
         .create_notification_channel()

@@ -393,3 +393,78 @@ async fn a_ttl_becomes_an_expire_time() {
     let ahead = expire.seconds() - now.seconds();
     assert!((3590..=3610).contains(&ahead), "expires in {ahead}s");
 }
+
+/// ListSecrets' `filter` (<https://cloud.google.com/secret-manager/docs/filtering>): labels,
+/// names and negation select the secrets listed; ListSecretVersions filters on state.
+#[tokio::test]
+async fn list_filters_select_secrets_and_versions() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let prod = create(&client, "prod-db").await;
+    client
+        .update_secret()
+        .set_secret(
+            Secret::new()
+                .set_name(&prod.name)
+                .set_labels([("env", "prod")]),
+        )
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels"]))
+        .send()
+        .await
+        .expect("label");
+    create(&client, "dev-db").await;
+    let names = |response: google_cloud_secretmanager_v1::model::ListSecretsResponse| {
+        response
+            .secrets
+            .into_iter()
+            .map(|secret| {
+                secret
+                    .name
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let listed = client
+        .list_secrets()
+        .set_parent("projects/conformance")
+        .set_filter("labels.env=prod")
+        .send()
+        .await
+        .expect("filter");
+    assert_eq!(names(listed), vec!["prod-db"]);
+    let listed = client
+        .list_secrets()
+        .set_parent("projects/conformance")
+        .set_filter("name:db AND NOT labels.env=prod")
+        .send()
+        .await
+        .expect("filter");
+    assert_eq!(names(listed), vec!["dev-db"]);
+    for data in ["1", "2"] {
+        client
+            .add_secret_version()
+            .set_parent(&prod.name)
+            .set_payload(SecretPayload::new().set_data(bytes::Bytes::from(data)))
+            .send()
+            .await
+            .expect("add");
+    }
+    client
+        .disable_secret_version()
+        .set_name(format!("{}/versions/1", prod.name))
+        .send()
+        .await
+        .expect("disable");
+    let enabled = client
+        .list_secret_versions()
+        .set_parent(&prod.name)
+        .set_filter("state:ENABLED")
+        .send()
+        .await
+        .expect("versions");
+    assert_eq!(enabled.versions.len(), 1);
+    assert!(enabled.versions[0].name.ends_with("/versions/2"));
+}
