@@ -227,21 +227,25 @@ fn test_permissions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
 }
 
 fn list_versions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
     let secret = secret_of(call);
     list_versions(call.store, call.request, &secret)
 }
 
 fn get_version_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
     let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
     get_version(call.store, call.request, &secret, &version)
 }
 
 fn access_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
     let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
     access_version(call.store, call.request, &secret, &version)
 }
 
 fn version_state(call: &mut Call<'_>, action: &str) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
     let secret = secret_of(call);
     let version = call.var("versionsId").to_string();
     change_version_state(call.store, call.request, &secret, &version, action)
@@ -286,6 +290,9 @@ fn version_json(
     }
     if let Some(destroyed) = &version.destroy_time {
         body["destroyTime"] = json!(destroyed);
+    }
+    if let Some(scheduled) = &version.scheduled_destroy_time {
+        body["scheduledDestroyTime"] = json!(scheduled);
     }
     if !is_regional(secret) {
         body["replicationStatus"] =
@@ -451,6 +458,30 @@ fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<R
     let response = secret_json(&secret_name, &record);
     store.secrets.insert(secret_name, record);
     Ok(Response::changed(response))
+}
+
+fn destroy(version: &mut VersionRecord) {
+    version.state = "DESTROYED".into();
+    version.data = None;
+    version.destroy_time = Some(now());
+    version.scheduled_destroy_time = None;
+}
+
+/// Destroys the versions whose delayed destruction is due, as time passing would on Google's
+/// side.
+fn settle_destructions(store: &mut Store) {
+    let now_text = now();
+    for record in store.secrets.values_mut() {
+        for version in record.versions.values_mut() {
+            if version
+                .scheduled_destroy_time
+                .as_deref()
+                .is_some_and(|due| due <= now_text.as_str())
+            {
+                destroy(version);
+            }
+        }
+    }
 }
 
 /// Keeps the items the request's `filter` selects
@@ -641,6 +672,7 @@ fn add_version(store: &mut Store, request: &Request, secret: &str) -> Result<Res
         crc32c: computed.to_string(),
         client_checksum,
         destroy_time: None,
+        scheduled_destroy_time: None,
     };
     let response = version_json(secret, number, &version, record.body.get("replication"));
     record.versions.insert(number, version);
@@ -784,18 +816,37 @@ fn change_version_state(
         return Err(secret_not_found(secret));
     };
     let replication = record.body.get("replication").cloned();
+    let destroy_delay = record
+        .body
+        .get("versionDestroyTtl")
+        .and_then(Json::as_str)
+        .and_then(|ttl| ttl.strip_suffix('s'))
+        .and_then(|seconds| seconds.parse::<f64>().ok())
+        .filter(|seconds| *seconds > 0.0)
+        .map(|seconds| chrono::Duration::milliseconds((seconds * 1000.0) as i64));
     let Some(stored) = record.versions.get_mut(&number) else {
         return Err(secret_not_found(secret));
     };
     stored.etag = etag;
     match action {
-        "enable" => stored.state = "ENABLED".into(),
-        "disable" => stored.state = "DISABLED".into(),
-        _ => {
-            stored.state = "DESTROYED".into();
-            stored.data = None;
-            stored.destroy_time = Some(now());
+        "enable" => {
+            stored.state = "ENABLED".into();
+            // Enabling a version whose destruction is pending cancels it.
+            stored.scheduled_destroy_time = None;
         }
+        "disable" => stored.state = "DISABLED".into(),
+        _ => match destroy_delay {
+            // versionDestroyTtl: "the version goes to a disabled state and destruction happens
+            // after the TTL expires".
+            Some(delay) => {
+                stored.state = "DISABLED".into();
+                stored.scheduled_destroy_time = Some(
+                    (chrono::Utc::now() + delay)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                );
+            }
+            None => destroy(stored),
+        },
     }
     Ok(Response::changed(version_json(
         secret,

@@ -161,6 +161,9 @@ pub struct VersionRecord {
     pub crc32c: String,
     pub client_checksum: bool,
     pub destroy_time: Option<String>,
+    /// Set when a destroy waits out the secret's `versionDestroyTtl`.
+    #[serde(default)]
+    pub scheduled_destroy_time: Option<String>,
 }
 
 /// A stored IAM policy.

@@ -468,3 +468,43 @@ async fn list_filters_select_secrets_and_versions() {
     assert_eq!(enabled.versions.len(), 1);
     assert!(enabled.versions[0].name.ends_with("/versions/2"));
 }
+
+/// Secret.version_destroy_ttl: "version destruction doesn't happen immediately on calling
+/// destroy instead the version goes to a disabled state and destruction happens after the TTL
+/// expires."
+#[tokio::test]
+async fn delayed_destruction_disables_first_and_destroys_after_the_ttl() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let secret = client
+        .create_secret()
+        .set_parent("projects/conformance")
+        .set_secret_id("delayed")
+        .set_secret(automatic().set_version_destroy_ttl(google_cloud_wkt::Duration::clamp(1, 0)))
+        .send()
+        .await
+        .expect("create");
+    let version = client
+        .add_secret_version()
+        .set_parent(&secret.name)
+        .set_payload(SecretPayload::new().set_data(bytes::Bytes::from("x")))
+        .send()
+        .await
+        .expect("add");
+    let pending = client
+        .destroy_secret_version()
+        .set_name(&version.name)
+        .send()
+        .await
+        .expect("destroy");
+    assert_eq!(pending.state, State::Disabled);
+    assert!(pending.scheduled_destroy_time.is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let destroyed = client
+        .get_secret_version()
+        .set_name(&version.name)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(destroyed.state, State::Destroyed);
+}
