@@ -8,7 +8,7 @@
 
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -92,17 +92,8 @@ fn has_presence(schema: &str, field: &str) -> bool {
 /// Rewrites a request body of schema `schema` so that handlers see enum names only: a proto
 /// number becomes its name; a number the enum does not define is refused as Google refuses it.
 pub fn decode_request(api: Api, schema: &str, body: &mut Json) -> Result<(), ApiError> {
-    decode_message(
-        api,
-        schema,
-        body,
-        &discovery::snake_case(schema_root(schema)),
-    )
-    .map_err(ApiError::invalid_argument)
-}
-
-fn schema_root(schema: &str) -> &str {
-    schema
+    decode_message(api, schema, body, &discovery::snake_case(schema))
+        .map_err(ApiError::invalid_argument)
 }
 
 fn decode_message(api: Api, schema: &str, value: &mut Json, path: &str) -> Result<(), String> {
@@ -279,13 +270,6 @@ fn encode_property(api: Api, property: &Json, value: &mut Json, int_enums: bool)
         Some("integer" | "number") => value.as_f64() == Some(0.0),
         Some("boolean") => *value == Json::Bool(false),
         _ => false,
-    }
-}
-
-/// Encodes every message in a map of messages (used for answers without a discovery schema).
-pub fn encode_map(api: Api, schema: &str, entries: &mut Map<String, Json>, int_enums: bool) {
-    for item in entries.values_mut() {
-        encode_message(api, schema, item, int_enums);
     }
 }
 
