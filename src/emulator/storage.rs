@@ -562,6 +562,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         .decode(&version.data)
         .unwrap_or_default();
     let crc = base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0);
     let mut body = json!({
         "kind": "storage#object",
         "id": format!("{bucket}/{name}/{}", version.generation),
@@ -575,6 +576,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "storageClass": "STANDARD",
         "size": data.len().to_string(),
         "crc32c": crc,
+        "md5Hash": md5,
         "etag": base64::engine::general_purpose::STANDARD.encode(format!("{}/{}", version.generation, version.metageneration)),
         "timeCreated": version.time_created,
         "updated": version.updated,
@@ -941,6 +943,14 @@ fn store_object(
             )));
         }
     }
+    if let Some(expected) = metadata["md5Hash"].as_str() {
+        let actual = base64::engine::general_purpose::STANDARD.encode(md5::compute(&media).0);
+        if expected != actual {
+            return Err(StorageError::invalid(format!(
+                "Provided MD5 hash \"{expected}\" doesn't match calculated MD5 hash \"{actual}\"."
+            )));
+        }
+    }
     let current = live(store, bucket, &name).cloned();
     check_preconditions(request, current.as_ref(), false)?;
     let versioning = store
@@ -1054,7 +1064,13 @@ fn media(
             "identity".to_string(),
         ),
         ("x-goog-storage-class".to_string(), "STANDARD".to_string()),
-        ("x-goog-hash".to_string(), format!("crc32c={crc}")),
+        (
+            "x-goog-hash".to_string(),
+            format!(
+                "crc32c={crc},md5={}",
+                base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0)
+            ),
+        ),
         (
             "etag".to_string(),
             base64::engine::general_purpose::STANDARD

@@ -160,6 +160,9 @@ async fn objects_patch_preconditions_and_not_modified() {
     let emulator = Emulator::start();
     bucket(&emulator, "conf-patch").await;
     let object = put_object(&emulator, "conf-patch", "o", "data").await;
+    // Objects carry their MD5 and CRC32C, base64 (https://cloud.google.com/storage/docs/hashes-etags).
+    assert_eq!(object["md5Hash"], "jXd/OF09/siBXSD3SWAm3A==");
+    assert_eq!(object["crc32c"], "rth90Q==");
     let generation = object["generation"]
         .as_str()
         .expect("generation")
@@ -379,4 +382,32 @@ async fn the_official_client_writes_and_reads_objects() {
         .await
         .expect_err("the object exists");
     assert_eq!(crate::support::http_status(&error), 412);
+}
+
+/// "If the checksums don't match, the upload is rejected"
+/// (<https://cloud.google.com/storage/docs/data-validation>): a multipart upload whose metadata
+/// carries a wrong md5Hash or crc32c is refused with 400.
+#[tokio::test]
+async fn uploads_with_wrong_checksums_are_refused() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-sums").await;
+    for metadata in [
+        json!({"name": "bad-md5", "md5Hash": "AAAAAAAAAAAAAAAAAAAAAA=="}),
+        json!({"name": "bad-crc", "crc32c": "AAAAAA=="}),
+    ] {
+        let body = format!(
+            "--b\r\nContent-Type: application/json\r\n\r\n{metadata}\r\n--b\r\nContent-Type: text/plain\r\n\r\ndata\r\n--b--\r\n"
+        );
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/upload/storage/v1/b/conf-sums/o?uploadType=multipart",
+                emulator.endpoint
+            ))
+            .header("content-type", "multipart/related; boundary=b")
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status().as_u16(), 400, "{metadata}");
+    }
 }
