@@ -51,10 +51,38 @@ pub const METHODS: &[Method] = &[
         handler: |call| {
             let key = account_of(call)?;
             call.request.allow_query(&[])?;
-            call.store.service_accounts.remove(&key);
+            if let Some(record) = call.store.service_accounts.remove(&key) {
+                call.store
+                    .deleted_service_accounts
+                    .insert(record.unique_id.clone(), (key.clone(), record));
+            }
             call.store.policies.remove(&key);
             call.store.revision += 1;
             Ok(Response::changed(json!({})))
+        },
+    },
+    Method {
+        // "Restores a deleted ServiceAccount", named by its unique id.
+        id: "iam.projects.serviceAccounts.undelete",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let unique_id = call.var("serviceAccountsId").to_string();
+            let Some((key, record)) = call.store.deleted_service_accounts.get(&unique_id).cloned()
+            else {
+                return Err(ApiError::not_found(format!(
+                    "Unknown deleted service account: {unique_id}"
+                )));
+            };
+            if call.store.service_accounts.contains_key(&key) {
+                return Err(ApiError::failed_precondition(format!(
+                    "Cannot restore {}: an account with its email exists.",
+                    record.email
+                )));
+            }
+            call.store.deleted_service_accounts.remove(&unique_id);
+            let restored = account_json(&key, &record);
+            call.store.service_accounts.insert(key, record);
+            Ok(Response::changed(json!({"restoredAccount": restored})))
         },
     },
     Method {

@@ -18,6 +18,9 @@ pub struct Store {
     /// Service accounts by `projects/<project id>/serviceAccounts/<email>`.
     #[serde(default)]
     pub service_accounts: BTreeMap<String, ServiceAccountRecord>,
+    /// Deleted service accounts by unique id, which `undelete` can restore.
+    #[serde(default)]
+    pub deleted_service_accounts: BTreeMap<String, (String, ServiceAccountRecord)>,
     /// Cloud Run services by `projects/<number>/locations/<region>/services/<id>`.
     #[serde(default)]
     pub run_services: BTreeMap<String, RunServiceRecord>,

@@ -86,6 +86,20 @@ async fn service_accounts_crud_disable_enable_and_paging() {
         .expect("get");
     assert!(!account.disabled);
 
+    // A service account is itself a resource with an IAM policy.
+    let policy = client
+        .get_iam_policy()
+        .set_resource(name)
+        .send()
+        .await
+        .expect("account policy");
+    assert!(policy.bindings.is_empty());
+    assert!(
+        !policy.etag.is_empty(),
+        "an empty policy still carries an etag"
+    );
+
+    let unique_id = account.unique_id.clone();
     client
         .delete_service_account()
         .set_name(name)
@@ -99,4 +113,21 @@ async fn service_accounts_crud_disable_enable_and_paging() {
         .await
         .expect_err("gone");
     assert_eq!(code(&error), Code::NotFound);
+    // undelete "Restores a deleted ServiceAccount", named by its unique id.
+    let restored = client
+        .undelete_service_account()
+        .set_name(format!("projects/-/serviceAccounts/{unique_id}"))
+        .send()
+        .await
+        .expect("undelete");
+    assert_eq!(
+        restored.restored_account.expect("restored").unique_id,
+        unique_id
+    );
+    client
+        .get_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("restored account");
 }
