@@ -3,8 +3,10 @@
 //! port, or in-process for environments that say `[emulator] embedded = true`.
 
 mod budgets;
+pub mod collection;
 pub mod discovery;
 pub mod error;
+pub mod http;
 mod iam;
 mod monitoring;
 mod projects;
@@ -14,6 +16,7 @@ pub mod server;
 mod service_accounts;
 mod storage;
 pub mod store;
+pub mod wire;
 
 pub use server::{Emulator, EmulatorError, EmulatorOptions};
 

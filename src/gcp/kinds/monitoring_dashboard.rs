@@ -228,7 +228,8 @@ impl Kind for MonitoringDashboardKind {
         {
             Value::unknown()
         } else {
-            Value::from_json(&Self::document(config)?)
+            // Google answers in proto3 JSON, without default values: compare like with like.
+            Value::from_json(&crate::gcp::proto3::omit_defaults(&Self::document(config)?))
         };
         Ok(Attributes::from([
             (
