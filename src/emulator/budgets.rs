@@ -2,67 +2,85 @@
 //! account's currency filled in (and enforced), Google's filter defaults, `updateMask`, etags,
 //! and a delete that succeeds when the budget is already gone.
 
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use super::server::{Request, Response};
+use super::http::{Request, Response};
 use super::store::Store;
 use serde_json::{Map, Value as Json, json};
 
 /// Every emulated billing account bills in this currency.
 const ACCOUNT_CURRENCY: &str = "USD";
 
-/// Routes `v1/billingAccounts/{id}/budgets…`; `None` for other paths.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str()) {
-        (["billingAccounts", account, "budgets"], "POST") => create(store, request, account),
-        (["billingAccounts", account, "budgets"], "GET") => request
-            .allow_query(&["pageSize", "pageToken", "scope"])
-            .map(|()| {
-                let prefix = format!("billingAccounts/{account}/budgets/");
-                let budgets: Vec<Json> = store
-                    .documents
-                    .iter()
-                    .filter(|(name, _)| name.starts_with(&prefix))
-                    .map(|(_, budget)| budget.clone())
-                    .collect();
-                Response::read(if budgets.is_empty() {
-                    json!({})
-                } else {
-                    json!({"budgets": budgets})
-                })
-            }),
-        (["billingAccounts", account, "budgets", id], method) => {
-            let name = format!("billingAccounts/{account}/budgets/{id}");
-            match method {
-                "GET" => request.allow_query(&[]).and_then(|()| {
-                    store
-                        .documents
-                        .get(&name)
-                        .cloned()
-                        .map(Response::read)
-                        .ok_or_else(|| ApiError::not_found(format!("Budget {name} not found.")))
-                }),
-                "PATCH" => patch(store, request, &name),
-                "DELETE" => request.allow_query(&[]).map(|()| {
-                    // "Returns successfully if already deleted."
-                    store.documents.remove(&name);
-                    store.revision += 1;
-                    Response::changed(json!({}))
-                }),
-                _ => Err(ApiError::not_found(format!(
-                    "Method not found: {method} /v1/{}",
-                    request.path
-                ))),
-            }
-        }
-        (["billingAccounts", ..], _) => Err(ApiError::not_found(format!(
-            "Method not found: {} /v1/{}",
-            request.method, request.path
-        ))),
-        _ => return None,
-    };
-    Some(outcome)
+/// Billing Budgets' methods, by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.create",
+        handler: |call| {
+            let account = call.var("billingAccountsId").to_string();
+            create(call.store, call.request, &account)
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.list",
+        handler: |call| {
+            call.request
+                .allow_query(&["pageSize", "pageToken", "scope"])?;
+            let prefix = format!("billingAccounts/{}/budgets/", call.var("billingAccountsId"));
+            let budgets: Vec<Json> = call
+                .store
+                .documents
+                .iter()
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .map(|(_, budget)| budget.clone())
+                .collect();
+            // "The default and maximum value are 100."
+            let (budgets, next) =
+                collection::page(budgets, call.request, "pageSize", PageSizes::new(100, 100))?;
+            Ok(Response::read(collection::list_answer(
+                "budgets", budgets, next,
+            )))
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.get",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let name = budget_of(call);
+            call.store
+                .documents
+                .get(&name)
+                .cloned()
+                .map(Response::read)
+                .ok_or_else(|| ApiError::not_found(format!("Budget {name} not found.")))
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.patch",
+        handler: |call| {
+            let name = budget_of(call);
+            patch(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "billingbudgets.billingAccounts.budgets.delete",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            // "Returns successfully if already deleted."
+            let name = budget_of(call);
+            call.store.documents.remove(&name);
+            call.store.revision += 1;
+            Ok(Response::changed(json!({})))
+        },
+    },
+];
+
+fn budget_of(call: &Call<'_>) -> String {
+    format!(
+        "billingAccounts/{}/budgets/{}",
+        call.var("billingAccountsId"),
+        call.var("budgetsId")
+    )
 }
 
 fn check(body: &Json) -> Result<(), ApiError> {
@@ -118,13 +136,14 @@ fn check(body: &Json) -> Result<(), ApiError> {
         .into_iter()
         .flatten()
     {
-        let number = project
+        // "A set of projects of the form `projects/{project}`": an id or a number.
+        let project_part = project
             .as_str()
             .and_then(|name| name.strip_prefix("projects/"))
             .unwrap_or_default();
-        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+        if project_part.is_empty() || project_part.contains('/') {
             return Err(ApiError::invalid_argument(format!(
-                "budgetFilter.projects: {project} must be projects/{{project_number}}."
+                "budgetFilter.projects: {project} must be projects/{{project}}."
             )));
         }
     }
@@ -175,6 +194,17 @@ fn apply_defaults(budget: &mut Json) {
         budget["budgetFilter"] = json!({});
     }
     let filter = &mut budget["budgetFilter"];
+    // Google answers with the project number whichever form the request named the project in.
+    if let Some(projects) = filter.get_mut("projects").and_then(Json::as_array_mut) {
+        for project in projects {
+            if let Some(part) = project
+                .as_str()
+                .and_then(|name| name.strip_prefix("projects/"))
+            {
+                *project = json!(format!("projects/{}", super::store::project_number(part)));
+            }
+        }
+    }
     if filter.get("creditTypesTreatment").is_none() {
         filter["creditTypesTreatment"] = json!("INCLUDE_ALL_CREDITS");
     }
@@ -203,7 +233,13 @@ fn create(store: &mut Store, request: &Request, account: &str) -> Result<Respons
 fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, ApiError> {
     request.allow_query(&["updateMask"])?;
     let body = request.json()?;
-    check(&body)?;
+    // The body need only carry the masked fields; the budget they make is what is checked.
+    discovery::validate(
+        Api::BillingBudgets,
+        "GoogleCloudBillingBudgetsV1Budget",
+        "budget",
+        &body,
+    )?;
     let current = store
         .documents
         .get(name)
@@ -222,7 +258,7 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
         .filter(|mask| !mask.trim().is_empty())
     {
         Some(mask) => {
-            for path in mask.split(',').map(str::trim) {
+            for path in super::collection::mask_paths(Some(&mask)).unwrap_or_default() {
                 let top = path.split('.').next().unwrap_or_default();
                 if !discovery::properties(Api::BillingBudgets, "GoogleCloudBillingBudgetsV1Budget")
                     .iter()
@@ -263,6 +299,7 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
             "currencyCode must match the existing budget's.",
         ));
     }
+    check(&updated)?;
     apply_defaults(&mut updated);
     updated["etag"] = json!(store.next_etag());
     store.documents.insert(name.to_string(), updated.clone());

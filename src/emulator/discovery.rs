@@ -16,6 +16,8 @@ pub enum Api {
     MonitoringV1,
     MonitoringV3,
     BillingBudgets,
+    /// Cloud Storage JSON v1: served by its own handler, described here for its method list.
+    Storage,
 }
 
 fn document(api: Api) -> &'static Json {
@@ -26,6 +28,7 @@ fn document(api: Api) -> &'static Json {
     static MONITORING_V1: OnceLock<Json> = OnceLock::new();
     static MONITORING_V3: OnceLock<Json> = OnceLock::new();
     static BILLING_BUDGETS: OnceLock<Json> = OnceLock::new();
+    static STORAGE: OnceLock<Json> = OnceLock::new();
     let parse = |text: &str| serde_json::from_str(text).unwrap_or(Json::Null);
     match api {
         Api::SecretManager => {
@@ -42,12 +45,24 @@ fn document(api: Api) -> &'static Json {
         Api::BillingBudgets => {
             BILLING_BUDGETS.get_or_init(|| parse(include_str!("discovery/billingbudgets.v1.json")))
         }
+        Api::Storage => STORAGE.get_or_init(|| parse(include_str!("discovery/storage.v1.json"))),
         Api::ResourceManager => RESOURCE_MANAGER
             .get_or_init(|| parse(include_str!("discovery/cloudresourcemanager.v3.json"))),
     }
 }
 
 impl Api {
+    /// Every API served through the discovery-driven dispatcher (Cloud Storage has its own).
+    pub const ALL: [Api; 7] = [
+        Api::SecretManager,
+        Api::Iam,
+        Api::ResourceManager,
+        Api::Run,
+        Api::MonitoringV1,
+        Api::MonitoringV3,
+        Api::BillingBudgets,
+    ];
+
     /// Returns the name this API's document gives a shared IAM schema (`SetIamPolicyRequest`
     /// is `GoogleIamV1SetIamPolicyRequest` in Cloud Run's).
     pub fn iam_schema(self, base: &str) -> String {
@@ -136,11 +151,13 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
                 // proto3 JSON: int64 may arrive as a number; enums may arrive as their number.
                 Json::Number(_) if is_int64 => Ok(()),
                 Json::Number(number) if property["enum"].is_array() => {
-                    let count = property["enum"].as_array().map_or(0, Vec::len) as u64;
-                    if number.as_u64().is_some_and(|index| index < count) {
-                        Ok(())
-                    } else {
-                        mismatch("enum")
+                    let names = property["enum"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    match number.as_i64() {
+                        Some(number) if super::wire::enum_name(names, number).is_some() => Ok(()),
+                        _ => mismatch("enum"),
                     }
                 }
                 _ => mismatch("TYPE_STRING"),
@@ -189,7 +206,143 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
     }
 }
 
-fn snake_case(name: &str) -> String {
+/// Returns true when `api`'s document defines schema `schema`.
+pub fn has_schema(api: Api, schema: &str) -> bool {
+    document(api)["schemas"][schema].is_object()
+}
+
+/// Returns a schema's properties.
+pub fn schema_properties(api: Api, schema: &str) -> Option<&'static serde_json::Map<String, Json>> {
+    document(api)["schemas"][schema]["properties"].as_object()
+}
+
+/// A method of an API, as its discovery document describes it.
+#[derive(Debug, Clone)]
+pub struct Method {
+    pub api: Api,
+    /// The method's id (`secretmanager.projects.secrets.addVersion`).
+    pub id: String,
+    /// The request body's schema, when the method takes one.
+    pub request: Option<String>,
+    /// The answer's schema, when the method returns one.
+    pub response: Option<String>,
+    /// The HTTP method.
+    pub http_method: String,
+    /// The path template (`v1/projects/{projectsId}/secrets/{secretsId}:addVersion`).
+    pub path: String,
+    /// The query and path parameters the method defines.
+    pub parameters: Vec<String>,
+}
+
+fn methods() -> &'static [Method] {
+    static METHODS: OnceLock<Vec<Method>> = OnceLock::new();
+    METHODS.get_or_init(|| {
+        let mut found = Vec::new();
+        for api in Api::ALL.into_iter().chain([Api::Storage]) {
+            collect_methods(api, document(api), &mut found);
+        }
+        found
+    })
+}
+
+fn collect_methods(api: Api, resource: &Json, found: &mut Vec<Method>) {
+    if let Some(methods) = resource["methods"].as_object() {
+        for method in methods.values() {
+            let path = method["flatPath"]
+                .as_str()
+                .or_else(|| method["path"].as_str())
+                .unwrap_or_default();
+            found.push(Method {
+                api,
+                id: method["id"].as_str().unwrap_or_default().to_string(),
+                request: method["request"]["$ref"].as_str().map(str::to_string),
+                response: method["response"]["$ref"].as_str().map(str::to_string),
+                http_method: method["httpMethod"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                path: path.to_string(),
+                parameters: method["parameters"]
+                    .as_object()
+                    .map(|parameters| parameters.keys().cloned().collect())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    if let Some(resources) = resource["resources"].as_object() {
+        for child in resources.values() {
+            collect_methods(api, child, found);
+        }
+    }
+}
+
+/// Finds the discovery method a request designates (`path` without its leading slash, version
+/// included), so that an unserved method can be named in a 501 and its schemas applied.
+pub fn find_method(http_method: &str, path: &str) -> Option<&'static Method> {
+    methods().iter().find(|method| {
+        !matches!(method.api, Api::Storage)
+            && method.http_method == http_method
+            && path_matches(&method.path, path)
+    })
+}
+
+/// Finds a method by its discovery id.
+pub fn method_by_id(id: &str) -> Option<&'static Method> {
+    methods().iter().find(|method| method.id == id)
+}
+
+/// Finds the Cloud Storage method a request designates (`path` after `storage/v1/`, still
+/// percent-encoded, so an object name is one segment).
+pub fn find_storage_method(http_method: &str, path: &str) -> Option<&'static Method> {
+    methods().iter().find(|method| {
+        matches!(method.api, Api::Storage)
+            && method.http_method == http_method
+            && path_matches(&method.path, path)
+    })
+}
+
+/// Returns the variables of `template` as `path` fills them (`path` must match it).
+pub fn path_variables(template: &str, path: &str) -> std::collections::BTreeMap<String, String> {
+    let mut variables = std::collections::BTreeMap::new();
+    for (pattern, segment) in template.split('/').zip(path.split('/')) {
+        if let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}'))
+            && open < close
+        {
+            let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
+            let name = pattern[open + 1..close].trim_start_matches('+');
+            if segment.len() >= prefix.len() + suffix.len() {
+                variables.insert(
+                    name.to_string(),
+                    segment[prefix.len()..segment.len() - suffix.len()].to_string(),
+                );
+            }
+        }
+    }
+    variables
+}
+
+/// Matches a discovery path template: each `{variable}` stands for one segment without `:` (so
+/// that `{secretsId}` does not swallow a custom verb).
+pub fn path_matches(template: &str, path: &str) -> bool {
+    let template: Vec<&str> = template.split('/').collect();
+    let path: Vec<&str> = path.split('/').collect();
+    template.len() == path.len()
+        && template.iter().zip(&path).all(|(pattern, segment)| {
+            match (pattern.find('{'), pattern.find('}')) {
+                (Some(open), Some(close)) if open < close => {
+                    let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
+                    segment.len() > prefix.len() + suffix.len()
+                        && segment.starts_with(prefix)
+                        && segment.ends_with(suffix)
+                        && !segment[prefix.len()..segment.len() - suffix.len()].contains(':')
+                }
+                _ => pattern == segment,
+            }
+        })
+}
+
+/// Returns a camelCase JSON name in the snake_case Google's error messages use.
+pub fn snake_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
     for character in name.chars() {
         if character.is_ascii_uppercase() {
@@ -307,6 +460,25 @@ mod tests {
                 "{api:?} {schema}"
             );
         }
+    }
+
+    #[test]
+    fn requests_find_their_discovery_method() {
+        let method = find_method("POST", "v1/projects/p/secrets/s:addVersion").expect("found");
+        assert_eq!(method.id, "secretmanager.projects.secrets.addVersion");
+        assert_eq!(method.request.as_deref(), Some("AddSecretVersionRequest"));
+        let method = find_method("GET", "v1/projects/p/secrets/s").expect("found");
+        assert_eq!(method.id, "secretmanager.projects.secrets.get");
+        let method =
+            find_method("GET", "v2/projects/p/locations/l/services/s/revisions").expect("found");
+        assert_eq!(method.id, "run.projects.locations.services.revisions.list");
+        assert!(find_method("GET", "v1/nothing/here").is_none());
+        let variables = path_variables(
+            "v1/projects/{projectsId}/secrets/{secretsId}:addVersion",
+            "v1/projects/p/secrets/s:addVersion",
+        );
+        assert_eq!(variables["projectsId"], "p");
+        assert_eq!(variables["secretsId"], "s");
     }
 
     #[test]

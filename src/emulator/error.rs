@@ -68,6 +68,57 @@ impl ApiError {
         }
     }
 
+    /// 501 UNIMPLEMENTED: a method Google serves that the emulator does not.
+    pub fn unimplemented(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::NOT_IMPLEMENTED,
+            status: "UNIMPLEMENTED",
+            message: message.into(),
+        }
+    }
+
+    /// 405, which Google answers without an RPC status of its own.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::METHOD_NOT_ALLOWED,
+            status: "UNIMPLEMENTED",
+            message: message.into(),
+        }
+    }
+
+    /// 413: the body is larger than the server takes.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::PAYLOAD_TOO_LARGE,
+            status: "OUT_OF_RANGE",
+            message: message.into(),
+        }
+    }
+
+    /// Any other HTTP status, with the `google.rpc.Code` it maps to.
+    pub fn from_status(code: StatusCode, message: impl Into<String>) -> Self {
+        let status = match code.as_u16() {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            409 => "ABORTED",
+            412 => "FAILED_PRECONDITION",
+            429 => "RESOURCE_EXHAUSTED",
+            499 => "CANCELLED",
+            501 => "UNIMPLEMENTED",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            _ if code.is_client_error() => "FAILED_PRECONDITION",
+            _ => "INTERNAL",
+        };
+        Self {
+            code,
+            status,
+            message: message.into(),
+        }
+    }
+
     /// 500 INTERNAL.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

@@ -4,7 +4,7 @@
 
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use super::server::{Request, Response};
+use super::http::{Request, Response};
 use super::store::{PolicyRecord, Store};
 use serde_json::{Value as Json, json};
 
@@ -61,7 +61,39 @@ pub fn get_policy(
             .and_then(Json::as_i64),
     };
     check_requested_version(version)?;
-    Ok(Response::read(policy_json(store.policies.get(resource))))
+    let mut answer = policy_json(store.policies.get(resource));
+    if version.unwrap_or(0) < 3 {
+        downgrade_conditional_bindings(&mut answer);
+    }
+    Ok(Response::read(answer))
+}
+
+/// A policy read at version 0 or 1 cannot show conditions: each conditional binding's role is
+/// suffixed `_withcond_<hash>` and its condition left out, and the policy says version 1
+/// (<https://cloud.google.com/iam/docs/troubleshooting-withcond>).
+fn downgrade_conditional_bindings(policy: &mut Json) {
+    let Some(bindings) = policy.get_mut("bindings").and_then(Json::as_array_mut) else {
+        return;
+    };
+    let mut downgraded = false;
+    for binding in bindings.iter_mut() {
+        let Some(condition) = binding
+            .as_object_mut()
+            .and_then(|binding| binding.remove("condition"))
+        else {
+            continue;
+        };
+        if condition.is_null() {
+            continue;
+        }
+        let role = binding["role"].as_str().unwrap_or_default().to_string();
+        let hash = super::store::project_number(&format!("{role}{condition}"));
+        binding["role"] = json!(format!("{role}_withcond_{}", &hash[..10]));
+        downgraded = true;
+    }
+    if downgraded {
+        policy["version"] = json!(1);
+    }
 }
 
 /// Answers `setIamPolicy` for a resource whose API's schema is `api`.
@@ -159,4 +191,26 @@ pub fn set_policy(
     let response = policy_json(Some(&record));
     store.policies.insert(resource.to_string(), record);
     Ok(Response::changed(response))
+}
+
+/// Answers `testIamPermissions`: the emulator authorises every caller, so every permission
+/// asked about is held (Google answers the subset the caller holds).
+pub fn test_permissions(request: &Request) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    let permissions: Vec<Json> = body["permissions"].as_array().cloned().unwrap_or_default();
+    if permissions.iter().any(|permission| {
+        permission
+            .as_str()
+            .is_none_or(|permission| permission.contains(['*', ' ']) || permission.is_empty())
+    }) {
+        return Err(ApiError::invalid_argument(
+            "Permissions with wildcards (such as '*') are not allowed.",
+        ));
+    }
+    Ok(Response::read(if permissions.is_empty() {
+        json!({})
+    } else {
+        json!({"permissions": permissions})
+    }))
 }

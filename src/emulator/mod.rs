@@ -3,17 +3,21 @@
 //! port, or in-process for environments that say `[emulator] embedded = true`.
 
 mod budgets;
+pub mod collection;
 pub mod discovery;
 pub mod error;
+pub mod http;
 mod iam;
 mod monitoring;
 mod projects;
+pub mod realism;
 mod run;
 mod secretmanager;
 pub mod server;
 mod service_accounts;
 mod storage;
 pub mod store;
+pub mod wire;
 
 pub use server::{Emulator, EmulatorError, EmulatorOptions};
 

@@ -4,9 +4,10 @@
 //! ids, creation and mutation records, `updateMask`, channel labels checked per type with the
 //! sensitive ones returned obfuscated, `force` on channel delete).
 
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
-use super::server::{Request, Response};
+use super::http::{Request, Response};
 use super::store::{Store, now, project_number};
 use serde_json::{Map, Value as Json, json};
 
@@ -38,95 +39,251 @@ const CHANNEL_TYPES: [ChannelDescriptor; 6] = [
     ("pubsub", &["topic"], &[], &[]),
 ];
 
-/// Routes `v1/projects/{p}/dashboards…`; `None` for other paths.
-pub fn route_v1(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str()) {
-        (["projects", project, "dashboards"], "POST") => create_dashboard(store, request, project),
-        (["projects", project, "dashboards"], "GET") => list(
-            store,
-            request,
-            &format!("projects/{}/dashboards/", project_number(project)),
-            "dashboards",
-        ),
-        (["projects", project, "dashboards", id], method) => {
-            let name = format!("projects/{}/dashboards/{id}", project_number(project));
-            match method {
-                "GET" => get(store, request, &name, "Dashboard"),
-                "PATCH" => patch_dashboard(store, request, &name),
-                "DELETE" => delete(store, request, &name, "Dashboard", &[]),
-                _ => Err(method_not_found(request)),
-            }
-        }
-        (["projects", _, "dashboards", ..], _) => Err(method_not_found(request)),
-        _ => return None,
-    };
-    Some(outcome)
+/// Cloud Monitoring's methods (v1 dashboards, v3 alert policies, notification channels and
+/// their descriptors), by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "monitoring.projects.dashboards.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_dashboard(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.list",
+        handler: |call| {
+            let prefix = format!(
+                "projects/{}/dashboards/",
+                project_number(call.var("projectsId"))
+            );
+            list(call.store, call.request, &prefix, "dashboards")
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.get",
+        handler: |call| {
+            let name = named(call, "dashboards", "dashboardsId");
+            get(call.store, call.request, &name, "Dashboard")
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.patch",
+        handler: |call| {
+            let name = named(call, "dashboards", "dashboardsId");
+            patch_dashboard(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "monitoring.projects.dashboards.delete",
+        handler: |call| {
+            let name = named(call, "dashboards", "dashboardsId");
+            delete(call.store, call.request, &name, "Dashboard", &[])
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_v3(call.store, call.request, &project, "alertPolicies")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.list",
+        handler: |call| {
+            let prefix = format!(
+                "projects/{}/alertPolicies/",
+                project_number(call.var("projectsId"))
+            );
+            list(call.store, call.request, &prefix, "alertPolicies")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.get",
+        handler: |call| {
+            let name = named(call, "alertPolicies", "alertPoliciesId");
+            get(call.store, call.request, &name, "Alert policy")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.patch",
+        handler: |call| {
+            let name = named(call, "alertPolicies", "alertPoliciesId");
+            patch_v3(call.store, call.request, &name, "alertPolicies")
+        },
+    },
+    Method {
+        id: "monitoring.projects.alertPolicies.delete",
+        handler: |call| {
+            let name = named(call, "alertPolicies", "alertPoliciesId");
+            delete(call.store, call.request, &name, "Alert policy", &[])
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_v3(call.store, call.request, &project, "notificationChannels")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.list",
+        handler: |call| {
+            let prefix = format!(
+                "projects/{}/notificationChannels/",
+                project_number(call.var("projectsId"))
+            );
+            list(call.store, call.request, &prefix, "notificationChannels")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.get",
+        handler: |call| {
+            let name = named(call, "notificationChannels", "notificationChannelsId");
+            get(call.store, call.request, &name, "Notification channel")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.patch",
+        handler: |call| {
+            let name = named(call, "notificationChannels", "notificationChannelsId");
+            patch_v3(call.store, call.request, &name, "notificationChannels")
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.delete",
+        handler: |call| {
+            let name = named(call, "notificationChannels", "notificationChannelsId");
+            delete_channel(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.sendVerificationCode",
+        handler: |call| verification(call, "sendVerificationCode"),
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.getVerificationCode",
+        handler: |call| verification(call, "getVerificationCode"),
+    },
+    Method {
+        id: "monitoring.projects.notificationChannels.verify",
+        handler: |call| verification(call, "verify"),
+    },
+    Method {
+        id: "monitoring.projects.notificationChannelDescriptors.list",
+        handler: |call| {
+            let parent = format!("projects/{}", call.var("projectsId"));
+            list_descriptors(call.request, &parent)
+        },
+    },
+    Method {
+        id: "monitoring.projects.notificationChannelDescriptors.get",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let kind = call.var("notificationChannelDescriptorsId");
+            let name = format!(
+                "projects/{}/notificationChannelDescriptors/{kind}",
+                call.var("projectsId")
+            );
+            CHANNEL_TYPES
+                .iter()
+                .find(|descriptor| descriptor.0 == kind)
+                .map(|descriptor| Response::read(descriptor_json(&name, descriptor)))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "Notification channel descriptor {name} does not exist."
+                    ))
+                })
+        },
+    },
+];
+
+/// The canonical name of a project's `collection` member whose id is path variable `id`.
+fn named(call: &Call<'_>, collection: &str, id: &str) -> String {
+    format!(
+        "projects/{}/{collection}/{}",
+        project_number(call.var("projectsId")),
+        call.var(id)
+    )
 }
 
-/// Routes `v3/projects/{p}/alertPolicies…` and `…/notificationChannels…`; `None` otherwise.
-pub fn route_v3(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str()) {
-        (
-            [
-                "projects",
-                project,
-                collection @ ("alertPolicies" | "notificationChannels"),
-            ],
-            "POST",
-        ) => create_v3(store, request, project, collection),
-        (
-            [
-                "projects",
-                project,
-                collection @ ("alertPolicies" | "notificationChannels"),
-            ],
-            "GET",
-        ) => list(
-            store,
-            request,
-            &format!("projects/{}/{collection}/", project_number(project)),
-            collection,
-        ),
-        (
-            [
-                "projects",
-                project,
-                collection @ ("alertPolicies" | "notificationChannels"),
-                id,
-            ],
-            method,
-        ) => {
-            let name = format!("projects/{}/{collection}/{id}", project_number(project));
-            let kind = if *collection == "alertPolicies" {
-                "Alert policy"
-            } else {
-                "Notification channel"
-            };
-            match method {
-                "GET" => get(store, request, &name, kind),
-                "PATCH" => patch_v3(store, request, &name, collection),
-                "DELETE" if *collection == "notificationChannels" => {
-                    delete_channel(store, request, &name)
-                }
-                "DELETE" => delete(store, request, &name, kind, &[]),
-                _ => Err(method_not_found(request)),
+/// A channel descriptor as `notificationChannelDescriptors.get` returns it.
+fn descriptor_json(name: &str, descriptor: &ChannelDescriptor) -> Json {
+    let (kind, required, optional, sensitive) = descriptor;
+    let labels: Vec<Json> = required
+        .iter()
+        .chain(optional.iter())
+        .map(|key| {
+            let mut label =
+                json!({"key": key, "description": format!("The {key} of the channel.")});
+            if sensitive.contains(key) {
+                label["description"] = json!(format!("The {key} of the channel (sensitive)."));
             }
-        }
-        (["projects", _, "alertPolicies" | "notificationChannels", ..], _) => {
-            Err(method_not_found(request))
-        }
-        _ => return None,
-    };
-    Some(outcome)
+            label
+        })
+        .collect();
+    json!({
+        "name": name,
+        "type": kind,
+        "displayName": kind,
+        "description": format!("Notifications through {kind}."),
+        "labels": labels,
+        "launchStage": "GA",
+    })
 }
 
-fn method_not_found(request: &Request) -> ApiError {
-    ApiError::not_found(format!(
-        "Method not found: {} /{}/{}",
-        request.method, request.version, request.path
-    ))
+/// `notificationChannelDescriptors.list`, paged (the documented default is "a reasonable
+/// value"; the emulator's is 100).
+fn list_descriptors(request: &Request, parent: &str) -> Result<Response, ApiError> {
+    request.allow_query(&["pageSize", "pageToken"])?;
+    let items: Vec<Json> = CHANNEL_TYPES
+        .iter()
+        .map(|descriptor| descriptor_json(&format!("{parent}/{}", descriptor.0), descriptor))
+        .collect();
+    let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(100, 1000))?;
+    Ok(Response::read(collection::list_answer(
+        "channelDescriptors",
+        items,
+        next,
+    )))
+}
+
+/// The verification code the emulator "sends" for a channel: derived from its name, so
+/// `getVerificationCode` and `verify` agree without storing it.
+fn verification_code(name: &str) -> String {
+    format!("G-{}", &super::store::project_number(name)[..6])
+}
+
+/// `sendVerificationCode`, `getVerificationCode` and `verify` on a notification channel.
+fn verification(call: &mut Call<'_>, verb: &str) -> Result<Response, ApiError> {
+    let name = named(call, "notificationChannels", "notificationChannelsId");
+    let (store, request) = (&mut *call.store, call.request);
+    request.allow_query(&[])?;
+    let channel = store
+        .documents
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| not_found("Notification channel", &name))?;
+    let body = request.json()?;
+    match verb {
+        "sendVerificationCode" => Ok(Response::read(json!({}))),
+        "getVerificationCode" => Ok(Response::read(json!({
+            "code": verification_code(&name),
+            "expireTime": (chrono::Utc::now() + chrono::Duration::hours(1))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }))),
+        _ => {
+            if body["code"].as_str() != Some(verification_code(&name).as_str()) {
+                return Err(ApiError::invalid_argument(
+                    "The verification code is not valid.",
+                ));
+            }
+            let mut channel = channel;
+            channel["verificationStatus"] = json!("VERIFIED");
+            store.documents.insert(name.clone(), channel.clone());
+            store.revision += 1;
+            Ok(Response::changed(visible(&channel)))
+        }
+    }
 }
 
 fn not_found(kind: &str, name: &str) -> ApiError {
@@ -181,11 +338,31 @@ fn list(
         .filter(|(name, _)| name.starts_with(prefix) && !name[prefix.len()..].contains('/'))
         .map(|(_, document)| visible(document))
         .collect();
-    Ok(Response::read(if items.is_empty() {
-        json!({})
-    } else {
-        json!({collection: items})
-    }))
+    // <https://cloud.google.com/monitoring/api/v3/sorting-and-filtering>
+    let items = match request
+        .query("filter")
+        .filter(|filter| !filter.trim().is_empty())
+    {
+        None => items,
+        Some(filter) => {
+            let mut kept = Vec::new();
+            for item in items {
+                if collection::filter_matches(&item, &filter)? {
+                    kept.push(item);
+                }
+            }
+            kept
+        }
+    };
+    let total = items.len();
+    // dashboards.list: "If unspecified, a default of 1000 is used"; alert policies and channels
+    // document no default ("a reasonable value"), and Google caps them at 1000 too.
+    let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(1000, 1000))?;
+    let mut body = collection::list_answer(collection, items, next);
+    if collection != "dashboards" && total > 0 {
+        body["totalSize"] = json!(total);
+    }
+    Ok(Response::read(body))
 }
 
 fn delete(
@@ -296,7 +473,7 @@ fn create_dashboard(
             "Dashboard {name} already exists."
         )));
     }
-    if request.query("validateOnly").as_deref() == Some("true") {
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(body));
     }
     body["name"] = json!(name);
@@ -320,7 +497,7 @@ fn patch_dashboard(store: &mut Store, request: &Request, name: &str) -> Result<R
             "The etag of dashboard {name} does not match: it was changed since it was read."
         )));
     }
-    if request.query("validateOnly").as_deref() == Some("true") {
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(body));
     }
     body["name"] = json!(name);
@@ -548,18 +725,16 @@ fn patch_v3(
         .get(name)
         .cloned()
         .ok_or_else(|| not_found(collection, name))?;
-    let mut updated = match request
-        .query("updateMask")
-        .filter(|mask| !mask.trim().is_empty())
-    {
-        Some(mask) => {
+    let paths = collection::mask_paths(request.query("updateMask").as_deref())
+        .filter(|paths| !paths.iter().any(|path| path == "*"));
+    let mut updated = match paths {
+        Some(paths) => {
             let schema = if collection == "alertPolicies" {
                 "AlertPolicy"
             } else {
                 "NotificationChannel"
             };
-            let mut merged: Map<String, Json> = current.as_object().cloned().unwrap_or_default();
-            for path in mask.split(',').map(str::trim) {
+            for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
                 if !discovery::properties(Api::MonitoringV3, schema)
                     .iter()
@@ -577,18 +752,13 @@ fn patch_v3(
                         "Invalid update_mask path: {path}"
                     )));
                 }
-                match body.get(top) {
-                    Some(value) => {
-                        merged.insert(top.to_string(), value.clone());
-                    }
-                    None => {
-                        merged.remove(top);
-                    }
-                }
             }
+            let mut merged: Map<String, Json> = current.as_object().cloned().unwrap_or_default();
+            let incoming = body.as_object().cloned().unwrap_or_default();
+            collection::apply_mask(&mut merged, &incoming, &paths);
             Json::Object(merged)
         }
-        // Without a mask the supplied resource replaces the stored one.
+        // Without a mask (or with `*`) the supplied resource replaces the stored one.
         None => {
             let mut replaced = body.clone();
             replaced["creationRecord"] = current["creationRecord"].clone();
@@ -642,7 +812,7 @@ fn delete_channel(store: &mut Store, request: &Request, name: &str) -> Result<Re
         .map(|(policy, _)| policy.clone())
         .collect();
     if !users.is_empty() {
-        if request.query("force").as_deref() != Some("true") {
+        if !request.query_bool("force")? {
             return Err(ApiError::failed_precondition(format!(
                 "Notification channel {name} is used by alert policies {}; delete with force=true to remove it from them.",
                 users.join(", ")

@@ -2,35 +2,72 @@
 //! `discovery/cloudresourcemanager.v3.json`): `get`, and the project IAM policy through POST
 //! `getIamPolicy` (version in the body) and `setIamPolicy`, which refuses public members.
 
-use super::discovery::Api;
-use super::error::ApiError;
+use super::collection::{Call, Method};
+use super::discovery::{self, Api};
+use super::http::Response;
 use super::iam;
-use super::server::{Request, Response};
-use super::store::{Store, project_number};
+use super::store::project_number;
 use serde_json::json;
 
-/// Routes a `v3/projects/…` request; `None` when the path is not Resource Manager's.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let (resource, verb) = match request.path.split_once(':') {
-        Some((resource, verb)) => (resource, Some(verb)),
-        None => (request.path.as_str(), None),
-    };
-    let ["projects", project] = resource.split('/').collect::<Vec<_>>()[..] else {
-        return None;
-    };
-    let canonical = format!("projects/{}", project_number(project));
-    let outcome = match (request.method.as_str(), verb) {
-        ("GET", None) => request.allow_query(&[]).map(|()| {
-            let project_id = if project.chars().all(|c| c.is_ascii_digit()) { format!("project-{project}") } else { project.to_string() };
-            Response::read(json!({"name": canonical, "projectId": project_id, "state": "ACTIVE", "displayName": project_id}))
-        }),
-        ("POST", Some("getIamPolicy")) => {
-            let body = request.json();
-            body.and_then(|body| super::discovery::validate(Api::ResourceManager, "GetIamPolicyRequest", "get_iam_policy_request", &body))
-                .and_then(|()| iam::get_policy(store, request, &canonical))
-        }
-        ("POST", Some("setIamPolicy")) => iam::set_policy(store, request, &canonical, Api::ResourceManager, false),
-        _ => Err(ApiError::not_found(format!("Method not found: {} /v3/{}", request.method, request.path))),
-    };
-    Some(outcome)
+/// Resource Manager's project methods, by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "cloudresourcemanager.projects.get",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let project = call.var("projectsId");
+            // By number: the id it was seen under, or one made up for a project never named.
+            let project_id = if project.chars().all(|c| c.is_ascii_digit()) {
+                call.store
+                    .project_ids
+                    .get(project)
+                    .cloned()
+                    .unwrap_or_else(|| format!("project-{project}"))
+            } else {
+                project.to_string()
+            };
+            Ok(Response::read(json!({
+                "name": canonical(call),
+                "projectId": project_id,
+                "state": "ACTIVE",
+                "displayName": project_id,
+            })))
+        },
+    },
+    Method {
+        id: "cloudresourcemanager.projects.getIamPolicy",
+        handler: |call| {
+            let body = call.request.json()?;
+            discovery::validate(
+                Api::ResourceManager,
+                "GetIamPolicyRequest",
+                "get_iam_policy_request",
+                &body,
+            )?;
+            let resource = canonical(call);
+            iam::get_policy(call.store, call.request, &resource)
+        },
+    },
+    Method {
+        id: "cloudresourcemanager.projects.setIamPolicy",
+        handler: |call| {
+            let resource = canonical(call);
+            iam::set_policy(
+                call.store,
+                call.request,
+                &resource,
+                Api::ResourceManager,
+                false,
+            )
+        },
+    },
+    Method {
+        id: "cloudresourcemanager.projects.testIamPermissions",
+        handler: |call| iam::test_permissions(call.request),
+    },
+];
+
+/// Every project exists, named by its number.
+fn canonical(call: &Call<'_>) -> String {
+    format!("projects/{}", project_number(call.var("projectsId")))
 }

@@ -5,16 +5,19 @@
 //! traffic must sum to 100 and name existing revisions, and a revision whose secret does not
 //! exist fails its operation, as a real deployment would.
 
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::iam;
-use super::server::{Request, Response};
 use super::store::{OperationRecord, RunServiceRecord, Store, now, project_number};
 use serde_json::{Map, Value as Json, json};
 use std::time::Duration;
 
 const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
-const EMPTY_TYPE: &str = "type.googleapis.com/google.protobuf.Empty";
+const REVISION_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Revision";
+/// Run's lists document no default page size; operations.list documents 100 as both.
+const PAGE_SIZES: PageSizes = PageSizes::new(100, 1000);
 const RESERVED_LABEL_PREFIXES: [&str; 4] = [
     "run.googleapis.com/",
     "cloud.googleapis.com/",
@@ -26,93 +29,184 @@ fn millis_now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Routes a `v2/projects/{p}/locations/{l}/…` request; `None` for other paths.
-pub fn route(
-    store: &mut Store,
-    request: &Request,
-    delay: Duration,
-) -> Option<Result<Response, ApiError>> {
-    let (resource, verb) = match request.path.split_once(':') {
-        Some((resource, verb)) => (resource, Some(verb)),
-        None => (request.path.as_str(), None),
-    };
-    let segments: Vec<&str> = resource.split('/').collect();
-    settle(store);
-    let outcome = match (&segments[..], request.method.as_str(), verb) {
-        (["projects", project, "locations", region, "services"], "POST", None) => {
-            create(store, request, project, region, delay)
-        }
-        (["projects", project, "locations", region, "services"], "GET", None) => {
-            list(store, request, project, region)
-        }
-        (
-            [
-                "projects",
-                project,
-                "locations",
-                region,
-                "services",
-                service,
-            ],
-            method,
-            verb,
-        ) => {
-            let name = canonical(project, region, service);
-            match (method, verb) {
-                ("GET", None) => request.allow_query(&[]).and_then(|()| {
-                    let record = store
-                        .run_services
-                        .get(&name)
-                        .ok_or_else(|| not_found(&name))?;
-                    Ok(Response::read(service_json(&name, record)))
-                }),
-                ("PATCH", None) => patch(store, request, &name, delay),
-                ("DELETE", None) => delete(store, request, &name, delay),
-                ("GET", Some("getIamPolicy")) => {
-                    if store.run_services.contains_key(&name) {
-                        iam::get_policy(store, request, &name)
-                    } else {
-                        Err(not_found(&name))
-                    }
-                }
-                ("POST", Some("setIamPolicy")) => {
-                    if store.run_services.contains_key(&name) {
-                        iam::set_policy(store, request, &name, Api::Run, true)
-                    } else {
-                        Err(not_found(&name))
-                    }
-                }
-                _ => Err(ApiError::not_found(format!(
-                    "Method not found: {} /v2/{}",
-                    request.method, request.path
-                ))),
-            }
-        }
-        (
-            [
-                "projects",
-                project,
-                "locations",
-                region,
-                "operations",
-                operation,
-            ],
-            "GET",
-            None,
-        ) => get_operation(
-            store,
-            &format!(
-                "projects/{}/locations/{region}/operations/{operation}",
-                project_number(project)
-            ),
-        ),
-        (["projects", _, "locations", ..], _, _) => Err(ApiError::not_found(format!(
-            "Method not found: {} /v2/{}",
-            request.method, request.path
-        ))),
-        _ => return None,
-    };
-    Some(outcome)
+/// Cloud Run's methods, by discovery id. Each first settles the reconciliations that are due,
+/// as time passing would have on Google's side.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "run.projects.locations.services.create",
+        handler: |call| {
+            settle(call.store);
+            let (project, region) = parent_of(call);
+            create(
+                call.store,
+                call.request,
+                &project,
+                &region,
+                call.operation_delay,
+            )
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.list",
+        handler: |call| {
+            settle(call.store);
+            let (project, region) = parent_of(call);
+            list(call.store, call.request, &project, &region)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.get",
+        handler: |call| {
+            settle(call.store);
+            call.request.allow_query(&[])?;
+            let name = service_of(call);
+            let record = call
+                .store
+                .run_services
+                .get(&name)
+                .ok_or_else(|| not_found(&name))?;
+            Ok(Response::read(service_json(&name, record)))
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.patch",
+        handler: |call| {
+            settle(call.store);
+            let name = service_of(call);
+            patch(call.store, call.request, &name, call.operation_delay)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.delete",
+        handler: |call| {
+            settle(call.store);
+            let name = service_of(call);
+            delete(call.store, call.request, &name, call.operation_delay)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.getIamPolicy",
+        handler: |call| {
+            let name = existing_service(call)?;
+            iam::get_policy(call.store, call.request, &name)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.setIamPolicy",
+        handler: |call| {
+            let name = existing_service(call)?;
+            iam::set_policy(call.store, call.request, &name, Api::Run, true)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.testIamPermissions",
+        handler: |call| {
+            existing_service(call)?;
+            iam::test_permissions(call.request)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.revisions.list",
+        handler: |call| {
+            settle(call.store);
+            let service = service_of(call);
+            list_revisions(call.store, call.request, &service)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.revisions.get",
+        handler: |call| {
+            settle(call.store);
+            let (service, revision) = (service_of(call), call.var("revisionsId").to_string());
+            get_revision(call.store, call.request, &service, &revision)
+        },
+    },
+    Method {
+        id: "run.projects.locations.services.revisions.delete",
+        handler: |call| {
+            settle(call.store);
+            let (service, revision) = (service_of(call), call.var("revisionsId").to_string());
+            delete_revision(
+                call.store,
+                call.request,
+                &service,
+                &revision,
+                call.operation_delay,
+            )
+        },
+    },
+    Method {
+        id: "run.projects.locations.operations.list",
+        handler: |call| {
+            settle(call.store);
+            let (project, region) = parent_of(call);
+            list_operations(call.store, call.request, &project, &region)
+        },
+    },
+    Method {
+        id: "run.projects.locations.operations.get",
+        handler: |call| {
+            settle(call.store);
+            call.request.allow_query(&[])?;
+            let name = operation_of(call);
+            get_operation(call.store, &name)
+        },
+    },
+    Method {
+        // The server has waited (see `wait_for`) before this answers.
+        id: "run.projects.locations.operations.wait",
+        handler: |call| {
+            settle(call.store);
+            let name = operation_of(call);
+            get_operation(call.store, &name)
+        },
+    },
+    Method {
+        id: "run.projects.locations.operations.delete",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let name = operation_of(call);
+            call.store
+                .run_operations
+                .remove(&name)
+                .map(|_| Response::changed(json!({})))
+                .ok_or_else(|| ApiError::not_found(format!("Operation {name} not found.")))
+        },
+    },
+];
+
+fn parent_of(call: &Call<'_>) -> (String, String) {
+    (
+        call.var("projectsId").to_string(),
+        call.var("locationsId").to_string(),
+    )
+}
+
+fn service_of(call: &Call<'_>) -> String {
+    canonical(
+        call.var("projectsId"),
+        call.var("locationsId"),
+        call.var("servicesId"),
+    )
+}
+
+fn existing_service(call: &mut Call<'_>) -> Result<String, ApiError> {
+    settle(call.store);
+    let name = service_of(call);
+    if call.store.run_services.contains_key(&name) {
+        Ok(name)
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+fn operation_of(call: &Call<'_>) -> String {
+    format!(
+        "projects/{}/locations/{}/operations/{}",
+        project_number(call.var("projectsId")),
+        call.var("locationsId"),
+        call.var("operationsId")
+    )
 }
 
 fn canonical(project: &str, region: &str, service: &str) -> String {
@@ -468,6 +562,17 @@ fn operation(
     metadata: Json,
     delay: Duration,
 ) -> Json {
+    operation_for(store, service, deletes, None, metadata, delay)
+}
+
+fn operation_for(
+    store: &mut Store,
+    service: &str,
+    deletes: bool,
+    revision: Option<String>,
+    metadata: Json,
+    delay: Duration,
+) -> Json {
     let parts: Vec<&str> = service.split('/').collect();
     let name = format!(
         "projects/{}/locations/{}/operations/{}",
@@ -482,6 +587,7 @@ fn operation(
             service: service.to_string(),
             done_at,
             deletes,
+            revision,
             metadata: metadata.clone(),
         },
     );
@@ -490,7 +596,9 @@ fn operation(
 
 fn operation_json(name: &str, done: bool, metadata: &Json, outcome: Option<Json>) -> Json {
     let mut metadata = metadata.clone();
-    metadata["@type"] = json!(SERVICE_TYPE);
+    if metadata.get("@type").is_none() {
+        metadata["@type"] = json!(SERVICE_TYPE);
+    }
     let mut body = json!({"name": name, "metadata": metadata, "done": done});
     if let Some(outcome) = outcome {
         let key = if outcome.get("code").is_some() && outcome.get("@type").is_none() {
@@ -518,11 +626,17 @@ fn get_operation(store: &mut Store, name: &str) -> Result<Response, ApiError> {
         )));
     }
     if record.deletes {
+        // DeleteService and DeleteRevision: "response_type: Service" / "Revision" — what was
+        // deleted, as it was.
+        let mut response = record.metadata.clone();
+        if response.get("@type").is_none() {
+            response["@type"] = json!(SERVICE_TYPE);
+        }
         return Ok(Response::read(operation_json(
             name,
             true,
             &record.metadata,
-            Some(json!({"@type": EMPTY_TYPE})),
+            Some(response),
         )));
     }
     let Some(service) = store.run_services.get(&record.service) else {
@@ -573,6 +687,19 @@ fn create(
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         )
     });
+    create_from(store, request, body, project, region, service_id, delay)
+}
+
+/// The create itself, shared with a patch that `allowMissing` turns into one.
+fn create_from(
+    store: &mut Store,
+    request: &Request,
+    body: Json,
+    project: &str,
+    region: &str,
+    service_id: String,
+    delay: Duration,
+) -> Result<Response, ApiError> {
     let valid = service_id.len() < 50
         && service_id.starts_with(|c: char| c.is_ascii_lowercase())
         && !service_id.ends_with('-')
@@ -593,9 +720,13 @@ fn create(
         )));
     }
     apply_defaults(&mut fields, project);
-    let revision = revision_name(&service_id, 1);
+    let revision = fields["template"]["revision"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| revision_name(&service_id, 1));
+    check_revision_name(&service_id, &revision)?;
     check_traffic(&fields, std::slice::from_ref(&revision))?;
-    if request.query("validateOnly").as_deref() == Some("true") {
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(operation_json(
             "validate-only",
             true,
@@ -604,7 +735,7 @@ fn create(
         )));
     }
     let time = now();
-    let record = RunServiceRecord {
+    let mut record = RunServiceRecord {
         body: fields,
         uid: uuid::Uuid::new_v4().to_string(),
         generation: 1,
@@ -612,11 +743,13 @@ fn create(
         create_time: time.clone(),
         update_time: time,
         etag: format!("\"{}\"", store.next_etag()),
-        revisions: vec![revision],
+        revisions: vec![revision.clone()],
         latest_ready: None,
         settle_at: Some(millis_now() + delay.as_millis() as i64),
         failure: None,
+        revision_records: Default::default(),
     };
+    record_revision(&mut record, &name, &revision);
     let metadata = service_json(&name, &record);
     store.run_services.insert(name.clone(), record);
     Ok(Response::changed(operation(
@@ -645,11 +778,10 @@ fn list(
         .into_iter()
         .map(|(name, record)| service_json(name, record))
         .collect();
-    Ok(Response::read(if body.is_empty() {
-        json!({})
-    } else {
-        json!({"services": body})
-    }))
+    let (items, next) = collection::page(body, request, "pageSize", PAGE_SIZES)?;
+    Ok(Response::read(collection::list_answer(
+        "services", items, next,
+    )))
 }
 
 fn patch(
@@ -667,6 +799,20 @@ fn patch(
     let body = request.json()?;
     discovery::validate(Api::Run, "GoogleCloudRunV2Service", "service", &body)?;
     let Some(current) = store.run_services.get(name).cloned() else {
+        // allowMissing: "If set to true, and if the Service does not exist, it will create a
+        // new one."
+        if request.query_bool("allowMissing")? {
+            let parts: Vec<&str> = name.split('/').collect();
+            return create_from(
+                store,
+                request,
+                body,
+                parts[1],
+                parts[3],
+                parts[5].to_string(),
+                delay,
+            );
+        }
         return Err(not_found(name));
     };
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
@@ -678,12 +824,11 @@ fn patch(
     }
     let incoming = settable(&body);
     let mut fields = current.body.clone();
-    match request
-        .query("updateMask")
-        .filter(|mask| !mask.trim().is_empty())
-    {
-        Some(mask) => {
-            for path in mask.split(',').map(str::trim) {
+    match collection::mask_paths(request.query("updateMask").as_deref()) {
+        // `*` is a full replacement, as an absent mask is for Cloud Run.
+        Some(paths) if paths.iter().any(|path| path == "*") => fields = incoming,
+        Some(paths) => {
+            for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
                 if discovery::properties(Api::Run, "GoogleCloudRunV2Service")
                     .iter()
@@ -694,15 +839,8 @@ fn patch(
                         "Invalid update_mask path: {path}"
                     )));
                 }
-                match incoming.get(top) {
-                    Some(value) => {
-                        fields.insert(top.to_string(), value.clone());
-                    }
-                    None => {
-                        fields.remove(top);
-                    }
-                }
             }
+            collection::apply_mask(&mut fields, &incoming, &paths);
         }
         None => fields = incoming,
     }
@@ -710,7 +848,7 @@ fn patch(
     let project = name.split('/').nth(1).unwrap_or_default().to_string();
     apply_defaults(&mut fields, &project);
     let template_changed = fields.get("template") != current.body.get("template");
-    let force = request.query("forceNewRevision").as_deref() == Some("true");
+    let force = request.query_bool("forceNewRevision")?;
     let mut record = current.clone();
     record.generation += 1;
     if template_changed || force {
@@ -719,10 +857,17 @@ fn patch(
             .as_str()
             .map(String::from)
             .unwrap_or_else(|| revision_name(service_id, record.generation));
+        check_revision_name(service_id, &revision)?;
+        if record.revisions.contains(&revision) {
+            // What Cloud Run answers when a template change reuses a revision's name.
+            return Err(ApiError::already_exists(format!(
+                "Revision named '{revision}' with different configuration already exists."
+            )));
+        }
         record.revisions.push(revision);
     }
     check_traffic(&fields, &record.revisions)?;
-    if request.query("validateOnly").as_deref() == Some("true") {
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(operation_json(
             "validate-only",
             true,
@@ -731,6 +876,11 @@ fn patch(
         )));
     }
     record.body = fields;
+    if let Some(revision) = record.revisions.last().cloned()
+        && !record.revision_records.contains_key(&revision)
+    {
+        record_revision(&mut record, name, &revision);
+    }
     record.update_time = now();
     record.etag = format!("\"{}\"", store.next_etag());
     record.settle_at = Some(millis_now() + delay.as_millis() as i64);
@@ -760,8 +910,10 @@ fn delete(
             "The etag of service {name} does not match: it changed since it was read."
         )));
     }
-    let metadata = service_json(name, &record);
-    if request.query("validateOnly").as_deref() == Some("true") {
+    let mut metadata = service_json(name, &record);
+    // Service.deleteTime: "It is only populated as a response to a Delete request."
+    metadata["deleteTime"] = json!(now());
+    if request.query_bool("validateOnly")? {
         return Ok(Response::read(operation_json(
             "validate-only",
             true,
@@ -774,6 +926,241 @@ fn delete(
     Ok(Response::changed(operation(
         store, name, true, metadata, delay,
     )))
+}
+
+/// Run's rule for `template.revision`: "must be prefixed by the Service name followed by a
+/// dash" (RevisionTemplate.revision in run.v2).
+fn check_revision_name(service_id: &str, revision: &str) -> Result<(), ApiError> {
+    let valid = revision.starts_with(&format!("{service_id}-"))
+        && revision.len() <= 63
+        && revision
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_argument(format!(
+            "template.revision {revision:?} must start with the service name followed by a dash ('{service_id}-') and use lowercase letters, digits and dashes."
+        )))
+    }
+}
+
+/// Remembers a new revision as Cloud Run would have created it from the service's template.
+fn record_revision(record: &mut RunServiceRecord, service: &str, revision: &str) {
+    let mut body = Map::new();
+    let properties = discovery::properties(Api::Run, "GoogleCloudRunV2Revision");
+    if let Some(template) = record.body.get("template").and_then(Json::as_object) {
+        for (key, value) in template {
+            if key != "revision" && properties.iter().any(|property| property == key) {
+                body.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    body.insert(
+        "name".into(),
+        json!(format!("{service}/revisions/{revision}")),
+    );
+    body.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    body.insert("generation".into(), json!("1"));
+    body.insert("createTime".into(), json!(now()));
+    body.insert("updateTime".into(), json!(now()));
+    body.insert("service".into(), json!(service));
+    body.insert(
+        "launchStage".into(),
+        record
+            .body
+            .get("launchStage")
+            .cloned()
+            .unwrap_or(json!("GA")),
+    );
+    record
+        .revision_records
+        .insert(revision.to_string(), Json::Object(body));
+}
+
+fn revision_not_found(service: &str, revision: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Resource '{revision}' of kind 'REVISION' in region '{}' in project '{}' does not exist.",
+        service.split('/').nth(3).unwrap_or(""),
+        service.split('/').nth(1).unwrap_or("")
+    ))
+}
+
+/// A revision as `revisions.get` returns it: ready once its service settled on it.
+fn revision_json(record: &RunServiceRecord, revision: &str) -> Option<Json> {
+    let mut body = record.revision_records.get(revision)?.clone();
+    let ready = record.latest_ready.as_deref() == Some(revision)
+        || record
+            .revisions
+            .iter()
+            .position(|known| known == revision)
+            .zip(
+                record
+                    .latest_ready
+                    .as_ref()
+                    .and_then(|ready| record.revisions.iter().position(|known| known == ready)),
+            )
+            .is_some_and(|(this, ready)| this <= ready);
+    let state = if ready {
+        "CONDITION_SUCCEEDED"
+    } else {
+        "CONDITION_RECONCILING"
+    };
+    body["conditions"] = json!([{"type": "Ready", "state": state}]);
+    body["reconciling"] = json!(!ready);
+    body["observedGeneration"] = json!("1");
+    body["etag"] = json!(format!(
+        "\"{}\"",
+        project_number(&format!("{revision}#etag"))
+    ));
+    Some(body)
+}
+
+fn get_revision(
+    store: &mut Store,
+    request: &Request,
+    service: &str,
+    revision: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let record = store
+        .run_services
+        .get(service)
+        .ok_or_else(|| revision_not_found(service, revision))?;
+    revision_json(record, revision)
+        .map(Response::read)
+        .ok_or_else(|| revision_not_found(service, revision))
+}
+
+fn list_revisions(
+    store: &mut Store,
+    request: &Request,
+    service: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["pageSize", "pageToken", "showDeleted"])?;
+    let record = store
+        .run_services
+        .get(service)
+        .ok_or_else(|| not_found(service))?;
+    // Newest first, as Cloud Run lists them.
+    let items: Vec<Json> = record
+        .revisions
+        .iter()
+        .rev()
+        .filter_map(|revision| revision_json(record, revision))
+        .collect();
+    let (items, next) = collection::page(items, request, "pageSize", PAGE_SIZES)?;
+    Ok(Response::read(collection::list_answer(
+        "revisions",
+        items,
+        next,
+    )))
+}
+
+/// `revisions.delete`: refused for a revision that serves traffic or is the latest, as Cloud
+/// Run refuses it; otherwise a long-running operation whose response is the Revision.
+fn delete_revision(
+    store: &mut Store,
+    request: &Request,
+    service: &str,
+    revision: &str,
+    delay: Duration,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["etag", "validateOnly"])?;
+    let record = store
+        .run_services
+        .get(service)
+        .cloned()
+        .ok_or_else(|| revision_not_found(service, revision))?;
+    let mut body =
+        revision_json(&record, revision).ok_or_else(|| revision_not_found(service, revision))?;
+    let serving = record.revisions.last().map(String::as_str) == Some(revision)
+        || traffic_statuses(service, &record)
+            .iter()
+            .any(|status| status["revision"].as_str() == Some(revision));
+    if serving {
+        return Err(ApiError::failed_precondition(format!(
+            "Revision {revision} cannot be deleted: it is the latest revision or serves traffic."
+        )));
+    }
+    if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty())
+        && Some(etag.as_str()) != body["etag"].as_str()
+    {
+        return Err(ApiError::aborted(format!(
+            "The etag of revision {revision} does not match."
+        )));
+    }
+    body["@type"] = json!(REVISION_TYPE);
+    if request.query_bool("validateOnly")? {
+        return Ok(Response::read(operation_json(
+            "validate-only",
+            true,
+            &body,
+            None,
+        )));
+    }
+    if let Some(record) = store.run_services.get_mut(service) {
+        record.revisions.retain(|known| known != revision);
+        record.revision_records.remove(revision);
+    }
+    let full = format!("{service}/revisions/{revision}");
+    Ok(Response::changed(operation_for(
+        store,
+        service,
+        true,
+        Some(full),
+        body,
+        delay,
+    )))
+}
+
+fn list_operations(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+    region: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&["filter", "pageSize", "pageToken", "returnPartialSuccess"])?;
+    let prefix = format!(
+        "projects/{}/locations/{region}/operations/",
+        project_number(project)
+    );
+    let names: Vec<String> = store
+        .run_operations
+        .keys()
+        .filter(|name| name.starts_with(&prefix))
+        .cloned()
+        .collect();
+    let mut items = Vec::new();
+    for name in names {
+        items.push(get_operation(store, &name)?.body);
+    }
+    // operations.list: "Requested page size cannot exceed 100. If not set or set to less than
+    // or equal to 0, the default page size is 100."
+    let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(100, 100))?;
+    Ok(Response::read(collection::list_answer(
+        "operations",
+        items,
+        next,
+    )))
+}
+
+/// How long `operations.wait` should wait before answering: until the operation is due, at
+/// most the request's `timeout` (Google's default and cap are not documented beyond "the
+/// server may cap it"; the emulator caps at 60 s).
+pub fn wait_for(store: &Store, request: &Request) -> Option<Duration> {
+    let name = request.path.strip_suffix(":wait")?;
+    let record = store.run_operations.get(name.trim_start_matches('/'))?;
+    let remaining = record.done_at - millis_now();
+    let requested = request
+        .json()
+        .ok()
+        .and_then(|body| body["timeout"].as_str().map(String::from))
+        .and_then(|text| text.trim_end_matches('s').parse::<f64>().ok())
+        .unwrap_or(60.0)
+        .min(60.0);
+    let wait = (remaining.max(0) as f64 / 1000.0).min(requested) + 0.05;
+    Some(Duration::from_secs_f64(wait))
 }
 
 #[cfg(test)]

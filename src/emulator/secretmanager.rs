@@ -3,10 +3,11 @@
 //! `latest` alias, and getIamPolicy/setIamPolicy with etags. Names come back with the project
 //! number, as Google's do.
 
+use super::collection::{self, Call, Method};
 use super::discovery::{self, Api};
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::iam;
-use super::server::{Request, Response};
 use super::store::{SecretRecord, Store, VersionRecord, now, project_number};
 use base64::Engine;
 use serde_json::{Value as Json, json};
@@ -28,69 +29,226 @@ const IMMUTABLE_PATHS: [&str; 4] = [
     "customerManagedEncryption",
 ];
 
-/// Routes a `v1/projects/{p}/secrets…` request; `None` when the path is not Secret Manager's.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let segments: Vec<&str> = request.path.split('/').collect();
-    let (last, verb) = match segments.last()?.split_once(':') {
-        Some((last, verb)) => (last, Some(verb)),
-        None => (*segments.last()?, None),
-    };
-    let mut segments = segments.clone();
-    let length = segments.len();
-    segments[length - 1] = last;
-    let method = request.method.as_str();
-    let outcome = match (&segments[..], method, verb) {
-        (["projects", project, "secrets"], "POST", None) => create_secret(store, request, project),
-        (["projects", project, "secrets"], "GET", None) => list_secrets(store, request, project),
-        (["projects", project, "secrets", secret], "GET", None) => {
-            get_secret(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "PATCH", None) => {
-            patch_secret(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "DELETE", None) => {
-            delete_secret(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "POST", Some("addVersion")) => {
-            add_version(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret], "GET", Some("getIamPolicy")) => {
-            let resource = name(project, secret);
-            require_secret(store, &resource)
-                .map(|_| ())
-                .and_then(|()| iam::get_policy(store, request, &resource))
-        }
-        (["projects", project, "secrets", secret], "POST", Some("setIamPolicy")) => {
-            let resource = name(project, secret);
-            require_secret(store, &resource)
-                .map(|_| ())
-                .and_then(|()| iam::set_policy(store, request, &resource, Api::SecretManager, true))
-        }
-        (["projects", project, "secrets", secret, "versions"], "GET", None) => {
-            list_versions(store, request, &name(project, secret))
-        }
-        (["projects", project, "secrets", secret, "versions", version], "GET", None) => {
-            get_version(store, request, &name(project, secret), version)
-        }
-        (["projects", project, "secrets", secret, "versions", version], "GET", Some("access")) => {
-            access_version(store, request, &name(project, secret), version)
-        }
-        (
-            ["projects", project, "secrets", secret, "versions", version],
-            "POST",
-            Some(action @ ("enable" | "disable" | "destroy")),
-        ) => change_version_state(store, request, &name(project, secret), version, action),
-        (["projects", _, "secrets", ..], _, _) => Err(ApiError::not_found(format!(
-            "Method not found: {method} /v1/{}",
-            request.path
-        ))),
-        _ => return None,
-    };
-    Some(outcome)
+/// Secret Manager's methods, by discovery id: global secrets (`projects.secrets`) and regional
+/// ones (`projects.locations.secrets`) share their handlers; the path's `locationsId` decides.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "secretmanager.projects.secrets.create",
+        handler: create_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.create",
+        handler: create_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.list",
+        handler: list_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.list",
+        handler: list_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.get",
+        handler: get_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.get",
+        handler: get_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.patch",
+        handler: patch_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.patch",
+        handler: patch_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.delete",
+        handler: delete_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.delete",
+        handler: delete_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.addVersion",
+        handler: add_version_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.addVersion",
+        handler: add_version_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.getIamPolicy",
+        handler: get_policy_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.getIamPolicy",
+        handler: get_policy_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.setIamPolicy",
+        handler: set_policy_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.setIamPolicy",
+        handler: set_policy_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.testIamPermissions",
+        handler: test_permissions_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.testIamPermissions",
+        handler: test_permissions_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.list",
+        handler: list_versions_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.list",
+        handler: list_versions_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.get",
+        handler: get_version_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.get",
+        handler: get_version_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.access",
+        handler: access_handler,
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.access",
+        handler: access_handler,
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.enable",
+        handler: |call| version_state(call, "enable"),
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.enable",
+        handler: |call| version_state(call, "enable"),
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.disable",
+        handler: |call| version_state(call, "disable"),
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.disable",
+        handler: |call| version_state(call, "disable"),
+    },
+    Method {
+        id: "secretmanager.projects.secrets.versions.destroy",
+        handler: |call| version_state(call, "destroy"),
+    },
+    Method {
+        id: "secretmanager.projects.locations.secrets.versions.destroy",
+        handler: |call| version_state(call, "destroy"),
+    },
+];
+
+/// The parent of the secrets a path names: `projects/<number>` or, for regional secrets,
+/// `projects/<number>/locations/<location>`.
+fn parent_of(call: &Call<'_>) -> String {
+    let project = format!("projects/{}", project_number(call.var("projectsId")));
+    match call.var("locationsId") {
+        "" => project,
+        location => format!("{project}/locations/{location}"),
+    }
 }
 
-fn name(project: &str, secret: &str) -> String {
-    format!("projects/{}/secrets/{secret}", project_number(project))
+fn secret_of(call: &Call<'_>) -> String {
+    format!("{}/secrets/{}", parent_of(call), call.var("secretsId"))
+}
+
+fn is_regional(name: &str) -> bool {
+    name.contains("/locations/")
+}
+
+fn create_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let parent = parent_of(call);
+    create_secret(call.store, call.request, &parent)
+}
+
+fn list_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let parent = parent_of(call);
+    list_secrets(call.store, call.request, &parent)
+}
+
+fn get_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    get_secret(call.store, call.request, &secret)
+}
+
+fn patch_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    patch_secret(call.store, call.request, &secret)
+}
+
+fn delete_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    delete_secret(call.store, call.request, &secret)
+}
+
+fn add_version_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let secret = secret_of(call);
+    add_version(call.store, call.request, &secret)
+}
+
+fn get_policy_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let resource = secret_of(call);
+    require_secret(call.store, &resource)?;
+    iam::get_policy(call.store, call.request, &resource)
+}
+
+fn set_policy_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let resource = secret_of(call);
+    require_secret(call.store, &resource)?;
+    iam::set_policy(
+        call.store,
+        call.request,
+        &resource,
+        Api::SecretManager,
+        true,
+    )
+}
+
+fn test_permissions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    let resource = secret_of(call);
+    require_secret(call.store, &resource)?;
+    iam::test_permissions(call.request)
+}
+
+fn list_versions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
+    let secret = secret_of(call);
+    list_versions(call.store, call.request, &secret)
+}
+
+fn get_version_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
+    let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+    get_version(call.store, call.request, &secret, &version)
+}
+
+fn access_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
+    let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+    access_version(call.store, call.request, &secret, &version)
+}
+
+fn version_state(call: &mut Call<'_>, action: &str) -> Result<Response, ApiError> {
+    settle_destructions(call.store);
+    let secret = secret_of(call);
+    let version = call.var("versionsId").to_string();
+    change_version_state(call.store, call.request, &secret, &version, action)
 }
 
 fn secret_not_found(name: &str) -> ApiError {
@@ -133,11 +291,16 @@ fn version_json(
     if let Some(destroyed) = &version.destroy_time {
         body["destroyTime"] = json!(destroyed);
     }
-    body["replicationStatus"] =
-        match replication.and_then(|replication| replication.get("userManaged")) {
-            Some(_) => json!({"userManaged": {}}),
-            None => json!({"automatic": {}}),
-        };
+    if let Some(scheduled) = &version.scheduled_destroy_time {
+        body["scheduledDestroyTime"] = json!(scheduled);
+    }
+    if !is_regional(secret) {
+        body["replicationStatus"] =
+            match replication.and_then(|replication| replication.get("userManaged")) {
+                Some(_) => json!({"userManaged": {}}),
+                None => json!({"automatic": {}}),
+            };
+    }
     body
 }
 
@@ -211,6 +374,32 @@ fn check_replication(replication: Option<&Json>) -> Result<(), ApiError> {
     }
 }
 
+/// `ttl` is input only: "Input only. The TTL for the Secret" becomes the `expireTime` it
+/// implies, which is what Google answers.
+fn resolve_ttl(
+    mut fields: serde_json::Map<String, Json>,
+) -> Result<serde_json::Map<String, Json>, ApiError> {
+    let Some(ttl) = fields.remove("ttl") else {
+        return Ok(fields);
+    };
+    let seconds = ttl
+        .as_str()
+        .and_then(|text| text.strip_suffix('s'))
+        .and_then(|number| number.parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "Invalid value at 'secret.ttl' (type.googleapis.com/google.protobuf.Duration), {ttl}"
+            ))
+        })?;
+    let expire = chrono::Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
+    fields.insert(
+        "expireTime".into(),
+        json!(expire.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    );
+    Ok(fields)
+}
+
 fn settable_body(body: &Json) -> serde_json::Map<String, Json> {
     let mut fields = body.as_object().cloned().unwrap_or_default();
     fields.retain(|field, _| {
@@ -219,11 +408,7 @@ fn settable_body(body: &Json) -> serde_json::Map<String, Json> {
     fields
 }
 
-fn create_secret(
-    store: &mut Store,
-    request: &Request,
-    project: &str,
-) -> Result<Response, ApiError> {
+fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<Response, ApiError> {
     request.allow_query(&["secretId"])?;
     let secret_id = request.query("secretId").unwrap_or_default();
     if secret_id.is_empty() {
@@ -242,9 +427,21 @@ fn create_secret(
     }
     let body = request.json()?;
     discovery::validate(Api::SecretManager, "Secret", "secret", &body)?;
-    check_replication(body.get("replication"))?;
+    if is_regional(parent) {
+        // A regional secret lives in its location: it has no replication policy.
+        if body
+            .get("replication")
+            .is_some_and(|value| !value.is_null())
+        {
+            return Err(ApiError::invalid_argument(
+                "Regional secrets cannot set replication.",
+            ));
+        }
+    } else {
+        check_replication(body.get("replication"))?;
+    }
     check_labels(body.get("labels"))?;
-    let secret_name = name(project, &secret_id);
+    let secret_name = format!("{parent}/secrets/{secret_id}");
     if store.secrets.contains_key(&secret_name) {
         return Err(ApiError::already_exists(format!(
             "Secret [{secret_name}] already exists."
@@ -252,7 +449,7 @@ fn create_secret(
     }
     let etag = quoted_etag(store);
     let record = SecretRecord {
-        body: settable_body(&body),
+        body: resolve_ttl(settable_body(&body))?,
         create_time: now(),
         etag,
         next_version: 1,
@@ -263,28 +460,63 @@ fn create_secret(
     Ok(Response::changed(response))
 }
 
-fn page<T: Clone>(items: &[T], request: &Request) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let size = match request.query("pageSize") {
-        Some(text) => text.parse::<usize>().map_err(|_| {
-            ApiError::invalid_argument(format!("Invalid value for pageSize: {text}"))
-        })?,
-        None => 0,
-    };
-    let size = if size == 0 { 25_000 } else { size.min(25_000) };
-    let start = match request.query("pageToken").filter(|token| !token.is_empty()) {
-        Some(token) => token
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_argument("Invalid page token."))?,
-        None => 0,
-    };
-    let slice: Vec<T> = items.iter().skip(start).take(size).cloned().collect();
-    let next = (start + size < items.len()).then(|| (start + size).to_string());
-    Ok((slice, next))
+fn destroy(version: &mut VersionRecord) {
+    version.state = "DESTROYED".into();
+    version.data = None;
+    version.destroy_time = Some(now());
+    version.scheduled_destroy_time = None;
 }
 
-fn list_secrets(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
+/// Destroys the versions whose delayed destruction is due, as time passing would on Google's
+/// side.
+fn settle_destructions(store: &mut Store) {
+    let now_text = now();
+    for record in store.secrets.values_mut() {
+        for version in record.versions.values_mut() {
+            if version
+                .scheduled_destroy_time
+                .as_deref()
+                .is_some_and(|due| due <= now_text.as_str())
+            {
+                destroy(version);
+            }
+        }
+    }
+}
+
+/// Keeps the items the request's `filter` selects
+/// (<https://cloud.google.com/secret-manager/docs/filtering>).
+fn keep_matching(items: &mut Vec<Json>, request: &Request) -> Result<(), ApiError> {
+    let Some(filter) = request
+        .query("filter")
+        .filter(|filter| !filter.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if collection::filter_matches(&item, &filter)? {
+            kept.push(item);
+        }
+    }
+    *items = kept;
+    Ok(())
+}
+
+/// Secret Manager's lists: "If set to 0, the server decides the number of results to return.
+/// If the number is greater than 25000, it is capped at 25000."
+fn page(items: Vec<Json>, request: &Request) -> Result<(Vec<Json>, Option<String>), ApiError> {
+    super::collection::page(
+        items,
+        request,
+        "pageSize",
+        super::collection::PageSizes::new(25_000, 25_000),
+    )
+}
+
+fn list_secrets(store: &mut Store, request: &Request, parent: &str) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken"])?;
-    let prefix = format!("projects/{}/secrets/", project_number(project));
+    let prefix = format!("{parent}/secrets/");
     let mut secrets: Vec<(&String, &SecretRecord)> = store
         .secrets
         .iter()
@@ -297,16 +529,18 @@ fn list_secrets(store: &mut Store, request: &Request, project: &str) -> Result<R
             .cmp(&left.1.create_time)
             .then(left.0.cmp(right.0))
     });
-    let all: Vec<Json> = secrets
+    let mut all: Vec<Json> = secrets
         .iter()
         .map(|(key, record)| secret_json(key, record))
         .collect();
-    let (slice, next) = page(&all, request)?;
-    let mut body = json!({"secrets": slice, "totalSize": all.len()});
+    keep_matching(&mut all, request)?;
+    let total = all.len();
+    let (slice, next) = page(all, request)?;
+    let mut body = json!({"secrets": slice, "totalSize": total});
     if let Some(next) = next {
         body["nextPageToken"] = json!(next);
     }
-    if all.is_empty() {
+    if total == 0 {
         body = json!({});
     }
     Ok(Response::read(body))
@@ -324,43 +558,41 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     request.allow_query(&["updateMask"])?;
     let body = request.json()?;
     discovery::validate(Api::SecretManager, "Secret", "secret", &body)?;
-    let mask = request.query("updateMask").unwrap_or_default();
-    if mask.trim().is_empty() {
+    let Some(mut paths) = collection::mask_paths(request.query("updateMask").as_deref()) else {
         return Err(ApiError::invalid_argument(
             "update_mask is required: name the fields to update.",
         ));
+    };
+    // `*` names every field the update may change.
+    if paths.iter().any(|path| path == "*") {
+        paths = SETTABLE_PATHS.iter().map(|path| path.to_string()).collect();
     }
     let record = require_secret(store, secret)?.clone();
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
         && etag != record.etag
     {
-        return Err(ApiError::aborted(format!(
+        return Err(ApiError::failed_precondition(format!(
             "The etag provided for Secret [{secret}] does not match the current etag."
         )));
     }
-    let mut updated = record.clone();
-    for path in mask.split(',').map(str::trim) {
-        let field = camel_case(path);
-        let top = field.split('.').next().unwrap_or_default().to_string();
-        if IMMUTABLE_PATHS.contains(&top.as_str()) {
+    for path in &paths {
+        let top = path.split('.').next().unwrap_or_default();
+        if IMMUTABLE_PATHS.contains(&top) {
             return Err(ApiError::invalid_argument(format!(
                 "Secret.{path} is immutable and cannot be updated."
             )));
         }
-        if !SETTABLE_PATHS.contains(&top.as_str()) {
+        if !SETTABLE_PATHS.contains(&top) {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid update_mask path: {path}"
             )));
         }
-        match body.get(&top) {
-            Some(value) if !value.is_null() => {
-                updated.body.insert(top, value.clone());
-            }
-            _ => {
-                updated.body.remove(&top);
-            }
-        }
     }
+    let mut updated = record.clone();
+    let mut incoming = body.as_object().cloned().unwrap_or_default();
+    incoming.retain(|_, value| !value.is_null());
+    collection::apply_mask(&mut updated.body, &incoming, &paths);
+    updated.body = resolve_ttl(std::mem::take(&mut updated.body))?;
     check_labels(updated.body.get("labels"))?;
     updated.etag = quoted_etag(store);
     let response = secret_json(secret, &updated);
@@ -374,7 +606,7 @@ fn delete_secret(store: &mut Store, request: &Request, secret: &str) -> Result<R
     if let Some(etag) = request.query("etag").filter(|etag| !etag.is_empty())
         && etag != record.etag
     {
-        return Err(ApiError::aborted(format!(
+        return Err(ApiError::failed_precondition(format!(
             "The etag provided for Secret [{secret}] does not match the current etag."
         )));
     }
@@ -440,6 +672,7 @@ fn add_version(store: &mut Store, request: &Request, secret: &str) -> Result<Res
         crc32c: computed.to_string(),
         client_checksum,
         destroy_time: None,
+        scheduled_destroy_time: None,
     };
     let response = version_json(secret, number, &version, record.body.get("replication"));
     record.versions.insert(number, version);
@@ -525,29 +758,21 @@ fn access_version(
 fn list_versions(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken"])?;
     let record = require_secret(store, secret)?;
-    let wanted_state = request.query("filter").and_then(|filter| {
-        filter
-            .strip_prefix("state:")
-            .map(|state| state.trim().to_uppercase())
-    });
-    let all: Vec<Json> = record
+    let mut all: Vec<Json> = record
         .versions
         .iter()
         .rev()
-        .filter(|(_, version)| {
-            wanted_state
-                .as_ref()
-                .is_none_or(|state| &version.state == state)
-        })
         .map(|(number, version)| {
             version_json(secret, *number, version, record.body.get("replication"))
         })
         .collect();
-    let (slice, next) = page(&all, request)?;
-    let mut body = if all.is_empty() {
+    keep_matching(&mut all, request)?;
+    let total = all.len();
+    let (slice, next) = page(all, request)?;
+    let mut body = if total == 0 {
         json!({})
     } else {
-        json!({"versions": slice, "totalSize": all.len()})
+        json!({"versions": slice, "totalSize": total})
     };
     if let Some(next) = next {
         body["nextPageToken"] = json!(next);
@@ -577,7 +802,7 @@ fn change_version_state(
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
         && etag != current.etag
     {
-        return Err(ApiError::aborted(format!(
+        return Err(ApiError::failed_precondition(format!(
             "The etag provided for Secret Version [{full_name}] does not match the current etag."
         )));
     }
@@ -591,18 +816,37 @@ fn change_version_state(
         return Err(secret_not_found(secret));
     };
     let replication = record.body.get("replication").cloned();
+    let destroy_delay = record
+        .body
+        .get("versionDestroyTtl")
+        .and_then(Json::as_str)
+        .and_then(|ttl| ttl.strip_suffix('s'))
+        .and_then(|seconds| seconds.parse::<f64>().ok())
+        .filter(|seconds| *seconds > 0.0)
+        .map(|seconds| chrono::Duration::milliseconds((seconds * 1000.0) as i64));
     let Some(stored) = record.versions.get_mut(&number) else {
         return Err(secret_not_found(secret));
     };
     stored.etag = etag;
     match action {
-        "enable" => stored.state = "ENABLED".into(),
-        "disable" => stored.state = "DISABLED".into(),
-        _ => {
-            stored.state = "DESTROYED".into();
-            stored.data = None;
-            stored.destroy_time = Some(now());
+        "enable" => {
+            stored.state = "ENABLED".into();
+            // Enabling a version whose destruction is pending cancels it.
+            stored.scheduled_destroy_time = None;
         }
+        "disable" => stored.state = "DISABLED".into(),
+        _ => match destroy_delay {
+            // versionDestroyTtl: "the version goes to a disabled state and destruction happens
+            // after the TTL expires".
+            Some(delay) => {
+                stored.state = "DISABLED".into();
+                stored.scheduled_destroy_time = Some(
+                    (chrono::Utc::now() + delay)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                );
+            }
+            None => destroy(stored),
+        },
     }
     Ok(Response::changed(version_json(
         secret,
@@ -610,20 +854,4 @@ fn change_version_state(
         stored,
         replication.as_ref(),
     )))
-}
-
-fn camel_case(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for character in path.chars() {
-        if character == '_' {
-            upper = true;
-        } else if upper {
-            out.push(character.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(character);
-        }
-    }
-    out
 }

@@ -1,10 +1,17 @@
 //! The emulator's HTTP side: one axum router for every emulated API, request parsing (query,
 //! JSON body, Google's refusal of unknown query parameters), fault injection (`--latency-ms`,
-//! `--fail-rate`) and persistence of the store after every change.
+//! `--fail-rate`), Google's quirks and injected faults (`realism.rs`), and persistence of the
+//! store after every change.
 
+use super::discovery;
 use super::error::ApiError;
+use super::http::{AnswerFormat, Request, take_system_parameters};
+use super::realism::{Fault, Realism, RealismOptions};
 use super::store::Store;
-use super::{budgets, monitoring, projects, run, secretmanager, service_accounts, storage};
+use super::wire;
+use super::{
+    budgets, collection, monitoring, projects, run, secretmanager, service_accounts, storage,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -17,20 +24,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The largest upload body the emulator takes in one request (larger media goes in resumable
+/// chunks).
+const UPLOAD_LIMIT: usize = 256 * 1024 * 1024;
+
 /// How many requests `/_emulator/requests` remembers.
 const REQUEST_LOG_LENGTH: usize = 2000;
 
-/// Query parameters every Google API accepts.
-const GLOBAL_QUERY: [&str; 9] = [
-    "fields",
-    "alt",
-    "prettyPrint",
-    "quotaUser",
-    "key",
-    "uploadType",
-    "$.xgafv",
-    "access_token",
-    "callback",
+/// Every API served through the collection engine: its methods, by discovery id.
+const SERVED: &[&[collection::Method]] = &[
+    secretmanager::METHODS,
+    service_accounts::METHODS,
+    projects::METHODS,
+    run::METHODS,
+    monitoring::METHODS,
+    budgets::METHODS,
 ];
 
 /// How the emulator behaves beyond Google's rules.
@@ -44,79 +52,8 @@ pub struct EmulatorOptions {
     pub fail_rate: f64,
     /// How long a long-running operation takes to finish.
     pub operation_delay: Duration,
-}
-
-/// A parsed request.
-pub struct Request {
-    pub method: Method,
-    /// The API version segment (`v1`, `v3`).
-    pub version: String,
-    /// The path after the version.
-    pub path: String,
-    pub(crate) query: Vec<(String, String)>,
-    body: Bytes,
-}
-
-impl Request {
-    /// Returns a query parameter's value.
-    pub fn query(&self, name: &str) -> Option<String> {
-        self.query
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }
-
-    /// Refuses query parameters the method does not define, as Google does.
-    pub fn allow_query(&self, allowed: &[&str]) -> Result<(), ApiError> {
-        for (key, _) in &self.query {
-            if !allowed.contains(&key.as_str()) && !GLOBAL_QUERY.contains(&key.as_str()) {
-                return Err(ApiError::invalid_argument(format!(
-                    "Invalid JSON payload received. Unknown name \"{key}\": Cannot bind query parameter. Field '{key}' could not be found in request message."
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Parses the JSON body, treating an empty one as `{}`.
-    pub fn json(&self) -> Result<Json, ApiError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Json::Object(Default::default()));
-        }
-        let parsed: Json = serde_json::from_slice(&self.body).map_err(|error| {
-            ApiError::invalid_argument(format!("Invalid JSON payload received. {error}"))
-        })?;
-        if !parsed.is_object() {
-            return Err(ApiError::invalid_argument(
-                "Invalid JSON payload received. Expected an object.",
-            ));
-        }
-        Ok(parsed)
-    }
-}
-
-/// A successful answer, and whether it changed the store (so it must be persisted).
-pub struct Response {
-    pub body: Json,
-    pub changed: bool,
-}
-
-impl Response {
-    /// An answer that changed the store.
-    pub fn changed(body: Json) -> Self {
-        Self {
-            body,
-            changed: true,
-        }
-    }
-
-    /// An answer that only read.
-    pub fn read(body: Json) -> Self {
-        Self {
-            body,
-            changed: false,
-        }
-    }
+    /// Google's quirks and injected faults (on by default).
+    pub realism: RealismOptions,
 }
 
 /// The emulator's shared state.
@@ -126,6 +63,7 @@ pub struct Emulator {
     requests: AtomicU64,
     forced_conflicts: AtomicU64,
     request_log: Mutex<std::collections::VecDeque<Json>>,
+    realism: Realism,
     _data_lock: Option<File>,
 }
 
@@ -199,6 +137,7 @@ impl Emulator {
         };
         Ok(Arc::new(Self {
             store: Mutex::new(store),
+            realism: Realism::new(options.realism.clone()),
             options,
             requests: AtomicU64::new(0),
             forced_conflicts: AtomicU64::new(0),
@@ -215,7 +154,9 @@ impl Emulator {
             .route("/storage/v1/{*path}", axum::routing::any(handle_storage))
             .route(
                 "/upload/storage/v1/{*path}",
-                axum::routing::any(handle_storage),
+                // Media is not held to the JSON APIs' 2 MiB request limit.
+                axum::routing::any(handle_storage)
+                    .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
             )
             .route(
                 "/download/storage/v1/{*path}",
@@ -225,6 +166,13 @@ impl Emulator {
             .fallback(|method: Method, uri: axum::http::Uri| async move {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
             })
+            .method_not_allowed_fallback(|method: Method, uri: axum::http::Uri| async move {
+                ApiError::method_not_allowed(format!(
+                    "Method {method} is not allowed on {}",
+                    uri.path()
+                ))
+            })
+            .layer(axum::middleware::map_response(google_error_envelope))
             .with_state(self.clone())
     }
 
@@ -280,8 +228,16 @@ impl Emulator {
         }));
     }
 
-    async fn dispatch(&self, request: Request) -> Result<Json, ApiError> {
+    async fn dispatch(&self, mut request: Request) -> Result<Json, ApiError> {
+        let format = take_system_parameters(&mut request.query)?;
         self.log_request(&request);
+        let full_path = format!("{}/{}", request.version, request.path);
+        // Held until the answer: a second write meanwhile meets Monitoring's 409.
+        let _monitoring_write = match monitoring_write_project(&request.method, &full_path) {
+            Some(project) => Some(self.realism.begin_monitoring_write(&project)?),
+            None => None,
+        };
+        self.check_quirks(&request, &full_path)?;
         if !self.options.latency.is_zero() {
             tokio::time::sleep(self.options.latency).await;
         }
@@ -289,6 +245,23 @@ impl Emulator {
             return Err(ApiError::unavailable(
                 "The service is currently unavailable (injected by --fail-rate).",
             ));
+        }
+        let method = discovery::find_method(request.method.as_str(), &full_path);
+        if let Some(method) = method {
+            refuse_unknown_query(method, &request)?;
+            decode_body(method, &mut request)?;
+        }
+        if request.version == "v2" && request.method == Method::POST {
+            let wait = {
+                let store = self
+                    .store
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                run::wait_for(&store, &request)
+            };
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
         }
         let mut store = self
             .store
@@ -299,32 +272,203 @@ impl Emulator {
                 "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
             ));
         }
-        let routed = match request.version.as_str() {
-            "v1" => secretmanager::route(&mut store, &request)
-                .or_else(|| service_accounts::route(&mut store, &request))
-                .or_else(|| monitoring::route_v1(&mut store, &request))
-                .or_else(|| budgets::route(&mut store, &request)),
-            "v2" => run::route(&mut store, &request, self.options.operation_delay),
-            "v3" => projects::route(&mut store, &request)
-                .or_else(|| monitoring::route_v3(&mut store, &request)),
-            _ => None,
-        };
-        let outcome = routed.unwrap_or_else(|| {
-            Err(ApiError::not_found(format!(
-                "Method not found: {} /{}/{}",
-                request.method, request.version, request.path
-            )))
-        });
-        match outcome {
-            Ok(response) => {
-                if response.changed {
-                    self.persist(&store)?;
+        let outcome = match method {
+            None => Err(ApiError::not_found(format!(
+                "Method not found: {} /{full_path}",
+                request.method
+            ))),
+            Some(method) => match collection::handler(SERVED, &method.id) {
+                None => Err(ApiError::unimplemented(format!(
+                    "Method {} is not implemented by the emulator ({} /{full_path}).",
+                    method.id, request.method
+                ))),
+                Some(handler) => {
+                    let path = discovery::path_variables(&method.path, &full_path);
+                    if let Some(project) = path.get("projectsId")
+                        && !project.chars().all(|c| c.is_ascii_digit())
+                        && project != "-"
+                    {
+                        store
+                            .project_ids
+                            .entry(super::store::project_number(project))
+                            .or_insert_with(|| project.clone());
+                    }
+                    let mut call = collection::Call {
+                        store: &mut store,
+                        request: &request,
+                        path,
+                        operation_delay: self.options.operation_delay,
+                    };
+                    handler(&mut call)
                 }
-                Ok(response.body)
+            },
+        };
+        let response = outcome?;
+        if response.changed {
+            self.persist(&store)?;
+        }
+        if request.method == Method::POST
+            && full_path.ends_with("/serviceAccounts")
+            && let Some(email) = response.body["email"].as_str()
+        {
+            self.realism.account_created(email);
+        }
+        let mut body = response.body;
+        if let Some(method) = method {
+            encode_body(method, &mut body, &format);
+        }
+        Ok(body)
+    }
+}
+
+impl Emulator {
+    /// Applies Google's quirks that refuse a request before it is served: a policy naming a
+    /// service account IAM does not know yet, a PromQL condition naming an unseen metric.
+    fn check_quirks(&self, request: &Request, full_path: &str) -> Result<(), ApiError> {
+        let is_write = matches!(request.method, Method::POST | Method::PATCH);
+        if !is_write {
+            return Ok(());
+        }
+        let body = || serde_json::from_slice::<Json>(&request.body).unwrap_or(Json::Null);
+        if full_path.ends_with(":setIamPolicy") {
+            self.realism.check_policy_members(&body())?;
+        }
+        if full_path.starts_with("v3/projects/") && full_path.contains("/alertPolicies") {
+            self.realism.check_promql(&body())?;
+        }
+        Ok(())
+    }
+}
+
+/// Returns the project whose alerting state a request writes (alert policies, notification
+/// channels), for Monitoring's one-writer rule; `None` for anything else.
+fn monitoring_write_project(method: &Method, full_path: &str) -> Option<String> {
+    if *method == Method::GET {
+        return None;
+    }
+    let rest = full_path.strip_prefix("v3/projects/")?;
+    let (project, collection) = rest.split_once('/')?;
+    (collection.starts_with("alertPolicies") || collection.starts_with("notificationChannels"))
+        .then(|| project.to_string())
+}
+
+/// Answers as a connection cut mid-answer: the status and half the body, then an error, so
+/// the client cannot tell whether the change it asked for was made (it was).
+fn lost_answer(response: axum::response::Response) -> axum::response::Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let stream = futures::stream::iter([
+        Ok(Bytes::from_static(b"{\"name\": ")),
+        Err(std::io::Error::other(
+            "answer lost (injected by --lose-answer-rate)",
+        )),
+    ]);
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(stream))
+}
+
+/// 429 RESOURCE_EXHAUSTED with `Retry-After: 1`, as Google's quota checks answer.
+fn throttled() -> axum::response::Response {
+    let mut response = ApiError::from_status(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "Quota exceeded for quota metric 'Requests' (injected by --throttle-rate).",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Serves one request through the fault dice: throttled, slowed, or served and then its
+/// answer lost (a write whose change commits).
+async fn with_faults(
+    emulator: &Emulator,
+    method: &Method,
+    signature: &str,
+    serve: impl std::future::Future<Output = axum::response::Response>,
+) -> axum::response::Response {
+    let is_write = *method != Method::GET;
+    match emulator.realism.fault(signature, is_write) {
+        Fault::Throttle => throttled(),
+        Fault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            serve.await
+        }
+        Fault::LoseAnswer => {
+            let response = serve.await;
+            if response.status().is_success() {
+                lost_answer(response)
+            } else {
+                response
             }
-            Err(error) => Err(error),
+        }
+        Fault::None => serve.await,
+    }
+}
+
+/// Refuses query parameters the discovery method does not define, as Google does, so no API
+/// can accept more than Google's.
+fn refuse_unknown_query(method: &discovery::Method, request: &Request) -> Result<(), ApiError> {
+    for (key, _) in &request.query {
+        if !method.parameters.iter().any(|parameter| parameter == key) {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid JSON payload received. Unknown name \"{key}\": Cannot bind query parameter. Field '{key}' could not be found in request message."
+            )));
         }
     }
+    Ok(())
+}
+
+/// Rewrites a request body into the form handlers read (enum names), refusing enum numbers the
+/// `.proto` does not define.
+fn decode_body(method: &discovery::Method, request: &mut Request) -> Result<(), ApiError> {
+    let Some(schema) = &method.request else {
+        return Ok(());
+    };
+    let Ok(mut body) = serde_json::from_slice::<Json>(&request.body) else {
+        // Malformed JSON is the handler's to refuse, with its own wording.
+        return Ok(());
+    };
+    wire::decode_request(method.api, schema, &mut body)?;
+    request.body = Bytes::from(
+        serde_json::to_vec(&body).map_err(|error| ApiError::internal(error.to_string()))?,
+    );
+    Ok(())
+}
+
+/// Writes an answer as proto3 JSON in the encoding the client asked for, keeping only the
+/// `fields` selected.
+fn encode_body(method: &discovery::Method, body: &mut Json, format: &AnswerFormat) {
+    if let Some(schema) = &method.response {
+        wire::encode_answer(method.api, schema, body, format.int_enums);
+    }
+    if let Some(selection) = &format.fields {
+        *body = super::http::select_fields(body, selection);
+    }
+}
+
+/// Gives every error the server answers (axum's own 405 and 413 included) Google's envelope.
+async fn google_error_envelope(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !status.is_client_error() && !status.is_server_error() || is_json {
+        return response;
+    }
+    let error = match status {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::payload_too_large("Request payload size exceeds the limit.")
+        }
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::method_not_allowed("The method is not allowed on this resource.")
+        }
+        _ => ApiError::from_status(status, "The request could not be served."),
+    };
+    error.into_response()
 }
 
 /// `POST /_emulator/faults {"setIamPolicyConflicts": N}`: the next N `setIamPolicy` calls, on
@@ -364,6 +508,18 @@ async fn handle_requests(State(emulator): State<Arc<Emulator>>) -> axum::respons
 /// parsed, not axum's decoded path) and whose errors have their own shape.
 async fn handle_storage(
     State(emulator): State<Arc<Emulator>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let signature = format!("{method} {}", uri.path());
+    let served = serve_storage(emulator.clone(), method.clone(), uri, headers, body);
+    with_faults(&emulator, &method, &signature, served).await
+}
+
+async fn serve_storage(
+    emulator: Arc<Emulator>,
     method: Method,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
@@ -424,11 +580,66 @@ async fn handle_storage(
                 return error.into_response();
             }
             match answer {
-                storage::StorageAnswer::Json(body) => axum::Json(body).into_response(),
-                storage::StorageAnswer::Media(bytes, content_type) => {
-                    ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
+                storage::StorageAnswer::Json(body) => {
+                    let selection = query
+                        .iter()
+                        .find(|(key, _)| key == "fields" || key == "$fields")
+                        .map(|(_, value)| value.as_str())
+                        .filter(|value| !value.trim().is_empty());
+                    match selection {
+                        Some(selection) => {
+                            axum::Json(super::http::select_fields(&body, selection)).into_response()
+                        }
+                        None => axum::Json(body).into_response(),
+                    }
+                }
+                storage::StorageAnswer::Media {
+                    data,
+                    content_type,
+                    headers,
+                    range,
+                } => {
+                    let status = if range.is_some() {
+                        axum::http::StatusCode::PARTIAL_CONTENT
+                    } else {
+                        axum::http::StatusCode::OK
+                    };
+                    let mut response = (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, content_type)],
+                        data,
+                    )
+                        .into_response();
+                    let extra = headers
+                        .into_iter()
+                        .chain(range.map(|range| ("content-range".to_string(), range)));
+                    for (name, value) in extra {
+                        if let (Ok(name), Ok(value)) = (
+                            axum::http::HeaderName::try_from(name),
+                            axum::http::HeaderValue::try_from(value),
+                        ) {
+                            response.headers_mut().insert(name, value);
+                        }
+                    }
+                    response
                 }
                 storage::StorageAnswer::Empty => axum::http::StatusCode::NO_CONTENT.into_response(),
+                storage::StorageAnswer::Session(location) => (
+                    axum::http::StatusCode::OK,
+                    [(axum::http::header::LOCATION, location)],
+                )
+                    .into_response(),
+                storage::StorageAnswer::Incomplete(persisted) => {
+                    let mut response = axum::http::StatusCode::PERMANENT_REDIRECT.into_response();
+                    if persisted > 0
+                        && let Ok(value) = format!("bytes=0-{}", persisted - 1).parse()
+                    {
+                        response
+                            .headers_mut()
+                            .insert(axum::http::header::RANGE, value);
+                    }
+                    response
+                }
             }
         }
         Err(error) => error.into_response(),
@@ -440,11 +651,42 @@ async fn handle_api(
     method: Method,
     Path((version, path)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
-    let query = form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    if version == "v1" && path.starts_with("billingAccounts/") {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        if let Err(error) = emulator
+            .realism
+            .check_quota_project(header("authorization"), header("x-goog-user-project"))
+        {
+            return error.into_response();
+        }
+    }
+    let signature = format!("{method} /{version}/{path}");
+    let served = serve_api(
+        emulator.clone(),
+        method.clone(),
+        version,
+        path,
+        raw_query,
+        body,
+    );
+    with_faults(&emulator, &method, &signature, served).await
+}
+
+async fn serve_api(
+    emulator: Arc<Emulator>,
+    method: Method,
+    version: String,
+    path: String,
+    raw_query: Option<String>,
+    body: Bytes,
+) -> axum::response::Response {
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let request = Request {
         method,
         version,
@@ -455,5 +697,23 @@ async fn handle_api(
     match emulator.dispatch(request).await {
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_method_is_a_discovery_method_and_served_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for method in SERVED.iter().flat_map(|methods| methods.iter()) {
+            assert!(
+                discovery::method_by_id(method.id).is_some(),
+                "{} is not a method of any embedded discovery document",
+                method.id
+            );
+            assert!(seen.insert(method.id), "{} is served twice", method.id);
+        }
     }
 }

@@ -3,56 +3,132 @@
 //! warns), list, patch (the mask is in the body; only displayName and description), delete,
 //! and the account's own IAM policy (POST getIamPolicy).
 
+use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::iam;
-use super::server::{Request, Response};
 use super::store::{ServiceAccountRecord, Store, project_number};
 use axum::http::StatusCode;
 use serde_json::{Value as Json, json};
 
-/// Routes a `v1/projects/{p}/serviceAccounts…` request; `None` for other paths.
-pub fn route(store: &mut Store, request: &Request) -> Option<Result<Response, ApiError>> {
-    let (resource, verb) = match request.path.split_once(':') {
-        Some((resource, verb)) => (resource, Some(verb)),
-        None => (request.path.as_str(), None),
-    };
-    let segments: Vec<&str> = resource.split('/').collect();
-    let outcome = match (&segments[..], request.method.as_str(), verb) {
-        (["projects", project, "serviceAccounts"], "POST", None) => create(store, request, project),
-        (["projects", project, "serviceAccounts"], "GET", None) => list(store, request, project),
-        (["projects", project, "serviceAccounts", account], method, verb) => {
-            match find(store, project, account) {
-                Err(error) => Err(error),
-                Ok(key) => match (method, verb) {
-                    ("GET", None) => request.allow_query(&[]).map(|()| {
-                        Response::read(account_json(&key, &store.service_accounts[&key]))
-                    }),
-                    ("PATCH", None) => patch(store, request, &key),
-                    ("DELETE", None) => request.allow_query(&[]).map(|()| {
-                        store.service_accounts.remove(&key);
-                        store.policies.remove(&key);
-                        store.revision += 1;
-                        Response::changed(json!({}))
-                    }),
-                    ("POST", Some("getIamPolicy")) => iam::get_policy(store, request, &key),
-                    ("POST", Some("setIamPolicy")) => {
-                        iam::set_policy(store, request, &key, Api::Iam, false)
-                    }
-                    _ => Err(ApiError::not_found(format!(
-                        "Method not found: {} /v1/{}",
-                        request.method, request.path
-                    ))),
-                },
+/// IAM's service-account methods, by discovery id.
+pub const METHODS: &[Method] = &[
+    Method {
+        id: "iam.projects.serviceAccounts.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.list",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            list(call.store, call.request, &project)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.get",
+        handler: |call| {
+            let key = account_of(call)?;
+            call.request.allow_query(&[])?;
+            Ok(Response::read(account_json(
+                &key,
+                &call.store.service_accounts[&key],
+            )))
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.patch",
+        handler: |call| {
+            let key = account_of(call)?;
+            patch(call.store, call.request, &key)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.delete",
+        handler: |call| {
+            let key = account_of(call)?;
+            call.request.allow_query(&[])?;
+            if let Some(record) = call.store.service_accounts.remove(&key) {
+                call.store
+                    .deleted_service_accounts
+                    .insert(record.unique_id.clone(), (key.clone(), record));
             }
-        }
-        (["projects", _, "serviceAccounts", ..], _, _) => Err(ApiError::not_found(format!(
-            "Method not found: {} /v1/{}",
-            request.method, request.path
-        ))),
-        _ => return None,
-    };
-    Some(outcome)
+            call.store.policies.remove(&key);
+            call.store.revision += 1;
+            Ok(Response::changed(json!({})))
+        },
+    },
+    Method {
+        // "Restores a deleted ServiceAccount", named by its unique id.
+        id: "iam.projects.serviceAccounts.undelete",
+        handler: |call| {
+            call.request.allow_query(&[])?;
+            let unique_id = call.var("serviceAccountsId").to_string();
+            let Some((key, record)) = call.store.deleted_service_accounts.get(&unique_id).cloned()
+            else {
+                return Err(ApiError::not_found(format!(
+                    "Unknown deleted service account: {unique_id}"
+                )));
+            };
+            if call.store.service_accounts.contains_key(&key) {
+                return Err(ApiError::failed_precondition(format!(
+                    "Cannot restore {}: an account with its email exists.",
+                    record.email
+                )));
+            }
+            call.store.deleted_service_accounts.remove(&unique_id);
+            let restored = account_json(&key, &record);
+            call.store.service_accounts.insert(key, record);
+            Ok(Response::changed(json!({"restoredAccount": restored})))
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.disable",
+        handler: |call| {
+            let key = account_of(call)?;
+            set_disabled(call.store, call.request, &key, true)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.enable",
+        handler: |call| {
+            let key = account_of(call)?;
+            set_disabled(call.store, call.request, &key, false)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.getIamPolicy",
+        handler: |call| {
+            let key = account_of(call)?;
+            iam::get_policy(call.store, call.request, &key)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.setIamPolicy",
+        handler: |call| {
+            let key = account_of(call)?;
+            iam::set_policy(call.store, call.request, &key, Api::Iam, false)
+        },
+    },
+    Method {
+        id: "iam.projects.serviceAccounts.testIamPermissions",
+        handler: |call| {
+            account_of(call)?;
+            iam::test_permissions(call.request)
+        },
+    },
+];
+
+/// The stored key of the account the path names (by email or unique id).
+fn account_of(call: &Call<'_>) -> Result<String, ApiError> {
+    find(
+        call.store,
+        call.var("projectsId"),
+        call.var("serviceAccountsId"),
+    )
 }
 
 fn key(project_id: &str, email: &str) -> String {
@@ -67,6 +143,7 @@ fn account_json(key: &str, account: &ServiceAccountRecord) -> Json {
         "email": account.email,
         "oauth2ClientId": account.unique_id,
         "etag": account.etag,
+        "disabled": account.disabled,
     });
     if let Some(name) = &account.display_name {
         body["displayName"] = json!(name);
@@ -167,6 +244,7 @@ fn create(store: &mut Store, request: &Request, project: &str) -> Result<Respons
         display_name: account["displayName"].as_str().map(String::from),
         description: account["description"].as_str().map(String::from),
         etag,
+        disabled: false,
     };
     let response = account_json(&key, &record);
     store.service_accounts.insert(key, record);
@@ -175,16 +253,6 @@ fn create(store: &mut Store, request: &Request, project: &str) -> Result<Respons
 
 fn list(store: &mut Store, request: &Request, project: &str) -> Result<Response, ApiError> {
     request.allow_query(&["pageSize", "pageToken"])?;
-    let size = request
-        .query("pageSize")
-        .and_then(|size| size.parse::<usize>().ok())
-        .filter(|size| *size > 0)
-        .unwrap_or(20)
-        .min(100);
-    let start = request
-        .query("pageToken")
-        .and_then(|token| token.parse::<usize>().ok())
-        .unwrap_or(0);
     let accounts: Vec<Json> = store
         .service_accounts
         .iter()
@@ -193,14 +261,31 @@ fn list(store: &mut Store, request: &Request, project: &str) -> Result<Response,
         })
         .map(|(key, record)| account_json(key, record))
         .collect();
-    let mut body = json!({"accounts": accounts.iter().skip(start).take(size).collect::<Vec<_>>()});
-    if start + size < accounts.len() {
-        body["nextPageToken"] = json!((start + size).to_string());
-    }
-    if accounts.is_empty() {
-        body = json!({});
-    }
-    Ok(Response::read(body))
+    // pageSize: "The default is 20, and the maximum is 100."
+    let (accounts, next) =
+        collection::page(accounts, request, "pageSize", PageSizes::new(20, 100))?;
+    Ok(Response::read(collection::list_answer(
+        "accounts", accounts, next,
+    )))
+}
+
+/// `disable` and `enable`: both answer Empty, and are idempotent.
+fn set_disabled(
+    store: &mut Store,
+    request: &Request,
+    key: &str,
+    disabled: bool,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let etag = store.next_etag();
+    let Some(record) = store.service_accounts.get_mut(key) else {
+        return Err(ApiError::not_found(format!(
+            "Unknown service account: {key}"
+        )));
+    };
+    record.disabled = disabled;
+    record.etag = etag;
+    Ok(Response::changed(json!({})))
 }
 
 fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, ApiError> {
@@ -212,12 +297,11 @@ fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, Ap
         "patch_service_account_request",
         &body,
     )?;
-    let mask = body["updateMask"].as_str().unwrap_or_default();
-    if mask.trim().is_empty() {
+    let Some(paths) = collection::mask_paths(body["updateMask"].as_str()) else {
         return Err(ApiError::invalid_argument(
             "update_mask is required: name the fields to update.",
         ));
-    }
+    };
     let account = body.get("serviceAccount").cloned().unwrap_or(json!({}));
     check_lengths(&account)?;
     let Some(mut record) = store.service_accounts.get(key).cloned() else {
@@ -225,9 +309,9 @@ fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, Ap
             "Unknown service account: {key}"
         )));
     };
-    for path in mask.split(',').map(str::trim) {
-        match path {
-            "displayName" | "display_name" => {
+    for path in &paths {
+        match path.as_str() {
+            "displayName" => {
                 record.display_name = account["displayName"].as_str().map(String::from)
             }
             "description" => record.description = account["description"].as_str().map(String::from),

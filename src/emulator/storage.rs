@@ -6,7 +6,8 @@
 //! NotMatch on a read → 304). Errors use Storage's older body (`errors[]`, no `status`), and
 //! object names must be percent-encoded in paths, `/` included.
 
-use super::store::{BucketRecord, ObjectGeneration, Store, now, project_number};
+use super::collection::{self, PageSizes};
+use super::store::{BucketRecord, ObjectGeneration, Store, UploadSession, now, project_number};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -59,11 +60,23 @@ impl IntoResponse for StorageError {
 /// What a storage request answered, and whether the store changed.
 pub enum StorageAnswer {
     Json(Json),
-    Media(Vec<u8>, String),
+    /// Media: the bytes, their content type, the `x-goog-*` headers that describe the object,
+    /// and for a ranged read the `Content-Range` (answered 206).
+    Media {
+        data: Vec<u8>,
+        content_type: String,
+        headers: Vec<(String, String)>,
+        range: Option<String>,
+    },
     Empty,
+    /// A resumable upload session was opened: 200 with its URI in `Location`.
+    Session(String),
+    /// A resumable upload is incomplete: 308 with the bytes persisted so far.
+    Incomplete(u64),
 }
 
 /// A storage request.
+#[derive(Clone)]
 pub struct StorageRequest<'a> {
     pub method: &'a Method,
     /// The raw (still percent-encoded) path after `/storage/v1/` or `/upload/storage/v1/`.
@@ -103,10 +116,18 @@ pub fn handle(
     let segments: Vec<&str> = request.path.split('/').collect();
     match (request.method.as_str(), request.upload, &segments[..]) {
         ("POST", false, ["b"]) => insert_bucket(store, request),
-        ("GET", false, ["b", bucket]) => {
-            get_bucket(store, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
+        ("GET", false, ["b"]) => {
+            list_buckets(store, request).map(|body| (StorageAnswer::Json(body), false))
+        }
+        ("GET", false, ["b", bucket]) => get_bucket(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), false)),
+        ("PATCH", false, ["b", bucket]) => patch_bucket(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), true)),
+        ("DELETE", false, ["b", bucket]) => {
+            delete_bucket(store, request, &decode(bucket)?).map(|()| (StorageAnswer::Empty, true))
         }
         ("POST", true, ["b", bucket, "o"]) => upload(store, request, &decode(bucket)?),
+        ("PUT", true, ["b", _, "o"]) => continue_resumable(store, request),
         ("GET", false, ["b", bucket, "o"]) => {
             list(store, request, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
         }
@@ -116,16 +137,318 @@ pub fn handle(
                 "GET" => get_object(store, request, &bucket, &object).map(|answer| (answer, false)),
                 "DELETE" => delete_object(store, request, &bucket, &object)
                     .map(|()| (StorageAnswer::Empty, true)),
-                _ => Err(StorageError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "methodNotAllowed",
-                    "Method not allowed.",
-                )),
+                "PATCH" => patch_object(store, request, &bucket, &object)
+                    .map(|body| (StorageAnswer::Json(body), true)),
+                _ => Err(not_served(request)),
             }
         }
-        // An object name with an unencoded `/` is no object path at all.
-        _ => Err(StorageError::not_found("Not Found")),
+        (
+            "POST",
+            false,
+            [
+                "b",
+                source_bucket,
+                "o",
+                source,
+                verb @ ("copyTo" | "rewriteTo"),
+                "b",
+                bucket,
+                "o",
+                object,
+            ],
+        ) => copy(
+            store,
+            request,
+            (&decode(source_bucket)?, &decode(source)?),
+            (&decode(bucket)?, &decode(object)?),
+            *verb == "rewriteTo",
+        ),
+        _ => Err(not_served(request)),
     }
+}
+
+/// A request no handler serves: 501 naming the method when Cloud Storage has one there, 404
+/// otherwise (an object name with an unencoded `/` is no object path at all).
+fn not_served(request: &StorageRequest<'_>) -> StorageError {
+    let path = if request.upload {
+        format!("upload/{}", request.path)
+    } else {
+        request.path.to_string()
+    };
+    let method = super::discovery::find_storage_method(request.method.as_str(), request.path)
+        .or_else(|| super::discovery::find_storage_method(request.method.as_str(), &path));
+    match method {
+        Some(method) => StorageError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "notImplemented",
+            format!("Method {} is not implemented by the emulator.", method.id),
+        ),
+        None => StorageError::not_found("Not Found"),
+    }
+}
+
+/// Cloud Storage's list sizes: "The service will use this parameter or 1,000 items, whichever
+/// is smaller."
+const STORAGE_PAGE_SIZES: PageSizes = PageSizes::new(1000, 1000);
+
+fn page<T>(
+    items: Vec<T>,
+    request: &StorageRequest<'_>,
+) -> Result<(Vec<T>, Option<String>), StorageError> {
+    collection::page_of(
+        items,
+        request.query("maxResults"),
+        request.query("pageToken"),
+        "maxResults",
+        STORAGE_PAGE_SIZES,
+    )
+    .map_err(StorageError::invalid)
+}
+
+fn list_buckets(store: &Store, request: &StorageRequest<'_>) -> Result<Json, StorageError> {
+    let project = request.query("project").ok_or_else(|| {
+        StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: project",
+        )
+    })?;
+    let number = project_number(project);
+    let prefix = request.query("prefix").unwrap_or_default();
+    let buckets: Vec<Json> = store
+        .buckets
+        .iter()
+        .filter(|(name, bucket)| bucket.project_number == number && name.starts_with(prefix))
+        .map(|(name, bucket)| bucket_json(name, bucket, &request.base_url))
+        .collect();
+    let (items, next) = page(buckets, request)?;
+    let mut body = json!({"kind": "storage#buckets"});
+    if !items.is_empty() {
+        body["items"] = json!(items);
+    }
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(body)
+}
+
+/// Checks `ifMetagenerationMatch` / `ifMetagenerationNotMatch` against a bucket.
+fn check_bucket_preconditions(
+    request: &StorageRequest<'_>,
+    bucket: &BucketRecord,
+) -> Result<(), StorageError> {
+    if let Some(expected) = request.number("ifMetagenerationMatch")?
+        && expected != bucket.metageneration
+    {
+        return Err(StorageError::precondition());
+    }
+    if let Some(unexpected) = request.number("ifMetagenerationNotMatch")?
+        && unexpected == bucket.metageneration
+    {
+        return Err(StorageError::precondition());
+    }
+    Ok(())
+}
+
+fn patch_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<Json, StorageError> {
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let bucket = store
+        .buckets
+        .get_mut(name)
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    check_bucket_preconditions(request, bucket)?;
+    if let Some(enabled) = body.pointer("/versioning/enabled").and_then(Json::as_bool) {
+        bucket.versioning = enabled;
+    }
+    if let Some(labels) = body.get("labels") {
+        bucket.labels = labels.as_object().cloned().unwrap_or_default();
+        bucket.labels.retain(|_, value| !value.is_null());
+    }
+    bucket.metageneration += 1;
+    bucket.updated = Some(now());
+    Ok(bucket_json(name, bucket, &request.base_url))
+}
+
+fn delete_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<(), StorageError> {
+    let bucket = store
+        .buckets
+        .get(name)
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    check_bucket_preconditions(request, bucket)?;
+    if store
+        .objects
+        .get(name)
+        .is_some_and(|objects| !objects.is_empty())
+    {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The bucket you tried to delete is not empty.",
+        ));
+    }
+    store.buckets.remove(name);
+    store.objects.remove(name);
+    Ok(())
+}
+
+/// `objects.patch`: metadata only (a new metageneration, same generation); the preconditions
+/// apply to the live generation.
+fn patch_object(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    name: &str,
+) -> Result<Json, StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let current = live(store, bucket, name).cloned();
+    let Some(current) = current else {
+        return Err(StorageError::not_found(format!(
+            "No such object: {bucket}/{name}"
+        )));
+    };
+    check_preconditions(request, Some(&current), false)?;
+    let version = store
+        .objects
+        .get_mut(bucket)
+        .and_then(|objects| objects.get_mut(name))
+        .and_then(|generations| generations.last_mut())
+        .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{name}")))?;
+    if let Some(metadata) = body.get("metadata") {
+        match metadata.as_object() {
+            Some(entries) => {
+                for (key, value) in entries {
+                    if value.is_null() {
+                        version.metadata.remove(key);
+                    } else {
+                        version.metadata.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            None => version.metadata.clear(),
+        }
+    }
+    if let Some(content_type) = body["contentType"].as_str() {
+        version.content_type = content_type.to_string();
+    }
+    version.metageneration += 1;
+    version.updated = now();
+    let answer = object_json(bucket, name, version, &request.base_url);
+    Ok(answer)
+}
+
+/// `objects.copy` and `objects.rewrite` (which finishes in one call here, so it answers
+/// `done: true` with the resource). Source preconditions are the `ifSource…` parameters; the
+/// plain ones guard the destination.
+fn copy(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    (source_bucket, source): (&str, &str),
+    (bucket, object): (&str, &str),
+    rewrite: bool,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    for name in [source_bucket, bucket] {
+        if !store.buckets.contains_key(name) {
+            return Err(StorageError::not_found(
+                "The specified bucket does not exist.",
+            ));
+        }
+    }
+    let not_found = || StorageError::not_found(format!("No such object: {source_bucket}/{source}"));
+    let version = match request.number("sourceGeneration")? {
+        Some(generation) => store
+            .objects
+            .get(source_bucket)
+            .and_then(|objects| objects.get(source))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
+            .cloned()
+            .ok_or_else(not_found)?,
+        None => live(store, source_bucket, source)
+            .cloned()
+            .ok_or_else(not_found)?,
+    };
+    let source_query: Vec<(String, String)> = request
+        .query
+        .iter()
+        .filter_map(|(key, value)| {
+            key.strip_prefix("ifSource")
+                .map(|rest| (format!("if{rest}"), value.clone()))
+        })
+        .collect();
+    let source_request = StorageRequest {
+        query: &source_query,
+        body: &[],
+        ..request.clone()
+    };
+    check_preconditions(&source_request, Some(&version), false)?;
+    let overrides: Json = if request.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(request.body)
+            .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
+    };
+    let metadata = json!({
+        "metadata": overrides.get("metadata").cloned().unwrap_or(Json::Object(version.metadata.clone())),
+        "contentType": overrides["contentType"].as_str().unwrap_or(&version.content_type),
+    });
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&version.data)
+        .unwrap_or_default();
+    let size = data.len();
+    let destination_query: Vec<(String, String)> = request
+        .query
+        .iter()
+        .filter(|(key, _)| !key.starts_with("ifSource"))
+        .cloned()
+        .collect();
+    let destination_request = StorageRequest {
+        query: &destination_query,
+        ..request.clone()
+    };
+    let content_type = version.content_type.clone();
+    let (answer, changed) = store_object(
+        store,
+        &destination_request,
+        bucket,
+        object,
+        &metadata,
+        data,
+        content_type,
+    )?;
+    if !rewrite {
+        return Ok((answer, changed));
+    }
+    let StorageAnswer::Json(resource) = answer else {
+        return Ok((answer, changed));
+    };
+    Ok((
+        StorageAnswer::Json(json!({
+            "kind": "storage#rewriteResponse",
+            "totalBytesRewritten": size.to_string(),
+            "objectSize": size.to_string(),
+            "done": true,
+            "resource": resource,
+        })),
+        changed,
+    ))
 }
 
 fn decode(segment: &str) -> Result<String, StorageError> {
@@ -136,7 +459,7 @@ fn decode(segment: &str) -> Result<String, StorageError> {
 }
 
 fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
-    json!({
+    let mut body = json!({
         "kind": "storage#bucket",
         "id": name,
         "name": name,
@@ -147,9 +470,13 @@ fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
         "storageClass": "STANDARD",
         "versioning": {"enabled": bucket.versioning},
         "timeCreated": bucket.time_created,
-        "updated": bucket.time_created,
-        "etag": "CAE=",
-    })
+        "updated": bucket.updated.clone().unwrap_or_else(|| bucket.time_created.clone()),
+        "etag": base64::engine::general_purpose::STANDARD.encode(format!("{name}/{}", bucket.metageneration)),
+    });
+    if !bucket.labels.is_empty() {
+        body["labels"] = Json::Object(bucket.labels.clone());
+    }
+    body
 }
 
 fn insert_bucket(
@@ -192,18 +519,38 @@ fn insert_bucket(
         metageneration: 1,
         time_created: now(),
         location: body["location"].as_str().unwrap_or("US").to_uppercase(),
+        updated: None,
+        labels: body["labels"].as_object().cloned().unwrap_or_default(),
     };
     let answer = bucket_json(&name, &bucket, &request.base_url);
     store.buckets.insert(name, bucket);
     Ok((StorageAnswer::Json(answer), true))
 }
 
-fn get_bucket(store: &Store, name: &str) -> Result<Json, StorageError> {
-    store
+fn get_bucket(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<Json, StorageError> {
+    let bucket = store
         .buckets
         .get(name)
-        .map(|bucket| bucket_json(name, bucket, ""))
-        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    if let Some(unexpected) = request.number("ifMetagenerationNotMatch")?
+        && unexpected == bucket.metageneration
+    {
+        return Err(StorageError::new(
+            StatusCode::NOT_MODIFIED,
+            "notModified",
+            "",
+        ));
+    }
+    if let Some(expected) = request.number("ifMetagenerationMatch")?
+        && expected != bucket.metageneration
+    {
+        return Err(StorageError::precondition());
+    }
+    Ok(bucket_json(name, bucket, &request.base_url))
 }
 
 fn encode(name: &str) -> String {
@@ -215,6 +562,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         .decode(&version.data)
         .unwrap_or_default();
     let crc = base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0);
     let mut body = json!({
         "kind": "storage#object",
         "id": format!("{bucket}/{name}/{}", version.generation),
@@ -228,6 +576,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "storageClass": "STANDARD",
         "size": data.len().to_string(),
         "crc32c": crc,
+        "md5Hash": md5,
         "etag": base64::engine::general_purpose::STANDARD.encode(format!("{}/{}", version.generation, version.metageneration)),
         "timeCreated": version.time_created,
         "updated": version.updated,
@@ -361,6 +710,152 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Json, Vec<u8>, String)
     Ok((metadata, media, media_type))
 }
 
+/// `uploadType=resumable`, step one: the metadata is remembered in a session whose URI is
+/// answered in `Location` (<https://cloud.google.com/storage/docs/performing-resumable-uploads>).
+fn start_resumable(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let metadata: Json = if request.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(request.body)
+            .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
+    };
+    let name = request
+        .query("name")
+        .map(String::from)
+        .or_else(|| metadata["name"].as_str().map(String::from))
+        .unwrap_or_default();
+    if name.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: name",
+        ));
+    }
+    let content_type = request
+        .headers
+        .get("x-upload-content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    store.upload_sessions.insert(
+        id.clone(),
+        UploadSession {
+            bucket: bucket.to_string(),
+            name,
+            metadata,
+            content_type,
+            data: String::new(),
+            query: request
+                .query
+                .iter()
+                .filter(|(key, _)| key.starts_with("if"))
+                .cloned()
+                .collect(),
+        },
+    );
+    let location = format!(
+        "{}upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}",
+        request.base_url,
+        encode(bucket)
+    );
+    Ok((StorageAnswer::Session(location), true))
+}
+
+/// `uploadType=resumable`, step two: a PUT of the bytes, whole or in chunks
+/// (`Content-Range: bytes first-last/total`, `*` while the total is unknown). An incomplete
+/// upload answers 308 with the `Range` persisted so far.
+fn continue_resumable(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let id = request
+        .query("upload_id")
+        .ok_or_else(|| StorageError::invalid("Required parameter: upload_id"))?
+        .to_string();
+    let mut session = store
+        .upload_sessions
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| StorageError::not_found("No such upload session."))?;
+    let mut data = base64::engine::general_purpose::STANDARD
+        .decode(&session.data)
+        .unwrap_or_default();
+    let range = request
+        .headers
+        .get("content-range")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let total = match range
+        .as_deref()
+        .and_then(|range| range.strip_prefix("bytes "))
+    {
+        None => Some(request.body.len() as u64 + data.len() as u64),
+        Some(spec) => {
+            let (span, total) = spec
+                .split_once('/')
+                .ok_or_else(|| StorageError::invalid("Invalid Content-Range."))?;
+            if span != "*" {
+                let first: u64 = span
+                    .split('-')
+                    .next()
+                    .and_then(|first| first.parse().ok())
+                    .ok_or_else(|| StorageError::invalid("Invalid Content-Range."))?;
+                if first != data.len() as u64 {
+                    return Err(StorageError::invalid(format!(
+                        "Content-Range starts at {first}; {} bytes are persisted.",
+                        data.len()
+                    )));
+                }
+                data.extend_from_slice(request.body);
+            }
+            match total {
+                "*" => None,
+                number => Some(
+                    number
+                        .parse()
+                        .map_err(|_| StorageError::invalid("Invalid Content-Range."))?,
+                ),
+            }
+        }
+    };
+    if range.is_none() {
+        data.extend_from_slice(request.body);
+    }
+    if total != Some(data.len() as u64) {
+        session.data = base64::engine::general_purpose::STANDARD.encode(&data);
+        store.upload_sessions.insert(id, session);
+        return Ok((StorageAnswer::Incomplete(data.len() as u64), true));
+    }
+    store.upload_sessions.remove(&id);
+    let finishing = StorageRequest {
+        method: request.method,
+        path: request.path,
+        upload: true,
+        query: &session.query,
+        headers: request.headers,
+        body: &[],
+        base_url: request.base_url.clone(),
+    };
+    let content_type = session.metadata["contentType"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or(session.content_type.clone());
+    store_object(
+        store,
+        &finishing,
+        &session.bucket,
+        &session.name,
+        &session.metadata,
+        data,
+        content_type,
+    )
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
@@ -378,6 +873,7 @@ fn upload(
         ));
     }
     let (metadata, media, content_type) = match request.query("uploadType") {
+        Some("resumable") => return start_resumable(store, request, bucket),
         Some("multipart") => multipart(request.headers, request.body)?,
         Some("media") => (
             json!({}),
@@ -413,6 +909,47 @@ fn upload(
             "required",
             "Required parameter: name",
         ));
+    }
+    store_object(
+        store,
+        request,
+        bucket,
+        &name,
+        &metadata,
+        media,
+        content_type,
+    )
+}
+
+/// Writes a new generation of `name` (the end of every upload type), after the preconditions.
+fn store_object(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    name: &str,
+    metadata: &Json,
+    media: Vec<u8>,
+    content_type: String,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    let name = name.to_string();
+    // A checksum given with the metadata must match the media ("If the checksums don't match,
+    // the upload is rejected": https://cloud.google.com/storage/docs/data-validation).
+    if let Some(expected) = metadata["crc32c"].as_str() {
+        let actual =
+            base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&media).to_be_bytes());
+        if expected != actual {
+            return Err(StorageError::invalid(format!(
+                "Provided CRC32C \"{expected}\" doesn't match calculated CRC32C \"{actual}\"."
+            )));
+        }
+    }
+    if let Some(expected) = metadata["md5Hash"].as_str() {
+        let actual = base64::engine::general_purpose::STANDARD.encode(md5::compute(&media).0);
+        if expected != actual {
+            return Err(StorageError::invalid(format!(
+                "Provided MD5 hash \"{expected}\" doesn't match calculated MD5 hash \"{actual}\"."
+            )));
+        }
     }
     let current = live(store, bucket, &name).cloned();
     check_preconditions(request, current.as_ref(), false)?;
@@ -488,10 +1025,7 @@ fn get_object(
     };
     check_preconditions(request, live(store, bucket, name), true)?;
     if request.query("alt") == Some("media") {
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(&version.data)
-            .unwrap_or_default();
-        return Ok(StorageAnswer::Media(data, version.content_type.clone()));
+        return media(request, version);
     }
     Ok(StorageAnswer::Json(object_json(
         bucket,
@@ -499,6 +1033,102 @@ fn get_object(
         version,
         &request.base_url,
     )))
+}
+
+/// A media read: the object's bytes (or the `Range` asked for) with the headers Cloud Storage
+/// describes them by (`x-goog-generation`, `x-goog-hash`, …), which clients rely on.
+fn media(
+    request: &StorageRequest<'_>,
+    version: &ObjectGeneration,
+) -> Result<StorageAnswer, StorageError> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&version.data)
+        .unwrap_or_default();
+    let total = data.len();
+    let crc = base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
+    let mut headers = vec![
+        (
+            "x-goog-generation".to_string(),
+            version.generation.to_string(),
+        ),
+        (
+            "x-goog-metageneration".to_string(),
+            version.metageneration.to_string(),
+        ),
+        (
+            "x-goog-stored-content-length".to_string(),
+            total.to_string(),
+        ),
+        (
+            "x-goog-stored-content-encoding".to_string(),
+            "identity".to_string(),
+        ),
+        ("x-goog-storage-class".to_string(), "STANDARD".to_string()),
+        (
+            "x-goog-hash".to_string(),
+            format!(
+                "crc32c={crc},md5={}",
+                base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0)
+            ),
+        ),
+        (
+            "etag".to_string(),
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}/{}", version.generation, version.metageneration)),
+        ),
+    ];
+    for (key, value) in &version.metadata {
+        if let Some(value) = value.as_str() {
+            headers.push((format!("x-goog-meta-{key}"), value.to_string()));
+        }
+    }
+    let range = request
+        .headers
+        .get("range")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("bytes="))
+        .map(str::to_string);
+    let Some(range) = range else {
+        return Ok(StorageAnswer::Media {
+            data,
+            content_type: version.content_type.clone(),
+            headers,
+            range: None,
+        });
+    };
+    let not_satisfiable = || {
+        StorageError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "requestedRangeNotSatisfiable",
+            "The requested range cannot be satisfied.",
+        )
+    };
+    let (first, last) = match range.split_once('-') {
+        Some(("", suffix)) => {
+            let length: usize = suffix.parse().map_err(|_| not_satisfiable())?;
+            (total.saturating_sub(length), total.saturating_sub(1))
+        }
+        Some((first, "")) => (
+            first.parse().map_err(|_| not_satisfiable())?,
+            total.saturating_sub(1),
+        ),
+        Some((first, last)) => (
+            first.parse().map_err(|_| not_satisfiable())?,
+            last.parse::<usize>()
+                .map_err(|_| not_satisfiable())?
+                .min(total.saturating_sub(1)),
+        ),
+        None => return Err(not_satisfiable()),
+    };
+    if total == 0 || first >= total || first > last {
+        return Err(not_satisfiable());
+    }
+    Ok(StorageAnswer::Media {
+        data: data[first..=last].to_vec(),
+        content_type: version.content_type.clone(),
+        headers,
+        range: Some(format!("bytes {first}-{last}/{total}")),
+    })
 }
 
 fn delete_object(
@@ -559,8 +1189,16 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
         ));
     }
     let prefix = request.query("prefix").unwrap_or_default();
-    let versions = request.query("versions") == Some("true");
-    let mut items = Vec::new();
+    let delimiter = request.query("delimiter").filter(|text| !text.is_empty());
+    let versions = match request.query("versions") {
+        None => false,
+        Some(text) => super::http::parse_bool(text).ok_or_else(|| {
+            StorageError::invalid(format!("Invalid boolean value for versions: {text}"))
+        })?,
+    };
+    // Entries in name order: an object generation, or a prefix standing for every name under it
+    // ("items plus prefixes" count against maxResults).
+    let mut entries: Vec<(String, Option<Json>)> = Vec::new();
     for (name, generations) in store
         .objects
         .get(bucket)
@@ -568,13 +1206,51 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
         .flatten()
         .filter(|(name, _)| name.starts_with(prefix))
     {
+        if let Some(delimiter) = delimiter
+            && let Some(position) = name[prefix.len()..].find(delimiter)
+        {
+            let folded = name[..prefix.len() + position + delimiter.len()].to_string();
+            let live_or_any = generations
+                .iter()
+                .any(|version| versions || version.time_deleted.is_none());
+            if live_or_any
+                && entries
+                    .last()
+                    .is_none_or(|(last, item)| item.is_some() || *last != folded)
+            {
+                entries.push((folded, None));
+            }
+            continue;
+        }
         for version in generations {
             if versions || version.time_deleted.is_none() {
-                items.push(object_json(bucket, name, version, &request.base_url));
+                entries.push((
+                    name.clone(),
+                    Some(object_json(bucket, name, version, &request.base_url)),
+                ));
             }
         }
     }
-    Ok(json!({"kind": "storage#objects", "items": items}))
+    let (entries, next) = page(entries, request)?;
+    let mut items = Vec::new();
+    let mut prefixes = Vec::new();
+    for (name, item) in entries {
+        match item {
+            Some(item) => items.push(item),
+            None => prefixes.push(name),
+        }
+    }
+    let mut body = json!({"kind": "storage#objects"});
+    if !items.is_empty() {
+        body["items"] = json!(items);
+    }
+    if !prefixes.is_empty() {
+        body["prefixes"] = json!(prefixes);
+    }
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub struct Store {
     /// Service accounts by `projects/<project id>/serviceAccounts/<email>`.
     #[serde(default)]
     pub service_accounts: BTreeMap<String, ServiceAccountRecord>,
+    /// Deleted service accounts by unique id, which `undelete` can restore.
+    #[serde(default)]
+    pub deleted_service_accounts: BTreeMap<String, (String, ServiceAccountRecord)>,
     /// Cloud Run services by `projects/<number>/locations/<region>/services/<id>`.
     #[serde(default)]
     pub run_services: BTreeMap<String, RunServiceRecord>,
@@ -37,6 +40,26 @@ pub struct Store {
     /// The last generation number handed out (they only grow, like Google's).
     #[serde(default)]
     pub last_generation: i64,
+    /// Project ids seen in request paths, by project number, so that a project read by its
+    /// number answers with its id.
+    #[serde(default)]
+    pub project_ids: BTreeMap<String, String>,
+    /// Open resumable uploads by upload id.
+    #[serde(default)]
+    pub upload_sessions: BTreeMap<String, UploadSession>,
+}
+
+/// An open resumable upload: where it goes and what has arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub bucket: String,
+    pub name: String,
+    pub metadata: Json,
+    pub content_type: String,
+    /// Base64 of the bytes persisted so far.
+    pub data: String,
+    /// The preconditions given when the session opened, checked when it completes.
+    pub query: Vec<(String, String)>,
 }
 
 /// A stored bucket.
@@ -47,6 +70,11 @@ pub struct BucketRecord {
     pub metageneration: i64,
     pub time_created: String,
     pub location: String,
+    /// When the bucket's metadata last changed; `None` until a patch.
+    #[serde(default)]
+    pub updated: Option<String>,
+    #[serde(default)]
+    pub labels: serde_json::Map<String, Json>,
 }
 
 /// One generation of a stored object.
@@ -82,6 +110,9 @@ pub struct RunServiceRecord {
     pub settle_at: Option<i64>,
     /// Why the last reconciliation failed, if it did.
     pub failure: Option<String>,
+    /// Each revision as it was created (its template and creation time), by revision id.
+    #[serde(default)]
+    pub revision_records: BTreeMap<String, Json>,
 }
 
 /// A stored long-running operation.
@@ -89,8 +120,11 @@ pub struct RunServiceRecord {
 pub struct OperationRecord {
     pub service: String,
     pub done_at: i64,
-    /// `true` for a delete, whose response is empty.
+    /// `true` for a delete, whose response is what was deleted (the metadata).
     pub deletes: bool,
+    /// For a revision's delete: the revision's full name.
+    #[serde(default)]
+    pub revision: Option<String>,
     /// The service as it was when the operation started (the metadata).
     pub metadata: Json,
 }
@@ -104,6 +138,8 @@ pub struct ServiceAccountRecord {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub etag: String,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A stored secret.
@@ -128,6 +164,9 @@ pub struct VersionRecord {
     pub crc32c: String,
     pub client_checksum: bool,
     pub destroy_time: Option<String>,
+    /// Set when a destroy waits out the secret's `versionDestroyTtl`.
+    #[serde(default)]
+    pub scheduled_destroy_time: Option<String>,
 }
 
 /// A stored IAM policy.

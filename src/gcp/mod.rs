@@ -6,6 +6,7 @@ pub mod error;
 pub mod fingerprint_key;
 pub mod kinds;
 pub mod operations;
+pub mod proto3;
 
 pub use client::{Authentication, GcpClient, Replay, RetryPolicy, Service};
 pub use error::GcpError;

@@ -158,7 +158,7 @@ fn patch_needs_an_update_mask_and_honours_it() {
     );
     assert_eq!(
         (status, body["error"]["status"].as_str()),
-        (409, Some("ABORTED")),
+        (400, Some("FAILED_PRECONDITION")),
         "{body}"
     );
 }
@@ -221,7 +221,7 @@ fn versions_follow_their_states_and_the_latest_alias() {
     );
     assert_eq!(
         (status, body["error"]["status"].as_str()),
-        (409, Some("ABORTED")),
+        (400, Some("FAILED_PRECONDITION")),
         "{body}"
     );
     env.api(
@@ -324,7 +324,7 @@ fn delete_honours_the_etag_and_removes_versions_and_policy() {
     let (status, body) = env.api("DELETE", &format!("{SECRETS}/A?etag=%22stale%22"), None);
     assert_eq!(
         (status, body["error"]["status"].as_str()),
-        (409, Some("ABORTED")),
+        (400, Some("FAILED_PRECONDITION")),
         "{body}"
     );
     let (status, body) = env.api("DELETE", &format!("{SECRETS}/A"), None);

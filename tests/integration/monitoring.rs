@@ -313,13 +313,24 @@ fn the_monitoring_and_budget_apis_refuse_what_google_refuses() {
         "{in_use}"
     );
 
+    // budgetFilter.projects: "A set of projects of the form projects/{project}" — an id is
+    // accepted and answered as the project number.
     let budget = json!({"displayName": "b", "amount": {"specifiedAmount": {"units": "500"}}, "budgetFilter": {"projects": ["projects/proj-test"]}});
-    let (status, refused) = env.api(
+    let (status, accepted) = env.api(
         "POST",
         "v1/billingAccounts/012345-6789AB-CDEF01/budgets",
         Some(budget),
     );
-    assert_eq!(status, 400, "projects by number: {refused}");
+    assert_eq!(status, 200, "projects by id: {accepted}");
+    let number = accepted["budgetFilter"]["projects"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        number
+            .strip_prefix("projects/")
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())),
+        "{accepted}"
+    );
     let budget = json!({"displayName": "b", "amount": {"specifiedAmount": {"units": "500"}}});
     let (_, created) = env.api(
         "POST",

@@ -12,7 +12,7 @@ fn a_new_service_account_is_refused_in_policies_until_iam_knows_it_and_apply_wai
     let (status, _) = env.api(
         "POST",
         "v1/projects/proj-test/serviceAccounts",
-        Some(json!({"accountId": "fresh", "serviceAccount": {"displayName": "Fresh"}})),
+        Some(json!({"accountId": "fresh-account", "serviceAccount": {"displayName": "Fresh"}})),
     );
     assert_eq!(status, 200);
     let (_, policy) = env.api(
@@ -21,17 +21,14 @@ fn a_new_service_account_is_refused_in_policies_until_iam_knows_it_and_apply_wai
         Some(json!({})),
     );
     let mut policy = policy;
-    policy["bindings"] = json!([{"role": "roles/viewer", "members": ["serviceAccount:fresh@proj-test.iam.gserviceaccount.com"]}]);
+    policy["bindings"] = json!([{"role": "roles/viewer", "members": ["serviceAccount:fresh-account@proj-test.iam.gserviceaccount.com"]}]);
     let (status, refused) = env.api(
         "POST",
         "v3/projects/proj-test:setIamPolicy",
         Some(json!({"policy": policy})),
     );
     assert_eq!(status, 400, "{refused}");
-    assert!(
-        refused.to_string().contains("does not exist"),
-        "{refused}"
-    );
+    assert!(refused.to_string().contains("does not exist"), "{refused}");
 
     // The client creates an account and grants it at once: it retries until IAM knows it.
     env.write(
@@ -76,7 +73,10 @@ fn promql_naming_an_unseen_metric_is_refused_unless_validation_is_off() {
         Some(policy(false)),
     );
     assert_eq!(status, 400, "{refused}");
-    assert!(refused.to_string().contains("beta_api_errors_total"), "{refused}");
+    assert!(
+        refused.to_string().contains("beta_api_errors_total"),
+        "{refused}"
+    );
     let (status, created) = env.api(
         "POST",
         "v3/projects/proj-test/alertPolicies",
@@ -120,9 +120,8 @@ fn concurrent_monitoring_writes_meet_409_and_the_client_serializes_them() {
     assert_eq!(statuses, vec![200, 409]);
 
     // infra writes many at once (parallelism) and converges.
-    let mut config = String::from(
-        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n",
-    );
+    let mut config =
+        String::from("[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n");
     for index in 0..6 {
         config.push_str(&format!(
             "\n[resource.notification_channel.c{index}]\ntype = \"email\"\ndisplay_name = \"Channel {index}\"\nlabels = {{ email_address = \"c{index}@example.com\" }}\n"
@@ -148,7 +147,9 @@ fn budgets_refuse_a_user_credential_without_a_quota_project() {
         let quota = quota.map(String::from);
         runtime.block_on(async move {
             let mut request = reqwest::Client::new()
-                .get(format!("{endpoint}v1/billingAccounts/012345-6789AB-CDEF01/budgets"))
+                .get(format!(
+                    "{endpoint}v1/billingAccounts/012345-6789AB-CDEF01/budgets"
+                ))
                 .bearer_auth("user.token");
             if let Some(quota) = quota {
                 request = request.header("x-goog-user-project", quota);

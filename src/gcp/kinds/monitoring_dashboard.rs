@@ -176,7 +176,9 @@ fn strip_envelope(mut document: Json) -> Json {
             object.remove(field);
         }
     }
-    strip_proto3_defaults(&mut document);
+    // Google leaves defaults out of its answers (proto3 JSON); the tiles' positions come back
+    // in, so a moved tile reads as a changed value.
+    let mut document = crate::gcp::proto3::omit_defaults(&document);
     place_tiles(&mut document);
     document
 }
@@ -194,30 +196,6 @@ fn place_tiles(document: &mut Json) {
         for position in ["xPos", "yPos"] {
             tile.entry(position).or_insert(json!(0));
         }
-    }
-}
-
-/// Drops the fields proto3 JSON leaves out when they hold their default: `0`, `false`, `""`
-/// and empty lists (the Terraform provider strips tiles' zero `xPos`/`yPos` for the same
-/// reason). Applied to both the configuration and the answer, so neither sees a change.
-fn strip_proto3_defaults(document: &mut Json) {
-    match document {
-        Json::Object(object) => {
-            object.retain(|_, value| !is_proto3_default(value));
-            object.values_mut().for_each(strip_proto3_defaults);
-        }
-        Json::Array(items) => items.iter_mut().for_each(strip_proto3_defaults),
-        _ => {}
-    }
-}
-
-fn is_proto3_default(value: &Json) -> bool {
-    match value {
-        Json::Bool(flag) => !flag,
-        Json::Number(number) => number.as_f64() == Some(0.0),
-        Json::String(text) => text.is_empty(),
-        Json::Array(items) => items.is_empty(),
-        _ => false,
     }
 }
 
@@ -277,6 +255,7 @@ impl Kind for MonitoringDashboardKind {
         {
             Value::unknown()
         } else {
+            // `document` drops proto3 defaults as Google's answers do: like compares with like.
             Value::from_json(&Self::document(config)?)
         };
         Ok(Attributes::from([

@@ -1,0 +1,133 @@
+//! IAM v1 service accounts through `google-cloud-iam-admin-v1`.
+//! Reference: <https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts>.
+
+use crate::client;
+use crate::support::{Emulator, code};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::paginator::Paginator;
+use google_cloud_iam_admin_v1::client::Iam;
+use google_cloud_iam_admin_v1::model::ServiceAccount;
+
+#[tokio::test]
+async fn service_accounts_crud_disable_enable_and_paging() {
+    let emulator = Emulator::start();
+    let client = client!(Iam, emulator);
+    for id in ["sa-one", "sa-two", "sa-three"] {
+        let account = client
+            .create_service_account()
+            .set_name("projects/conformance")
+            .set_account_id(id)
+            .set_service_account(ServiceAccount::new().set_display_name(id))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(
+            account.email,
+            format!("{id}@conformance.iam.gserviceaccount.com")
+        );
+        assert!(!account.unique_id.is_empty());
+        assert!(!account.disabled, "new accounts are enabled");
+    }
+    // pageSize: "The default is 20, and the maximum is 100."
+    let mut pages = client
+        .list_service_accounts()
+        .set_name("projects/conformance")
+        .set_page_size(2)
+        .by_page();
+    let mut sizes = Vec::new();
+    while let Some(page) = pages.next().await {
+        sizes.push(page.expect("page").accounts.len());
+    }
+    assert_eq!(sizes, vec![2, 1]);
+
+    let name = "projects/conformance/serviceAccounts/sa-one@conformance.iam.gserviceaccount.com";
+    // patch: the update mask travels in the body, next to the account.
+    let patched = client
+        .patch_service_account()
+        .set_service_account(
+            ServiceAccount::new()
+                .set_name(name)
+                .set_description("patched"),
+        )
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["description"]))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patched.description, "patched");
+    assert_eq!(
+        patched.display_name, "sa-one",
+        "fields outside the mask are kept"
+    );
+
+    client
+        .disable_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("disable");
+    let account = client
+        .get_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("get");
+    assert!(account.disabled);
+    client
+        .enable_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("enable");
+    let account = client
+        .get_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("get");
+    assert!(!account.disabled);
+
+    // A service account is itself a resource with an IAM policy.
+    let policy = client
+        .get_iam_policy()
+        .set_resource(name)
+        .send()
+        .await
+        .expect("account policy");
+    assert!(policy.bindings.is_empty());
+    assert!(
+        !policy.etag.is_empty(),
+        "an empty policy still carries an etag"
+    );
+
+    let unique_id = account.unique_id.clone();
+    client
+        .delete_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("delete");
+    let error = client
+        .get_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect_err("gone");
+    assert_eq!(code(&error), Code::NotFound);
+    // undelete "Restores a deleted ServiceAccount", named by its unique id.
+    let restored = client
+        .undelete_service_account()
+        .set_name(format!("projects/-/serviceAccounts/{unique_id}"))
+        .send()
+        .await
+        .expect("undelete");
+    assert_eq!(
+        restored.restored_account.expect("restored").unique_id,
+        unique_id
+    );
+    client
+        .get_service_account()
+        .set_name(name)
+        .send()
+        .await
+        .expect("restored account");
+}

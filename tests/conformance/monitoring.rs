@@ -1,0 +1,268 @@
+//! Cloud Monitoring through `google-cloud-monitoring-dashboard-v1` and
+//! `google-cloud-monitoring-v3`. References:
+//! <https://cloud.google.com/monitoring/api/ref_v3/rest/v1/projects.dashboards>,
+//! <https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies>,
+//! <https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.notificationChannels>.
+
+use crate::client;
+use crate::support::{Emulator, code};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::paginator::Paginator;
+use google_cloud_monitoring_dashboard_v1::client::DashboardsService;
+use google_cloud_monitoring_dashboard_v1::model::{Dashboard, MosaicLayout};
+use google_cloud_monitoring_v3::client::{AlertPolicyService, NotificationChannelService};
+use google_cloud_monitoring_v3::model::{
+    AlertPolicy, ComparisonType, NotificationChannel, alert_policy::Condition,
+    alert_policy::ConditionCombinerType, alert_policy::condition::MetricThreshold,
+    notification_channel::VerificationStatus,
+};
+
+#[tokio::test]
+async fn dashboards_crud_list_across_pages_and_stale_etag() {
+    let emulator = Emulator::start();
+    let client = client!(DashboardsService, emulator);
+    let mut created = Vec::new();
+    for title in ["one", "two", "three"] {
+        created.push(
+            client
+                .create_dashboard()
+                .set_parent("projects/conformance")
+                .set_dashboard(
+                    Dashboard::new()
+                        .set_display_name(title)
+                        .set_mosaic_layout(MosaicLayout::new().set_columns(48)),
+                )
+                .send()
+                .await
+                .expect("create"),
+        );
+    }
+    let mut pages = client
+        .list_dashboards()
+        .set_parent("projects/conformance")
+        .set_page_size(2)
+        .by_page();
+    let mut sizes = Vec::new();
+    while let Some(page) = pages.next().await {
+        sizes.push(page.expect("page").dashboards.len());
+    }
+    assert_eq!(sizes, vec![2, 1]);
+    let first = created[0].clone();
+    let updated = client
+        .update_dashboard()
+        .set_dashboard(first.clone().set_display_name("renamed"))
+        .send()
+        .await
+        .expect("update with the current etag");
+    assert_ne!(updated.etag, first.etag, "an update changes the etag");
+    // UpdateDashboard: "If this field [etag] is set, ... an etag mismatch ... the update
+    // fails" — with ABORTED (409).
+    let error = client
+        .update_dashboard()
+        .set_dashboard(first.set_display_name("stale"))
+        .send()
+        .await
+        .expect_err("stale etag");
+    assert_eq!(code(&error), Code::Aborted);
+    client
+        .delete_dashboard()
+        .set_name(&updated.name)
+        .send()
+        .await
+        .expect("delete");
+}
+
+fn policy(name: &str) -> AlertPolicy {
+    AlertPolicy::new()
+        .set_display_name(name)
+        .set_combiner(ConditionCombinerType::Or)
+        .set_conditions([Condition::new().set_display_name("cpu").set_condition_threshold(
+            MetricThreshold::new()
+                .set_filter("metric.type=\"compute.googleapis.com/instance/cpu/utilization\" AND resource.type=\"gce_instance\"")
+                .set_comparison(ComparisonType::ComparisonGt)
+                .set_threshold_value(0.9)
+                .set_duration(google_cloud_wkt::Duration::clamp(60, 0)),
+        )])
+}
+
+#[tokio::test]
+async fn alert_policies_crud_paging_and_int_enums() {
+    let emulator = Emulator::start();
+    let client = client!(AlertPolicyService, emulator);
+    for name in ["a", "b", "c"] {
+        let created = client
+            .create_alert_policy()
+            .set_name("projects/conformance")
+            .set_alert_policy(policy(name))
+            .send()
+            .await
+            .expect("create");
+        // The client sends and receives enums as numbers (`$alt=json;enum-encoding=int`);
+        // COMPARISON_GT is 1 in alert.proto, and OR is 2.
+        assert_eq!(created.combiner, ConditionCombinerType::Or);
+        assert_eq!(
+            created.conditions[0]
+                .condition_threshold()
+                .expect("threshold")
+                .comparison,
+            ComparisonType::ComparisonGt
+        );
+    }
+    let mut pages = client
+        .list_alert_policies()
+        .set_name("projects/conformance")
+        .set_page_size(2)
+        .by_page();
+    let mut sizes = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("page");
+        assert_eq!(page.total_size, 3, "totalSize counts all pages");
+        sizes.push(page.alert_policies.len());
+    }
+    assert_eq!(sizes, vec![2, 1]);
+
+    // UpdateAlertPolicy with a mask changes the masked fields only.
+    let first = client
+        .list_alert_policies()
+        .set_name("projects/conformance")
+        .send()
+        .await
+        .expect("list")
+        .alert_policies
+        .remove(0);
+    let updated = client
+        .update_alert_policy()
+        .set_alert_policy(
+            AlertPolicy::new()
+                .set_name(&first.name)
+                .set_display_name("renamed"),
+        )
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["display_name"]))
+        .send()
+        .await
+        .expect("masked update");
+    assert_eq!(updated.display_name, "renamed");
+    assert_eq!(
+        updated.conditions.len(),
+        1,
+        "conditions outside the mask are kept"
+    );
+    client
+        .delete_alert_policy()
+        .set_name(&first.name)
+        .send()
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+async fn notification_channels_descriptors_and_verification() {
+    let emulator = Emulator::start();
+    let client = client!(NotificationChannelService, emulator);
+    let descriptor = client
+        .get_notification_channel_descriptor()
+        .set_name("projects/conformance/notificationChannelDescriptors/email")
+        .send()
+        .await
+        .expect("descriptor");
+    assert!(
+        descriptor
+            .labels
+            .iter()
+            .any(|label| label.key == "email_address")
+    );
+    let mut pages = client
+        .list_notification_channel_descriptors()
+        .set_name("projects/conformance")
+        .set_page_size(2)
+        .by_page();
+    let mut total = 0;
+    while let Some(page) = pages.next().await {
+        let page = page.expect("page");
+        assert!(page.channel_descriptors.len() <= 2);
+        total += page.channel_descriptors.len();
+    }
+    assert!(total >= 2, "descriptors span pages");
+
+    for name in ["extra-1", "extra-2"] {
+        client
+            .create_notification_channel()
+            .set_name("projects/conformance")
+            .set_notification_channel(
+                NotificationChannel::new()
+                    .set_type("email")
+                    .set_display_name(name)
+                    .set_labels([("email_address", "x@example.com")]),
+            )
+            .send()
+            .await
+            .expect("create");
+    }
+    let mut pages = client
+        .list_notification_channels()
+        .set_name("projects/conformance")
+        .set_page_size(1)
+        .by_page();
+    let mut sizes = Vec::new();
+    while let Some(page) = pages.next().await {
+        sizes.push(page.expect("page").notification_channels.len());
+    }
+    assert_eq!(sizes, vec![1, 1]);
+    // "filter: If provided, this field specifies the criteria that must be met by
+    // notification channels to be included in the response."
+    let filtered = client
+        .list_notification_channels()
+        .set_name("projects/conformance")
+        .set_filter("type = \"email\" AND display_name = \"extra-1\"")
+        .send()
+        .await
+        .expect("filtered list");
+    assert_eq!(filtered.notification_channels.len(), 1);
+    assert_eq!(filtered.notification_channels[0].display_name, "extra-1");
+
+    let channel = client
+        .create_notification_channel()
+        .set_name("projects/conformance")
+        .set_notification_channel(
+            NotificationChannel::new()
+                .set_type("email")
+                .set_display_name("ops")
+                .set_labels([("email_address", "ops@example.com")]),
+        )
+        .send()
+        .await
+        .expect("create");
+    client
+        .send_notification_channel_verification_code()
+        .set_name(&channel.name)
+        .send()
+        .await
+        .expect("send code");
+    let code_answer = client
+        .get_notification_channel_verification_code()
+        .set_name(&channel.name)
+        .send()
+        .await
+        .expect("get code");
+    let verified = client
+        .verify_notification_channel()
+        .set_name(&channel.name)
+        .set_code(code_answer.code)
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(verified.verification_status, VerificationStatus::Verified);
+    client
+        .delete_notification_channel()
+        .set_name(&channel.name)
+        .send()
+        .await
+        .expect("delete");
+    let error = client
+        .get_notification_channel()
+        .set_name(&channel.name)
+        .send()
+        .await
+        .expect_err("gone");
+    assert_eq!(code(&error), Code::NotFound);
+}

@@ -1,0 +1,108 @@
+//! Resource Manager v3 projects through `google-cloud-resourcemanager-v3`.
+//! Reference: <https://cloud.google.com/resource-manager/reference/rest/v3/projects>.
+
+use crate::client;
+use crate::support::{Emulator, code, http_status};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_iam_v1::model::{Binding, GetPolicyOptions, Policy};
+use google_cloud_resourcemanager_v3::client::Projects;
+
+/// projects.get: "The name of the project (for example, `projects/415104041262`)" — the
+/// answer names the project by number and carries its id.
+#[tokio::test]
+async fn get_answers_the_project_by_number_with_its_id() {
+    let emulator = Emulator::start();
+    let client = client!(Projects, emulator);
+    let project = client
+        .get_project()
+        .set_name("projects/conformance")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(project.project_id, "conformance");
+    let number = project.name.strip_prefix("projects/").expect("projects/");
+    assert!(
+        number.chars().all(|c| c.is_ascii_digit()),
+        "{}",
+        project.name
+    );
+    let by_number = client
+        .get_project()
+        .set_name(&project.name)
+        .send()
+        .await
+        .expect("by number");
+    assert_eq!(by_number.name, project.name);
+    assert_eq!(
+        by_number.project_id, "conformance",
+        "the number names the same project"
+    );
+}
+
+/// Policy version 3 with conditions, and a stale etag refused with 409 ABORTED.
+#[tokio::test]
+async fn iam_policy_version_three_and_stale_etag() {
+    let emulator = Emulator::start();
+    let client = client!(Projects, emulator);
+    let current = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .set_options(GetPolicyOptions::new().set_requested_policy_version(3))
+        .send()
+        .await
+        .expect("get policy");
+    let written = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(
+            Policy::new()
+                .set_version(3)
+                .set_etag(current.etag.clone())
+                .set_bindings([Binding::new()
+                    .set_role("roles/viewer")
+                    .set_members(["user:a@example.com"])
+                    .set_condition(
+                        google_cloud_type::model::Expr::new()
+                            .set_title("t")
+                            .set_expression("request.time < timestamp('2030-01-01T00:00:00Z')"),
+                    )]),
+        )
+        .send()
+        .await
+        .expect("set");
+    assert_eq!(written.version, 3);
+    // GetPolicyOptions: "Requests for policies with any conditional role bindings must specify
+    // version 3"; read at version 1 the role carries `_withcond_<hash>` and no condition
+    // (https://cloud.google.com/iam/docs/troubleshooting-withcond).
+    let version_one = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .send()
+        .await
+        .expect("get at version 1");
+    assert_eq!(version_one.version, 1);
+    assert!(
+        version_one.bindings[0]
+            .role
+            .starts_with("roles/viewer_withcond_"),
+        "{version_one:?}"
+    );
+    assert!(version_one.bindings[0].condition.is_none());
+    let version_three = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .set_options(GetPolicyOptions::new().set_requested_policy_version(3))
+        .send()
+        .await
+        .expect("get at version 3");
+    assert_eq!(version_three.bindings[0].role, "roles/viewer");
+    assert!(version_three.bindings[0].condition.is_some());
+    let error = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(Policy::new().set_etag(current.etag))
+        .send()
+        .await
+        .expect_err("stale");
+    assert_eq!((code(&error), http_status(&error)), (Code::Aborted, 409));
+}

@@ -1,0 +1,322 @@
+//! Cloud Run Admin v2 through `google-cloud-run-v2`.
+//! Reference: <https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services>.
+
+use crate::client;
+use crate::support::{Emulator, code};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::paginator::{ItemPaginator, Paginator};
+use google_cloud_lro::Poller;
+use google_cloud_run_v2::client::{Revisions, Services};
+use google_cloud_run_v2::model::{
+    Container, IngressTraffic, RevisionTemplate, Service, TrafficTarget,
+    TrafficTargetAllocationType,
+};
+
+const PARENT: &str = "projects/conformance/locations/europe-west1";
+
+fn service(image: &str) -> Service {
+    Service::new()
+        .set_template(RevisionTemplate::new().set_containers([Container::new().set_image(image)]))
+}
+
+async fn create(client: &Services, id: &str, service: Service) -> Service {
+    client
+        .create_service()
+        .set_parent(PARENT)
+        .set_service_id(id)
+        .set_service(service)
+        .poller()
+        .until_done()
+        .await
+        .expect("create service")
+}
+
+/// CreateService, UpdateService and DeleteService are long-running operations whose
+/// `response_type` is `Service` for all three (google/cloud/run/v2/service.proto).
+#[tokio::test]
+async fn create_update_delete_resolve_to_the_service() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let created = create(&client, "web", service("us-docker.pkg.dev/p/r/web:1")).await;
+    assert!(created.name.ends_with("/services/web"), "{}", created.name);
+    assert_eq!(created.ingress, IngressTraffic::All, "server default");
+    assert!(!created.uri.is_empty());
+    assert!(!created.latest_ready_revision.is_empty());
+
+    let updated = client
+        .update_service()
+        .set_service(
+            created.clone().set_template(
+                RevisionTemplate::new()
+                    .set_containers([Container::new().set_image("us-docker.pkg.dev/p/r/web:2")]),
+            ),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("update");
+    assert_eq!(
+        updated.template.expect("template").containers[0].image,
+        "us-docker.pkg.dev/p/r/web:2"
+    );
+    assert_ne!(updated.latest_ready_revision, created.latest_ready_revision);
+
+    let deleted = client
+        .delete_service()
+        .set_name(&created.name)
+        .poller()
+        .until_done()
+        .await
+        .expect("delete resolves to the Service, not Empty");
+    assert_eq!(deleted.name, created.name);
+    assert!(
+        deleted.delete_time.is_some(),
+        "deleteTime is set in a Delete's response"
+    );
+    let error = client
+        .get_service()
+        .set_name(&created.name)
+        .send()
+        .await
+        .expect_err("gone");
+    assert_eq!(code(&error), Code::NotFound);
+}
+
+/// ListServices pages with pageSize / nextPageToken.
+#[tokio::test]
+async fn services_list_across_pages() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    for id in ["a", "b", "c"] {
+        create(&client, id, service("us-docker.pkg.dev/p/r/x:1")).await;
+    }
+    let mut pages = client
+        .list_services()
+        .set_parent(PARENT)
+        .set_page_size(2)
+        .by_page();
+    let mut sizes = Vec::new();
+    while let Some(page) = pages.next().await {
+        sizes.push(page.expect("page").services.len());
+    }
+    assert_eq!(sizes, vec![2, 1]);
+}
+
+/// `validateOnly`: "Indicates that the request should be validated and default values
+/// populated, without persisting the request or creating any resources."
+#[tokio::test]
+async fn validate_only_creates_nothing() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let operation = client
+        .create_service()
+        .set_parent(PARENT)
+        .set_service_id("dry")
+        .set_validate_only(true)
+        .set_service(service("us-docker.pkg.dev/p/r/x:1"))
+        .send()
+        .await
+        .expect("validated");
+    assert!(operation.done || !operation.name.is_empty());
+    let error = client
+        .get_service()
+        .set_name(format!("{PARENT}/services/dry"))
+        .send()
+        .await
+        .expect_err("nothing persisted");
+    assert_eq!(code(&error), Code::NotFound);
+}
+
+/// Named revisions (RevisionTemplate.revision) and traffic tags, which get their own URL.
+#[tokio::test]
+async fn named_revisions_tags_and_revision_methods() {
+    let emulator = Emulator::start();
+    let services = client!(Services, emulator);
+    let revisions = client!(Revisions, emulator);
+    let created = create(
+        &services,
+        "named",
+        Service::new().set_template(
+            RevisionTemplate::new()
+                .set_revision("named-first")
+                .set_containers([Container::new().set_image("us-docker.pkg.dev/p/r/x:1")]),
+        ),
+    )
+    .await;
+    assert!(
+        created
+            .latest_ready_revision
+            .ends_with("/revisions/named-first"),
+        "{}",
+        created.latest_ready_revision
+    );
+    let updated = services
+        .update_service()
+        .set_service(
+            created
+                .clone()
+                .set_template(
+                    RevisionTemplate::new()
+                        .set_revision("named-second")
+                        .set_containers([Container::new().set_image("us-docker.pkg.dev/p/r/x:2")]),
+                )
+                .set_traffic([
+                    TrafficTarget::new()
+                        .set_type(TrafficTargetAllocationType::Latest)
+                        .set_percent(100),
+                    TrafficTarget::new()
+                        .set_type(TrafficTargetAllocationType::Revision)
+                        .set_revision("named-first")
+                        .set_tag("old"),
+                ]),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("update");
+    let tagged = updated
+        .traffic_statuses
+        .iter()
+        .find(|status| status.tag == "old")
+        .expect("tagged status");
+    assert!(tagged.uri.starts_with("https://old---"), "{}", tagged.uri);
+
+    let mut listed = Vec::new();
+    let mut items = revisions
+        .list_revisions()
+        .set_parent(&created.name)
+        .set_page_size(1)
+        .by_item();
+    while let Some(revision) = items.next().await {
+        listed.push(revision.expect("revision").name);
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let first = revisions
+        .get_revision()
+        .set_name(format!("{}/revisions/named-first", created.name))
+        .send()
+        .await
+        .expect("get revision");
+    assert_eq!(first.containers[0].image, "us-docker.pkg.dev/p/r/x:1");
+    // The latest revision cannot be deleted.
+    let error = revisions
+        .delete_revision()
+        .set_name(format!("{}/revisions/named-second", created.name))
+        .send()
+        .await
+        .expect_err("latest revision");
+    assert_eq!(code(&error), Code::FailedPrecondition);
+}
+
+/// The Operations mixin of run.v2: get, list, wait, delete.
+#[tokio::test]
+async fn operations_get_list_wait_delete() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let operation = client
+        .create_service()
+        .set_parent(PARENT)
+        .set_service_id("ops")
+        .set_service(service("us-docker.pkg.dev/p/r/x:1"))
+        .send()
+        .await
+        .expect("started");
+    let waited = client
+        .wait_operation()
+        .set_name(&operation.name)
+        .set_timeout(google_cloud_wkt::Duration::clamp(10, 0))
+        .send()
+        .await
+        .expect("wait");
+    assert!(waited.done, "wait returns once the operation is done");
+    let listed = client
+        .list_operations()
+        // Operation names carry the project number, as Google's do.
+        .set_name(PARENT.replace(
+            "conformance",
+            operation.name.split('/').nth(1).unwrap_or_default(),
+        ))
+        .send()
+        .await
+        .expect("list");
+    assert!(
+        listed
+            .operations
+            .iter()
+            .any(|listed| listed.name == operation.name)
+    );
+    client
+        .delete_operation()
+        .set_name(&operation.name)
+        .send()
+        .await
+        .expect("delete");
+    let error = client
+        .get_operation()
+        .set_name(&operation.name)
+        .send()
+        .await
+        .expect_err("deleted");
+    assert_eq!(code(&error), Code::NotFound);
+}
+
+/// UpdateServiceRequest.allow_missing: "If set to true, and if the Service does not exist, it
+/// will create a new one."
+#[tokio::test]
+async fn update_with_allow_missing_creates() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let created = client
+        .update_service()
+        .set_allow_missing(true)
+        .set_service(
+            service("us-docker.pkg.dev/p/r/x:1").set_name(format!("{PARENT}/services/upserted")),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("created by update");
+    assert!(
+        created.name.ends_with("/services/upserted"),
+        "{}",
+        created.name
+    );
+}
+
+/// DeleteRevision is a long-running operation whose `response_type` is `Revision`
+/// (google/cloud/run/v2/revision.proto).
+#[tokio::test]
+async fn deleting_an_old_revision_resolves_to_the_revision() {
+    let emulator = Emulator::start();
+    let services = client!(Services, emulator);
+    let revisions = client!(Revisions, emulator);
+    let created = create(&services, "prune", service("us-docker.pkg.dev/p/r/x:1")).await;
+    let first = created.latest_ready_revision.clone();
+    services
+        .update_service()
+        .set_service(
+            created.set_template(
+                RevisionTemplate::new()
+                    .set_containers([Container::new().set_image("us-docker.pkg.dev/p/r/x:2")]),
+            ),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("update");
+    let deleted = revisions
+        .delete_revision()
+        .set_name(&first)
+        .poller()
+        .until_done()
+        .await
+        .expect("delete the old revision");
+    assert_eq!(deleted.name, first);
+    let error = revisions
+        .get_revision()
+        .set_name(&first)
+        .send()
+        .await
+        .expect_err("gone");
+    assert_eq!(code(&error), Code::NotFound);
+}

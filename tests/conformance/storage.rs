@@ -1,0 +1,413 @@
+//! Cloud Storage JSON API v1: object reads and writes through Google's official Rust client
+//! (`google-cloud-storage`, whose data plane is the JSON API), and the rest over REST as
+//! `discovery/storage.v1.json` describes it (the official client's bucket and metadata
+//! operations, `StorageControl`, are gRPC only).
+//! References: <https://cloud.google.com/storage/docs/json_api/v1/buckets>,
+//! <https://cloud.google.com/storage/docs/json_api/v1/objects>,
+//! <https://cloud.google.com/storage/docs/request-preconditions>.
+
+use crate::support::Emulator;
+use reqwest::Method;
+use serde_json::json;
+
+async fn bucket(emulator: &Emulator, name: &str) {
+    let (status, body) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b?project=conformance",
+            Some(json!({"name": name, "versioning": {"enabled": true}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn put_object(
+    emulator: &Emulator,
+    bucket: &str,
+    name: &str,
+    data: &str,
+) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}",
+            emulator.endpoint
+        ))
+        .header("content-type", "text/plain")
+        .body(data.to_string())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 200);
+    response.json().await.expect("object")
+}
+
+/// buckets.list: "maxResults … The service will use this parameter or 1,000 items, whichever is
+/// smaller"; patch bumps the metageneration; delete refuses a non-empty bucket (409).
+#[tokio::test]
+async fn buckets_insert_list_patch_delete() {
+    let emulator = Emulator::start();
+    for name in ["conf-a", "conf-b", "conf-c"] {
+        bucket(&emulator, name).await;
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (status, page) = emulator
+            .rest(
+                Method::GET,
+                &format!("storage/v1/b?project=conformance&maxResults=2&pageToken={token}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        assert!(items.len() <= 2);
+        names.extend(
+            items
+                .iter()
+                .filter_map(|item| item["name"].as_str().map(String::from)),
+        );
+        match page["nextPageToken"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(names, vec!["conf-a", "conf-b", "conf-c"]);
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-a?ifMetagenerationMatch=1",
+            Some(json!({"labels": {"team": "x"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["metageneration"], "2");
+    assert_eq!(patched["labels"]["team"], "x");
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-a?ifMetagenerationMatch=1",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 412, "a stale metageneration precondition");
+    put_object(&emulator, "conf-b", "x", "data").await;
+    let (status, _) = emulator
+        .rest(Method::DELETE, "storage/v1/b/conf-b", None)
+        .await;
+    assert_eq!(status, 409, "a bucket with objects is not deleted");
+    let (status, _) = emulator
+        .rest(Method::DELETE, "storage/v1/b/conf-c", None)
+        .await;
+    assert_eq!(status, 204);
+}
+
+/// objects.list with prefix, delimiter (`prefixes`), versions and maxResults paging.
+#[tokio::test]
+async fn objects_list_with_prefix_delimiter_versions_and_pages() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-list").await;
+    for name in ["a/1", "a/2", "b/1", "top"] {
+        put_object(&emulator, "conf-list", name, "v1").await;
+    }
+    put_object(&emulator, "conf-list", "top", "v2").await;
+    let (_, folded) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-list/o?delimiter=/", None)
+        .await;
+    assert_eq!(folded["prefixes"], json!(["a/", "b/"]), "{folded}");
+    assert_eq!(
+        folded["items"].as_array().map(Vec::len),
+        Some(1),
+        "{folded}"
+    );
+    let (_, under) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-list/o?prefix=a/", None)
+        .await;
+    assert_eq!(under["items"].as_array().map(Vec::len), Some(2));
+    let (_, versions) = emulator
+        .rest(
+            Method::GET,
+            "storage/v1/b/conf-list/o?prefix=top&versions=True",
+            None,
+        )
+        .await;
+    assert_eq!(
+        versions["items"].as_array().map(Vec::len),
+        Some(2),
+        "every generation"
+    );
+    let (_, first) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-list/o?maxResults=3", None)
+        .await;
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(3));
+    let token = first["nextPageToken"].as_str().expect("a next page");
+    let (_, second) = emulator
+        .rest(
+            Method::GET,
+            &format!("storage/v1/b/conf-list/o?maxResults=3&pageToken={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert!(second.get("nextPageToken").is_none());
+}
+
+/// objects.patch changes metadata (a new metageneration, the same generation), guarded by
+/// ifMetagenerationMatch and ifGenerationMatch; a read with a matching ifGenerationNotMatch is
+/// 304 Not Modified.
+#[tokio::test]
+async fn objects_patch_preconditions_and_not_modified() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-patch").await;
+    let object = put_object(&emulator, "conf-patch", "o", "data").await;
+    // Objects carry their MD5 and CRC32C, base64 (https://cloud.google.com/storage/docs/hashes-etags).
+    assert_eq!(object["md5Hash"], "jXd/OF09/siBXSD3SWAm3A==");
+    assert_eq!(object["crc32c"], "rth90Q==");
+    let generation = object["generation"]
+        .as_str()
+        .expect("generation")
+        .to_string();
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!(
+                "storage/v1/b/conf-patch/o/o?ifGenerationMatch={generation}&ifMetagenerationMatch=1"
+            ),
+            Some(json!({"metadata": {"k": "v"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        (
+            patched["metageneration"].as_str(),
+            patched["generation"].as_str()
+        ),
+        (Some("2"), Some(generation.as_str()))
+    );
+    assert_eq!(patched["metadata"]["k"], "v");
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-patch/o/o?ifMetagenerationMatch=1",
+            Some(json!({"metadata": {"k": "w"}})),
+        )
+        .await;
+    assert_eq!(status, 412);
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-patch/o/o?ifGenerationMatch=1",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 412);
+    let (status, _) = emulator
+        .rest(
+            Method::GET,
+            &format!("storage/v1/b/conf-patch/o/o?ifGenerationNotMatch={generation}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 304);
+}
+
+/// Resumable uploads: the session URI comes back in `Location`; chunks answer 308 with the
+/// persisted `Range`; the last chunk creates the object.
+#[tokio::test]
+async fn resumable_uploads_in_chunks() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-resume").await;
+    let client = reqwest::Client::new();
+    let started = client
+        .post(format!(
+            "{}/upload/storage/v1/b/conf-resume/o?uploadType=resumable",
+            emulator.endpoint
+        ))
+        .header("x-upload-content-type", "text/plain")
+        .json(&json!({"name": "big.txt"}))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(started.status().as_u16(), 200);
+    let session = started
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .expect("Location")
+        .to_string();
+    let first = client
+        .put(&session)
+        .header("content-range", "bytes 0-4/*")
+        .body("hello")
+        .send()
+        .await
+        .expect("chunk");
+    assert_eq!(first.status().as_u16(), 308);
+    assert_eq!(
+        first.headers().get("range").and_then(|v| v.to_str().ok()),
+        Some("bytes=0-4")
+    );
+    let last = client
+        .put(&session)
+        .header("content-range", "bytes 5-10/11")
+        .body(" world")
+        .send()
+        .await
+        .expect("last chunk");
+    assert_eq!(last.status().as_u16(), 200);
+    let object: serde_json::Value = last.json().await.expect("object");
+    assert_eq!(
+        (object["name"].as_str(), object["size"].as_str()),
+        (Some("big.txt"), Some("11"))
+    );
+    let media = client
+        .get(format!(
+            "{}/storage/v1/b/conf-resume/o/big.txt?alt=media",
+            emulator.endpoint
+        ))
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(media.text().await.expect("text"), "hello world");
+}
+
+/// objects.copy answers the new object; objects.rewrite answers a RewriteResponse, here done in
+/// one call; `ifSourceGenerationMatch` guards the source, `ifGenerationMatch=0` the
+/// destination ("the object must not exist").
+#[tokio::test]
+async fn objects_copy_and_rewrite_with_source_and_destination_preconditions() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-copy").await;
+    let source = put_object(&emulator, "conf-copy", "src", "payload").await;
+    let generation = source["generation"].as_str().expect("generation");
+    let (status, copied) = emulator
+        .rest(
+            Method::POST,
+            &format!("storage/v1/b/conf-copy/o/src/copyTo/b/conf-copy/o/dst?ifSourceGenerationMatch={generation}&ifGenerationMatch=0"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{copied}");
+    assert_eq!(
+        (copied["name"].as_str(), copied["size"].as_str()),
+        (Some("dst"), Some("7"))
+    );
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-copy/o/src/copyTo/b/conf-copy/o/dst?ifGenerationMatch=0",
+            None,
+        )
+        .await;
+    assert_eq!(status, 412, "the destination exists now");
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-copy/o/src/copyTo/b/conf-copy/o/other?ifSourceGenerationMatch=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 412, "a stale source generation");
+    let (status, rewritten) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-copy/o/src/rewriteTo/b/conf-copy/o/again",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{rewritten}");
+    assert_eq!(rewritten["kind"], "storage#rewriteResponse");
+    assert_eq!(rewritten["done"], true);
+    assert_eq!(rewritten["resource"]["name"], "again");
+}
+
+/// Methods the emulator does not serve answer 501, never a silent 404.
+#[tokio::test]
+async fn unserved_object_methods_are_501() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-compose").await;
+    let (status, body) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-compose/o/o/compose",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 501, "{body}");
+}
+
+/// Google's official Rust client (`google-cloud-storage`) writes and reads objects through the
+/// JSON API: a buffered upload, a full read whose `x-goog-*` headers describe the object, a
+/// ranged read, and a write guarded by `ifGenerationMatch=0` refused with 412 once the object
+/// exists (<https://cloud.google.com/storage/docs/request-preconditions>).
+#[tokio::test]
+async fn the_official_client_writes_and_reads_objects() {
+    use google_cloud_storage::client::Storage;
+    use google_cloud_storage::model_ext::ReadRange;
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-official").await;
+    let client = crate::client!(Storage, emulator);
+    let bucket_name = "projects/_/buckets/conf-official";
+    let written = client
+        .write_object(bucket_name, "dir/file.txt", "hello world")
+        .send_buffered()
+        .await
+        .expect("write");
+    assert_eq!((written.name.as_str(), written.size), ("dir/file.txt", 11));
+    let read_all = |mut reader: google_cloud_storage::read_object::ReadObjectResponse| async move {
+        let mut contents = Vec::new();
+        while let Some(chunk) = reader.next().await {
+            contents.extend_from_slice(&chunk.expect("chunk"));
+        }
+        String::from_utf8(contents).expect("utf-8")
+    };
+    let reader = client
+        .read_object(bucket_name, "dir/file.txt")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(reader.object().generation, written.generation);
+    assert_eq!(read_all(reader).await, "hello world");
+    let ranged = client
+        .read_object(bucket_name, "dir/file.txt")
+        .set_read_range(ReadRange::segment(6, 5))
+        .send()
+        .await
+        .expect("ranged read");
+    assert_eq!(read_all(ranged).await, "world");
+    let error = client
+        .write_object(bucket_name, "dir/file.txt", "again")
+        .set_if_generation_match(0)
+        .send_buffered()
+        .await
+        .expect_err("the object exists");
+    assert_eq!(crate::support::http_status(&error), 412);
+}
+
+/// "If the checksums don't match, the upload is rejected"
+/// (<https://cloud.google.com/storage/docs/data-validation>): a multipart upload whose metadata
+/// carries a wrong md5Hash or crc32c is refused with 400.
+#[tokio::test]
+async fn uploads_with_wrong_checksums_are_refused() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-sums").await;
+    for metadata in [
+        json!({"name": "bad-md5", "md5Hash": "AAAAAAAAAAAAAAAAAAAAAA=="}),
+        json!({"name": "bad-crc", "crc32c": "AAAAAA=="}),
+    ] {
+        let body = format!(
+            "--b\r\nContent-Type: application/json\r\n\r\n{metadata}\r\n--b\r\nContent-Type: text/plain\r\n\r\ndata\r\n--b--\r\n"
+        );
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/upload/storage/v1/b/conf-sums/o?uploadType=multipart",
+                emulator.endpoint
+            ))
+            .header("content-type", "multipart/related; boundary=b")
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status().as_u16(), 400, "{metadata}");
+    }
+}
