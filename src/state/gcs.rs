@@ -392,7 +392,10 @@ impl GcsBackend {
         else {
             return;
         };
-        if let Err(error) = self.delete_lock(id).await {
+        // Gone already: a repeat of a release whose answer was lost finds nothing to delete.
+        if let Err(error) = self.delete_lock(id).await
+            && !error.is_not_found()
+        {
             tracing::warn!(
                 "could not release the lock {}: {error}",
                 self.lock_location()

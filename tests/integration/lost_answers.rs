@@ -1,6 +1,6 @@
 //! Lost answers: a proxy between infra and the emulator forwards one chosen request — so it
 //! commits — and then loses its answer (the connection is cut mid-body, or a 502 comes back
-//! instead). For every create method, the state upload and the lock create: the apply
+//! instead). For every create method, the state upload, the lock create and release: the apply
 //! succeeds, nothing is duplicated, no extra secret version appears, and the next plan is
 //! empty.
 
@@ -374,6 +374,22 @@ fn apply_losing(rule: Rule) {
         apply.all()
     );
     apply.expect_code(0);
+    assert!(
+        !apply.stderr.contains("could not release the lock"),
+        "{rule:?}\n{}",
+        apply.all()
+    );
+    let (lock, _) = env.api(
+        "GET",
+        "storage/v1/b/lost-answers-state/o/infra%2Ftest.lock",
+        None,
+    );
+    assert_eq!(
+        lock,
+        404,
+        "{rule:?}: the lock was left behind\n{}",
+        apply.all()
+    );
     assert_eq!(census(&env), expected_census(), "{rule:?}\n{}", apply.all());
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
@@ -403,6 +419,7 @@ lost_answer_tests! {
     lost_answer_of_a_budget_create: "POST" "/budgets" "" BadGateway;
     lost_answer_of_the_lock_create: "POST" "/upload/storage/v1/b/lost-answers-state/o" "infra/test.lock" CutBody;
     lost_answer_of_a_state_upload: "POST" "/upload/storage/v1/b/lost-answers-state/o" "infra/test.state.json" BadGateway;
+    lost_answer_of_the_lock_release: "DELETE" "/o/infra%2Ftest%2Elock" "" BadGateway;
 }
 
 #[test]
