@@ -135,6 +135,9 @@ impl Emulator {
                 (store, Some(lock))
             }
         };
+        let mut store = store;
+        store.access_propagation_ms =
+            i64::try_from(options.realism.account_propagation.as_millis()).unwrap_or(i64::MAX);
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             realism: Realism::new(options.realism.clone()),
@@ -307,6 +310,9 @@ impl Emulator {
         if response.changed {
             self.persist(&store)?;
         }
+        if full_path.ends_with(":setIamPolicy") && full_path.contains("/secrets/") {
+            record_secret_grants(&mut store, &full_path, &request);
+        }
         if request.method == Method::POST
             && full_path.ends_with("/serviceAccounts")
             && let Some(email) = response.body["email"].as_str()
@@ -337,6 +343,46 @@ impl Emulator {
             self.realism.check_promql(&body())?;
         }
         Ok(())
+    }
+}
+
+/// Notes when each secret-accessor grant of a `setIamPolicy` on a secret was first seen, for
+/// the window in which a starting Cloud Run revision is still refused the secret.
+fn record_secret_grants(store: &mut Store, full_path: &str, request: &Request) {
+    if store.access_propagation_ms <= 0 {
+        return;
+    }
+    let Some((resource, _)) = full_path
+        .strip_prefix("v1/")
+        .and_then(|path| path.split_once(":setIamPolicy"))
+    else {
+        return;
+    };
+    let secret = match resource.split('/').collect::<Vec<_>>()[..] {
+        ["projects", project, "secrets", id] => {
+            format!(
+                "projects/{}/secrets/{id}",
+                super::store::project_number(project)
+            )
+        }
+        _ => return,
+    };
+    let body: Json = serde_json::from_slice(&request.body).unwrap_or(Json::Null);
+    let now = chrono::Utc::now().timestamp_millis();
+    let members = body
+        .pointer("/policy/bindings")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|binding| binding["role"] == "roles/secretmanager.secretAccessor")
+        .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default());
+    for member in members {
+        if let Some(member) = member.as_str() {
+            store
+                .secret_grants
+                .entry(format!("{secret}|{}", member.to_ascii_lowercase()))
+                .or_insert(now);
+        }
     }
 }
 

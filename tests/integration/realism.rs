@@ -191,3 +191,53 @@ fn lost_answers_and_429s_by_seed_leave_nothing_duplicated() {
         apply_with_faults(seed);
     }
 }
+
+#[test]
+fn a_revision_started_right_after_its_secret_grant_is_refused_and_rolled_out_again() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--iam-propagation-ms", "2500"]);
+    env.write(
+        "envs/test/env.toml",
+        r#"[env]
+name = "test"
+project = "proj-test"
+region = "us-central1"
+
+[resource.service_account.runtime]
+account_id = "runtime-account"
+
+[resource.secret.token]
+secret_id = "TOKEN"
+value = "not-a-real-token"
+
+[resource.iam_member.runtime_reads_token]
+parent = "${secret.token.name}"
+role = "roles/secretmanager.secretAccessor"
+member = "serviceAccount:${service_account.runtime.email}"
+
+[resource.cloud_run_service.api]
+name = "api"
+image = "img:1"
+deletion_protection = false
+service_account = "${service_account.runtime.email}"
+secret_env = { TOKEN = "${secret.token.name}" }
+depends_on = ["iam_member.runtime_reads_token"]
+"#,
+    );
+    let apply = env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--log-level",
+        "info",
+    ]);
+    apply.expect_code(0);
+    assert!(
+        apply.stderr.contains("Permission denied on secret"),
+        "the revision was never refused, so the test proves nothing:\n{}",
+        apply.all()
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
