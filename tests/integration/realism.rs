@@ -178,8 +178,22 @@ fn apply_with_faults(seed: u64) {
         "POST ",
     ]);
     env.write("envs/test/env.toml", &env_file());
-    env.infra(&["apply", "--env", "test", "--auto-approve"])
-        .expect_code(0);
+    let apply = env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--log-level",
+        "info",
+    ]);
+    apply.expect_code(0);
+    // Proof that answers were lost: the client said so while resolving them.
+    assert!(
+        apply.stderr.contains("may have committed")
+            || apply.stderr.contains("before writing again"),
+        "seed {seed}: no answer was lost, so this trial proves nothing\n{}",
+        apply.all()
+    );
     assert_eq!(census(&env), expected_census(), "seed {seed}");
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
