@@ -68,7 +68,8 @@ async fn apply_once(
     let running = emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .expect("emulator");
-    let client = GcpClient::new(Some(running.base_url())).expect("client");
+    let client =
+        GcpClient::new(Some(running.base_url()), infra::gcp::Authentication::None).expect("client");
     let directory = tempfile::tempdir().expect("tempdir");
     let settings = match state_kind {
         StateKind::Local => BackendSettings::Local {

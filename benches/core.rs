@@ -57,7 +57,8 @@ fn applied_state(runtime: &tokio::runtime::Runtime, count: usize) -> Vec<u8> {
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         ))
         .expect("emulator");
-    let client = GcpClient::new(Some(running.base_url())).expect("client");
+    let client =
+        GcpClient::new(Some(running.base_url()), infra::gcp::Authentication::None).expect("client");
     let template = runtime.block_on(async {
         let empty = State::new("bench");
         let plan = make_plan(&configuration, &empty, &client, &PlanOptions::default())
@@ -101,7 +102,11 @@ fn plan_once(root: &Path, state_bytes: &[u8], runtime: &tokio::runtime::Runtime)
     let loaded = started.elapsed();
     let state = State::from_bytes(state_bytes, "bench.state.json", "bench").expect("state");
     let parsed = started.elapsed();
-    let client = GcpClient::new(Some("http://127.0.0.1:9/".into())).expect("client");
+    let client = GcpClient::new(
+        Some("http://127.0.0.1:9/".into()),
+        infra::gcp::Authentication::None,
+    )
+    .expect("client");
     let options = PlanOptions {
         refresh: false,
         ..PlanOptions::default()

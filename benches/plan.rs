@@ -89,7 +89,8 @@ fn refresh(criterion: &mut Criterion) {
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         ))
         .expect("emulator");
-    let client = GcpClient::new(Some(running.base_url())).expect("client");
+    let client =
+        GcpClient::new(Some(running.base_url()), infra::gcp::Authentication::None).expect("client");
     let (state, fingerprint_key) = runtime.block_on(async {
         let fingerprint_key = Arc::new(
             ensure_key(&client, "bench-project", "bench")

@@ -5,9 +5,9 @@
 use super::{CommandError, ErrorKind, GlobalArgs};
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
-use crate::gcp::GcpClient;
 use crate::gcp::fingerprint_key::{ensure_key, read_key};
 use crate::gcp::kinds;
+use crate::gcp::{Authentication, GcpClient};
 use crate::graph::block_graph;
 use crate::plan::PlanOptions;
 use crate::plan::planner::plan_with_live;
@@ -133,7 +133,8 @@ impl Session {
             }
             (None, None) => (configuration.env.endpoint.clone(), None),
         };
-        let client = GcpClient::new(endpoint)?.with_timeout(http_timeout()?);
+        let authentication = authentication(&configuration, running.is_some())?;
+        let client = GcpClient::new(endpoint, authentication)?.with_timeout(http_timeout()?);
         let backend = Backend::open(
             &configuration.env.name,
             &configuration.env.project,
@@ -275,6 +276,39 @@ pub fn read_plan_file(path: &std::path::Path, env: &str) -> anyhow::Result<crate
                 "give a file saved by `infra plan --env {env} --out FILE`"
             ))
             .into()
+    })
+}
+
+/// Returns how requests are authenticated: without credentials only against an emulator the
+/// configuration names as one (the embedded emulator, `[gcp] emulator_only = true`,
+/// `[gcp] credentials = "none"` or `INFRA_GCP_CREDENTIALS=none`); everything else, a
+/// private, restricted or Private Service Connect endpoint included, uses Application Default
+/// Credentials. The endpoint's URL is never the judge.
+fn authentication(
+    configuration: &Configuration,
+    embedded_emulator: bool,
+) -> anyhow::Result<Authentication> {
+    let from_environment = std::env::var("INFRA_GCP_CREDENTIALS")
+        .ok()
+        .filter(|value| !value.is_empty());
+    let without = match from_environment.as_deref() {
+        Some("none") => true,
+        Some("application-default") => false,
+        Some(other) => anyhow::bail!(
+            "INFRA_GCP_CREDENTIALS `{other}` is not a credentials mode\n  hint: use `application-default` (Google) or `none` (an emulator only)"
+        ),
+        None => {
+            embedded_emulator
+                || configuration.env.emulator_only
+                || configuration.env.without_credentials
+        }
+    };
+    Ok(if without {
+        Authentication::None
+    } else {
+        Authentication::ApplicationDefault {
+            quota_project: configuration.env.quota_project.clone(),
+        }
     })
 }
 

@@ -149,6 +149,8 @@ impl Loader {
         let mut backend = None;
         let mut endpoint = None;
         let mut emulator_only = false;
+        let mut without_credentials = false;
+        let mut quota_project = None;
         let mut emulator = None;
         let mut vars = BTreeMap::new();
         let mut root_module = ModuleInstance {
@@ -234,11 +236,26 @@ impl Loader {
                                 )
                                 .with_hint("write emulator_only = true or false, without quotes"),
                             ),
+                            ("quota_project", _) => {
+                                quota_project = self.string(value, "gcp.quota_project")
+                            }
+                            ("credentials", _) => match value.node.as_str() {
+                                Some("none") => without_credentials = true,
+                                Some("application-default") => without_credentials = false,
+                                _ => self.diagnostics.push(
+                                    Diagnostic::new(
+                                        DiagnosticCode::InvalidValue,
+                                        &value.node.span,
+                                        "gcp.credentials must be \"application-default\" or \"none\"",
+                                    )
+                                    .with_hint("\"none\" only for an emulator; Google (private and restricted endpoints included) needs \"application-default\""),
+                                ),
+                            },
                             _ => self.unknown_key(
                                 value,
                                 field,
                                 "[gcp]",
-                                &["endpoint", "emulator_only"],
+                                &["endpoint", "emulator_only", "credentials", "quota_project"],
                             ),
                         }
                     }
@@ -367,6 +384,8 @@ impl Loader {
             }),
             endpoint,
             emulator_only,
+            without_credentials,
+            quota_project,
             emulator,
             file,
         };

@@ -32,6 +32,11 @@ pub struct EnvSettings {
     pub endpoint: Option<String>,
     /// Refuse to run unless `INFRA_GCP_ENDPOINT` names an emulator (never reach Google).
     pub emulator_only: bool,
+    /// `[gcp] credentials = "none"`: the endpoint is an emulator that takes no credentials.
+    /// Never inferred from the endpoint's URL.
+    pub without_credentials: bool,
+    /// `[gcp] quota_project`: the project user credentials bill API quota to, when ADC names none.
+    pub quota_project: Option<String>,
     pub emulator: Option<EmbeddedEmulator>,
     pub file: Arc<SourceFile>,
 }

@@ -258,11 +258,49 @@ fn settle(store: &mut Store) {
                 };
                 !store.secrets.contains_key(&canonical)
             });
+        // A grant of the secret to the revision's account that IAM has not propagated yet:
+        // Google's revision fails to start with "Permission denied on secret".
+        let runtime_account = store.run_services[&name].body["template"]["serviceAccount"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let unpropagated: Option<String> = store.run_services[&name].body["template"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
+            .filter_map(|variable| {
+                variable
+                    .pointer("/valueSource/secretKeyRef/secret")
+                    .and_then(Json::as_str)
+                    .map(String::from)
+            })
+            .find(|secret| {
+                let canonical = match secret.split('/').collect::<Vec<_>>()[..] {
+                    ["projects", project, "secrets", id] => format!(
+                        "projects/{}/secrets/{id}",
+                        super::store::project_number(project)
+                    ),
+                    _ => format!("projects/{project_number}/secrets/{secret}"),
+                };
+                store
+                    .secret_grants
+                    .get(&format!("{canonical}|serviceaccount:{runtime_account}"))
+                    .is_some_and(|granted| now - granted < store.access_propagation_ms)
+            });
         let Some(record) = store.run_services.get_mut(&name) else {
             continue;
         };
         record.settle_at = None;
         record.observed_generation = record.generation;
+        if let (None, Some(secret)) = (&missing, &unpropagated) {
+            record.observed_generation = record.generation;
+            record.failure = Some(format!(
+                "Revision '{}' is not ready and cannot serve traffic. Permission denied on secret: {secret}/versions/latest for Revision service account {runtime_account}. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level.",
+                record.revisions.last().cloned().unwrap_or_default()
+            ));
+            continue;
+        }
         match missing {
             Some(secret) => {
                 record.failure = Some(format!(

@@ -1,10 +1,12 @@
 //! The emulator's HTTP side: one axum router for every emulated API, request parsing (query,
 //! JSON body, Google's refusal of unknown query parameters), fault injection (`--latency-ms`,
-//! `--fail-rate`) and persistence of the store after every change.
+//! `--fail-rate`), Google's quirks and injected faults (`realism.rs`), and persistence of the
+//! store after every change.
 
 use super::discovery;
 use super::error::ApiError;
 use super::http::{AnswerFormat, Request, take_system_parameters};
+use super::realism::{Fault, Realism, RealismOptions};
 use super::store::Store;
 use super::wire;
 use super::{
@@ -50,6 +52,8 @@ pub struct EmulatorOptions {
     pub fail_rate: f64,
     /// How long a long-running operation takes to finish.
     pub operation_delay: Duration,
+    /// Google's quirks and injected faults (on by default).
+    pub realism: RealismOptions,
 }
 
 /// The emulator's shared state.
@@ -59,6 +63,7 @@ pub struct Emulator {
     requests: AtomicU64,
     forced_conflicts: AtomicU64,
     request_log: Mutex<std::collections::VecDeque<Json>>,
+    realism: Realism,
     _data_lock: Option<File>,
 }
 
@@ -130,8 +135,12 @@ impl Emulator {
                 (store, Some(lock))
             }
         };
+        let mut store = store;
+        store.access_propagation_ms =
+            i64::try_from(options.realism.account_propagation.as_millis()).unwrap_or(i64::MAX);
         Ok(Arc::new(Self {
             store: Mutex::new(store),
+            realism: Realism::new(options.realism.clone()),
             options,
             requests: AtomicU64::new(0),
             forced_conflicts: AtomicU64::new(0),
@@ -225,6 +234,13 @@ impl Emulator {
     async fn dispatch(&self, mut request: Request) -> Result<Json, ApiError> {
         let format = take_system_parameters(&mut request.query)?;
         self.log_request(&request);
+        let full_path = format!("{}/{}", request.version, request.path);
+        // Held until the answer: a second write meanwhile meets Monitoring's 409.
+        let _monitoring_write = match monitoring_write_project(&request.method, &full_path) {
+            Some(project) => Some(self.realism.begin_monitoring_write(&project)?),
+            None => None,
+        };
+        self.check_quirks(&request, &full_path)?;
         if !self.options.latency.is_zero() {
             tokio::time::sleep(self.options.latency).await;
         }
@@ -233,7 +249,6 @@ impl Emulator {
                 "The service is currently unavailable (injected by --fail-rate).",
             ));
         }
-        let full_path = format!("{}/{}", request.version, request.path);
         let method = discovery::find_method(request.method.as_str(), &full_path);
         if let Some(method) = method {
             refuse_unknown_query(method, &request)?;
@@ -295,11 +310,146 @@ impl Emulator {
         if response.changed {
             self.persist(&store)?;
         }
+        if full_path.ends_with(":setIamPolicy") && full_path.contains("/secrets/") {
+            record_secret_grants(&mut store, &full_path, &request);
+        }
+        if request.method == Method::POST
+            && full_path.ends_with("/serviceAccounts")
+            && let Some(email) = response.body["email"].as_str()
+        {
+            self.realism.account_created(email);
+        }
         let mut body = response.body;
         if let Some(method) = method {
             encode_body(method, &mut body, &format);
         }
         Ok(body)
+    }
+}
+
+impl Emulator {
+    /// Applies Google's quirks that refuse a request before it is served: a policy naming a
+    /// service account IAM does not know yet, a PromQL condition naming an unseen metric.
+    fn check_quirks(&self, request: &Request, full_path: &str) -> Result<(), ApiError> {
+        let is_write = matches!(request.method, Method::POST | Method::PATCH);
+        if !is_write {
+            return Ok(());
+        }
+        let body = || serde_json::from_slice::<Json>(&request.body).unwrap_or(Json::Null);
+        if full_path.ends_with(":setIamPolicy") {
+            self.realism.check_policy_members(&body())?;
+        }
+        if full_path.starts_with("v3/projects/") && full_path.contains("/alertPolicies") {
+            self.realism.check_promql(&body())?;
+        }
+        Ok(())
+    }
+}
+
+/// Notes when each secret-accessor grant of a `setIamPolicy` on a secret was first seen, for
+/// the window in which a starting Cloud Run revision is still refused the secret.
+fn record_secret_grants(store: &mut Store, full_path: &str, request: &Request) {
+    if store.access_propagation_ms <= 0 {
+        return;
+    }
+    let Some((resource, _)) = full_path
+        .strip_prefix("v1/")
+        .and_then(|path| path.split_once(":setIamPolicy"))
+    else {
+        return;
+    };
+    let secret = match resource.split('/').collect::<Vec<_>>()[..] {
+        ["projects", project, "secrets", id] => {
+            format!(
+                "projects/{}/secrets/{id}",
+                super::store::project_number(project)
+            )
+        }
+        _ => return,
+    };
+    let body: Json = serde_json::from_slice(&request.body).unwrap_or(Json::Null);
+    let now = chrono::Utc::now().timestamp_millis();
+    let members = body
+        .pointer("/policy/bindings")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|binding| binding["role"] == "roles/secretmanager.secretAccessor")
+        .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default());
+    for member in members {
+        if let Some(member) = member.as_str() {
+            store
+                .secret_grants
+                .entry(format!("{secret}|{}", member.to_ascii_lowercase()))
+                .or_insert(now);
+        }
+    }
+}
+
+/// Returns the project whose alerting state a request writes (alert policies, notification
+/// channels), for Monitoring's one-writer rule; `None` for anything else.
+fn monitoring_write_project(method: &Method, full_path: &str) -> Option<String> {
+    if *method == Method::GET {
+        return None;
+    }
+    let rest = full_path.strip_prefix("v3/projects/")?;
+    let (project, collection) = rest.split_once('/')?;
+    (collection.starts_with("alertPolicies") || collection.starts_with("notificationChannels"))
+        .then(|| project.to_string())
+}
+
+/// Answers as a connection cut mid-answer: the status and half the body, then an error, so
+/// the client cannot tell whether the change it asked for was made (it was).
+fn lost_answer(response: axum::response::Response) -> axum::response::Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let stream = futures::stream::iter([
+        Ok(Bytes::from_static(b"{\"name\": ")),
+        Err(std::io::Error::other(
+            "answer lost (injected by --lose-answer-rate)",
+        )),
+    ]);
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(stream))
+}
+
+/// 429 RESOURCE_EXHAUSTED with `Retry-After: 1`, as Google's quota checks answer.
+fn throttled() -> axum::response::Response {
+    let mut response = ApiError::from_status(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "Quota exceeded for quota metric 'Requests' (injected by --throttle-rate).",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Serves one request through the fault dice: throttled, slowed, or served and then its
+/// answer lost (a write whose change commits).
+async fn with_faults(
+    emulator: &Emulator,
+    method: &Method,
+    signature: &str,
+    serve: impl std::future::Future<Output = axum::response::Response>,
+) -> axum::response::Response {
+    let is_write = *method != Method::GET;
+    match emulator.realism.fault(signature, is_write) {
+        Fault::Throttle => throttled(),
+        Fault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            serve.await
+        }
+        Fault::LoseAnswer => {
+            let response = serve.await;
+            if response.status().is_success() {
+                lost_answer(response)
+            } else {
+                response
+            }
+        }
+        Fault::None => serve.await,
     }
 }
 
@@ -404,6 +554,18 @@ async fn handle_requests(State(emulator): State<Arc<Emulator>>) -> axum::respons
 /// parsed, not axum's decoded path) and whose errors have their own shape.
 async fn handle_storage(
     State(emulator): State<Arc<Emulator>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let signature = format!("{method} {}", uri.path());
+    let served = serve_storage(emulator.clone(), method.clone(), uri, headers, body);
+    with_faults(&emulator, &method, &signature, served).await
+}
+
+async fn serve_storage(
+    emulator: Arc<Emulator>,
     method: Method,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
@@ -535,6 +697,36 @@ async fn handle_api(
     method: Method,
     Path((version, path)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    if version == "v1" && path.starts_with("billingAccounts/") {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        if let Err(error) = emulator
+            .realism
+            .check_quota_project(header("authorization"), header("x-goog-user-project"))
+        {
+            return error.into_response();
+        }
+    }
+    let signature = format!("{method} /{version}/{path}");
+    let served = serve_api(
+        emulator.clone(),
+        method.clone(),
+        version,
+        path,
+        raw_query,
+        body,
+    );
+    with_faults(&emulator, &method, &signature, served).await
+}
+
+async fn serve_api(
+    emulator: Arc<Emulator>,
+    method: Method,
+    version: String,
+    path: String,
+    raw_query: Option<String>,
     body: Bytes,
 ) -> axum::response::Response {
     let query: Vec<(String, String)> =

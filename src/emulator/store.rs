@@ -44,6 +44,13 @@ pub struct Store {
     /// number answers with its id.
     #[serde(default)]
     pub project_ids: BTreeMap<String, String>,
+    /// Realism, never persisted: when each secret-accessor grant was made (by
+    /// `secret|member`, in milliseconds since the epoch), and how long one takes to reach a
+    /// starting Cloud Run revision (0: at once).
+    #[serde(skip)]
+    pub secret_grants: BTreeMap<String, i64>,
+    #[serde(skip)]
+    pub access_propagation_ms: i64,
     /// Open resumable uploads by upload id.
     #[serde(default)]
     pub upload_sessions: BTreeMap<String, UploadSession>,

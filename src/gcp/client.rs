@@ -1,6 +1,10 @@
-//! The REST core every kind uses: endpoint selection (Google or an emulator), credentials,
-//! retries with backoff and jitter, Google error bodies mapped to `GcpError`, and per-parent
-//! serialization of read-modify-write cycles, and bounded reading of answers (a body past
+//! The REST core every kind uses: endpoint selection (Google, a private or restricted Google
+//! endpoint, or an emulator), credentials (chosen by configuration, never by the URL), retries
+//! with backoff and jitter that never re-send a request which may have committed (such a
+//! failure comes back as `GcpError::OutcomeUnknown` for the kind to look up), `Retry-After`
+//! (seconds or HTTP-date, capped) under a total deadline per call, Google error bodies mapped
+//! to `GcpError`, per-parent serialization of read-modify-write cycles, and bounded reading of
+//! answers (a body past
 //! `MAX_BODY_BYTES` is refused, an error body is kept to `MAX_ERROR_BODY_BYTES`), so a
 //! misbehaving endpoint cannot exhaust memory. It knows no resource kind.
 
@@ -23,6 +27,23 @@ pub const SHOWN_ERROR_CHARS: usize = 1000;
 
 /// The default per-request timeout, body included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest `Retry-After` infra honours: Google asks for seconds, and a larger value (or a
+/// date far off) must not hang a run.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How requests are authenticated. The configuration decides; an endpoint URL never does, so
+/// a run through `private.googleapis.com`, `restricted.googleapis.com` or a Private Service
+/// Connect endpoint still carries credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    /// Application Default Credentials. Their headers are sent as the library builds them,
+    /// the quota project (`x-goog-user-project`) included; `quota_project` (the env file's)
+    /// applies when ADC names none, and `GOOGLE_CLOUD_QUOTA_PROJECT` overrides both.
+    ApplicationDefault { quota_project: Option<String> },
+    /// No credentials at all: only for an emulator the configuration names as one.
+    None,
+}
 
 /// A Google API, each with its own base URL in production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +77,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub initial_delay: Duration,
     pub max_delay: Duration,
+    /// The most time one call may take, retries and waits included.
+    pub deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -64,6 +87,29 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             initial_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
+            deadline: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Whether a failed request may be sent again as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Sending it twice does what sending it once does (a read, a PUT, a DELETE, a PATCH of
+    /// a whole desired state, a write guarded by an etag or generation precondition).
+    Safe,
+    /// It may create something (a POST): once it may have reached the server, it is never
+    /// re-sent blind; the caller looks up what happened first.
+    CheckFirst,
+}
+
+impl Replay {
+    /// Returns the replay rule of a method: POST creates, the others do not.
+    pub fn of(method: &Method) -> Self {
+        if *method == Method::POST {
+            Replay::CheckFirst
+        } else {
+            Replay::Safe
         }
     }
 }
@@ -80,15 +126,57 @@ impl RetryPolicy {
     }
 }
 
+/// The header naming the project a user credential's quota and billing go to (Billing Budgets
+/// refuses user credentials without it).
+pub const QUOTA_PROJECT_HEADER: &str = "x-goog-user-project";
+
 /// A client for Google's REST APIs.
 #[derive(Clone)]
 pub struct GcpClient {
     http: reqwest::Client,
     endpoint: Option<String>,
     credentials: Option<google_cloud_auth::credentials::AccessTokenCredentials>,
+    /// The quota project sent when the credentials' own headers name none.
+    quota_project: Option<String>,
     retry: RetryPolicy,
     timeout: Duration,
     parent_locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+}
+
+/// Why one attempt failed, and what the retry loop needs to know about it.
+struct Failure {
+    error: GcpError,
+    retry_after: Option<Duration>,
+    /// The request may have reached the server (anything but a refused connection).
+    reached_server: bool,
+}
+
+/// Returns the per-project scope writes to Monitoring are serialized in; `None` for reads and
+/// other services.
+fn monitoring_write_scope(service: Service, method: &Method, path: &str) -> Option<String> {
+    if service != Service::Monitoring || *method == Method::GET {
+        return None;
+    }
+    let mut segments = path.split('/');
+    segments.find(|segment| *segment == "projects")?;
+    let project = segments.next().filter(|project| !project.is_empty())?;
+    Some(format!("monitoring-writes/{project}"))
+}
+
+/// Returns the wait a `Retry-After` value asks for: delay-seconds or an HTTP-date (RFC 9110),
+/// capped at `MAX_RETRY_AFTER`; `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (date.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// An answer's body, read up to a limit.
@@ -159,9 +247,9 @@ fn plain_text(bytes: &[u8]) -> String {
 }
 
 impl GcpClient {
-    /// Creates a client. With an endpoint (an emulator) no credentials are used; without one,
-    /// Application Default Credentials are looked up.
-    pub fn new(endpoint: Option<String>) -> Result<Self, GcpError> {
+    /// Creates a client for `endpoint` (Google's own endpoints when `None`), authenticated as
+    /// `authentication` says.
+    pub fn new(endpoint: Option<String>, authentication: Authentication) -> Result<Self, GcpError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("infra/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -170,14 +258,16 @@ impl GcpClient {
                 url: "-".into(),
                 message: error.to_string(),
             })?;
-        let credentials = match endpoint {
-            Some(_) => None,
-            None => Some(
-                google_cloud_auth::credentials::Builder::default()
-                    .with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+        let (credentials, quota_project) = match authentication {
+            Authentication::None => (None, None),
+            Authentication::ApplicationDefault { quota_project } => {
+                let builder = google_cloud_auth::credentials::Builder::default()
+                    .with_scopes(["https://www.googleapis.com/auth/cloud-platform"]);
+                let credentials = builder
                     .build_access_token_credentials()
-                    .map_err(|error| GcpError::Auth(error.to_string()))?,
-            ),
+                    .map_err(|error| GcpError::Auth(error.to_string()))?;
+                (Some(credentials), quota_project)
+            }
         };
         let endpoint = endpoint.map(|base| {
             if base.ends_with('/') {
@@ -190,6 +280,7 @@ impl GcpClient {
             http,
             endpoint,
             credentials,
+            quota_project,
             retry: RetryPolicy::default(),
             timeout: DEFAULT_TIMEOUT,
             parent_locks: Arc::default(),
@@ -223,10 +314,39 @@ impl GcpClient {
     }
 
     /// Sends a request and returns the decoded JSON body (`Json::Null` for an empty body),
-    /// retrying 429 and 5xx answers with backoff and honouring `Retry-After`.
+    /// retrying 429 and 5xx answers with backoff and honouring `Retry-After`. A POST that may
+    /// have reached the server is not re-sent: its failure is `GcpError::OutcomeUnknown`.
     pub async fn call(
         &self,
         method: Method,
+        service: Service,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+    ) -> Result<Json, GcpError> {
+        let replay = Replay::of(&method);
+        self.call_with(method, replay, service, path, query, body)
+            .await
+    }
+
+    /// Sends a POST that is safe to repeat (a read such as `getIamPolicy`, or a write guarded
+    /// by an etag), with the retries of `call`.
+    pub async fn call_replayable(
+        &self,
+        method: Method,
+        service: Service,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+    ) -> Result<Json, GcpError> {
+        self.call_with(method, Replay::Safe, service, path, query, body)
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        replay: Replay,
         service: Service,
         path: &str,
         query: &[(&str, String)],
@@ -240,7 +360,7 @@ impl GcpClient {
         });
         let url = self.url(service, path);
         let bytes = self
-            .call_bytes(method.clone(), service, path, query, payload)
+            .call_bytes_with(method.clone(), replay, service, path, query, payload)
             .await?;
         if bytes.is_empty() {
             return Ok(Json::Null);
@@ -271,27 +391,60 @@ impl GcpClient {
         query: &[(&str, String)],
         body: Option<(Vec<u8>, String)>,
     ) -> Result<Vec<u8>, GcpError> {
+        let replay = Replay::of(&method);
+        self.call_bytes_with(method, replay, service, path, query, body)
+            .await
+    }
+
+    /// Sends a raw request under an explicit replay rule (a Cloud Storage upload guarded by
+    /// `ifGenerationMatch` is safe to repeat; its caller recognises its own earlier write).
+    pub async fn call_bytes_with(
+        &self,
+        method: Method,
+        replay: Replay,
+        service: Service,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<(Vec<u8>, String)>,
+    ) -> Result<Vec<u8>, GcpError> {
         let url = self.url(service, path);
+        // Monitoring asks callers to single-thread writes to alerting state within a project
+        // (its discovery document); concurrent ones get 409. One writer per project per run.
+        let serial = match monitoring_write_scope(service, &method, path) {
+            Some(scope) => Some(self.parent_lock(&scope).lock_owned().await),
+            None => None,
+        };
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
+            let failure = match self
                 .send_once(method.clone(), &url, query, body.as_ref())
                 .await
             {
                 Ok(bytes) => return Ok(bytes),
-                Err((error, retry_after))
-                    if error.is_retryable() && attempt < self.retry.max_attempts =>
-                {
-                    // A server asking for a day's wait must not hang the run: capped like backoff.
-                    let delay = retry_after
-                        .map(|delay| delay.min(self.retry.max_delay))
-                        .unwrap_or_else(|| self.retry.delay(attempt));
-                    tracing::debug!(%method, %url, attempt, ?delay, "retrying: {error}");
-                    tokio::time::sleep(delay).await;
-                }
-                Err((error, _)) => return Err(error),
+                Err(failure) => failure,
+            };
+            // 429 is a refusal before any work (Google's quota check); a refused connection
+            // never reached the server. Anything else may have committed.
+            let concurrent_edit = serial.is_some() && failure.error.is_concurrent_edit_refusal();
+            let not_committed =
+                failure.error.code() == Some(429) || concurrent_edit || !failure.reached_server;
+            if !failure.error.is_retryable() && !concurrent_edit {
+                return Err(failure.error);
             }
+            if replay == Replay::CheckFirst && !not_committed {
+                return Err(GcpError::OutcomeUnknown(Box::new(failure.error)));
+            }
+            let delay = failure
+                .retry_after
+                .unwrap_or_else(|| self.retry.delay(attempt));
+            if attempt >= self.retry.max_attempts || started.elapsed() + delay > self.retry.deadline
+            {
+                return Err(failure.error);
+            }
+            tracing::debug!(%method, %url, attempt, ?delay, "retrying: {}", failure.error);
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -301,7 +454,7 @@ impl GcpClient {
         url: &str,
         query: &[(&str, String)],
         body: Option<&(Vec<u8>, String)>,
-    ) -> Result<Vec<u8>, (GcpError, Option<Duration>)> {
+    ) -> Result<Vec<u8>, Failure> {
         let method_name = method.to_string();
         let transport = |message: String| GcpError::Transport {
             method: method_name.clone(),
@@ -319,11 +472,13 @@ impl GcpClient {
                 .body(bytes.clone());
         }
         if let Some(credentials) = &self.credentials {
-            let token = credentials
-                .access_token()
-                .await
-                .map_err(|error| (GcpError::Auth(error.to_string()), None))?;
-            request = request.bearer_auth(token.token);
+            request = request.headers(self.credential_headers(credentials).await.map_err(
+                |error| Failure {
+                    error,
+                    retry_after: None,
+                    reached_server: false,
+                },
+            )?);
         }
         tracing::trace!(method = %method_name, %url, "request");
         let describe = |error: reqwest::Error| {
@@ -343,17 +498,17 @@ impl GcpClient {
             }
             transport(message)
         };
-        let mut response = request
-            .send()
-            .await
-            .map_err(|error| (describe(error), None))?;
+        let mut response = request.send().await.map_err(|error| Failure {
+            reached_server: !error.is_connect(),
+            error: describe(error),
+            retry_after: None,
+        })?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
         let limit = if status.is_success() {
             MAX_BODY_BYTES
         } else {
@@ -361,21 +516,26 @@ impl GcpClient {
         };
         let body = read_body(&mut response, limit)
             .await
-            .map_err(|error| (describe(error), None))?;
+            .map_err(|error| Failure {
+                error: describe(error),
+                retry_after: None,
+                reached_server: true,
+            })?;
         tracing::trace!(method = %method_name, %url, status = status.as_u16(), "response");
         // The size of an error body cut at the limit, for the message.
         let (bytes, cut_size) = match body {
             Body::Complete(bytes) if status.is_success() => return Ok(bytes),
             Body::TooLarge { declared, .. } if status.is_success() => {
-                return Err((
-                    GcpError::TooLarge {
+                return Err(Failure {
+                    error: GcpError::TooLarge {
                         method: method_name,
                         url: url.to_string(),
                         limit: MAX_BODY_BYTES,
                         declared,
                     },
-                    None,
-                ));
+                    retry_after: None,
+                    reached_server: true,
+                });
             }
             Body::Complete(bytes) => (bytes, None),
             Body::TooLarge { head, declared } => {
@@ -410,8 +570,8 @@ impl GcpClient {
         } else {
             google_status
         };
-        Err((
-            GcpError::Api {
+        Err(Failure {
+            error: GcpError::Api {
                 method: method_name,
                 url: url.to_string(),
                 code: status.as_u16(),
@@ -419,7 +579,35 @@ impl GcpClient {
                 message,
             },
             retry_after,
-        ))
+            reached_server: true,
+        })
+    }
+
+    /// Returns the headers the credentials ask for (the bearer token, and the quota project
+    /// ADC names), marked sensitive so no debug output prints them, plus this client's quota
+    /// project when the credentials name none.
+    async fn credential_headers(
+        &self,
+        credentials: &google_cloud_auth::credentials::AccessTokenCredentials,
+    ) -> Result<reqwest::header::HeaderMap, GcpError> {
+        use google_cloud_auth::credentials::{CacheableResource, CredentialsProvider};
+        let mut headers = match credentials.headers(Default::default()).await {
+            Ok(CacheableResource::New { data, .. }) => data,
+            Ok(CacheableResource::NotModified) => {
+                return Err(GcpError::Auth("the credentials returned no headers".into()));
+            }
+            Err(error) => return Err(GcpError::Auth(error.to_string())),
+        };
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
+        if let Some(project) = &self.quota_project
+            && !headers.contains_key(QUOTA_PROJECT_HEADER)
+            && let Ok(value) = reqwest::header::HeaderValue::from_str(project)
+        {
+            headers.insert(QUOTA_PROJECT_HEADER, value);
+        }
+        Ok(headers)
     }
 
     /// Returns a lock that serializes read-modify-write cycles on one parent (an IAM policy),
@@ -439,7 +627,8 @@ mod tests {
 
     #[test]
     fn emulator_endpoint_serves_every_service() {
-        let client = GcpClient::new(Some("http://127.0.0.1:9".into())).expect("client");
+        let client = GcpClient::new(Some("http://127.0.0.1:9".into()), Authentication::None)
+            .expect("client");
         assert_eq!(
             client.url(Service::SecretManager, "v1/projects/p/secrets"),
             "http://127.0.0.1:9/v1/projects/p/secrets"
@@ -468,9 +657,68 @@ mod tests {
             max_attempts: 5,
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(500),
+            deadline: Duration::from_secs(5),
         };
         assert!(policy.delay(1) <= Duration::from_millis(200));
         assert!(policy.delay(10) <= Duration::from_millis(500));
         assert!(policy.delay(10) >= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_is_capped() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .expect("date")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("100000", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn monitoring_writes_are_serialized_per_project() {
+        assert_eq!(
+            monitoring_write_scope(
+                Service::Monitoring,
+                &Method::POST,
+                "v3/projects/p/alertPolicies"
+            ),
+            Some("monitoring-writes/p".into())
+        );
+        assert_eq!(
+            monitoring_write_scope(
+                Service::Monitoring,
+                &Method::GET,
+                "v3/projects/p/alertPolicies"
+            ),
+            None
+        );
+        assert_eq!(
+            monitoring_write_scope(
+                Service::SecretManager,
+                &Method::POST,
+                "v1/projects/p/secrets"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn only_a_post_must_be_checked_before_it_is_sent_again() {
+        assert_eq!(Replay::of(&Method::POST), Replay::CheckFirst);
+        for method in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(Replay::of(&method), Replay::Safe, "{method}");
+        }
     }
 }

@@ -53,6 +53,11 @@ pub enum GcpError {
         code: i64,
         message: String,
     },
+    /// A request that may create something failed after it may have reached the server (a
+    /// 5xx, a timeout, a lost connection): it may have committed, so it is not sent again
+    /// until the caller has looked up what happened.
+    #[error("{0}")]
+    OutcomeUnknown(Box<GcpError>),
     /// A long-running operation or retry loop ran out of time.
     #[error("{what}: timed out after {seconds}s")]
     Timeout { what: String, seconds: u64 },
@@ -82,8 +87,15 @@ impl GcpError {
     pub fn code(&self) -> Option<u16> {
         match self {
             GcpError::Api { code, .. } => Some(*code),
+            GcpError::OutcomeUnknown(error) => error.code(),
             _ => None,
         }
+    }
+
+    /// Returns true when a request that may create something may have committed without
+    /// infra hearing the answer.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, GcpError::OutcomeUnknown(_))
     }
 
     /// Returns true for 404 NOT_FOUND.
@@ -106,10 +118,26 @@ impl GcpError {
         }
     }
 
-    /// Returns true for answers worth retrying as they are: 429, 500, 502, 503, 504.
+    /// Returns true for Monitoring's refusal of a write made while another edit of the same
+    /// project's alerting state was in progress (409, "too many concurrent edits"): refused,
+    /// not done, so it may be sent again.
+    pub fn is_concurrent_edit_refusal(&self) -> bool {
+        match self {
+            GcpError::Api {
+                code: 409, message, ..
+            } => message.to_ascii_lowercase().contains("concurrent"),
+            _ => false,
+        }
+    }
+
+    /// Returns true for answers worth retrying as they are: 429, 500, 502, 503, 504, and no
+    /// answer at all. An unknown outcome is not: it is looked up first.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.code(), Some(429 | 500 | 502 | 503 | 504))
-            || matches!(self, GcpError::Transport { .. })
+        match self {
+            GcpError::OutcomeUnknown(_) => false,
+            GcpError::Transport { .. } => true,
+            _ => matches!(self.code(), Some(429 | 500 | 502 | 503 | 504)),
+        }
     }
 }
 

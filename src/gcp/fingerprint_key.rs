@@ -120,22 +120,34 @@ pub async fn ensure_key(
     }
     let name = key_secret_name(project, env_name);
     let secret_id = name.rsplit('/').next().unwrap_or_default().to_string();
-    let created = client
-        .call(
+    let secret_body = json!({
+        "replication": {"automatic": {}},
+        "labels": {
+            MANAGED_BY_LABEL.0: MANAGED_BY_LABEL.1,
+            ENV_LABEL: label_value(env_name),
+            KEY_ROLE_LABEL.0: KEY_ROLE_LABEL.1,
+        },
+    });
+    let collection = format!("v1/projects/{project}/secrets");
+    let query = [("secretId", secret_id)];
+    let create_secret = || {
+        client.call(
             Method::POST,
             Service::SecretManager,
-            &format!("v1/projects/{project}/secrets"),
-            &[("secretId", secret_id)],
-            Some(&json!({
-                "replication": {"automatic": {}},
-                "labels": {
-                    MANAGED_BY_LABEL.0: MANAGED_BY_LABEL.1,
-                    ENV_LABEL: label_value(env_name),
-                    KEY_ROLE_LABEL.0: KEY_ROLE_LABEL.1,
-                },
-            })),
+            &collection,
+            &query,
+            Some(&secret_body),
         )
-        .await;
+    };
+    let mut created = create_secret().await;
+    if let Err(error) = &created
+        && error.is_outcome_unknown()
+    {
+        // The create may have committed: sent again, it meets its own secret as a 409, which
+        // the label check below recognises.
+        tracing::info!("{error}: sending the key's create again to learn its outcome");
+        created = create_secret().await;
+    }
     match created {
         Ok(_) => {}
         // The secret exists without a version (a run died between the two calls), or is not ours.
@@ -167,7 +179,7 @@ pub async fn ensure_key(
             "dataCrc32c": crc32c::crc32c(&material).to_string(),
         }
     });
-    let version = client
+    let version = match client
         .call(
             Method::POST,
             Service::SecretManager,
@@ -175,7 +187,27 @@ pub async fn ensure_key(
             &[],
             Some(&body),
         )
-        .await?;
+        .await
+    {
+        Ok(version) => version,
+        Err(error) if error.is_outcome_unknown() => {
+            // Under the state lock nobody else writes this key: a version there now is the one
+            // just sent. Only when none landed is the add sent again.
+            if let Some(key) = read_key(client, project, env_name, &BTreeSet::new()).await? {
+                return Ok(key);
+            }
+            client
+                .call(
+                    Method::POST,
+                    Service::SecretManager,
+                    &format!("v1/{name}:addVersion"),
+                    &[],
+                    Some(&body),
+                )
+                .await?
+        }
+        Err(error) => return Err(error.into()),
+    };
     let version = version
         .get("name")
         .and_then(|name| name.as_str())

@@ -8,5 +8,5 @@ pub mod kinds;
 pub mod operations;
 pub mod proto3;
 
-pub use client::{GcpClient, RetryPolicy, Service};
+pub use client::{Authentication, GcpClient, Replay, RetryPolicy, Service};
 pub use error::GcpError;

@@ -1,7 +1,8 @@
 //! The GCS backend over the Cloud Storage JSON API: the state object is written with
 //! `ifGenerationMatch=<generation read>` (so no writer, locked or not, clobbers a newer state),
 //! the lock is a separate object created with `ifGenerationMatch=0` whose generation is its
-//! id, released by `DELETE ?ifGenerationMatch=<id>`. Why not the `google-cloud-storage` crate:
+//! id, released by `DELETE ?ifGenerationMatch=<id>`. An upload whose answer was lost is read
+//! back, and recognised as ours by its bytes, never retried into its own precondition. Why not the `google-cloud-storage` crate:
 //! see docs/state.md.
 
 use super::model::State;
@@ -85,6 +86,18 @@ impl GcsBackend {
             }
             // Someone else created it meanwhile: fine.
             Err(error) if error.code() == Some(409) => Ok(()),
+            // The create may have committed unheard: the bucket being there settles it.
+            Err(error) if error.is_outcome_unknown() => {
+                let path = format!("storage/v1/b/{}", self.bucket);
+                match self
+                    .client
+                    .call(Method::GET, Service::Storage, &path, &[], None)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(self.error(format!("gs://{}", self.bucket), error)),
+                }
+            }
             Err(error) => Err(self.error(format!("gs://{}", self.bucket), error)),
         }
     }
@@ -156,8 +169,57 @@ impl GcsBackend {
             .await
     }
 
-    /// Uploads `bytes` as `object` on condition `ifGenerationMatch=expected`; returns the new generation.
+    /// Uploads `bytes` as `object` on condition `ifGenerationMatch=expected`; returns the new
+    /// generation. When the answer is lost (the upload may have landed unheard) the object is
+    /// read back first: holding exactly these bytes at a new generation, it is this upload's
+    /// (a state or a lock is never mistaken for another writer's); otherwise the upload is
+    /// sent again and its precondition decides.
     async fn upload(&self, object: &str, bytes: &[u8], expected: i64) -> Result<i64, GcpError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.upload_once(object, bytes, expected).await {
+                Err(error) if error.is_outcome_unknown() && attempt < 4 => {
+                    tracing::info!("{error}: reading {object} back before writing again");
+                    tokio::time::sleep(self.client.retry_policy().delay(attempt)).await;
+                    if let Some(generation) = self.landed(object, bytes, expected).await? {
+                        return Ok(generation);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Returns the generation of `object` when it now holds `bytes` at a generation other
+    /// than `expected`: what an upload whose answer was lost wrote.
+    async fn landed(
+        &self,
+        object: &str,
+        bytes: &[u8],
+        expected: i64,
+    ) -> Result<Option<i64>, GcpError> {
+        let Some(metadata) = self.metadata(object, None).await? else {
+            return Ok(None);
+        };
+        let generation = generation_of(&metadata).unwrap_or(0);
+        if generation == expected {
+            return Ok(None);
+        }
+        match self.media(object, generation).await {
+            Ok(current) if current == bytes => Ok(Some(generation)),
+            Ok(_) => Ok(None),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn upload_once(
+        &self,
+        object: &str,
+        bytes: &[u8],
+        expected: i64,
+    ) -> Result<i64, GcpError> {
         let boundary = format!("infra-{}", uuid::Uuid::new_v4().simple());
         let metadata = json!({"name": object, "contentType": "application/json"});
         let mut body = Vec::with_capacity(bytes.len() + 256);
@@ -330,7 +392,10 @@ impl GcsBackend {
         else {
             return;
         };
-        if let Err(error) = self.delete_lock(id).await {
+        // Gone already: a repeat of a release whose answer was lost finds nothing to delete.
+        if let Err(error) = self.delete_lock(id).await
+            && !error.is_not_found()
+        {
             tracing::warn!(
                 "could not release the lock {}: {error}",
                 self.lock_location()
@@ -391,32 +456,48 @@ impl GcsBackend {
 
     /// Lists the state object's generations, newest first (a versioned bucket keeps them all).
     pub async fn versions(&self) -> Result<Vec<StateVersion>, StateError> {
-        let query = [
-            ("prefix", self.state_object.clone()),
-            ("versions", "true".to_string()),
-        ];
-        let listed = self
-            .client
-            .call(
-                Method::GET,
-                Service::Storage,
-                &format!("storage/v1/b/{}/o", self.bucket),
-                &query,
-                None,
-            )
-            .await
-            .map_err(|source| self.error(self.location(), source))?;
-        let mut versions: Vec<StateVersion> = listed["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|item| item["name"] == self.state_object.as_str())
-            .map(|item| StateVersion {
-                generation: generation_of(item).unwrap_or(0),
-                updated: item["updated"].as_str().unwrap_or_default().to_string(),
-                current: item.get("timeDeleted").is_none(),
-            })
-            .collect();
+        let mut versions: Vec<StateVersion> = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let mut query = vec![
+                ("prefix", self.state_object.clone()),
+                ("versions", "true".to_string()),
+            ];
+            if !page_token.is_empty() {
+                query.push(("pageToken", page_token.clone()));
+            }
+            let listed = self
+                .client
+                .call(
+                    Method::GET,
+                    Service::Storage,
+                    &format!("storage/v1/b/{}/o", self.bucket),
+                    &query,
+                    None,
+                )
+                .await
+                .map_err(|source| self.error(self.location(), source))?;
+            versions.extend(
+                listed["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|item| item["name"] == self.state_object.as_str())
+                    .map(|item| StateVersion {
+                        generation: generation_of(item).unwrap_or(0),
+                        updated: item["updated"].as_str().unwrap_or_default().to_string(),
+                        current: item.get("timeDeleted").is_none(),
+                    }),
+            );
+            // Cloud Storage pages lists (1000 objects by default): every page is read.
+            match listed["nextPageToken"]
+                .as_str()
+                .filter(|token| !token.is_empty())
+            {
+                Some(token) => page_token = token.to_string(),
+                None => break,
+            }
+        }
         versions.sort_by_key(|version| std::cmp::Reverse(version.generation));
         Ok(versions)
     }

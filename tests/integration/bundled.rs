@@ -1,5 +1,6 @@
-//! The bundled environments: envs/local end to end on its embedded emulator; the cloud
-//! environments validate, and need Google credentials to plan.
+//! The bundled environments: envs/local end to end on its embedded emulator, envs/emulated on
+//! a standalone one (both with the emulator's realism on); the cloud environments validate,
+//! and need Google credentials to plan.
 
 use crate::support::{TestEnv, count_actions};
 
@@ -79,6 +80,28 @@ fn local_plan_apply_plan_converges() {
             .as_array()
             .map(Vec::len),
         Some(15)
+    );
+}
+
+#[test]
+fn emulated_applies_from_empty_with_realism_on_and_then_plans_clean() {
+    let mut env = TestEnv::bundled();
+    // A wider propagation window than the default: the grants to the new runtime account
+    // are refused for a while, as on Google, and the apply waits them out.
+    env.start_emulator_with(&["--iam-propagation-ms", "3000", "--latency-ms", "5"]);
+    env.infra(&["apply", "--env", "emulated", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "emulated", "--detailed-exitcode"])
+        .expect_code(0);
+    let (_, budgets) = env.api(
+        "GET",
+        "v1/billingAccounts/012345-6789AB-CDEF01/budgets",
+        None,
+    );
+    assert_eq!(
+        budgets["budgets"].as_array().map(Vec::len),
+        Some(1),
+        "{budgets}"
     );
 }
 

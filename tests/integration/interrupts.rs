@@ -68,6 +68,7 @@ fn spawn(env: &TestEnv, arguments: &[&str]) -> Child {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env("NO_COLOR", "1")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
@@ -215,6 +216,7 @@ fn ctrl_c_at_the_prompt_releases_the_lock() {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env("NO_COLOR", "1")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",

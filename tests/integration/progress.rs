@@ -107,6 +107,7 @@ fn color_is_forced_by_the_flag_or_clicolor_force_and_refused_by_no_color() {
                 "INFRA_GCP_ENDPOINT",
                 env.endpoint.as_deref().unwrap_or_default(),
             )
+            .env("INFRA_GCP_CREDENTIALS", "none")
             .env(
                 "GOOGLE_APPLICATION_CREDENTIALS",
                 "/nonexistent/infra-test-credentials.json",

@@ -38,7 +38,8 @@ impl Fixture {
     }
 
     fn open(&self) -> Backend {
-        let client = GcpClient::new(self.env.endpoint.clone()).expect("client");
+        let client = GcpClient::new(self.env.endpoint.clone(), infra::gcp::Authentication::None)
+            .expect("client");
         let settings = match self.kind {
             Kind::Local => BackendSettings::Local {
                 path: PathBuf::from("state/test.state.json"),
@@ -272,6 +273,7 @@ fn of_two_applies_started_together_exactly_one_proceeds() {
                     "INFRA_GCP_ENDPOINT",
                     env.endpoint.clone().expect("endpoint"),
                 )
+                .env("INFRA_GCP_CREDENTIALS", "none")
                 .env(
                     "GOOGLE_APPLICATION_CREDENTIALS",
                     "/nonexistent/infra-test-credentials.json",
@@ -334,6 +336,7 @@ fn a_killed_apply_leaves_its_lock_and_force_unlock_recovers() {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             "/nonexistent/infra-test-credentials.json",
@@ -707,6 +710,7 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             "/nonexistent/infra-test-credentials.json",
@@ -763,6 +767,7 @@ fn an_interrupted_apply_saves_what_finished() {
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
         )
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             "/nonexistent/infra-test-credentials.json",

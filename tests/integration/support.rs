@@ -146,6 +146,11 @@ impl TestEnv {
 
     /// Runs the real `infra` binary in the project directory.
     pub fn infra(&self, arguments: &[&str]) -> Run {
+        self.infra_at(self.endpoint.as_deref(), arguments)
+    }
+
+    /// Runs `infra` in this project against `endpoint` (a proxy in front of the emulator).
+    pub fn infra_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
         command
             .args(arguments)
@@ -160,9 +165,13 @@ impl TestEnv {
             .env_remove("INFRA_ROOT")
             .env_remove("INFRA_LOG")
             .env_remove("INFRA_GCP_ENDPOINT")
+            .env_remove("INFRA_GCP_CREDENTIALS")
             .stdin(Stdio::null());
-        if let Some(endpoint) = &self.endpoint {
-            command.env("INFRA_GCP_ENDPOINT", endpoint);
+        if let Some(endpoint) = endpoint {
+            // The emulator takes no credentials; the configuration (here the environment) says so.
+            command
+                .env("INFRA_GCP_ENDPOINT", endpoint)
+                .env("INFRA_GCP_CREDENTIALS", "none");
         }
         for (key, value) in &self.extra_env {
             command.env(key, value);

@@ -2,10 +2,16 @@
 //! threshold rules on current or forecasted spend, a filter of projects (by number, as the API
 //! wants them), and where notifications go. Updates send the mask of what changed with the
 //! etag read just before; a change of billing account replaces the budget.
+//!
+//! Budgets carry no labels, so a budget's durable identity is a marker at the end of its
+//! display name, ` [infra:KEY]` (a digest of environment and address): a create whose answer
+//! was lost, or a run killed after the create, finds its budget by the marker and adopts it
+//! instead of making a second one. Reads strip the marker, so plans compare the configured
+//! display name.
 
 use super::{
     Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
-    get_if_exists, string_attribute,
+    create_checked, delete_if_exists, get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -54,6 +60,22 @@ static FIELDS: [FieldSpec; 10] = [
 /// dollars; a budget on an account in another currency sets `currency`.
 const DEFAULT_CURRENCY: &str = "USD";
 
+/// Google's limit on a budget's display name.
+const MAX_DISPLAY_NAME_CHARS: usize = 60;
+
+/// Returns the marker a budget's display name ends with: this resource's durable identity.
+fn identity_marker(context: &KindContext) -> String {
+    format!(" [infra:{}]", &super::ownership::infra_key(context)[..8])
+}
+
+/// Returns a live display name without infra's identity marker.
+fn strip_marker(display_name: &str) -> &str {
+    match display_name.rfind(" [infra:") {
+        Some(start) if display_name.ends_with(']') => &display_name[..start],
+        _ => display_name,
+    }
+}
+
 impl BudgetKind {
     fn threshold_rules(config: &Attributes) -> Value {
         let rules = match config.get("threshold_rules") {
@@ -83,7 +105,7 @@ impl BudgetKind {
         )
     }
 
-    fn body(desired: &Attributes) -> Json {
+    fn body(desired: &Attributes, marker: &str) -> Json {
         let text = |field: &str| {
             desired
                 .get(field)
@@ -114,7 +136,7 @@ impl BudgetKind {
             notifications["schemaVersion"] = json!("1.0");
         }
         json!({
-            "displayName": text("display_name"),
+            "displayName": format!("{}{marker}", text("display_name")),
             "amount": {"specifiedAmount": {"units": text("amount"), "currencyCode": text("currency")}},
             "thresholdRules": rules,
             "budgetFilter": {
@@ -162,7 +184,9 @@ impl BudgetKind {
         let mut attributes = Attributes::from([
             (
                 "display_name".into(),
-                Value::from_json(&live["displayName"]),
+                Value::string(strip_marker(
+                    live["displayName"].as_str().unwrap_or_default(),
+                )),
             ),
             ("amount".into(), Value::string(units)),
             ("currency".into(), Value::from_json(&money["currencyCode"])),
@@ -205,6 +229,50 @@ impl BudgetKind {
         attributes
     }
 
+    /// Finds the budget of the billing account whose display name ends with `marker`,
+    /// paging through the account's budgets.
+    async fn find_by_marker(
+        client: &GcpClient,
+        collection: &str,
+        marker: &str,
+    ) -> Result<Option<Json>, KindError> {
+        let mut page_token = String::new();
+        loop {
+            let mut query = vec![("pageSize", "100".to_string())];
+            if !page_token.is_empty() {
+                query.push(("pageToken", page_token.clone()));
+            }
+            let page = client
+                .call(
+                    Method::GET,
+                    Service::BillingBudgets,
+                    collection,
+                    &query,
+                    None,
+                )
+                .await?;
+            let found = page["budgets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|budget| {
+                    budget["displayName"]
+                        .as_str()
+                        .is_some_and(|name| name.ends_with(marker))
+                });
+            if let Some(found) = found {
+                return Ok(Some(found.clone()));
+            }
+            match page["nextPageToken"]
+                .as_str()
+                .filter(|token| !token.is_empty())
+            {
+                Some(token) => page_token = token.to_string(),
+                None => return Ok(None),
+            }
+        }
+    }
+
     async fn etag(client: &GcpClient, id: &str) -> Result<Json, KindError> {
         let current = client
             .call(
@@ -235,6 +303,15 @@ impl Kind for BudgetKind {
 
     fn check(&self, config: &Attributes) -> Vec<String> {
         let mut problems = Vec::new();
+        if let Some(Value::String(name)) = config.get("display_name") {
+            let room = MAX_DISPLAY_NAME_CHARS - " [infra:12345678]".len();
+            if name.chars().count() > room {
+                problems.push(format!(
+                    "display_name {name:?} has {} characters; a budget's has at most {room} here (Google allows {MAX_DISPLAY_NAME_CHARS}, and infra adds its 17-character identity marker)\n  hint: shorten it",
+                    name.chars().count()
+                ));
+            }
+        }
         if let Some(Value::String(account)) = config.get("billing_account") {
             let parts: Vec<&str> = account.split('-').collect();
             let valid = parts.len() == 3
@@ -407,15 +484,42 @@ impl Kind for BudgetKind {
     ) -> Result<Created, KindError> {
         let desired = self.desired(context, config, None)?;
         let account = string_attribute(config, "billing_account").unwrap_or_default();
-        let live = client
-            .call(
-                Method::POST,
-                Service::BillingBudgets,
-                &format!("v1/billingAccounts/{account}/budgets"),
-                &[],
-                Some(&Self::body(&desired)),
-            )
-            .await?;
+        let collection = format!("v1/billingAccounts/{account}/budgets");
+        let marker = identity_marker(context);
+        let body = Self::body(&desired, &marker);
+        let find_ours = || Self::find_by_marker(client, &collection, &marker);
+        let live = match find_ours().await? {
+            Some(found) => {
+                let name = found["name"].as_str().unwrap_or_default().to_string();
+                tracing::info!("adopting {name}, created by an interrupted run");
+                let mut patch = body.clone();
+                patch["etag"] = found["etag"].clone();
+                client
+                    .call(
+                        Method::PATCH,
+                        Service::BillingBudgets,
+                        &format!("v1/{name}"),
+                        &[(
+                            "updateMask",
+                            "displayName,amount,thresholdRules,budgetFilter,notificationsRule"
+                                .to_string(),
+                        )],
+                        Some(&patch),
+                    )
+                    .await?
+            }
+            None => {
+                create_checked(
+                    client,
+                    Service::BillingBudgets,
+                    &collection,
+                    &[],
+                    &body,
+                    find_ours,
+                )
+                .await?
+            }
+        };
         let id = live["name"].as_str().unwrap_or_default().to_string();
         Ok(Created {
             id,
@@ -436,31 +540,39 @@ impl Kind for BudgetKind {
         if mask.is_empty() {
             return Ok(prior.attributes.clone());
         }
-        let mut body = Self::body(&desired);
-        body["etag"] = Self::etag(client, &prior.id).await?;
-        let live = client
-            .call(
-                Method::PATCH,
-                Service::BillingBudgets,
-                &format!("v1/{}", prior.id),
-                &[("updateMask", mask.join(","))],
-                Some(&body),
-            )
-            .await?;
-        Ok(Self::normalize(&live))
+        let mut body = Self::body(&desired, &identity_marker(context));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            body["etag"] = Self::etag(client, &prior.id).await?;
+            match client
+                .call(
+                    Method::PATCH,
+                    Service::BillingBudgets,
+                    &format!("v1/{}", prior.id),
+                    &[("updateMask", mask.join(","))],
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(live) => return Ok(Self::normalize(&live)),
+                // A repeat of a PATCH whose answer was lost carries a spent etag: read it again.
+                Err(error) if error.is_concurrency_conflict() && attempt < 3 => {
+                    tracing::debug!("budget changed since its etag was read: {error}");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        client
-            .call(
-                Method::DELETE,
-                Service::BillingBudgets,
-                &format!("v1/{}", prior.id),
-                &[],
-                None,
-            )
-            .await?;
-        Ok(())
+        delete_if_exists(
+            client,
+            Service::BillingBudgets,
+            &format!("v1/{}", prior.id),
+            &[],
+        )
+        .await
     }
 }
 
@@ -477,6 +589,21 @@ mod tests {
         assert_eq!(
             BudgetKind.update_mask(&["threshold_rules[2].percent".into(), "projects[0]".into()]),
             vec!["budgetFilter".to_string(), "thresholdRules".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_identity_marker_is_stripped_on_read() {
+        assert_eq!(
+            strip_marker("Bayit+ staging monthly [infra:0a1b2c3d]"),
+            "Bayit+ staging monthly"
+        );
+        assert_eq!(strip_marker("Made by hand"), "Made by hand");
+        let live =
+            json!({"displayName": "Cap [infra:0a1b2c3d]", "name": "billingAccounts/A/budgets/b"});
+        assert_eq!(
+            BudgetKind::normalize(&live)["display_name"],
+            Value::string("Cap")
         );
     }
 

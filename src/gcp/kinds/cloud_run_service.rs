@@ -10,7 +10,7 @@ use super::{
     get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
-use crate::gcp::{GcpClient, Service};
+use crate::gcp::{GcpClient, GcpError, Service};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
@@ -60,6 +60,16 @@ static FIELDS: [FieldSpec; 15] = [
 
 /// How long one operation may take before `infra` stops waiting.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How long a revision that cannot read its secrets is rolled out again: IAM grants take up
+/// to a minute (more under load) to reach Cloud Run.
+const SECRET_ACCESS_PROPAGATION: Duration = Duration::from_secs(180);
+
+/// Returns true for a rollout that failed because the revision's service account may not
+/// (yet) access a secret it mounts: Cloud Run's "Permission denied on secret".
+fn is_unpropagated_secret_access(error: &GcpError) -> bool {
+    matches!(error, GcpError::Operation { message, .. } if message.contains("Permission denied on secret"))
+}
 
 /// Config word and API enum of each ingress setting.
 const INGRESS: [(&str, &str); 4] = [
@@ -398,12 +408,41 @@ impl CloudRunServiceKind {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: &Json,
+        body: Option<&Json>,
     ) -> Result<Json, KindError> {
-        let operation = client
-            .call(method, Service::Run, path, query, Some(body))
-            .await?;
+        let operation = client.call(method, Service::Run, path, query, body).await?;
         Ok(wait_for_operation(client, Service::Run, operation, OPERATION_TIMEOUT).await?)
+    }
+
+    /// PATCHes the service with `body` again (a new revision) while its revisions fail for
+    /// want of secret access that IAM has not propagated yet, for up to
+    /// `SECRET_ACCESS_PROPAGATION`; returns the service as the successful rollout left it.
+    async fn roll_out_again(
+        client: &GcpClient,
+        id: &str,
+        body: &Json,
+        first: GcpError,
+    ) -> Result<Json, KindError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let mut last = first;
+        while started.elapsed() < SECRET_ACCESS_PROPAGATION {
+            attempt += 1;
+            tracing::info!("{id}: {last}; rolling out again once IAM has caught up");
+            tokio::time::sleep(
+                client
+                    .retry_policy()
+                    .delay(attempt)
+                    .max(Duration::from_secs(1)),
+            )
+            .await;
+            match Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], Some(body)).await {
+                Ok(service) => return Ok(service),
+                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => last = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last.into())
     }
 }
 
@@ -688,25 +727,44 @@ impl Kind for CloudRunServiceKind {
             .to_string();
         let body = Self::body(&desired);
         let path = format!("v2/projects/{project}/locations/{region}/services");
-        let created = Self::write(
-            client,
-            Method::POST,
-            &path,
-            &[("serviceId", service_id)],
-            &body,
-        )
-        .await;
-        let response = match created {
-            Ok(response) => response,
-            Err(KindError::Gcp(error)) if error.code() == Some(409) => {
-                let live = client
-                    .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
+        let query = [("serviceId", service_id)];
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            match Self::write(client, Method::POST, &path, &query, Some(&body)).await {
+                Ok(response) => break response,
+                // Someone's service at this name (an interrupted run's, or another owner's),
+                // or this create's answer was lost: look it up before anything else.
+                Err(KindError::Gcp(error))
+                    if error.code() == Some(409) || (error.is_outcome_unknown() && attempt < 4) =>
+                {
+                    let Some(live) =
+                        get_if_exists(client, Service::Run, &format!("v2/{id}")).await?
+                    else {
+                        if error.is_outcome_unknown() {
+                            tokio::time::sleep(client.retry_policy().delay(attempt)).await;
+                            continue;
+                        }
+                        return Err(error.into());
+                    };
+                    check_owner(context, &id, live.get("labels"))?;
+                    tracing::info!("adopting {id}, created by an interrupted run");
+                    break Self::write(
+                        client,
+                        Method::PATCH,
+                        &format!("v2/{id}"),
+                        &[],
+                        Some(&body),
+                    )
                     .await?;
-                check_owner(context, &id, live.get("labels"))?;
-                tracing::info!("adopting {id}, created by an interrupted run");
-                Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], &body).await?
+                }
+                // The revision could not start because the runtime account's access to a
+                // secret has not propagated yet: the service exists; roll it out again.
+                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
+                    break Self::roll_out_again(client, &id, &body, error).await?;
+                }
+                Err(error) => return Err(error),
             }
-            Err(error) => return Err(error),
         };
         let mut attributes = Self::normalize(&id, &response, None);
         attributes.insert(
@@ -738,14 +796,20 @@ impl Kind for CloudRunServiceKind {
             prior.attributes.clone()
         } else {
             let body = Self::body(&desired);
-            let response = Self::write(
+            let response = match Self::write(
                 client,
                 Method::PATCH,
                 &format!("v2/{}", prior.id),
                 &[("updateMask", mask.join(","))],
-                &body,
+                Some(&body),
             )
-            .await?;
+            .await
+            {
+                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
+                    Self::roll_out_again(client, &prior.id, &body, error).await?
+                }
+                other => other?,
+            };
             Self::normalize(&prior.id, &response, Some(prior))
         };
         attributes.insert(
@@ -765,12 +829,13 @@ impl Kind for CloudRunServiceKind {
                 hint: hint.to_string(),
             });
         }
+        // Google's DELETE takes no body (a `null` one is not an empty one).
         match Self::write(
             client,
             Method::DELETE,
             &format!("v2/{}", prior.id),
             &[],
-            &json!(null),
+            None,
         )
         .await
         {
@@ -784,6 +849,19 @@ impl Kind for CloudRunServiceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_denied_secret_is_a_propagation_failure() {
+        let failed = |message: &str| GcpError::Operation {
+            name: "operations/o".into(),
+            code: 9,
+            message: message.into(),
+        };
+        assert!(is_unpropagated_secret_access(&failed(
+            "Revision 'api-00001' is not ready and cannot serve traffic. Permission denied on secret: projects/p/secrets/S/versions/latest for Revision service account run@p.iam.gserviceaccount.com."
+        )));
+        assert!(!is_unpropagated_secret_access(&failed("Image not found")));
+    }
 
     fn context() -> KindContext {
         KindContext {

@@ -27,7 +27,7 @@ impl IamBindingKind {
         let mut members: Vec<String> = match config.get("members") {
             Some(Value::List(items)) => items
                 .iter()
-                .filter_map(|item| item.as_str().map(String::from))
+                .filter_map(|item| item.as_str().map(super::iam_policy::member_key))
                 .collect(),
             _ => Vec::new(),
         };

@@ -186,7 +186,7 @@ impl Kind for IamMemberKind {
         let Some(policy) = read_policy(client, &parent).await? else {
             return Ok(None);
         };
-        if !binding_members(&policy, &role).contains(&member) {
+        if !binding_members(&policy, &role).contains(&super::iam_policy::member_key(&member)) {
             return Ok(None);
         }
         Ok(Some(Attributes::from([

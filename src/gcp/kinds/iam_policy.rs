@@ -61,7 +61,7 @@ impl PolicyParent {
             Self::ServiceAccount(name) => {
                 let path = format!("v1/{name}:getIamPolicy");
                 client
-                    .call(Method::POST, Service::Iam, &path, &version, None)
+                    .call_replayable(Method::POST, Service::Iam, &path, &version, None)
                     .await
             }
             Self::RunService(name) => {
@@ -74,7 +74,7 @@ impl PolicyParent {
                 let body = json!({"options": {"requestedPolicyVersion": 3}});
                 let path = format!("v3/{name}:getIamPolicy");
                 client
-                    .call(
+                    .call_replayable(
                         Method::POST,
                         Service::ResourceManager,
                         &path,
@@ -94,8 +94,10 @@ impl PolicyParent {
             Self::RunService(name) => (Service::Run, format!("v2/{name}:setIamPolicy")),
             Self::Project(name) => (Service::ResourceManager, format!("v3/{name}:setIamPolicy")),
         };
+        // Guarded by the policy's etag: a repeat after a lost answer meets a conflict (and
+        // the cycle reads again and finds nothing left to do), never a second change.
         client
-            .call(Method::POST, service, &path, &[], Some(&body))
+            .call_replayable(Method::POST, service, &path, &[], Some(&body))
             .await
     }
 }
@@ -129,7 +131,9 @@ pub async fn modify_policy(
     let lock = client.parent_lock(parent);
     let _serialized = lock.lock().await;
     let retry = client.retry_policy().clone();
+    let started = std::time::Instant::now();
     let mut attempt = 0;
+    let mut propagation_attempt = 0;
     loop {
         attempt += 1;
         let mut policy = match policy_parent.get(client).await {
@@ -152,8 +156,59 @@ pub async fn modify_policy(
                 );
                 tokio::time::sleep(retry.delay(attempt)).await;
             }
+            Err(error)
+                if is_unpropagated_member(&error)
+                    && started.elapsed() < MEMBER_PROPAGATION_WINDOW =>
+            {
+                // IAM docs: a new service account may be refused in policies for up to a
+                // minute after its create; Google advises waiting and retrying.
+                propagation_attempt += 1;
+                attempt = 0;
+                let delay = retry
+                    .delay(propagation_attempt)
+                    .max(std::time::Duration::from_millis(500));
+                tracing::debug!(parent, ?delay, "member not yet known to IAM: {error}");
+                tokio::time::sleep(delay).await;
+            }
             Err(error) => return Err(error.into()),
         }
+    }
+}
+
+/// How long a policy write naming a just-created member is retried (IAM documents up to 60 s,
+/// with headroom).
+pub const MEMBER_PROPAGATION_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Returns true for IAM's refusal of a member it does not know yet: `400 INVALID_ARGUMENT`
+/// with "… does not exist" (the Terraform provider's `IamServiceAccountNotFound`).
+pub fn is_unpropagated_member(error: &GcpError) -> bool {
+    match error {
+        GcpError::Api {
+            code: 400,
+            status,
+            message,
+            ..
+        } => status == "INVALID_ARGUMENT" && message.contains("does not exist"),
+        _ => false,
+    }
+}
+
+/// Returns a member as Google compares it: the type prefix as Google spells it and the email
+/// or domain lowercased (IAM stores them lowercased; `deleted:` members keep their `?uid=`).
+pub fn member_key(member: &str) -> String {
+    match member.split_once(':') {
+        Some((kind, rest)) => {
+            let kind = match kind.to_ascii_lowercase().as_str() {
+                "user" => "user",
+                "serviceaccount" => "serviceAccount",
+                "group" => "group",
+                "domain" => "domain",
+                "deleted" => "deleted",
+                _ => return member.to_string(),
+            };
+            format!("{kind}:{}", rest.to_lowercase())
+        }
+        None => member.to_string(),
     }
 }
 
@@ -169,7 +224,7 @@ pub fn binding_members(policy: &Json, role: &str) -> Vec<String> {
         .flatten()
         .filter(|binding| is_unconditional_binding(binding, role))
         .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default())
-        .filter_map(|member| member.as_str().map(String::from))
+        .filter_map(|member| member.as_str().map(member_key))
         .collect();
     members.sort();
     members.dedup();
@@ -179,7 +234,7 @@ pub fn binding_members(policy: &Json, role: &str) -> Vec<String> {
 /// Sets the members of the unconditional binding of `role` (none removes the binding);
 /// returns false when nothing changes. Other roles and conditional bindings are untouched.
 pub fn set_binding_members(policy: &mut Json, role: &str, members: &[String]) -> bool {
-    let mut wanted: Vec<String> = members.to_vec();
+    let mut wanted: Vec<String> = members.iter().map(|member| member_key(member)).collect();
     wanted.sort();
     wanted.dedup();
     if binding_members(policy, role) == wanted {
@@ -200,15 +255,16 @@ pub fn set_binding_members(policy: &mut Json, role: &str, members: &[String]) ->
 
 /// Adds or removes one member of the unconditional binding of `role`; false when nothing changes.
 pub fn set_member(policy: &mut Json, role: &str, member: &str, present: bool) -> bool {
+    let member = member_key(member);
     let mut members = binding_members(policy, role);
-    let has = members.iter().any(|candidate| candidate == member);
+    let has = members.contains(&member);
     if has == present {
         return false;
     }
     if present {
-        members.push(member.to_string());
+        members.push(member);
     } else {
-        members.retain(|candidate| candidate != member);
+        members.retain(|candidate| *candidate != member);
     }
     set_binding_members(policy, role, &members)
 }
@@ -216,6 +272,50 @@ pub fn set_member(policy: &mut Json, role: &str, member: &str, present: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_compare_as_google_compares_them() {
+        assert_eq!(
+            member_key("serviceAccount:Run-SA@P.iam.gserviceaccount.com"),
+            "serviceAccount:run-sa@p.iam.gserviceaccount.com"
+        );
+        assert_eq!(member_key("User:Ann@Example.com"), "user:ann@example.com");
+        assert_eq!(member_key("allUsers"), "allUsers");
+        let mut policy =
+            json!({"bindings": [{"role": "roles/viewer", "members": ["user:ann@example.com"]}]});
+        assert!(!set_member(
+            &mut policy,
+            "roles/viewer",
+            "user:Ann@Example.com",
+            true
+        ));
+    }
+
+    #[test]
+    fn only_an_unknown_member_is_a_propagation_refusal() {
+        let refusal = |code: u16, status: &str, message: &str| GcpError::Api {
+            method: "POST".into(),
+            url: "u".into(),
+            code,
+            status: status.into(),
+            message: message.into(),
+        };
+        assert!(is_unpropagated_member(&refusal(
+            400,
+            "INVALID_ARGUMENT",
+            "Service account run@p.iam.gserviceaccount.com does not exist."
+        )));
+        assert!(!is_unpropagated_member(&refusal(
+            400,
+            "INVALID_ARGUMENT",
+            "Role roles/x is not supported."
+        )));
+        assert!(!is_unpropagated_member(&refusal(
+            404,
+            "NOT_FOUND",
+            "does not exist"
+        )));
+    }
 
     #[test]
     fn parents_are_recognized_by_their_names() {

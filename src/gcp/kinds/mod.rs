@@ -390,6 +390,46 @@ pub(crate) async fn delete_if_exists(
     }
 }
 
+/// How many times a create whose answer was lost is looked up and sent again.
+const CREATE_ATTEMPTS: u32 = 4;
+
+/// Sends a create (a POST) that may commit without its answer arriving: when the outcome is
+/// unknown (a 5xx, a timeout, a cut connection), `find` looks the object up — by its id, its
+/// ownership label or another durable identity — and only when it is absent is the create
+/// sent again. Never sends a create twice blind, so a lost answer never makes a duplicate.
+pub(crate) async fn create_checked<Find, Found>(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    path: &str,
+    query: &[(&str, String)],
+    body: &serde_json::Value,
+    find: Find,
+) -> Result<serde_json::Value, KindError>
+where
+    Find: Fn() -> Found,
+    Found: std::future::Future<Output = Result<Option<serde_json::Value>, KindError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client
+            .call(reqwest::Method::POST, service, path, query, Some(body))
+            .await
+        {
+            Ok(answer) => return Ok(answer),
+            Err(error) if error.is_outcome_unknown() && attempt < CREATE_ATTEMPTS => {
+                tracing::info!("{error}: the create may have committed; looking it up");
+                tokio::time::sleep(client.retry_policy().delay(attempt)).await;
+                if let Some(found) = find().await? {
+                    tracing::info!("the create had committed; using what it made");
+                    return Ok(found);
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// Reads the object at `path`; `None` when it does not exist.
 pub(crate) async fn get_if_exists(
     client: &GcpClient,

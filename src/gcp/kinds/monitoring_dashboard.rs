@@ -2,11 +2,14 @@
 //! JSON document (`dashboard_json`, a string or a TOML table in the API's shape). The whole
 //! layout is compared structurally, so a plan names the JSON paths that change; a key removed
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
+//! Google leaves zero-valued fields out of its answers (proto3), so both sides are compared
+//! with them dropped: a tile at `xPos = 0` is no change. The id state records is the one in
+//! Google's answer; the `infra-key` label finds a dashboard whose create answer was lost.
 
 use super::limits::INT32_MAX;
 use super::{
     Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
-    delete_if_exists, get_if_exists, managed_labels, string_attribute,
+    create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -173,7 +176,27 @@ fn strip_envelope(mut document: Json) -> Json {
             object.remove(field);
         }
     }
+    // Google leaves defaults out of its answers (proto3 JSON); the tiles' positions come back
+    // in, so a moved tile reads as a changed value.
+    let mut document = crate::gcp::proto3::omit_defaults(&document);
+    place_tiles(&mut document);
     document
+}
+
+/// Gives every mosaic tile its `xPos` and `yPos`, 0 when absent, so a moved tile reads as
+/// `24 -> 0` rather than as a removed field.
+fn place_tiles(document: &mut Json) {
+    let Some(tiles) = document
+        .pointer_mut("/mosaicLayout/tiles")
+        .and_then(Json::as_array_mut)
+    else {
+        return;
+    };
+    for tile in tiles.iter_mut().filter_map(Json::as_object_mut) {
+        for position in ["xPos", "yPos"] {
+            tile.entry(position).or_insert(json!(0));
+        }
+    }
 }
 
 #[async_trait]
@@ -221,15 +244,19 @@ impl Kind for MonitoringDashboardKind {
         config: &Attributes,
         _prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
-        let labels = managed_labels(context, config, "labels");
+        let mut labels = managed_labels(context, config, "labels");
+        labels.insert(
+            super::INFRA_KEY_LABEL.into(),
+            Value::string(super::ownership::infra_key(context)),
+        );
         let document = if config
             .get("dashboard_json")
             .is_some_and(Value::contains_unknown)
         {
             Value::unknown()
         } else {
-            // Google answers in proto3 JSON, without default values: compare like with like.
-            Value::from_json(&crate::gcp::proto3::omit_defaults(&Self::document(config)?))
+            // `document` drops proto3 defaults as Google's answers do: like compares with like.
+            Value::from_json(&Self::document(config)?)
         };
         Ok(Attributes::from([
             (
@@ -287,43 +314,85 @@ impl Kind for MonitoringDashboardKind {
     ) -> Result<Created, KindError> {
         let desired = self.desired(context, config, None)?;
         let body = Self::body(context, config, &desired);
-        let id = self.resource_id(context, config).unwrap_or_default();
+        let planned_id = self.resource_id(context, config).unwrap_or_default();
         let project = Self::project(context, config);
-        let created = client
-            .call(
-                Method::POST,
+        let collection = format!("v1/projects/{project}/dashboards");
+        let key = super::ownership::infra_key(context);
+        let find_ours = || async {
+            let candidates = super::ownership::find_by_label(
+                client,
                 Service::Monitoring,
-                &format!("v1/projects/{project}/dashboards"),
-                &[],
-                Some(&body),
+                &collection,
+                "dashboards",
+                "labels",
+                &key,
             )
-            .await;
-        let live = match created {
-            Ok(live) => live,
-            Err(error) if error.code() == Some(409) => {
-                let existing = client
-                    .call(
-                        Method::GET,
-                        Service::Monitoring,
-                        &format!("v1/{id}"),
-                        &[],
-                        None,
-                    )
-                    .await?;
-                check_owner(context, &id, existing.get("labels"))?;
-                let mut replacement = body.clone();
-                replacement["etag"] = existing["etag"].clone();
-                client
-                    .call(
-                        Method::PATCH,
-                        Service::Monitoring,
-                        &format!("v1/{id}"),
-                        &[],
-                        Some(&replacement),
-                    )
-                    .await?
+            .await?;
+            match candidates.first() {
+                Some(found) => {
+                    let name = found["name"].as_str().unwrap_or_default();
+                    check_owner(context, name, found.get("labels"))?;
+                    Ok(Some(found.clone()))
+                }
+                None => Ok(None),
             }
-            Err(error) => return Err(error.into()),
+        };
+        let body_sent = &body;
+        let adopt = |existing: Json| async move {
+            let id = existing["name"].as_str().unwrap_or_default().to_string();
+            tracing::info!("adopting {id}, created by an interrupted run");
+            let mut replacement = body_sent.clone();
+            replacement["name"] = json!(id);
+            replacement["etag"] = existing["etag"].clone();
+            client
+                .call(
+                    Method::PATCH,
+                    Service::Monitoring,
+                    &format!("v1/{id}"),
+                    &[],
+                    Some(&replacement),
+                )
+                .await
+        };
+        let live = match find_ours().await? {
+            Some(existing) => adopt(existing).await?,
+            None => match create_checked(
+                client,
+                Service::Monitoring,
+                &collection,
+                &[],
+                &body,
+                find_ours,
+            )
+            .await
+            {
+                Ok(live) => live,
+                Err(KindError::Gcp(error)) if error.code() == Some(409) => {
+                    let existing = client
+                        .call(
+                            Method::GET,
+                            Service::Monitoring,
+                            &format!("v1/{planned_id}"),
+                            &[],
+                            None,
+                        )
+                        .await?;
+                    check_owner(context, &planned_id, existing.get("labels"))?;
+                    adopt(existing).await?
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        // Google's answer names the dashboard (the name asked for is only a request); it
+        // spells the project by number, state by id.
+        let id = match live["name"]
+            .as_str()
+            .and_then(|name| name.rsplit_once("/dashboards/"))
+        {
+            Some((_, dashboard_id)) if !dashboard_id.is_empty() => {
+                format!("projects/{project}/dashboards/{dashboard_id}")
+            }
+            _ => planned_id,
         };
         Ok(Created {
             id,
@@ -372,5 +441,29 @@ impl Kind for MonitoringDashboardKind {
             &[],
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_at_zero_compare_equal_to_tiles_google_left_positionless() {
+        let configured = strip_envelope(json!({"mosaicLayout": {"columns": 12, "tiles": [
+            {"xPos": 0, "yPos": 0, "width": 6, "height": 4},
+            {"xPos": 6, "yPos": 0, "width": 6, "height": 4}
+        ]}}));
+        let answered = strip_envelope(
+            json!({"name": "projects/p/dashboards/d", "mosaicLayout": {"columns": 12, "tiles": [
+                {"width": 6, "height": 4},
+                {"xPos": 6, "width": 6, "height": 4}
+            ]}}),
+        );
+        assert_eq!(configured, answered);
+        let moved = strip_envelope(json!({"mosaicLayout": {"columns": 12, "tiles": [
+            {"xPos": 1, "width": 6, "height": 4}, {"xPos": 6, "width": 6, "height": 4}
+        ]}}));
+        assert_ne!(moved, answered);
     }
 }

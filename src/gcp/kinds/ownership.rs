@@ -41,48 +41,41 @@ pub(crate) async fn create_or_adopt(
     body: &serde_json::Value,
     adopt_query: &[(&str, String)],
 ) -> Result<serde_json::Value, KindError> {
-    let candidates = find_by_infra_key(
-        client,
-        service,
-        collection_path,
-        items_field,
-        &infra_key(context),
-    )
-    .await?;
-    let ours = candidates
-        .iter()
-        .find(|found| check_owner(context, "", found.get("userLabels")).is_ok());
-    let answer = match ours {
-        Some(found) => {
-            let name = found["name"].as_str().unwrap_or_default().to_string();
-            tracing::info!("adopting {name}, created by an interrupted run");
-            client
-                .call(
-                    reqwest::Method::PATCH,
-                    service,
-                    &format!("v3/{name}"),
-                    adopt_query,
-                    Some(body),
-                )
-                .await?
-        }
-        None => {
+    let key = infra_key(context);
+    let find_ours = || async {
+        let candidates =
+            find_by_infra_key(client, service, collection_path, items_field, &key).await?;
+        let ours = candidates
+            .iter()
+            .find(|found| check_owner(context, "", found.get("userLabels")).is_ok())
+            .cloned();
+        if ours.is_none()
+            && let Some(foreign) = candidates.first()
+        {
             // Carrying this resource's key but owned by another state: refuse, naming the owner.
-            if let Some(foreign) = candidates.first() {
-                let name = foreign["name"].as_str().unwrap_or_default();
-                check_owner(context, name, foreign.get("userLabels"))?;
-            }
-            client
-                .call(
-                    reqwest::Method::POST,
-                    service,
-                    collection_path,
-                    &[],
-                    Some(body),
-                )
-                .await?
+            let name = foreign["name"].as_str().unwrap_or_default();
+            check_owner(context, name, foreign.get("userLabels"))?;
+        }
+        Ok::<_, KindError>(ours)
+    };
+    let found = match find_ours().await? {
+        Some(found) => found,
+        None => {
+            return super::create_checked(client, service, collection_path, &[], body, find_ours)
+                .await;
         }
     };
+    let name = found["name"].as_str().unwrap_or_default().to_string();
+    tracing::info!("adopting {name}, created by an interrupted run");
+    let answer = client
+        .call(
+            reqwest::Method::PATCH,
+            service,
+            &format!("v3/{name}"),
+            adopt_query,
+            Some(body),
+        )
+        .await?;
     Ok(answer)
 }
 
@@ -93,6 +86,27 @@ async fn find_by_infra_key(
     service: crate::gcp::Service,
     collection_path: &str,
     items_field: &str,
+    key: &str,
+) -> Result<Vec<serde_json::Value>, KindError> {
+    find_by_label(
+        client,
+        service,
+        collection_path,
+        items_field,
+        "userLabels",
+        key,
+    )
+    .await
+}
+
+/// Finds the objects of a collection whose `labels_field` map carries `INFRA_KEY_LABEL = key`,
+/// paging through the list.
+pub(crate) async fn find_by_label(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    labels_field: &str,
     key: &str,
 ) -> Result<Vec<serde_json::Value>, KindError> {
     let mut found = Vec::new();
@@ -111,7 +125,7 @@ async fn find_by_infra_key(
                 .into_iter()
                 .flatten()
                 .filter(|item| {
-                    item.pointer(&format!("/userLabels/{INFRA_KEY_LABEL}"))
+                    item.pointer(&format!("/{labels_field}/{INFRA_KEY_LABEL}"))
                         .and_then(|value| value.as_str())
                         == Some(key)
                 })

@@ -5,7 +5,7 @@
 
 use super::{
     Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
-    delete_if_exists, managed_labels, string_attribute,
+    create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
 use crate::sensitive::{LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, Redacted, Verdict};
@@ -216,11 +216,14 @@ impl SecretKind {
         format!("{secret_name}/versions/{number}")
     }
 
+    /// Adds `value` as a new version. When the answer is lost the latest version is read
+    /// first: if it already holds this value the add had committed, and no second version is
+    /// made.
     async fn add_version(
         client: &GcpClient,
         secret_name: &str,
         value: &Redacted<String>,
-    ) -> Result<String, GcpError> {
+    ) -> Result<String, KindError> {
         let data = value.expose().as_bytes();
         let body = json!({
             "payload": {
@@ -228,27 +231,51 @@ impl SecretKind {
                 "dataCrc32c": crc32c::crc32c(data).to_string(),
             }
         });
-        let version = client
-            .call(
-                Method::POST,
-                Service::SecretManager,
-                &format!("v1/{secret_name}:addVersion"),
-                &[],
-                Some(&body),
-            )
-            .await?;
+        let path = format!("v1/{secret_name}:addVersion");
+        let find = || async {
+            Ok(Self::latest_enabled(client, secret_name)
+                .await?
+                .filter(|(_, latest)| latest.expose().as_slice() == data)
+                .map(|(name, _)| json!({"name": name})))
+        };
+        let version =
+            create_checked(client, Service::SecretManager, &path, &[], &body, find).await?;
         let name = version
             .get("name")
             .and_then(|name| name.as_str())
             .ok_or_else(|| GcpError::Decode {
                 method: "POST".into(),
-                url: client.url(
-                    Service::SecretManager,
-                    &format!("v1/{secret_name}:addVersion"),
-                ),
+                url: client.url(Service::SecretManager, &path),
                 message: "the SecretVersion has no name".into(),
             })?;
         Ok(Self::version_name(secret_name, name))
+    }
+
+    /// Returns the latest version's name and value when it is enabled; `None` when the secret
+    /// has no version or its latest is disabled or destroyed. The value stays in memory.
+    async fn latest_enabled(
+        client: &GcpClient,
+        secret_name: &str,
+    ) -> Result<Option<(String, Redacted<Vec<u8>>)>, KindError> {
+        let path = format!("v1/{secret_name}/versions/latest:access");
+        let accessed = match client
+            .call(Method::GET, Service::SecretManager, &path, &[], None)
+            .await
+        {
+            Ok(accessed) => accessed,
+            // No version yet (404), or the latest is not enabled (400 FAILED_PRECONDITION).
+            Err(error) if error.is_not_found() || error.code() == Some(400) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let name = accessed["name"].as_str().unwrap_or_default().to_string();
+        let data = accessed
+            .pointer("/payload/data")
+            .and_then(|data| data.as_str())
+            .unwrap_or_default();
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else {
+            return Ok(None);
+        };
+        Ok(Some((name, Redacted::new(bytes))))
     }
 
     async fn retire_version(
@@ -261,8 +288,9 @@ impl SecretKind {
             "keep" => return Ok(()),
             _ => "disable",
         };
+        // Disabling or destroying twice leaves the version as once: safe to repeat.
         match client
-            .call(
+            .call_replayable(
                 Method::POST,
                 Service::SecretManager,
                 &format!("v1/{version}:{verb}"),
@@ -282,14 +310,41 @@ impl SecretKind {
     }
 
     /// Writes the value (if any) as a new version and returns the state attributes of it.
+    /// `recovering`: an interrupted create of this state may already have written it; then an
+    /// enabled latest version holding the configured value — or, for a generated value, any
+    /// enabled latest version — is adopted, so recovery never adds a version and never
+    /// generates a second value.
     async fn write_value(
         client: &GcpClient,
         context: &KindContext,
         config: &Attributes,
         secret_name: &str,
         attributes: &mut Attributes,
+        recovering: bool,
     ) -> Result<(), KindError> {
-        let (value, generated) = match Self::literal_value(config)? {
+        let literal = Self::literal_value(config)?;
+        if recovering
+            && (literal.is_some() || config.get("generate").is_some())
+            && let Some((name, latest)) = Self::latest_enabled(client, secret_name).await?
+        {
+            let adopted = match &literal {
+                Some(value) if latest.expose().as_slice() == value.expose().as_bytes() => {
+                    Some(context.keyed_fingerprint("value", value.expose().as_bytes())?)
+                }
+                Some(_) => None,
+                None => Some(Value::sensitive(GENERATED_MARKER)),
+            };
+            if let Some(fingerprint) = adopted {
+                tracing::info!("{secret_name}: its value was written by an interrupted run");
+                attributes.insert("value".into(), fingerprint);
+                attributes.insert(
+                    "version".into(),
+                    Value::string(Self::version_name(secret_name, &name)),
+                );
+                return Ok(());
+            }
+        }
+        let (value, generated) = match literal {
             Some(value) => (Some(value), false),
             None => (Self::generate(config)?, true),
         };
@@ -675,18 +730,28 @@ impl Kind for SecretKind {
             "labels": desired["labels"].to_json(),
             "annotations": desired["annotations"].to_json(),
         });
-        let created = client
-            .call(
-                Method::POST,
-                Service::SecretManager,
-                &format!("v1/projects/{project}/secrets"),
-                &[("secretId", secret_id.clone())],
-                Some(&body),
-            )
-            .await;
+        let find = || async {
+            let found =
+                get_if_exists(client, Service::SecretManager, &format!("v1/{name}")).await?;
+            if let Some(live) = &found {
+                check_owner(context, &name, live.get("labels"))?;
+            }
+            Ok(found)
+        };
+        let created = create_checked(
+            client,
+            Service::SecretManager,
+            &format!("v1/projects/{project}/secrets"),
+            &[("secretId", secret_id.clone())],
+            &body,
+            find,
+        )
+        .await;
+        let mut recovering = false;
         match created {
             Ok(_) => {}
-            Err(error) if error.code() == Some(409) => {
+            Err(KindError::Gcp(error)) if error.code() == Some(409) => {
+                recovering = true;
                 // An earlier run may have been interrupted after the create: adopt what carries our label.
                 let live = client
                     .call(
@@ -710,12 +775,12 @@ impl Kind for SecretKind {
                     )
                     .await?;
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         }
         let mut attributes = desired;
         attributes.remove("value");
         attributes.insert("name".into(), Value::string(name.clone()));
-        Self::write_value(client, context, config, &name, &mut attributes).await?;
+        Self::write_value(client, context, config, &name, &mut attributes, recovering).await?;
         Ok(Created {
             id: name,
             attributes,
@@ -762,7 +827,8 @@ impl Kind for SecretKind {
                 .get("version")
                 .and_then(Value::as_str)
                 .map(String::from);
-            Self::write_value(client, context, config, &name, &mut attributes).await?;
+            let recovering = prior.status == crate::state::ResourceStatus::Creating;
+            Self::write_value(client, context, config, &name, &mut attributes, recovering).await?;
             if let Some(previous) = previous_version {
                 let policy = string_attribute(config, "old_versions").unwrap_or("disable");
                 if attributes.get("version").and_then(Value::as_str) != Some(previous.as_str()) {

@@ -1,8 +1,12 @@
 //! The `service_account` kind: an IAM v1 service account. Its email is known at plan time
 //! (`{account_id}@{project}.iam.gserviceaccount.com`), so grants to it plan without unknowns.
+//! A create returns only once the account is readable (IAM is eventually consistent: the
+//! Terraform provider polls the same way); policies naming it retry while IAM still refuses
+//! the new member (`iam_policy::modify_policy`).
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, delete_if_exists, string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, create_checked, delete_if_exists,
+    get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -23,7 +27,33 @@ static FIELDS: [FieldSpec; 4] = [
     FieldSpec::optional("description", FieldType::String),
 ];
 
+/// How long a new account may stay unreadable before the create fails.
+const READABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(90);
+
 impl ServiceAccountKind {
+    /// Polls a just-created account until a GET finds it.
+    async fn wait_until_readable(client: &GcpClient, id: &str) -> Result<(), KindError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if get_if_exists(client, Service::Iam, &format!("v1/{id}"))
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+            if started.elapsed() >= READABLE_WITHIN {
+                return Err(crate::gcp::GcpError::Timeout {
+                    what: format!("{id}: created, but not readable"),
+                    seconds: READABLE_WITHIN.as_secs(),
+                }
+                .into());
+            }
+            tokio::time::sleep(client.retry_policy().delay(attempt)).await;
+        }
+    }
+
     fn project(context: &KindContext, config: &Attributes) -> String {
         string_attribute(config, "project")
             .unwrap_or(&context.project)
@@ -197,18 +227,35 @@ impl Kind for ServiceAccountKind {
         let project = Self::project(context, config);
         let account_id = string_attribute(config, "account_id").unwrap_or_default();
         let body = json!({"accountId": account_id, "serviceAccount": Self::body(config)});
-        let created = client
-            .call(
-                Method::POST,
-                Service::Iam,
-                &format!("v1/projects/{project}/serviceAccounts"),
-                &[],
-                Some(&body),
-            )
-            .await;
+        let id = self
+            .resource_id(context, config)
+            .ok_or_else(|| KindError::Invalid("account_id is required".into()))?;
+        // Looked up only after this run's own create may have committed: an account that is
+        // there now, with the display name and description just sent, is that create's.
+        let find = || async {
+            let found = get_if_exists(client, Service::Iam, &format!("v1/{id}")).await?;
+            // Google leaves empty fields out of its answers: missing reads as "".
+            let text = |json: &serde_json::Value, field: &str| {
+                json[field].as_str().unwrap_or_default().to_string()
+            };
+            Ok(found.filter(|live| {
+                ["displayName", "description"]
+                    .iter()
+                    .all(|field| text(live, field) == text(&body["serviceAccount"], field))
+            }))
+        };
+        let created = create_checked(
+            client,
+            Service::Iam,
+            &format!("v1/projects/{project}/serviceAccounts"),
+            &[],
+            &body,
+            find,
+        )
+        .await;
         let live = match created {
             Ok(live) => live,
-            Err(error) if error.code() == Some(409) => {
+            Err(KindError::Gcp(error)) if error.code() == Some(409) => {
                 // Service accounts carry no labels: nothing says which state made this one, so
                 // it is never adopted here (an interrupted create is found by its intent record).
                 let id = self.resource_id(context, config).unwrap_or_default();
@@ -222,11 +269,9 @@ impl Kind for ServiceAccountKind {
                     ),
                 });
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         };
-        let id = self
-            .resource_id(context, config)
-            .ok_or_else(|| KindError::Invalid("account_id is required".into()))?;
+        Self::wait_until_readable(client, &id).await?;
         let mut attributes = self.desired(context, config, None)?;
         attributes.insert(
             "email".into(),

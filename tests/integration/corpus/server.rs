@@ -418,6 +418,7 @@ fn server_case(target: Target, behaviour: &str, names: &[&str]) -> Case {
     let place = format!("{method} {endpoint}{path}");
     case(&scenario, arguments)
         .env("INFRA_GCP_ENDPOINT", &endpoint)
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env("INFRA_HTTP_TIMEOUT", "400ms")
         .names(&[place.as_str()])
         .names(names)
@@ -560,6 +561,7 @@ fn a_huge_answer_keeps_memory_bounded() {
         .args(["plan", "--env", "test"])
         .current_dir(env.root.path())
         .env("INFRA_GCP_ENDPOINT", &endpoint)
+        .env("INFRA_GCP_CREDENTIALS", "none")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

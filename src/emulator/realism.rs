@@ -1,0 +1,446 @@
+//! Google's documented behaviours that a lax emulator would hide from the client, on by default
+//! and tunable (or off) per run: a propagation window in which IAM refuses policies naming a
+//! new service account; Monitoring's 409 on concurrent edits of one project's alerting state;
+//! Billing Budgets' demand for a quota project from user credentials; PromQL metric validation;
+//! and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
+//! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
+
+use super::error::ApiError;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A bearer token starting with this is a user credential (what `gcloud auth
+/// application-default login` yields): tests say "this token is a user's" by its prefix.
+pub const USER_TOKEN_PREFIX: &str = "user.";
+
+/// How the emulator imitates Google's quirks. `Default` is realism on.
+#[derive(Debug, Clone)]
+pub struct RealismOptions {
+    /// How long after its create a service account is unknown to IAM policies (zero: off).
+    pub account_propagation: Duration,
+    /// Concurrent writes to one project's alert policies or notification channels get 409.
+    pub monitoring_single_writer: bool,
+    /// Billing Budgets refuse a user credential that names no quota project (403).
+    pub quota_project_required: bool,
+    /// A PromQL condition naming a metric the emulator has not seen is refused unless it sets
+    /// `disableMetricValidation`.
+    pub metric_validation: bool,
+    /// Injected faults.
+    pub faults: FaultOptions,
+}
+
+impl Default for RealismOptions {
+    fn default() -> Self {
+        Self {
+            account_propagation: Duration::from_millis(1500),
+            monitoring_single_writer: true,
+            quota_project_required: true,
+            metric_validation: true,
+            faults: FaultOptions::default(),
+        }
+    }
+}
+
+impl RealismOptions {
+    /// Returns the options with every quirk off (a lax emulator, for tests that say so).
+    pub fn off() -> Self {
+        Self {
+            account_propagation: Duration::ZERO,
+            monitoring_single_writer: false,
+            quota_project_required: false,
+            metric_validation: false,
+            faults: FaultOptions::default(),
+        }
+    }
+}
+
+/// Faults injected into answers, picked deterministically from `seed` and the request's order.
+#[derive(Debug, Clone, Default)]
+pub struct FaultOptions {
+    /// Share (0 to 1) of matching writes whose change commits and whose answer is then lost.
+    pub lose_answer_rate: f64,
+    /// Share of matching requests answered 429 RESOURCE_EXHAUSTED with `Retry-After: 1`.
+    pub throttle_rate: f64,
+    /// Share of matching requests answered after `slow` more.
+    pub slow_rate: f64,
+    pub slow: Duration,
+    pub seed: u64,
+    /// Only requests whose `METHOD /path` contains this are picked (all when empty).
+    pub only: String,
+}
+
+/// What the fault dice say for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    Throttle,
+    Slow(Duration),
+    /// Commit the change, then cut the answer.
+    LoseAnswer,
+}
+
+/// The quirks' state while the emulator runs.
+pub struct Realism {
+    pub options: RealismOptions,
+    accounts_created: Mutex<BTreeMap<String, Instant>>,
+    monitoring_writers: Mutex<BTreeMap<String, usize>>,
+    picked: AtomicU64,
+}
+
+/// Marks one Monitoring write in progress; dropping it ends the write.
+pub struct MonitoringWrite<'a> {
+    realism: &'a Realism,
+    project: String,
+}
+
+impl Drop for MonitoringWrite<'_> {
+    fn drop(&mut self) {
+        let mut writers = self
+            .realism
+            .monitoring_writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = writers.get_mut(&self.project) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+impl Realism {
+    pub fn new(options: RealismOptions) -> Self {
+        Self {
+            options,
+            accounts_created: Mutex::default(),
+            monitoring_writers: Mutex::default(),
+            picked: AtomicU64::new(0),
+        }
+    }
+
+    /// Rolls the fault dice for a request (`METHOD /path`); writes alone can lose answers.
+    pub fn fault(&self, signature: &str, is_write: bool) -> Fault {
+        let faults = &self.options.faults;
+        if faults.lose_answer_rate <= 0.0 && faults.throttle_rate <= 0.0 && faults.slow_rate <= 0.0
+        {
+            return Fault::None;
+        }
+        if !faults.only.is_empty() && !signature.contains(&faults.only) {
+            return Fault::None;
+        }
+        let draw = unit_interval(faults.seed, self.picked.fetch_add(1, Ordering::SeqCst));
+        if is_write && draw < faults.lose_answer_rate {
+            Fault::LoseAnswer
+        } else if draw < faults.lose_answer_rate + faults.throttle_rate {
+            Fault::Throttle
+        } else if draw < faults.lose_answer_rate + faults.throttle_rate + faults.slow_rate {
+            Fault::Slow(faults.slow)
+        } else {
+            Fault::None
+        }
+    }
+
+    /// Notes a service account just created (its email).
+    pub fn account_created(&self, email: &str) {
+        if self.options.account_propagation.is_zero() {
+            return;
+        }
+        self.accounts_created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(email.to_ascii_lowercase(), Instant::now());
+    }
+
+    /// Refuses a policy naming a service account IAM does not know yet, as Google does for
+    /// seconds to a minute after its create: 400 INVALID_ARGUMENT "… does not exist".
+    pub fn check_policy_members(&self, body: &Json) -> Result<(), ApiError> {
+        let window = self.options.account_propagation;
+        if window.is_zero() {
+            return Ok(());
+        }
+        let created = self
+            .accounts_created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let members = body
+            .pointer("/policy/bindings")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default());
+        for member in members {
+            let Some(email) = member
+                .as_str()
+                .and_then(|member| member.strip_prefix("serviceAccount:"))
+            else {
+                continue;
+            };
+            if created
+                .get(&email.to_ascii_lowercase())
+                .is_some_and(|at| at.elapsed() < window)
+            {
+                return Err(ApiError::invalid_argument(format!(
+                    "Service account {email} does not exist."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a write to a project's alerting state; 409 while another is in progress.
+    pub fn begin_monitoring_write(&self, project: &str) -> Result<MonitoringWrite<'_>, ApiError> {
+        let mut writers = self
+            .monitoring_writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = writers.entry(project.to_string()).or_default();
+        if *count > 0 && self.options.monitoring_single_writer {
+            return Err(ApiError::aborted(
+                "Too many concurrent edits to the project configuration. Please try again.",
+            ));
+        }
+        *count += 1;
+        Ok(MonitoringWrite {
+            realism: self,
+            project: project.to_string(),
+        })
+    }
+
+    /// Refuses Billing Budgets calls made with a user credential but no quota project.
+    pub fn check_quota_project(
+        &self,
+        authorization: Option<&str>,
+        quota_project: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let user = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|token| token.starts_with(USER_TOKEN_PREFIX));
+        if self.options.quota_project_required
+            && user
+            && quota_project.is_none_or(|project| project.trim().is_empty())
+        {
+            return Err(ApiError::from_status(
+                axum::http::StatusCode::FORBIDDEN,
+                "Your application is authenticating by using local Application Default Credentials. The billingbudgets.googleapis.com API requires a quota project, which is not set by default. To learn how to set your quota project, see https://cloud.google.com/docs/authentication/adc-troubleshooting/user-creds .",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses an alert policy whose PromQL names a metric never written to the project
+    /// (none is, in the emulator) unless the condition sets `disableMetricValidation`.
+    pub fn check_promql(&self, policy: &Json) -> Result<(), ApiError> {
+        if !self.options.metric_validation {
+            return Ok(());
+        }
+        for condition in policy["conditions"].as_array().into_iter().flatten() {
+            let promql = &condition["conditionPrometheusQueryLanguage"];
+            if promql.is_null() || promql["disableMetricValidation"] == true {
+                continue;
+            }
+            if let Some(metric) = metric_names(promql["query"].as_str().unwrap_or_default())
+                .into_iter()
+                .next()
+            {
+                return Err(ApiError::invalid_argument(format!(
+                    "Cannot find metric(s) that match type = \"prometheus.googleapis.com/{metric}\". If a metric was created recently, it could take up to 10 minutes to become available. Please try again soon, or set disableMetricValidation."
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Returns the metric names a PromQL query selects: names followed by a label matcher `{` or a
+/// range `[`, or standing alone (not a function, keyword or label inside braces).
+pub fn metric_names(query: &str) -> BTreeSet<String> {
+    const KEYWORDS: [&str; 12] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+    ];
+    const AGGREGATIONS: [&str; 12] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    let mut names = BTreeSet::new();
+    let characters: Vec<char> = query.chars().collect();
+    let mut index = 0;
+    let mut brace_depth = 0usize;
+    let mut in_string: Option<char> = None;
+    while index < characters.len() {
+        let character = characters[index];
+        if let Some(quote) = in_string {
+            if character == '\\' {
+                index += 1;
+            } else if character == quote {
+                in_string = None;
+            }
+            index += 1;
+            continue;
+        }
+        match character {
+            '"' | '\'' | '`' => in_string = Some(character),
+            '{' => brace_depth += 1,
+            '}' => brace_depth = brace_depth.saturating_sub(1),
+            '[' => {
+                // A range or subquery duration: skip to its end.
+                while index < characters.len() && characters[index] != ']' {
+                    index += 1;
+                }
+            }
+            _ if brace_depth == 0
+                && (character.is_ascii_alphabetic() || character == '_' || character == ':') =>
+            {
+                let start = index;
+                while index < characters.len()
+                    && (characters[index].is_ascii_alphanumeric()
+                        || characters[index] == '_'
+                        || characters[index] == ':')
+                {
+                    index += 1;
+                }
+                let word: String = characters[start..index].iter().collect();
+                let lower = word.to_ascii_lowercase();
+                if lower == "by" || lower == "without" || lower == "on" || lower == "ignoring" {
+                    // A label list follows: `by (le, env)` names labels, not metrics.
+                    while index < characters.len() && characters[index] != ')' {
+                        index += 1;
+                    }
+                    continue;
+                }
+                let next = characters[index..].iter().find(|c| !c.is_whitespace());
+                let is_function = next == Some(&'(');
+                let is_keyword =
+                    KEYWORDS.contains(&lower.as_str()) || AGGREGATIONS.contains(&lower.as_str());
+                if !is_function && !is_keyword {
+                    names.insert(word);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    names
+}
+
+/// Returns a number in [0, 1) from `seed` and `index` (splitmix64): the same seed picks the
+/// same requests on every run.
+fn unit_interval(seed: u64, index: u64) -> f64 {
+    let mut value = seed.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    value ^= value >> 31;
+    (value >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metric_names_are_the_selected_series_only() {
+        assert_eq!(
+            metric_names(
+                "100 * sum(rate(beta_api_errors_total{env=\"dev\", feature!=\"\"}[5m])) / sum by (le) (rate(beta_api_requests_total[5m])) > 2"
+            ),
+            BTreeSet::from([
+                "beta_api_errors_total".to_string(),
+                "beta_api_requests_total".to_string()
+            ])
+        );
+        assert_eq!(
+            metric_names("histogram_quantile(0.95, sum by (le) (rate(x_bucket{a=\"b\"}[5m]))) > 1"),
+            BTreeSet::from(["x_bucket".to_string()])
+        );
+        assert!(metric_names("vector(1) > 0").is_empty());
+    }
+
+    #[test]
+    fn a_new_account_is_refused_in_policies_only_during_its_window() {
+        let realism = Realism::new(RealismOptions {
+            account_propagation: Duration::from_millis(50),
+            ..RealismOptions::default()
+        });
+        realism.account_created("run@p.iam.gserviceaccount.com");
+        let policy = json!({"policy": {"bindings": [{"role": "roles/x", "members": ["serviceAccount:Run@p.iam.gserviceaccount.com"]}]}});
+        assert!(realism.check_policy_members(&policy).is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(realism.check_policy_members(&policy).is_ok());
+    }
+
+    #[test]
+    fn a_second_concurrent_monitoring_write_is_refused_until_the_first_ends() {
+        let realism = Realism::new(RealismOptions::default());
+        let first = realism.begin_monitoring_write("p").expect("first");
+        assert!(realism.begin_monitoring_write("p").is_err());
+        assert!(realism.begin_monitoring_write("q").is_ok());
+        drop(first);
+        assert!(realism.begin_monitoring_write("p").is_ok());
+    }
+
+    #[test]
+    fn user_credentials_need_a_quota_project_for_budgets() {
+        let realism = Realism::new(RealismOptions::default());
+        assert!(
+            realism
+                .check_quota_project(Some("Bearer user.abc"), None)
+                .is_err()
+        );
+        assert!(
+            realism
+                .check_quota_project(Some("Bearer user.abc"), Some("q"))
+                .is_ok()
+        );
+        assert!(
+            realism
+                .check_quota_project(Some("Bearer ya29.service"), None)
+                .is_ok()
+        );
+        assert!(realism.check_quota_project(None, None).is_ok());
+    }
+
+    #[test]
+    fn faults_are_deterministic_by_seed() {
+        let options = RealismOptions {
+            faults: FaultOptions {
+                lose_answer_rate: 0.3,
+                seed: 7,
+                ..FaultOptions::default()
+            },
+            ..RealismOptions::default()
+        };
+        let picks = |realism: &Realism| -> Vec<Fault> {
+            (0..50).map(|_| realism.fault("POST /v1/x", true)).collect()
+        };
+        let first = picks(&Realism::new(options.clone()));
+        assert_eq!(first, picks(&Realism::new(options)));
+        let lost = first
+            .iter()
+            .filter(|fault| **fault == Fault::LoseAnswer)
+            .count();
+        assert!((5..=25).contains(&lost), "{lost} of 50");
+    }
+}
