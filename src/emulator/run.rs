@@ -237,57 +237,26 @@ fn settle(store: &mut Store) {
         .collect();
     for name in due {
         let project_number = name.split('/').nth(1).unwrap_or_default().to_string();
-        let missing: Option<String> = store.run_services[&name].body["template"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
-            .filter_map(|variable| {
-                variable
-                    .pointer("/valueSource/secretKeyRef/secret")
-                    .and_then(Json::as_str)
-                    .map(String::from)
-            })
-            .find(|secret| {
-                let canonical = match secret.split('/').collect::<Vec<_>>()[..] {
-                    ["projects", project, "secrets", id] => format!(
-                        "projects/{}/secrets/{id}",
-                        super::store::project_number(project)
-                    ),
-                    _ => format!("projects/{project_number}/secrets/{secret}"),
-                };
-                !store.secrets.contains_key(&canonical)
-            });
+        let referenced = referenced_secrets(&store.run_services[&name].body, &project_number);
+        let missing: Option<String> = referenced
+            .iter()
+            .find(|(_, canonical)| !store.secrets.contains_key(canonical))
+            .map(|(secret, _)| secret.clone());
         // A grant of the secret to the revision's account that IAM has not propagated yet:
         // Google's revision fails to start with "Permission denied on secret".
         let runtime_account = store.run_services[&name].body["template"]["serviceAccount"]
             .as_str()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let unpropagated: Option<String> = store.run_services[&name].body["template"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
-            .filter_map(|variable| {
-                variable
-                    .pointer("/valueSource/secretKeyRef/secret")
-                    .and_then(Json::as_str)
-                    .map(String::from)
-            })
-            .find(|secret| {
-                let canonical = match secret.split('/').collect::<Vec<_>>()[..] {
-                    ["projects", project, "secrets", id] => format!(
-                        "projects/{}/secrets/{id}",
-                        super::store::project_number(project)
-                    ),
-                    _ => format!("projects/{project_number}/secrets/{secret}"),
-                };
+        let unpropagated: Option<String> = referenced
+            .iter()
+            .find(|(_, canonical)| {
                 store
                     .secret_grants
                     .get(&format!("{canonical}|serviceaccount:{runtime_account}"))
                     .is_some_and(|granted| now - granted < store.access_propagation_ms)
-            });
+            })
+            .map(|(secret, _)| secret.clone());
         let Some(record) = store.run_services.get_mut(&name) else {
             continue;
         };
@@ -1199,6 +1168,36 @@ pub fn wait_for(store: &Store, request: &Request) -> Option<Duration> {
         .min(60.0);
     let wait = (remaining.max(0) as f64 / 1000.0).min(requested) + 0.05;
     Some(Duration::from_secs_f64(wait))
+}
+
+/// Returns the secrets a service's template reads through `secretKeyRef`, each as written and
+/// in its canonical `projects/<number>/secrets/<id>` form.
+fn referenced_secrets(
+    body: &serde_json::Map<String, Json>,
+    project_number: &str,
+) -> Vec<(String, String)> {
+    body.get("template").unwrap_or(&Json::Null)["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
+        .filter_map(|variable| {
+            variable
+                .pointer("/valueSource/secretKeyRef/secret")
+                .and_then(Json::as_str)
+                .map(String::from)
+        })
+        .map(|secret| {
+            let canonical = match secret.split('/').collect::<Vec<_>>()[..] {
+                ["projects", project, "secrets", id] => format!(
+                    "projects/{}/secrets/{id}",
+                    super::store::project_number(project)
+                ),
+                _ => format!("projects/{project_number}/secrets/{secret}"),
+            };
+            (secret, canonical)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -61,21 +61,7 @@ fn applied(latency_ms: u64) -> TestEnv {
 
 /// Starts `infra ARGS` in the project with piped stdout and stderr.
 fn spawn(env: &TestEnv, arguments: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_infra"))
-        .args(arguments)
-        .current_dir(env.root.path())
-        .env(
-            "INFRA_GCP_ENDPOINT",
-            env.endpoint.clone().expect("endpoint"),
-        )
-        .env("INFRA_GCP_CREDENTIALS", "none")
-        .env("NO_COLOR", "1")
-        .env(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "/nonexistent/infra-test-credentials.json",
-        )
-        .env_remove("INFRA_ENV")
-        .stdin(Stdio::null())
+    env.command(arguments)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -19,19 +19,8 @@ fn fresh() -> TestEnv {
 /// when the kill landed mid-apply (the recovery had something left to do).
 fn trial(after: Duration) -> bool {
     let env = fresh();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
-        .args(["apply", "--env", "test", "--auto-approve"])
-        .current_dir(env.root.path())
-        .env(
-            "INFRA_GCP_ENDPOINT",
-            env.endpoint.clone().expect("endpoint"),
-        )
-        .env("INFRA_GCP_CREDENTIALS", "none")
-        .env(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "/nonexistent/infra-test-credentials.json",
-        )
-        .stdin(std::process::Stdio::null())
+    let mut child = env
+        .command(&["apply", "--env", "test", "--auto-approve"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -329,19 +329,8 @@ fn a_killed_apply_leaves_its_lock_and_force_unlock_recovers() {
     let mut env = TestEnv::empty();
     env.start_emulator_with(&["--operation-delay-ms", "3000"]);
     env.write("envs/emulated/env.toml", &emulated(1));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
-        .args(["apply", "--env", "emulated", "--auto-approve"])
-        .current_dir(env.root.path())
-        .env(
-            "INFRA_GCP_ENDPOINT",
-            env.endpoint.clone().expect("endpoint"),
-        )
-        .env("INFRA_GCP_CREDENTIALS", "none")
-        .env(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "/nonexistent/infra-test-credentials.json",
-        )
-        .stdin(std::process::Stdio::null())
+    let mut child = env
+        .command(&["apply", "--env", "emulated", "--auto-approve"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -703,20 +692,8 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
         "envs/test/env.toml",
         "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
-        .args(["apply", "--env", "test", "--auto-approve"])
-        .current_dir(env.root.path())
-        .env(
-            "INFRA_GCP_ENDPOINT",
-            env.endpoint.clone().expect("endpoint"),
-        )
-        .env("INFRA_GCP_CREDENTIALS", "none")
-        .env(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "/nonexistent/infra-test-credentials.json",
-        )
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
+    let child = env
+        .command(&["apply", "--env", "test", "--auto-approve"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -760,20 +737,8 @@ fn an_interrupted_apply_saves_what_finished() {
         "envs/test/env.toml",
         "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n\n[resource.secret.after]\nsecret_id = \"AFTER\"\nvalue = \"${cloud_run_service.api.uri}\"\n",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
-        .args(["apply", "--env", "test", "--auto-approve"])
-        .current_dir(env.root.path())
-        .env(
-            "INFRA_GCP_ENDPOINT",
-            env.endpoint.clone().expect("endpoint"),
-        )
-        .env("INFRA_GCP_CREDENTIALS", "none")
-        .env(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "/nonexistent/infra-test-credentials.json",
-        )
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
+    let child = env
+        .command(&["apply", "--env", "test", "--auto-approve"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -151,6 +151,26 @@ impl TestEnv {
 
     /// Runs `infra` in this project against `endpoint` (a proxy in front of the emulator).
     pub fn infra_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Run {
+        let mut command = self.command_at(endpoint, arguments);
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("run infra");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Returns the command that runs `infra` in this project against its emulator, for tests
+    /// that spawn it (to signal or kill it) rather than wait for its output.
+    pub fn command(&self, arguments: &[&str]) -> Command {
+        self.command_at(self.endpoint.as_deref(), arguments)
+    }
+
+    fn command_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
         command
             .args(arguments)
@@ -176,16 +196,7 @@ impl TestEnv {
         for (key, value) in &self.extra_env {
             command.env(key, value);
         }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = command.output().expect("run infra");
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        command
     }
 
     /// Calls the emulator's REST API directly (what someone else might do behind infra's back).
