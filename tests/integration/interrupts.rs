@@ -194,10 +194,16 @@ fn ctrl_c_at_the_prompt_releases_the_lock() {
     let env = applied(20);
     env.write("envs/emulated/env.toml", &emulated(2));
     // `script` gives the command a terminal; a ^C typed there reaches it as SIGINT.
-    let command = format!("{} apply --env emulated", env!("CARGO_BIN_EXE_infra"));
+    // The shell `script` starts must `exec` infra: a shell left waiting in the
+    // terminal's process group gets the SIGINT too and reports 130 for itself.
+    let command = format!(
+        "exec '{}' apply --env emulated",
+        env!("CARGO_BIN_EXE_infra")
+    );
     let mut child = Command::new("script")
         .args(["-qfec", &command, "/dev/null"])
         .current_dir(env.root.path())
+        .env("SHELL", "/bin/sh")
         .env(
             "INFRA_GCP_ENDPOINT",
             env.endpoint.clone().expect("endpoint"),
