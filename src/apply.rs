@@ -1,4 +1,5 @@
-//! The executor: walks the block graph with bounded concurrency, re-evaluates each resource
+//! The executor: runs each resource instance as soon as the instances it references are
+//! applied (the order is `schedule.rs`'s), at most `parallelism` at a time, re-evaluates it
 //! with the attributes its dependencies really got, checks that against the plan, performs the
 //! planned action through its kind, and persists state by group commit: every change is
 //! recorded in memory at once, and one writer persists the latest snapshot whenever its
@@ -10,17 +11,19 @@ use crate::config::eval::Values;
 use crate::config::{BlockId, Configuration};
 use crate::gcp::GcpClient;
 use crate::gcp::kinds::{self, KindContext, KindError};
-use crate::graph::{DependencyGraph, block_graph};
+use crate::graph::DependencyGraph;
 use crate::plan::diff::changed_paths;
 use crate::plan::model::{Action, Plan, ResourceChange};
 use crate::plan::planner::{
-    InstanceConfig, evaluate_instances, evaluate_value_block, kind_context, output_address,
-    record_block,
+    InstanceConfig, evaluate_instance, evaluate_keys, evaluate_value_block, kind_context,
+    output_address, record_block, record_instance,
 };
 use crate::progress::{NoProgress, Progress};
+use crate::schedule::{BlockTurn, InstanceSchedule, InstanceTurn};
 use crate::sensitive::FingerprintKey;
 use crate::state::{ResourceStatus, State, StateOutput, StateResource};
 use crate::value::Attributes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -164,25 +167,125 @@ pub async fn apply_with_progress(
 
 impl Executor<'_> {
     async fn run(&self, parallelism: usize) {
-        let executor = self;
-        let plan = self.plan;
-        let configuration = self.configuration;
-        if !plan.destroy {
-            match block_graph(configuration) {
-                Ok(graph) => {
-                    let walk = graph
-                        .walk(parallelism.max(1), false, |block| executor.visit(block))
-                        .await;
-                    let mut report = executor.lock_report();
-                    report
-                        .skipped
-                        .extend(walk.skipped.iter().map(ToString::to_string));
-                }
-                Err(error) => executor.lock_report().errors.push(error.to_string()),
+        if !self.plan.destroy {
+            match InstanceSchedule::new(self.configuration) {
+                Ok(schedule) => self.apply_phase(schedule, parallelism).await,
+                Err(error) => self.lock_report().errors.push(error.to_string()),
             }
         }
-        executor.delete_phase(parallelism).await;
-        executor.record_outputs();
+        self.delete_phase(parallelism).await;
+        self.record_outputs();
+    }
+
+    /// Creates and updates instance by instance, each as soon as the instances it references
+    /// are applied and recorded, at most `parallelism` at a time (as the block walk did for
+    /// blocks): a failure skips what references the failed instance, or its whole block.
+    async fn apply_phase(&self, mut schedule: InstanceSchedule<'_>, parallelism: usize) {
+        let mut running = FuturesUnordered::new();
+        loop {
+            while let Some(turn) = schedule.next_block() {
+                self.visit_block(&mut schedule, turn);
+            }
+            while running.len() < parallelism.max(1) {
+                let Some(turn) = schedule.next_instance() else {
+                    break;
+                };
+                match self.evaluate_turn(&schedule, turn) {
+                    Ok(instance) => running.push(async move {
+                        let outcome = self.apply_instance_reported(&instance).await;
+                        (turn, instance, outcome)
+                    }),
+                    Err(message) => {
+                        self.lock_report().errors.push(message);
+                        schedule.instance_ended(turn, false);
+                    }
+                }
+            }
+            if schedule.has_ready_block() {
+                continue;
+            }
+            let Some((turn, instance, outcome)) = running.next().await else {
+                break;
+            };
+            match outcome {
+                Ok(exported) => {
+                    record_instance(
+                        &mut self.lock_values(),
+                        &instance.block,
+                        instance.key.as_deref(),
+                        exported,
+                    );
+                    schedule.instance_ended(turn, true);
+                }
+                Err(message) => {
+                    self.lock_report()
+                        .errors
+                        .push(format!("{}: {message}", instance.address));
+                    schedule.instance_ended(turn, false);
+                }
+            }
+        }
+        self.lock_report().skipped.extend(schedule.skipped());
+    }
+
+    /// Evaluates an input or output block, or a resource block's `for_each` into the
+    /// instances the schedule then hands out one by one.
+    fn visit_block(&self, schedule: &mut InstanceSchedule<'_>, turn: BlockTurn) {
+        let block = schedule.block(turn).clone();
+        if !matches!(block, BlockId::Resource { .. }) {
+            let evaluated =
+                evaluate_value_block(self.configuration, &block, &mut self.lock_values());
+            if let Err(diagnostic) = &evaluated {
+                self.lock_report().errors.push(diagnostic.to_string());
+            }
+            schedule.block_ended(turn, evaluated.is_ok());
+            return;
+        }
+        let Some((module, resource)) = schedule.resource(turn) else {
+            self.lock_report()
+                .errors
+                .push(format!("{block}: not in the configuration"));
+            schedule.block_ended(turn, false);
+            return;
+        };
+        let keys = {
+            let mut values = self.lock_values();
+            let keys = evaluate_keys(self.configuration, module, resource, &values);
+            if resource.for_each.is_some() {
+                // Instances are recorded one by one as they are applied; a block without any
+                // is an empty map to whatever reads it whole.
+                record_block(&mut values, &block, true, BTreeMap::new());
+            }
+            keys
+        };
+        match keys {
+            Ok(keys) => schedule.expand(turn, keys),
+            Err(diagnostics) => {
+                self.lock_report().errors.push(joined(&diagnostics));
+                schedule.block_ended(turn, false);
+            }
+        }
+    }
+
+    /// Evaluates one instance with the values its references really got.
+    fn evaluate_turn(
+        &self,
+        schedule: &InstanceSchedule<'_>,
+        turn: InstanceTurn,
+    ) -> Result<InstanceConfig, String> {
+        let view = schedule
+            .instance(turn)
+            .ok_or("internal: an instance of no resource block")?;
+        let values = self.lock_values();
+        evaluate_instance(
+            self.configuration,
+            view.module,
+            view.resource,
+            view.key,
+            view.each_value,
+            &values,
+        )
+        .map_err(|diagnostics| format!("{}: {}", view.address, joined(&diagnostics)))
     }
 
     fn lock_report(&self) -> std::sync::MutexGuard<'_, ApplyReport> {
@@ -292,69 +395,6 @@ impl Executor<'_> {
             .map_err(|error| error.to_string())?;
         self.may_start()?;
         Ok(permit)
-    }
-
-    async fn visit(&self, block: BlockId) -> Result<(), String> {
-        if !matches!(block, BlockId::Resource { .. }) {
-            let mut values = self.lock_values();
-            return evaluate_value_block(self.configuration, &block, &mut values)
-                .map_err(|diagnostic| diagnostic.to_string());
-        }
-        let BlockId::Resource { module, kind, name } = &block else {
-            return Ok(());
-        };
-        let module_instance = self
-            .configuration
-            .modules
-            .iter()
-            .find(|candidate| &candidate.name == module)
-            .ok_or("module vanished")?;
-        let resource_block = module_instance
-            .resource(kind, name)
-            .ok_or("resource vanished")?;
-        let instances = {
-            let values = self.lock_values();
-            evaluate_instances(self.configuration, module_instance, resource_block, &values)
-                .map_err(|diagnostics| {
-                    diagnostics
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                })?
-        };
-        let outcomes = futures::future::join_all(
-            instances
-                .iter()
-                .map(|instance| self.apply_instance_reported(instance)),
-        )
-        .await;
-        let mut exported = BTreeMap::new();
-        let mut failed = false;
-        for (instance, outcome) in instances.iter().zip(outcomes) {
-            match outcome {
-                Ok(attributes) => {
-                    exported.insert(instance.key.clone(), attributes);
-                }
-                Err(message) => {
-                    failed = true;
-                    self.lock_report()
-                        .errors
-                        .push(format!("{}: {message}", instance.address));
-                }
-            }
-        }
-        record_block(
-            &mut self.lock_values(),
-            &block,
-            resource_block.for_each.is_some(),
-            exported,
-        );
-        if failed {
-            Err(format!("{block} failed"))
-        } else {
-            Ok(())
-        }
     }
 
     /// Performs one instance's planned action, reporting its end to `progress` (its start is
@@ -736,6 +776,15 @@ impl Executor<'_> {
         }
         outputs
     }
+}
+
+/// Joins diagnostics into one message, one per line.
+fn joined(diagnostics: &[crate::config::Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn unreachable_action(action: Action) -> Result<StateResource, String> {

@@ -10,6 +10,7 @@ pub mod gcp;
 pub mod graph;
 pub mod plan;
 pub mod progress;
+pub mod schedule;
 pub mod sensitive;
 pub mod state;
 pub mod value;

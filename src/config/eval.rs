@@ -62,6 +62,16 @@ impl<'a> Evaluator<'a> {
         self.touched.borrow_mut().extend(addresses);
     }
 
+    /// Returns the key an index expression picks a `for_each` instance by, exactly as a
+    /// reference `kind.name[INDEX]` looks it up; `None` when it has no known value.
+    pub fn index_key(&self, index: &Expression, scope: EvalScope<'_>) -> Option<String> {
+        let key = self.expression(index, scope).ok()?;
+        if key.is_unknown() {
+            return None;
+        }
+        Some(key.to_interpolation().unwrap_or_default())
+    }
+
     /// Evaluates a configuration value.
     pub fn value(&self, expression: &ValueExpr, scope: EvalScope<'_>) -> Result<Value, Diagnostic> {
         match expression {

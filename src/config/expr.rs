@@ -200,6 +200,13 @@ impl ValueExpr {
 }
 
 impl Expression {
+    /// Returns every reference this expression makes, nested ones included, in source order.
+    pub fn traversals(&self) -> Vec<&Traversal> {
+        let mut found = Vec::new();
+        self.collect_traversals(&mut found);
+        found
+    }
+
     fn collect_traversals<'a>(&'a self, found: &mut Vec<&'a Traversal>) {
         match &self.kind {
             ExpressionKind::Literal(_) => {}

@@ -108,20 +108,39 @@ pub fn evaluate_instances(
     block: &ResourceBlock,
     values: &Values,
 ) -> Result<Vec<InstanceConfig>, Vec<Diagnostic>> {
+    let keys = evaluate_keys(configuration, module, block, values)?;
+    let mut instances = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (key, each_value) in &keys {
+        match evaluate_instance(
+            configuration,
+            module,
+            block,
+            key.as_deref(),
+            each_value,
+            values,
+        ) {
+            Ok(instance) => instances.push(instance),
+            Err(found) => diagnostics.extend(found),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(instances)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Evaluates a resource block's `for_each` into its instances' keys and `each.value`s: one
+/// keyless instance when it has none.
+pub fn evaluate_keys(
+    configuration: &Configuration,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    values: &Values,
+) -> Result<Vec<(Option<String>, Value)>, Vec<Diagnostic>> {
     let evaluator = Evaluator::new(configuration, values);
     let env_scope = module.name.is_empty();
-    let block_id = BlockId::Resource {
-        module: module.name.clone(),
-        kind: block.kind.clone(),
-        name: block.name.clone(),
-    };
-    let kind = kinds::find(&block.kind).ok_or_else(|| {
-        vec![Diagnostic::new(
-            DiagnosticCode::UnknownKind,
-            &block.span,
-            format!("unknown kind {}", block.kind),
-        )]
-    })?;
     let keys: Vec<(Option<String>, Value)> = match &block.for_each {
         None => vec![(None, Value::Null)],
         Some(expression) => {
@@ -195,79 +214,97 @@ pub fn evaluate_instances(
             }
         }
     };
-    let mut instances = Vec::new();
+    Ok(keys)
+}
+
+/// Evaluates one instance of a resource block (`key` and `each_value` from `evaluate_keys`)
+/// with the values known so far.
+pub fn evaluate_instance(
+    configuration: &Configuration,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    key: Option<&str>,
+    each_value: &Value,
+    values: &Values,
+) -> Result<InstanceConfig, Vec<Diagnostic>> {
+    let evaluator = Evaluator::new(configuration, values);
+    let kind = kinds::find(&block.kind).ok_or_else(|| {
+        vec![Diagnostic::new(
+            DiagnosticCode::UnknownKind,
+            &block.span,
+            format!("unknown kind {}", block.kind),
+        )]
+    })?;
     let mut diagnostics = Vec::new();
-    for (key, each_value) in &keys {
-        let address = instance_address(&module.name, &block.kind, &block.name, key.as_deref());
-        let scope = EvalScope {
-            module,
-            env_scope,
-            each: key.as_deref().map(|key| (key, each_value)),
-        };
-        let mut config = Attributes::new();
-        for (field, expression) in &block.attributes {
-            match evaluator.value(expression, scope) {
-                Ok(Value::Null) => {}
-                Ok(value) => {
-                    let spec = kind.fields().iter().find(|spec| spec.name == field);
-                    if let Some(spec) = spec.filter(|spec| !spec.field_type.accepts(&value)) {
-                        diagnostics.push(
-                            Diagnostic::new(
-                                DiagnosticCode::InvalidValue,
-                                expression.span(),
-                                format!(
-                                    "{address}: `{field}` must be a {} (got {})",
-                                    spec.field_type.describe(),
-                                    value.type_name()
-                                ),
-                            )
-                            .with_hint(format!(
-                                "the fields of `{}` and their types: docs/kinds.md",
-                                block.kind
-                            )),
-                        );
-                    }
-                    config.insert(field.clone(), value);
+    let address = instance_address(&module.name, &block.kind, &block.name, key);
+    let scope = EvalScope {
+        module,
+        env_scope: module.name.is_empty(),
+        each: key.map(|key| (key, each_value)),
+    };
+    let mut config = Attributes::new();
+    for (field, expression) in &block.attributes {
+        match evaluator.value(expression, scope) {
+            Ok(Value::Null) => {}
+            Ok(value) => {
+                let spec = kind.fields().iter().find(|spec| spec.name == field);
+                if let Some(spec) = spec.filter(|spec| !spec.field_type.accepts(&value)) {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::InvalidValue,
+                            expression.span(),
+                            format!(
+                                "{address}: `{field}` must be a {} (got {})",
+                                spec.field_type.describe(),
+                                value.type_name()
+                            ),
+                        )
+                        .with_hint(format!(
+                            "the fields of `{}` and their types: docs/kinds.md",
+                            block.kind
+                        )),
+                    );
                 }
-                Err(diagnostic) => diagnostics.push(diagnostic),
+                config.insert(field.clone(), value);
             }
+            Err(diagnostic) => diagnostics.push(diagnostic),
         }
-        diagnostics.extend(crate::config::kind_diagnostics(
-            kind, &address, block, &config,
-        ));
-        let mut dependencies = evaluator.take_touched();
-        for (target, _) in &block.depends_on {
-            if let Some((kind_name, name)) = target.split_once('.') {
-                let key = (module.name.clone(), kind_name.to_string(), name.to_string());
-                match values.resources.get(&key) {
-                    Some(BlockValue::Each(each)) => {
-                        dependencies.extend(each.keys().map(|each_key| {
-                            instance_address(&module.name, kind_name, name, Some(each_key))
-                        }))
-                    }
-                    _ => {
-                        dependencies.insert(instance_address(&module.name, kind_name, name, None));
-                    }
+    }
+    diagnostics.extend(crate::config::kind_diagnostics(
+        kind, &address, block, &config,
+    ));
+    let mut dependencies = evaluator.take_touched();
+    for (target, _) in &block.depends_on {
+        if let Some((kind_name, name)) = target.split_once('.') {
+            let key = (module.name.clone(), kind_name.to_string(), name.to_string());
+            match values.resources.get(&key) {
+                Some(BlockValue::Each(each)) => dependencies.extend(each.keys().map(|each_key| {
+                    instance_address(&module.name, kind_name, name, Some(each_key))
+                })),
+                _ => {
+                    dependencies.insert(instance_address(&module.name, kind_name, name, None));
                 }
             }
         }
-        dependencies.remove(&address);
-        instances.push(InstanceConfig {
-            dependencies,
-            address,
-            block: block_id.clone(),
-            key: key.clone(),
-            kind,
-            config,
-            lifecycle: block.lifecycle.clone(),
-            span: block.span.clone(),
-        });
     }
-    if diagnostics.is_empty() {
-        Ok(instances)
-    } else {
-        Err(diagnostics)
+    dependencies.remove(&address);
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
     }
+    Ok(InstanceConfig {
+        dependencies,
+        address,
+        block: BlockId::Resource {
+            module: module.name.clone(),
+            kind: block.kind.clone(),
+            name: block.name.clone(),
+        },
+        key: key.map(String::from),
+        kind,
+        config,
+        lifecycle: block.lifecycle.clone(),
+        span: block.span.clone(),
+    })
 }
 
 /// Stores a block's instances' exported attributes where references find them.
@@ -299,6 +336,42 @@ pub fn record_block(
     values
         .resources
         .insert((module.clone(), kind.clone(), name.clone()), value);
+}
+
+/// Stores one applied instance's exported attributes where references find them, beside the
+/// instances of its block stored before.
+pub fn record_instance(
+    values: &mut Values,
+    block: &BlockId,
+    key: Option<&str>,
+    exported: Attributes,
+) {
+    let BlockId::Resource { module, kind, name } = block else {
+        return;
+    };
+    let slot = (module.clone(), kind.clone(), name.clone());
+    match key {
+        None => {
+            values
+                .resources
+                .insert(slot, BlockValue::Single(Value::Map(exported)));
+        }
+        Some(key) => {
+            let entry = values
+                .resources
+                .entry(slot)
+                .or_insert_with(|| BlockValue::Each(BTreeMap::new()));
+            match entry {
+                BlockValue::Each(instances) => {
+                    instances.insert(key.to_string(), Value::Map(exported));
+                }
+                BlockValue::Single(_) => {
+                    *entry =
+                        BlockValue::Each(BTreeMap::from([(key.to_string(), Value::Map(exported))]));
+                }
+            }
+        }
+    }
 }
 
 /// Evaluates an input or output block and stores its value.
