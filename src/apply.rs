@@ -790,3 +790,236 @@ fn joined(diagnostics: &[crate::config::Diagnostic]) -> String {
 fn unreachable_action(action: Action) -> Result<StateResource, String> {
     Err(format!("internal: action {action:?} reached the executor"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::realism::{FaultOptions, RealismOptions};
+    use crate::emulator::{self, EmulatorOptions, RunningEmulator};
+    use crate::gcp::Authentication;
+    use crate::gcp::fingerprint_key::ensure_key;
+    use crate::plan::{PlanOptions, make_plan};
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    const HEADER: &str = "[env]\nname = \"t\"\nproject = \"p\"\nregion = \"us-central1\"\n";
+
+    /// `secret.a` per key, `iam_member.b` per key naming `secret.a[each.key]`, and `secret.all`
+    /// reading `secret.a` whole through a splat.
+    fn body(values: &str) -> String {
+        format!(
+            "[vars]\nvalues = {{ {values} }}\n\n\
+             [resource.secret.a]\nfor_each = \"${{var.values}}\"\nsecret_id = \"a-${{each.key}}\"\n\
+             value = \"v\"\nlabels = {{ v = \"${{each.value}}\" }}\n\n\
+             [resource.iam_member.b]\nfor_each = \"${{var.values}}\"\nparent = \"${{secret.a[each.key].name}}\"\n\
+             role = \"roles/secretmanager.secretAccessor\"\n\
+             member = \"serviceAccount:reader@p.iam.gserviceaccount.com\"\n\n\
+             [resource.secret.all]\nsecret_id = \"all\"\nvalue = \"${{join(',', secret.a[*].name)}}\"\n"
+        )
+    }
+
+    struct Project {
+        _root: tempfile::TempDir,
+        configuration: Configuration,
+    }
+
+    fn project(body: &str) -> Project {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        Project {
+            _root: root,
+            configuration,
+        }
+    }
+
+    /// Keeps nothing: these tests look at the order of operations, not at the state.
+    struct NoSink;
+
+    #[async_trait::async_trait]
+    impl StateSink for NoSink {
+        async fn persist(&self, _state: &State) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// Records operations as they start and end, and how many ran at once at most.
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<String>>,
+        running: Mutex<std::collections::BTreeSet<String>>,
+        peak: AtomicUsize,
+    }
+
+    impl Progress for Recorder {
+        fn operation_started(&self, address: &str, _action: Action) {
+            let mut running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            running.insert(address.to_string());
+            self.peak.fetch_max(running.len(), Ordering::SeqCst);
+            self.push(format!("started {address}"));
+        }
+
+        // An operation refused before it started (it no longer matches the plan) ends too.
+        fn operation_finished(&self, address: &str, _action: Action, error: Option<&str>) {
+            self.running
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(address);
+            let verb = if error.is_some() { "failed" } else { "finished" };
+            self.push(format!("{verb} {address}"));
+        }
+    }
+
+    impl Recorder {
+        fn push(&self, event: String) {
+            self.events
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(event);
+        }
+
+        fn position(&self, event: &str) -> usize {
+            let events = self
+                .events
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            events
+                .iter()
+                .position(|recorded| recorded == event)
+                .unwrap_or_else(|| panic!("no `{event}` in {events:#?}"))
+        }
+    }
+
+    async fn start_emulator(latency: Duration, faults: FaultOptions) -> (RunningEmulator, GcpClient) {
+        let options = EmulatorOptions {
+            latency,
+            realism: RealismOptions {
+                faults,
+                ..RealismOptions::off()
+            },
+            ..EmulatorOptions::default()
+        };
+        let running = emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("emulator");
+        let client =
+            GcpClient::new(Some(running.base_url()), Authentication::None).expect("client");
+        (running, client)
+    }
+
+    /// Plans `planned` from an empty state, then applies that plan with `applied` (the same
+    /// configuration, unless a test changes it between plan and apply).
+    async fn plan_and_apply(
+        client: &GcpClient,
+        planned: &Configuration,
+        applied: &Configuration,
+        parallelism: usize,
+        progress: &dyn Progress,
+    ) -> ApplyReport {
+        let fingerprint_key = Arc::new(ensure_key(client, "p", "t").await.expect("key"));
+        let options = PlanOptions {
+            fingerprint_key: Some(fingerprint_key.clone()),
+            ..PlanOptions::default()
+        };
+        let empty = State::new("t");
+        let plan = make_plan(planned, &empty, client, &options)
+            .await
+            .expect("plan");
+        let (_, report) = apply_with_progress(
+            applied,
+            &plan,
+            empty,
+            client,
+            &NoSink,
+            parallelism,
+            &AtomicBool::new(false),
+            Some(fingerprint_key),
+            progress,
+        )
+        .await;
+        report
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_starts_once_the_instance_it_names_is_applied_and_a_splat_waits_for_all() {
+        // Only secret.a["slow"]'s version is slow to answer: two seconds, against milliseconds
+        // for everything else, so b["fast"] ends long before a["slow"] unless it waits for it.
+        let faults = FaultOptions {
+            slow_rate: 1.0,
+            slow: Duration::from_secs(2),
+            only: "secrets/a-slow:addVersion".into(),
+            ..FaultOptions::default()
+        };
+        let (_emulator, client) = start_emulator(Duration::ZERO, faults).await;
+        let project = project(&body("fast = \"1\", slow = \"1\""));
+        let recorder = Recorder::default();
+        let report = plan_and_apply(
+            &client,
+            &project.configuration,
+            &project.configuration,
+            10,
+            &recorder,
+        )
+        .await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let slow_done = recorder.position(r#"finished secret.a["slow"]"#);
+        assert!(
+            recorder.position(r#"finished iam_member.b["fast"]"#) < slow_done,
+            "b[fast] waited for a[slow]"
+        );
+        assert!(recorder.position(r#"started iam_member.b["slow"]"#) > slow_done);
+        assert!(
+            recorder.position("started secret.all") > slow_done,
+            "a splat waits for every instance"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_instance_skips_what_names_it_and_what_reads_its_block_whole_only() {
+        let (_emulator, client) = start_emulator(Duration::ZERO, FaultOptions::default()).await;
+        let planned = project(&body("good = \"1\", bad = \"1\""));
+        // The label of a["bad"] changed after planning: it refuses to apply.
+        let applied = project(&body("good = \"1\", bad = \"2\""));
+        let recorder = Recorder::default();
+        let report = plan_and_apply(
+            &client,
+            &planned.configuration,
+            &applied.configuration,
+            10,
+            &recorder,
+        )
+        .await;
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert!(
+            report.errors[0].starts_with(r#"secret.a["bad"]: now differs from the plan at labels"#),
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(report.skipped, vec![r#"iam_member.b["bad"]"#, "secret.all"]);
+        recorder.position(r#"finished iam_member.b["good"]"#);
+        assert_eq!(report.added, 2, "a[good] and b[good]");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_operations_run_at_once_than_the_parallelism() {
+        let (_emulator, client) =
+            start_emulator(Duration::from_millis(20), FaultOptions::default()).await;
+        let keys: Vec<String> = (0..6).map(|index| format!("k{index} = \"1\"")).collect();
+        let project = project(&body(&keys.join(", ")));
+        let recorder = Recorder::default();
+        let report = plan_and_apply(
+            &client,
+            &project.configuration,
+            &project.configuration,
+            2,
+            &recorder,
+        )
+        .await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.added, 13);
+        assert_eq!(recorder.peak.load(Ordering::SeqCst), 2);
+    }
+}

@@ -568,3 +568,170 @@ fn keyed_references<'a>(
         .collect();
     (keyed, keyed_only)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::planner::evaluate_keys;
+
+    const HEADER: &str = "[env]\nname = \"t\"\nproject = \"p\"\nregion = \"r\"\n[vars]\nkeys = [\"x\", \"y\"]\nindex = \"y\"\n";
+
+    const MEMBER: &str = "role = \"roles/secretmanager.secretAccessor\"\nmember = \"serviceAccount:r@p.iam.gserviceaccount.com\"\n";
+
+    fn configuration(body: &str) -> (tempfile::TempDir, Configuration) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        (root, configuration)
+    }
+
+    /// Hands out every block (each `for_each` evaluated against no applied values) and returns
+    /// the addresses of the instances ready now.
+    fn expand_all(schedule: &mut InstanceSchedule<'_>, configuration: &Configuration) {
+        while let Some(turn) = schedule.next_block() {
+            match schedule.resource(turn) {
+                Some((module, resource)) => {
+                    let keys = evaluate_keys(configuration, module, resource, &Values::default())
+                        .expect("keys");
+                    schedule.expand(turn, keys);
+                }
+                None => schedule.block_ended(turn, true),
+            }
+        }
+    }
+
+    /// Takes every instance ready now, by address.
+    fn take_ready(schedule: &mut InstanceSchedule<'_>) -> BTreeMap<String, InstanceTurn> {
+        let mut ready = BTreeMap::new();
+        while let Some(turn) = schedule.next_instance() {
+            let address = schedule.instance(turn).expect("instance").address.to_string();
+            ready.insert(address, turn);
+        }
+        ready
+    }
+
+    fn names(ready: &BTreeMap<String, InstanceTurn>) -> Vec<&str> {
+        ready.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn an_instance_waits_for_the_instance_its_index_names_only() {
+        let (_root, configuration) = configuration(&format!(
+            "[resource.secret.a]\nfor_each = \"${{var.keys}}\"\nsecret_id = \"a-${{each.key}}\"\n\
+             [resource.iam_member.b]\nfor_each = \"${{var.keys}}\"\nparent = \"${{secret.a[each.key].name}}\"\n{MEMBER}\
+             [resource.iam_member.c]\nparent = \"${{secret.a[var.index].name}}\"\n{MEMBER}"
+        ));
+        let mut schedule = InstanceSchedule::new(&configuration).expect("schedule");
+        expand_all(&mut schedule, &configuration);
+        let first = take_ready(&mut schedule);
+        assert_eq!(names(&first), vec![r#"secret.a["x"]"#, r#"secret.a["y"]"#]);
+        schedule.instance_ended(first[r#"secret.a["x"]"#], true);
+        assert_eq!(
+            names(&take_ready(&mut schedule)),
+            vec![r#"iam_member.b["x"]"#],
+            "b[x] starts while a[y] still runs; c names a[y] through var.index"
+        );
+        schedule.instance_ended(first[r#"secret.a["y"]"#], true);
+        assert_eq!(
+            names(&take_ready(&mut schedule)),
+            vec![r#"iam_member.b["y"]"#, "iam_member.c"]
+        );
+    }
+
+    #[test]
+    fn a_splat_an_index_read_from_a_resource_and_depends_on_wait_for_the_whole_block() {
+        let (_root, configuration) = configuration(&format!(
+            "[resource.secret.a]\nfor_each = \"${{var.keys}}\"\nsecret_id = \"a-${{each.key}}\"\n\
+             [resource.secret.pick]\nsecret_id = \"y\"\n\
+             [resource.secret.all]\nsecret_id = \"all\"\nvalue = \"${{join(',', secret.a[*].name)}}\"\n\
+             [resource.iam_member.computed]\nparent = \"${{secret.a[secret.pick.secret_id].name}}\"\n{MEMBER}\
+             [resource.iam_member.after]\nfor_each = \"${{var.keys}}\"\nparent = \"p-${{each.key}}\"\ndepends_on = [\"secret.a\"]\n{MEMBER}"
+        ));
+        let mut schedule = InstanceSchedule::new(&configuration).expect("schedule");
+        expand_all(&mut schedule, &configuration);
+        let first = take_ready(&mut schedule);
+        assert_eq!(
+            names(&first),
+            vec![r#"secret.a["x"]"#, r#"secret.a["y"]"#, "secret.pick"]
+        );
+        schedule.instance_ended(first["secret.pick"], true);
+        schedule.instance_ended(first[r#"secret.a["y"]"#], true);
+        expand_all(&mut schedule, &configuration);
+        assert!(
+            take_ready(&mut schedule).is_empty(),
+            "nothing reading secret.a whole starts before a[x] is done"
+        );
+        schedule.instance_ended(first[r#"secret.a["x"]"#], true);
+        expand_all(&mut schedule, &configuration);
+        assert_eq!(
+            names(&take_ready(&mut schedule)),
+            vec![
+                r#"iam_member.after["x"]"#,
+                r#"iam_member.after["y"]"#,
+                "iam_member.computed",
+                "secret.all"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_instance_skips_only_what_names_it_and_what_reads_its_block_whole() {
+        let (_root, configuration) = configuration(&format!(
+            "[resource.secret.a]\nfor_each = \"${{var.keys}}\"\nsecret_id = \"a-${{each.key}}\"\n\
+             [resource.iam_member.b]\nfor_each = \"${{var.keys}}\"\nparent = \"${{secret.a[each.key].name}}\"\n{MEMBER}\
+             [resource.secret.all]\nsecret_id = \"all\"\nvalue = \"${{join(',', secret.a[*].name)}}\"\n\
+             [resource.secret.after_all]\nsecret_id = \"${{secret.all.secret_id}}-2\"\n\
+             [output.names]\nvalue = \"${{iam_member.b[*].parent}}\"\n"
+        ));
+        let mut schedule = InstanceSchedule::new(&configuration).expect("schedule");
+        expand_all(&mut schedule, &configuration);
+        let first = take_ready(&mut schedule);
+        schedule.instance_ended(first[r#"secret.a["x"]"#], false);
+        schedule.instance_ended(first[r#"secret.a["y"]"#], true);
+        expand_all(&mut schedule, &configuration);
+        let second = take_ready(&mut schedule);
+        assert_eq!(names(&second), vec![r#"iam_member.b["y"]"#]);
+        schedule.instance_ended(second[r#"iam_member.b["y"]"#], true);
+        expand_all(&mut schedule, &configuration);
+        assert!(take_ready(&mut schedule).is_empty());
+        assert_eq!(
+            schedule.skipped(),
+            vec![
+                "iam_member.b[\"x\"]",
+                "output.names",
+                "secret.after_all",
+                "secret.all"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_instance_named_before_its_block_is_expanded_waits_for_that_instance() {
+        // secret.a's keys come from secret.keys, so iam_member.b is expanded first.
+        let (_root, configuration) = configuration(&format!(
+            "[resource.secret.keys]\nsecret_id = \"keys\"\nlabels = {{ x = \"1\", y = \"1\" }}\n\
+             [resource.secret.a]\nfor_each = \"${{secret.keys.labels}}\"\nsecret_id = \"a-${{each.key}}\"\n\
+             [resource.iam_member.b]\nfor_each = \"${{var.keys}}\"\nparent = \"${{secret.a[each.key].name}}\"\n{MEMBER}"
+        ));
+        let mut schedule = InstanceSchedule::new(&configuration).expect("schedule");
+        expand_all(&mut schedule, &configuration);
+        let first = take_ready(&mut schedule);
+        assert_eq!(names(&first), vec!["secret.keys"], "b waits for a's keys");
+        schedule.instance_ended(first["secret.keys"], true);
+        let turn = schedule.next_block().expect("secret.a is ready");
+        assert_eq!(schedule.block(turn).to_string(), "secret.a");
+        schedule.expand(
+            turn,
+            vec![
+                (Some("x".into()), Value::string("1")),
+                (Some("y".into()), Value::string("1")),
+            ],
+        );
+        let second = take_ready(&mut schedule);
+        assert_eq!(names(&second), vec![r#"secret.a["x"]"#, r#"secret.a["y"]"#]);
+        schedule.instance_ended(second[r#"secret.a["y"]"#], true);
+        assert_eq!(names(&take_ready(&mut schedule)), vec![r#"iam_member.b["y"]"#]);
+    }
+}
