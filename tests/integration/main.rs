@@ -10,6 +10,7 @@ mod credentials;
 mod emulator_api;
 mod fingerprints;
 mod identity;
+mod instance_order;
 mod interrupts;
 mod kill_trials;
 mod lost_answers;
