@@ -856,7 +856,10 @@ mod tests {
 
     impl Progress for Recorder {
         fn operation_started(&self, address: &str, _action: Action) {
-            let mut running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut running = self
+                .running
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             running.insert(address.to_string());
             self.peak.fetch_max(running.len(), Ordering::SeqCst);
             self.push(format!("started {address}"));
@@ -868,7 +871,11 @@ mod tests {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .remove(address);
-            let verb = if error.is_some() { "failed" } else { "finished" };
+            let verb = if error.is_some() {
+                "failed"
+            } else {
+                "finished"
+            };
             self.push(format!("{verb} {address}"));
         }
     }
@@ -893,7 +900,10 @@ mod tests {
         }
     }
 
-    async fn start_emulator(latency: Duration, faults: FaultOptions) -> (RunningEmulator, GcpClient) {
+    async fn start_emulator(
+        latency: Duration,
+        faults: FaultOptions,
+    ) -> (RunningEmulator, GcpClient) {
         let options = EmulatorOptions {
             latency,
             realism: RealismOptions {

@@ -606,7 +606,11 @@ mod tests {
     fn take_ready(schedule: &mut InstanceSchedule<'_>) -> BTreeMap<String, InstanceTurn> {
         let mut ready = BTreeMap::new();
         while let Some(turn) = schedule.next_instance() {
-            let address = schedule.instance(turn).expect("instance").address.to_string();
+            let address = schedule
+                .instance(turn)
+                .expect("instance")
+                .address
+                .to_string();
             ready.insert(address, turn);
         }
         ready
@@ -732,6 +736,9 @@ mod tests {
         let second = take_ready(&mut schedule);
         assert_eq!(names(&second), vec![r#"secret.a["x"]"#, r#"secret.a["y"]"#]);
         schedule.instance_ended(second[r#"secret.a["y"]"#], true);
-        assert_eq!(names(&take_ready(&mut schedule)), vec![r#"iam_member.b["y"]"#]);
+        assert_eq!(
+            names(&take_ready(&mut schedule)),
+            vec![r#"iam_member.b["y"]"#]
+        );
     }
 }
