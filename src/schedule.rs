@@ -741,4 +741,26 @@ mod tests {
             vec![r#"iam_member.b["y"]"#]
         );
     }
+
+    #[test]
+    fn a_block_whose_keys_fail_skips_the_instances_waiting_for_them() {
+        let (_root, configuration) = configuration(&format!(
+            "[resource.secret.keys]\nsecret_id = \"keys\"\nlabels = {{ x = \"1\" }}\n\
+             [resource.secret.a]\nfor_each = \"${{secret.keys.labels}}\"\nsecret_id = \"a-${{each.key}}\"\n\
+             [resource.iam_member.b]\nfor_each = \"${{var.keys}}\"\nparent = \"${{secret.a[each.key].name}}\"\n{MEMBER}"
+        ));
+        let mut schedule = InstanceSchedule::new(&configuration).expect("schedule");
+        expand_all(&mut schedule, &configuration);
+        let first = take_ready(&mut schedule);
+        schedule.instance_ended(first["secret.keys"], true);
+        let turn = schedule.next_block().expect("secret.a is ready");
+        // Its for_each did not evaluate: no instance of it will ever exist.
+        schedule.block_ended(turn, false);
+        assert!(take_ready(&mut schedule).is_empty());
+        assert!(schedule.next_block().is_none());
+        assert_eq!(
+            schedule.skipped(),
+            vec![r#"iam_member.b["x"]"#, r#"iam_member.b["y"]"#]
+        );
+    }
 }
