@@ -9,13 +9,12 @@ use crate::gcp::fingerprint_key::{ensure_key, read_key};
 use crate::gcp::kinds;
 use crate::gcp::{Authentication, GcpClient};
 use crate::graph::block_graph;
-use crate::plan::PlanOptions;
-use crate::plan::planner::plan_with_live;
+use crate::plan::planner::check_configuration;
 use crate::sensitive::{FingerprintKey, parse_keyed};
 use crate::state::{Backend, State};
 use crate::value::{Marker, Value};
 use anyhow::Context;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,14 +60,7 @@ pub fn load_configuration(global: &GlobalArgs) -> anyhow::Result<Configuration> 
     let root = project_root(global)?;
     let configuration = config::load(&root, &global.env)?;
     let graph = block_graph(&configuration)?;
-    let empty = State::new(&configuration.env.name);
-    plan_with_live(
-        &configuration,
-        &empty,
-        &graph,
-        &BTreeMap::new(),
-        &PlanOptions::default(),
-    )?;
+    check_configuration(&configuration, &graph)?;
     Ok(configuration)
 }
 
