@@ -20,7 +20,7 @@ use crate::state::{ResourceStatus, State, StateResource};
 use crate::value::{Attributes, Value};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// How to plan.
@@ -517,6 +517,9 @@ pub async fn make_plan_with_progress(
 /// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo
 /// there would silently ignore nothing.
 fn unknown_ignored_fields(instance: &InstanceConfig, change: &ResourceChange) -> Vec<Diagnostic> {
+    if instance.lifecycle.ignore_changes.is_empty() {
+        return Vec::new();
+    }
     let mut known: Vec<&str> = instance
         .kind
         .fields()
@@ -641,7 +644,9 @@ pub fn plan_with_live(
         named_objects,
     } = walk(configuration, state, graph, live, options, Purpose::Plan)?;
     let mut diagnostics = Vec::new();
-    let configured: BTreeSet<&str> = changes
+    // Only asked whether it holds an address: hashing beats comparing addresses that share
+    // long prefixes.
+    let configured: HashSet<&str> = changes
         .iter()
         .map(|change| change.address.as_str())
         .collect();
