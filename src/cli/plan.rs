@@ -142,12 +142,14 @@ pub async fn plan_in_session(
         ..planning.options(destroy)
     };
     let progress = super::progress::for_stderr();
-    let plan = crate::plan::make_plan_with_progress(
+    let checked = session.take_checked();
+    let plan = crate::plan::planner::make_checked_plan(
         &session.configuration,
         &state,
         &session.client,
         &options,
         progress.as_ref(),
+        checked,
     )
     .await?;
     if fingerprint_key.is_none() && writes_secrets(&plan) {
@@ -171,7 +173,7 @@ pub async fn plan_in_session(
 
 /// Runs `infra plan`.
 pub async fn run_plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<Outcome> {
-    let mut session = Session::open(global).await?;
+    let mut session = Session::open_for_planning(global).await?;
     let operation = if args.destroy { "destroy" } else { "plan" };
     let (state, plan, _) = plan_in_session(&mut session, &args.planning, operation).await?;
     super::plan_output::print_plan(&plan, &args.view, args.planning.color())?;

@@ -498,6 +498,27 @@ pub async fn make_plan_with_progress(
     options: &PlanOptions,
     progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
+    make_checked_plan(
+        configuration,
+        state,
+        client,
+        options,
+        progress,
+        CheckedConfiguration::default(),
+    )
+    .await
+}
+
+/// Makes the plan like `make_plan_with_progress`, taking over what the check of this very
+/// configuration already evaluated (see `CheckedConfiguration`).
+pub async fn make_checked_plan(
+    configuration: &Configuration,
+    state: &State,
+    client: &GcpClient,
+    options: &PlanOptions,
+    progress: &dyn Progress,
+    checked: CheckedConfiguration,
+) -> Result<Plan, PlanError> {
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
@@ -511,7 +532,7 @@ pub async fn make_plan_with_progress(
     } else {
         BTreeMap::new()
     };
-    plan_with_live(configuration, state, &graph, &live, options)
+    plan_with_live_checked(configuration, state, &graph, &live, options, checked)
 }
 
 /// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo
@@ -636,13 +657,41 @@ pub fn plan_with_live(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    plan_with_live_checked(
+        configuration,
+        state,
+        graph,
+        live,
+        options,
+        CheckedConfiguration::default(),
+    )
+}
+
+/// Makes the plan like `plan_with_live`, taking the instances `checked` (the check of this
+/// very configuration) already evaluated instead of evaluating them again.
+pub fn plan_with_live_checked(
+    configuration: &Configuration,
+    state: &State,
+    graph: &DependencyGraph<BlockId>,
+    live: &BTreeMap<String, Option<Attributes>>,
+    options: &PlanOptions,
+    mut checked: CheckedConfiguration,
+) -> Result<Plan, PlanError> {
     refuse_empty_configuration(configuration, state, options)?;
     let Walked {
         mut changes,
         mut drift,
         values,
         named_objects,
-    } = walk(configuration, state, graph, live, options, Purpose::Plan)?;
+    } = walk(
+        configuration,
+        state,
+        graph,
+        live,
+        options,
+        Purpose::Plan,
+        &mut checked.instances,
+    )?;
     let mut diagnostics = Vec::new();
     // Only asked whether it holds an address: hashing beats comparing addresses that share
     // long prefixes.
@@ -743,12 +792,14 @@ pub fn plan_with_live(
 /// Checks the configuration as a plan from nothing would: every block evaluated against an
 /// empty state, and every error such a plan reports (expressions, types, each kind's limits,
 /// for_each keys, two addresses naming one object, conflicting claims, `ignore_changes`) —
-/// without keeping the changes or building the plan. Pure: no I/O beyond `file()`.
+/// without keeping the changes or building the plan. Pure: no I/O beyond `file()`. Returns
+/// what the plan that follows can take over from it.
 pub fn check_configuration(
     configuration: &Configuration,
     graph: &DependencyGraph<BlockId>,
-) -> Result<(), PlanError> {
+) -> Result<CheckedConfiguration, PlanError> {
     let empty = State::new(&configuration.env.name);
+    let mut checked = CheckedConfiguration::default();
     walk(
         configuration,
         &empty,
@@ -756,8 +807,19 @@ pub fn check_configuration(
         &BTreeMap::new(),
         &PlanOptions::default(),
         Purpose::Check,
-    )
-    .map(drop)
+        &mut checked.instances,
+    )?;
+    Ok(checked)
+}
+
+/// What the check of a configuration leaves for the plan that follows: the evaluated
+/// instances of every resource block that reads no resource, directly or through module
+/// inputs and outputs. Such a block evaluates the same against any state, so the plan takes
+/// them instead of evaluating (and checking) them a second time. Valid only with the
+/// configuration it was checked from.
+#[derive(Default)]
+pub struct CheckedConfiguration {
+    instances: BTreeMap<BlockId, Vec<InstanceConfig>>,
 }
 
 /// What a walk over the blocks is for.
@@ -788,6 +850,9 @@ fn walk(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
     purpose: Purpose,
+    // Checking: receives the instances of blocks that read no resource. Planning: the
+    // instances the check left, taken instead of evaluating their blocks.
+    evaluated: &mut BTreeMap<BlockId, Vec<InstanceConfig>>,
 ) -> Result<Walked, PlanError> {
     let order = graph
         .topological_order()
@@ -803,9 +868,18 @@ fn walk(
     let mut named_objects: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
     // A block whose dependency already failed is skipped: its own errors would only repeat.
     let mut failed: BTreeSet<BlockId> = BTreeSet::new();
+    // The blocks whose value depends on no resource (so on no state), in dependency order.
+    let mut stateless: BTreeSet<BlockId> = BTreeSet::new();
     for block in &order {
-        if graph
-            .dependencies(block)
+        let dependencies = graph.dependencies(block);
+        if purpose == Purpose::Check
+            && dependencies.iter().all(|dependency| {
+                !matches!(dependency, BlockId::Resource { .. }) && stateless.contains(dependency)
+            })
+        {
+            stateless.insert(block.clone());
+        }
+        if dependencies
             .iter()
             .any(|dependency| failed.contains(dependency))
         {
@@ -829,23 +903,29 @@ fn walk(
         let Some(resource_block) = module_instance.resource(kind, name) else {
             continue;
         };
-        let instances =
-            match evaluate_instances(configuration, module_instance, resource_block, &values) {
-                Ok(instances) => instances,
-                Err(found) => {
-                    diagnostics.extend(found);
-                    failed.insert(block.clone());
-                    continue;
+        let instances = match evaluated.remove(block) {
+            Some(instances) => instances,
+            None => {
+                match evaluate_instances(configuration, module_instance, resource_block, &values) {
+                    Ok(instances) => instances,
+                    Err(found) => {
+                        diagnostics.extend(found);
+                        failed.insert(block.clone());
+                        continue;
+                    }
                 }
-            };
+            }
+        };
+        let keep = purpose == Purpose::Check && stateless.contains(block);
+        let mut kept = Vec::new();
         // Only what another block reads is recorded: exported attributes of a block nothing
         // references would be computed and kept for nothing (most blocks are leaves).
         let referenced = !graph.dependents(block).is_empty();
         let mut exported = BTreeMap::new();
-        // Each instance is dropped once planned: its evaluated configuration is not kept
-        // alongside the changes of every other instance.
-        for instance in instances {
-            let instance = &instance;
+        // Each instance is dropped once planned (unless kept for the plan after a check): its
+        // evaluated configuration is not kept alongside the changes of every other instance.
+        for owned in instances {
+            let instance = &owned;
             for (key, exclusive) in instance.kind.claims(&instance.config) {
                 claims.entry(key).or_default().push((
                     instance.address.clone(),
@@ -934,6 +1014,12 @@ fn walk(
                 }
                 Err(diagnostic) => diagnostics.push(diagnostic),
             }
+            if keep {
+                kept.push(owned);
+            }
+        }
+        if keep {
+            evaluated.insert(block.clone(), kept);
         }
         if !referenced {
             continue;
@@ -1236,7 +1322,49 @@ mod tests {
         std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
         let configuration = crate::config::load(root.path(), "t").expect("loads");
         let graph = block_graph(&configuration).expect("graph");
-        check_configuration(&configuration, &graph)
+        check_configuration(&configuration, &graph).map(drop)
+    }
+
+    #[test]
+    fn a_plan_taking_over_the_check_s_instances_is_the_plan_made_without_them() {
+        let body = "[vars]\nids = [\"a\", \"b\"]\n[resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"s-${each.key}\"\nlabels = { team = \"core\" }\n[resource.iam_member.m]\nparent = \"${secret.s[\\\"a\\\"].name}\"\nrole = \"roles/viewer\"\nmember = \"user:x@y.z\"\n";
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        let graph = block_graph(&configuration).expect("graph");
+        let checked = check_configuration(&configuration, &graph).expect("valid");
+        let block = |kind: &str, name: &str| BlockId::Resource {
+            module: String::new(),
+            kind: kind.into(),
+            name: name.into(),
+        };
+        // The secrets read only a variable; the member reads a secret, so depends on state.
+        assert_eq!(
+            checked.instances.keys().cloned().collect::<Vec<_>>(),
+            vec![block("secret", "s")]
+        );
+        let mut state = State::new("t");
+        state.upsert(StateResource {
+            address: "secret.s[\"a\"]".into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/s-a".into(),
+            status: ResourceStatus::Created,
+            attributes: Attributes::from([("secret_id".to_string(), Value::string("s-a"))]),
+            dependencies: Vec::new(),
+        });
+        let options = PlanOptions::default();
+        let live = BTreeMap::new();
+        let taken =
+            plan_with_live_checked(&configuration, &state, &graph, &live, &options, checked)
+                .expect("plans");
+        let fresh = plan_with_live(&configuration, &state, &graph, &live, &options).expect("plans");
+        assert_eq!(taken.changes.len(), 3);
+        assert_eq!(
+            serde_json::to_string(&taken).expect("json"),
+            serde_json::to_string(&fresh).expect("json")
+        );
     }
 
     #[test]
