@@ -6,9 +6,10 @@ use super::session::{Session, read_plan_file};
 use super::{CommandError, ErrorKind, GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply_with_progress};
 use crate::plan::file::check_fresh;
-use crate::plan::planner::config_digest;
+use crate::plan::planner::{config_digest, make_checked_plan};
 use crate::plan::render::render_plan;
-use crate::plan::{Plan, PlanOptions, make_plan};
+use crate::plan::{Plan, PlanOptions};
+use crate::progress::NoProgress;
 use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, parse_keyed};
 use crate::state::{Backend, State};
 use crate::value::{Marker, Value};
@@ -224,7 +225,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         .as_deref()
         .map(|path| read_plan_file(path, &global.env).map(|plan| (path, plan)))
         .transpose()?;
-    let mut session = Session::open(global).await?;
+    let mut session = Session::open_for_planning(global).await?;
     let parallelism = usize::from(args.planning.parallelism);
     if let Some((path, saved)) = saved {
         // A plan made before any state existed carries the lineage the new state will have.
@@ -251,7 +252,16 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             allow_empty_config: true,
             ..args.planning.options(saved.destroy)
         };
-        let current = make_plan(&session.configuration, &state, &session.client, &options).await?;
+        let checked = session.take_checked();
+        let current = make_checked_plan(
+            &session.configuration,
+            &state,
+            &session.client,
+            &options,
+            &NoProgress,
+            checked,
+        )
+        .await?;
         let current = crate::plan::target::apply_targets(current, &saved.targets)?;
         let current = if saved.refresh_only {
             crate::plan::refresh_only::refresh_only_plan(current, &state)
@@ -321,7 +331,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
 
 /// Runs `infra destroy`.
 pub async fn run_destroy(global: &GlobalArgs, args: DestroyArgs) -> anyhow::Result<Outcome> {
-    let mut session = Session::open(global).await?;
+    let mut session = Session::open_for_planning(global).await?;
     let (state, plan, fingerprint_key) =
         plan_in_session(&mut session, &args.planning, "destroy").await?;
     out!("{}", render_plan(&plan, args.planning.color()));

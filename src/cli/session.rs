@@ -9,13 +9,12 @@ use crate::gcp::fingerprint_key::{ensure_key, read_key};
 use crate::gcp::kinds;
 use crate::gcp::{Authentication, GcpClient};
 use crate::graph::block_graph;
-use crate::plan::PlanOptions;
-use crate::plan::planner::plan_with_live;
+use crate::plan::planner::{CheckedConfiguration, check_configuration};
 use crate::sensitive::{FingerprintKey, parse_keyed};
 use crate::state::{Backend, State};
 use crate::value::{Marker, Value};
 use anyhow::Context;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +28,8 @@ pub struct Session {
     pub configuration: Configuration,
     pub client: GcpClient,
     pub backend: Backend,
+    /// What checking `configuration` evaluated, until the plan takes it.
+    checked: Option<CheckedConfiguration>,
     locked: bool,
     locking: bool,
     _emulator: Option<RunningEmulator>,
@@ -58,18 +59,17 @@ pub fn project_root(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 /// every expression evaluated against an empty state. Nothing is read or written elsewhere, so
 /// a bad configuration stops here with nothing written.
 pub fn load_configuration(global: &GlobalArgs) -> anyhow::Result<Configuration> {
+    load_checked(global).map(|(configuration, _)| configuration)
+}
+
+/// Loads and validates the configuration like `load_configuration`, and returns what the
+/// check evaluated that a plan can take over (see `CheckedConfiguration`).
+fn load_checked(global: &GlobalArgs) -> anyhow::Result<(Configuration, CheckedConfiguration)> {
     let root = project_root(global)?;
     let configuration = config::load(&root, &global.env)?;
     let graph = block_graph(&configuration)?;
-    let empty = State::new(&configuration.env.name);
-    plan_with_live(
-        &configuration,
-        &empty,
-        &graph,
-        &BTreeMap::new(),
-        &PlanOptions::default(),
-    )?;
-    Ok(configuration)
+    let checked = check_configuration(&configuration, &graph)?;
+    Ok((configuration, checked))
 }
 
 /// Parses `--lock-timeout` values such as `0s`, `500ms`, `60s`, `2m`.
@@ -99,7 +99,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl Session {
     /// Opens the environment: configuration, endpoint, client and backend (not yet locked).
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let configuration = load_configuration(global)?;
+        Self::open_keeping(global, false).await
+    }
+
+    /// Opens the environment like `open` for a command that plans, keeping what checking the
+    /// configuration evaluated for its plan (`take_checked`).
+    pub async fn open_for_planning(global: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::open_keeping(global, true).await
+    }
+
+    async fn open_keeping(global: &GlobalArgs, keep_checked: bool) -> anyhow::Result<Self> {
+        let (configuration, checked) = load_checked(global)?;
+        let checked = keep_checked.then_some(checked);
         let override_endpoint = std::env::var("INFRA_GCP_ENDPOINT")
             .ok()
             .filter(|value| !value.is_empty());
@@ -146,10 +157,17 @@ impl Session {
             configuration,
             client,
             backend,
+            checked,
             locked: false,
             locking: false,
             _emulator: running,
         })
+    }
+
+    /// Takes what checking the configuration evaluated, for the one plan that uses it
+    /// (nothing when taken before).
+    pub fn take_checked(&mut self) -> CheckedConfiguration {
+        self.checked.take().unwrap_or_default()
     }
 
     /// Takes the state lock for `operation` and reads the state.

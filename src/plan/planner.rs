@@ -20,7 +20,7 @@ use crate::state::{ResourceStatus, State, StateResource};
 use crate::value::{Attributes, Value};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// How to plan.
@@ -571,6 +571,27 @@ pub async fn make_plan_with_progress(
     options: &PlanOptions,
     progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
+    make_checked_plan(
+        configuration,
+        state,
+        client,
+        options,
+        progress,
+        CheckedConfiguration::default(),
+    )
+    .await
+}
+
+/// Makes the plan like `make_plan_with_progress`, taking over what the check of this very
+/// configuration already evaluated (see `CheckedConfiguration`).
+pub async fn make_checked_plan(
+    configuration: &Configuration,
+    state: &State,
+    client: &GcpClient,
+    options: &PlanOptions,
+    progress: &dyn Progress,
+    checked: CheckedConfiguration,
+) -> Result<Plan, PlanError> {
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
@@ -584,12 +605,15 @@ pub async fn make_plan_with_progress(
     } else {
         BTreeMap::new()
     };
-    plan_with_live(configuration, state, &graph, &live, options)
+    plan_with_live_checked(configuration, state, &graph, &live, options, checked)
 }
 
 /// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo
 /// there would silently ignore nothing.
 fn unknown_ignored_fields(instance: &InstanceConfig, change: &ResourceChange) -> Vec<Diagnostic> {
+    if instance.lifecycle.ignore_changes.is_empty() {
+        return Vec::new();
+    }
     let mut known: Vec<&str> = instance
         .kind
         .fields()
@@ -706,155 +730,45 @@ pub fn plan_with_live(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    plan_with_live_checked(
+        configuration,
+        state,
+        graph,
+        live,
+        options,
+        CheckedConfiguration::default(),
+    )
+}
+
+/// Makes the plan like `plan_with_live`, taking the instances `checked` (the check of this
+/// very configuration) already evaluated instead of evaluating them again.
+pub fn plan_with_live_checked(
+    configuration: &Configuration,
+    state: &State,
+    graph: &DependencyGraph<BlockId>,
+    live: &BTreeMap<String, Option<Attributes>>,
+    options: &PlanOptions,
+    mut checked: CheckedConfiguration,
+) -> Result<Plan, PlanError> {
     refuse_empty_configuration(configuration, state, options)?;
-    let order = graph
-        .topological_order()
-        .map_err(|_| PlanError::Refused("dependency cycle".into()))?;
-    let mut values = Values::default();
+    let Walked {
+        mut changes,
+        mut drift,
+        values,
+        named_objects,
+    } = walk(
+        configuration,
+        state,
+        graph,
+        live,
+        options,
+        Purpose::Plan,
+        &mut checked.instances,
+    )?;
     let mut diagnostics = Vec::new();
-    let mut changes: Vec<ResourceChange> = Vec::new();
-    let mut drift = Vec::new();
-    let mut claims = Claims::new();
-    let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
-    // The cloud object each instance names, where its name is known now: two addresses naming
-    // one object would share (and, deleting either, destroy) it.
-    let mut named_objects: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
-    // A block whose dependency already failed is skipped: its own errors would only repeat.
-    let mut failed: BTreeSet<BlockId> = BTreeSet::new();
-    for block in &order {
-        if graph
-            .dependencies(block)
-            .iter()
-            .any(|dependency| failed.contains(dependency))
-        {
-            failed.insert(block.clone());
-            continue;
-        }
-        let BlockId::Resource { module, kind, name } = block else {
-            if let Err(diagnostic) = evaluate_value_block(configuration, block, &mut values) {
-                diagnostics.push(diagnostic);
-                failed.insert(block.clone());
-            }
-            continue;
-        };
-        let Some(module_instance) = configuration
-            .modules
-            .iter()
-            .find(|candidate| &candidate.name == module)
-        else {
-            continue;
-        };
-        let Some(resource_block) = module_instance.resource(kind, name) else {
-            continue;
-        };
-        let instances =
-            match evaluate_instances(configuration, module_instance, resource_block, &values) {
-                Ok(instances) => instances,
-                Err(found) => {
-                    diagnostics.extend(found);
-                    failed.insert(block.clone());
-                    continue;
-                }
-            };
-        let mut exported = BTreeMap::new();
-        for instance in &instances {
-            for (key, exclusive) in instance.kind.claims(&instance.config) {
-                claims.entry(key).or_default().push((
-                    instance.address.clone(),
-                    exclusive,
-                    instance.span.clone(),
-                ));
-            }
-            let prior = state.resource(&instance.address);
-            let context = kind_context(
-                configuration,
-                &instance.address,
-                &state.lineage,
-                options.fingerprint_key.as_ref(),
-                prior,
-            );
-            if let Some(id) = instance.kind.resource_id(&context, &instance.config) {
-                let key = (instance.kind.name().to_string(), id);
-                match named_objects.get(&key) {
-                    Some((other_address, other_span)) => diagnostics.push(
-                        Diagnostic::new(
-                            DiagnosticCode::Duplicate,
-                            &instance.span,
-                            format!(
-                                "{} and {other_address} (at {other_span}) name the same {} `{}`",
-                                instance.address, key.0, key.1
-                            ),
-                        )
-                        .with_hint("each would overwrite the other, and deleting either destroys both: give each its own name, or keep one block"),
-                    ),
-                    None => {
-                        named_objects.insert(
-                            key,
-                            (instance.address.clone(), instance.span.clone()),
-                        );
-                    }
-                }
-            }
-            match plan_instance(
-                instance,
-                prior,
-                live.get(&instance.address),
-                &context,
-                options,
-                &planned_ids,
-                &mut drift,
-            ) {
-                Ok(mut change) => {
-                    diagnostics.extend(unknown_ignored_fields(instance, &change));
-                    if let Some(id) = &change.id {
-                        planned_ids.insert(id.clone(), change.action);
-                    }
-                    let changing = change.action != Action::NoOp;
-                    exported.insert(
-                        instance.key.clone(),
-                        instance
-                            .kind
-                            .exported(&context, &instance.config, prior, changing),
-                    );
-                    change.dependencies = instance.dependencies.iter().cloned().collect();
-                    if options.destroy {
-                        change = destroy_change(change, prior);
-                    }
-                    if let Some(prior) =
-                        prior.filter(|_| matches!(change.action, Action::Replace | Action::Delete))
-                        && instance.kind.deletion_guard(prior).is_some()
-                    {
-                        change.reason = Some(DELETION_GUARD_REASON.into());
-                    }
-                    if matches!(change.action, Action::Replace | Action::Delete)
-                        && instance.lifecycle.prevent_destroy
-                    {
-                        diagnostics.push(
-                            Diagnostic::new(
-                                DiagnosticCode::InvalidValue,
-                                &instance.span,
-                                format!("{}: the plan would destroy it, but lifecycle.prevent_destroy is set", instance.address),
-                            )
-                            .with_hint("remove prevent_destroy first if destroying it is really meant"),
-                        );
-                    }
-                    changes.push(change);
-                }
-                Err(diagnostic) => diagnostics.push(diagnostic),
-            }
-        }
-        record_block(
-            &mut values,
-            block,
-            resource_block.for_each.is_some(),
-            exported,
-        );
-    }
-    diagnostics.extend(conflicting_claims(&claims));
-    if !diagnostics.is_empty() {
-        return Err(PlanError::Config(ConfigError { diagnostics }));
-    }
-    let configured: BTreeSet<&str> = changes
+    // Only asked whether it holds an address: hashing beats comparing addresses that share
+    // long prefixes.
+    let configured: HashSet<&str> = changes
         .iter()
         .map(|change| change.address.as_str())
         .collect();
@@ -945,6 +859,260 @@ pub fn plan_with_live(
         changes,
         drift,
         outputs,
+    })
+}
+
+/// Checks the configuration as a plan from nothing would: every block evaluated against an
+/// empty state, and every error such a plan reports (expressions, types, each kind's limits,
+/// for_each keys, two addresses naming one object, conflicting claims, `ignore_changes`) —
+/// without keeping the changes or building the plan. Pure: no I/O beyond `file()`. Returns
+/// what the plan that follows can take over from it.
+pub fn check_configuration(
+    configuration: &Configuration,
+    graph: &DependencyGraph<BlockId>,
+) -> Result<CheckedConfiguration, PlanError> {
+    let empty = State::new(&configuration.env.name);
+    let mut checked = CheckedConfiguration::default();
+    walk(
+        configuration,
+        &empty,
+        graph,
+        &BTreeMap::new(),
+        &PlanOptions::default(),
+        Purpose::Check,
+        &mut checked.instances,
+    )?;
+    Ok(checked)
+}
+
+/// What the check of a configuration leaves for the plan that follows: the evaluated
+/// instances of every resource block that reads no resource, directly or through module
+/// inputs and outputs. Such a block evaluates the same against any state, so the plan takes
+/// them instead of evaluating (and checking) them a second time. Valid only with the
+/// configuration it was checked from.
+#[derive(Default)]
+pub struct CheckedConfiguration {
+    instances: BTreeMap<BlockId, Vec<InstanceConfig>>,
+}
+
+/// What a walk over the blocks is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Make the plan.
+    Plan,
+    /// Only find the configuration's errors: no change is kept.
+    Check,
+}
+
+/// What a walk over the blocks found.
+struct Walked {
+    /// The change of every configured instance (none when only checking).
+    changes: Vec<ResourceChange>,
+    drift: Vec<Drift>,
+    values: Values,
+    /// The cloud object each instance names, where known: (kind, id) to (address, place).
+    named_objects: BTreeMap<(String, String), (String, Span)>,
+}
+
+/// Walks the blocks in dependency order, evaluating and diffing each instance, and stops at
+/// the first configuration errors.
+fn walk(
+    configuration: &Configuration,
+    state: &State,
+    graph: &DependencyGraph<BlockId>,
+    live: &BTreeMap<String, Option<Attributes>>,
+    options: &PlanOptions,
+    purpose: Purpose,
+    // Checking: receives the instances of blocks that read no resource. Planning: the
+    // instances the check left, taken instead of evaluating their blocks.
+    evaluated: &mut BTreeMap<BlockId, Vec<InstanceConfig>>,
+) -> Result<Walked, PlanError> {
+    let order = graph
+        .topological_order()
+        .map_err(|_| PlanError::Refused("dependency cycle".into()))?;
+    let mut values = Values::default();
+    let mut diagnostics = Vec::new();
+    let mut changes: Vec<ResourceChange> = Vec::new();
+    let mut drift = Vec::new();
+    let mut claims = Claims::new();
+    let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
+    // The cloud object each instance names, where its name is known now: two addresses naming
+    // one object would share (and, deleting either, destroy) it.
+    let mut named_objects: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
+    // A block whose dependency already failed is skipped: its own errors would only repeat.
+    let mut failed: BTreeSet<BlockId> = BTreeSet::new();
+    // The blocks whose value depends on no resource (so on no state), in dependency order.
+    let mut stateless: BTreeSet<BlockId> = BTreeSet::new();
+    for block in &order {
+        let dependencies = graph.dependencies(block);
+        if purpose == Purpose::Check
+            && dependencies.iter().all(|dependency| {
+                !matches!(dependency, BlockId::Resource { .. }) && stateless.contains(dependency)
+            })
+        {
+            stateless.insert(block.clone());
+        }
+        if dependencies
+            .iter()
+            .any(|dependency| failed.contains(dependency))
+        {
+            failed.insert(block.clone());
+            continue;
+        }
+        let BlockId::Resource { module, kind, name } = block else {
+            if let Err(diagnostic) = evaluate_value_block(configuration, block, &mut values) {
+                diagnostics.push(diagnostic);
+                failed.insert(block.clone());
+            }
+            continue;
+        };
+        let Some(module_instance) = configuration
+            .modules
+            .iter()
+            .find(|candidate| &candidate.name == module)
+        else {
+            continue;
+        };
+        let Some(resource_block) = module_instance.resource(kind, name) else {
+            continue;
+        };
+        let instances = match evaluated.remove(block) {
+            Some(instances) => instances,
+            None => {
+                match evaluate_instances(configuration, module_instance, resource_block, &values) {
+                    Ok(instances) => instances,
+                    Err(found) => {
+                        diagnostics.extend(found);
+                        failed.insert(block.clone());
+                        continue;
+                    }
+                }
+            }
+        };
+        let keep = purpose == Purpose::Check && stateless.contains(block);
+        let mut kept = Vec::new();
+        // Only what another block reads is recorded: exported attributes of a block nothing
+        // references would be computed and kept for nothing (most blocks are leaves).
+        let referenced = !graph.dependents(block).is_empty();
+        let mut exported = BTreeMap::new();
+        // Each instance is dropped once planned (unless kept for the plan after a check): its
+        // evaluated configuration is not kept alongside the changes of every other instance.
+        for owned in instances {
+            let instance = &owned;
+            for (key, exclusive) in instance.kind.claims(&instance.config) {
+                claims.entry(key).or_default().push((
+                    instance.address.clone(),
+                    exclusive,
+                    instance.span.clone(),
+                ));
+            }
+            let prior = state.resource(&instance.address);
+            let context = kind_context(
+                configuration,
+                &instance.address,
+                &state.lineage,
+                options.fingerprint_key.as_ref(),
+                prior,
+            );
+            if let Some(id) = instance.kind.resource_id(&context, &instance.config) {
+                let key = (instance.kind.name().to_string(), id);
+                match named_objects.get(&key) {
+                    Some((other_address, other_span)) => diagnostics.push(
+                        Diagnostic::new(
+                            DiagnosticCode::Duplicate,
+                            &instance.span,
+                            format!(
+                                "{} and {other_address} (at {other_span}) name the same {} `{}`",
+                                instance.address, key.0, key.1
+                            ),
+                        )
+                        .with_hint("each would overwrite the other, and deleting either destroys both: give each its own name, or keep one block"),
+                    ),
+                    None => {
+                        named_objects.insert(
+                            key,
+                            (instance.address.clone(), instance.span.clone()),
+                        );
+                    }
+                }
+            }
+            match plan_instance(
+                instance,
+                prior,
+                live.get(&instance.address),
+                &context,
+                options,
+                &planned_ids,
+                &mut drift,
+            ) {
+                Ok(mut change) => {
+                    diagnostics.extend(unknown_ignored_fields(instance, &change));
+                    if let Some(id) = &change.id {
+                        planned_ids.insert(id.clone(), change.action);
+                    }
+                    if referenced {
+                        let changing = change.action != Action::NoOp;
+                        exported.insert(
+                            instance.key.clone(),
+                            instance
+                                .kind
+                                .exported(&context, &instance.config, prior, changing),
+                        );
+                    }
+                    change.dependencies = instance.dependencies.iter().cloned().collect();
+                    if options.destroy {
+                        change = destroy_change(change, prior);
+                    }
+                    if let Some(prior) =
+                        prior.filter(|_| matches!(change.action, Action::Replace | Action::Delete))
+                        && instance.kind.deletion_guard(prior).is_some()
+                    {
+                        change.reason = Some(DELETION_GUARD_REASON.into());
+                    }
+                    if matches!(change.action, Action::Replace | Action::Delete)
+                        && instance.lifecycle.prevent_destroy
+                    {
+                        diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::InvalidValue,
+                                &instance.span,
+                                format!("{}: the plan would destroy it, but lifecycle.prevent_destroy is set", instance.address),
+                            )
+                            .with_hint("remove prevent_destroy first if destroying it is really meant"),
+                        );
+                    }
+                    if purpose == Purpose::Plan {
+                        changes.push(change);
+                    }
+                }
+                Err(diagnostic) => diagnostics.push(diagnostic),
+            }
+            if keep {
+                kept.push(owned);
+            }
+        }
+        if keep {
+            evaluated.insert(block.clone(), kept);
+        }
+        if !referenced {
+            continue;
+        }
+        record_block(
+            &mut values,
+            block,
+            resource_block.for_each.is_some(),
+            exported,
+        );
+    }
+    diagnostics.extend(conflicting_claims(&claims));
+    if !diagnostics.is_empty() {
+        return Err(PlanError::Config(ConfigError { diagnostics }));
+    }
+    Ok(Walked {
+        changes,
+        drift,
+        values,
+        named_objects,
     })
 }
 
@@ -1217,6 +1385,91 @@ mod tests {
             dependencies: Vec::new(),
         });
         state
+    }
+
+    /// Loads `body` and runs the configuration check on it.
+    fn check(body: &str) -> Result<(), PlanError> {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        let graph = block_graph(&configuration).expect("graph");
+        check_configuration(&configuration, &graph).map(drop)
+    }
+
+    #[test]
+    fn a_plan_taking_over_the_check_s_instances_is_the_plan_made_without_them() {
+        let body = "[vars]\nids = [\"a\", \"b\"]\n[resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"s-${each.key}\"\nlabels = { team = \"core\" }\n[resource.iam_member.m]\nparent = \"${secret.s[\\\"a\\\"].name}\"\nrole = \"roles/viewer\"\nmember = \"user:x@y.z\"\n";
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        let graph = block_graph(&configuration).expect("graph");
+        let checked = check_configuration(&configuration, &graph).expect("valid");
+        let block = |kind: &str, name: &str| BlockId::Resource {
+            module: String::new(),
+            kind: kind.into(),
+            name: name.into(),
+        };
+        // The secrets read only a variable; the member reads a secret, so depends on state.
+        assert_eq!(
+            checked.instances.keys().cloned().collect::<Vec<_>>(),
+            vec![block("secret", "s")]
+        );
+        let mut state = State::new("t");
+        state.upsert(StateResource {
+            address: "secret.s[\"a\"]".into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/s-a".into(),
+            status: ResourceStatus::Created,
+            attributes: Attributes::from([("secret_id".to_string(), Value::string("s-a"))]),
+            dependencies: Vec::new(),
+        });
+        let options = PlanOptions::default();
+        let live = BTreeMap::new();
+        let taken =
+            plan_with_live_checked(&configuration, &state, &graph, &live, &options, checked)
+                .expect("plans");
+        let fresh = plan_with_live(&configuration, &state, &graph, &live, &options).expect("plans");
+        assert_eq!(taken.changes.len(), 3);
+        assert_eq!(
+            serde_json::to_string(&taken).expect("json"),
+            serde_json::to_string(&fresh).expect("json")
+        );
+    }
+
+    #[test]
+    fn the_check_reports_exactly_what_a_plan_from_nothing_reports() {
+        for body in [
+            // Two addresses naming one object, and a for_each key given twice.
+            "[resource.secret.a]\nsecret_id = \"S\"\n[resource.secret.b]\nsecret_id = \"S\"\n[resource.secret.c]\nfor_each = [\"x\", \"x\"]\nsecret_id = \"c-${each.key}\"\n",
+            // A type error, and an ignore_changes entry naming no field.
+            "[vars]\ntext = \"not a map\"\n[resource.secret.a]\nsecret_id = \"A\"\nlabels = \"${var.text}\"\n[resource.secret.b]\nsecret_id = \"B\"\nlifecycle = { ignore_changes = [\"lables\"] }\n",
+            // A reference to an attribute the referenced resource does not have.
+            "[resource.secret.a]\nsecret_id = \"A\"\n[resource.secret.b]\nsecret_id = \"${secret.a.nothing}\"\n",
+        ] {
+            let planned = messages(plan(body, &State::new("t"), &PlanOptions::default()));
+            let checked = check(body).expect_err("the check fails too").to_string();
+            assert_eq!(checked, planned, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_check_passes_a_valid_configuration_and_a_plan_still_reads_references() {
+        let body = "[resource.secret.a]\nsecret_id = \"A\"\n[resource.secret.b]\nsecret_id = \"${secret.a.secret_id}-b\"\n[resource.secret.leaf]\nsecret_id = \"L\"\n";
+        check(body).expect("a valid configuration passes the check");
+        let planned = plan(body, &State::new("t"), &PlanOptions::default()).expect("plans");
+        let after = |address: &str| {
+            planned
+                .change(address)
+                .and_then(|change| change.after.as_ref())
+                .and_then(|after| after.get("secret_id"))
+                .cloned()
+        };
+        assert_eq!(after("secret.b"), Some(Value::string("A-b")));
+        assert_eq!(after("secret.leaf"), Some(Value::string("L")));
     }
 
     #[test]

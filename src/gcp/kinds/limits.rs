@@ -58,11 +58,10 @@ pub fn check_limits(
     config: &Attributes,
 ) -> Vec<LimitProblem> {
     let mut problems = Vec::new();
-    let whole = Value::Map(config.clone());
     for bound in bounds {
         let segments: Vec<&str> = bound.path.split('.').collect();
         let mut found = Vec::new();
-        collect(&whole, &segments, String::new(), &mut found);
+        collect_in(config, &segments, String::new(), &mut found);
         for (shown, value) in found {
             let Some(number) = number(&value) else {
                 continue;
@@ -119,21 +118,34 @@ fn number(value: &Value) -> Option<f64> {
 
 /// Collects the values at `segments` below `value`, with the path as the user would write it.
 fn collect(value: &Value, segments: &[&str], shown: String, found: &mut Vec<(String, Value)>) {
-    let Some((segment, rest)) = segments.split_first() else {
+    if segments.is_empty() {
         found.push((shown, value.clone()));
         return;
-    };
-    let table = match value {
-        Value::Map(table) => table.clone(),
+    }
+    match value {
+        Value::Map(table) => collect_in(table, segments, shown, found),
         // A JSON document written as a string (a dashboard) is checked like a table.
-        Value::String(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json) => match Value::from_json(&json) {
-                Value::Map(table) => table,
-                _ => return,
-            },
-            Err(_) => return,
-        },
-        _ => return,
+        Value::String(text) => {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(text)
+                && let Value::Map(table) = Value::from_json(&json)
+            {
+                collect_in(&table, segments, shown, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Collects the values at `segments` below the entries of `table` (borrowed: checking a
+/// configuration copies nothing but the values found).
+fn collect_in(
+    table: &Attributes,
+    segments: &[&str],
+    shown: String,
+    found: &mut Vec<(String, Value)>,
+) {
+    let Some((segment, rest)) = segments.split_first() else {
+        return;
     };
     let (key, each) = match segment.strip_suffix("[]") {
         Some(key) => (key, true),
