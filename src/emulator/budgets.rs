@@ -6,7 +6,7 @@ use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
-use super::store::Store;
+use super::store::{Store, project_number};
 use serde_json::{Map, Value as Json, json};
 
 /// Every emulated billing account bills in this currency.
@@ -27,11 +27,19 @@ pub const METHODS: &[Method] = &[
             call.request
                 .allow_query(&["pageSize", "pageToken", "scope"])?;
             let prefix = format!("billingAccounts/{}/budgets/", call.var("billingAccountsId"));
+            let scope = scope_project(call.request)?;
             let budgets: Vec<Json> = call
                 .store
                 .documents
                 .iter()
                 .filter(|(name, _)| name.starts_with(&prefix))
+                .filter(|(_, budget)| {
+                    scope.as_ref().is_none_or(|project| {
+                        budget["budgetFilter"]["projects"]
+                            .as_array()
+                            .is_some_and(|projects| projects.iter().any(|named| named == project))
+                    })
+                })
                 .map(|(_, budget)| budget.clone())
                 .collect();
             // "The default and maximum value are 100."
@@ -74,6 +82,24 @@ pub const METHODS: &[Method] = &[
         },
     },
 ];
+
+/// The project a budgets `list` is scoped to, as budgets name it (`projects/{number}`): "Only
+/// project scope (in the format of \"projects/project-id\" or \"projects/123\") is supported in
+/// this field. When this field is set to a project's resource name, the budgets returned are
+/// tracking the costs for that project" (`billingAccounts.budgets.list`, `scope`).
+fn scope_project(request: &Request) -> Result<Option<Json>, ApiError> {
+    let Some(scope) = request.query("scope").filter(|scope| !scope.is_empty()) else {
+        return Ok(None);
+    };
+    match scope.strip_prefix("projects/") {
+        Some(project) if !project.is_empty() && !project.contains('/') => Ok(Some(Json::String(
+            format!("projects/{}", project_number(project)),
+        ))),
+        _ => Err(ApiError::invalid_argument(format!(
+            "Invalid scope {scope:?}: only a project scope (projects/{{id or number}}) is supported."
+        ))),
+    }
+}
 
 fn budget_of(call: &Call<'_>) -> String {
     format!(

@@ -237,7 +237,12 @@ fn list_descriptors(request: &Request, parent: &str) -> Result<Response, ApiErro
     request.allow_query(&["pageSize", "pageToken"])?;
     let items: Vec<Json> = CHANNEL_TYPES
         .iter()
-        .map(|descriptor| descriptor_json(&format!("{parent}/{}", descriptor.0), descriptor))
+        .map(|descriptor| {
+            descriptor_json(
+                &format!("{parent}/notificationChannelDescriptors/{}", descriptor.0),
+                descriptor,
+            )
+        })
         .collect();
     let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(100, 1000))?;
     Ok(Response::read(collection::list_answer(
@@ -354,6 +359,13 @@ fn list(
             kept
         }
     };
+    let mut items = items;
+    if let Some(order) = request
+        .query("orderBy")
+        .filter(|order| !order.trim().is_empty())
+    {
+        collection::order_by(&mut items, &order)?;
+    }
     let total = items.len();
     // dashboards.list: "If unspecified, a default of 1000 is used"; alert policies and channels
     // document no default ("a reasonable value"), and Google caps them at 1000 too.

@@ -618,6 +618,28 @@ fn operation_json(name: &str, done: bool, metadata: &Json, outcome: Option<Json>
     body
 }
 
+/// The answer to a `validateOnly` request: "validated and default values populated, without
+/// persisting the request or creating any resources". It is a finished operation (nothing is
+/// stored, so it is never polled), and, as `google.longrunning.Operation` requires of a done
+/// one, it carries a result: the validated resource, defaults filled in, as `response`.
+fn validated_operation(resource: &str, validated: &Json) -> Json {
+    let parts: Vec<&str> = resource.split('/').collect();
+    let name = format!(
+        "projects/{}/locations/{}/operations/{}",
+        parts.get(1).unwrap_or(&""),
+        parts.get(3).unwrap_or(&""),
+        uuid::Uuid::new_v4()
+    );
+    let mut response = validated.clone();
+    if response.get("name").is_none() {
+        response["name"] = json!(resource);
+    }
+    if response.get("@type").is_none() {
+        response["@type"] = json!(SERVICE_TYPE);
+    }
+    operation_json(&name, true, &response, Some(response.clone()))
+}
+
 fn get_operation(store: &mut Store, name: &str) -> Result<Response, ApiError> {
     let record = store
         .run_operations
@@ -734,12 +756,7 @@ fn create_from(
     check_revision_name(&service_id, &revision)?;
     check_traffic(&fields, std::slice::from_ref(&revision))?;
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
-            &Json::Object(fields.clone()),
-            None,
-        )));
+        return Ok(Response::read(validated_operation(&name, &Json::Object(fields.clone()))));
     }
     let time = now();
     let mut record = RunServiceRecord {
@@ -875,12 +892,7 @@ fn patch(
     }
     check_traffic(&fields, &record.revisions)?;
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
-            &Json::Object(fields),
-            None,
-        )));
+        return Ok(Response::read(validated_operation(name, &Json::Object(fields))));
     }
     record.body = fields;
     if let Some(revision) = record.revisions.last().cloned()
@@ -921,12 +933,7 @@ fn delete(
     // Service.deleteTime: "It is only populated as a response to a Delete request."
     metadata["deleteTime"] = json!(now());
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
-            &metadata,
-            None,
-        )));
+        return Ok(Response::read(validated_operation(name, &metadata)));
     }
     store.run_services.remove(name);
     store.policies.remove(name);
@@ -1099,12 +1106,7 @@ fn delete_revision(
     }
     body["@type"] = json!(REVISION_TYPE);
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
-            &body,
-            None,
-        )));
+        return Ok(Response::read(validated_operation(service, &body)));
     }
     if let Some(record) = store.run_services.get_mut(service) {
         record.revisions.retain(|known| known != revision);

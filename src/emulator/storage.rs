@@ -1182,6 +1182,30 @@ fn delete_object(
     Ok(())
 }
 
+fn boolean(request: &StorageRequest<'_>, name: &str) -> Result<bool, StorageError> {
+    match request.query(name) {
+        None => Ok(false),
+        Some(text) => super::http::parse_bool(text).ok_or_else(|| {
+            StorageError::invalid(format!("Invalid boolean value for {name}: {text}"))
+        }),
+    }
+}
+
+/// `matchGlob`: "Filter results to objects and prefixes that match this glob pattern", with
+/// Cloud Storage's glob syntax (<https://cloud.google.com/storage/docs/json_api/v1/objects/list#list-object-glob>):
+/// `*` stops at `/`, `**` crosses it, `?`, `[...]`, `[!...]` and `{a,b}`.
+fn match_glob(request: &StorageRequest<'_>) -> Result<Option<globset::GlobMatcher>, StorageError> {
+    let Some(pattern) = request.query("matchGlob").filter(|pattern| !pattern.is_empty()) else {
+        return Ok(None);
+    };
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|glob| Some(glob.compile_matcher()))
+        .map_err(|error| StorageError::invalid(format!("Invalid matchGlob {pattern:?}: {error}")))
+}
+
 fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Json, StorageError> {
     if !store.buckets.contains_key(bucket) {
         return Err(StorageError::not_found(
@@ -1190,40 +1214,53 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
     }
     let prefix = request.query("prefix").unwrap_or_default();
     let delimiter = request.query("delimiter").filter(|text| !text.is_empty());
-    let versions = match request.query("versions") {
-        None => false,
-        Some(text) => super::http::parse_bool(text).ok_or_else(|| {
-            StorageError::invalid(format!("Invalid boolean value for versions: {text}"))
-        })?,
+    let versions = boolean(request, "versions")?;
+    let include_trailing = boolean(request, "includeTrailingDelimiter")?;
+    // Soft delete is not modelled (buckets behave as with soft delete off): a deleted object is
+    // gone, so "only soft-deleted object versions" are none.
+    let soft_deleted = boolean(request, "softDeleted")?;
+    let start_offset = request.query("startOffset").filter(|text| !text.is_empty());
+    let end_offset = request.query("endOffset").filter(|text| !text.is_empty());
+    let glob = match_glob(request)?;
+    let in_range = |name: &str| {
+        start_offset.is_none_or(|start| name >= start) && end_offset.is_none_or(|end| name < end)
     };
     // Entries in name order: an object generation, or a prefix standing for every name under it
     // ("items plus prefixes" count against maxResults).
     let mut entries: Vec<(String, Option<Json>)> = Vec::new();
+    let mut last_prefix: Option<String> = None;
     for (name, generations) in store
         .objects
         .get(bucket)
         .into_iter()
         .flatten()
-        .filter(|(name, _)| name.starts_with(prefix))
+        .filter(|(name, _)| name.starts_with(prefix) && in_range(name) && !soft_deleted)
     {
+        let listed: Vec<&ObjectGeneration> = generations
+            .iter()
+            .filter(|version| versions || version.time_deleted.is_none())
+            .collect();
+        if listed.is_empty() {
+            continue;
+        }
+        let mut as_item = true;
         if let Some(delimiter) = delimiter
             && let Some(position) = name[prefix.len()..].find(delimiter)
         {
-            let folded = name[..prefix.len() + position + delimiter.len()].to_string();
-            let live_or_any = generations
-                .iter()
-                .any(|version| versions || version.time_deleted.is_none());
-            if live_or_any
-                && entries
-                    .last()
-                    .is_none_or(|(last, item)| item.is_some() || *last != folded)
+            let end = prefix.len() + position + delimiter.len();
+            let folded = name[..end].to_string();
+            if glob.as_ref().is_none_or(|glob| glob.is_match(&folded))
+                && last_prefix.as_deref() != Some(folded.as_str())
             {
-                entries.push((folded, None));
+                entries.push((folded.clone(), None));
+                last_prefix = Some(folded);
             }
-            continue;
+            // includeTrailingDelimiter: "objects that end in exactly one instance of delimiter
+            // will have their metadata included in items in addition to prefixes".
+            as_item = include_trailing && end == name.len();
         }
-        for version in generations {
-            if versions || version.time_deleted.is_none() {
+        if as_item && glob.as_ref().is_none_or(|glob| glob.is_match(name)) {
+            for version in listed {
                 entries.push((
                     name.clone(),
                     Some(object_json(bucket, name, version, &request.base_url)),

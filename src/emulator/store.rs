@@ -181,6 +181,9 @@ pub struct VersionRecord {
 pub struct PolicyRecord {
     pub version: i64,
     pub bindings: Vec<Json>,
+    /// `auditConfigs`, written only when a `setIamPolicy` mask names them.
+    #[serde(default)]
+    pub audit_configs: Vec<Json>,
     pub etag: String,
 }
 

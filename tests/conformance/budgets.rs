@@ -99,3 +99,45 @@ async fn budget_filters_accept_project_ids() {
     let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
     assert_eq!(status, 200, "{created}");
 }
+
+/// budgets.list `scope`: "Only project scope (in the format of \"projects/project-id\" or
+/// \"projects/123\") is supported in this field. When this field is set to a project's resource
+/// name, the budgets returned are tracking the costs for that project."
+#[tokio::test]
+async fn list_scope_keeps_the_budgets_of_one_project() {
+    let emulator = Emulator::start();
+    for (title, project) in [("alpha", "projects/scope-alpha"), ("beta", "projects/scope-beta")] {
+        let mut body = budget(title);
+        body["budgetFilter"] = json!({"projects": [project]});
+        let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
+        assert_eq!(status, 200, "{created}");
+    }
+    let (status, alpha) = emulator
+        .rest(
+            Method::GET,
+            &format!("{BUDGETS}?scope=projects/scope-alpha"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{alpha}");
+    let titles: Vec<&str> = alpha["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .filter_map(|budget| budget["displayName"].as_str())
+        .collect();
+    assert_eq!(titles, ["alpha"]);
+    let (_, none) = emulator
+        .rest(
+            Method::GET,
+            &format!("{BUDGETS}?scope=projects/scope-nobody"),
+            None,
+        )
+        .await;
+    assert!(none.get("budgets").is_none(), "{none}");
+    let (status, folder) = emulator
+        .rest(Method::GET, &format!("{BUDGETS}?scope=folders/123"), None)
+        .await;
+    assert_eq!(status, 400, "{folder}");
+    assert_eq!(folder["error"]["status"], "INVALID_ARGUMENT");
+}

@@ -266,3 +266,101 @@ async fn notification_channels_descriptors_and_verification() {
         .expect_err("gone");
     assert_eq!(code(&error), Code::NotFound);
 }
+
+/// NotificationChannelDescriptor.name: "The full REST resource name for this descriptor. The
+/// format is: projects/[PROJECT_ID_OR_NUMBER]/notificationChannelDescriptors/[TYPE]" — so every
+/// listed name can be handed back to `get`
+/// (<https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.notificationChannelDescriptors>).
+#[tokio::test]
+async fn listed_channel_descriptors_are_named_for_get() {
+    let emulator = Emulator::start();
+    let client = client!(NotificationChannelService, emulator);
+    let listed = client
+        .list_notification_channel_descriptors()
+        .set_name("projects/conformance")
+        .send()
+        .await
+        .expect("list");
+    assert!(!listed.channel_descriptors.is_empty());
+    for descriptor in listed.channel_descriptors {
+        let (parent, kind) = descriptor
+            .name
+            .rsplit_once("/notificationChannelDescriptors/")
+            .unwrap_or_else(|| panic!("{} is no descriptor name", descriptor.name));
+        assert!(parent.starts_with("projects/"), "{}", descriptor.name);
+        assert_eq!(kind, descriptor.r#type, "[TYPE] is the value of the type field");
+        let fetched = client
+            .get_notification_channel_descriptor()
+            .set_name(&descriptor.name)
+            .send()
+            .await
+            .expect("get by the listed name");
+        assert_eq!(fetched.r#type, descriptor.r#type);
+    }
+}
+
+/// ListAlertPolicies / ListNotificationChannels `orderBy`: "A comma-separated list of fields by
+/// which to sort the result ... Entries can be prefixed with a minus sign to sort by the field
+/// in descending order"
+/// (<https://cloud.google.com/monitoring/api/v3/sorting-and-filtering#sort-order>).
+#[tokio::test]
+async fn lists_are_sorted_by_order_by() {
+    let emulator = Emulator::start();
+    let policies = client!(AlertPolicyService, emulator);
+    for name in ["b", "c", "a"] {
+        policies
+            .create_alert_policy()
+            .set_name("projects/conformance")
+            .set_alert_policy(policy(name))
+            .send()
+            .await
+            .expect("create policy");
+    }
+    for (order, expected) in [
+        ("display_name", ["a", "b", "c"]),
+        ("-display_name", ["c", "b", "a"]),
+    ] {
+        let listed = policies
+            .list_alert_policies()
+            .set_name("projects/conformance")
+            .set_order_by(order)
+            .send()
+            .await
+            .expect("list policies");
+        let names: Vec<&str> = listed
+            .alert_policies
+            .iter()
+            .map(|policy| policy.display_name.as_str())
+            .collect();
+        assert_eq!(names, expected, "orderBy={order}");
+    }
+    let channels = client!(NotificationChannelService, emulator);
+    for name in ["y", "z", "x"] {
+        channels
+            .create_notification_channel()
+            .set_name("projects/conformance")
+            .set_notification_channel(
+                NotificationChannel::new()
+                    .set_type("email")
+                    .set_display_name(name)
+                    .set_labels([("email_address", "x@example.com")]),
+            )
+            .send()
+            .await
+            .expect("create channel");
+    }
+    let listed = channels
+        .list_notification_channels()
+        .set_name("projects/conformance")
+        .set_order_by("-display_name")
+        .set_page_size(2)
+        .send()
+        .await
+        .expect("list channels");
+    let names: Vec<&str> = listed
+        .notification_channels
+        .iter()
+        .map(|channel| channel.display_name.as_str())
+        .collect();
+    assert_eq!(names, ["z", "y"], "the order holds across pages");
+}

@@ -106,3 +106,62 @@ async fn iam_policy_version_three_and_stale_etag() {
         .expect_err("stale");
     assert_eq!((code(&error), http_status(&error)), (Code::Aborted, 409));
 }
+
+/// SetIamPolicyRequest.update_mask: "Only the fields in the mask will be modified. If no mask
+/// is provided, the following default mask is used: `paths: "bindings, etag"`"
+/// (<https://cloud.google.com/resource-manager/reference/rest/v3/projects/setIamPolicy>); audit
+/// configs are written only when masked, and a path that is no field of Policy is refused.
+#[tokio::test]
+async fn set_iam_policy_writes_only_the_masked_fields() {
+    use google_cloud_iam_v1::model::{AuditConfig, AuditLogConfig, audit_log_config::LogType};
+    let emulator = Emulator::start();
+    let client = client!(Projects, emulator);
+    let audit = AuditConfig::new()
+        .set_service("allServices")
+        .set_audit_log_configs([AuditLogConfig::new().set_log_type(LogType::DataRead)]);
+    let viewer = Binding::new()
+        .set_role("roles/viewer")
+        .set_members(["user:a@example.com"]);
+    let written = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(
+            Policy::new()
+                .set_bindings([viewer.clone()])
+                .set_audit_configs([audit.clone()]),
+        )
+        .send()
+        .await
+        .expect("set without a mask");
+    assert_eq!(written.bindings, [viewer.clone()]);
+    assert!(
+        written.audit_configs.is_empty(),
+        "the default mask leaves audit configs alone: {written:?}"
+    );
+    let audited = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(Policy::new().set_audit_configs([audit.clone()]))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["audit_configs"]))
+        .send()
+        .await
+        .expect("set audit configs only");
+    assert_eq!(audited.audit_configs, [audit.clone()]);
+    assert_eq!(audited.bindings, [viewer], "bindings are outside the mask");
+    let read = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.audit_configs, [audit]);
+    let error = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(Policy::new())
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["no_such_field"]))
+        .send()
+        .await
+        .expect_err("unknown path");
+    assert_eq!((code(&error), http_status(&error)), (Code::InvalidArgument, 400));
+}

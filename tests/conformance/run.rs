@@ -108,16 +108,20 @@ async fn services_list_across_pages() {
 async fn validate_only_creates_nothing() {
     let emulator = Emulator::start();
     let client = client!(Services, emulator);
-    let operation = client
+    // The official poller ends a done operation with its result ("If `done` == `true`, exactly
+    // one of `error` or `response` can be set"): the validated Service, defaults populated.
+    let validated = client
         .create_service()
         .set_parent(PARENT)
         .set_service_id("dry")
         .set_validate_only(true)
         .set_service(service("us-docker.pkg.dev/p/r/x:1"))
-        .send()
+        .poller()
+        .until_done()
         .await
         .expect("validated");
-    assert!(operation.done || !operation.name.is_empty());
+    assert!(validated.name.ends_with("/services/dry"), "{}", validated.name);
+    assert_eq!(validated.ingress, IngressTraffic::All, "defaults populated");
     let error = client
         .get_service()
         .set_name(format!("{PARENT}/services/dry"))

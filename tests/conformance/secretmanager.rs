@@ -508,3 +508,78 @@ async fn delayed_destruction_disables_first_and_destroys_after_the_ttl() {
         .expect("get");
     assert_eq!(destroyed.state, State::Destroyed);
 }
+
+/// Rotation: "Secret.topics must be set to configure rotation"; rotation_period "Must be in
+/// seconds and at least 3600s (1h) ... If rotation_period is set, next_rotation_time must be
+/// set"; next_rotation_time "Cannot be set to less than 300s (5 min) in the future"
+/// (<https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets#rotation>).
+#[tokio::test]
+async fn rotation_needs_topics_a_next_time_and_an_hour() {
+    use google_cloud_secretmanager_v1::model::{Rotation, Topic};
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let next = google_cloud_wkt::Timestamp::clamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64
+            + 86_400,
+        0,
+    );
+    let daily = Rotation::new()
+        .set_next_rotation_time(next)
+        .set_rotation_period(google_cloud_wkt::Duration::clamp(86_400, 0));
+    let topic = Topic::new().set_name("projects/conformance/topics/rotations");
+    let refused = [
+        ("no topics", automatic().set_rotation(daily.clone())),
+        (
+            "a period without a next time",
+            automatic()
+                .set_topics([topic.clone()])
+                .set_rotation(Rotation::new().set_rotation_period(google_cloud_wkt::Duration::clamp(86_400, 0))),
+        ),
+        (
+            "a period under an hour",
+            automatic().set_topics([topic.clone()]).set_rotation(
+                daily
+                    .clone()
+                    .set_rotation_period(google_cloud_wkt::Duration::clamp(60, 0)),
+            ),
+        ),
+        (
+            "a next time in the past",
+            automatic().set_topics([topic.clone()]).set_rotation(
+                Rotation::new().set_next_rotation_time(google_cloud_wkt::Timestamp::clamp(1, 0)),
+            ),
+        ),
+    ];
+    for (index, (why, secret)) in refused.into_iter().enumerate() {
+        let error = client
+            .create_secret()
+            .set_parent("projects/conformance")
+            .set_secret_id(format!("refused-{index}"))
+            .set_secret(secret)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(
+            (code(&error), http_status(&error)),
+            (Code::InvalidArgument, 400),
+            "{why}"
+        );
+    }
+    let created = client
+        .create_secret()
+        .set_parent("projects/conformance")
+        .set_secret_id("rotating")
+        .set_secret(automatic().set_topics([topic]).set_rotation(daily))
+        .send()
+        .await
+        .expect("a complete rotation policy");
+    assert!(
+        created
+            .rotation
+            .as_ref()
+            .is_some_and(|rotation| rotation.next_rotation_time.is_some())
+    );
+}

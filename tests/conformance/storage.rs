@@ -411,3 +411,56 @@ async fn uploads_with_wrong_checksums_are_refused() {
         assert_eq!(response.status().as_u16(), 400, "{metadata}");
     }
 }
+
+/// objects.list `startOffset` ("equal to or after"), `endOffset` ("before"), `matchGlob`
+/// ("objects and prefixes that match this glob pattern", where `*` does not cross `/`),
+/// `includeTrailingDelimiter` ("objects that end in exactly one instance of delimiter will
+/// have their metadata included in items in addition to prefixes") and `softDeleted` ("only
+/// soft-deleted object versions": none, as nothing here was soft-deleted)
+/// (<https://cloud.google.com/storage/docs/json_api/v1/objects/list>).
+#[tokio::test]
+async fn objects_list_offsets_glob_trailing_delimiter_and_soft_deleted() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-filters").await;
+    for name in ["a/", "a/b.txt", "a/c.js", "b.txt", "c/d/e.txt"] {
+        put_object(&emulator, "conf-filters", name, "x").await;
+    }
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let list = async |query: &str| {
+        let (status, body) = emulator
+            .rest(Method::GET, &format!("storage/v1/b/conf-filters/o?{query}"), None)
+            .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        body
+    };
+    assert_eq!(
+        names(&list("startOffset=a/c&endOffset=c").await),
+        ["a/c.js", "b.txt"]
+    );
+    assert_eq!(names(&list("matchGlob=*.txt").await), ["b.txt"]);
+    assert_eq!(
+        names(&list("matchGlob=a/*.%7Btxt,js%7D").await),
+        ["a/b.txt", "a/c.js"]
+    );
+    let plain = list("delimiter=/").await;
+    assert_eq!(names(&plain), ["b.txt"]);
+    assert_eq!(plain["prefixes"], json!(["a/", "c/"]));
+    let trailing = list("delimiter=/&includeTrailingDelimiter=true").await;
+    assert_eq!(names(&trailing), ["a/", "b.txt"]);
+    assert_eq!(trailing["prefixes"], json!(["a/", "c/"]));
+    assert!(names(&list("softDeleted=true").await).is_empty());
+    let (status, body) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-filters/o?matchGlob=%5B", None)
+        .await;
+    assert_eq!(status, 400, "an unclosed class is no glob: {body}");
+}
