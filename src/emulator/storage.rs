@@ -1,6 +1,7 @@
-//! Cloud Storage JSON API v1 as the state backend uses it (per `discovery/storage.v1.json`):
-//! buckets (insert, get, versioning), objects (multipart and media upload, metadata and media
-//! get, delete, list with prefix and versions), generations and metagenerations, and the
+//! Cloud Storage JSON API v1 (per `discovery/storage.v1.json`): buckets (insert, get, list,
+//! patch, update, delete), objects (media, multipart and resumable upload, metadata and media
+//! get, patch, update, delete, list, copy, rewrite, compose), generations and metagenerations,
+//! and the
 //! `ifGenerationMatch` / `ifGenerationNotMatch` / `ifMetagenerationMatch` /
 //! `ifMetagenerationNotMatch` preconditions (failed → 412 conditionNotMet; a matched
 //! NotMatch on a read → 304). Errors use Storage's older body (`errors[]`, no `status`), and
@@ -123,6 +124,8 @@ pub fn handle(
             .map(|body| (StorageAnswer::Json(body), false)),
         ("PATCH", false, ["b", bucket]) => patch_bucket(store, request, &decode(bucket)?)
             .map(|body| (StorageAnswer::Json(body), true)),
+        ("PUT", false, ["b", bucket]) => update_bucket(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), true)),
         ("DELETE", false, ["b", bucket]) => {
             delete_bucket(store, request, &decode(bucket)?).map(|()| (StorageAnswer::Empty, true))
         }
@@ -137,7 +140,9 @@ pub fn handle(
                 "GET" => get_object(store, request, &bucket, &object).map(|answer| (answer, false)),
                 "DELETE" => delete_object(store, request, &bucket, &object)
                     .map(|()| (StorageAnswer::Empty, true)),
-                "PATCH" => patch_object(store, request, &bucket, &object)
+                "PATCH" => patch_object(store, request, &bucket, &object, false)
+                    .map(|body| (StorageAnswer::Json(body), true)),
+                "PUT" => patch_object(store, request, &bucket, &object, true)
                     .map(|body| (StorageAnswer::Json(body), true)),
                 _ => Err(not_served(request)),
             }
@@ -163,7 +168,66 @@ pub fn handle(
             (&decode(bucket)?, &decode(object)?),
             *verb == "rewriteTo",
         ),
+        ("POST", false, ["b", bucket, "o", object, "compose"]) => {
+            compose(store, request, &decode(bucket)?, &decode(object)?)
+        }
         _ => Err(not_served(request)),
+    }
+}
+
+/// The writable object fields beyond `metadata` and `contentType` (the Object resource,
+/// <https://cloud.google.com/storage/docs/json_api/v1/objects#resource>), kept as written.
+const OBJECT_WRITABLE: [&str; 9] = [
+    "cacheControl",
+    "contentDisposition",
+    "contentEncoding",
+    "contentLanguage",
+    "customTime",
+    "eventBasedHold",
+    "temporaryHold",
+    "retention",
+    "contexts",
+];
+
+/// The writable bucket fields beyond `versioning` and `labels` (the Bucket resource,
+/// <https://cloud.google.com/storage/docs/json_api/v1/buckets#resource>), kept as written
+/// (not enforced: no lifecycle runs, no retention holds). `softDeletePolicy` is not among
+/// them: soft delete is not modelled.
+const BUCKET_WRITABLE: [&str; 16] = [
+    "storageClass",
+    "autoclass",
+    "billing",
+    "cors",
+    "customPlacementConfig",
+    "defaultEventBasedHold",
+    "encryption",
+    "hierarchicalNamespace",
+    "iamConfiguration",
+    "ipFilter",
+    "lifecycle",
+    "logging",
+    "objectRetention",
+    "retentionPolicy",
+    "rpo",
+    "website",
+];
+
+/// The `allowed` fields of a request body: on insert and update (`replace`) they become the
+/// whole set; on patch, each present field replaces the stored one and `null` clears it.
+fn write_fields(stored: &mut serde_json::Map<String, Json>, body: &Json, allowed: &[&str], replace: bool) {
+    if replace {
+        stored.clear();
+    }
+    for field in allowed {
+        match body.get(*field) {
+            Some(Json::Null) => {
+                stored.remove(*field);
+            }
+            Some(value) => {
+                stored.insert(field.to_string(), value.clone());
+            }
+            None => {}
+        }
     }
 }
 
@@ -266,9 +330,47 @@ fn patch_bucket(
         bucket.versioning = enabled;
     }
     if let Some(labels) = body.get("labels") {
-        bucket.labels = labels.as_object().cloned().unwrap_or_default();
-        bucket.labels.retain(|_, value| !value.is_null());
+        match labels.as_object() {
+            // Patch semantics: named labels change, `null` removes one, the others stay.
+            Some(entries) => {
+                for (key, value) in entries {
+                    if value.is_null() {
+                        bucket.labels.remove(key);
+                    } else {
+                        bucket.labels.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            None => bucket.labels.clear(),
+        }
     }
+    write_fields(&mut bucket.extra, &body, &BUCKET_WRITABLE, false);
+    bucket.metageneration += 1;
+    bucket.updated = Some(now());
+    Ok(bucket_json(name, bucket, &request.base_url))
+}
+
+/// `buckets.update` (PUT): the body is the whole writable metadata; what it leaves out is
+/// cleared (versioning off, no labels).
+fn update_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<Json, StorageError> {
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let bucket = store
+        .buckets
+        .get_mut(name)
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    check_bucket_preconditions(request, bucket)?;
+    bucket.versioning = body
+        .pointer("/versioning/enabled")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    bucket.labels = body["labels"].as_object().cloned().unwrap_or_default();
+    bucket.labels.retain(|_, value| !value.is_null());
+    write_fields(&mut bucket.extra, &body, &BUCKET_WRITABLE, true);
     bucket.metageneration += 1;
     bucket.updated = Some(now());
     Ok(bucket_json(name, bucket, &request.base_url))
@@ -300,13 +402,15 @@ fn delete_bucket(
     Ok(())
 }
 
-/// `objects.patch`: metadata only (a new metageneration, same generation); the preconditions
-/// apply to the live generation.
+/// `objects.patch`, and `objects.update` (PUT, `replace`: what the body leaves out is cleared):
+/// metadata only (a new metageneration, same generation); the preconditions apply to the live
+/// generation.
 fn patch_object(
     store: &mut Store,
     request: &StorageRequest<'_>,
     bucket: &str,
     name: &str,
+    replace: bool,
 ) -> Result<Json, StorageError> {
     if !store.buckets.contains_key(bucket) {
         return Err(StorageError::not_found(
@@ -328,6 +432,9 @@ fn patch_object(
         .and_then(|objects| objects.get_mut(name))
         .and_then(|generations| generations.last_mut())
         .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{name}")))?;
+    if replace {
+        version.metadata.clear();
+    }
     if let Some(metadata) = body.get("metadata") {
         match metadata.as_object() {
             Some(entries) => {
@@ -345,6 +452,7 @@ fn patch_object(
     if let Some(content_type) = body["contentType"].as_str() {
         version.content_type = content_type.to_string();
     }
+    write_fields(&mut version.extra, &body, &OBJECT_WRITABLE, replace);
     version.metageneration += 1;
     version.updated = now();
     let answer = object_json(bucket, name, version, &request.base_url);
@@ -451,6 +559,109 @@ fn copy(
     ))
 }
 
+/// `objects.compose`: concatenates 1 to 32 source objects of the destination's bucket into the
+/// destination object (<https://cloud.google.com/storage/docs/json_api/v1/objects/compose>).
+/// Each source may pin a `generation` and an `objectPreconditions.ifGenerationMatch`; the
+/// query's `ifGenerationMatch` / `ifMetagenerationMatch` guard the destination. The result is a
+/// composite object: a `componentCount` (at most 1024), a CRC32C and no MD5 hash.
+fn compose(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    object: &str,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let sources = body["sourceObjects"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if sources.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required field: sourceObjects",
+        ));
+    }
+    if sources.len() > 32 {
+        return Err(StorageError::invalid(
+            "The number of source components provided (more than 32) exceeds the maximum (32).",
+        ));
+    }
+    let mut data = Vec::new();
+    let mut component_count: u32 = 0;
+    for source in sources {
+        let name = source["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            return Err(StorageError::new(
+                StatusCode::BAD_REQUEST,
+                "required",
+                "Required field: sourceObjects[].name",
+            ));
+        }
+        let not_found = || StorageError::not_found(format!("No such object: {bucket}/{name}"));
+        let generation = match &source["generation"] {
+            Json::Null => None,
+            Json::String(text) => Some(text.parse::<i64>().map_err(|_| {
+                StorageError::invalid(format!("Invalid value for sourceObjects[].generation: {text}"))
+            })?),
+            other => other.as_i64().map(Some).ok_or_else(|| {
+                StorageError::invalid(format!("Invalid value for sourceObjects[].generation: {other}"))
+            })?,
+        };
+        let version = match generation {
+            Some(generation) => store
+                .objects
+                .get(bucket)
+                .and_then(|objects| objects.get(name))
+                .and_then(|versions| versions.iter().find(|version| version.generation == generation))
+                .ok_or_else(not_found)?,
+            None => live(store, bucket, name).ok_or_else(not_found)?,
+        };
+        let pinned = &source["objectPreconditions"]["ifGenerationMatch"];
+        let pinned = match pinned {
+            Json::String(text) => text.parse::<i64>().ok(),
+            other => other.as_i64(),
+        };
+        if pinned.is_some_and(|expected| expected != version.generation) {
+            return Err(StorageError::precondition());
+        }
+        component_count += version.component_count.max(1);
+        data.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(&version.data)
+                .unwrap_or_default(),
+        );
+    }
+    if component_count > 1024 {
+        return Err(StorageError::invalid(
+            "The number of components in the composite object would exceed the maximum (1024).",
+        ));
+    }
+    let destination = body.get("destination").cloned().unwrap_or_else(|| json!({}));
+    let content_type = destination["contentType"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let (_, changed) = store_object(store, request, bucket, object, &destination, data, content_type)?;
+    let version = store
+        .objects
+        .get_mut(bucket)
+        .and_then(|objects| objects.get_mut(object))
+        .and_then(|generations| generations.last_mut())
+        .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{object}")))?;
+    version.component_count = component_count;
+    Ok((
+        StorageAnswer::Json(object_json(bucket, object, version, &request.base_url)),
+        changed,
+    ))
+}
+
 fn decode(segment: &str) -> Result<String, StorageError> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
@@ -475,6 +686,9 @@ fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
     });
     if !bucket.labels.is_empty() {
         body["labels"] = Json::Object(bucket.labels.clone());
+    }
+    for (field, value) in &bucket.extra {
+        body[field] = value.clone();
     }
     body
 }
@@ -521,7 +735,10 @@ fn insert_bucket(
         location: body["location"].as_str().unwrap_or("US").to_uppercase(),
         updated: None,
         labels: body["labels"].as_object().cloned().unwrap_or_default(),
+        extra: Default::default(),
     };
+    let mut bucket = bucket;
+    write_fields(&mut bucket.extra, &body, &BUCKET_WRITABLE, true);
     let answer = bucket_json(&name, &bucket, &request.base_url);
     store.buckets.insert(name, bucket);
     Ok((StorageAnswer::Json(answer), true))
@@ -587,6 +804,17 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
     }
     if !version.metadata.is_empty() {
         body["metadata"] = Json::Object(version.metadata.clone());
+    }
+    for (field, value) in &version.extra {
+        body[field] = value.clone();
+    }
+    // "componentCount: Returned for composite objects only"; composite objects have no MD5
+    // ("md5Hash … Not present for composite objects").
+    if version.component_count > 0 {
+        body["componentCount"] = json!(version.component_count);
+        if let Some(body) = body.as_object_mut() {
+            body.remove("md5Hash");
+        }
     }
     body
 }
@@ -974,7 +1202,11 @@ fn store_object(
             .as_object()
             .cloned()
             .unwrap_or_default(),
+        extra: Default::default(),
+        component_count: 0,
     };
+    let mut version = version;
+    write_fields(&mut version.extra, metadata, &OBJECT_WRITABLE, true);
     let generations = store
         .objects
         .entry(bucket.to_string())
@@ -1061,15 +1293,24 @@ fn media(
         ),
         (
             "x-goog-stored-content-encoding".to_string(),
-            "identity".to_string(),
+            version
+                .extra
+                .get("contentEncoding")
+                .and_then(Json::as_str)
+                .unwrap_or("identity")
+                .to_string(),
         ),
         ("x-goog-storage-class".to_string(), "STANDARD".to_string()),
         (
             "x-goog-hash".to_string(),
-            format!(
-                "crc32c={crc},md5={}",
-                base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0)
-            ),
+            if version.component_count > 0 {
+                format!("crc32c={crc}")
+            } else {
+                format!(
+                    "crc32c={crc},md5={}",
+                    base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0)
+                )
+            },
         ),
         (
             "etag".to_string(),
@@ -1080,6 +1321,16 @@ fn media(
     for (key, value) in &version.metadata {
         if let Some(value) = value.as_str() {
             headers.push((format!("x-goog-meta-{key}"), value.to_string()));
+        }
+    }
+    // The object's own HTTP metadata is served with its media.
+    for (field, header) in [
+        ("cacheControl", "cache-control"),
+        ("contentDisposition", "content-disposition"),
+        ("contentLanguage", "content-language"),
+    ] {
+        if let Some(value) = version.extra.get(field).and_then(Json::as_str) {
+            headers.push((header.to_string(), value.to_string()));
         }
     }
     let range = request

@@ -82,6 +82,9 @@ pub struct BucketRecord {
     pub updated: Option<String>,
     #[serde(default)]
     pub labels: serde_json::Map<String, Json>,
+    /// The other writable bucket fields (`storageClass`, `lifecycle`, `cors`, …), as written.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, Json>,
 }
 
 /// One generation of a stored object.
@@ -97,6 +100,12 @@ pub struct ObjectGeneration {
     pub time_deleted: Option<String>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, Json>,
+    /// The other writable object fields (`cacheControl`, `contentDisposition`, …), as written.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, Json>,
+    /// How many objects a composite object was composed of; 0 for an uploaded one.
+    #[serde(default)]
+    pub component_count: u32,
 }
 
 /// A stored Cloud Run service.

@@ -325,15 +325,21 @@ async fn objects_copy_and_rewrite_with_source_and_destination_preconditions() {
 #[tokio::test]
 async fn unserved_object_methods_are_501() {
     let emulator = Emulator::start();
-    bucket(&emulator, "conf-compose").await;
+    bucket(&emulator, "conf-unserved").await;
     let (status, body) = emulator
         .rest(
             Method::POST,
-            "storage/v1/b/conf-compose/o/o/compose",
+            "storage/v1/b/conf-unserved/o/o/restore?generation=1",
             Some(json!({})),
         )
         .await;
     assert_eq!(status, 501, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("storage.objects.restore")),
+        "{body}"
+    );
 }
 
 /// Google's official Rust client (`google-cloud-storage`) writes and reads objects through the
@@ -463,4 +469,157 @@ async fn objects_list_offsets_glob_trailing_delimiter_and_soft_deleted() {
         .rest(Method::GET, "storage/v1/b/conf-filters/o?matchGlob=%5B", None)
         .await;
     assert_eq!(status, 400, "an unclosed class is no glob: {body}");
+}
+
+/// The Object and Bucket resources' writable fields are kept as written (objects: "cacheControl",
+/// "contentDisposition", "contentLanguage", … — served back as the media's headers; buckets:
+/// "storageClass", "lifecycle", …); patch changes what it names (a `null` label is removed),
+/// and `update` (PUT) replaces the whole writable metadata
+/// (<https://cloud.google.com/storage/docs/json_api/v1/objects/update>,
+/// <https://cloud.google.com/storage/docs/json_api/v1/buckets/update>).
+#[tokio::test]
+async fn writable_fields_patch_and_update() {
+    let emulator = Emulator::start();
+    let (status, created) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b?project=conformance",
+            Some(json!({
+                "name": "conf-fields",
+                "storageClass": "NEARLINE",
+                "lifecycle": {"rule": [{"action": {"type": "Delete"}, "condition": {"age": 30}}]},
+                "labels": {"keep": "1", "drop": "2"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["storageClass"], "NEARLINE");
+    assert_eq!(created["lifecycle"]["rule"][0]["condition"]["age"], 30);
+    let (_, patched) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-fields",
+            Some(json!({"labels": {"drop": null}})),
+        )
+        .await;
+    assert_eq!(patched["labels"], json!({"keep": "1"}), "{patched}");
+    assert_eq!(patched["storageClass"], "NEARLINE", "untouched by the patch");
+    let (status, replaced) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-fields?ifMetagenerationMatch=2",
+            Some(json!({"storageClass": "STANDARD"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["metageneration"], "3");
+    assert!(replaced.get("labels").is_none(), "update clears what it leaves out");
+    assert!(replaced.get("lifecycle").is_none(), "{replaced}");
+
+    put_object(&emulator, "conf-fields", "page", "hello").await;
+    let (_, object) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-fields/o/page",
+            Some(json!({"cacheControl": "no-store", "contentDisposition": "attachment", "metadata": {"k": "v"}})),
+        )
+        .await;
+    assert_eq!(object["cacheControl"], "no-store", "{object}");
+    let media = reqwest::Client::new()
+        .get(format!(
+            "{}/storage/v1/b/conf-fields/o/page?alt=media",
+            emulator.endpoint
+        ))
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(media.headers()["cache-control"], "no-store");
+    assert_eq!(media.headers()["content-disposition"], "attachment");
+    let (status, updated) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-fields/o/page?ifMetagenerationMatch=2",
+            Some(json!({"contentLanguage": "en"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["contentLanguage"], "en");
+    assert!(updated.get("cacheControl").is_none(), "{updated}");
+    assert!(updated.get("metadata").is_none(), "{updated}");
+    let (status, _) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-fields/o/page?ifMetagenerationMatch=2",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 412, "a stale metageneration");
+}
+
+/// objects.compose: "Concatenates a list of existing objects into a new object in the same
+/// bucket" — 1 to 32 sources, each optionally pinned by `objectPreconditions.ifGenerationMatch`;
+/// the result has a `componentCount` and, being composite, a CRC32C but no MD5
+/// (<https://cloud.google.com/storage/docs/json_api/v1/objects/compose>,
+/// <https://cloud.google.com/storage/docs/composite-objects>).
+#[tokio::test]
+async fn objects_compose() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-compose").await;
+    let first = put_object(&emulator, "conf-compose", "first", "ab").await;
+    put_object(&emulator, "conf-compose", "second", "cd").await;
+    let (status, composed) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-compose/o/both/compose",
+            Some(json!({
+                "sourceObjects": [
+                    {"name": "first", "objectPreconditions": {"ifGenerationMatch": first["generation"]}},
+                    {"name": "second"},
+                ],
+                "destination": {"contentType": "text/plain"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{composed}");
+    assert_eq!(composed["size"], "4");
+    assert_eq!(composed["componentCount"], 2);
+    assert_eq!(composed["contentType"], "text/plain");
+    assert!(composed.get("md5Hash").is_none(), "{composed}");
+    let expected = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        crc32c::crc32c(b"abcd").to_be_bytes(),
+    );
+    assert_eq!(composed["crc32c"], expected);
+    let (_, nested) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-compose/o/three/compose",
+            Some(json!({"sourceObjects": [{"name": "both"}, {"name": "first"}]})),
+        )
+        .await;
+    assert_eq!(nested["componentCount"], 3, "components add up: {nested}");
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-compose/o/stale/compose",
+            Some(json!({"sourceObjects": [{"name": "first", "objectPreconditions": {"ifGenerationMatch": "1"}}]})),
+        )
+        .await;
+    assert_eq!(status, 412);
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-compose/o/none/compose",
+            Some(json!({"sourceObjects": []})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-compose/o/missing/compose",
+            Some(json!({"sourceObjects": [{"name": "nope"}]})),
+        )
+        .await;
+    assert_eq!(status, 404);
 }
