@@ -243,10 +243,12 @@ fn create(store: &mut Store, request: &Request, account: &str) -> Result<Respons
     request.allow_query(&[])?;
     let mut body = request.json()?;
     check(&body)?;
-    if body.get("name").is_some_and(|name| !name.is_null()) {
-        return Err(ApiError::invalid_argument(
-            "The budget name is assigned by the server: omit `name`.",
-        ));
+    // `name` is "Output only" and the etag means nothing on a create: an output-only field
+    // sent in a request is ignored, not refused (<https://google.aip.dev/203#output-only>), so a
+    // budget read back and sent again creates a new one.
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("name");
+        fields.remove("etag");
     }
     apply_defaults(&mut body);
     let name = format!("billingAccounts/{account}/budgets/{}", uuid::Uuid::new_v4());
@@ -306,10 +308,19 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
                 }
             }
         }
-        // Without a mask only the fields with non-default values are updated.
+        // Without a mask "only fields with non-default values from the request are updated"
+        // (proto3 defaults: null, "", 0, false, empty lists; a message sent is set).
         None => {
+            let is_default = |value: &Json| match value {
+                Json::Null => true,
+                Json::String(text) => text.is_empty(),
+                Json::Number(number) => number.as_f64() == Some(0.0),
+                Json::Bool(flag) => !flag,
+                Json::Array(items) => items.is_empty(),
+                Json::Object(_) => false,
+            };
             for (field, value) in body.as_object().into_iter().flatten() {
-                if field != "name" && field != "etag" && !value.is_null() {
+                if field != "name" && field != "etag" && !is_default(value) {
                     merged.insert(field.clone(), value.clone());
                 }
             }

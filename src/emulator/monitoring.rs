@@ -712,6 +712,12 @@ fn create_v3(
         body["mutationRecord"] = record();
     } else {
         check_channel(&body)?;
+        // verificationStatus "cannot be modified using a standard UpdateNotificationChannel
+        // operation. To change the value of this field, you must call
+        // VerifyNotificationChannel": a new channel is not verified because it says so.
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("verificationStatus");
+        }
         body["mutationRecords"] = json!([record()]);
     }
     body["name"] = json!(name);

@@ -141,3 +141,27 @@ async fn list_scope_keeps_the_budgets_of_one_project() {
     assert_eq!(status, 400, "{folder}");
     assert_eq!(folder["error"]["status"], "INVALID_ARGUMENT");
 }
+
+/// Budget.name is "Output only": sent on a create it is ignored, as output-only fields are
+/// (<https://google.aip.dev/203#output-only>), and the server names the budget. A patch without
+/// a mask: "only fields with non-default values from the request are updated".
+#[tokio::test]
+async fn output_only_name_is_ignored_and_unmasked_patches_skip_defaults() {
+    let emulator = Emulator::start();
+    let mut body = budget("copied");
+    body["name"] = json!(format!("{BUDGETS}/chosen-by-client").trim_start_matches("v1/"));
+    let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
+    assert_eq!(status, 200, "{created}");
+    let name = created["name"].as_str().expect("a name");
+    assert!(!name.ends_with("/chosen-by-client"), "{name}");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}"),
+            Some(json!({"displayName": "", "thresholdRules": [{"thresholdPercent": 0.9}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["displayName"], "copied", "an empty string is a default");
+    assert_eq!(patched["thresholdRules"][0]["thresholdPercent"], 0.9);
+}

@@ -364,3 +364,33 @@ async fn lists_are_sorted_by_order_by() {
         .collect();
     assert_eq!(names, ["z", "y"], "the order holds across pages");
 }
+
+/// NotificationChannel.verification_status "cannot be modified using a standard
+/// UpdateNotificationChannel operation. To change the value of this field, you must call
+/// VerifyNotificationChannel" — a create that claims VERIFIED does not make the channel so.
+#[tokio::test]
+async fn a_channel_is_verified_only_by_verify() {
+    let emulator = Emulator::start();
+    let client = client!(NotificationChannelService, emulator);
+    let created = client
+        .create_notification_channel()
+        .set_name("projects/conformance")
+        .set_notification_channel(
+            NotificationChannel::new()
+                .set_type("email")
+                .set_display_name("claims")
+                .set_labels([("email_address", "claims@example.com")])
+                .set_verification_status(VerificationStatus::Verified),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_ne!(created.verification_status, VerificationStatus::Verified);
+    let read = client
+        .get_notification_channel()
+        .set_name(&created.name)
+        .send()
+        .await
+        .expect("get");
+    assert_ne!(read.verification_status, VerificationStatus::Verified);
+}
