@@ -131,6 +131,7 @@ pub fn handle(
         }
         ("POST", true, ["b", bucket, "o"]) => upload(store, request, &decode(bucket)?),
         ("PUT", true, ["b", _, "o"]) => continue_resumable(store, request),
+        ("DELETE", true, ["b", _, "o"]) => Err(cancel_resumable(store, request)),
         ("GET", false, ["b", bucket, "o"]) => {
             list(store, request, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
         }
@@ -984,6 +985,7 @@ fn start_resumable(
                 .filter(|(key, _)| key.starts_with("if"))
                 .cloned()
                 .collect(),
+            completed: None,
         },
     );
     let location = format!(
@@ -1010,6 +1012,11 @@ fn continue_resumable(
         .get(&id)
         .cloned()
         .ok_or_else(|| StorageError::not_found("No such upload session."))?;
+    // "If the upload has already completed, the response is a 200 OK or 201 Created, along
+    // with the object's metadata" — what a client asks after losing the last answer.
+    if let Some(object) = session.completed {
+        return Ok((StorageAnswer::Json(object), false));
+    }
     let mut data = base64::engine::general_purpose::STANDARD
         .decode(&session.data)
         .unwrap_or_default();
@@ -1073,7 +1080,7 @@ fn continue_resumable(
         .as_str()
         .map(String::from)
         .unwrap_or(session.content_type.clone());
-    store_object(
+    let (answer, changed) = store_object(
         store,
         &finishing,
         &session.bucket,
@@ -1081,7 +1088,31 @@ fn continue_resumable(
         &session.metadata,
         data,
         content_type,
-    )
+    )?;
+    if let StorageAnswer::Json(object) = &answer {
+        session.data = String::new();
+        session.completed = Some(object.clone());
+        store.upload_sessions.insert(id, session);
+    }
+    Ok((answer, changed))
+}
+
+/// Cancels a resumable upload: "send a DELETE request to the session URI … If successful, the
+/// response contains a 499 status code"; the session is gone afterwards
+/// (<https://cloud.google.com/storage/docs/performing-resumable-uploads#cancel-upload>).
+fn cancel_resumable(store: &mut Store, request: &StorageRequest<'_>) -> StorageError {
+    let removed = request
+        .query("upload_id")
+        .and_then(|id| store.upload_sessions.remove(id))
+        .filter(|session| session.completed.is_none());
+    match removed {
+        Some(_) => StorageError::new(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "clientClosedRequest",
+            "The upload was cancelled.",
+        ),
+        None => StorageError::not_found("No such upload session."),
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -67,6 +67,10 @@ pub struct UploadSession {
     pub data: String,
     /// The preconditions given when the session opened, checked when it completes.
     pub query: Vec<(String, String)>,
+    /// The object the session finished with: a later status check or a re-sent last chunk is
+    /// answered with it, as the session URI stays valid after the upload completes.
+    #[serde(default)]
+    pub completed: Option<Json>,
 }
 
 /// A stored bucket.

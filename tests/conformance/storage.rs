@@ -623,3 +623,69 @@ async fn objects_compose() {
         .await;
     assert_eq!(status, 404);
 }
+
+async fn start_session(emulator: &Emulator, bucket: &str, name: &str) -> String {
+    let started = reqwest::Client::new()
+        .post(format!(
+            "{}/upload/storage/v1/b/{bucket}/o?uploadType=resumable",
+            emulator.endpoint
+        ))
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(started.status().as_u16(), 200);
+    started
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .expect("Location")
+        .to_string()
+}
+
+/// A resumable session outlives its upload: "If the upload has already completed, the response
+/// [to a status check] is a 200 OK or 201 Created, along with the object's metadata" — how a
+/// client whose last answer was lost learns that the object landed; and a DELETE on the session
+/// URI cancels it: "If successful, the response contains a 499 status code"
+/// (<https://cloud.google.com/storage/docs/performing-resumable-uploads>).
+#[tokio::test]
+async fn resumable_sessions_answer_after_completion_and_cancel_with_499() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-session").await;
+    let client = reqwest::Client::new();
+    let session = start_session(&emulator, "conf-session", "done.txt").await;
+    let finished = client
+        .put(&session)
+        .header("content-range", "bytes 0-3/4")
+        .body("data")
+        .send()
+        .await
+        .expect("the only chunk");
+    assert_eq!(finished.status().as_u16(), 200);
+    let object: serde_json::Value = finished.json().await.expect("object");
+    let status = client
+        .put(&session)
+        .header("content-range", "bytes */4")
+        .send()
+        .await
+        .expect("status check");
+    assert_eq!(status.status().as_u16(), 200);
+    let again: serde_json::Value = status.json().await.expect("object again");
+    assert_eq!(again["generation"], object["generation"], "the same object, not a new one");
+
+    let cancelled = start_session(&emulator, "conf-session", "never.txt").await;
+    let answer = client.delete(&cancelled).send().await.expect("cancel");
+    assert_eq!(answer.status().as_u16(), 499);
+    let after = client
+        .put(&cancelled)
+        .header("content-range", "bytes 0-3/4")
+        .body("data")
+        .send()
+        .await
+        .expect("upload after cancel");
+    assert!(after.status().is_client_error(), "{}", after.status());
+    let (status, _) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-session/o/never.txt", None)
+        .await;
+    assert_eq!(status, 404);
+}
