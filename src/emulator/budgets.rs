@@ -286,27 +286,24 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
         .filter(|mask| !mask.trim().is_empty())
     {
         Some(mask) => {
-            for path in super::collection::mask_paths(Some(&mask)).unwrap_or_default() {
+            let paths = super::collection::mask_paths(Some(&mask)).unwrap_or_default();
+            for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
-                if !discovery::properties(Api::BillingBudgets, "GoogleCloudBillingBudgetsV1Budget")
-                    .iter()
-                    .any(|property| property == top)
-                    || top == "name"
+                if !discovery::mask_path_exists(
+                    Api::BillingBudgets,
+                    "GoogleCloudBillingBudgetsV1Budget",
+                    path,
+                ) || top == "name"
                     || top == "etag"
                 {
                     return Err(ApiError::invalid_argument(format!(
                         "Invalid update_mask path: {path}"
                     )));
                 }
-                match body.get(top) {
-                    Some(value) => {
-                        merged.insert(top.to_string(), value.clone());
-                    }
-                    None => {
-                        merged.remove(top);
-                    }
-                }
             }
+            // Nested paths (`budgetFilter.projects`) change only that field of the message.
+            let incoming = body.as_object().cloned().unwrap_or_default();
+            super::collection::apply_mask(&mut merged, &incoming, &paths);
         }
         // Without a mask "only fields with non-default values from the request are updated"
         // (proto3 defaults: null, "", 0, false, empty lists; a message sent is set).

@@ -754,9 +754,7 @@ fn patch_v3(
             };
             for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
-                if !discovery::properties(Api::MonitoringV3, schema)
-                    .iter()
-                    .any(|property| property == top)
+                if !discovery::mask_path_exists(Api::MonitoringV3, schema, path)
                     || matches!(
                         top,
                         "name"

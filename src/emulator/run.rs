@@ -854,9 +854,7 @@ fn patch(
         Some(paths) => {
             for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
-                if discovery::properties(Api::Run, "GoogleCloudRunV2Service")
-                    .iter()
-                    .all(|property| property != top)
+                if !discovery::mask_path_exists(Api::Run, "GoogleCloudRunV2Service", path)
                     || discovery::is_output_only(Api::Run, "GoogleCloudRunV2Service", top)
                 {
                     return Err(ApiError::invalid_argument(format!(

@@ -660,7 +660,9 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
                 "Secret.{path} is immutable and cannot be updated."
             )));
         }
-        if !SETTABLE_PATHS.contains(&top) {
+        if !SETTABLE_PATHS.contains(&top)
+            || !discovery::mask_path_exists(Api::SecretManager, "Secret", path)
+        {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid update_mask path: {path}"
             )));

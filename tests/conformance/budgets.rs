@@ -165,3 +165,39 @@ async fn output_only_name_is_ignored_and_unmasked_patches_skip_defaults() {
     assert_eq!(patched["displayName"], "copied", "an empty string is a default");
     assert_eq!(patched["thresholdRules"][0]["thresholdPercent"], 0.9);
 }
+
+/// A nested `updateMask` path changes that field only ("Indicates which fields in the provided
+/// budget to update"), and a path that names no field is 400.
+#[tokio::test]
+async fn nested_mask_paths_change_one_field() {
+    let emulator = Emulator::start();
+    let mut body = budget("nested");
+    body["budgetFilter"] = json!({"projects": ["projects/nested-a"], "creditTypesTreatment": "EXCLUDE_ALL_CREDITS"});
+    let (_, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
+    let name = created["name"].as_str().expect("name");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}?updateMask=budgetFilter.projects"),
+            Some(json!({"budgetFilter": {"projects": ["projects/nested-b"]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["budgetFilter"]["creditTypesTreatment"], "EXCLUDE_ALL_CREDITS",
+        "outside the path: {patched}"
+    );
+    assert_eq!(
+        patched["budgetFilter"]["projects"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_ne!(patched["budgetFilter"]["projects"], created["budgetFilter"]["projects"]);
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}?updateMask=budgetFilter.nothing"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}

@@ -324,3 +324,38 @@ async fn deleting_an_old_revision_resolves_to_the_revision() {
         .expect_err("gone");
     assert_eq!(code(&error), Code::NotFound);
 }
+
+/// UpdateServiceRequest.update_mask: a path must name a field of Service; a nested path that
+/// does not exist is refused with 400 INVALID_ARGUMENT (<https://google.aip.dev/161>, "the
+/// service must error with INVALID_ARGUMENT if a field mask path is invalid" — AIP-134).
+#[tokio::test]
+async fn an_unknown_nested_mask_path_is_refused() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let created = client
+        .create_service()
+        .set_parent(PARENT)
+        .set_service_id("masked")
+        .set_service(service("us-docker.pkg.dev/p/r/x:1"))
+        .poller()
+        .until_done()
+        .await
+        .expect("create");
+    let error = client
+        .update_service()
+        .set_service(created.clone().set_labels([("team", "a")]))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["template.no_such_field"]))
+        .send()
+        .await
+        .expect_err("an unknown nested path");
+    assert_eq!(code(&error), Code::InvalidArgument);
+    let updated = client
+        .update_service()
+        .set_service(created.set_labels([("team", "a")]))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels.team"]))
+        .poller()
+        .until_done()
+        .await
+        .expect("a map key path");
+    assert_eq!(updated.labels.get("team").map(String::as_str), Some("a"));
+}
