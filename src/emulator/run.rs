@@ -788,6 +788,11 @@ fn list(
     region: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&["pageSize", "pageToken", "showDeleted"])?;
+    if region == "-" {
+        return Err(ApiError::invalid_argument(
+            "Location must be a valid Google Cloud region, and cannot be the \"-\" wildcard.",
+        ));
+    }
     let prefix = format!(
         "projects/{}/locations/{region}/services/",
         project_number(project)
@@ -1050,6 +1055,34 @@ fn list_revisions(
     service: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&["pageSize", "pageToken", "showDeleted"])?;
+    // "To list all Revisions across Services, use \"-\" instead of Service name"; newest
+    // first ("Results are sorted by creation time, descending").
+    if let Some(location) = service.strip_suffix("/services/-") {
+        let prefix = format!("{location}/services/");
+        let mut items: Vec<Json> = store
+            .run_services
+            .iter()
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .flat_map(|(_, record)| {
+                record
+                    .revisions
+                    .iter()
+                    .filter_map(|revision| revision_json(record, revision))
+            })
+            .collect();
+        items.sort_by(|left, right| {
+            right["createTime"]
+                .as_str()
+                .cmp(&left["createTime"].as_str())
+                .then_with(|| right["name"].as_str().cmp(&left["name"].as_str()))
+        });
+        let (items, next) = collection::page(items, request, "pageSize", PAGE_SIZES)?;
+        return Ok(Response::read(collection::list_answer(
+            "revisions",
+            items,
+            next,
+        )));
+    }
     let record = store
         .run_services
         .get(service)

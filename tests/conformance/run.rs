@@ -359,3 +359,42 @@ async fn an_unknown_nested_mask_path_is_refused() {
         .expect("a map key path");
     assert_eq!(updated.labels.get("team").map(String::as_str), Some("a"));
 }
+
+/// revisions.list parent: "To list all Revisions across Services, use \"-\" instead of Service
+/// name"; "Results are sorted by creation time, descending". services.list parent: "Location
+/// must be a valid Google Cloud region, and cannot be the \"-\" wildcard."
+#[tokio::test]
+async fn revisions_across_services_and_no_wildcard_location() {
+    let emulator = Emulator::start();
+    let services = client!(Services, emulator);
+    let revisions = client!(Revisions, emulator);
+    for id in ["across-a", "across-b"] {
+        services
+            .create_service()
+            .set_parent(PARENT)
+            .set_service_id(id)
+            .set_service(service("us-docker.pkg.dev/p/r/x:1"))
+            .poller()
+            .until_done()
+            .await
+            .expect("create");
+    }
+    let mut items = revisions
+        .list_revisions()
+        .set_parent(format!("{PARENT}/services/-"))
+        .set_page_size(1)
+        .by_item();
+    let mut listed = Vec::new();
+    while let Some(revision) = items.next().await {
+        listed.push(revision.expect("revision").service);
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed[0].ends_with("/across-b"), "newest first: {listed:?}");
+    let error = services
+        .list_services()
+        .set_parent(PARENT.rsplit_once('/').map(|(head, _)| format!("{head}/-")).expect("parent"))
+        .send()
+        .await
+        .expect_err("no wildcard location");
+    assert_eq!(code(&error), Code::InvalidArgument);
+}
