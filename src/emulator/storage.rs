@@ -214,7 +214,9 @@ const BUCKET_WRITABLE: [&str; 16] = [
 ];
 
 /// The `allowed` fields of a request body: on insert and update (`replace`) they become the
-/// whole set; on patch, each present field replaces the stored one and `null` clears it.
+/// whole set; on patch they are merged in with patch semantics
+/// (<https://cloud.google.com/storage/docs/json_api#patch>): a message merges field by field,
+/// `null` clears, anything else replaces.
 fn write_fields(stored: &mut serde_json::Map<String, Json>, body: &Json, allowed: &[&str], replace: bool) {
     if replace {
         stored.clear();
@@ -224,10 +226,27 @@ fn write_fields(stored: &mut serde_json::Map<String, Json>, body: &Json, allowed
             Some(Json::Null) => {
                 stored.remove(*field);
             }
+            Some(value) if !replace => merge_patch(stored, field, value),
             Some(value) => {
                 stored.insert(field.to_string(), value.clone());
             }
             None => {}
+        }
+    }
+}
+
+fn merge_patch(stored: &mut serde_json::Map<String, Json>, field: &str, value: &Json) {
+    match (stored.get_mut(field), value) {
+        (_, Json::Null) => {
+            stored.remove(field);
+        }
+        (Some(Json::Object(current)), Json::Object(incoming)) => {
+            for (key, item) in incoming {
+                merge_patch(current, key, item);
+            }
+        }
+        _ => {
+            stored.insert(field.to_string(), value.clone());
         }
     }
 }
@@ -688,10 +707,37 @@ fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
     if !bucket.labels.is_empty() {
         body["labels"] = Json::Object(bucket.labels.clone());
     }
+    // Server-filled fields: the location's type, and the IAM configuration of a bucket made
+    // without one (uniform bucket-level access, as the emulator serves no ACLs).
+    body["locationType"] = json!(location_type(&bucket.location));
+    let mut iam_configuration = serde_json::Map::new();
+    iam_configuration.insert("uniformBucketLevelAccess".into(), json!({"enabled": true}));
+    iam_configuration.insert("bucketPolicyOnly".into(), json!({"enabled": true}));
+    iam_configuration.insert("publicAccessPrevention".into(), json!("inherited"));
     for (field, value) in &bucket.extra {
-        body[field] = value.clone();
+        if field == "iamConfiguration" {
+            if let Some(given) = value.as_object() {
+                for (key, item) in given {
+                    merge_patch(&mut iam_configuration, key, item);
+                }
+            }
+        } else {
+            body[field] = value.clone();
+        }
     }
+    body["iamConfiguration"] = Json::Object(iam_configuration);
     body
+}
+
+/// "locationType: The type of the bucket location" — multi-region (`US`, `EU`, `ASIA`),
+/// predefined dual-region (`NAM4`, `EUR4`, `ASIA1`, …) or region
+/// (<https://cloud.google.com/storage/docs/locations>).
+fn location_type(location: &str) -> &'static str {
+    match location {
+        "US" | "EU" | "ASIA" => "multi-region",
+        "NAM4" | "EUR4" | "EUR5" | "EUR7" | "EUR8" | "ASIA1" => "dual-region",
+        _ => "region",
+    }
 }
 
 fn insert_bucket(

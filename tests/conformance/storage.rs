@@ -504,15 +504,42 @@ async fn writable_fields_patch_and_update() {
         .await;
     assert_eq!(patched["labels"], json!({"keep": "1"}), "{patched}");
     assert_eq!(patched["storageClass"], "NEARLINE", "untouched by the patch");
+    // Server-filled: "locationType: The type of the bucket location" (US is a multi-region).
+    assert_eq!(patched["locationType"], "multi-region");
+    // A patch merges messages field by field.
+    let (_, website) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-fields",
+            Some(json!({"website": {"mainPageSuffix": "index.html"}})),
+        )
+        .await;
+    assert_eq!(website["website"]["mainPageSuffix"], "index.html");
+    let (_, website) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-fields",
+            Some(json!({"website": {"notFoundPage": "404.html"}, "iamConfiguration": {"publicAccessPrevention": "enforced"}})),
+        )
+        .await;
+    assert_eq!(
+        website["website"],
+        json!({"mainPageSuffix": "index.html", "notFoundPage": "404.html"})
+    );
+    assert_eq!(website["iamConfiguration"]["publicAccessPrevention"], "enforced");
+    assert_eq!(
+        website["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"], true,
+        "{website}"
+    );
     let (status, replaced) = emulator
         .rest(
             Method::PUT,
-            "storage/v1/b/conf-fields?ifMetagenerationMatch=2",
+            "storage/v1/b/conf-fields?ifMetagenerationMatch=4",
             Some(json!({"storageClass": "STANDARD"})),
         )
         .await;
     assert_eq!(status, 200, "{replaced}");
-    assert_eq!(replaced["metageneration"], "3");
+    assert_eq!(replaced["metageneration"], "5");
     assert!(replaced.get("labels").is_none(), "update clears what it leaves out");
     assert!(replaced.get("lifecycle").is_none(), "{replaced}");
 
