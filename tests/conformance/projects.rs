@@ -20,6 +20,9 @@ async fn get_answers_the_project_by_number_with_its_id() {
         .await
         .expect("get");
     assert_eq!(project.project_id, "conformance");
+    // Project: createTime and etag are output only, and always set.
+    assert!(project.create_time.is_some(), "{project:?}");
+    assert!(!project.etag.is_empty(), "{project:?}");
     let number = project.name.strip_prefix("projects/").expect("projects/");
     assert!(
         number.chars().all(|c| c.is_ascii_digit()),
