@@ -533,10 +533,20 @@ fn copy(
         serde_json::from_slice(request.body)
             .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
     };
-    let metadata = json!({
+    // The destination takes the source's metadata, and the body's fields where it has them.
+    let mut metadata = json!({
         "metadata": overrides.get("metadata").cloned().unwrap_or(Json::Object(version.metadata.clone())),
         "contentType": overrides["contentType"].as_str().unwrap_or(&version.content_type),
     });
+    for field in OBJECT_WRITABLE {
+        if let Some(value) = overrides
+            .get(field)
+            .filter(|value| !value.is_null())
+            .or_else(|| version.extra.get(field))
+        {
+            metadata[field] = value.clone();
+        }
+    }
     let data = base64::engine::general_purpose::STANDARD
         .decode(&version.data)
         .unwrap_or_default();
@@ -998,6 +1008,7 @@ fn start_resumable(
         serde_json::from_slice(request.body)
             .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
     };
+    let metadata = with_query_encoding(metadata, request);
     let name = request
         .query("name")
         .map(String::from)
@@ -1203,6 +1214,7 @@ fn upload(
             ));
         }
     };
+    let metadata = with_query_encoding(metadata, request);
     let name = request
         .query("name")
         .map(String::from)
@@ -1224,6 +1236,18 @@ fn upload(
         media,
         content_type,
     )
+}
+
+/// objects.insert's `contentEncoding` parameter: "If set, sets the contentEncoding property of
+/// the final object to this value" (the metadata's own value wins).
+fn with_query_encoding(mut metadata: Json, request: &StorageRequest<'_>) -> Json {
+    if let Some(encoding) = request.query("contentEncoding").filter(|encoding| !encoding.is_empty())
+        && metadata.get("contentEncoding").is_none_or(Json::is_null)
+        && metadata.is_object()
+    {
+        metadata["contentEncoding"] = json!(encoding);
+    }
+    metadata
 }
 
 /// Writes a new generation of `name` (the end of every upload type), after the preconditions.

@@ -716,3 +716,43 @@ async fn resumable_sessions_answer_after_completion_and_cancel_with_499() {
         .await;
     assert_eq!(status, 404);
 }
+
+/// objects.insert `contentEncoding`: "If set, sets the contentEncoding property of the final
+/// object to this value"; objects.copy: the destination takes the source's metadata
+/// (<https://cloud.google.com/storage/docs/json_api/v1/objects/copy>), the body's fields where
+/// it names them.
+#[tokio::test]
+async fn insert_content_encoding_and_copied_metadata() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-copy-meta").await;
+    let uploaded = reqwest::Client::new()
+        .post(format!(
+            "{}/upload/storage/v1/b/conf-copy-meta/o?uploadType=media&name=source&contentEncoding=gzip",
+            emulator.endpoint
+        ))
+        .body("not really gzip")
+        .send()
+        .await
+        .expect("upload");
+    let uploaded: serde_json::Value = uploaded.json().await.expect("object");
+    assert_eq!(uploaded["contentEncoding"], "gzip", "{uploaded}");
+    let (_, patched) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-copy-meta/o/source",
+            Some(json!({"cacheControl": "no-cache", "contentLanguage": "de"})),
+        )
+        .await;
+    assert_eq!(patched["cacheControl"], "no-cache");
+    let (status, copied) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-copy-meta/o/source/copyTo/b/conf-copy-meta/o/copy",
+            Some(json!({"contentLanguage": "fr"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{copied}");
+    assert_eq!(copied["cacheControl"], "no-cache", "{copied}");
+    assert_eq!(copied["contentEncoding"], "gzip");
+    assert_eq!(copied["contentLanguage"], "fr", "the body's field wins");
+}
