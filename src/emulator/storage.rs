@@ -439,7 +439,18 @@ fn patch_object(
     }
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
-    let current = live(store, bucket, name).cloned();
+    // `generation`: "If present, selects a specific revision of this object (as opposed to the
+    // latest version, the default)" — a noncurrent one included.
+    let generation = request.number("generation")?;
+    let current = match generation {
+        Some(generation) => store
+            .objects
+            .get(bucket)
+            .and_then(|objects| objects.get(name))
+            .and_then(|versions| versions.iter().find(|version| version.generation == generation))
+            .cloned(),
+        None => live(store, bucket, name).cloned(),
+    };
     let Some(current) = current else {
         return Err(StorageError::not_found(format!(
             "No such object: {bucket}/{name}"
@@ -450,7 +461,11 @@ fn patch_object(
         .objects
         .get_mut(bucket)
         .and_then(|objects| objects.get_mut(name))
-        .and_then(|generations| generations.last_mut())
+        .and_then(|generations| {
+            generations
+                .iter_mut()
+                .find(|version| version.generation == current.generation)
+        })
         .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{name}")))?;
     if replace {
         version.metadata.clear();

@@ -756,3 +756,38 @@ async fn insert_content_encoding_and_copied_metadata() {
     assert_eq!(copied["contentEncoding"], "gzip");
     assert_eq!(copied["contentLanguage"], "fr", "the body's field wins");
 }
+
+/// objects.patch `generation`: "If present, selects a specific revision of this object (as
+/// opposed to the latest version, the default)" — a noncurrent generation's metadata changes,
+/// the live one's does not (<https://cloud.google.com/storage/docs/json_api/v1/objects/patch>).
+#[tokio::test]
+async fn patch_selects_the_named_generation() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-patch-gen").await;
+    let first = put_object(&emulator, "conf-patch-gen", "f", "one").await;
+    let second = put_object(&emulator, "conf-patch-gen", "f", "two").await;
+    let old = first["generation"].as_str().expect("generation");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("storage/v1/b/conf-patch-gen/o/f?generation={old}"),
+            Some(json!({"metadata": {"era": "old"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["generation"], first["generation"]);
+    assert_eq!(patched["metadata"]["era"], "old");
+    let (_, live) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-patch-gen/o/f", None)
+        .await;
+    assert_eq!(live["generation"], second["generation"]);
+    assert!(live.get("metadata").is_none(), "the live generation is untouched: {live}");
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-patch-gen/o/f?generation=1",
+            Some(json!({"metadata": {"era": "none"}})),
+        )
+        .await;
+    assert_eq!(status, 404, "no such generation");
+}
