@@ -270,7 +270,11 @@ fn term_matches(item: &serde_json::Value, term: &str) -> Result<bool, ApiError> 
 /// else as text; a missing field sorts first. The sort is stable, so ties keep name order.
 pub fn order_by(items: &mut [Json], order: &str) -> Result<(), ApiError> {
     let mut keys: Vec<(String, bool)> = Vec::new();
-    for entry in order.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+    for entry in order
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
         let (entry, descending) = match entry.strip_prefix('-') {
             Some(rest) => (rest.trim(), true),
             None => match entry.split_once(char::is_whitespace) {
@@ -284,7 +288,11 @@ pub fn order_by(items: &mut [Json], order: &str) -> Result<(), ApiError> {
                 None => (entry, false),
             },
         };
-        if entry.is_empty() || !entry.chars().all(|c| c.is_ascii_alphanumeric() || "._".contains(c)) {
+        if entry.is_empty()
+            || !entry
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
+        {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid order_by field {entry:?} in {order:?}."
             )));
@@ -501,7 +509,10 @@ mod tests {
         order_by(&mut items, "-display_name").expect("descending");
         assert_eq!(items[0]["displayName"], "c");
         order_by(&mut items, "enabled desc, displayName").expect("two keys");
-        let names: Vec<&str> = items.iter().filter_map(|item| item["displayName"].as_str()).collect();
+        let names: Vec<&str> = items
+            .iter()
+            .filter_map(|item| item["displayName"].as_str())
+            .collect();
         assert_eq!(names, ["b", "c", "a"]);
         assert!(order_by(&mut items, "name sideways").is_err());
         assert!(order_by(&mut items, "starts_with(name)").is_err());

@@ -399,11 +399,19 @@ mod tests {
     #[test]
     fn mask_paths_walk_messages_and_maps_but_not_lists() {
         let service = "GoogleCloudRunV2Service";
-        assert!(mask_path_exists(Api::Run, service, "template.scaling.maxInstanceCount"));
+        assert!(mask_path_exists(
+            Api::Run,
+            service,
+            "template.scaling.maxInstanceCount"
+        ));
         assert!(mask_path_exists(Api::Run, service, "labels.env"));
         assert!(mask_path_exists(Api::Run, service, "template.containers"));
         assert!(!mask_path_exists(Api::Run, service, "template.nonexistent"));
-        assert!(!mask_path_exists(Api::Run, service, "template.containers.image"));
+        assert!(!mask_path_exists(
+            Api::Run,
+            service,
+            "template.containers.image"
+        ));
         assert!(!mask_path_exists(Api::Run, service, "labels.env.more"));
         assert!(!mask_path_exists(Api::Run, service, "ingress.deeper"));
     }

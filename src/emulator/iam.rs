@@ -203,7 +203,9 @@ pub fn set_policy(
     let bindings = if mask.bindings {
         field("bindings")
     } else {
-        current.map(|policy| policy.bindings.clone()).unwrap_or_default()
+        current
+            .map(|policy| policy.bindings.clone())
+            .unwrap_or_default()
     };
     let audit_configs = if mask.audit_configs {
         field("auditConfigs")

@@ -756,7 +756,10 @@ fn create_from(
     check_revision_name(&service_id, &revision)?;
     check_traffic(&fields, std::slice::from_ref(&revision))?;
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(validated_operation(&name, &Json::Object(fields.clone()))));
+        return Ok(Response::read(validated_operation(
+            &name,
+            &Json::Object(fields.clone()),
+        )));
     }
     let time = now();
     let mut record = RunServiceRecord {
@@ -895,7 +898,10 @@ fn patch(
     }
     check_traffic(&fields, &record.revisions)?;
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(validated_operation(name, &Json::Object(fields))));
+        return Ok(Response::read(validated_operation(
+            name,
+            &Json::Object(fields),
+        )));
     }
     record.body = fields;
     if let Some(revision) = record.revisions.last().cloned()

@@ -442,7 +442,10 @@ fn check_rotation(
         ));
     }
     let next = rotation["nextRotationTime"].as_str();
-    if let Some(period) = rotation.get("rotationPeriod").filter(|period| !period.is_null()) {
+    if let Some(period) = rotation
+        .get("rotationPeriod")
+        .filter(|period| !period.is_null())
+    {
         period
             .as_str()
             .and_then(|text| text.strip_suffix('s'))

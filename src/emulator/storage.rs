@@ -217,7 +217,12 @@ const BUCKET_WRITABLE: [&str; 16] = [
 /// whole set; on patch they are merged in with patch semantics
 /// (<https://cloud.google.com/storage/docs/json_api#patch>): a message merges field by field,
 /// `null` clears, anything else replaces.
-fn write_fields(stored: &mut serde_json::Map<String, Json>, body: &Json, allowed: &[&str], replace: bool) {
+fn write_fields(
+    stored: &mut serde_json::Map<String, Json>,
+    body: &Json,
+    allowed: &[&str],
+    replace: bool,
+) {
     if replace {
         stored.clear();
     }
@@ -447,7 +452,11 @@ fn patch_object(
             .objects
             .get(bucket)
             .and_then(|objects| objects.get(name))
-            .and_then(|versions| versions.iter().find(|version| version.generation == generation))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
             .cloned(),
         None => live(store, bucket, name).cloned(),
     };
@@ -653,10 +662,14 @@ fn compose(
         let generation = match &source["generation"] {
             Json::Null => None,
             Json::String(text) => Some(text.parse::<i64>().map_err(|_| {
-                StorageError::invalid(format!("Invalid value for sourceObjects[].generation: {text}"))
+                StorageError::invalid(format!(
+                    "Invalid value for sourceObjects[].generation: {text}"
+                ))
             })?),
             other => other.as_i64().map(Some).ok_or_else(|| {
-                StorageError::invalid(format!("Invalid value for sourceObjects[].generation: {other}"))
+                StorageError::invalid(format!(
+                    "Invalid value for sourceObjects[].generation: {other}"
+                ))
             })?,
         };
         let version = match generation {
@@ -664,7 +677,11 @@ fn compose(
                 .objects
                 .get(bucket)
                 .and_then(|objects| objects.get(name))
-                .and_then(|versions| versions.iter().find(|version| version.generation == generation))
+                .and_then(|versions| {
+                    versions
+                        .iter()
+                        .find(|version| version.generation == generation)
+                })
                 .ok_or_else(not_found)?,
             None => live(store, bucket, name).ok_or_else(not_found)?,
         };
@@ -688,12 +705,23 @@ fn compose(
             "The number of components in the composite object would exceed the maximum (1024).",
         ));
     }
-    let destination = body.get("destination").cloned().unwrap_or_else(|| json!({}));
+    let destination = body
+        .get("destination")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let content_type = destination["contentType"]
         .as_str()
         .unwrap_or("application/octet-stream")
         .to_string();
-    let (_, changed) = store_object(store, request, bucket, object, &destination, data, content_type)?;
+    let (_, changed) = store_object(
+        store,
+        request,
+        bucket,
+        object,
+        &destination,
+        data,
+        content_type,
+    )?;
     let version = store
         .objects
         .get_mut(bucket)
@@ -1256,7 +1284,9 @@ fn upload(
 /// objects.insert's `contentEncoding` parameter: "If set, sets the contentEncoding property of
 /// the final object to this value" (the metadata's own value wins).
 fn with_query_encoding(mut metadata: Json, request: &StorageRequest<'_>) -> Json {
-    if let Some(encoding) = request.query("contentEncoding").filter(|encoding| !encoding.is_empty())
+    if let Some(encoding) = request
+        .query("contentEncoding")
+        .filter(|encoding| !encoding.is_empty())
         && metadata.get("contentEncoding").is_none_or(Json::is_null)
         && metadata.is_object()
     {
@@ -1562,7 +1592,10 @@ fn boolean(request: &StorageRequest<'_>, name: &str) -> Result<bool, StorageErro
 /// Cloud Storage's glob syntax (<https://cloud.google.com/storage/docs/json_api/v1/objects/list#list-object-glob>):
 /// `*` stops at `/`, `**` crosses it, `?`, `[...]`, `[!...]` and `{a,b}`.
 fn match_glob(request: &StorageRequest<'_>) -> Result<Option<globset::GlobMatcher>, StorageError> {
-    let Some(pattern) = request.query("matchGlob").filter(|pattern| !pattern.is_empty()) else {
+    let Some(pattern) = request
+        .query("matchGlob")
+        .filter(|pattern| !pattern.is_empty())
+    else {
         return Ok(None);
     };
     globset::GlobBuilder::new(pattern)

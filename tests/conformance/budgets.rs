@@ -106,7 +106,10 @@ async fn budget_filters_accept_project_ids() {
 #[tokio::test]
 async fn list_scope_keeps_the_budgets_of_one_project() {
     let emulator = Emulator::start();
-    for (title, project) in [("alpha", "projects/scope-alpha"), ("beta", "projects/scope-beta")] {
+    for (title, project) in [
+        ("alpha", "projects/scope-alpha"),
+        ("beta", "projects/scope-beta"),
+    ] {
         let mut body = budget(title);
         body["budgetFilter"] = json!({"projects": [project]});
         let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
@@ -162,7 +165,10 @@ async fn output_only_name_is_ignored_and_unmasked_patches_skip_defaults() {
         )
         .await;
     assert_eq!(status, 200, "{patched}");
-    assert_eq!(patched["displayName"], "copied", "an empty string is a default");
+    assert_eq!(
+        patched["displayName"], "copied",
+        "an empty string is a default"
+    );
     assert_eq!(patched["thresholdRules"][0]["thresholdPercent"], 0.9);
 }
 
@@ -172,7 +178,8 @@ async fn output_only_name_is_ignored_and_unmasked_patches_skip_defaults() {
 async fn nested_mask_paths_change_one_field() {
     let emulator = Emulator::start();
     let mut body = budget("nested");
-    body["budgetFilter"] = json!({"projects": ["projects/nested-a"], "creditTypesTreatment": "EXCLUDE_ALL_CREDITS"});
+    body["budgetFilter"] =
+        json!({"projects": ["projects/nested-a"], "creditTypesTreatment": "EXCLUDE_ALL_CREDITS"});
     let (_, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
     let name = created["name"].as_str().expect("name");
     let (status, patched) = emulator
@@ -191,7 +198,10 @@ async fn nested_mask_paths_change_one_field() {
         patched["budgetFilter"]["projects"].as_array().map(Vec::len),
         Some(1)
     );
-    assert_ne!(patched["budgetFilter"]["projects"], created["budgetFilter"]["projects"]);
+    assert_ne!(
+        patched["budgetFilter"]["projects"],
+        created["budgetFilter"]["projects"]
+    );
     let (status, _) = emulator
         .rest(
             Method::PATCH,

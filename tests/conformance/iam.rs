@@ -159,7 +159,10 @@ async fn update_changes_only_the_display_name() {
         .await
         .expect("update");
     assert_eq!(updated.display_name, "after");
-    assert_eq!(updated.description, "kept", "update changes only display_name");
+    assert_eq!(
+        updated.description, "kept",
+        "update changes only display_name"
+    );
     let read = client
         .get_service_account()
         .set_name(&created.name)

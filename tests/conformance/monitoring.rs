@@ -288,7 +288,10 @@ async fn listed_channel_descriptors_are_named_for_get() {
             .rsplit_once("/notificationChannelDescriptors/")
             .unwrap_or_else(|| panic!("{} is no descriptor name", descriptor.name));
         assert!(parent.starts_with("projects/"), "{}", descriptor.name);
-        assert_eq!(kind, descriptor.r#type, "[TYPE] is the value of the type field");
+        assert_eq!(
+            kind, descriptor.r#type,
+            "[TYPE] is the value of the type field"
+        );
         let fetched = client
             .get_notification_channel_descriptor()
             .set_name(&descriptor.name)

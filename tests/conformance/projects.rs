@@ -166,5 +166,8 @@ async fn set_iam_policy_writes_only_the_masked_fields() {
         .send()
         .await
         .expect_err("unknown path");
-    assert_eq!((code(&error), http_status(&error)), (Code::InvalidArgument, 400));
+    assert_eq!(
+        (code(&error), http_status(&error)),
+        (Code::InvalidArgument, 400)
+    );
 }

@@ -120,7 +120,11 @@ async fn validate_only_creates_nothing() {
         .until_done()
         .await
         .expect("validated");
-    assert!(validated.name.ends_with("/services/dry"), "{}", validated.name);
+    assert!(
+        validated.name.ends_with("/services/dry"),
+        "{}",
+        validated.name
+    );
     assert_eq!(validated.ingress, IngressTraffic::All, "defaults populated");
     let error = client
         .get_service()
@@ -344,7 +348,9 @@ async fn an_unknown_nested_mask_path_is_refused() {
     let error = client
         .update_service()
         .set_service(created.clone().set_labels([("team", "a")]))
-        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["template.no_such_field"]))
+        .set_update_mask(
+            google_cloud_wkt::FieldMask::default().set_paths(["template.no_such_field"]),
+        )
         .send()
         .await
         .expect_err("an unknown nested path");
@@ -392,7 +398,12 @@ async fn revisions_across_services_and_no_wildcard_location() {
     assert!(listed[0].ends_with("/across-b"), "newest first: {listed:?}");
     let error = services
         .list_services()
-        .set_parent(PARENT.rsplit_once('/').map(|(head, _)| format!("{head}/-")).expect("parent"))
+        .set_parent(
+            PARENT
+                .rsplit_once('/')
+                .map(|(head, _)| format!("{head}/-"))
+                .expect("parent"),
+        )
         .send()
         .await
         .expect_err("no wildcard location");

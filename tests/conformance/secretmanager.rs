@@ -534,9 +534,9 @@ async fn rotation_needs_topics_a_next_time_and_an_hour() {
         ("no topics", automatic().set_rotation(daily.clone())),
         (
             "a period without a next time",
-            automatic()
-                .set_topics([topic.clone()])
-                .set_rotation(Rotation::new().set_rotation_period(google_cloud_wkt::Duration::clamp(86_400, 0))),
+            automatic().set_topics([topic.clone()]).set_rotation(
+                Rotation::new().set_rotation_period(google_cloud_wkt::Duration::clamp(86_400, 0)),
+            ),
         ),
         (
             "a period under an hour",

@@ -444,7 +444,11 @@ async fn objects_list_offsets_glob_trailing_delimiter_and_soft_deleted() {
     };
     let list = async |query: &str| {
         let (status, body) = emulator
-            .rest(Method::GET, &format!("storage/v1/b/conf-filters/o?{query}"), None)
+            .rest(
+                Method::GET,
+                &format!("storage/v1/b/conf-filters/o?{query}"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{query}: {body}");
         body
@@ -466,7 +470,11 @@ async fn objects_list_offsets_glob_trailing_delimiter_and_soft_deleted() {
     assert_eq!(trailing["prefixes"], json!(["a/", "c/"]));
     assert!(names(&list("softDeleted=true").await).is_empty());
     let (status, body) = emulator
-        .rest(Method::GET, "storage/v1/b/conf-filters/o?matchGlob=%5B", None)
+        .rest(
+            Method::GET,
+            "storage/v1/b/conf-filters/o?matchGlob=%5B",
+            None,
+        )
         .await;
     assert_eq!(status, 400, "an unclosed class is no glob: {body}");
 }
@@ -503,7 +511,10 @@ async fn writable_fields_patch_and_update() {
         )
         .await;
     assert_eq!(patched["labels"], json!({"keep": "1"}), "{patched}");
-    assert_eq!(patched["storageClass"], "NEARLINE", "untouched by the patch");
+    assert_eq!(
+        patched["storageClass"], "NEARLINE",
+        "untouched by the patch"
+    );
     // Server-filled: "locationType: The type of the bucket location" (US is a multi-region).
     assert_eq!(patched["locationType"], "multi-region");
     // A patch merges messages field by field.
@@ -526,7 +537,10 @@ async fn writable_fields_patch_and_update() {
         website["website"],
         json!({"mainPageSuffix": "index.html", "notFoundPage": "404.html"})
     );
-    assert_eq!(website["iamConfiguration"]["publicAccessPrevention"], "enforced");
+    assert_eq!(
+        website["iamConfiguration"]["publicAccessPrevention"],
+        "enforced"
+    );
     assert_eq!(
         website["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"], true,
         "{website}"
@@ -540,7 +554,10 @@ async fn writable_fields_patch_and_update() {
         .await;
     assert_eq!(status, 200, "{replaced}");
     assert_eq!(replaced["metageneration"], "5");
-    assert!(replaced.get("labels").is_none(), "update clears what it leaves out");
+    assert!(
+        replaced.get("labels").is_none(),
+        "update clears what it leaves out"
+    );
     assert!(replaced.get("lifecycle").is_none(), "{replaced}");
 
     put_object(&emulator, "conf-fields", "page", "hello").await;
@@ -698,7 +715,10 @@ async fn resumable_sessions_answer_after_completion_and_cancel_with_499() {
         .expect("status check");
     assert_eq!(status.status().as_u16(), 200);
     let again: serde_json::Value = status.json().await.expect("object again");
-    assert_eq!(again["generation"], object["generation"], "the same object, not a new one");
+    assert_eq!(
+        again["generation"], object["generation"],
+        "the same object, not a new one"
+    );
 
     let cancelled = start_session(&emulator, "conf-session", "never.txt").await;
     let answer = client.delete(&cancelled).send().await.expect("cancel");
@@ -781,7 +801,10 @@ async fn patch_selects_the_named_generation() {
         .rest(Method::GET, "storage/v1/b/conf-patch-gen/o/f", None)
         .await;
     assert_eq!(live["generation"], second["generation"]);
-    assert!(live.get("metadata").is_none(), "the live generation is untouched: {live}");
+    assert!(
+        live.get("metadata").is_none(),
+        "the live generation is untouched: {live}"
+    );
     let (status, _) = emulator
         .rest(
             Method::PATCH,
