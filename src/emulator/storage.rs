@@ -1295,6 +1295,26 @@ fn with_query_encoding(mut metadata: Json, request: &StorageRequest<'_>) -> Json
     metadata
 }
 
+/// Object naming requirements (<https://cloud.google.com/storage/docs/objects#naming>): "1-1024
+/// bytes when UTF-8 encoded", no carriage return or line feed, not `.` or `..`, and not under
+/// `.well-known/acme-challenge/`.
+fn check_object_name(name: &str) -> Result<(), StorageError> {
+    let valid = !name.is_empty()
+        && name.len() <= 1024
+        && !name.contains(['\r', '\n'])
+        && name != "."
+        && name != ".."
+        && !name.starts_with(".well-known/acme-challenge/");
+    if valid {
+        Ok(())
+    } else {
+        Err(StorageError::invalid(format!(
+            "The object name {:?} is not valid: see https://cloud.google.com/storage/docs/objects#naming.",
+            name.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
 /// Writes a new generation of `name` (the end of every upload type), after the preconditions.
 fn store_object(
     store: &mut Store,
@@ -1306,6 +1326,7 @@ fn store_object(
     content_type: String,
 ) -> Result<(StorageAnswer, bool), StorageError> {
     let name = name.to_string();
+    check_object_name(&name)?;
     // A checksum given with the metadata must match the media ("If the checksums don't match,
     // the upload is rejected": https://cloud.google.com/storage/docs/data-validation).
     if let Some(expected) = metadata["crc32c"].as_str() {

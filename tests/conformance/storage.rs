@@ -814,3 +814,33 @@ async fn patch_selects_the_named_generation() {
         .await;
     assert_eq!(status, 404, "no such generation");
 }
+
+/// Object names: "1-1024 bytes when UTF-8 encoded", "cannot contain Carriage Return or Line Feed
+/// characters", "cannot be named . or ..", "cannot start with .well-known/acme-challenge/"
+/// (<https://cloud.google.com/storage/docs/objects#naming>).
+#[tokio::test]
+async fn invalid_object_names_are_refused() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-names").await;
+    let long = "a".repeat(1025);
+    for name in [
+        ".",
+        "..",
+        "a%0Ab",
+        "a%0Db",
+        ".well-known/acme-challenge/token",
+        long.as_str(),
+    ] {
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "{}/upload/storage/v1/b/conf-names/o?uploadType=media&name={name}",
+                emulator.endpoint
+            ))
+            .body("x")
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(answer.status().as_u16(), 400, "{name:.40}");
+    }
+    put_object(&emulator, "conf-names", "ok/.well-known", "x").await;
+}
