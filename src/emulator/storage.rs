@@ -1500,6 +1500,48 @@ fn media(
             headers.push((header.to_string(), value.to_string()));
         }
     }
+    // Decompressive transcoding (<https://cloud.google.com/storage/docs/transcoding>): an
+    // object stored with `contentEncoding: gzip` is served compressed, with `Content-Encoding:
+    // gzip`, to a request that says `Accept-Encoding: gzip` (or when its Cache-Control says
+    // `no-transform`); to any other it is served decompressed, whole (a Range is ignored).
+    let stored_gzip =
+        version.extra.get("contentEncoding").and_then(Json::as_str) == Some("gzip");
+    if stored_gzip {
+        let accepts_gzip = request
+            .headers
+            .get("accept-encoding")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .split(',')
+                    .any(|coding| coding.split(';').next().map(str::trim) == Some("gzip"))
+            });
+        let no_transform = version
+            .extra
+            .get("cacheControl")
+            .and_then(Json::as_str)
+            .is_some_and(|control| control.contains("no-transform"));
+        if accepts_gzip || no_transform {
+            headers.push(("content-encoding".to_string(), "gzip".to_string()));
+        } else {
+            let mut decompressed = Vec::new();
+            if std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(data.as_slice()),
+                &mut decompressed,
+            )
+            .is_ok()
+            {
+                return Ok(StorageAnswer::Media {
+                    data: decompressed,
+                    content_type: version.content_type.clone(),
+                    headers,
+                    range: None,
+                });
+            }
+            // Not gzip after all: Google serves such an object as stored.
+            headers.push(("content-encoding".to_string(), "gzip".to_string()));
+        }
+    }
     let range = request
         .headers
         .get("range")

@@ -844,3 +844,48 @@ async fn invalid_object_names_are_refused() {
     }
     put_object(&emulator, "conf-names", "ok/.well-known", "x").await;
 }
+
+/// Decompressive transcoding (<https://cloud.google.com/storage/docs/transcoding>): an object
+/// stored with `contentEncoding: gzip` is served compressed (`Content-Encoding: gzip`) to a
+/// reader that sends `Accept-Encoding: gzip` — the official client's default — and
+/// decompressed to one that does not (the client's `with_automatic_decompression(true)`).
+#[tokio::test]
+async fn gzip_objects_are_transcoded_unless_the_reader_accepts_gzip() {
+    use google_cloud_storage::client::Storage;
+    use std::io::Write;
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-gzip").await;
+    let client = crate::client!(Storage, emulator);
+    let bucket_name = "projects/_/buckets/conf-gzip";
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(b"plain text").expect("compress");
+    let compressed = encoder.finish().expect("compressed");
+    client
+        .write_object(bucket_name, "page.txt", bytes::Bytes::from(compressed.clone()))
+        .set_content_encoding("gzip")
+        .set_content_type("text/plain")
+        .send_buffered()
+        .await
+        .expect("write");
+    let read_all = |mut reader: google_cloud_storage::read_object::ReadObjectResponse| async move {
+        let mut contents = Vec::new();
+        while let Some(chunk) = reader.next().await {
+            contents.extend_from_slice(&chunk.expect("chunk"));
+        }
+        contents
+    };
+    let stored = client
+        .read_object(bucket_name, "page.txt")
+        .send()
+        .await
+        .expect("read as stored");
+    assert_eq!(stored.object().content_encoding, "gzip");
+    assert_eq!(read_all(stored).await, compressed);
+    let decompressed = client
+        .read_object(bucket_name, "page.txt")
+        .with_automatic_decompression(true)
+        .send()
+        .await
+        .expect("read decompressed");
+    assert_eq!(read_all(decompressed).await, b"plain text");
+}
