@@ -1348,10 +1348,21 @@ fn store_object(
     }
     let current = live(store, bucket, &name).cloned();
     check_preconditions(request, current.as_ref(), false)?;
+    // The live generation is overwritten, or archived when versioning keeps it.
+    if let (Some(current), Some(record)) = (&current, store.buckets.get(bucket)) {
+        check_removable(record, bucket, &name, current)?;
+    }
     let versioning = store
         .buckets
         .get(bucket)
         .is_some_and(|record| record.versioning);
+    // "defaultEventBasedHold: … new objects get eventBasedHold: true" unless they say otherwise.
+    let default_hold = store
+        .buckets
+        .get(bucket)
+        .and_then(|record| record.extra.get("defaultEventBasedHold"))
+        .and_then(Json::as_bool)
+        == Some(true);
     store.last_generation = (chrono::Utc::now().timestamp_micros()).max(store.last_generation + 1);
     let time = now();
     let version = ObjectGeneration {
@@ -1374,6 +1385,9 @@ fn store_object(
     };
     let mut version = version;
     write_fields(&mut version.extra, metadata, &OBJECT_WRITABLE, true);
+    if default_hold && !version.extra.contains_key("eventBasedHold") {
+        version.extra.insert("eventBasedHold".into(), json!(true));
+    }
     let generations = store
         .objects
         .entry(bucket.to_string())
@@ -1591,6 +1605,65 @@ fn media(
     })
 }
 
+/// Holds and retention: a generation under a temporary or event-based hold
+/// (<https://cloud.google.com/storage/docs/object-holds>), with an object retention whose
+/// `retainUntilTime` is ahead (<https://cloud.google.com/storage/docs/object-lock>), or younger
+/// than its bucket's `retentionPolicy.retentionPeriod`
+/// (<https://cloud.google.com/storage/docs/bucket-lock>) "cannot be deleted, overwritten or
+/// archived": 403 `retentionPolicyNotMet`.
+fn check_removable(
+    bucket: &BucketRecord,
+    bucket_name: &str,
+    name: &str,
+    version: &ObjectGeneration,
+) -> Result<(), StorageError> {
+    let refused = |why: String| {
+        Err(StorageError::new(
+            StatusCode::FORBIDDEN,
+            "retentionPolicyNotMet",
+            format!(
+                "Object '{bucket_name}/{name}' {why} and cannot be deleted, overwritten or archived until then."
+            ),
+        ))
+    };
+    let held = |field: &str| version.extra.get(field).and_then(Json::as_bool) == Some(true);
+    if held("temporaryHold") {
+        return refused("is under active Temporary hold".into());
+    }
+    if held("eventBasedHold") {
+        return refused("is under active Event-Based hold".into());
+    }
+    let now = chrono::Utc::now();
+    let until = version
+        .extra
+        .get("retention")
+        .and_then(|retention| retention["retainUntilTime"].as_str())
+        .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok());
+    if let Some(until) = until
+        && until > now
+    {
+        return refused(format!("is retained until {}", until.to_rfc3339()));
+    }
+    let period = bucket
+        .extra
+        .get("retentionPolicy")
+        .and_then(|policy| match &policy["retentionPeriod"] {
+            Json::String(text) => text.parse::<i64>().ok(),
+            other => other.as_i64(),
+        });
+    let created = chrono::DateTime::parse_from_rfc3339(&version.time_created).ok();
+    if let (Some(period), Some(created)) = (period, created) {
+        let expires = created + chrono::Duration::seconds(period);
+        if expires > now {
+            return refused(format!(
+                "is subject to the bucket's retention policy until {}",
+                expires.to_rfc3339()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn delete_object(
     store: &mut Store,
     request: &StorageRequest<'_>,
@@ -1613,6 +1686,18 @@ fn delete_object(
         return Err(not_found());
     }
     check_preconditions(request, current.as_ref(), false)?;
+    let removed = match requested {
+        Some(generation) => store
+            .objects
+            .get(bucket)
+            .and_then(|objects| objects.get(name))
+            .and_then(|versions| versions.iter().find(|version| version.generation == generation))
+            .cloned(),
+        None => current.clone(),
+    };
+    if let (Some(removed), Some(record)) = (&removed, store.buckets.get(bucket)) {
+        check_removable(record, bucket, name, removed)?;
+    }
     let generations = store
         .objects
         .get_mut(bucket)

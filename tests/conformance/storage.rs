@@ -889,3 +889,70 @@ async fn gzip_objects_are_transcoded_unless_the_reader_accepts_gzip() {
         .expect("read decompressed");
     assert_eq!(read_all(decompressed).await, b"plain text");
 }
+
+/// Object holds and retention: an object "under active Temporary hold" or Event-based hold, or
+/// within its bucket's retention period, "cannot be deleted, overwritten or archived" — 403
+/// (<https://cloud.google.com/storage/docs/object-holds>,
+/// <https://cloud.google.com/storage/docs/bucket-lock>); a bucket's `defaultEventBasedHold`
+/// puts new objects under an event-based hold.
+#[tokio::test]
+async fn holds_and_retention_keep_objects() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-holds").await;
+    put_object(&emulator, "conf-holds", "held", "x").await;
+    let (_, held) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-holds/o/held",
+            Some(json!({"temporaryHold": true})),
+        )
+        .await;
+    assert_eq!(held["temporaryHold"], true);
+    let (status, refused) = emulator
+        .rest(Method::DELETE, "storage/v1/b/conf-holds/o/held", None)
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    let overwrite = reqwest::Client::new()
+        .post(format!(
+            "{}/upload/storage/v1/b/conf-holds/o?uploadType=media&name=held",
+            emulator.endpoint
+        ))
+        .body("y")
+        .send()
+        .await
+        .expect("overwrite");
+    assert_eq!(overwrite.status().as_u16(), 403, "nor overwritten");
+    emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-holds/o/held",
+            Some(json!({"temporaryHold": false})),
+        )
+        .await;
+    let (status, _) = emulator
+        .rest(Method::DELETE, "storage/v1/b/conf-holds/o/held", None)
+        .await;
+    assert_eq!(status, 204, "released");
+
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-holds",
+            Some(json!({"defaultEventBasedHold": true, "retentionPolicy": {"retentionPeriod": "3600"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let fresh = put_object(&emulator, "conf-holds", "fresh", "x").await;
+    assert_eq!(fresh["eventBasedHold"], true, "{fresh}");
+    emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-holds/o/fresh",
+            Some(json!({"eventBasedHold": false})),
+        )
+        .await;
+    let (status, refused) = emulator
+        .rest(Method::DELETE, "storage/v1/b/conf-holds/o/fresh", None)
+        .await;
+    assert_eq!(status, 403, "younger than the retention period: {refused}");
+}
