@@ -412,13 +412,20 @@ fn lost_answer(response: axum::response::Response) -> axum::response::Response {
     axum::response::Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
-/// 429 RESOURCE_EXHAUSTED with `Retry-After: 1`, as Google's quota checks answer.
-fn throttled() -> axum::response::Response {
-    let mut response = ApiError::from_status(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "Quota exceeded for quota metric 'Requests' (injected by --throttle-rate).",
-    )
-    .into_response();
+/// 429 RESOURCE_EXHAUSTED with `Retry-After: 1`, as Google's quota checks answer; in Cloud
+/// Storage's own error shape (reason `rateLimitExceeded`) on its paths.
+fn throttled(storage: bool) -> axum::response::Response {
+    let message = "Quota exceeded for quota metric 'Requests' (injected by --throttle-rate).";
+    let mut response = if storage {
+        storage::StorageError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rateLimitExceeded",
+            message,
+        )
+        .into_response()
+    } else {
+        ApiError::from_status(axum::http::StatusCode::TOO_MANY_REQUESTS, message).into_response()
+    };
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from_static("1"),
@@ -436,7 +443,11 @@ async fn with_faults(
 ) -> axum::response::Response {
     let is_write = *method != Method::GET;
     match emulator.realism.fault(signature, is_write) {
-        Fault::Throttle => throttled(),
+        Fault::Throttle => throttled(
+            ["/storage/", "/upload/storage/", "/download/storage/"]
+                .iter()
+                .any(|prefix| signature.split_once(' ').is_some_and(|(_, path)| path.starts_with(prefix))),
+        ),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
             serve.await
@@ -602,7 +613,9 @@ async fn serve_storage(
         tokio::time::sleep(emulator.options.latency).await;
     }
     if emulator.should_fail() {
-        return ApiError::unavailable(
+        return storage::StorageError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "backendError",
             "The service is currently unavailable (injected by --fail-rate).",
         )
         .into_response();

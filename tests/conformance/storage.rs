@@ -956,3 +956,21 @@ async fn holds_and_retention_keep_objects() {
         .await;
     assert_eq!(status, 403, "younger than the retention period: {refused}");
 }
+
+/// Injected faults keep Cloud Storage's own error shape (`errors[]` with a `reason`, no
+/// `status`), as its JSON API answers them: 503 `backendError`, 429 `rateLimitExceeded`
+/// (<https://cloud.google.com/storage/docs/json_api/v1/status-codes>).
+#[tokio::test]
+async fn injected_faults_answer_in_the_storage_error_shape() {
+    for (flag, status, reason) in [
+        ("--fail-rate", 503, "backendError"),
+        ("--throttle-rate", 429, "rateLimitExceeded"),
+    ] {
+        let emulator = Emulator::start_with(&[flag, "1"]);
+        let (code, body) = emulator
+            .rest(Method::GET, "storage/v1/b?project=conformance", None)
+            .await;
+        assert_eq!(code, status, "{flag}: {body}");
+        assert_eq!(body["error"]["errors"][0]["reason"], reason, "{flag}: {body}");
+    }
+}
