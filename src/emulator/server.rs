@@ -446,7 +446,11 @@ async fn with_faults(
         Fault::Throttle => throttled(
             ["/storage/", "/upload/storage/", "/download/storage/"]
                 .iter()
-                .any(|prefix| signature.split_once(' ').is_some_and(|(_, path)| path.starts_with(prefix))),
+                .any(|prefix| {
+                    signature
+                        .split_once(' ')
+                        .is_some_and(|(_, path)| path.starts_with(prefix))
+                }),
         ),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;

@@ -1518,8 +1518,7 @@ fn media(
     // object stored with `contentEncoding: gzip` is served compressed, with `Content-Encoding:
     // gzip`, to a request that says `Accept-Encoding: gzip` (or when its Cache-Control says
     // `no-transform`); to any other it is served decompressed, whole (a Range is ignored).
-    let stored_gzip =
-        version.extra.get("contentEncoding").and_then(Json::as_str) == Some("gzip");
+    let stored_gzip = version.extra.get("contentEncoding").and_then(Json::as_str) == Some("gzip");
     if stored_gzip {
         let accepts_gzip = request
             .headers
@@ -1644,13 +1643,14 @@ fn check_removable(
     {
         return refused(format!("is retained until {}", until.to_rfc3339()));
     }
-    let period = bucket
-        .extra
-        .get("retentionPolicy")
-        .and_then(|policy| match &policy["retentionPeriod"] {
-            Json::String(text) => text.parse::<i64>().ok(),
-            other => other.as_i64(),
-        });
+    let period =
+        bucket
+            .extra
+            .get("retentionPolicy")
+            .and_then(|policy| match &policy["retentionPeriod"] {
+                Json::String(text) => text.parse::<i64>().ok(),
+                other => other.as_i64(),
+            });
     let created = chrono::DateTime::parse_from_rfc3339(&version.time_created).ok();
     if let (Some(period), Some(created)) = (period, created) {
         let expires = created + chrono::Duration::seconds(period);
@@ -1691,7 +1691,11 @@ fn delete_object(
             .objects
             .get(bucket)
             .and_then(|objects| objects.get(name))
-            .and_then(|versions| versions.iter().find(|version| version.generation == generation))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
             .cloned(),
         None => current.clone(),
     };

@@ -136,7 +136,7 @@ async fn set_iam_policy_writes_only_the_masked_fields() {
         .send()
         .await
         .expect("set without a mask");
-    assert_eq!(written.bindings, [viewer.clone()]);
+    assert_eq!(written.bindings, std::slice::from_ref(&viewer));
     assert!(
         written.audit_configs.is_empty(),
         "the default mask leaves audit configs alone: {written:?}"
@@ -149,7 +149,7 @@ async fn set_iam_policy_writes_only_the_masked_fields() {
         .send()
         .await
         .expect("set audit configs only");
-    assert_eq!(audited.audit_configs, [audit.clone()]);
+    assert_eq!(audited.audit_configs, std::slice::from_ref(&audit));
     assert_eq!(audited.bindings, [viewer], "bindings are outside the mask");
     let read = client
         .get_iam_policy()

@@ -861,7 +861,11 @@ async fn gzip_objects_are_transcoded_unless_the_reader_accepts_gzip() {
     encoder.write_all(b"plain text").expect("compress");
     let compressed = encoder.finish().expect("compressed");
     client
-        .write_object(bucket_name, "page.txt", bytes::Bytes::from(compressed.clone()))
+        .write_object(
+            bucket_name,
+            "page.txt",
+            bytes::Bytes::from(compressed.clone()),
+        )
         .set_content_encoding("gzip")
         .set_content_type("text/plain")
         .send_buffered()
@@ -971,6 +975,9 @@ async fn injected_faults_answer_in_the_storage_error_shape() {
             .rest(Method::GET, "storage/v1/b?project=conformance", None)
             .await;
         assert_eq!(code, status, "{flag}: {body}");
-        assert_eq!(body["error"]["errors"][0]["reason"], reason, "{flag}: {body}");
+        assert_eq!(
+            body["error"]["errors"][0]["reason"], reason,
+            "{flag}: {body}"
+        );
     }
 }
