@@ -408,8 +408,20 @@ fn apply_defaults(body: &mut Map<String, Json>, project: &str) {
     if template.get("timeout").is_none() {
         template["timeout"] = json!("300s");
     }
-    if template.get("maxInstanceRequestConcurrency").is_none() {
-        template["maxInstanceRequestConcurrency"] = json!(80);
+    // "If not specified or 0, concurrency defaults to 80 when requested `CPU >= 1` and defaults
+    // to 1 when requested `CPU < 1`."
+    if template
+        .get("maxInstanceRequestConcurrency")
+        .is_none_or(|concurrency| concurrency.as_i64() == Some(0))
+    {
+        let fractional = template["containers"]
+            .as_array()
+            .and_then(|containers| containers.first())
+            .and_then(|container| container.pointer("/resources/limits/cpu"))
+            .and_then(Json::as_str)
+            .and_then(cpu_cores)
+            .is_some_and(|cores| cores < 1.0);
+        template["maxInstanceRequestConcurrency"] = json!(if fractional { 1 } else { 80 });
     }
     if template.pointer("/scaling/maxInstanceCount").is_none() {
         if !template["scaling"].is_object() {
@@ -418,16 +430,32 @@ fn apply_defaults(body: &mut Map<String, Json>, project: &str) {
         template["scaling"]["maxInstanceCount"] = json!(100);
     }
     if let Some(containers) = template["containers"].as_array_mut() {
+        // A lone container is the ingress container, port 8080 unless it says; with sidecars
+        // the ingress container names its port itself.
+        let single = containers.len() == 1;
         for container in containers {
             if container.get("resources").is_none() {
                 container["resources"] =
                     json!({"limits": {"cpu": "1000m", "memory": "512Mi"}, "cpuIdle": true});
             }
-            if container.get("ports").is_none() {
+            if single && container.get("ports").is_none() {
                 container["ports"] = json!([{"name": "http1", "containerPort": 8080}]);
             }
         }
     }
+}
+
+/// A CPU limit in cores (`"1"`, `"2"`, `"1000m"`, `"500m"`).
+fn cpu_cores(cpu: &str) -> Option<f64> {
+    match cpu.strip_suffix('m') {
+        Some(millis) => millis.parse::<f64>().ok().map(|millis| millis / 1000.0),
+        None => cpu.parse::<f64>().ok(),
+    }
+}
+
+/// Seconds of a protobuf Duration in JSON (`"300s"`, `"1.5s"`).
+fn duration_seconds(text: &str) -> Option<f64> {
+    text.strip_suffix('s')?.parse::<f64>().ok()
 }
 
 fn check_labels(body: &Map<String, Json>, field: &str) -> Result<(), ApiError> {
@@ -463,6 +491,48 @@ fn check_service(body: &Map<String, Json>) -> Result<(), ApiError> {
             "spec.template.spec.containers: at least one container is required.",
         ));
     };
+    // Container.ports: "Only a single port can be specified"; with several containers exactly
+    // one, the ingress container, exposes one
+    // (<https://cloud.google.com/run/docs/deploying#sidecars>); names are DNS labels, unique.
+    let with_ports = containers
+        .iter()
+        .filter(|container| {
+            container["ports"]
+                .as_array()
+                .is_some_and(|ports| !ports.is_empty())
+        })
+        .count();
+    if containers.len() > 1 && with_ports != 1 {
+        return Err(ApiError::invalid_argument(
+            "spec.template.spec.containers: exactly one container (the ingress container) must specify a port.",
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for container in containers {
+        if container["ports"].as_array().is_some_and(|ports| ports.len() > 1) {
+            return Err(ApiError::invalid_argument(
+                "spec.template.spec.containers.ports: only a single port can be specified.",
+            ));
+        }
+        if let Some(name) = container["name"].as_str().filter(|name| !name.is_empty()) {
+            let dns_label = name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !dns_label {
+                return Err(ApiError::invalid_argument(format!(
+                    "spec.template.spec.containers.name: {name:?} is not a DNS label (RFC 1123)."
+                )));
+            }
+            if !names.insert(name) {
+                return Err(ApiError::invalid_argument(format!(
+                    "spec.template.spec.containers.name: {name:?} is used by two containers."
+                )));
+            }
+        }
+    }
     for container in containers {
         if container["image"].as_str().is_none_or(str::is_empty) {
             return Err(ApiError::invalid_argument(
@@ -486,6 +556,37 @@ fn check_service(body: &Map<String, Json>) -> Result<(), ApiError> {
                 ));
             }
         }
+    }
+    // Service.description: "This field currently has a 512-character limit."
+    if body
+        .get("description")
+        .and_then(Json::as_str)
+        .is_some_and(|description| description.chars().count() > 512)
+    {
+        return Err(ApiError::invalid_argument(
+            "description: the limit is 512 characters.",
+        ));
+    }
+    let template = body.get("template").cloned().unwrap_or_default();
+    // Request timeouts go up to 60 minutes, concurrency up to 1000
+    // (<https://cloud.google.com/run/docs/configuring/request-timeout>,
+    // <https://cloud.google.com/run/docs/configuring/concurrency>).
+    if let Some(timeout) = template["timeout"].as_str() {
+        match duration_seconds(timeout) {
+            Some(seconds) if seconds > 0.0 && seconds <= 3600.0 => {}
+            _ => {
+                return Err(ApiError::invalid_argument(format!(
+                    "spec.template.spec.timeoutSeconds: {timeout} is not between 1s and 3600s."
+                )));
+            }
+        }
+    }
+    if let Some(concurrency) = template["maxInstanceRequestConcurrency"].as_i64()
+        && !(0..=1000).contains(&concurrency)
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "spec.template.spec.containerConcurrency: {concurrency} is not between 0 and 1000."
+        )));
     }
     check_labels(body, "labels")?;
     check_labels(body, "annotations")

@@ -409,3 +409,84 @@ async fn revisions_across_services_and_no_wildcard_location() {
         .expect_err("no wildcard location");
     assert_eq!(code(&error), Code::InvalidArgument);
 }
+
+/// Documented limits and defaults of a service's template: Container.ports "Only a single port
+/// can be specified", and with sidecars exactly one (ingress) container exposes a port
+/// (<https://cloud.google.com/run/docs/deploying#sidecars>); Service.description "currently has a
+/// 512-character limit"; request timeouts go up to 3600s
+/// (<https://cloud.google.com/run/docs/configuring/request-timeout>); concurrency "defaults to
+/// 80 when requested `CPU >= 1` and defaults to 1 when requested `CPU < 1`".
+#[tokio::test]
+async fn template_limits_and_concurrency_default() {
+    use google_cloud_run_v2::model::{ContainerPort, ResourceRequirements};
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let port = |number: i32| ContainerPort::new().set_container_port(number);
+    let refused = [
+        (
+            "two ports on one container",
+            Service::new().set_template(RevisionTemplate::new().set_containers([
+                Container::new().set_image("i").set_ports([port(8080), port(9090)]),
+            ])),
+        ),
+        (
+            "two ingress containers",
+            Service::new().set_template(RevisionTemplate::new().set_containers([
+                Container::new().set_name("a").set_image("i").set_ports([port(8080)]),
+                Container::new().set_name("b").set_image("j").set_ports([port(9090)]),
+            ])),
+        ),
+        (
+            "a long description",
+            service("i").set_description("d".repeat(513)),
+        ),
+        (
+            "a two-hour timeout",
+            Service::new().set_template(
+                RevisionTemplate::new()
+                    .set_containers([Container::new().set_image("i")])
+                    .set_timeout(google_cloud_wkt::Duration::clamp(7200, 0)),
+            ),
+        ),
+    ];
+    for (index, (why, service)) in refused.into_iter().enumerate() {
+        let error = client
+            .create_service()
+            .set_parent(PARENT)
+            .set_service_id(format!("refused-{index}"))
+            .set_service(service)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(code(&error), Code::InvalidArgument, "{why}");
+    }
+    let sidecar = create(
+        &client,
+        "sidecar",
+        Service::new().set_template(RevisionTemplate::new().set_containers([
+            Container::new().set_name("app").set_image("i").set_ports([port(8080)]),
+            Container::new().set_name("proxy").set_image("j"),
+        ])),
+    )
+    .await;
+    let containers = &sidecar.template.as_ref().expect("template").containers;
+    assert!(containers[1].ports.is_empty(), "a sidecar gets no port");
+    let small = create(
+        &client,
+        "small",
+        Service::new().set_template(RevisionTemplate::new().set_containers([Container::new()
+            .set_image("i")
+            .set_resources(
+                ResourceRequirements::new().set_limits([("cpu", "500m"), ("memory", "512Mi")]),
+            )])),
+    )
+    .await;
+    assert_eq!(
+        small
+            .template
+            .as_ref()
+            .expect("template")
+            .max_instance_request_concurrency,
+        1
+    );
+}
