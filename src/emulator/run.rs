@@ -509,7 +509,10 @@ fn check_service(body: &Map<String, Json>) -> Result<(), ApiError> {
     }
     let mut names = std::collections::BTreeSet::new();
     for container in containers {
-        if container["ports"].as_array().is_some_and(|ports| ports.len() > 1) {
+        if container["ports"]
+            .as_array()
+            .is_some_and(|ports| ports.len() > 1)
+        {
             return Err(ApiError::invalid_argument(
                 "spec.template.spec.containers.ports: only a single port can be specified.",
             ));

@@ -251,6 +251,7 @@ impl Emulator {
         }
         let method = discovery::find_method(request.method.as_str(), &full_path);
         if let Some(method) = method {
+            normalize_query_names(method, &mut request);
             refuse_unknown_query(method, &request)?;
             decode_body(method, &mut request)?;
         }
@@ -470,6 +471,23 @@ async fn with_faults(
 
 /// Refuses query parameters the discovery method does not define, as Google does, so no API
 /// can accept more than Google's.
+/// Query parameters may use the proto field name (`page_size`) as well as the JSON name
+/// (`pageSize`), as Google's HTTP transcoding reads both; handlers see the JSON name.
+fn normalize_query_names(method: &discovery::Method, request: &mut Request) {
+    for (key, _) in request.query.iter_mut() {
+        if key.contains('_') && !method.parameters.iter().any(|parameter| parameter == key) {
+            let camel = super::collection::camel_case(key);
+            if method
+                .parameters
+                .iter()
+                .any(|parameter| *parameter == camel)
+            {
+                *key = camel;
+            }
+        }
+    }
+}
+
 fn refuse_unknown_query(method: &discovery::Method, request: &Request) -> Result<(), ApiError> {
     for (key, _) in &request.query {
         if !method.parameters.iter().any(|parameter| parameter == key) {

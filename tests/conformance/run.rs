@@ -425,16 +425,26 @@ async fn template_limits_and_concurrency_default() {
     let refused = [
         (
             "two ports on one container",
-            Service::new().set_template(RevisionTemplate::new().set_containers([
-                Container::new().set_image("i").set_ports([port(8080), port(9090)]),
-            ])),
+            Service::new().set_template(
+                RevisionTemplate::new().set_containers([Container::new()
+                    .set_image("i")
+                    .set_ports([port(8080), port(9090)])]),
+            ),
         ),
         (
             "two ingress containers",
-            Service::new().set_template(RevisionTemplate::new().set_containers([
-                Container::new().set_name("a").set_image("i").set_ports([port(8080)]),
-                Container::new().set_name("b").set_image("j").set_ports([port(9090)]),
-            ])),
+            Service::new().set_template(
+                RevisionTemplate::new().set_containers([
+                    Container::new()
+                        .set_name("a")
+                        .set_image("i")
+                        .set_ports([port(8080)]),
+                    Container::new()
+                        .set_name("b")
+                        .set_image("j")
+                        .set_ports([port(9090)]),
+                ]),
+            ),
         ),
         (
             "a long description",
@@ -463,10 +473,15 @@ async fn template_limits_and_concurrency_default() {
     let sidecar = create(
         &client,
         "sidecar",
-        Service::new().set_template(RevisionTemplate::new().set_containers([
-            Container::new().set_name("app").set_image("i").set_ports([port(8080)]),
-            Container::new().set_name("proxy").set_image("j"),
-        ])),
+        Service::new().set_template(
+            RevisionTemplate::new().set_containers([
+                Container::new()
+                    .set_name("app")
+                    .set_image("i")
+                    .set_ports([port(8080)]),
+                Container::new().set_name("proxy").set_image("j"),
+            ]),
+        ),
     )
     .await;
     let containers = &sidecar.template.as_ref().expect("template").containers;
@@ -474,11 +489,11 @@ async fn template_limits_and_concurrency_default() {
     let small = create(
         &client,
         "small",
-        Service::new().set_template(RevisionTemplate::new().set_containers([Container::new()
-            .set_image("i")
-            .set_resources(
+        Service::new().set_template(RevisionTemplate::new().set_containers([
+            Container::new().set_image("i").set_resources(
                 ResourceRequirements::new().set_limits([("cpu", "500m"), ("memory", "512Mi")]),
-            )])),
+            ),
+        ])),
     )
     .await;
     assert_eq!(
