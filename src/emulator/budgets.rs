@@ -109,6 +109,69 @@ fn budget_of(call: &Call<'_>) -> String {
     )
 }
 
+/// The budget's period and what depends on it (`Filter`, `BudgetAmount`, `ThresholdRule`):
+/// `calendarPeriod` and `customPeriod` are alternatives; a custom period's "start date is
+/// required" and "must be after January 1, 2017"; `lastPeriodAmount` and `FORECASTED_SPEND`
+/// "cannot be set in combination with Filter.custom_period"; `labels` is "a single `\"key\":
+/// value` pair".
+fn check_period(body: &Json) -> Result<(), ApiError> {
+    let filter = &body["budgetFilter"];
+    let custom = filter
+        .get("customPeriod")
+        .filter(|period| !period.is_null());
+    if custom.is_some()
+        && filter
+            .get("calendarPeriod")
+            .is_some_and(|period| !period.is_null())
+    {
+        return Err(ApiError::invalid_argument(
+            "budgetFilter: set calendarPeriod or customPeriod, not both.",
+        ));
+    }
+    if let Some(custom) = custom {
+        let start = &custom["startDate"];
+        let date = (
+            start["year"].as_i64().unwrap_or(0),
+            start["month"].as_i64().unwrap_or(0),
+            start["day"].as_i64().unwrap_or(0),
+        );
+        if date.0 == 0 {
+            return Err(ApiError::invalid_argument(
+                "budgetFilter.customPeriod.startDate is required.",
+            ));
+        }
+        if date <= (2017, 1, 1) {
+            return Err(ApiError::invalid_argument(
+                "budgetFilter.customPeriod.startDate must be after January 1, 2017.",
+            ));
+        }
+        if body.pointer("/amount/lastPeriodAmount").is_some() {
+            return Err(ApiError::invalid_argument(
+                "amount.lastPeriodAmount cannot be set with budgetFilter.customPeriod.",
+            ));
+        }
+        if body["thresholdRules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| rule["spendBasis"] == "FORECASTED_SPEND")
+        {
+            return Err(ApiError::invalid_argument(
+                "thresholdRules.spendBasis FORECASTED_SPEND cannot be set with budgetFilter.customPeriod.",
+            ));
+        }
+    }
+    if filter["labels"]
+        .as_object()
+        .is_some_and(|labels| labels.len() > 1)
+    {
+        return Err(ApiError::invalid_argument(
+            "budgetFilter.labels holds a single label and value pair.",
+        ));
+    }
+    Ok(())
+}
+
 fn check(body: &Json) -> Result<(), ApiError> {
     discovery::validate(
         Api::BillingBudgets,
@@ -156,6 +219,7 @@ fn check(body: &Json) -> Result<(), ApiError> {
             ));
         }
     }
+    check_period(body)?;
     for project in body
         .pointer("/budgetFilter/projects")
         .and_then(Json::as_array)
@@ -321,6 +385,20 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
                     merged.insert(field.clone(), value.clone());
                 }
             }
+        }
+    }
+    // calendarPeriod and customPeriod are one field (a oneof): writing one clears the other.
+    for (given, other) in [
+        ("customPeriod", "calendarPeriod"),
+        ("calendarPeriod", "customPeriod"),
+    ] {
+        if body["budgetFilter"]
+            .get(given)
+            .is_some_and(|period| !period.is_null())
+            && let Some(filter) = merged.get_mut("budgetFilter").and_then(Json::as_object_mut)
+            && filter.get(given).is_some_and(|period| !period.is_null())
+        {
+            filter.remove(other);
         }
     }
     let mut updated = Json::Object(merged);

@@ -211,3 +211,74 @@ async fn nested_mask_paths_change_one_field() {
         .await;
     assert_eq!(status, 400);
 }
+
+/// A budget's period: `lastPeriodAmount` and a `FORECASTED_SPEND` threshold "cannot be set in
+/// combination with Filter.custom_period"; a custom period's start date "must be after January
+/// 1, 2017"; calendar and custom periods are alternatives.
+#[tokio::test]
+async fn custom_periods_exclude_last_period_amounts_and_forecasts() {
+    let emulator = Emulator::start();
+    let custom = json!({"customPeriod": {"startDate": {"year": 2026, "month": 1, "day": 1}}});
+    let refused = [
+        json!({"amount": {"lastPeriodAmount": {}}, "budgetFilter": custom}),
+        json!({
+            "amount": {"specifiedAmount": {"units": "10"}},
+            "thresholdRules": [{"thresholdPercent": 0.5, "spendBasis": "FORECASTED_SPEND"}],
+            "budgetFilter": custom,
+        }),
+        json!({
+            "amount": {"specifiedAmount": {"units": "10"}},
+            "budgetFilter": {"customPeriod": {"startDate": {"year": 2016, "month": 5, "day": 1}}},
+        }),
+        json!({
+            "amount": {"specifiedAmount": {"units": "10"}},
+            "budgetFilter": {"calendarPeriod": "MONTH", "customPeriod": custom["customPeriod"]},
+        }),
+    ];
+    for body in refused {
+        let (status, answer) = emulator
+            .rest(Method::POST, BUDGETS, Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let (status, answer) = emulator
+        .rest(
+            Method::POST,
+            BUDGETS,
+            Some(json!({"amount": {"specifiedAmount": {"units": "10"}}, "budgetFilter": custom})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["budgetFilter"].get("calendarPeriod").is_none(),
+        "a custom period is not given a calendar one: {answer}"
+    );
+}
+
+/// `calendarPeriod` and `customPeriod` are alternatives (one `usage_period`): a masked patch
+/// that sets a custom period replaces the default calendar period.
+#[tokio::test]
+async fn a_custom_period_replaces_the_calendar_period() {
+    let emulator = Emulator::start();
+    let (_, created) = emulator
+        .rest(Method::POST, BUDGETS, Some(budget("period")))
+        .await;
+    assert_eq!(created["budgetFilter"]["calendarPeriod"], "MONTH");
+    let name = created["name"].as_str().expect("name");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}?updateMask=budgetFilter.customPeriod"),
+            Some(json!({"budgetFilter": {"customPeriod": {"startDate": {"year": 2026, "month": 2, "day": 1}}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert!(
+        patched["budgetFilter"].get("calendarPeriod").is_none(),
+        "{patched}"
+    );
+    assert_eq!(
+        patched["budgetFilter"]["customPeriod"]["startDate"]["month"],
+        2
+    );
+}
