@@ -598,6 +598,38 @@ fn check_alert_policy(store: &Store, body: &Json, project: &str) -> Result<(), A
                 }
             }
         }
+        // conditionAbsent.duration: "The minimum value of this field is 120 seconds. Larger
+        // values that are a multiple of a minute … are supported."
+        if let Some(absent) = condition.get("conditionAbsent") {
+            let duration = absent["duration"]
+                .as_str()
+                .and_then(|text| text.strip_suffix('s'))
+                .and_then(|seconds| seconds.parse::<f64>().ok());
+            match duration {
+                Some(seconds) if seconds >= 120.0 && seconds % 60.0 == 0.0 => {}
+                _ => {
+                    return Err(ApiError::invalid_argument(format!(
+                        "conditions[{index}].conditionAbsent.duration must be at least 120s and a whole number of minutes."
+                    )));
+                }
+            }
+        }
+        // "If condition_monitoring_query_language is present, it must be the only condition."
+        if condition.get("conditionMonitoringQueryLanguage").is_some() && conditions.len() > 1 {
+            return Err(ApiError::invalid_argument(format!(
+                "conditions[{index}]: a Monitoring Query Language condition must be the only condition."
+            )));
+        }
+        // AlertStrategy.notificationRateLimit: "Required for log-based alerting policies".
+        if condition.get("conditionMatchedLog").is_some()
+            && body
+                .pointer("/alertStrategy/notificationRateLimit/period")
+                .is_none_or(Json::is_null)
+        {
+            return Err(ApiError::invalid_argument(
+                "alertStrategy.notificationRateLimit is required for log-based alerting policies.",
+            ));
+        }
         if let Some(promql) = condition.get("conditionPrometheusQueryLanguage")
             && promql["query"].as_str().is_none_or(str::is_empty)
         {
@@ -605,6 +637,44 @@ fn check_alert_policy(store: &Store, body: &Json, project: &str) -> Result<(), A
                 "conditions[{index}].conditionPrometheusQueryLanguage.query is required."
             )));
         }
+    }
+    // "The name is limited to 512 Unicode characters"; documentation content "may not exceed
+    // 8,192 Unicode characters and may not exceed more than 10,240 bytes", the subject 10,240
+    // bytes, and links "up to 3 entries".
+    if body["displayName"]
+        .as_str()
+        .is_some_and(|name| name.chars().count() > 512)
+    {
+        return Err(ApiError::invalid_argument(
+            "displayName is limited to 512 characters.",
+        ));
+    }
+    if let Some(content) = body
+        .pointer("/documentation/content")
+        .and_then(Json::as_str)
+        && (content.chars().count() > 8192 || content.len() > 10_240)
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.content may not exceed 8,192 characters or 10,240 bytes.",
+        ));
+    }
+    if body
+        .pointer("/documentation/subject")
+        .and_then(Json::as_str)
+        .is_some_and(|subject| subject.len() > 10_240)
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.subject may not exceed 10,240 bytes.",
+        ));
+    }
+    if body
+        .pointer("/documentation/links")
+        .and_then(Json::as_array)
+        .is_some_and(|links| links.len() > 3)
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.links holds up to 3 entries.",
+        ));
     }
     if let Some(mime) = body
         .pointer("/documentation/mimeType")

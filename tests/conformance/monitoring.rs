@@ -397,3 +397,74 @@ async fn a_channel_is_verified_only_by_verify() {
         .expect("get");
     assert_ne!(read.verification_status, VerificationStatus::Verified);
 }
+
+/// AlertPolicy limits as documented: conditionAbsent.duration "minimum value … is 120 seconds";
+/// "If condition_monitoring_query_language is present, it must be the only condition";
+/// documentation content "may not exceed 8,192 Unicode characters", links "up to 3 entries";
+/// the display name "is limited to 512 Unicode characters"
+/// (<https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies>).
+#[tokio::test]
+async fn alert_policy_limits() {
+    use google_cloud_monitoring_v3::model::alert_policy::condition::{
+        MetricAbsence, MonitoringQueryLanguageCondition,
+    };
+    use google_cloud_monitoring_v3::model::alert_policy::{Documentation, documentation::Link};
+    let emulator = Emulator::start();
+    let client = client!(AlertPolicyService, emulator);
+    let absent = |seconds: i64| {
+        Condition::new().set_display_name("absent").set_condition_absent(
+            MetricAbsence::new()
+                .set_filter("metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\"")
+                .set_duration(google_cloud_wkt::Duration::clamp(seconds, 0)),
+        )
+    };
+    let mql = Condition::new()
+        .set_display_name("mql")
+        .set_condition_monitoring_query_language(
+            MonitoringQueryLanguageCondition::new()
+                .set_query("fetch cloud_run_revision | metric 'run.googleapis.com/request_count'")
+                .set_duration(google_cloud_wkt::Duration::clamp(60, 0)),
+        );
+    let refused = [
+        (
+            "an absence under 120s",
+            policy("a").set_conditions([absent(60)]),
+        ),
+        (
+            "an MQL condition beside another",
+            policy("b").set_conditions([mql, absent(120)]),
+        ),
+        (
+            "long documentation",
+            policy("c").set_documentation(Documentation::new().set_content("x".repeat(8193))),
+        ),
+        (
+            "four links",
+            policy("d").set_documentation(Documentation::new().set_content("runbook").set_links(
+                (0..4).map(|n| {
+                    Link::new()
+                        .set_display_name(format!("l{n}"))
+                        .set_url("https://example.com")
+                }),
+            )),
+        ),
+        ("a long name", policy(&"n".repeat(513))),
+    ];
+    for (why, alert_policy) in refused {
+        let error = client
+            .create_alert_policy()
+            .set_name("projects/conformance")
+            .set_alert_policy(alert_policy)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(code(&error), Code::InvalidArgument, "{why}");
+    }
+    client
+        .create_alert_policy()
+        .set_name("projects/conformance")
+        .set_alert_policy(policy("absent").set_conditions([absent(180)]))
+        .send()
+        .await
+        .expect("a three-minute absence");
+}
