@@ -176,6 +176,41 @@ pub fn handle(
     }
 }
 
+/// Cloud Storage's storage classes (<https://cloud.google.com/storage/docs/storage-classes>,
+/// and the legacy ones the JSON API still accepts).
+const STORAGE_CLASSES: [&str; 7] = [
+    "STANDARD",
+    "NEARLINE",
+    "COLDLINE",
+    "ARCHIVE",
+    "MULTI_REGIONAL",
+    "REGIONAL",
+    "DURABLE_REDUCED_AVAILABILITY",
+];
+
+fn check_storage_class(body: &Json) -> Result<(), StorageError> {
+    match body.get("storageClass") {
+        None | Some(Json::Null) => Ok(()),
+        Some(class)
+            if class
+                .as_str()
+                .is_some_and(|class| STORAGE_CLASSES.contains(&class)) =>
+        {
+            Ok(())
+        }
+        Some(class) => Err(StorageError::invalid(format!(
+            "Invalid storage class: {class}"
+        ))),
+    }
+}
+
+/// An object's storage class: the one it was written with, which defaults to its bucket's
+/// ("If you don't specify a storage class for an object, it uses the bucket's default storage
+/// class", <https://cloud.google.com/storage/docs/storage-classes>).
+fn object_storage_class(version: &ObjectGeneration) -> &str {
+    version.storage_class.as_deref().unwrap_or("STANDARD")
+}
+
 /// The writable object fields beyond `metadata` and `contentType` (the Object resource,
 /// <https://cloud.google.com/storage/docs/json_api/v1/objects#resource>), kept as written.
 const OBJECT_WRITABLE: [&str; 9] = [
@@ -346,6 +381,7 @@ fn patch_bucket(
 ) -> Result<Json, StorageError> {
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    check_storage_class(&body)?;
     let bucket = store
         .buckets
         .get_mut(name)
@@ -384,6 +420,7 @@ fn update_bucket(
 ) -> Result<Json, StorageError> {
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    check_storage_class(&body)?;
     let bucket = store
         .buckets
         .get_mut(name)
@@ -562,6 +599,12 @@ fn copy(
         "metadata": overrides.get("metadata").cloned().unwrap_or(Json::Object(version.metadata.clone())),
         "contentType": overrides["contentType"].as_str().unwrap_or(&version.content_type),
     });
+    if let Some(class) = overrides
+        .get("storageClass")
+        .filter(|class| !class.is_null())
+    {
+        metadata["storageClass"] = class.clone();
+    }
     for field in OBJECT_WRITABLE {
         if let Some(value) = overrides
             .get(field)
@@ -806,6 +849,7 @@ fn insert_bucket(
     })?;
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    check_storage_class(&body)?;
     let name = body["name"].as_str().unwrap_or_default().to_string();
     let valid = (3..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -890,7 +934,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "generation": version.generation.to_string(),
         "metageneration": version.metageneration.to_string(),
         "contentType": version.content_type,
-        "storageClass": "STANDARD",
+        "storageClass": object_storage_class(version),
         "size": data.len().to_string(),
         "crc32c": crc,
         "md5Hash": md5,
@@ -1382,9 +1426,22 @@ fn store_object(
             .unwrap_or_default(),
         extra: Default::default(),
         component_count: 0,
+        storage_class: None,
     };
     let mut version = version;
     write_fields(&mut version.extra, metadata, &OBJECT_WRITABLE, true);
+    check_storage_class(metadata)?;
+    let storage_class = metadata["storageClass"]
+        .as_str()
+        .or_else(|| {
+            store
+                .buckets
+                .get(bucket)
+                .and_then(|record| record.extra.get("storageClass"))
+                .and_then(Json::as_str)
+        })
+        .unwrap_or("STANDARD");
+    version.storage_class = Some(storage_class.to_string());
     if default_hold && !version.extra.contains_key("eventBasedHold") {
         version.extra.insert("eventBasedHold".into(), json!(true));
     }
@@ -1481,7 +1538,10 @@ fn media(
                 .unwrap_or("identity")
                 .to_string(),
         ),
-        ("x-goog-storage-class".to_string(), "STANDARD".to_string()),
+        (
+            "x-goog-storage-class".to_string(),
+            object_storage_class(version).to_string(),
+        ),
         (
             "x-goog-hash".to_string(),
             if version.component_count > 0 {

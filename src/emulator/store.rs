@@ -110,6 +110,9 @@ pub struct ObjectGeneration {
     /// How many objects a composite object was composed of; 0 for an uploaded one.
     #[serde(default)]
     pub component_count: u32,
+    /// The storage class it was written with; `None` (older stores) is STANDARD.
+    #[serde(default)]
+    pub storage_class: Option<String>,
 }
 
 /// A stored Cloud Run service.

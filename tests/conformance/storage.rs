@@ -981,3 +981,47 @@ async fn injected_faults_answer_in_the_storage_error_shape() {
         );
     }
 }
+
+/// Storage classes: "If you don't specify a storage class for an object, it uses the bucket's
+/// default storage class"; an unknown class is refused
+/// (<https://cloud.google.com/storage/docs/storage-classes>).
+#[tokio::test]
+async fn objects_take_the_bucket_storage_class() {
+    let emulator = Emulator::start();
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b?project=conformance",
+            Some(json!({"name": "conf-class", "storageClass": "NEARLINE"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let inherited = put_object(&emulator, "conf-class", "inherited", "x").await;
+    assert_eq!(inherited["storageClass"], "NEARLINE", "{inherited}");
+    let media = reqwest::Client::new()
+        .get(format!(
+            "{}/storage/v1/b/conf-class/o/inherited?alt=media",
+            emulator.endpoint
+        ))
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(media.headers()["x-goog-storage-class"], "NEARLINE");
+    let (status, rewritten) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b/conf-class/o/inherited/rewriteTo/b/conf-class/o/cold",
+            Some(json!({"storageClass": "COLDLINE"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{rewritten}");
+    assert_eq!(rewritten["resource"]["storageClass"], "COLDLINE");
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b?project=conformance",
+            Some(json!({"name": "conf-class-bad", "storageClass": "LUKEWARM"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
