@@ -300,6 +300,16 @@ pub fn test_permissions(request: &Request) -> Result<Response, ApiError> {
             "Permissions with wildcards (such as '*') are not allowed.",
         ));
     }
+    // Permissions are `service.resource.verb` (<https://cloud.google.com/iam/docs/permissions-reference>);
+    // anything else is no permission at all.
+    if let Some(malformed) = permissions.iter().filter_map(Json::as_str).find(|permission| {
+        let parts: Vec<&str> = permission.split('.').collect();
+        parts.len() != 3 || parts.iter().any(|part| part.is_empty())
+    }) {
+        return Err(ApiError::invalid_argument(format!(
+            "Permission {malformed} is not valid: permissions are service.resource.verb."
+        )));
+    }
     Ok(Response::read(if permissions.is_empty() {
         json!({})
     } else {

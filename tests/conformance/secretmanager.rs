@@ -285,6 +285,16 @@ async fn test_iam_permissions_answers_the_held_subset() {
         .await
         .expect_err("wildcard");
     assert_eq!(code(&error), Code::InvalidArgument);
+    // Permissions are `service.resource.verb`
+    // (<https://cloud.google.com/iam/docs/permissions-reference>).
+    let error = client
+        .test_iam_permissions()
+        .set_resource(&secret.name)
+        .set_permissions(["access"])
+        .send()
+        .await
+        .expect_err("no permission at all");
+    assert_eq!(code(&error), Code::InvalidArgument);
 }
 
 /// Regional secrets (`projects/*/locations/*/secrets/*`): the same methods, no replication
