@@ -302,10 +302,14 @@ pub fn test_permissions(request: &Request) -> Result<Response, ApiError> {
     }
     // Permissions are `service.resource.verb` (<https://cloud.google.com/iam/docs/permissions-reference>);
     // anything else is no permission at all.
-    if let Some(malformed) = permissions.iter().filter_map(Json::as_str).find(|permission| {
-        let parts: Vec<&str> = permission.split('.').collect();
-        parts.len() != 3 || parts.iter().any(|part| part.is_empty())
-    }) {
+    if let Some(malformed) = permissions
+        .iter()
+        .filter_map(Json::as_str)
+        .find(|permission| {
+            let parts: Vec<&str> = permission.split('.').collect();
+            parts.len() != 3 || parts.iter().any(|part| part.is_empty())
+        })
+    {
         return Err(ApiError::invalid_argument(format!(
             "Permission {malformed} is not valid: permissions are service.resource.verb."
         )));

@@ -1271,10 +1271,31 @@ fn list_operations(
     region: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken", "returnPartialSuccess"])?;
-    let prefix = format!(
-        "projects/{}/locations/{region}/operations/",
-        project_number(project)
-    );
+    // filter: "To query for only completed operations: done:true To query for only ongoing
+    // operations: done:false Must be empty to query for all".
+    let wanted_done = match request
+        .query("filter")
+        .map(|filter| filter.split_whitespace().collect::<String>())
+        .as_deref()
+    {
+        None | Some("") => None,
+        Some("done:true" | "done=true") => Some(true),
+        Some("done:false" | "done=false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid filter {other:?}: use done:true or done:false, or no filter."
+            )));
+        }
+    };
+    // A `-` location reads across the project's locations.
+    let prefix = if region == "-" {
+        format!("projects/{}/locations/", project_number(project))
+    } else {
+        format!(
+            "projects/{}/locations/{region}/operations/",
+            project_number(project)
+        )
+    };
     let names: Vec<String> = store
         .run_operations
         .keys()
@@ -1283,7 +1304,11 @@ fn list_operations(
         .collect();
     let mut items = Vec::new();
     for name in names {
-        items.push(get_operation(store, &name)?.body);
+        let operation = get_operation(store, &name)?.body;
+        let done = operation["done"].as_bool().unwrap_or(false);
+        if wanted_done.is_none_or(|wanted| wanted == done) {
+            items.push(operation);
+        }
     }
     // operations.list: "Requested page size cannot exceed 100. If not set or set to less than
     // or equal to 0, the default page size is 100."

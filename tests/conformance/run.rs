@@ -505,3 +505,65 @@ async fn template_limits_and_concurrency_default() {
         1
     );
 }
+
+/// operations.list `filter`: "To query for only completed operations: done:true To query for
+/// only ongoing operations: done:false Must be empty to query for all of the latest
+/// operations"; a `-` location reads across the project's locations.
+#[tokio::test]
+async fn operations_list_filters_by_done() {
+    let emulator = Emulator::start_with(&["--operation-delay-ms", "60000"]);
+    let client = client!(Services, emulator);
+    let operation = client
+        .create_service()
+        .set_parent(PARENT)
+        .set_service_id("slow")
+        .set_service(service("us-docker.pkg.dev/p/r/x:1"))
+        .send()
+        .await
+        .expect("started");
+    let number = operation
+        .name
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let parent = format!("projects/{number}/locations/europe-west1");
+    let names = |listed: google_cloud_longrunning::model::ListOperationsResponse| -> Vec<String> {
+        listed
+            .operations
+            .into_iter()
+            .map(|operation| operation.name)
+            .collect()
+    };
+    let ongoing = client
+        .list_operations()
+        .set_name(&parent)
+        .set_filter("done:false")
+        .send()
+        .await
+        .expect("ongoing");
+    assert_eq!(names(ongoing), [operation.name.clone()]);
+    let done = client
+        .list_operations()
+        .set_name(&parent)
+        .set_filter("done:true")
+        .send()
+        .await
+        .expect("done");
+    assert!(names(done).is_empty());
+    let across = client
+        .list_operations()
+        .set_name(format!("projects/{number}/locations/-"))
+        .send()
+        .await
+        .expect("across locations");
+    assert_eq!(names(across), [operation.name.clone()]);
+    let error = client
+        .list_operations()
+        .set_name(&parent)
+        .set_filter("name:slow")
+        .send()
+        .await
+        .expect_err("an unsupported filter");
+    assert_eq!(code(&error), Code::InvalidArgument);
+}
