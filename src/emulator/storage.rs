@@ -8,7 +8,9 @@
 //! object names must be percent-encoded in paths, `/` included.
 
 use super::collection::{self, PageSizes};
-use super::store::{BucketRecord, ObjectGeneration, Store, UploadSession, now, project_number};
+use super::store::{
+    BucketRecord, ObjectGeneration, PolicyRecord, Store, UploadSession, now, project_number,
+};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -124,6 +126,14 @@ pub fn handle(
             .map(|body| (StorageAnswer::Json(body), false)),
         ("PATCH", false, ["b", bucket]) => patch_bucket(store, request, &decode(bucket)?)
             .map(|body| (StorageAnswer::Json(body), true)),
+        ("GET", false, ["b", bucket, "iam"]) => get_bucket_policy(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), false)),
+        ("PUT", false, ["b", bucket, "iam"]) => set_bucket_policy(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), true)),
+        ("GET", false, ["b", bucket, "iam", "testPermissions"]) => {
+            test_bucket_permissions(store, request, &decode(bucket)?)
+                .map(|body| (StorageAnswer::Json(body), false))
+        }
         ("PUT", false, ["b", bucket]) => update_bucket(store, request, &decode(bucket)?)
             .map(|body| (StorageAnswer::Json(body), true)),
         ("DELETE", false, ["b", bucket]) => {
@@ -438,6 +448,177 @@ fn update_bucket(
     Ok(bucket_json(name, bucket, &request.base_url))
 }
 
+/// A bucket's IAM policy, in Cloud Storage's own shape (`storage#policy`, the bucket as
+/// `resourceId`; <https://cloud.google.com/storage/docs/json_api/v1/buckets/getIamPolicy>). A
+/// bucket starts with the legacy convenience bindings every new bucket has
+/// (<https://cloud.google.com/storage/docs/access-control/iam#convenience-values>).
+fn bucket_policy(store: &Store, bucket: &str) -> Result<(String, PolicyRecord), StorageError> {
+    let Some(record) = store.buckets.get(bucket) else {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    };
+    let resource = format!("projects/_/buckets/{bucket}");
+    let policy = store.policies.get(&resource).cloned().unwrap_or_else(|| {
+        let project = &record.project_number;
+        PolicyRecord {
+            version: 1,
+            bindings: vec![
+                json!({"role": "roles/storage.legacyBucketOwner", "members": [format!("projectEditor:{project}"), format!("projectOwner:{project}")]}),
+                json!({"role": "roles/storage.legacyBucketReader", "members": [format!("projectViewer:{project}")]}),
+            ],
+            audit_configs: Vec::new(),
+            etag: "CAE=".to_string(),
+        }
+    });
+    Ok((resource, policy))
+}
+
+fn bucket_policy_json(resource: &str, policy: &PolicyRecord) -> Json {
+    let mut body = json!({
+        "kind": "storage#policy",
+        "resourceId": resource,
+        "version": policy.version,
+        "etag": policy.etag,
+    });
+    if !policy.bindings.is_empty() {
+        body["bindings"] = json!(policy.bindings);
+    }
+    body
+}
+
+/// `buckets.getIamPolicy`: "If the optionsRequestedPolicyVersion is for an older version that
+/// doesn't support part of the requested IAM policy, the request fails."
+fn get_bucket_policy(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<Json, StorageError> {
+    let (resource, policy) = bucket_policy(store, bucket)?;
+    let requested = request
+        .number("optionsRequestedPolicyVersion")?
+        .unwrap_or(1);
+    if !matches!(requested, 1 | 3) {
+        return Err(StorageError::invalid(format!(
+            "Invalid optionsRequestedPolicyVersion {requested}: use 1 or 3."
+        )));
+    }
+    if requested < 3 && policy.version >= 3 {
+        return Err(StorageError::invalid(
+            "The policy has conditions: request optionsRequestedPolicyVersion=3 to read it.",
+        ));
+    }
+    Ok(bucket_policy_json(&resource, &policy))
+}
+
+/// `buckets.setIamPolicy` (PUT, the Policy as body): a stale etag fails the precondition
+/// (412), conditions need version 3, every binding names a role and members.
+fn set_bucket_policy(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<Json, StorageError> {
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let (resource, current) = bucket_policy(store, bucket)?;
+    if let Some(etag) = body["etag"].as_str()
+        && etag != current.etag
+    {
+        return Err(StorageError::precondition());
+    }
+    let bindings = body["bindings"].as_array().cloned().unwrap_or_default();
+    let mut conditional = false;
+    for binding in &bindings {
+        let role = binding["role"].as_str().unwrap_or_default();
+        let members = binding["members"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if role.is_empty() || members.is_empty() {
+            return Err(StorageError::invalid(
+                "Every binding needs a role and at least one member.",
+            ));
+        }
+        for member in members {
+            let member = member.as_str().unwrap_or_default();
+            let valid = ["allUsers", "allAuthenticatedUsers"].contains(&member)
+                || [
+                    "user:",
+                    "serviceAccount:",
+                    "group:",
+                    "domain:",
+                    "projectOwner:",
+                    "projectEditor:",
+                    "projectViewer:",
+                    "principal://",
+                    "principalSet://",
+                    "deleted:",
+                ]
+                .iter()
+                .any(|prefix| {
+                    member
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| !rest.is_empty())
+                });
+            if !valid {
+                return Err(StorageError::invalid(format!(
+                    "Invalid member {member:?} for role {role}."
+                )));
+            }
+        }
+        conditional |= binding
+            .get("condition")
+            .is_some_and(|condition| !condition.is_null());
+    }
+    let version = body["version"].as_i64().unwrap_or(1);
+    if conditional && version < 3 {
+        return Err(StorageError::invalid(
+            "IAM conditions need policy version 3.",
+        ));
+    }
+    let policy = PolicyRecord {
+        version: if conditional { 3 } else { 1 },
+        bindings,
+        audit_configs: Vec::new(),
+        etag: store.next_etag(),
+    };
+    let answer = bucket_policy_json(&resource, &policy);
+    store.policies.insert(resource, policy);
+    Ok(answer)
+}
+
+/// `buckets.testIamPermissions`: the emulator's caller holds every Cloud Storage permission
+/// it asks about; a permission of another service is refused.
+fn test_bucket_permissions(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<Json, StorageError> {
+    bucket_policy(store, bucket)?;
+    let permissions: Vec<&str> = request
+        .query
+        .iter()
+        .filter(|(key, _)| key == "permissions")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    if permissions.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: permissions",
+        ));
+    }
+    if let Some(foreign) = permissions
+        .iter()
+        .find(|permission| !permission.starts_with("storage."))
+    {
+        return Err(StorageError::invalid(format!(
+            "Permission '{foreign}' is not a Cloud Storage permission."
+        )));
+    }
+    Ok(json!({"kind": "storage#testIamPermissionsResponse", "permissions": permissions}))
+}
+
 fn delete_bucket(
     store: &mut Store,
     request: &StorageRequest<'_>,
@@ -461,6 +642,7 @@ fn delete_bucket(
     }
     store.buckets.remove(name);
     store.objects.remove(name);
+    store.policies.remove(&format!("projects/_/buckets/{name}"));
     Ok(())
 }
 

@@ -1025,3 +1025,89 @@ async fn objects_take_the_bucket_storage_class() {
         .await;
     assert_eq!(status, 400);
 }
+
+/// Bucket IAM (<https://cloud.google.com/storage/docs/json_api/v1/buckets/getIamPolicy>,
+/// `setIamPolicy`, `testIamPermissions`): a `storage#policy` whose `resourceId` is
+/// `projects/_/buckets/BUCKET`, starting with the legacy convenience bindings of a new bucket
+/// (<https://cloud.google.com/storage/docs/access-control/iam#convenience-values>); a write with
+/// a stale etag fails its precondition; conditions need version 3 and are read at version 3.
+#[tokio::test]
+async fn bucket_iam_policies() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-iam").await;
+    let (status, initial) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-iam/iam", None)
+        .await;
+    assert_eq!(status, 200, "{initial}");
+    assert_eq!(initial["kind"], "storage#policy");
+    assert_eq!(initial["resourceId"], "projects/_/buckets/conf-iam");
+    assert!(
+        initial["bindings"]
+            .as_array()
+            .is_some_and(|bindings| bindings
+                .iter()
+                .any(|binding| binding["role"] == "roles/storage.legacyBucketOwner")),
+        "{initial}"
+    );
+    let mut bindings = initial["bindings"].as_array().cloned().unwrap_or_default();
+    bindings.push(json!({"role": "roles/storage.objectViewer", "members": ["allUsers"]}));
+    let (status, written) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-iam/iam",
+            Some(json!({"bindings": bindings, "etag": initial["etag"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{written}");
+    assert_ne!(written["etag"], initial["etag"]);
+    let (status, _) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-iam/iam",
+            Some(json!({"bindings": [], "etag": initial["etag"]})),
+        )
+        .await;
+    assert_eq!(status, 412, "a stale etag");
+    let conditional = json!({"role": "roles/storage.objectViewer", "members": ["user:a@example.com"],
+        "condition": {"title": "t", "expression": "request.time < timestamp('2030-01-01T00:00:00Z')"}});
+    let (status, _) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-iam/iam",
+            Some(json!({"bindings": [conditional.clone()]})),
+        )
+        .await;
+    assert_eq!(status, 400, "conditions need version 3");
+    let (status, _) = emulator
+        .rest(
+            Method::PUT,
+            "storage/v1/b/conf-iam/iam",
+            Some(json!({"version": 3, "bindings": [conditional]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-iam/iam", None)
+        .await;
+    assert_eq!(status, 400, "a conditional policy read below version 3");
+    let (status, read) = emulator
+        .rest(
+            Method::GET,
+            "storage/v1/b/conf-iam/iam?optionsRequestedPolicyVersion=3",
+            None,
+        )
+        .await;
+    assert_eq!((status, read["version"].as_i64()), (200, Some(3)), "{read}");
+    let (status, tested) = emulator
+        .rest(
+            Method::GET,
+            "storage/v1/b/conf-iam/iam/testPermissions?permissions=storage.buckets.get&permissions=storage.objects.list",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(
+        tested["permissions"],
+        json!(["storage.buckets.get", "storage.objects.list"])
+    );
+}
