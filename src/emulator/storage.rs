@@ -117,6 +117,7 @@ pub fn handle(
     request: &StorageRequest<'_>,
 ) -> Result<(StorageAnswer, bool), StorageError> {
     let segments: Vec<&str> = request.path.split('/').collect();
+    check_acl_use(store, request, &segments)?;
     match (request.method.as_str(), request.upload, &segments[..]) {
         ("POST", false, ["b"]) => insert_bucket(store, request),
         ("GET", false, ["b"]) => {
@@ -299,6 +300,58 @@ fn merge_patch(stored: &mut serde_json::Map<String, Json>, field: &str, value: &
             stored.insert(field.to_string(), value.clone());
         }
     }
+}
+
+/// Whether a bucket has uniform bucket-level access (the emulator's default, see
+/// `bucket_json`), from its stored `iamConfiguration` or, for a bucket being created, its body.
+fn uniform_access(iam_configuration: Option<&Json>) -> bool {
+    let configuration = iam_configuration.unwrap_or(&Json::Null);
+    let flag = |field: &str| configuration[field]["enabled"].as_bool();
+    flag("uniformBucketLevelAccess")
+        .or_else(|| flag("bucketPolicyOnly"))
+        .unwrap_or(true)
+}
+
+/// "When you enable uniform bucket-level access on a bucket, Access Control Lists (ACLs) are
+/// disabled" (<https://cloud.google.com/storage/docs/uniform-bucket-level-access>): the ACL
+/// methods and the `predefinedAcl` family of parameters are refused with 400 on such a bucket.
+fn check_acl_use(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    segments: &[&str],
+) -> Result<(), StorageError> {
+    let acl_method = segments
+        .iter()
+        .any(|segment| matches!(*segment, "acl" | "defaultObjectAcl"));
+    let acl_parameter = request.query.iter().any(|(key, _)| {
+        matches!(
+            key.as_str(),
+            "predefinedAcl" | "predefinedDefaultObjectAcl" | "destinationPredefinedAcl"
+        )
+    });
+    if !acl_method && !acl_parameter {
+        return Ok(());
+    }
+    let uniform = match segments {
+        ["b"] if request.method == Method::POST => {
+            let body: Json = serde_json::from_slice(request.body).unwrap_or_default();
+            uniform_access(body.get("iamConfiguration"))
+        }
+        ["b", bucket, ..] => {
+            let bucket = decode(bucket)?;
+            match store.buckets.get(&bucket) {
+                Some(record) => uniform_access(record.extra.get("iamConfiguration")),
+                None => return Ok(()),
+            }
+        }
+        _ => false,
+    };
+    if uniform {
+        return Err(StorageError::invalid(
+            "Cannot use ACL API or predefined ACLs: uniform bucket-level access is enabled on this bucket.",
+        ));
+    }
+    Ok(())
 }
 
 /// A request no handler serves: 501 naming the method when Cloud Storage has one there, 404

@@ -1111,3 +1111,48 @@ async fn bucket_iam_policies() {
         json!(["storage.buckets.get", "storage.objects.list"])
     );
 }
+
+/// "When you enable uniform bucket-level access on a bucket, Access Control Lists (ACLs) are
+/// disabled" — the emulator's buckets have it on unless created without it
+/// (<https://cloud.google.com/storage/docs/uniform-bucket-level-access>): ACL methods and
+/// predefined ACLs are refused with 400, not served or ignored.
+#[tokio::test]
+async fn uniform_bucket_level_access_refuses_acls() {
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-ubla").await;
+    let (_, bucket_body) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-ubla", None)
+        .await;
+    assert_eq!(
+        bucket_body["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"],
+        true
+    );
+    put_object(&emulator, "conf-ubla", "o", "x").await;
+    for (method, path) in [
+        (Method::GET, "storage/v1/b/conf-ubla/acl"),
+        (Method::GET, "storage/v1/b/conf-ubla/defaultObjectAcl"),
+        (Method::GET, "storage/v1/b/conf-ubla/o/o/acl"),
+        (
+            Method::PATCH,
+            "storage/v1/b/conf-ubla/o/o?predefinedAcl=publicRead",
+        ),
+    ] {
+        let (status, body) = emulator.rest(method.clone(), path, Some(json!({}))).await;
+        assert_eq!(status, 400, "{method} {path}: {body}");
+    }
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "storage/v1/b?project=conformance",
+            Some(json!({
+                "name": "conf-acl-bucket",
+                "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": false}},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = emulator
+        .rest(Method::GET, "storage/v1/b/conf-acl-bucket/acl", None)
+        .await;
+    assert_eq!(status, 501, "ACLs themselves are not served: {body}");
+}
