@@ -340,6 +340,61 @@ fn check_labels(labels: Option<&Json>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Annotations, version aliases and the expiration, as `Secret` documents them: annotation keys
+/// "between 1 and 63 characters long, have a UTF-8 encoding of maximum 128 bytes, begin and end
+/// with an alphanumeric character … and may have dashes (-), underscores (_), dots (.)", all
+/// keys and values "less than 16KiB"; an alias "a maximum length of 63 characters … letters,
+/// numerals, and the hyphen (`-`) and underscore", starting with a letter, not `latest` or
+/// `NEW`, at most 50; `expireTime` and `ttl` are one field (the `expiration` oneof).
+fn check_secret_fields(fields: &serde_json::Map<String, Json>) -> Result<(), ApiError> {
+    if let Some(annotations) = fields.get("annotations").and_then(Json::as_object) {
+        let mut total = 0;
+        for (key, value) in annotations {
+            total += key.len() + value.as_str().map_or(0, str::len);
+            let edge = |c: char| c.is_ascii_alphanumeric();
+            let valid = (1..=63).contains(&key.chars().count())
+                && key.len() <= 128
+                && key.starts_with(edge)
+                && key.ends_with(edge)
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !valid {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid annotation key {key:?}: 1-63 characters, alphanumeric at both ends, '-', '_' or '.' between."
+                )));
+            }
+        }
+        if total >= 16 * 1024 {
+            return Err(ApiError::invalid_argument(
+                "The total size of annotation keys and values must be less than 16KiB.",
+            ));
+        }
+    }
+    if let Some(aliases) = fields.get("versionAliases").and_then(Json::as_object) {
+        if aliases.len() > 50 {
+            return Err(ApiError::invalid_argument(
+                "No more than 50 aliases can be assigned to a secret.",
+            ));
+        }
+        for alias in aliases.keys() {
+            let valid = alias.chars().count() <= 63
+                && alias.starts_with(|c: char| c.is_ascii_alphabetic())
+                && alias
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                && alias != "latest"
+                && alias != "NEW";
+            if !valid {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid version alias {alias:?}: up to 63 letters, numerals, '-' or '_', starting with a letter, not 'latest' or 'NEW'."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_replication(replication: Option<&Json>) -> Result<(), ApiError> {
     let Some(replication) = replication.and_then(Json::as_object) else {
         return Err(ApiError::invalid_argument(
@@ -526,8 +581,19 @@ fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<R
             "Secret [{secret_name}] already exists."
         )));
     }
-    let fields = resolve_ttl(settable_body(&body))?;
+    let settable = settable_body(&body);
+    if settable.get("ttl").is_some_and(|ttl| !ttl.is_null())
+        && settable
+            .get("expireTime")
+            .is_some_and(|expire| !expire.is_null())
+    {
+        return Err(ApiError::invalid_argument(
+            "Set expire_time or ttl, not both: they are one expiration.",
+        ));
+    }
+    let fields = resolve_ttl(settable)?;
     check_rotation(&fields, None)?;
+    check_secret_fields(&fields)?;
     let etag = quoted_etag(store);
     let record = SecretRecord {
         body: fields,
@@ -678,6 +744,7 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     updated.body = resolve_ttl(std::mem::take(&mut updated.body))?;
     check_labels(updated.body.get("labels"))?;
     check_rotation(&updated.body, record.body.get("rotation"))?;
+    check_secret_fields(&updated.body)?;
     updated.etag = quoted_etag(store);
     let response = secret_json(secret, &updated);
     store.secrets.insert(secret.to_string(), updated);

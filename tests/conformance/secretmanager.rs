@@ -593,3 +593,63 @@ async fn rotation_needs_topics_a_next_time_and_an_hour() {
             .is_some_and(|rotation| rotation.next_rotation_time.is_some())
     );
 }
+
+/// Secret fields as documented: annotation keys "between 1 and 63 characters long … begin and
+/// end with an alphanumeric character"; a version alias "must start with a letter and cannot be
+/// the string 'latest' or 'NEW'"; `expire_time` and `ttl` are one `expiration`
+/// (<https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets#Secret>).
+#[tokio::test]
+async fn annotations_aliases_and_expiration_follow_the_documented_rules() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let refused = [
+        (
+            "an annotation key ending in a dash",
+            automatic().set_annotations([("key-", "v")]),
+        ),
+        (
+            "the alias latest",
+            automatic().set_version_aliases([("latest", 1_i64)]),
+        ),
+        (
+            "an alias starting with a digit",
+            automatic().set_version_aliases([("1st", 1_i64)]),
+        ),
+    ];
+    for (index, (why, secret)) in refused.into_iter().enumerate() {
+        let error = client
+            .create_secret()
+            .set_parent("projects/conformance")
+            .set_secret_id(format!("refused-{index}"))
+            .set_secret(secret)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(code(&error), Code::InvalidArgument, "{why}");
+    }
+    client
+        .create_secret()
+        .set_parent("projects/conformance")
+        .set_secret_id("annotated")
+        .set_secret(
+            automatic()
+                .set_annotations([("owner.tool_a", "team-a")])
+                .set_version_aliases([("current", 1_i64)]),
+        )
+        .send()
+        .await
+        .expect("valid annotations and aliases");
+    // The official client holds `expiration` as a oneof and cannot send both; over REST:
+    let (status, body) = emulator
+        .rest(
+            reqwest::Method::POST,
+            "v1/projects/conformance/secrets?secretId=both",
+            Some(serde_json::json!({
+                "replication": {"automatic": {}},
+                "ttl": "3600s",
+                "expireTime": "2096-10-02T07:06:40Z",
+            })),
+        )
+        .await;
+    assert_eq!(status, 400, "expire_time and ttl together: {body}");
+}
