@@ -715,6 +715,18 @@ fn check_channel(body: &Json) -> Result<(), ApiError> {
         body,
     )?;
     check_user_labels(body)?;
+    // "The display name is limited to 512 Unicode characters"; the description "may not exceed
+    // 1024 Unicode characters".
+    for (field, limit) in [("displayName", 512), ("description", 1024)] {
+        if body[field]
+            .as_str()
+            .is_some_and(|text| text.chars().count() > limit)
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "{field} is limited to {limit} characters."
+            )));
+        }
+    }
     let kind = body["type"].as_str().unwrap_or_default();
     let Some((_, required, optional, _)) = CHANNEL_TYPES.iter().find(|(name, ..)| *name == kind)
     else {

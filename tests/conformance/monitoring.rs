@@ -396,6 +396,24 @@ async fn a_channel_is_verified_only_by_verify() {
         .await
         .expect("get");
     assert_ne!(read.verification_status, VerificationStatus::Verified);
+    // displayName "is limited to 512 Unicode characters"; description "may not exceed 1024".
+    for channel in [
+        NotificationChannel::new().set_display_name("n".repeat(513)),
+        NotificationChannel::new().set_description("d".repeat(1025)),
+    ] {
+        let error = client
+            .create_notification_channel()
+            .set_name("projects/conformance")
+            .set_notification_channel(
+                channel
+                    .set_type("email")
+                    .set_labels([("email_address", "limits@example.com")]),
+            )
+            .send()
+            .await
+            .expect_err("over the limit");
+        assert_eq!(code(&error), Code::InvalidArgument);
+    }
 }
 
 /// AlertPolicy limits as documented: conditionAbsent.duration "minimum value … is 120 seconds";
