@@ -296,6 +296,17 @@ fn uri(name: &str) -> String {
     format!("https://{service}-{hash}-{short}.a.run.app")
 }
 
+/// The deterministic URL every service also answers on: "https://SERVICE-PROJECT_NUMBER.REGION.run.app"
+/// (<https://cloud.google.com/run/docs/triggering/https-request#deterministic>).
+fn deterministic_uri(name: &str) -> String {
+    let parts: Vec<&str> = name.split('/').collect();
+    let (project, region, service) = (parts[1], parts[3], parts[5]);
+    format!(
+        "https://{service}-{}.{region}.run.app",
+        project_number(project)
+    )
+}
+
 fn traffic_statuses(name: &str, record: &RunServiceRecord) -> Vec<Json> {
     record.body["traffic"]
         .as_array()
@@ -367,7 +378,7 @@ fn service_json(name: &str, record: &RunServiceRecord) -> Json {
         ("conditions", json!([])),
         ("trafficStatuses", json!(traffic_statuses(name, record))),
         ("uri", json!(uri(name))),
-        ("urls", json!([uri(name)])),
+        ("urls", json!([uri(name), deterministic_uri(name)])),
         ("reconciling", json!(reconciling)),
         ("etag", json!(record.etag)),
     ];

@@ -42,6 +42,18 @@ async fn create_update_delete_resolve_to_the_service() {
     assert_eq!(created.ingress, IngressTraffic::All, "server default");
     assert!(!created.uri.is_empty());
     assert!(!created.latest_ready_revision.is_empty());
+    // Service.urls: "All URLs serving traffic for this Service", the deterministic
+    // https://SERVICE-PROJECT_NUMBER.REGION.run.app among them
+    // (<https://cloud.google.com/run/docs/triggering/https-request#deterministic>).
+    let number = created.name.split('/').nth(1).unwrap_or_default();
+    assert!(
+        created
+            .urls
+            .contains(&format!("https://web-{number}.europe-west1.run.app")),
+        "{:?}",
+        created.urls
+    );
+    assert!(created.urls.contains(&created.uri));
 
     let updated = client
         .update_service()
