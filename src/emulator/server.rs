@@ -477,11 +477,7 @@ fn normalize_query_names(method: &discovery::Method, request: &mut Request) {
     for (key, _) in request.query.iter_mut() {
         if key.contains('_') && !method.parameters.iter().any(|parameter| parameter == key) {
             let camel = super::collection::camel_case(key);
-            if method
-                .parameters
-                .iter()
-                .any(|parameter| *parameter == camel)
-            {
+            if method.parameters.contains(&camel) {
                 *key = camel;
             }
         }

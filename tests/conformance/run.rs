@@ -554,7 +554,7 @@ async fn operations_list_filters_by_done() {
         .send()
         .await
         .expect("ongoing");
-    assert_eq!(names(ongoing), [operation.name.clone()]);
+    assert_eq!(names(ongoing), std::slice::from_ref(&operation.name));
     let done = client
         .list_operations()
         .set_name(&parent)
@@ -569,7 +569,7 @@ async fn operations_list_filters_by_done() {
         .send()
         .await
         .expect("across locations");
-    assert_eq!(names(across), [operation.name.clone()]);
+    assert_eq!(names(across), std::slice::from_ref(&operation.name));
     let error = client
         .list_operations()
         .set_name(&parent)
