@@ -615,6 +615,31 @@ fn check_traffic(body: &Map<String, Json>, revisions: &[String]) -> Result<(), A
         return Ok(());
     };
     let mut total = 0;
+    // A tag becomes part of a URL (`https://TAG---SERVICE-…`): a DNS label, starting with a
+    // letter, and naming one target only.
+    let mut tags = std::collections::BTreeSet::new();
+    for tag in targets
+        .iter()
+        .filter_map(|target| target["tag"].as_str())
+        .filter(|tag| !tag.is_empty())
+    {
+        let label = tag.len() <= 63
+            && tag.starts_with(|c: char| c.is_ascii_lowercase())
+            && !tag.ends_with('-')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !label {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid traffic tag {tag:?}: lowercase letters, digits and hyphens, starting with a letter."
+            )));
+        }
+        if !tags.insert(tag) {
+            return Err(ApiError::invalid_argument(format!(
+                "Traffic tag {tag:?} is given to more than one target."
+            )));
+        }
+    }
     for target in targets {
         total += target["percent"].as_i64().unwrap_or(0);
         let latest = target["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";

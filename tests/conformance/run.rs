@@ -579,3 +579,34 @@ async fn operations_list_filters_by_done() {
         .expect_err("an unsupported filter");
     assert_eq!(code(&error), Code::InvalidArgument);
 }
+
+/// TrafficTarget.tag: "Indicates a string to be part of the URI to exclusively reference this
+/// target" — so it is a DNS label and names one target only
+/// (<https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration#tags>).
+#[tokio::test]
+async fn traffic_tags_are_labels_and_unique() {
+    let emulator = Emulator::start();
+    let client = client!(Services, emulator);
+    let latest = |tag: &str| {
+        TrafficTarget::new()
+            .set_type(TrafficTargetAllocationType::Latest)
+            .set_tag(tag)
+    };
+    for (index, traffic) in [
+        vec![latest("same").set_percent(100), latest("same")],
+        vec![latest("Not_A_Label").set_percent(100)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let error = client
+            .create_service()
+            .set_parent(PARENT)
+            .set_service_id(format!("tags-{index}"))
+            .set_service(service("us-docker.pkg.dev/p/r/x:1").set_traffic(traffic))
+            .send()
+            .await
+            .expect_err("a bad tag");
+        assert_eq!(code(&error), Code::InvalidArgument);
+    }
+}
