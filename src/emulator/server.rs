@@ -165,6 +165,19 @@ impl Emulator {
                 "/download/storage/v1/{*path}",
                 axum::routing::any(handle_storage),
             )
+            // The discovery document's `batchPath`: Cloud Storage batches (multipart/mixed) are
+            // not served, which is said, not hidden behind a 404.
+            .route(
+                "/batch/storage/v1",
+                axum::routing::any(|| async {
+                    storage::StorageError::new(
+                        axum::http::StatusCode::NOT_IMPLEMENTED,
+                        "notImplemented",
+                        "Batch requests (batch/storage/v1) are not implemented by the emulator: send each request on its own.",
+                    )
+                    .into_response()
+                }),
+            )
             .route("/{version}/{*path}", axum::routing::any(handle_api))
             .fallback(|method: Method, uri: axum::http::Uri| async move {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))

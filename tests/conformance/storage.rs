@@ -340,6 +340,11 @@ async fn unserved_object_methods_are_501() {
             .is_some_and(|message| message.contains("storage.objects.restore")),
         "{body}"
     );
+    // The discovery document's `batchPath` (batch/storage/v1) is not served either: 501.
+    let (status, body) = emulator
+        .rest(Method::POST, "batch/storage/v1", Some(json!({})))
+        .await;
+    assert_eq!(status, 501, "{body}");
 }
 
 /// Google's official Rust client (`google-cloud-storage`) writes and reads objects through the
