@@ -1041,6 +1041,11 @@ fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
     // Server-filled fields: the location's type, and the IAM configuration of a bucket made
     // without one (uniform bucket-level access, as the emulator serves no ACLs).
     body["locationType"] = json!(location_type(&bucket.location));
+    // "rpo: The Recovery Point Objective (RPO) of this bucket" — DEFAULT for the dual- and
+    // multi-regions that have one (<https://cloud.google.com/storage/docs/turbo-replication>).
+    if location_type(&bucket.location) != "region" {
+        body["rpo"] = json!("DEFAULT");
+    }
     let mut iam_configuration = serde_json::Map::new();
     iam_configuration.insert("uniformBucketLevelAccess".into(), json!({"enabled": true}));
     iam_configuration.insert("bucketPolicyOnly".into(), json!({"enabled": true}));
@@ -1177,6 +1182,9 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "timeCreated": version.time_created,
         "updated": version.updated,
         "timeFinalized": version.time_created,
+        // "The time at which the object's storage class was last changed": its creation, as
+        // classes change only by rewriting into a new generation.
+        "timeStorageClassUpdated": version.time_created,
     });
     if let Some(deleted) = &version.time_deleted {
         body["timeDeleted"] = json!(deleted);

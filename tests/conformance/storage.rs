@@ -520,8 +520,10 @@ async fn writable_fields_patch_and_update() {
         patched["storageClass"], "NEARLINE",
         "untouched by the patch"
     );
-    // Server-filled: "locationType: The type of the bucket location" (US is a multi-region).
+    // Server-filled: "locationType: The type of the bucket location" (US is a multi-region),
+    // and a multi-region's "rpo" is DEFAULT.
     assert_eq!(patched["locationType"], "multi-region");
+    assert_eq!(patched["rpo"], "DEFAULT");
     // A patch merges messages field by field.
     let (_, website) = emulator
         .rest(
@@ -1003,6 +1005,10 @@ async fn objects_take_the_bucket_storage_class() {
     assert_eq!(status, 200);
     let inherited = put_object(&emulator, "conf-class", "inherited", "x").await;
     assert_eq!(inherited["storageClass"], "NEARLINE", "{inherited}");
+    assert_eq!(
+        inherited["timeStorageClassUpdated"], inherited["timeCreated"],
+        "timeStorageClassUpdated is set from the start"
+    );
     let media = reqwest::Client::new()
         .get(format!(
             "{}/storage/v1/b/conf-class/o/inherited?alt=media",
