@@ -1373,6 +1373,7 @@ fn start_resumable(
                 .cloned()
                 .collect(),
             completed: None,
+            completed_at: None,
         },
     );
     let location = format!(
@@ -1477,8 +1478,18 @@ fn continue_resumable(
         content_type,
     )?;
     if let StorageAnswer::Json(object) = &answer {
+        // Google keeps a session URI for a week; the emulator remembers finished sessions for
+        // a day, so a long-lived emulator's store does not grow with every upload.
+        let horizon = (chrono::Utc::now() - chrono::Duration::days(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        store.upload_sessions.retain(|_, kept| {
+            kept.completed_at
+                .as_deref()
+                .is_none_or(|completed| completed > horizon.as_str())
+        });
         session.data = String::new();
         session.completed = Some(object.clone());
+        session.completed_at = Some(now());
         store.upload_sessions.insert(id, session);
     }
     Ok((answer, changed))
@@ -2161,5 +2172,61 @@ mod tests {
         assert_eq!(metadata["name"], "a/b.json");
         assert_eq!(media, b"{\"x\":1}");
         assert_eq!(media_type, "application/json");
+    }
+
+    #[test]
+    fn finished_upload_sessions_are_forgotten_after_a_day() {
+        let mut store = Store::default();
+        store.buckets.insert(
+            "b".into(),
+            BucketRecord {
+                project_number: "1".into(),
+                versioning: false,
+                metageneration: 1,
+                time_created: now(),
+                location: "US".into(),
+                updated: None,
+                labels: Default::default(),
+                extra: Default::default(),
+            },
+        );
+        let session = |completed_at: Option<String>| UploadSession {
+            bucket: "b".into(),
+            name: "o".into(),
+            metadata: json!({}),
+            content_type: "text/plain".into(),
+            data: String::new(),
+            query: Vec::new(),
+            completed: completed_at.as_ref().map(|_| json!({"name": "o"})),
+            completed_at,
+        };
+        let old = (chrono::Utc::now() - chrono::Duration::days(2))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        store
+            .upload_sessions
+            .insert("old".into(), session(Some(old)));
+        store
+            .upload_sessions
+            .insert("recent".into(), session(Some(now())));
+        store.upload_sessions.insert("open".into(), session(None));
+        let method = Method::PUT;
+        let headers = HeaderMap::new();
+        let query = vec![("upload_id".to_string(), "open".to_string())];
+        let request = StorageRequest {
+            method: &method,
+            path: "b/b/o",
+            upload: true,
+            query: &query,
+            headers: &headers,
+            body: b"data",
+            base_url: "http://127.0.0.1/".into(),
+        };
+        continue_resumable(&mut store, &request).expect("the upload completes");
+        let kept: Vec<&str> = store.upload_sessions.keys().map(String::as_str).collect();
+        assert_eq!(
+            kept,
+            ["open", "recent"],
+            "the day-old finished session is gone"
+        );
     }
 }

@@ -71,6 +71,9 @@ pub struct UploadSession {
     /// answered with it, as the session URI stays valid after the upload completes.
     #[serde(default)]
     pub completed: Option<Json>,
+    /// When it completed (RFC 3339), so finished sessions can be forgotten after a while.
+    #[serde(default)]
+    pub completed_at: Option<String>,
 }
 
 /// A stored bucket.
