@@ -6,7 +6,7 @@ use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
-use super::store::Store;
+use super::store::{Store, project_number};
 use serde_json::{Map, Value as Json, json};
 
 /// Every emulated billing account bills in this currency.
@@ -27,11 +27,19 @@ pub const METHODS: &[Method] = &[
             call.request
                 .allow_query(&["pageSize", "pageToken", "scope"])?;
             let prefix = format!("billingAccounts/{}/budgets/", call.var("billingAccountsId"));
+            let scope = scope_project(call.request)?;
             let budgets: Vec<Json> = call
                 .store
                 .documents
                 .iter()
                 .filter(|(name, _)| name.starts_with(&prefix))
+                .filter(|(_, budget)| {
+                    scope.as_ref().is_none_or(|project| {
+                        budget["budgetFilter"]["projects"]
+                            .as_array()
+                            .is_some_and(|projects| projects.iter().any(|named| named == project))
+                    })
+                })
                 .map(|(_, budget)| budget.clone())
                 .collect();
             // "The default and maximum value are 100."
@@ -75,12 +83,93 @@ pub const METHODS: &[Method] = &[
     },
 ];
 
+/// The project a budgets `list` is scoped to, as budgets name it (`projects/{number}`): "Only
+/// project scope (in the format of \"projects/project-id\" or \"projects/123\") is supported in
+/// this field. When this field is set to a project's resource name, the budgets returned are
+/// tracking the costs for that project" (`billingAccounts.budgets.list`, `scope`).
+fn scope_project(request: &Request) -> Result<Option<Json>, ApiError> {
+    let Some(scope) = request.query("scope").filter(|scope| !scope.is_empty()) else {
+        return Ok(None);
+    };
+    match scope.strip_prefix("projects/") {
+        Some(project) if !project.is_empty() && !project.contains('/') => Ok(Some(Json::String(
+            format!("projects/{}", project_number(project)),
+        ))),
+        _ => Err(ApiError::invalid_argument(format!(
+            "Invalid scope {scope:?}: only a project scope (projects/{{id or number}}) is supported."
+        ))),
+    }
+}
+
 fn budget_of(call: &Call<'_>) -> String {
     format!(
         "billingAccounts/{}/budgets/{}",
         call.var("billingAccountsId"),
         call.var("budgetsId")
     )
+}
+
+/// The budget's period and what depends on it (`Filter`, `BudgetAmount`, `ThresholdRule`):
+/// `calendarPeriod` and `customPeriod` are alternatives; a custom period's "start date is
+/// required" and "must be after January 1, 2017"; `lastPeriodAmount` and `FORECASTED_SPEND`
+/// "cannot be set in combination with Filter.custom_period"; `labels` is "a single `\"key\":
+/// value` pair".
+fn check_period(body: &Json) -> Result<(), ApiError> {
+    let filter = &body["budgetFilter"];
+    let custom = filter
+        .get("customPeriod")
+        .filter(|period| !period.is_null());
+    if custom.is_some()
+        && filter
+            .get("calendarPeriod")
+            .is_some_and(|period| !period.is_null())
+    {
+        return Err(ApiError::invalid_argument(
+            "budgetFilter: set calendarPeriod or customPeriod, not both.",
+        ));
+    }
+    if let Some(custom) = custom {
+        let start = &custom["startDate"];
+        let date = (
+            start["year"].as_i64().unwrap_or(0),
+            start["month"].as_i64().unwrap_or(0),
+            start["day"].as_i64().unwrap_or(0),
+        );
+        if date.0 == 0 {
+            return Err(ApiError::invalid_argument(
+                "budgetFilter.customPeriod.startDate is required.",
+            ));
+        }
+        if date <= (2017, 1, 1) {
+            return Err(ApiError::invalid_argument(
+                "budgetFilter.customPeriod.startDate must be after January 1, 2017.",
+            ));
+        }
+        if body.pointer("/amount/lastPeriodAmount").is_some() {
+            return Err(ApiError::invalid_argument(
+                "amount.lastPeriodAmount cannot be set with budgetFilter.customPeriod.",
+            ));
+        }
+        if body["thresholdRules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| rule["spendBasis"] == "FORECASTED_SPEND")
+        {
+            return Err(ApiError::invalid_argument(
+                "thresholdRules.spendBasis FORECASTED_SPEND cannot be set with budgetFilter.customPeriod.",
+            ));
+        }
+    }
+    if filter["labels"]
+        .as_object()
+        .is_some_and(|labels| labels.len() > 1)
+    {
+        return Err(ApiError::invalid_argument(
+            "budgetFilter.labels holds a single label and value pair.",
+        ));
+    }
+    Ok(())
 }
 
 fn check(body: &Json) -> Result<(), ApiError> {
@@ -130,6 +219,7 @@ fn check(body: &Json) -> Result<(), ApiError> {
             ));
         }
     }
+    check_period(body)?;
     for project in body
         .pointer("/budgetFilter/projects")
         .and_then(Json::as_array)
@@ -217,10 +307,12 @@ fn create(store: &mut Store, request: &Request, account: &str) -> Result<Respons
     request.allow_query(&[])?;
     let mut body = request.json()?;
     check(&body)?;
-    if body.get("name").is_some_and(|name| !name.is_null()) {
-        return Err(ApiError::invalid_argument(
-            "The budget name is assigned by the server: omit `name`.",
-        ));
+    // `name` is "Output only" and the etag means nothing on a create: an output-only field
+    // sent in a request is ignored, not refused (<https://google.aip.dev/203#output-only>), so a
+    // budget read back and sent again creates a new one.
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("name");
+        fields.remove("etag");
     }
     apply_defaults(&mut body);
     let name = format!("billingAccounts/{account}/budgets/{}", uuid::Uuid::new_v4());
@@ -258,35 +350,55 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
         .filter(|mask| !mask.trim().is_empty())
     {
         Some(mask) => {
-            for path in super::collection::mask_paths(Some(&mask)).unwrap_or_default() {
+            let paths = super::collection::mask_paths(Some(&mask)).unwrap_or_default();
+            for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
-                if !discovery::properties(Api::BillingBudgets, "GoogleCloudBillingBudgetsV1Budget")
-                    .iter()
-                    .any(|property| property == top)
-                    || top == "name"
+                if !discovery::mask_path_exists(
+                    Api::BillingBudgets,
+                    "GoogleCloudBillingBudgetsV1Budget",
+                    path,
+                ) || top == "name"
                     || top == "etag"
                 {
                     return Err(ApiError::invalid_argument(format!(
                         "Invalid update_mask path: {path}"
                     )));
                 }
-                match body.get(top) {
-                    Some(value) => {
-                        merged.insert(top.to_string(), value.clone());
-                    }
-                    None => {
-                        merged.remove(top);
-                    }
-                }
             }
+            // Nested paths (`budgetFilter.projects`) change only that field of the message.
+            let incoming = body.as_object().cloned().unwrap_or_default();
+            super::collection::apply_mask(&mut merged, &incoming, &paths);
         }
-        // Without a mask only the fields with non-default values are updated.
+        // Without a mask "only fields with non-default values from the request are updated"
+        // (proto3 defaults: null, "", 0, false, empty lists; a message sent is set).
         None => {
+            let is_default = |value: &Json| match value {
+                Json::Null => true,
+                Json::String(text) => text.is_empty(),
+                Json::Number(number) => number.as_f64() == Some(0.0),
+                Json::Bool(flag) => !flag,
+                Json::Array(items) => items.is_empty(),
+                Json::Object(_) => false,
+            };
             for (field, value) in body.as_object().into_iter().flatten() {
-                if field != "name" && field != "etag" && !value.is_null() {
+                if field != "name" && field != "etag" && !is_default(value) {
                     merged.insert(field.clone(), value.clone());
                 }
             }
+        }
+    }
+    // calendarPeriod and customPeriod are one field (a oneof): writing one clears the other.
+    for (given, other) in [
+        ("customPeriod", "calendarPeriod"),
+        ("calendarPeriod", "customPeriod"),
+    ] {
+        if body["budgetFilter"]
+            .get(given)
+            .is_some_and(|period| !period.is_null())
+            && let Some(filter) = merged.get_mut("budgetFilter").and_then(Json::as_object_mut)
+            && filter.get(given).is_some_and(|period| !period.is_null())
+        {
+            filter.remove(other);
         }
     }
     let mut updated = Json::Object(merged);

@@ -263,6 +263,80 @@ fn term_matches(item: &serde_json::Value, term: &str) -> Result<bool, ApiError> 
     Ok(matched != negated)
 }
 
+/// Sorts list `items` by an `orderBy`: comma-separated fields (dotted, either case), each
+/// descending when prefixed with `-` (Monitoring,
+/// <https://cloud.google.com/monitoring/api/v3/sorting-and-filtering#sort-order>) or followed
+/// by ` desc` (<https://google.aip.dev/132#ordering>). Numbers compare as numbers, everything
+/// else as text; a missing field sorts first. The sort is stable, so ties keep name order.
+pub fn order_by(items: &mut [Json], order: &str) -> Result<(), ApiError> {
+    let mut keys: Vec<(String, bool)> = Vec::new();
+    for entry in order
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (entry, descending) = match entry.strip_prefix('-') {
+            Some(rest) => (rest.trim(), true),
+            None => match entry.split_once(char::is_whitespace) {
+                Some((field, "desc")) => (field, true),
+                Some((field, "asc")) => (field, false),
+                Some(_) => {
+                    return Err(ApiError::invalid_argument(format!(
+                        "Invalid order_by {order:?}: use field, -field or \"field desc\"."
+                    )));
+                }
+                None => (entry, false),
+            },
+        };
+        if entry.is_empty()
+            || !entry
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid order_by field {entry:?} in {order:?}."
+            )));
+        }
+        keys.push((camel_case(entry), descending));
+    }
+    let field = |item: &Json, path: &str| -> Json {
+        let mut value = item;
+        for part in path.split('.') {
+            value = &value[part];
+        }
+        value.clone()
+    };
+    items.sort_by(|left, right| {
+        for (path, descending) in &keys {
+            let ordering = compare_values(&field(left, path), &field(right, path));
+            let ordering = if *descending {
+                ordering.reverse()
+            } else {
+                ordering
+            };
+            if ordering.is_ne() {
+                return ordering;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    Ok(())
+}
+
+fn compare_values(left: &Json, right: &Json) -> std::cmp::Ordering {
+    match (left, right) {
+        (Json::Null, Json::Null) => std::cmp::Ordering::Equal,
+        (Json::Null, _) => std::cmp::Ordering::Less,
+        (_, Json::Null) => std::cmp::Ordering::Greater,
+        (Json::Number(left), Json::Number(right)) => left
+            .as_f64()
+            .unwrap_or_default()
+            .total_cmp(&right.as_f64().unwrap_or_default()),
+        (Json::String(left), Json::String(right)) => left.cmp(right),
+        (left, right) => left.to_string().cmp(&right.to_string()),
+    }
+}
+
 /// Converts a field path to the camelCase the JSON bodies use (`display_name` → `displayName`).
 pub fn camel_case(path: &str) -> String {
     path.split('.')
@@ -421,6 +495,27 @@ mod tests {
         assert!(filter_matches(&item, "create_time>2026-01-01T00:00:00Z").expect("after"));
         assert!(filter_matches(&item, "(a=b)").is_err());
         assert!(filter_matches(&item, "labels.env = \"prod\"").expect("spaced"));
+    }
+
+    #[test]
+    fn order_by_sorts_ascending_descending_and_by_several_fields() {
+        let mut items = vec![
+            json!({"displayName": "b", "enabled": true}),
+            json!({"displayName": "a", "enabled": false}),
+            json!({"displayName": "c", "enabled": true}),
+        ];
+        order_by(&mut items, "display_name").expect("ascending");
+        assert_eq!(items[0]["displayName"], "a");
+        order_by(&mut items, "-display_name").expect("descending");
+        assert_eq!(items[0]["displayName"], "c");
+        order_by(&mut items, "enabled desc, displayName").expect("two keys");
+        let names: Vec<&str> = items
+            .iter()
+            .filter_map(|item| item["displayName"].as_str())
+            .collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        assert!(order_by(&mut items, "name sideways").is_err());
+        assert!(order_by(&mut items, "starts_with(name)").is_err());
     }
 
     #[test]

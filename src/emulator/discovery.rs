@@ -206,6 +206,42 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
     }
 }
 
+/// Returns true when the camelCase field-mask `path` (`template.scaling.maxInstanceCount`,
+/// `labels.env`) names a field of `schema`: each step must be a property of the message the
+/// previous step reached; a map field takes one more step, its key; a repeated or scalar field
+/// ends the path (<https://google.aip.dev/161>: no traversal through repeated fields).
+pub fn mask_path_exists(api: Api, schema: &str, path: &str) -> bool {
+    let schemas = &document(api)["schemas"];
+    let mut current = &schemas[schema];
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let property = &current["properties"][part];
+        if property.is_null() {
+            return false;
+        }
+        let (reference, map_values) = match &property["additionalProperties"] {
+            Json::Null => (&property["$ref"], None),
+            values => (&Json::Null, Some(values)),
+        };
+        if let Some(values) = map_values {
+            // The next step is a key; past it, only a message value can be entered.
+            if parts.next().is_none() {
+                return true;
+            }
+            match values["$ref"].as_str() {
+                Some(name) if parts.peek().is_some() => current = &schemas[name],
+                _ => return parts.peek().is_none(),
+            }
+            continue;
+        }
+        match reference.as_str() {
+            Some(name) => current = &schemas[name],
+            None => return parts.peek().is_none(),
+        }
+    }
+    true
+}
+
 /// Returns true when `api`'s document defines schema `schema`.
 pub fn has_schema(api: Api, schema: &str) -> bool {
     document(api)["schemas"][schema].is_object()
@@ -359,6 +395,26 @@ pub fn snake_case(name: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn mask_paths_walk_messages_and_maps_but_not_lists() {
+        let service = "GoogleCloudRunV2Service";
+        assert!(mask_path_exists(
+            Api::Run,
+            service,
+            "template.scaling.maxInstanceCount"
+        ));
+        assert!(mask_path_exists(Api::Run, service, "labels.env"));
+        assert!(mask_path_exists(Api::Run, service, "template.containers"));
+        assert!(!mask_path_exists(Api::Run, service, "template.nonexistent"));
+        assert!(!mask_path_exists(
+            Api::Run,
+            service,
+            "template.containers.image"
+        ));
+        assert!(!mask_path_exists(Api::Run, service, "labels.env.more"));
+        assert!(!mask_path_exists(Api::Run, service, "ingress.deeper"));
+    }
 
     #[test]
     fn unknown_fields_are_refused_with_googles_wording() {

@@ -21,13 +21,81 @@ const MEMBER_PREFIXES: [&str; 8] = [
 const EMPTY_POLICY_ETAG: &str = "ACAB";
 
 fn policy_json(policy: Option<&PolicyRecord>) -> Json {
-    match policy {
-        Some(policy) if !policy.bindings.is_empty() => {
-            json!({"version": policy.version, "bindings": policy.bindings, "etag": policy.etag})
-        }
-        Some(policy) => json!({"etag": policy.etag}),
-        None => json!({"etag": EMPTY_POLICY_ETAG}),
+    let Some(policy) = policy else {
+        return json!({"etag": EMPTY_POLICY_ETAG});
+    };
+    let mut answer = json!({"etag": policy.etag});
+    if !policy.bindings.is_empty() || !policy.audit_configs.is_empty() {
+        answer["version"] = json!(policy.version);
     }
+    if !policy.bindings.is_empty() {
+        answer["bindings"] = json!(policy.bindings);
+    }
+    if !policy.audit_configs.is_empty() {
+        answer["auditConfigs"] = json!(policy.audit_configs);
+    }
+    answer
+}
+
+/// The fields of the stored policy a `setIamPolicy` writes: its `updateMask` ("Only the fields
+/// in the mask will be modified. If no mask is provided, the following default mask is used:
+/// `paths: "bindings, etag"`", `SetIamPolicyRequest.update_mask`). A path that is no field
+/// of `Policy` is refused.
+struct PolicyMask {
+    bindings: bool,
+    audit_configs: bool,
+}
+
+fn policy_mask(body: &Json) -> Result<PolicyMask, ApiError> {
+    let mask = body.get("updateMask").and_then(Json::as_str);
+    let Some(paths) = super::collection::mask_paths(mask) else {
+        return Ok(PolicyMask {
+            bindings: true,
+            audit_configs: false,
+        });
+    };
+    let mut written = PolicyMask {
+        bindings: false,
+        audit_configs: false,
+    };
+    for path in paths {
+        match path.as_str() {
+            "bindings" | "version" => written.bindings = true,
+            "auditConfigs" => written.audit_configs = true,
+            "etag" => {}
+            other => {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid update_mask path {other:?}: Policy has no such field (use bindings, etag, auditConfigs)."
+                )));
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Checks `auditConfigs` as `AuditConfig` defines them: a service (or `allServices`) and log
+/// types among `ADMIN_READ`, `DATA_WRITE`, `DATA_READ`.
+fn check_audit_configs(audit_configs: &[Json]) -> Result<(), ApiError> {
+    for config in audit_configs {
+        if config["service"].as_str().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid_argument(
+                "Every audit config must name a service (or allServices).",
+            ));
+        }
+        for log_config in config["auditLogConfigs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let log_type = log_config["logType"].as_str().unwrap_or_default();
+            if !["ADMIN_READ", "DATA_WRITE", "DATA_READ"].contains(&log_type) {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid audit log type {log_type:?}: use ADMIN_READ, DATA_WRITE or DATA_READ."
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_requested_version(version: Option<i64>) -> Result<(), ApiError> {
@@ -115,6 +183,7 @@ pub fn set_policy(
     let Some(policy) = body.get("policy").filter(|policy| policy.is_object()) else {
         return Err(ApiError::invalid_argument("policy is required."));
     };
+    let mask = policy_mask(&body)?;
     let current = store.policies.get(resource);
     let current_etag = current.map_or(EMPTY_POLICY_ETAG, |policy| policy.etag.as_str());
     if let Some(etag) = policy.get("etag").and_then(Json::as_str)
@@ -124,11 +193,28 @@ pub fn set_policy(
             "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
         ));
     }
-    let bindings: Vec<Json> = policy
-        .get("bindings")
-        .and_then(Json::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let field = |name: &str| -> Vec<Json> {
+        policy
+            .get(name)
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let bindings = if mask.bindings {
+        field("bindings")
+    } else {
+        current
+            .map(|policy| policy.bindings.clone())
+            .unwrap_or_default()
+    };
+    let audit_configs = if mask.audit_configs {
+        field("auditConfigs")
+    } else {
+        current
+            .map(|policy| policy.audit_configs.clone())
+            .unwrap_or_default()
+    };
+    check_audit_configs(&audit_configs)?;
     let mut conditional = false;
     for binding in &bindings {
         let role = binding["role"].as_str().unwrap_or_default();
@@ -176,7 +262,12 @@ pub fn set_policy(
             .get("condition")
             .is_some_and(|condition| !condition.is_null());
     }
-    let requested_version = policy.get("version").and_then(Json::as_i64).unwrap_or(1);
+    let requested_version = match policy.get("version").and_then(Json::as_i64) {
+        Some(version) => version,
+        // Bindings left as they were keep the version they were written at.
+        None if !mask.bindings => current.map_or(1, |policy| policy.version),
+        None => 1,
+    };
     if conditional && requested_version != 3 {
         return Err(ApiError::invalid_argument(
             "A policy with conditional role bindings must specify version 3.",
@@ -186,6 +277,7 @@ pub fn set_policy(
     let record = PolicyRecord {
         version: if conditional { 3 } else { 1 },
         bindings,
+        audit_configs,
         etag,
     };
     let response = policy_json(Some(&record));
@@ -207,6 +299,20 @@ pub fn test_permissions(request: &Request) -> Result<Response, ApiError> {
         return Err(ApiError::invalid_argument(
             "Permissions with wildcards (such as '*') are not allowed.",
         ));
+    }
+    // Permissions are `service.resource.verb` (<https://cloud.google.com/iam/docs/permissions-reference>);
+    // anything else is no permission at all.
+    if let Some(malformed) = permissions
+        .iter()
+        .filter_map(Json::as_str)
+        .find(|permission| {
+            let parts: Vec<&str> = permission.split('.').collect();
+            parts.len() != 3 || parts.iter().any(|part| part.is_empty())
+        })
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "Permission {malformed} is not valid: permissions are service.resource.verb."
+        )));
     }
     Ok(Response::read(if permissions.is_empty() {
         json!({})

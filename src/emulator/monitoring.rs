@@ -237,7 +237,12 @@ fn list_descriptors(request: &Request, parent: &str) -> Result<Response, ApiErro
     request.allow_query(&["pageSize", "pageToken"])?;
     let items: Vec<Json> = CHANNEL_TYPES
         .iter()
-        .map(|descriptor| descriptor_json(&format!("{parent}/{}", descriptor.0), descriptor))
+        .map(|descriptor| {
+            descriptor_json(
+                &format!("{parent}/notificationChannelDescriptors/{}", descriptor.0),
+                descriptor,
+            )
+        })
         .collect();
     let (items, next) = collection::page(items, request, "pageSize", PageSizes::new(100, 1000))?;
     Ok(Response::read(collection::list_answer(
@@ -354,6 +359,13 @@ fn list(
             kept
         }
     };
+    let mut items = items;
+    if let Some(order) = request
+        .query("orderBy")
+        .filter(|order| !order.trim().is_empty())
+    {
+        collection::order_by(&mut items, &order)?;
+    }
     let total = items.len();
     // dashboards.list: "If unspecified, a default of 1000 is used"; alert policies and channels
     // document no default ("a reasonable value"), and Google caps them at 1000 too.
@@ -586,6 +598,38 @@ fn check_alert_policy(store: &Store, body: &Json, project: &str) -> Result<(), A
                 }
             }
         }
+        // conditionAbsent.duration: "The minimum value of this field is 120 seconds. Larger
+        // values that are a multiple of a minute … are supported."
+        if let Some(absent) = condition.get("conditionAbsent") {
+            let duration = absent["duration"]
+                .as_str()
+                .and_then(|text| text.strip_suffix('s'))
+                .and_then(|seconds| seconds.parse::<f64>().ok());
+            match duration {
+                Some(seconds) if seconds >= 120.0 && seconds % 60.0 == 0.0 => {}
+                _ => {
+                    return Err(ApiError::invalid_argument(format!(
+                        "conditions[{index}].conditionAbsent.duration must be at least 120s and a whole number of minutes."
+                    )));
+                }
+            }
+        }
+        // "If condition_monitoring_query_language is present, it must be the only condition."
+        if condition.get("conditionMonitoringQueryLanguage").is_some() && conditions.len() > 1 {
+            return Err(ApiError::invalid_argument(format!(
+                "conditions[{index}]: a Monitoring Query Language condition must be the only condition."
+            )));
+        }
+        // AlertStrategy.notificationRateLimit: "Required for log-based alerting policies".
+        if condition.get("conditionMatchedLog").is_some()
+            && body
+                .pointer("/alertStrategy/notificationRateLimit/period")
+                .is_none_or(Json::is_null)
+        {
+            return Err(ApiError::invalid_argument(
+                "alertStrategy.notificationRateLimit is required for log-based alerting policies.",
+            ));
+        }
         if let Some(promql) = condition.get("conditionPrometheusQueryLanguage")
             && promql["query"].as_str().is_none_or(str::is_empty)
         {
@@ -593,6 +637,44 @@ fn check_alert_policy(store: &Store, body: &Json, project: &str) -> Result<(), A
                 "conditions[{index}].conditionPrometheusQueryLanguage.query is required."
             )));
         }
+    }
+    // "The name is limited to 512 Unicode characters"; documentation content "may not exceed
+    // 8,192 Unicode characters and may not exceed more than 10,240 bytes", the subject 10,240
+    // bytes, and links "up to 3 entries".
+    if body["displayName"]
+        .as_str()
+        .is_some_and(|name| name.chars().count() > 512)
+    {
+        return Err(ApiError::invalid_argument(
+            "displayName is limited to 512 characters.",
+        ));
+    }
+    if let Some(content) = body
+        .pointer("/documentation/content")
+        .and_then(Json::as_str)
+        && (content.chars().count() > 8192 || content.len() > 10_240)
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.content may not exceed 8,192 characters or 10,240 bytes.",
+        ));
+    }
+    if body
+        .pointer("/documentation/subject")
+        .and_then(Json::as_str)
+        .is_some_and(|subject| subject.len() > 10_240)
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.subject may not exceed 10,240 bytes.",
+        ));
+    }
+    if body
+        .pointer("/documentation/links")
+        .and_then(Json::as_array)
+        .is_some_and(|links| links.len() > 3)
+    {
+        return Err(ApiError::invalid_argument(
+            "documentation.links holds up to 3 entries.",
+        ));
     }
     if let Some(mime) = body
         .pointer("/documentation/mimeType")
@@ -633,6 +715,18 @@ fn check_channel(body: &Json) -> Result<(), ApiError> {
         body,
     )?;
     check_user_labels(body)?;
+    // "The display name is limited to 512 Unicode characters"; the description "may not exceed
+    // 1024 Unicode characters".
+    for (field, limit) in [("displayName", 512), ("description", 1024)] {
+        if body[field]
+            .as_str()
+            .is_some_and(|text| text.chars().count() > limit)
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "{field} is limited to {limit} characters."
+            )));
+        }
+    }
     let kind = body["type"].as_str().unwrap_or_default();
     let Some((_, required, optional, _)) = CHANNEL_TYPES.iter().find(|(name, ..)| *name == kind)
     else {
@@ -700,6 +794,12 @@ fn create_v3(
         body["mutationRecord"] = record();
     } else {
         check_channel(&body)?;
+        // verificationStatus "cannot be modified using a standard UpdateNotificationChannel
+        // operation. To change the value of this field, you must call
+        // VerifyNotificationChannel": a new channel is not verified because it says so.
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("verificationStatus");
+        }
         body["mutationRecords"] = json!([record()]);
     }
     body["name"] = json!(name);
@@ -736,9 +836,7 @@ fn patch_v3(
             };
             for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
-                if !discovery::properties(Api::MonitoringV3, schema)
-                    .iter()
-                    .any(|property| property == top)
+                if !discovery::mask_path_exists(Api::MonitoringV3, schema, path)
                     || matches!(
                         top,
                         "name"

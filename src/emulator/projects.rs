@@ -26,11 +26,22 @@ pub const METHODS: &[Method] = &[
             } else {
                 project.to_string()
             };
+            let name = canonical(call);
+            // Output-only fields every project has; the emulator's projects have always
+            // existed, so their creation time is a fixed moment derived from the number.
+            let number = project_number(call.var("projectsId"));
+            let seconds = number.parse::<i64>().unwrap_or_default() % 100_000_000;
+            let created = chrono::DateTime::from_timestamp(1_577_836_800 + seconds, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             Ok(Response::read(json!({
-                "name": canonical(call),
+                "name": name,
                 "projectId": project_id,
                 "state": "ACTIVE",
                 "displayName": project_id,
+                "createTime": created,
+                "updateTime": created,
+                "etag": format!("W/\"{number}\""),
             })))
         },
     },

@@ -296,6 +296,17 @@ fn uri(name: &str) -> String {
     format!("https://{service}-{hash}-{short}.a.run.app")
 }
 
+/// The deterministic URL every service also answers on: "https://SERVICE-PROJECT_NUMBER.REGION.run.app"
+/// (<https://cloud.google.com/run/docs/triggering/https-request#deterministic>).
+fn deterministic_uri(name: &str) -> String {
+    let parts: Vec<&str> = name.split('/').collect();
+    let (project, region, service) = (parts[1], parts[3], parts[5]);
+    format!(
+        "https://{service}-{}.{region}.run.app",
+        project_number(project)
+    )
+}
+
 fn traffic_statuses(name: &str, record: &RunServiceRecord) -> Vec<Json> {
     record.body["traffic"]
         .as_array()
@@ -367,7 +378,7 @@ fn service_json(name: &str, record: &RunServiceRecord) -> Json {
         ("conditions", json!([])),
         ("trafficStatuses", json!(traffic_statuses(name, record))),
         ("uri", json!(uri(name))),
-        ("urls", json!([uri(name)])),
+        ("urls", json!([uri(name), deterministic_uri(name)])),
         ("reconciling", json!(reconciling)),
         ("etag", json!(record.etag)),
     ];
@@ -408,8 +419,20 @@ fn apply_defaults(body: &mut Map<String, Json>, project: &str) {
     if template.get("timeout").is_none() {
         template["timeout"] = json!("300s");
     }
-    if template.get("maxInstanceRequestConcurrency").is_none() {
-        template["maxInstanceRequestConcurrency"] = json!(80);
+    // "If not specified or 0, concurrency defaults to 80 when requested `CPU >= 1` and defaults
+    // to 1 when requested `CPU < 1`."
+    if template
+        .get("maxInstanceRequestConcurrency")
+        .is_none_or(|concurrency| concurrency.as_i64() == Some(0))
+    {
+        let fractional = template["containers"]
+            .as_array()
+            .and_then(|containers| containers.first())
+            .and_then(|container| container.pointer("/resources/limits/cpu"))
+            .and_then(Json::as_str)
+            .and_then(cpu_cores)
+            .is_some_and(|cores| cores < 1.0);
+        template["maxInstanceRequestConcurrency"] = json!(if fractional { 1 } else { 80 });
     }
     if template.pointer("/scaling/maxInstanceCount").is_none() {
         if !template["scaling"].is_object() {
@@ -418,16 +441,32 @@ fn apply_defaults(body: &mut Map<String, Json>, project: &str) {
         template["scaling"]["maxInstanceCount"] = json!(100);
     }
     if let Some(containers) = template["containers"].as_array_mut() {
+        // A lone container is the ingress container, port 8080 unless it says; with sidecars
+        // the ingress container names its port itself.
+        let single = containers.len() == 1;
         for container in containers {
             if container.get("resources").is_none() {
                 container["resources"] =
                     json!({"limits": {"cpu": "1000m", "memory": "512Mi"}, "cpuIdle": true});
             }
-            if container.get("ports").is_none() {
+            if single && container.get("ports").is_none() {
                 container["ports"] = json!([{"name": "http1", "containerPort": 8080}]);
             }
         }
     }
+}
+
+/// A CPU limit in cores (`"1"`, `"2"`, `"1000m"`, `"500m"`).
+fn cpu_cores(cpu: &str) -> Option<f64> {
+    match cpu.strip_suffix('m') {
+        Some(millis) => millis.parse::<f64>().ok().map(|millis| millis / 1000.0),
+        None => cpu.parse::<f64>().ok(),
+    }
+}
+
+/// Seconds of a protobuf Duration in JSON (`"300s"`, `"1.5s"`).
+fn duration_seconds(text: &str) -> Option<f64> {
+    text.strip_suffix('s')?.parse::<f64>().ok()
 }
 
 fn check_labels(body: &Map<String, Json>, field: &str) -> Result<(), ApiError> {
@@ -463,6 +502,51 @@ fn check_service(body: &Map<String, Json>) -> Result<(), ApiError> {
             "spec.template.spec.containers: at least one container is required.",
         ));
     };
+    // Container.ports: "Only a single port can be specified"; with several containers exactly
+    // one, the ingress container, exposes one
+    // (<https://cloud.google.com/run/docs/deploying#sidecars>); names are DNS labels, unique.
+    let with_ports = containers
+        .iter()
+        .filter(|container| {
+            container["ports"]
+                .as_array()
+                .is_some_and(|ports| !ports.is_empty())
+        })
+        .count();
+    if containers.len() > 1 && with_ports != 1 {
+        return Err(ApiError::invalid_argument(
+            "spec.template.spec.containers: exactly one container (the ingress container) must specify a port.",
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for container in containers {
+        if container["ports"]
+            .as_array()
+            .is_some_and(|ports| ports.len() > 1)
+        {
+            return Err(ApiError::invalid_argument(
+                "spec.template.spec.containers.ports: only a single port can be specified.",
+            ));
+        }
+        if let Some(name) = container["name"].as_str().filter(|name| !name.is_empty()) {
+            let dns_label = name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !dns_label {
+                return Err(ApiError::invalid_argument(format!(
+                    "spec.template.spec.containers.name: {name:?} is not a DNS label (RFC 1123)."
+                )));
+            }
+            if !names.insert(name) {
+                return Err(ApiError::invalid_argument(format!(
+                    "spec.template.spec.containers.name: {name:?} is used by two containers."
+                )));
+            }
+        }
+    }
     for container in containers {
         if container["image"].as_str().is_none_or(str::is_empty) {
             return Err(ApiError::invalid_argument(
@@ -487,6 +571,37 @@ fn check_service(body: &Map<String, Json>) -> Result<(), ApiError> {
             }
         }
     }
+    // Service.description: "This field currently has a 512-character limit."
+    if body
+        .get("description")
+        .and_then(Json::as_str)
+        .is_some_and(|description| description.chars().count() > 512)
+    {
+        return Err(ApiError::invalid_argument(
+            "description: the limit is 512 characters.",
+        ));
+    }
+    let template = body.get("template").cloned().unwrap_or_default();
+    // Request timeouts go up to 60 minutes, concurrency up to 1000
+    // (<https://cloud.google.com/run/docs/configuring/request-timeout>,
+    // <https://cloud.google.com/run/docs/configuring/concurrency>).
+    if let Some(timeout) = template["timeout"].as_str() {
+        match duration_seconds(timeout) {
+            Some(seconds) if seconds > 0.0 && seconds <= 3600.0 => {}
+            _ => {
+                return Err(ApiError::invalid_argument(format!(
+                    "spec.template.spec.timeoutSeconds: {timeout} is not between 1s and 3600s."
+                )));
+            }
+        }
+    }
+    if let Some(concurrency) = template["maxInstanceRequestConcurrency"].as_i64()
+        && !(0..=1000).contains(&concurrency)
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "spec.template.spec.containerConcurrency: {concurrency} is not between 0 and 1000."
+        )));
+    }
     check_labels(body, "labels")?;
     check_labels(body, "annotations")
 }
@@ -500,6 +615,31 @@ fn check_traffic(body: &Map<String, Json>, revisions: &[String]) -> Result<(), A
         return Ok(());
     };
     let mut total = 0;
+    // A tag becomes part of a URL (`https://TAG---SERVICE-…`): a DNS label, starting with a
+    // letter, and naming one target only.
+    let mut tags = std::collections::BTreeSet::new();
+    for tag in targets
+        .iter()
+        .filter_map(|target| target["tag"].as_str())
+        .filter(|tag| !tag.is_empty())
+    {
+        let label = tag.len() <= 63
+            && tag.starts_with(|c: char| c.is_ascii_lowercase())
+            && !tag.ends_with('-')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !label {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid traffic tag {tag:?}: lowercase letters, digits and hyphens, starting with a letter."
+            )));
+        }
+        if !tags.insert(tag) {
+            return Err(ApiError::invalid_argument(format!(
+                "Traffic tag {tag:?} is given to more than one target."
+            )));
+        }
+    }
     for target in targets {
         total += target["percent"].as_i64().unwrap_or(0);
         let latest = target["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
@@ -618,6 +758,28 @@ fn operation_json(name: &str, done: bool, metadata: &Json, outcome: Option<Json>
     body
 }
 
+/// The answer to a `validateOnly` request: "validated and default values populated, without
+/// persisting the request or creating any resources". It is a finished operation (nothing is
+/// stored, so it is never polled), and, as `google.longrunning.Operation` requires of a done
+/// one, it carries a result: the validated resource, defaults filled in, as `response`.
+fn validated_operation(resource: &str, validated: &Json) -> Json {
+    let parts: Vec<&str> = resource.split('/').collect();
+    let name = format!(
+        "projects/{}/locations/{}/operations/{}",
+        parts.get(1).unwrap_or(&""),
+        parts.get(3).unwrap_or(&""),
+        uuid::Uuid::new_v4()
+    );
+    let mut response = validated.clone();
+    if response.get("name").is_none() {
+        response["name"] = json!(resource);
+    }
+    if response.get("@type").is_none() {
+        response["@type"] = json!(SERVICE_TYPE);
+    }
+    operation_json(&name, true, &response, Some(response.clone()))
+}
+
 fn get_operation(store: &mut Store, name: &str) -> Result<Response, ApiError> {
     let record = store
         .run_operations
@@ -734,11 +896,9 @@ fn create_from(
     check_revision_name(&service_id, &revision)?;
     check_traffic(&fields, std::slice::from_ref(&revision))?;
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
+        return Ok(Response::read(validated_operation(
+            &name,
             &Json::Object(fields.clone()),
-            None,
         )));
     }
     let time = now();
@@ -771,6 +931,11 @@ fn list(
     region: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&["pageSize", "pageToken", "showDeleted"])?;
+    if region == "-" {
+        return Err(ApiError::invalid_argument(
+            "Location must be a valid Google Cloud region, and cannot be the \"-\" wildcard.",
+        ));
+    }
     let prefix = format!(
         "projects/{}/locations/{region}/services/",
         project_number(project)
@@ -837,9 +1002,7 @@ fn patch(
         Some(paths) => {
             for path in &paths {
                 let top = path.split('.').next().unwrap_or_default();
-                if discovery::properties(Api::Run, "GoogleCloudRunV2Service")
-                    .iter()
-                    .all(|property| property != top)
+                if !discovery::mask_path_exists(Api::Run, "GoogleCloudRunV2Service", path)
                     || discovery::is_output_only(Api::Run, "GoogleCloudRunV2Service", top)
                 {
                     return Err(ApiError::invalid_argument(format!(
@@ -875,11 +1038,9 @@ fn patch(
     }
     check_traffic(&fields, &record.revisions)?;
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
+        return Ok(Response::read(validated_operation(
+            name,
             &Json::Object(fields),
-            None,
         )));
     }
     record.body = fields;
@@ -921,12 +1082,7 @@ fn delete(
     // Service.deleteTime: "It is only populated as a response to a Delete request."
     metadata["deleteTime"] = json!(now());
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
-            &metadata,
-            None,
-        )));
+        return Ok(Response::read(validated_operation(name, &metadata)));
     }
     store.run_services.remove(name);
     store.policies.remove(name);
@@ -1045,6 +1201,34 @@ fn list_revisions(
     service: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&["pageSize", "pageToken", "showDeleted"])?;
+    // "To list all Revisions across Services, use \"-\" instead of Service name"; newest
+    // first ("Results are sorted by creation time, descending").
+    if let Some(location) = service.strip_suffix("/services/-") {
+        let prefix = format!("{location}/services/");
+        let mut items: Vec<Json> = store
+            .run_services
+            .iter()
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .flat_map(|(_, record)| {
+                record
+                    .revisions
+                    .iter()
+                    .filter_map(|revision| revision_json(record, revision))
+            })
+            .collect();
+        items.sort_by(|left, right| {
+            right["createTime"]
+                .as_str()
+                .cmp(&left["createTime"].as_str())
+                .then_with(|| right["name"].as_str().cmp(&left["name"].as_str()))
+        });
+        let (items, next) = collection::page(items, request, "pageSize", PAGE_SIZES)?;
+        return Ok(Response::read(collection::list_answer(
+            "revisions",
+            items,
+            next,
+        )));
+    }
     let record = store
         .run_services
         .get(service)
@@ -1099,12 +1283,7 @@ fn delete_revision(
     }
     body["@type"] = json!(REVISION_TYPE);
     if request.query_bool("validateOnly")? {
-        return Ok(Response::read(operation_json(
-            "validate-only",
-            true,
-            &body,
-            None,
-        )));
+        return Ok(Response::read(validated_operation(service, &body)));
     }
     if let Some(record) = store.run_services.get_mut(service) {
         record.revisions.retain(|known| known != revision);
@@ -1128,10 +1307,31 @@ fn list_operations(
     region: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken", "returnPartialSuccess"])?;
-    let prefix = format!(
-        "projects/{}/locations/{region}/operations/",
-        project_number(project)
-    );
+    // filter: "To query for only completed operations: done:true To query for only ongoing
+    // operations: done:false Must be empty to query for all".
+    let wanted_done = match request
+        .query("filter")
+        .map(|filter| filter.split_whitespace().collect::<String>())
+        .as_deref()
+    {
+        None | Some("") => None,
+        Some("done:true" | "done=true") => Some(true),
+        Some("done:false" | "done=false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid filter {other:?}: use done:true or done:false, or no filter."
+            )));
+        }
+    };
+    // A `-` location reads across the project's locations.
+    let prefix = if region == "-" {
+        format!("projects/{}/locations/", project_number(project))
+    } else {
+        format!(
+            "projects/{}/locations/{region}/operations/",
+            project_number(project)
+        )
+    };
     let names: Vec<String> = store
         .run_operations
         .keys()
@@ -1140,7 +1340,11 @@ fn list_operations(
         .collect();
     let mut items = Vec::new();
     for name in names {
-        items.push(get_operation(store, &name)?.body);
+        let operation = get_operation(store, &name)?.body;
+        let done = operation["done"].as_bool().unwrap_or(false);
+        if wanted_done.is_none_or(|wanted| wanted == done) {
+            items.push(operation);
+        }
     }
     // operations.list: "Requested page size cannot exceed 100. If not set or set to less than
     // or equal to 0, the default page size is 100."

@@ -340,6 +340,61 @@ fn check_labels(labels: Option<&Json>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Annotations, version aliases and the expiration, as `Secret` documents them: annotation keys
+/// "between 1 and 63 characters long, have a UTF-8 encoding of maximum 128 bytes, begin and end
+/// with an alphanumeric character … and may have dashes (-), underscores (_), dots (.)", all
+/// keys and values "less than 16KiB"; an alias "a maximum length of 63 characters … letters,
+/// numerals, and the hyphen (`-`) and underscore", starting with a letter, not `latest` or
+/// `NEW`, at most 50; `expireTime` and `ttl` are one field (the `expiration` oneof).
+fn check_secret_fields(fields: &serde_json::Map<String, Json>) -> Result<(), ApiError> {
+    if let Some(annotations) = fields.get("annotations").and_then(Json::as_object) {
+        let mut total = 0;
+        for (key, value) in annotations {
+            total += key.len() + value.as_str().map_or(0, str::len);
+            let edge = |c: char| c.is_ascii_alphanumeric();
+            let valid = (1..=63).contains(&key.chars().count())
+                && key.len() <= 128
+                && key.starts_with(edge)
+                && key.ends_with(edge)
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !valid {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid annotation key {key:?}: 1-63 characters, alphanumeric at both ends, '-', '_' or '.' between."
+                )));
+            }
+        }
+        if total >= 16 * 1024 {
+            return Err(ApiError::invalid_argument(
+                "The total size of annotation keys and values must be less than 16KiB.",
+            ));
+        }
+    }
+    if let Some(aliases) = fields.get("versionAliases").and_then(Json::as_object) {
+        if aliases.len() > 50 {
+            return Err(ApiError::invalid_argument(
+                "No more than 50 aliases can be assigned to a secret.",
+            ));
+        }
+        for alias in aliases.keys() {
+            let valid = alias.chars().count() <= 63
+                && alias.starts_with(|c: char| c.is_ascii_alphabetic())
+                && alias
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                && alias != "latest"
+                && alias != "NEW";
+            if !valid {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid version alias {alias:?}: up to 63 letters, numerals, '-' or '_', starting with a letter, not 'latest' or 'NEW'."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_replication(replication: Option<&Json>) -> Result<(), ApiError> {
     let Some(replication) = replication.and_then(Json::as_object) else {
         return Err(ApiError::invalid_argument(
@@ -400,6 +455,85 @@ fn resolve_ttl(
     Ok(fields)
 }
 
+/// Checks a secret's rotation policy as `Rotation` documents it: "Secret.topics must be set to
+/// configure rotation"; `rotationPeriod` "Must be in seconds and at least 3600s (1h) and at
+/// most 3153600000s (100 years). If rotation_period is set, next_rotation_time must be set";
+/// `nextRotationTime` "Cannot be set to less than 300s (5 min) in the future" (checked when it
+/// is newly written: `previous` is the stored one). Topics: at most 10, `projects/*/topics/*`.
+fn check_rotation(
+    fields: &serde_json::Map<String, Json>,
+    previous: Option<&Json>,
+) -> Result<(), ApiError> {
+    let topics = fields
+        .get("topics")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if topics.len() > 10 {
+        return Err(ApiError::invalid_argument(
+            "Secret.topics: a secret can name at most 10 topics.",
+        ));
+    }
+    for topic in topics {
+        let name = topic["name"].as_str().unwrap_or_default();
+        let parts: Vec<&str> = name.split('/').collect();
+        if !matches!(parts[..], ["projects", project, "topics", id] if !project.is_empty() && !id.is_empty())
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid topic name {name:?}: expected projects/{{project}}/topics/{{topic}}."
+            )));
+        }
+    }
+    let Some(rotation) = fields.get("rotation").filter(|rotation| {
+        rotation
+            .as_object()
+            .is_some_and(|rotation| rotation.values().any(|value| !value.is_null()))
+    }) else {
+        return Ok(());
+    };
+    if topics.is_empty() {
+        return Err(ApiError::invalid_argument(
+            "Secret.topics must be set to configure rotation.",
+        ));
+    }
+    let next = rotation["nextRotationTime"].as_str();
+    if let Some(period) = rotation
+        .get("rotationPeriod")
+        .filter(|period| !period.is_null())
+    {
+        period
+            .as_str()
+            .and_then(|text| text.strip_suffix('s'))
+            .and_then(|number| number.parse::<u64>().ok())
+            .filter(|seconds| (3600..=3_153_600_000).contains(seconds))
+            .ok_or_else(|| {
+                ApiError::invalid_argument(format!(
+                    "Invalid rotation.rotation_period {period}: whole seconds, at least 3600s and at most 3153600000s."
+                ))
+            })?;
+        if next.is_none() {
+            return Err(ApiError::invalid_argument(
+                "rotation.next_rotation_time must be set if rotation.rotation_period is set.",
+            ));
+        }
+    }
+    if let Some(next) = next
+        && previous.and_then(|previous| previous["nextRotationTime"].as_str()) != Some(next)
+    {
+        let at = chrono::DateTime::parse_from_rfc3339(next).map_err(|_| {
+            ApiError::invalid_argument(format!(
+                "Invalid value at 'secret.rotation.next_rotation_time' (type.googleapis.com/google.protobuf.Timestamp), {next:?}"
+            ))
+        })?;
+        if at < chrono::Utc::now() + chrono::Duration::seconds(300) {
+            return Err(ApiError::invalid_argument(
+                "rotation.next_rotation_time cannot be less than 300s (5 min) in the future.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn settable_body(body: &Json) -> serde_json::Map<String, Json> {
     let mut fields = body.as_object().cloned().unwrap_or_default();
     fields.retain(|field, _| {
@@ -447,9 +581,22 @@ fn create_secret(store: &mut Store, request: &Request, parent: &str) -> Result<R
             "Secret [{secret_name}] already exists."
         )));
     }
+    let settable = settable_body(&body);
+    if settable.get("ttl").is_some_and(|ttl| !ttl.is_null())
+        && settable
+            .get("expireTime")
+            .is_some_and(|expire| !expire.is_null())
+    {
+        return Err(ApiError::invalid_argument(
+            "Set expire_time or ttl, not both: they are one expiration.",
+        ));
+    }
+    let fields = resolve_ttl(settable)?;
+    check_rotation(&fields, None)?;
+    check_secret_fields(&fields)?;
     let etag = quoted_etag(store);
     let record = SecretRecord {
-        body: resolve_ttl(settable_body(&body))?,
+        body: fields,
         create_time: now(),
         etag,
         next_version: 1,
@@ -582,7 +729,9 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
                 "Secret.{path} is immutable and cannot be updated."
             )));
         }
-        if !SETTABLE_PATHS.contains(&top) {
+        if !SETTABLE_PATHS.contains(&top)
+            || !discovery::mask_path_exists(Api::SecretManager, "Secret", path)
+        {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid update_mask path: {path}"
             )));
@@ -594,6 +743,8 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     collection::apply_mask(&mut updated.body, &incoming, &paths);
     updated.body = resolve_ttl(std::mem::take(&mut updated.body))?;
     check_labels(updated.body.get("labels"))?;
+    check_rotation(&updated.body, record.body.get("rotation"))?;
+    check_secret_fields(&updated.body)?;
     updated.etag = quoted_etag(store);
     let response = secret_json(secret, &updated);
     store.secrets.insert(secret.to_string(), updated);

@@ -165,6 +165,19 @@ impl Emulator {
                 "/download/storage/v1/{*path}",
                 axum::routing::any(handle_storage),
             )
+            // The discovery document's `batchPath`: Cloud Storage batches (multipart/mixed) are
+            // not served, which is said, not hidden behind a 404.
+            .route(
+                "/batch/storage/v1",
+                axum::routing::any(|| async {
+                    storage::StorageError::new(
+                        axum::http::StatusCode::NOT_IMPLEMENTED,
+                        "notImplemented",
+                        "Batch requests (batch/storage/v1) are not implemented by the emulator: send each request on its own.",
+                    )
+                    .into_response()
+                }),
+            )
             .route("/{version}/{*path}", axum::routing::any(handle_api))
             .fallback(|method: Method, uri: axum::http::Uri| async move {
                 ApiError::not_found(format!("Method not found: {method} {}", uri.path()))
@@ -251,6 +264,7 @@ impl Emulator {
         }
         let method = discovery::find_method(request.method.as_str(), &full_path);
         if let Some(method) = method {
+            normalize_query_names(method, &mut request);
             refuse_unknown_query(method, &request)?;
             decode_body(method, &mut request)?;
         }
@@ -412,13 +426,20 @@ fn lost_answer(response: axum::response::Response) -> axum::response::Response {
     axum::response::Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
-/// 429 RESOURCE_EXHAUSTED with `Retry-After: 1`, as Google's quota checks answer.
-fn throttled() -> axum::response::Response {
-    let mut response = ApiError::from_status(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "Quota exceeded for quota metric 'Requests' (injected by --throttle-rate).",
-    )
-    .into_response();
+/// 429 RESOURCE_EXHAUSTED with `Retry-After: 1`, as Google's quota checks answer; in Cloud
+/// Storage's own error shape (reason `rateLimitExceeded`) on its paths.
+fn throttled(storage: bool) -> axum::response::Response {
+    let message = "Quota exceeded for quota metric 'Requests' (injected by --throttle-rate).";
+    let mut response = if storage {
+        storage::StorageError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rateLimitExceeded",
+            message,
+        )
+        .into_response()
+    } else {
+        ApiError::from_status(axum::http::StatusCode::TOO_MANY_REQUESTS, message).into_response()
+    };
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from_static("1"),
@@ -436,7 +457,15 @@ async fn with_faults(
 ) -> axum::response::Response {
     let is_write = *method != Method::GET;
     match emulator.realism.fault(signature, is_write) {
-        Fault::Throttle => throttled(),
+        Fault::Throttle => throttled(
+            ["/storage/", "/upload/storage/", "/download/storage/"]
+                .iter()
+                .any(|prefix| {
+                    signature
+                        .split_once(' ')
+                        .is_some_and(|(_, path)| path.starts_with(prefix))
+                }),
+        ),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
             serve.await
@@ -455,6 +484,19 @@ async fn with_faults(
 
 /// Refuses query parameters the discovery method does not define, as Google does, so no API
 /// can accept more than Google's.
+/// Query parameters may use the proto field name (`page_size`) as well as the JSON name
+/// (`pageSize`), as Google's HTTP transcoding reads both; handlers see the JSON name.
+fn normalize_query_names(method: &discovery::Method, request: &mut Request) {
+    for (key, _) in request.query.iter_mut() {
+        if key.contains('_') && !method.parameters.iter().any(|parameter| parameter == key) {
+            let camel = super::collection::camel_case(key);
+            if method.parameters.contains(&camel) {
+                *key = camel;
+            }
+        }
+    }
+}
+
 fn refuse_unknown_query(method: &discovery::Method, request: &Request) -> Result<(), ApiError> {
     for (key, _) in &request.query {
         if !method.parameters.iter().any(|parameter| parameter == key) {
@@ -602,7 +644,9 @@ async fn serve_storage(
         tokio::time::sleep(emulator.options.latency).await;
     }
     if emulator.should_fail() {
-        return ApiError::unavailable(
+        return storage::StorageError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "backendError",
             "The service is currently unavailable (injected by --fail-rate).",
         )
         .into_response();

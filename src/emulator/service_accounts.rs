@@ -47,6 +47,13 @@ pub const METHODS: &[Method] = &[
         },
     },
     Method {
+        id: "iam.projects.serviceAccounts.update",
+        handler: |call| {
+            let key = account_of(call)?;
+            update(call.store, call.request, &key)
+        },
+    },
+    Method {
         id: "iam.projects.serviceAccounts.delete",
         handler: |call| {
             let key = account_of(call)?;
@@ -322,6 +329,29 @@ fn patch(store: &mut Store, request: &Request, key: &str) -> Result<Response, Ap
             }
         }
     }
+    record.etag = store.next_etag();
+    let response = account_json(key, &record);
+    store.service_accounts.insert(key.to_string(), record);
+    Ok(Response::changed(response))
+}
+
+/// `serviceAccounts.update` (PUT, deprecated for patch): "You can update only the
+/// `display_name` field" — the body's display name replaces the account's; every other field
+/// of the body is ignored.
+fn update(store: &mut Store, request: &Request, key: &str) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    discovery::validate(Api::Iam, "ServiceAccount", "service_account", &body)?;
+    check_lengths(&body)?;
+    let Some(mut record) = store.service_accounts.get(key).cloned() else {
+        return Err(ApiError::not_found(format!(
+            "Unknown service account: {key}"
+        )));
+    };
+    record.display_name = body["displayName"]
+        .as_str()
+        .filter(|name| !name.is_empty())
+        .map(String::from);
     record.etag = store.next_etag();
     let response = account_json(key, &record);
     store.service_accounts.insert(key.to_string(), record);

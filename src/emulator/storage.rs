@@ -1,13 +1,16 @@
-//! Cloud Storage JSON API v1 as the state backend uses it (per `discovery/storage.v1.json`):
-//! buckets (insert, get, versioning), objects (multipart and media upload, metadata and media
-//! get, delete, list with prefix and versions), generations and metagenerations, and the
+//! Cloud Storage JSON API v1 (per `discovery/storage.v1.json`): buckets (insert, get, list,
+//! patch, update, delete), objects (media, multipart and resumable upload, metadata and media
+//! get, patch, update, delete, list, copy, rewrite, compose), generations and metagenerations,
+//! and the
 //! `ifGenerationMatch` / `ifGenerationNotMatch` / `ifMetagenerationMatch` /
 //! `ifMetagenerationNotMatch` preconditions (failed → 412 conditionNotMet; a matched
 //! NotMatch on a read → 304). Errors use Storage's older body (`errors[]`, no `status`), and
 //! object names must be percent-encoded in paths, `/` included.
 
 use super::collection::{self, PageSizes};
-use super::store::{BucketRecord, ObjectGeneration, Store, UploadSession, now, project_number};
+use super::store::{
+    BucketRecord, ObjectGeneration, PolicyRecord, Store, UploadSession, now, project_number,
+};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -22,7 +25,7 @@ pub struct StorageError {
 }
 
 impl StorageError {
-    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -114,6 +117,7 @@ pub fn handle(
     request: &StorageRequest<'_>,
 ) -> Result<(StorageAnswer, bool), StorageError> {
     let segments: Vec<&str> = request.path.split('/').collect();
+    check_acl_use(store, request, &segments)?;
     match (request.method.as_str(), request.upload, &segments[..]) {
         ("POST", false, ["b"]) => insert_bucket(store, request),
         ("GET", false, ["b"]) => {
@@ -123,11 +127,22 @@ pub fn handle(
             .map(|body| (StorageAnswer::Json(body), false)),
         ("PATCH", false, ["b", bucket]) => patch_bucket(store, request, &decode(bucket)?)
             .map(|body| (StorageAnswer::Json(body), true)),
+        ("GET", false, ["b", bucket, "iam"]) => get_bucket_policy(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), false)),
+        ("PUT", false, ["b", bucket, "iam"]) => set_bucket_policy(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), true)),
+        ("GET", false, ["b", bucket, "iam", "testPermissions"]) => {
+            test_bucket_permissions(store, request, &decode(bucket)?)
+                .map(|body| (StorageAnswer::Json(body), false))
+        }
+        ("PUT", false, ["b", bucket]) => update_bucket(store, request, &decode(bucket)?)
+            .map(|body| (StorageAnswer::Json(body), true)),
         ("DELETE", false, ["b", bucket]) => {
             delete_bucket(store, request, &decode(bucket)?).map(|()| (StorageAnswer::Empty, true))
         }
         ("POST", true, ["b", bucket, "o"]) => upload(store, request, &decode(bucket)?),
         ("PUT", true, ["b", _, "o"]) => continue_resumable(store, request),
+        ("DELETE", true, ["b", _, "o"]) => Err(cancel_resumable(store, request)),
         ("GET", false, ["b", bucket, "o"]) => {
             list(store, request, &decode(bucket)?).map(|body| (StorageAnswer::Json(body), false))
         }
@@ -137,7 +152,9 @@ pub fn handle(
                 "GET" => get_object(store, request, &bucket, &object).map(|answer| (answer, false)),
                 "DELETE" => delete_object(store, request, &bucket, &object)
                     .map(|()| (StorageAnswer::Empty, true)),
-                "PATCH" => patch_object(store, request, &bucket, &object)
+                "PATCH" => patch_object(store, request, &bucket, &object, false)
+                    .map(|body| (StorageAnswer::Json(body), true)),
+                "PUT" => patch_object(store, request, &bucket, &object, true)
                     .map(|body| (StorageAnswer::Json(body), true)),
                 _ => Err(not_served(request)),
             }
@@ -163,8 +180,178 @@ pub fn handle(
             (&decode(bucket)?, &decode(object)?),
             *verb == "rewriteTo",
         ),
+        ("POST", false, ["b", bucket, "o", object, "compose"]) => {
+            compose(store, request, &decode(bucket)?, &decode(object)?)
+        }
         _ => Err(not_served(request)),
     }
+}
+
+/// Cloud Storage's storage classes (<https://cloud.google.com/storage/docs/storage-classes>,
+/// and the legacy ones the JSON API still accepts).
+const STORAGE_CLASSES: [&str; 7] = [
+    "STANDARD",
+    "NEARLINE",
+    "COLDLINE",
+    "ARCHIVE",
+    "MULTI_REGIONAL",
+    "REGIONAL",
+    "DURABLE_REDUCED_AVAILABILITY",
+];
+
+fn check_storage_class(body: &Json) -> Result<(), StorageError> {
+    match body.get("storageClass") {
+        None | Some(Json::Null) => Ok(()),
+        Some(class)
+            if class
+                .as_str()
+                .is_some_and(|class| STORAGE_CLASSES.contains(&class)) =>
+        {
+            Ok(())
+        }
+        Some(class) => Err(StorageError::invalid(format!(
+            "Invalid storage class: {class}"
+        ))),
+    }
+}
+
+/// An object's storage class: the one it was written with, which defaults to its bucket's
+/// ("If you don't specify a storage class for an object, it uses the bucket's default storage
+/// class", <https://cloud.google.com/storage/docs/storage-classes>).
+fn object_storage_class(version: &ObjectGeneration) -> &str {
+    version.storage_class.as_deref().unwrap_or("STANDARD")
+}
+
+/// The writable object fields beyond `metadata` and `contentType` (the Object resource,
+/// <https://cloud.google.com/storage/docs/json_api/v1/objects#resource>), kept as written.
+const OBJECT_WRITABLE: [&str; 9] = [
+    "cacheControl",
+    "contentDisposition",
+    "contentEncoding",
+    "contentLanguage",
+    "customTime",
+    "eventBasedHold",
+    "temporaryHold",
+    "retention",
+    "contexts",
+];
+
+/// The writable bucket fields beyond `versioning` and `labels` (the Bucket resource,
+/// <https://cloud.google.com/storage/docs/json_api/v1/buckets#resource>), kept as written
+/// (not enforced: no lifecycle runs, no retention holds). `softDeletePolicy` is not among
+/// them: soft delete is not modelled.
+const BUCKET_WRITABLE: [&str; 16] = [
+    "storageClass",
+    "autoclass",
+    "billing",
+    "cors",
+    "customPlacementConfig",
+    "defaultEventBasedHold",
+    "encryption",
+    "hierarchicalNamespace",
+    "iamConfiguration",
+    "ipFilter",
+    "lifecycle",
+    "logging",
+    "objectRetention",
+    "retentionPolicy",
+    "rpo",
+    "website",
+];
+
+/// The `allowed` fields of a request body: on insert and update (`replace`) they become the
+/// whole set; on patch they are merged in with patch semantics
+/// (<https://cloud.google.com/storage/docs/json_api#patch>): a message merges field by field,
+/// `null` clears, anything else replaces.
+fn write_fields(
+    stored: &mut serde_json::Map<String, Json>,
+    body: &Json,
+    allowed: &[&str],
+    replace: bool,
+) {
+    if replace {
+        stored.clear();
+    }
+    for field in allowed {
+        match body.get(*field) {
+            Some(Json::Null) => {
+                stored.remove(*field);
+            }
+            Some(value) if !replace => merge_patch(stored, field, value),
+            Some(value) => {
+                stored.insert(field.to_string(), value.clone());
+            }
+            None => {}
+        }
+    }
+}
+
+fn merge_patch(stored: &mut serde_json::Map<String, Json>, field: &str, value: &Json) {
+    match (stored.get_mut(field), value) {
+        (_, Json::Null) => {
+            stored.remove(field);
+        }
+        (Some(Json::Object(current)), Json::Object(incoming)) => {
+            for (key, item) in incoming {
+                merge_patch(current, key, item);
+            }
+        }
+        _ => {
+            stored.insert(field.to_string(), value.clone());
+        }
+    }
+}
+
+/// Whether a bucket has uniform bucket-level access (the emulator's default, see
+/// `bucket_json`), from its stored `iamConfiguration` or, for a bucket being created, its body.
+fn uniform_access(iam_configuration: Option<&Json>) -> bool {
+    let configuration = iam_configuration.unwrap_or(&Json::Null);
+    let flag = |field: &str| configuration[field]["enabled"].as_bool();
+    flag("uniformBucketLevelAccess")
+        .or_else(|| flag("bucketPolicyOnly"))
+        .unwrap_or(true)
+}
+
+/// "When you enable uniform bucket-level access on a bucket, Access Control Lists (ACLs) are
+/// disabled" (<https://cloud.google.com/storage/docs/uniform-bucket-level-access>): the ACL
+/// methods and the `predefinedAcl` family of parameters are refused with 400 on such a bucket.
+fn check_acl_use(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    segments: &[&str],
+) -> Result<(), StorageError> {
+    let acl_method = segments
+        .iter()
+        .any(|segment| matches!(*segment, "acl" | "defaultObjectAcl"));
+    let acl_parameter = request.query.iter().any(|(key, _)| {
+        matches!(
+            key.as_str(),
+            "predefinedAcl" | "predefinedDefaultObjectAcl" | "destinationPredefinedAcl"
+        )
+    });
+    if !acl_method && !acl_parameter {
+        return Ok(());
+    }
+    let uniform = match segments {
+        ["b"] if request.method == Method::POST => {
+            let body: Json = serde_json::from_slice(request.body).unwrap_or_default();
+            uniform_access(body.get("iamConfiguration"))
+        }
+        ["b", bucket, ..] => {
+            let bucket = decode(bucket)?;
+            match store.buckets.get(&bucket) {
+                Some(record) => uniform_access(record.extra.get("iamConfiguration")),
+                None => return Ok(()),
+            }
+        }
+        _ => false,
+    };
+    if uniform {
+        return Err(StorageError::invalid(
+            "Cannot use ACL API or predefined ACLs: uniform bucket-level access is enabled on this bucket.",
+        ));
+    }
+    Ok(())
 }
 
 /// A request no handler serves: 501 naming the method when Cloud Storage has one there, 404
@@ -257,6 +444,7 @@ fn patch_bucket(
 ) -> Result<Json, StorageError> {
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    check_storage_class(&body)?;
     let bucket = store
         .buckets
         .get_mut(name)
@@ -266,12 +454,222 @@ fn patch_bucket(
         bucket.versioning = enabled;
     }
     if let Some(labels) = body.get("labels") {
-        bucket.labels = labels.as_object().cloned().unwrap_or_default();
-        bucket.labels.retain(|_, value| !value.is_null());
+        match labels.as_object() {
+            // Patch semantics: named labels change, `null` removes one, the others stay.
+            Some(entries) => {
+                for (key, value) in entries {
+                    if value.is_null() {
+                        bucket.labels.remove(key);
+                    } else {
+                        bucket.labels.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            None => bucket.labels.clear(),
+        }
     }
+    write_fields(&mut bucket.extra, &body, &BUCKET_WRITABLE, false);
     bucket.metageneration += 1;
     bucket.updated = Some(now());
     Ok(bucket_json(name, bucket, &request.base_url))
+}
+
+/// `buckets.update` (PUT): the body is the whole writable metadata; what it leaves out is
+/// cleared (versioning off, no labels).
+fn update_bucket(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    name: &str,
+) -> Result<Json, StorageError> {
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    check_storage_class(&body)?;
+    let bucket = store
+        .buckets
+        .get_mut(name)
+        .ok_or_else(|| StorageError::not_found("The specified bucket does not exist."))?;
+    check_bucket_preconditions(request, bucket)?;
+    bucket.versioning = body
+        .pointer("/versioning/enabled")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    bucket.labels = body["labels"].as_object().cloned().unwrap_or_default();
+    bucket.labels.retain(|_, value| !value.is_null());
+    write_fields(&mut bucket.extra, &body, &BUCKET_WRITABLE, true);
+    bucket.metageneration += 1;
+    bucket.updated = Some(now());
+    Ok(bucket_json(name, bucket, &request.base_url))
+}
+
+/// A bucket's IAM policy, in Cloud Storage's own shape (`storage#policy`, the bucket as
+/// `resourceId`; <https://cloud.google.com/storage/docs/json_api/v1/buckets/getIamPolicy>). A
+/// bucket starts with the legacy convenience bindings every new bucket has
+/// (<https://cloud.google.com/storage/docs/access-control/iam#convenience-values>).
+fn bucket_policy(store: &Store, bucket: &str) -> Result<(String, PolicyRecord), StorageError> {
+    let Some(record) = store.buckets.get(bucket) else {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    };
+    let resource = format!("projects/_/buckets/{bucket}");
+    let policy = store.policies.get(&resource).cloned().unwrap_or_else(|| {
+        let project = &record.project_number;
+        PolicyRecord {
+            version: 1,
+            bindings: vec![
+                json!({"role": "roles/storage.legacyBucketOwner", "members": [format!("projectEditor:{project}"), format!("projectOwner:{project}")]}),
+                json!({"role": "roles/storage.legacyBucketReader", "members": [format!("projectViewer:{project}")]}),
+            ],
+            audit_configs: Vec::new(),
+            etag: "CAE=".to_string(),
+        }
+    });
+    Ok((resource, policy))
+}
+
+fn bucket_policy_json(resource: &str, policy: &PolicyRecord) -> Json {
+    let mut body = json!({
+        "kind": "storage#policy",
+        "resourceId": resource,
+        "version": policy.version,
+        "etag": policy.etag,
+    });
+    if !policy.bindings.is_empty() {
+        body["bindings"] = json!(policy.bindings);
+    }
+    body
+}
+
+/// `buckets.getIamPolicy`: "If the optionsRequestedPolicyVersion is for an older version that
+/// doesn't support part of the requested IAM policy, the request fails."
+fn get_bucket_policy(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<Json, StorageError> {
+    let (resource, policy) = bucket_policy(store, bucket)?;
+    let requested = request
+        .number("optionsRequestedPolicyVersion")?
+        .unwrap_or(1);
+    if !matches!(requested, 1 | 3) {
+        return Err(StorageError::invalid(format!(
+            "Invalid optionsRequestedPolicyVersion {requested}: use 1 or 3."
+        )));
+    }
+    if requested < 3 && policy.version >= 3 {
+        return Err(StorageError::invalid(
+            "The policy has conditions: request optionsRequestedPolicyVersion=3 to read it.",
+        ));
+    }
+    Ok(bucket_policy_json(&resource, &policy))
+}
+
+/// `buckets.setIamPolicy` (PUT, the Policy as body): a stale etag fails the precondition
+/// (412), conditions need version 3, every binding names a role and members.
+fn set_bucket_policy(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<Json, StorageError> {
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let (resource, current) = bucket_policy(store, bucket)?;
+    if let Some(etag) = body["etag"].as_str()
+        && etag != current.etag
+    {
+        return Err(StorageError::precondition());
+    }
+    let bindings = body["bindings"].as_array().cloned().unwrap_or_default();
+    let mut conditional = false;
+    for binding in &bindings {
+        let role = binding["role"].as_str().unwrap_or_default();
+        let members = binding["members"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if role.is_empty() || members.is_empty() {
+            return Err(StorageError::invalid(
+                "Every binding needs a role and at least one member.",
+            ));
+        }
+        for member in members {
+            let member = member.as_str().unwrap_or_default();
+            let valid = ["allUsers", "allAuthenticatedUsers"].contains(&member)
+                || [
+                    "user:",
+                    "serviceAccount:",
+                    "group:",
+                    "domain:",
+                    "projectOwner:",
+                    "projectEditor:",
+                    "projectViewer:",
+                    "principal://",
+                    "principalSet://",
+                    "deleted:",
+                ]
+                .iter()
+                .any(|prefix| {
+                    member
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| !rest.is_empty())
+                });
+            if !valid {
+                return Err(StorageError::invalid(format!(
+                    "Invalid member {member:?} for role {role}."
+                )));
+            }
+        }
+        conditional |= binding
+            .get("condition")
+            .is_some_and(|condition| !condition.is_null());
+    }
+    let version = body["version"].as_i64().unwrap_or(1);
+    if conditional && version < 3 {
+        return Err(StorageError::invalid(
+            "IAM conditions need policy version 3.",
+        ));
+    }
+    let policy = PolicyRecord {
+        version: if conditional { 3 } else { 1 },
+        bindings,
+        audit_configs: Vec::new(),
+        etag: store.next_etag(),
+    };
+    let answer = bucket_policy_json(&resource, &policy);
+    store.policies.insert(resource, policy);
+    Ok(answer)
+}
+
+/// `buckets.testIamPermissions`: the emulator's caller holds every Cloud Storage permission
+/// it asks about; a permission of another service is refused.
+fn test_bucket_permissions(
+    store: &Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+) -> Result<Json, StorageError> {
+    bucket_policy(store, bucket)?;
+    let permissions: Vec<&str> = request
+        .query
+        .iter()
+        .filter(|(key, _)| key == "permissions")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    if permissions.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required parameter: permissions",
+        ));
+    }
+    if let Some(foreign) = permissions
+        .iter()
+        .find(|permission| !permission.starts_with("storage."))
+    {
+        return Err(StorageError::invalid(format!(
+            "Permission '{foreign}' is not a Cloud Storage permission."
+        )));
+    }
+    Ok(json!({"kind": "storage#testIamPermissionsResponse", "permissions": permissions}))
 }
 
 fn delete_bucket(
@@ -297,16 +695,19 @@ fn delete_bucket(
     }
     store.buckets.remove(name);
     store.objects.remove(name);
+    store.policies.remove(&format!("projects/_/buckets/{name}"));
     Ok(())
 }
 
-/// `objects.patch`: metadata only (a new metageneration, same generation); the preconditions
-/// apply to the live generation.
+/// `objects.patch`, and `objects.update` (PUT, `replace`: what the body leaves out is cleared):
+/// metadata only (a new metageneration, same generation); the preconditions apply to the live
+/// generation.
 fn patch_object(
     store: &mut Store,
     request: &StorageRequest<'_>,
     bucket: &str,
     name: &str,
+    replace: bool,
 ) -> Result<Json, StorageError> {
     if !store.buckets.contains_key(bucket) {
         return Err(StorageError::not_found(
@@ -315,7 +716,22 @@ fn patch_object(
     }
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
-    let current = live(store, bucket, name).cloned();
+    // `generation`: "If present, selects a specific revision of this object (as opposed to the
+    // latest version, the default)" — a noncurrent one included.
+    let generation = request.number("generation")?;
+    let current = match generation {
+        Some(generation) => store
+            .objects
+            .get(bucket)
+            .and_then(|objects| objects.get(name))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
+            .cloned(),
+        None => live(store, bucket, name).cloned(),
+    };
     let Some(current) = current else {
         return Err(StorageError::not_found(format!(
             "No such object: {bucket}/{name}"
@@ -326,8 +742,15 @@ fn patch_object(
         .objects
         .get_mut(bucket)
         .and_then(|objects| objects.get_mut(name))
-        .and_then(|generations| generations.last_mut())
+        .and_then(|generations| {
+            generations
+                .iter_mut()
+                .find(|version| version.generation == current.generation)
+        })
         .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{name}")))?;
+    if replace {
+        version.metadata.clear();
+    }
     if let Some(metadata) = body.get("metadata") {
         match metadata.as_object() {
             Some(entries) => {
@@ -345,6 +768,7 @@ fn patch_object(
     if let Some(content_type) = body["contentType"].as_str() {
         version.content_type = content_type.to_string();
     }
+    write_fields(&mut version.extra, &body, &OBJECT_WRITABLE, replace);
     version.metageneration += 1;
     version.updated = now();
     let answer = object_json(bucket, name, version, &request.base_url);
@@ -405,10 +829,26 @@ fn copy(
         serde_json::from_slice(request.body)
             .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
     };
-    let metadata = json!({
+    // The destination takes the source's metadata, and the body's fields where it has them.
+    let mut metadata = json!({
         "metadata": overrides.get("metadata").cloned().unwrap_or(Json::Object(version.metadata.clone())),
         "contentType": overrides["contentType"].as_str().unwrap_or(&version.content_type),
     });
+    if let Some(class) = overrides
+        .get("storageClass")
+        .filter(|class| !class.is_null())
+    {
+        metadata["storageClass"] = class.clone();
+    }
+    for field in OBJECT_WRITABLE {
+        if let Some(value) = overrides
+            .get(field)
+            .filter(|value| !value.is_null())
+            .or_else(|| version.extra.get(field))
+        {
+            metadata[field] = value.clone();
+        }
+    }
     let data = base64::engine::general_purpose::STANDARD
         .decode(&version.data)
         .unwrap_or_default();
@@ -451,6 +891,128 @@ fn copy(
     ))
 }
 
+/// `objects.compose`: concatenates 1 to 32 source objects of the destination's bucket into the
+/// destination object (<https://cloud.google.com/storage/docs/json_api/v1/objects/compose>).
+/// Each source may pin a `generation` and an `objectPreconditions.ifGenerationMatch`; the
+/// query's `ifGenerationMatch` / `ifMetagenerationMatch` guard the destination. The result is a
+/// composite object: a `componentCount` (at most 1024), a CRC32C and no MD5 hash.
+fn compose(
+    store: &mut Store,
+    request: &StorageRequest<'_>,
+    bucket: &str,
+    object: &str,
+) -> Result<(StorageAnswer, bool), StorageError> {
+    if !store.buckets.contains_key(bucket) {
+        return Err(StorageError::not_found(
+            "The specified bucket does not exist.",
+        ));
+    }
+    let body: Json = serde_json::from_slice(request.body)
+        .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    let sources = body["sourceObjects"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if sources.is_empty() {
+        return Err(StorageError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Required field: sourceObjects",
+        ));
+    }
+    if sources.len() > 32 {
+        return Err(StorageError::invalid(
+            "The number of source components provided (more than 32) exceeds the maximum (32).",
+        ));
+    }
+    let mut data = Vec::new();
+    let mut component_count: u32 = 0;
+    for source in sources {
+        let name = source["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            return Err(StorageError::new(
+                StatusCode::BAD_REQUEST,
+                "required",
+                "Required field: sourceObjects[].name",
+            ));
+        }
+        let not_found = || StorageError::not_found(format!("No such object: {bucket}/{name}"));
+        let generation = match &source["generation"] {
+            Json::Null => None,
+            Json::String(text) => Some(text.parse::<i64>().map_err(|_| {
+                StorageError::invalid(format!(
+                    "Invalid value for sourceObjects[].generation: {text}"
+                ))
+            })?),
+            other => other.as_i64().map(Some).ok_or_else(|| {
+                StorageError::invalid(format!(
+                    "Invalid value for sourceObjects[].generation: {other}"
+                ))
+            })?,
+        };
+        let version = match generation {
+            Some(generation) => store
+                .objects
+                .get(bucket)
+                .and_then(|objects| objects.get(name))
+                .and_then(|versions| {
+                    versions
+                        .iter()
+                        .find(|version| version.generation == generation)
+                })
+                .ok_or_else(not_found)?,
+            None => live(store, bucket, name).ok_or_else(not_found)?,
+        };
+        let pinned = &source["objectPreconditions"]["ifGenerationMatch"];
+        let pinned = match pinned {
+            Json::String(text) => text.parse::<i64>().ok(),
+            other => other.as_i64(),
+        };
+        if pinned.is_some_and(|expected| expected != version.generation) {
+            return Err(StorageError::precondition());
+        }
+        component_count += version.component_count.max(1);
+        data.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(&version.data)
+                .unwrap_or_default(),
+        );
+    }
+    if component_count > 1024 {
+        return Err(StorageError::invalid(
+            "The number of components in the composite object would exceed the maximum (1024).",
+        ));
+    }
+    let destination = body
+        .get("destination")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let content_type = destination["contentType"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let (_, changed) = store_object(
+        store,
+        request,
+        bucket,
+        object,
+        &destination,
+        data,
+        content_type,
+    )?;
+    let version = store
+        .objects
+        .get_mut(bucket)
+        .and_then(|objects| objects.get_mut(object))
+        .and_then(|generations| generations.last_mut())
+        .ok_or_else(|| StorageError::not_found(format!("No such object: {bucket}/{object}")))?;
+    version.component_count = component_count;
+    Ok((
+        StorageAnswer::Json(object_json(bucket, object, version, &request.base_url)),
+        changed,
+    ))
+}
+
 fn decode(segment: &str) -> Result<String, StorageError> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
@@ -476,7 +1038,42 @@ fn bucket_json(name: &str, bucket: &BucketRecord, base: &str) -> Json {
     if !bucket.labels.is_empty() {
         body["labels"] = Json::Object(bucket.labels.clone());
     }
+    // Server-filled fields: the location's type, and the IAM configuration of a bucket made
+    // without one (uniform bucket-level access, as the emulator serves no ACLs).
+    body["locationType"] = json!(location_type(&bucket.location));
+    // "rpo: The Recovery Point Objective (RPO) of this bucket" — DEFAULT for the dual- and
+    // multi-regions that have one (<https://cloud.google.com/storage/docs/turbo-replication>).
+    if location_type(&bucket.location) != "region" {
+        body["rpo"] = json!("DEFAULT");
+    }
+    let mut iam_configuration = serde_json::Map::new();
+    iam_configuration.insert("uniformBucketLevelAccess".into(), json!({"enabled": true}));
+    iam_configuration.insert("bucketPolicyOnly".into(), json!({"enabled": true}));
+    iam_configuration.insert("publicAccessPrevention".into(), json!("inherited"));
+    for (field, value) in &bucket.extra {
+        if field == "iamConfiguration" {
+            if let Some(given) = value.as_object() {
+                for (key, item) in given {
+                    merge_patch(&mut iam_configuration, key, item);
+                }
+            }
+        } else {
+            body[field] = value.clone();
+        }
+    }
+    body["iamConfiguration"] = Json::Object(iam_configuration);
     body
+}
+
+/// "locationType: The type of the bucket location" — multi-region (`US`, `EU`, `ASIA`),
+/// predefined dual-region (`NAM4`, `EUR4`, `ASIA1`, …) or region
+/// (<https://cloud.google.com/storage/docs/locations>).
+fn location_type(location: &str) -> &'static str {
+    match location {
+        "US" | "EU" | "ASIA" => "multi-region",
+        "NAM4" | "EUR4" | "EUR5" | "EUR7" | "EUR8" | "ASIA1" => "dual-region",
+        _ => "region",
+    }
 }
 
 fn insert_bucket(
@@ -492,6 +1089,7 @@ fn insert_bucket(
     })?;
     let body: Json = serde_json::from_slice(request.body)
         .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?;
+    check_storage_class(&body)?;
     let name = body["name"].as_str().unwrap_or_default().to_string();
     let valid = (3..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -521,7 +1119,10 @@ fn insert_bucket(
         location: body["location"].as_str().unwrap_or("US").to_uppercase(),
         updated: None,
         labels: body["labels"].as_object().cloned().unwrap_or_default(),
+        extra: Default::default(),
     };
+    let mut bucket = bucket;
+    write_fields(&mut bucket.extra, &body, &BUCKET_WRITABLE, true);
     let answer = bucket_json(&name, &bucket, &request.base_url);
     store.buckets.insert(name, bucket);
     Ok((StorageAnswer::Json(answer), true))
@@ -573,7 +1174,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "generation": version.generation.to_string(),
         "metageneration": version.metageneration.to_string(),
         "contentType": version.content_type,
-        "storageClass": "STANDARD",
+        "storageClass": object_storage_class(version),
         "size": data.len().to_string(),
         "crc32c": crc,
         "md5Hash": md5,
@@ -581,12 +1182,26 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "timeCreated": version.time_created,
         "updated": version.updated,
         "timeFinalized": version.time_created,
+        // "The time at which the object's storage class was last changed": its creation, as
+        // classes change only by rewriting into a new generation.
+        "timeStorageClassUpdated": version.time_created,
     });
     if let Some(deleted) = &version.time_deleted {
         body["timeDeleted"] = json!(deleted);
     }
     if !version.metadata.is_empty() {
         body["metadata"] = Json::Object(version.metadata.clone());
+    }
+    for (field, value) in &version.extra {
+        body[field] = value.clone();
+    }
+    // "componentCount: Returned for composite objects only"; composite objects have no MD5
+    // ("md5Hash … Not present for composite objects").
+    if version.component_count > 0 {
+        body["componentCount"] = json!(version.component_count);
+        if let Some(body) = body.as_object_mut() {
+            body.remove("md5Hash");
+        }
     }
     body
 }
@@ -723,6 +1338,7 @@ fn start_resumable(
         serde_json::from_slice(request.body)
             .map_err(|error| StorageError::invalid(format!("Invalid JSON payload: {error}")))?
     };
+    let metadata = with_query_encoding(metadata, request);
     let name = request
         .query("name")
         .map(String::from)
@@ -756,6 +1372,8 @@ fn start_resumable(
                 .filter(|(key, _)| key.starts_with("if"))
                 .cloned()
                 .collect(),
+            completed: None,
+            completed_at: None,
         },
     );
     let location = format!(
@@ -782,6 +1400,11 @@ fn continue_resumable(
         .get(&id)
         .cloned()
         .ok_or_else(|| StorageError::not_found("No such upload session."))?;
+    // "If the upload has already completed, the response is a 200 OK or 201 Created, along
+    // with the object's metadata" — what a client asks after losing the last answer.
+    if let Some(object) = session.completed {
+        return Ok((StorageAnswer::Json(object), false));
+    }
     let mut data = base64::engine::general_purpose::STANDARD
         .decode(&session.data)
         .unwrap_or_default();
@@ -845,7 +1468,7 @@ fn continue_resumable(
         .as_str()
         .map(String::from)
         .unwrap_or(session.content_type.clone());
-    store_object(
+    let (answer, changed) = store_object(
         store,
         &finishing,
         &session.bucket,
@@ -853,7 +1476,41 @@ fn continue_resumable(
         &session.metadata,
         data,
         content_type,
-    )
+    )?;
+    if let StorageAnswer::Json(object) = &answer {
+        // Google keeps a session URI for a week; the emulator remembers finished sessions for
+        // a day, so a long-lived emulator's store does not grow with every upload.
+        let horizon = (chrono::Utc::now() - chrono::Duration::days(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        store.upload_sessions.retain(|_, kept| {
+            kept.completed_at
+                .as_deref()
+                .is_none_or(|completed| completed > horizon.as_str())
+        });
+        session.data = String::new();
+        session.completed = Some(object.clone());
+        session.completed_at = Some(now());
+        store.upload_sessions.insert(id, session);
+    }
+    Ok((answer, changed))
+}
+
+/// Cancels a resumable upload: "send a DELETE request to the session URI … If successful, the
+/// response contains a 499 status code"; the session is gone afterwards
+/// (<https://cloud.google.com/storage/docs/performing-resumable-uploads#cancel-upload>).
+fn cancel_resumable(store: &mut Store, request: &StorageRequest<'_>) -> StorageError {
+    let removed = request
+        .query("upload_id")
+        .and_then(|id| store.upload_sessions.remove(id))
+        .filter(|session| session.completed.is_none());
+    match removed {
+        Some(_) => StorageError::new(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "clientClosedRequest",
+            "The upload was cancelled.",
+        ),
+        None => StorageError::not_found("No such upload session."),
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -898,6 +1555,7 @@ fn upload(
             ));
         }
     };
+    let metadata = with_query_encoding(metadata, request);
     let name = request
         .query("name")
         .map(String::from)
@@ -921,6 +1579,40 @@ fn upload(
     )
 }
 
+/// objects.insert's `contentEncoding` parameter: "If set, sets the contentEncoding property of
+/// the final object to this value" (the metadata's own value wins).
+fn with_query_encoding(mut metadata: Json, request: &StorageRequest<'_>) -> Json {
+    if let Some(encoding) = request
+        .query("contentEncoding")
+        .filter(|encoding| !encoding.is_empty())
+        && metadata.get("contentEncoding").is_none_or(Json::is_null)
+        && metadata.is_object()
+    {
+        metadata["contentEncoding"] = json!(encoding);
+    }
+    metadata
+}
+
+/// Object naming requirements (<https://cloud.google.com/storage/docs/objects#naming>): "1-1024
+/// bytes when UTF-8 encoded", no carriage return or line feed, not `.` or `..`, and not under
+/// `.well-known/acme-challenge/`.
+fn check_object_name(name: &str) -> Result<(), StorageError> {
+    let valid = !name.is_empty()
+        && name.len() <= 1024
+        && !name.contains(['\r', '\n'])
+        && name != "."
+        && name != ".."
+        && !name.starts_with(".well-known/acme-challenge/");
+    if valid {
+        Ok(())
+    } else {
+        Err(StorageError::invalid(format!(
+            "The object name {:?} is not valid: see https://cloud.google.com/storage/docs/objects#naming.",
+            name.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
 /// Writes a new generation of `name` (the end of every upload type), after the preconditions.
 fn store_object(
     store: &mut Store,
@@ -932,6 +1624,7 @@ fn store_object(
     content_type: String,
 ) -> Result<(StorageAnswer, bool), StorageError> {
     let name = name.to_string();
+    check_object_name(&name)?;
     // A checksum given with the metadata must match the media ("If the checksums don't match,
     // the upload is rejected": https://cloud.google.com/storage/docs/data-validation).
     if let Some(expected) = metadata["crc32c"].as_str() {
@@ -953,10 +1646,21 @@ fn store_object(
     }
     let current = live(store, bucket, &name).cloned();
     check_preconditions(request, current.as_ref(), false)?;
+    // The live generation is overwritten, or archived when versioning keeps it.
+    if let (Some(current), Some(record)) = (&current, store.buckets.get(bucket)) {
+        check_removable(record, bucket, &name, current)?;
+    }
     let versioning = store
         .buckets
         .get(bucket)
         .is_some_and(|record| record.versioning);
+    // "defaultEventBasedHold: … new objects get eventBasedHold: true" unless they say otherwise.
+    let default_hold = store
+        .buckets
+        .get(bucket)
+        .and_then(|record| record.extra.get("defaultEventBasedHold"))
+        .and_then(Json::as_bool)
+        == Some(true);
     store.last_generation = (chrono::Utc::now().timestamp_micros()).max(store.last_generation + 1);
     let time = now();
     let version = ObjectGeneration {
@@ -974,7 +1678,27 @@ fn store_object(
             .as_object()
             .cloned()
             .unwrap_or_default(),
+        extra: Default::default(),
+        component_count: 0,
+        storage_class: None,
     };
+    let mut version = version;
+    write_fields(&mut version.extra, metadata, &OBJECT_WRITABLE, true);
+    check_storage_class(metadata)?;
+    let storage_class = metadata["storageClass"]
+        .as_str()
+        .or_else(|| {
+            store
+                .buckets
+                .get(bucket)
+                .and_then(|record| record.extra.get("storageClass"))
+                .and_then(Json::as_str)
+        })
+        .unwrap_or("STANDARD");
+    version.storage_class = Some(storage_class.to_string());
+    if default_hold && !version.extra.contains_key("eventBasedHold") {
+        version.extra.insert("eventBasedHold".into(), json!(true));
+    }
     let generations = store
         .objects
         .entry(bucket.to_string())
@@ -1061,15 +1785,27 @@ fn media(
         ),
         (
             "x-goog-stored-content-encoding".to_string(),
-            "identity".to_string(),
+            version
+                .extra
+                .get("contentEncoding")
+                .and_then(Json::as_str)
+                .unwrap_or("identity")
+                .to_string(),
         ),
-        ("x-goog-storage-class".to_string(), "STANDARD".to_string()),
+        (
+            "x-goog-storage-class".to_string(),
+            object_storage_class(version).to_string(),
+        ),
         (
             "x-goog-hash".to_string(),
-            format!(
-                "crc32c={crc},md5={}",
-                base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0)
-            ),
+            if version.component_count > 0 {
+                format!("crc32c={crc}")
+            } else {
+                format!(
+                    "crc32c={crc},md5={}",
+                    base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0)
+                )
+            },
         ),
         (
             "etag".to_string(),
@@ -1080,6 +1816,57 @@ fn media(
     for (key, value) in &version.metadata {
         if let Some(value) = value.as_str() {
             headers.push((format!("x-goog-meta-{key}"), value.to_string()));
+        }
+    }
+    // The object's own HTTP metadata is served with its media.
+    for (field, header) in [
+        ("cacheControl", "cache-control"),
+        ("contentDisposition", "content-disposition"),
+        ("contentLanguage", "content-language"),
+    ] {
+        if let Some(value) = version.extra.get(field).and_then(Json::as_str) {
+            headers.push((header.to_string(), value.to_string()));
+        }
+    }
+    // Decompressive transcoding (<https://cloud.google.com/storage/docs/transcoding>): an
+    // object stored with `contentEncoding: gzip` is served compressed, with `Content-Encoding:
+    // gzip`, to a request that says `Accept-Encoding: gzip` (or when its Cache-Control says
+    // `no-transform`); to any other it is served decompressed, whole (a Range is ignored).
+    let stored_gzip = version.extra.get("contentEncoding").and_then(Json::as_str) == Some("gzip");
+    if stored_gzip {
+        let accepts_gzip = request
+            .headers
+            .get("accept-encoding")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .split(',')
+                    .any(|coding| coding.split(';').next().map(str::trim) == Some("gzip"))
+            });
+        let no_transform = version
+            .extra
+            .get("cacheControl")
+            .and_then(Json::as_str)
+            .is_some_and(|control| control.contains("no-transform"));
+        if accepts_gzip || no_transform {
+            headers.push(("content-encoding".to_string(), "gzip".to_string()));
+        } else {
+            let mut decompressed = Vec::new();
+            if std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(data.as_slice()),
+                &mut decompressed,
+            )
+            .is_ok()
+            {
+                return Ok(StorageAnswer::Media {
+                    data: decompressed,
+                    content_type: version.content_type.clone(),
+                    headers,
+                    range: None,
+                });
+            }
+            // Not gzip after all: Google serves such an object as stored.
+            headers.push(("content-encoding".to_string(), "gzip".to_string()));
         }
     }
     let range = request
@@ -1131,6 +1918,66 @@ fn media(
     })
 }
 
+/// Holds and retention: a generation under a temporary or event-based hold
+/// (<https://cloud.google.com/storage/docs/object-holds>), with an object retention whose
+/// `retainUntilTime` is ahead (<https://cloud.google.com/storage/docs/object-lock>), or younger
+/// than its bucket's `retentionPolicy.retentionPeriod`
+/// (<https://cloud.google.com/storage/docs/bucket-lock>) "cannot be deleted, overwritten or
+/// archived": 403 `retentionPolicyNotMet`.
+fn check_removable(
+    bucket: &BucketRecord,
+    bucket_name: &str,
+    name: &str,
+    version: &ObjectGeneration,
+) -> Result<(), StorageError> {
+    let refused = |why: String| {
+        Err(StorageError::new(
+            StatusCode::FORBIDDEN,
+            "retentionPolicyNotMet",
+            format!(
+                "Object '{bucket_name}/{name}' {why} and cannot be deleted, overwritten or archived until then."
+            ),
+        ))
+    };
+    let held = |field: &str| version.extra.get(field).and_then(Json::as_bool) == Some(true);
+    if held("temporaryHold") {
+        return refused("is under active Temporary hold".into());
+    }
+    if held("eventBasedHold") {
+        return refused("is under active Event-Based hold".into());
+    }
+    let now = chrono::Utc::now();
+    let until = version
+        .extra
+        .get("retention")
+        .and_then(|retention| retention["retainUntilTime"].as_str())
+        .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok());
+    if let Some(until) = until
+        && until > now
+    {
+        return refused(format!("is retained until {}", until.to_rfc3339()));
+    }
+    let period =
+        bucket
+            .extra
+            .get("retentionPolicy")
+            .and_then(|policy| match &policy["retentionPeriod"] {
+                Json::String(text) => text.parse::<i64>().ok(),
+                other => other.as_i64(),
+            });
+    let created = chrono::DateTime::parse_from_rfc3339(&version.time_created).ok();
+    if let (Some(period), Some(created)) = (period, created) {
+        let expires = created + chrono::Duration::seconds(period);
+        if expires > now {
+            return refused(format!(
+                "is subject to the bucket's retention policy until {}",
+                expires.to_rfc3339()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn delete_object(
     store: &mut Store,
     request: &StorageRequest<'_>,
@@ -1153,6 +2000,22 @@ fn delete_object(
         return Err(not_found());
     }
     check_preconditions(request, current.as_ref(), false)?;
+    let removed = match requested {
+        Some(generation) => store
+            .objects
+            .get(bucket)
+            .and_then(|objects| objects.get(name))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|version| version.generation == generation)
+            })
+            .cloned(),
+        None => current.clone(),
+    };
+    if let (Some(removed), Some(record)) = (&removed, store.buckets.get(bucket)) {
+        check_removable(record, bucket, name, removed)?;
+    }
     let generations = store
         .objects
         .get_mut(bucket)
@@ -1182,6 +2045,33 @@ fn delete_object(
     Ok(())
 }
 
+fn boolean(request: &StorageRequest<'_>, name: &str) -> Result<bool, StorageError> {
+    match request.query(name) {
+        None => Ok(false),
+        Some(text) => super::http::parse_bool(text).ok_or_else(|| {
+            StorageError::invalid(format!("Invalid boolean value for {name}: {text}"))
+        }),
+    }
+}
+
+/// `matchGlob`: "Filter results to objects and prefixes that match this glob pattern", with
+/// Cloud Storage's glob syntax (<https://cloud.google.com/storage/docs/json_api/v1/objects/list#list-object-glob>):
+/// `*` stops at `/`, `**` crosses it, `?`, `[...]`, `[!...]` and `{a,b}`.
+fn match_glob(request: &StorageRequest<'_>) -> Result<Option<globset::GlobMatcher>, StorageError> {
+    let Some(pattern) = request
+        .query("matchGlob")
+        .filter(|pattern| !pattern.is_empty())
+    else {
+        return Ok(None);
+    };
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|glob| Some(glob.compile_matcher()))
+        .map_err(|error| StorageError::invalid(format!("Invalid matchGlob {pattern:?}: {error}")))
+}
+
 fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Json, StorageError> {
     if !store.buckets.contains_key(bucket) {
         return Err(StorageError::not_found(
@@ -1190,40 +2080,53 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
     }
     let prefix = request.query("prefix").unwrap_or_default();
     let delimiter = request.query("delimiter").filter(|text| !text.is_empty());
-    let versions = match request.query("versions") {
-        None => false,
-        Some(text) => super::http::parse_bool(text).ok_or_else(|| {
-            StorageError::invalid(format!("Invalid boolean value for versions: {text}"))
-        })?,
+    let versions = boolean(request, "versions")?;
+    let include_trailing = boolean(request, "includeTrailingDelimiter")?;
+    // Soft delete is not modelled (buckets behave as with soft delete off): a deleted object is
+    // gone, so "only soft-deleted object versions" are none.
+    let soft_deleted = boolean(request, "softDeleted")?;
+    let start_offset = request.query("startOffset").filter(|text| !text.is_empty());
+    let end_offset = request.query("endOffset").filter(|text| !text.is_empty());
+    let glob = match_glob(request)?;
+    let in_range = |name: &str| {
+        start_offset.is_none_or(|start| name >= start) && end_offset.is_none_or(|end| name < end)
     };
     // Entries in name order: an object generation, or a prefix standing for every name under it
     // ("items plus prefixes" count against maxResults).
     let mut entries: Vec<(String, Option<Json>)> = Vec::new();
+    let mut last_prefix: Option<String> = None;
     for (name, generations) in store
         .objects
         .get(bucket)
         .into_iter()
         .flatten()
-        .filter(|(name, _)| name.starts_with(prefix))
+        .filter(|(name, _)| name.starts_with(prefix) && in_range(name) && !soft_deleted)
     {
+        let listed: Vec<&ObjectGeneration> = generations
+            .iter()
+            .filter(|version| versions || version.time_deleted.is_none())
+            .collect();
+        if listed.is_empty() {
+            continue;
+        }
+        let mut as_item = true;
         if let Some(delimiter) = delimiter
             && let Some(position) = name[prefix.len()..].find(delimiter)
         {
-            let folded = name[..prefix.len() + position + delimiter.len()].to_string();
-            let live_or_any = generations
-                .iter()
-                .any(|version| versions || version.time_deleted.is_none());
-            if live_or_any
-                && entries
-                    .last()
-                    .is_none_or(|(last, item)| item.is_some() || *last != folded)
+            let end = prefix.len() + position + delimiter.len();
+            let folded = name[..end].to_string();
+            if glob.as_ref().is_none_or(|glob| glob.is_match(&folded))
+                && last_prefix.as_deref() != Some(folded.as_str())
             {
-                entries.push((folded, None));
+                entries.push((folded.clone(), None));
+                last_prefix = Some(folded);
             }
-            continue;
+            // includeTrailingDelimiter: "objects that end in exactly one instance of delimiter
+            // will have their metadata included in items in addition to prefixes".
+            as_item = include_trailing && end == name.len();
         }
-        for version in generations {
-            if versions || version.time_deleted.is_none() {
+        if as_item && glob.as_ref().is_none_or(|glob| glob.is_match(name)) {
+            for version in listed {
                 entries.push((
                     name.clone(),
                     Some(object_json(bucket, name, version, &request.base_url)),
@@ -1269,5 +2172,61 @@ mod tests {
         assert_eq!(metadata["name"], "a/b.json");
         assert_eq!(media, b"{\"x\":1}");
         assert_eq!(media_type, "application/json");
+    }
+
+    #[test]
+    fn finished_upload_sessions_are_forgotten_after_a_day() {
+        let mut store = Store::default();
+        store.buckets.insert(
+            "b".into(),
+            BucketRecord {
+                project_number: "1".into(),
+                versioning: false,
+                metageneration: 1,
+                time_created: now(),
+                location: "US".into(),
+                updated: None,
+                labels: Default::default(),
+                extra: Default::default(),
+            },
+        );
+        let session = |completed_at: Option<String>| UploadSession {
+            bucket: "b".into(),
+            name: "o".into(),
+            metadata: json!({}),
+            content_type: "text/plain".into(),
+            data: String::new(),
+            query: Vec::new(),
+            completed: completed_at.as_ref().map(|_| json!({"name": "o"})),
+            completed_at,
+        };
+        let old = (chrono::Utc::now() - chrono::Duration::days(2))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        store
+            .upload_sessions
+            .insert("old".into(), session(Some(old)));
+        store
+            .upload_sessions
+            .insert("recent".into(), session(Some(now())));
+        store.upload_sessions.insert("open".into(), session(None));
+        let method = Method::PUT;
+        let headers = HeaderMap::new();
+        let query = vec![("upload_id".to_string(), "open".to_string())];
+        let request = StorageRequest {
+            method: &method,
+            path: "b/b/o",
+            upload: true,
+            query: &query,
+            headers: &headers,
+            body: b"data",
+            base_url: "http://127.0.0.1/".into(),
+        };
+        continue_resumable(&mut store, &request).expect("the upload completes");
+        let kept: Vec<&str> = store.upload_sessions.keys().map(String::as_str).collect();
+        assert_eq!(
+            kept,
+            ["open", "recent"],
+            "the day-old finished session is gone"
+        );
     }
 }

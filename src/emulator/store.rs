@@ -67,6 +67,13 @@ pub struct UploadSession {
     pub data: String,
     /// The preconditions given when the session opened, checked when it completes.
     pub query: Vec<(String, String)>,
+    /// The object the session finished with: a later status check or a re-sent last chunk is
+    /// answered with it, as the session URI stays valid after the upload completes.
+    #[serde(default)]
+    pub completed: Option<Json>,
+    /// When it completed (RFC 3339), so finished sessions can be forgotten after a while.
+    #[serde(default)]
+    pub completed_at: Option<String>,
 }
 
 /// A stored bucket.
@@ -82,6 +89,9 @@ pub struct BucketRecord {
     pub updated: Option<String>,
     #[serde(default)]
     pub labels: serde_json::Map<String, Json>,
+    /// The other writable bucket fields (`storageClass`, `lifecycle`, `cors`, …), as written.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, Json>,
 }
 
 /// One generation of a stored object.
@@ -97,6 +107,15 @@ pub struct ObjectGeneration {
     pub time_deleted: Option<String>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, Json>,
+    /// The other writable object fields (`cacheControl`, `contentDisposition`, …), as written.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, Json>,
+    /// How many objects a composite object was composed of; 0 for an uploaded one.
+    #[serde(default)]
+    pub component_count: u32,
+    /// The storage class it was written with; `None` (older stores) is STANDARD.
+    #[serde(default)]
+    pub storage_class: Option<String>,
 }
 
 /// A stored Cloud Run service.
@@ -181,6 +200,9 @@ pub struct VersionRecord {
 pub struct PolicyRecord {
     pub version: i64,
     pub bindings: Vec<Json>,
+    /// `auditConfigs`, written only when a `setIamPolicy` mask names them.
+    #[serde(default)]
+    pub audit_configs: Vec<Json>,
     pub etag: String,
 }
 

@@ -92,8 +92,13 @@ fn has_presence(schema: &str, field: &str) -> bool {
 /// Rewrites a request body of schema `schema` so that handlers see enum names only: a proto
 /// number becomes its name; a number the enum does not define is refused as Google refuses it.
 pub fn decode_request(api: Api, schema: &str, body: &mut Json) -> Result<(), ApiError> {
-    decode_message(api, schema, body, &discovery::snake_case(schema))
-        .map_err(ApiError::invalid_argument)
+    decode_message(
+        api,
+        schema,
+        body,
+        discovery::snake_case(schema).trim_start_matches('_'),
+    )
+    .map_err(ApiError::invalid_argument)
 }
 
 fn decode_message(api: Api, schema: &str, value: &mut Json, path: &str) -> Result<(), String> {
@@ -110,6 +115,28 @@ fn decode_message(api: Api, schema: &str, value: &mut Json, path: &str) -> Resul
         return decode_message(api, &inner, value, path);
     }
     let properties = discovery::schema_properties(api, schema);
+    // "Parsers accept both the lowerCamelCase name (or the one specified by the json_name
+    // option) and the original proto field name" (proto3 JSON mapping): `display_name` is read
+    // as `displayName`. Map keys are not field names and are left alone.
+    if let Some(properties) = properties
+        && object.keys().any(|key| key.contains('_'))
+    {
+        let fields = std::mem::take(object);
+        for (key, item) in fields {
+            let camel = super::collection::camel_case(&key);
+            let renamed = if !properties.contains_key(&key) && properties.contains_key(&camel) {
+                camel
+            } else {
+                key
+            };
+            if object.contains_key(&renamed) {
+                return Err(format!(
+                    "Invalid JSON payload received. Duplicate field \"{renamed}\" at '{path}'."
+                ));
+            }
+            object.insert(renamed, item);
+        }
+    }
     for (key, item) in object.iter_mut() {
         let Some(property) = properties.and_then(|properties| properties.get(key)) else {
             continue;

@@ -99,3 +99,186 @@ async fn budget_filters_accept_project_ids() {
     let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
     assert_eq!(status, 200, "{created}");
 }
+
+/// budgets.list `scope`: "Only project scope (in the format of \"projects/project-id\" or
+/// \"projects/123\") is supported in this field. When this field is set to a project's resource
+/// name, the budgets returned are tracking the costs for that project."
+#[tokio::test]
+async fn list_scope_keeps_the_budgets_of_one_project() {
+    let emulator = Emulator::start();
+    for (title, project) in [
+        ("alpha", "projects/scope-alpha"),
+        ("beta", "projects/scope-beta"),
+    ] {
+        let mut body = budget(title);
+        body["budgetFilter"] = json!({"projects": [project]});
+        let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
+        assert_eq!(status, 200, "{created}");
+    }
+    let (status, alpha) = emulator
+        .rest(
+            Method::GET,
+            &format!("{BUDGETS}?scope=projects/scope-alpha"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{alpha}");
+    let titles: Vec<&str> = alpha["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .filter_map(|budget| budget["displayName"].as_str())
+        .collect();
+    assert_eq!(titles, ["alpha"]);
+    let (_, none) = emulator
+        .rest(
+            Method::GET,
+            &format!("{BUDGETS}?scope=projects/scope-nobody"),
+            None,
+        )
+        .await;
+    assert!(none.get("budgets").is_none(), "{none}");
+    let (status, folder) = emulator
+        .rest(Method::GET, &format!("{BUDGETS}?scope=folders/123"), None)
+        .await;
+    assert_eq!(status, 400, "{folder}");
+    assert_eq!(folder["error"]["status"], "INVALID_ARGUMENT");
+}
+
+/// Budget.name is "Output only": sent on a create it is ignored, as output-only fields are
+/// (<https://google.aip.dev/203#output-only>), and the server names the budget. A patch without
+/// a mask: "only fields with non-default values from the request are updated".
+#[tokio::test]
+async fn output_only_name_is_ignored_and_unmasked_patches_skip_defaults() {
+    let emulator = Emulator::start();
+    let mut body = budget("copied");
+    body["name"] = json!(format!("{BUDGETS}/chosen-by-client").trim_start_matches("v1/"));
+    let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
+    assert_eq!(status, 200, "{created}");
+    let name = created["name"].as_str().expect("a name");
+    assert!(!name.ends_with("/chosen-by-client"), "{name}");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}"),
+            Some(json!({"displayName": "", "thresholdRules": [{"thresholdPercent": 0.9}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["displayName"], "copied",
+        "an empty string is a default"
+    );
+    assert_eq!(patched["thresholdRules"][0]["thresholdPercent"], 0.9);
+}
+
+/// A nested `updateMask` path changes that field only ("Indicates which fields in the provided
+/// budget to update"), and a path that names no field is 400.
+#[tokio::test]
+async fn nested_mask_paths_change_one_field() {
+    let emulator = Emulator::start();
+    let mut body = budget("nested");
+    body["budgetFilter"] =
+        json!({"projects": ["projects/nested-a"], "creditTypesTreatment": "EXCLUDE_ALL_CREDITS"});
+    let (_, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
+    let name = created["name"].as_str().expect("name");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}?updateMask=budgetFilter.projects"),
+            Some(json!({"budgetFilter": {"projects": ["projects/nested-b"]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["budgetFilter"]["creditTypesTreatment"], "EXCLUDE_ALL_CREDITS",
+        "outside the path: {patched}"
+    );
+    assert_eq!(
+        patched["budgetFilter"]["projects"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_ne!(
+        patched["budgetFilter"]["projects"],
+        created["budgetFilter"]["projects"]
+    );
+    let (status, _) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}?updateMask=budgetFilter.nothing"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+/// A budget's period: `lastPeriodAmount` and a `FORECASTED_SPEND` threshold "cannot be set in
+/// combination with Filter.custom_period"; a custom period's start date "must be after January
+/// 1, 2017"; calendar and custom periods are alternatives.
+#[tokio::test]
+async fn custom_periods_exclude_last_period_amounts_and_forecasts() {
+    let emulator = Emulator::start();
+    let custom = json!({"customPeriod": {"startDate": {"year": 2026, "month": 1, "day": 1}}});
+    let refused = [
+        json!({"amount": {"lastPeriodAmount": {}}, "budgetFilter": custom}),
+        json!({
+            "amount": {"specifiedAmount": {"units": "10"}},
+            "thresholdRules": [{"thresholdPercent": 0.5, "spendBasis": "FORECASTED_SPEND"}],
+            "budgetFilter": custom,
+        }),
+        json!({
+            "amount": {"specifiedAmount": {"units": "10"}},
+            "budgetFilter": {"customPeriod": {"startDate": {"year": 2016, "month": 5, "day": 1}}},
+        }),
+        json!({
+            "amount": {"specifiedAmount": {"units": "10"}},
+            "budgetFilter": {"calendarPeriod": "MONTH", "customPeriod": custom["customPeriod"]},
+        }),
+    ];
+    for body in refused {
+        let (status, answer) = emulator
+            .rest(Method::POST, BUDGETS, Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let (status, answer) = emulator
+        .rest(
+            Method::POST,
+            BUDGETS,
+            Some(json!({"amount": {"specifiedAmount": {"units": "10"}}, "budgetFilter": custom})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["budgetFilter"].get("calendarPeriod").is_none(),
+        "a custom period is not given a calendar one: {answer}"
+    );
+}
+
+/// `calendarPeriod` and `customPeriod` are alternatives (one `usage_period`): a masked patch
+/// that sets a custom period replaces the default calendar period.
+#[tokio::test]
+async fn a_custom_period_replaces_the_calendar_period() {
+    let emulator = Emulator::start();
+    let (_, created) = emulator
+        .rest(Method::POST, BUDGETS, Some(budget("period")))
+        .await;
+    assert_eq!(created["budgetFilter"]["calendarPeriod"], "MONTH");
+    let name = created["name"].as_str().expect("name");
+    let (status, patched) = emulator
+        .rest(
+            Method::PATCH,
+            &format!("v1/{name}?updateMask=budgetFilter.customPeriod"),
+            Some(json!({"budgetFilter": {"customPeriod": {"startDate": {"year": 2026, "month": 2, "day": 1}}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert!(
+        patched["budgetFilter"].get("calendarPeriod").is_none(),
+        "{patched}"
+    );
+    assert_eq!(
+        patched["budgetFilter"]["customPeriod"]["startDate"]["month"],
+        2
+    );
+}

@@ -131,3 +131,43 @@ async fn service_accounts_crud_disable_enable_and_paging() {
         .await
         .expect("restored account");
 }
+
+/// serviceAccounts.update (PUT): "Updates a ServiceAccount. You can update only the
+/// `display_name` field" (<https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/update>).
+#[tokio::test]
+async fn update_changes_only_the_display_name() {
+    let emulator = Emulator::start();
+    let client = client!(Iam, emulator);
+    let created = client
+        .create_service_account()
+        .set_name("projects/conformance")
+        .set_account_id("sa-update")
+        .set_service_account(
+            ServiceAccount::new()
+                .set_display_name("before")
+                .set_description("kept"),
+        )
+        .send()
+        .await
+        .expect("create");
+    let updated = client
+        .update_service_account()
+        .set_name(&created.name)
+        .set_display_name("after")
+        .set_description("ignored by update")
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(updated.display_name, "after");
+    assert_eq!(
+        updated.description, "kept",
+        "update changes only display_name"
+    );
+    let read = client
+        .get_service_account()
+        .set_name(&created.name)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.display_name, "after");
+}

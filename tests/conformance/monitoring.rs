@@ -266,3 +266,223 @@ async fn notification_channels_descriptors_and_verification() {
         .expect_err("gone");
     assert_eq!(code(&error), Code::NotFound);
 }
+
+/// NotificationChannelDescriptor.name: "The full REST resource name for this descriptor. The
+/// format is: projects/[PROJECT_ID_OR_NUMBER]/notificationChannelDescriptors/[TYPE]" — so every
+/// listed name can be handed back to `get`
+/// (<https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.notificationChannelDescriptors>).
+#[tokio::test]
+async fn listed_channel_descriptors_are_named_for_get() {
+    let emulator = Emulator::start();
+    let client = client!(NotificationChannelService, emulator);
+    let listed = client
+        .list_notification_channel_descriptors()
+        .set_name("projects/conformance")
+        .send()
+        .await
+        .expect("list");
+    assert!(!listed.channel_descriptors.is_empty());
+    for descriptor in listed.channel_descriptors {
+        let (parent, kind) = descriptor
+            .name
+            .rsplit_once("/notificationChannelDescriptors/")
+            .unwrap_or_else(|| panic!("{} is no descriptor name", descriptor.name));
+        assert!(parent.starts_with("projects/"), "{}", descriptor.name);
+        assert_eq!(
+            kind, descriptor.r#type,
+            "[TYPE] is the value of the type field"
+        );
+        let fetched = client
+            .get_notification_channel_descriptor()
+            .set_name(&descriptor.name)
+            .send()
+            .await
+            .expect("get by the listed name");
+        assert_eq!(fetched.r#type, descriptor.r#type);
+    }
+}
+
+/// ListAlertPolicies / ListNotificationChannels `orderBy`: "A comma-separated list of fields by
+/// which to sort the result ... Entries can be prefixed with a minus sign to sort by the field
+/// in descending order"
+/// (<https://cloud.google.com/monitoring/api/v3/sorting-and-filtering#sort-order>).
+#[tokio::test]
+async fn lists_are_sorted_by_order_by() {
+    let emulator = Emulator::start();
+    let policies = client!(AlertPolicyService, emulator);
+    for name in ["b", "c", "a"] {
+        policies
+            .create_alert_policy()
+            .set_name("projects/conformance")
+            .set_alert_policy(policy(name))
+            .send()
+            .await
+            .expect("create policy");
+    }
+    for (order, expected) in [
+        ("display_name", ["a", "b", "c"]),
+        ("-display_name", ["c", "b", "a"]),
+    ] {
+        let listed = policies
+            .list_alert_policies()
+            .set_name("projects/conformance")
+            .set_order_by(order)
+            .send()
+            .await
+            .expect("list policies");
+        let names: Vec<&str> = listed
+            .alert_policies
+            .iter()
+            .map(|policy| policy.display_name.as_str())
+            .collect();
+        assert_eq!(names, expected, "orderBy={order}");
+    }
+    let channels = client!(NotificationChannelService, emulator);
+    for name in ["y", "z", "x"] {
+        channels
+            .create_notification_channel()
+            .set_name("projects/conformance")
+            .set_notification_channel(
+                NotificationChannel::new()
+                    .set_type("email")
+                    .set_display_name(name)
+                    .set_labels([("email_address", "x@example.com")]),
+            )
+            .send()
+            .await
+            .expect("create channel");
+    }
+    let listed = channels
+        .list_notification_channels()
+        .set_name("projects/conformance")
+        .set_order_by("-display_name")
+        .set_page_size(2)
+        .send()
+        .await
+        .expect("list channels");
+    let names: Vec<&str> = listed
+        .notification_channels
+        .iter()
+        .map(|channel| channel.display_name.as_str())
+        .collect();
+    assert_eq!(names, ["z", "y"], "the order holds across pages");
+}
+
+/// NotificationChannel.verification_status "cannot be modified using a standard
+/// UpdateNotificationChannel operation. To change the value of this field, you must call
+/// VerifyNotificationChannel" — a create that claims VERIFIED does not make the channel so.
+#[tokio::test]
+async fn a_channel_is_verified_only_by_verify() {
+    let emulator = Emulator::start();
+    let client = client!(NotificationChannelService, emulator);
+    let created = client
+        .create_notification_channel()
+        .set_name("projects/conformance")
+        .set_notification_channel(
+            NotificationChannel::new()
+                .set_type("email")
+                .set_display_name("claims")
+                .set_labels([("email_address", "claims@example.com")])
+                .set_verification_status(VerificationStatus::Verified),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_ne!(created.verification_status, VerificationStatus::Verified);
+    let read = client
+        .get_notification_channel()
+        .set_name(&created.name)
+        .send()
+        .await
+        .expect("get");
+    assert_ne!(read.verification_status, VerificationStatus::Verified);
+    // displayName "is limited to 512 Unicode characters"; description "may not exceed 1024".
+    for channel in [
+        NotificationChannel::new().set_display_name("n".repeat(513)),
+        NotificationChannel::new().set_description("d".repeat(1025)),
+    ] {
+        let error = client
+            .create_notification_channel()
+            .set_name("projects/conformance")
+            .set_notification_channel(
+                channel
+                    .set_type("email")
+                    .set_labels([("email_address", "limits@example.com")]),
+            )
+            .send()
+            .await
+            .expect_err("over the limit");
+        assert_eq!(code(&error), Code::InvalidArgument);
+    }
+}
+
+/// AlertPolicy limits as documented: conditionAbsent.duration "minimum value … is 120 seconds";
+/// "If condition_monitoring_query_language is present, it must be the only condition";
+/// documentation content "may not exceed 8,192 Unicode characters", links "up to 3 entries";
+/// the display name "is limited to 512 Unicode characters"
+/// (<https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies>).
+#[tokio::test]
+async fn alert_policy_limits() {
+    use google_cloud_monitoring_v3::model::alert_policy::condition::{
+        MetricAbsence, MonitoringQueryLanguageCondition,
+    };
+    use google_cloud_monitoring_v3::model::alert_policy::{Documentation, documentation::Link};
+    let emulator = Emulator::start();
+    let client = client!(AlertPolicyService, emulator);
+    let absent = |seconds: i64| {
+        Condition::new().set_display_name("absent").set_condition_absent(
+            MetricAbsence::new()
+                .set_filter("metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\"")
+                .set_duration(google_cloud_wkt::Duration::clamp(seconds, 0)),
+        )
+    };
+    let mql = Condition::new()
+        .set_display_name("mql")
+        .set_condition_monitoring_query_language(
+            MonitoringQueryLanguageCondition::new()
+                .set_query("fetch cloud_run_revision | metric 'run.googleapis.com/request_count'")
+                .set_duration(google_cloud_wkt::Duration::clamp(60, 0)),
+        );
+    let refused = [
+        (
+            "an absence under 120s",
+            policy("a").set_conditions([absent(60)]),
+        ),
+        (
+            "an MQL condition beside another",
+            policy("b").set_conditions([mql, absent(120)]),
+        ),
+        (
+            "long documentation",
+            policy("c").set_documentation(Documentation::new().set_content("x".repeat(8193))),
+        ),
+        (
+            "four links",
+            policy("d").set_documentation(Documentation::new().set_content("runbook").set_links(
+                (0..4).map(|n| {
+                    Link::new()
+                        .set_display_name(format!("l{n}"))
+                        .set_url("https://example.com")
+                }),
+            )),
+        ),
+        ("a long name", policy(&"n".repeat(513))),
+    ];
+    for (why, alert_policy) in refused {
+        let error = client
+            .create_alert_policy()
+            .set_name("projects/conformance")
+            .set_alert_policy(alert_policy)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(code(&error), Code::InvalidArgument, "{why}");
+    }
+    client
+        .create_alert_policy()
+        .set_name("projects/conformance")
+        .set_alert_policy(policy("absent").set_conditions([absent(180)]))
+        .send()
+        .await
+        .expect("a three-minute absence");
+}

@@ -20,6 +20,9 @@ async fn get_answers_the_project_by_number_with_its_id() {
         .await
         .expect("get");
     assert_eq!(project.project_id, "conformance");
+    // Project: createTime and etag are output only, and always set.
+    assert!(project.create_time.is_some(), "{project:?}");
+    assert!(!project.etag.is_empty(), "{project:?}");
     let number = project.name.strip_prefix("projects/").expect("projects/");
     assert!(
         number.chars().all(|c| c.is_ascii_digit()),
@@ -105,4 +108,66 @@ async fn iam_policy_version_three_and_stale_etag() {
         .await
         .expect_err("stale");
     assert_eq!((code(&error), http_status(&error)), (Code::Aborted, 409));
+}
+
+/// SetIamPolicyRequest.update_mask: "Only the fields in the mask will be modified. If no mask
+/// is provided, the following default mask is used: `paths: "bindings, etag"`"
+/// (<https://cloud.google.com/resource-manager/reference/rest/v3/projects/setIamPolicy>); audit
+/// configs are written only when masked, and a path that is no field of Policy is refused.
+#[tokio::test]
+async fn set_iam_policy_writes_only_the_masked_fields() {
+    use google_cloud_iam_v1::model::{AuditConfig, AuditLogConfig, audit_log_config::LogType};
+    let emulator = Emulator::start();
+    let client = client!(Projects, emulator);
+    let audit = AuditConfig::new()
+        .set_service("allServices")
+        .set_audit_log_configs([AuditLogConfig::new().set_log_type(LogType::DataRead)]);
+    let viewer = Binding::new()
+        .set_role("roles/viewer")
+        .set_members(["user:a@example.com"]);
+    let written = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(
+            Policy::new()
+                .set_bindings([viewer.clone()])
+                .set_audit_configs([audit.clone()]),
+        )
+        .send()
+        .await
+        .expect("set without a mask");
+    assert_eq!(written.bindings, std::slice::from_ref(&viewer));
+    assert!(
+        written.audit_configs.is_empty(),
+        "the default mask leaves audit configs alone: {written:?}"
+    );
+    let audited = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(Policy::new().set_audit_configs([audit.clone()]))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["audit_configs"]))
+        .send()
+        .await
+        .expect("set audit configs only");
+    assert_eq!(audited.audit_configs, std::slice::from_ref(&audit));
+    assert_eq!(audited.bindings, [viewer], "bindings are outside the mask");
+    let read = client
+        .get_iam_policy()
+        .set_resource("projects/conformance")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.audit_configs, [audit]);
+    let error = client
+        .set_iam_policy()
+        .set_resource("projects/conformance")
+        .set_policy(Policy::new())
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["no_such_field"]))
+        .send()
+        .await
+        .expect_err("unknown path");
+    assert_eq!(
+        (code(&error), http_status(&error)),
+        (Code::InvalidArgument, 400)
+    );
 }

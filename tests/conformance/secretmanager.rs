@@ -285,6 +285,16 @@ async fn test_iam_permissions_answers_the_held_subset() {
         .await
         .expect_err("wildcard");
     assert_eq!(code(&error), Code::InvalidArgument);
+    // Permissions are `service.resource.verb`
+    // (<https://cloud.google.com/iam/docs/permissions-reference>).
+    let error = client
+        .test_iam_permissions()
+        .set_resource(&secret.name)
+        .set_permissions(["access"])
+        .send()
+        .await
+        .expect_err("no permission at all");
+    assert_eq!(code(&error), Code::InvalidArgument);
 }
 
 /// Regional secrets (`projects/*/locations/*/secrets/*`): the same methods, no replication
@@ -507,4 +517,139 @@ async fn delayed_destruction_disables_first_and_destroys_after_the_ttl() {
         .await
         .expect("get");
     assert_eq!(destroyed.state, State::Destroyed);
+}
+
+/// Rotation: "Secret.topics must be set to configure rotation"; rotation_period "Must be in
+/// seconds and at least 3600s (1h) ... If rotation_period is set, next_rotation_time must be
+/// set"; next_rotation_time "Cannot be set to less than 300s (5 min) in the future"
+/// (<https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets#rotation>).
+#[tokio::test]
+async fn rotation_needs_topics_a_next_time_and_an_hour() {
+    use google_cloud_secretmanager_v1::model::{Rotation, Topic};
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let next = google_cloud_wkt::Timestamp::clamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64
+            + 86_400,
+        0,
+    );
+    let daily = Rotation::new()
+        .set_next_rotation_time(next)
+        .set_rotation_period(google_cloud_wkt::Duration::clamp(86_400, 0));
+    let topic = Topic::new().set_name("projects/conformance/topics/rotations");
+    let refused = [
+        ("no topics", automatic().set_rotation(daily.clone())),
+        (
+            "a period without a next time",
+            automatic().set_topics([topic.clone()]).set_rotation(
+                Rotation::new().set_rotation_period(google_cloud_wkt::Duration::clamp(86_400, 0)),
+            ),
+        ),
+        (
+            "a period under an hour",
+            automatic().set_topics([topic.clone()]).set_rotation(
+                daily
+                    .clone()
+                    .set_rotation_period(google_cloud_wkt::Duration::clamp(60, 0)),
+            ),
+        ),
+        (
+            "a next time in the past",
+            automatic().set_topics([topic.clone()]).set_rotation(
+                Rotation::new().set_next_rotation_time(google_cloud_wkt::Timestamp::clamp(1, 0)),
+            ),
+        ),
+    ];
+    for (index, (why, secret)) in refused.into_iter().enumerate() {
+        let error = client
+            .create_secret()
+            .set_parent("projects/conformance")
+            .set_secret_id(format!("refused-{index}"))
+            .set_secret(secret)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(
+            (code(&error), http_status(&error)),
+            (Code::InvalidArgument, 400),
+            "{why}"
+        );
+    }
+    let created = client
+        .create_secret()
+        .set_parent("projects/conformance")
+        .set_secret_id("rotating")
+        .set_secret(automatic().set_topics([topic]).set_rotation(daily))
+        .send()
+        .await
+        .expect("a complete rotation policy");
+    assert!(
+        created
+            .rotation
+            .as_ref()
+            .is_some_and(|rotation| rotation.next_rotation_time.is_some())
+    );
+}
+
+/// Secret fields as documented: annotation keys "between 1 and 63 characters long … begin and
+/// end with an alphanumeric character"; a version alias "must start with a letter and cannot be
+/// the string 'latest' or 'NEW'"; `expire_time` and `ttl` are one `expiration`
+/// (<https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets#Secret>).
+#[tokio::test]
+async fn annotations_aliases_and_expiration_follow_the_documented_rules() {
+    let emulator = Emulator::start();
+    let client = client!(SecretManagerService, emulator);
+    let refused = [
+        (
+            "an annotation key ending in a dash",
+            automatic().set_annotations([("key-", "v")]),
+        ),
+        (
+            "the alias latest",
+            automatic().set_version_aliases([("latest", 1_i64)]),
+        ),
+        (
+            "an alias starting with a digit",
+            automatic().set_version_aliases([("1st", 1_i64)]),
+        ),
+    ];
+    for (index, (why, secret)) in refused.into_iter().enumerate() {
+        let error = client
+            .create_secret()
+            .set_parent("projects/conformance")
+            .set_secret_id(format!("refused-{index}"))
+            .set_secret(secret)
+            .send()
+            .await
+            .expect_err(why);
+        assert_eq!(code(&error), Code::InvalidArgument, "{why}");
+    }
+    client
+        .create_secret()
+        .set_parent("projects/conformance")
+        .set_secret_id("annotated")
+        .set_secret(
+            automatic()
+                .set_annotations([("owner.tool_a", "team-a")])
+                .set_version_aliases([("current", 1_i64)]),
+        )
+        .send()
+        .await
+        .expect("valid annotations and aliases");
+    // The official client holds `expiration` as a oneof and cannot send both; over REST:
+    let (status, body) = emulator
+        .rest(
+            reqwest::Method::POST,
+            "v1/projects/conformance/secrets?secretId=both",
+            Some(serde_json::json!({
+                "replication": {"automatic": {}},
+                "ttl": "3600s",
+                "expireTime": "2096-10-02T07:06:40Z",
+            })),
+        )
+        .await;
+    assert_eq!(status, 400, "expire_time and ttl together: {body}");
 }

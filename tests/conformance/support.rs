@@ -13,8 +13,20 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra flags (fault injection, realism).
+    pub fn start_with(flags: &[&str]) -> Self {
+        let delay: &[&str] = if flags.contains(&"--operation-delay-ms") {
+            &[]
+        } else {
+            &["--operation-delay-ms", "30"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
-            .args(["emulator", "--port", "0", "--operation-delay-ms", "30"])
+            .args(["emulator", "--port", "0"])
+            .args(delay)
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -232,3 +232,50 @@ async fn fields_select_a_partial_response() {
     }
     assert!(partial.get("totalSize").is_none(), "{partial}");
 }
+
+/// Proto3 JSON: "Parsers accept both the lowerCamelCase name (or the one specified by the
+/// json_name option) and the original proto field name"
+/// (<https://protobuf.dev/programming-guides/json/>) — in bodies and, through HTTP
+/// transcoding, in query parameters; map keys (`labels`) are data and stay as sent.
+#[tokio::test]
+async fn proto_field_names_are_accepted_beside_json_names() {
+    let emulator = Emulator::start();
+    let (status, created) = emulator
+        .rest(
+            Method::POST,
+            "v1/projects/wire/secrets?secret_id=snake",
+            Some(json!({
+                "replication": {"user_managed": {"replicas": [{"location": "us-east1"}]}},
+                "labels": {"my_key": "v"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert!(
+        created["replication"]["userManaged"].is_object(),
+        "{created}"
+    );
+    assert_eq!(created["labels"], json!({"my_key": "v"}));
+    for id in ["second", "third"] {
+        emulator
+            .rest(
+                Method::POST,
+                &format!("v1/projects/wire/secrets?secretId={id}"),
+                Some(json!({"replication": {"automatic": {}}})),
+            )
+            .await;
+    }
+    let (status, page) = emulator
+        .rest(Method::GET, "v1/projects/wire/secrets?page_size=1", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["secrets"].as_array().map(Vec::len), Some(1), "{page}");
+    let (status, _) = emulator
+        .rest(
+            Method::POST,
+            "v1/projects/wire/dashboards",
+            Some(json!({"display_name": "a", "displayName": "b"})),
+        )
+        .await;
+    assert_eq!(status, 400, "one field named twice");
+}
