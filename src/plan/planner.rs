@@ -498,6 +498,27 @@ pub async fn make_plan_with_progress(
     options: &PlanOptions,
     progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
+    let refreshed = refresh_for_plan(configuration, state, client, options, progress).await?;
+    plan_refreshed(configuration, state, &refreshed, options)
+}
+
+/// What a plan is made from once the objects in state were read: the block graph and the live
+/// attributes of every resource.
+pub struct Refreshed {
+    graph: DependencyGraph<BlockId>,
+    live: BTreeMap<String, Option<Attributes>>,
+}
+
+/// The first half of `make_plan`: checks the block graph, refuses an emptied configuration, and
+/// reads every object in state (unless `options.refresh` is off). It needs no fingerprint key,
+/// so a caller may read the key meanwhile and pass it to `plan_refreshed`.
+pub async fn refresh_for_plan(
+    configuration: &Configuration,
+    state: &State,
+    client: &GcpClient,
+    options: &PlanOptions,
+    progress: &dyn Progress,
+) -> Result<Refreshed, PlanError> {
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
@@ -511,7 +532,24 @@ pub async fn make_plan_with_progress(
     } else {
         BTreeMap::new()
     };
-    plan_with_live(configuration, state, &graph, &live, options)
+    Ok(Refreshed { graph, live })
+}
+
+/// The second half of `make_plan`: evaluates the configuration and compares it with what
+/// `refresh_for_plan` read, fingerprinting secret values with `options.fingerprint_key`.
+pub fn plan_refreshed(
+    configuration: &Configuration,
+    state: &State,
+    refreshed: &Refreshed,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    plan_with_live(
+        configuration,
+        state,
+        &refreshed.graph,
+        &refreshed.live,
+        options,
+    )
 }
 
 /// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo
