@@ -7,7 +7,7 @@ use crate::support::TestEnv;
 use infra::config::BackendSettings;
 use infra::gcp::GcpClient;
 use infra::state::{Backend, State, StateError};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -218,6 +218,63 @@ fn the_local_backend_conforms() {
 #[test]
 fn the_gcs_backend_on_the_emulator_conforms() {
     conformance(Kind::Gcs);
+}
+
+/// Returns the Cloud Storage requests the emulator logged so far.
+fn storage_requests(fixture: &Fixture) -> Vec<Json> {
+    let (status, log) = fixture.env.api("GET", "_emulator/requests", None);
+    assert_eq!(status, 200, "{log}");
+    log["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|request| request["path"].as_str().is_some_and(|path| path.starts_with("/storage/")))
+        .cloned()
+        .collect()
+}
+
+/// The read between taking the lock and the first change is one request: the download names
+/// its generation (`x-goog-generation`), and that generation guards the next write.
+#[test]
+fn a_gcs_state_is_read_in_one_request_whose_generation_guards_the_next_write() {
+    let fixture = Fixture::new(Kind::Gcs);
+    let mut state = State::new("test");
+    state.serial = 1;
+    runtime().block_on(async {
+        let writer = fixture.open();
+        assert!(writer.read().await.expect("read").is_none());
+        writer.write(&state).await.expect("write");
+    });
+    let before = storage_requests(&fixture).len();
+    let reader = fixture.open();
+    let mut read = runtime()
+        .block_on(reader.read())
+        .expect("read")
+        .expect("a state");
+    let requests = storage_requests(&fixture);
+    assert_eq!(
+        requests.len() - before,
+        1,
+        "one request reads the state: {:?}",
+        &requests[before..]
+    );
+    assert_eq!(requests[before]["query"]["alt"], "media");
+    assert_eq!((read.lineage.clone(), read.serial), (state.lineage.clone(), 1));
+    // The generation learnt from the download is the one the write is conditioned on: a write
+    // by someone else in between makes it stale, and without one it goes through.
+    read.serial = 2;
+    runtime().block_on(async {
+        let other = fixture.open();
+        let mut newer = other.read().await.expect("read").expect("state");
+        newer.serial = 2;
+        other.write(&newer).await.expect("the other writer first");
+        let error = reader.write(&read).await.expect_err("stale");
+        assert!(matches!(error, StateError::Stale { .. }), "{error}");
+        let fresh = fixture.open();
+        let mut current = fresh.read().await.expect("read").expect("state");
+        current.serial = 3;
+        fresh.write(&current).await.expect("a write after a one-request read");
+    });
 }
 
 fn emulated(iteration: usize) -> String {
