@@ -193,8 +193,7 @@ fn apply_secrets(criterion: &mut Criterion) {
             for parallelism in [10usize, 32, 100] {
                 let ideal =
                     LATENCY.mul_f64(requests_per_secret * secrets as f64 / parallelism as f64);
-                let with_state =
-                    ideal + LATENCY.mul_f64(state_kind.sequential_requests() as f64);
+                let with_state = ideal + LATENCY.mul_f64(state_kind.sequential_requests() as f64);
                 let name = format!("{state_kind:?}_state_parallelism_{parallelism}").to_lowercase();
                 let mut ratios = Vec::new();
                 let mut ratios_with_state = Vec::new();
@@ -268,8 +267,11 @@ async fn beta_emulator() -> (emulator::RunningEmulator, tempfile::TempDir) {
     let root = tempfile::tempdir().expect("tempdir");
     let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("modules/beta_secrets/module.toml");
     std::fs::create_dir_all(root.path().join("modules/beta_secrets")).expect("mkdir");
-    std::fs::copy(&module, root.path().join("modules/beta_secrets/module.toml"))
-        .expect("the bundled beta_secrets module");
+    std::fs::copy(
+        &module,
+        root.path().join("modules/beta_secrets/module.toml"),
+    )
+    .expect("the bundled beta_secrets module");
     std::fs::create_dir_all(root.path().join("envs/beta")).expect("mkdir");
     std::fs::write(
         root.path().join("envs/beta/env.toml"),
@@ -335,13 +337,13 @@ fn apply_beta(criterion: &mut Criterion) {
 
 /// Prints the ratios measured by every group that ran.
 fn summary(_: &mut Criterion) {
-    let lines = RATIOS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let lines = RATIOS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if lines.is_empty() {
         return;
     }
-    eprintln!(
-        "\nRatio to the ideal (API requests ÷ parallelism × latency; see CONTRIBUTING.md):"
-    );
+    eprintln!("\nRatio to the ideal (API requests ÷ parallelism × latency; see CONTRIBUTING.md):");
     for line in lines.iter() {
         eprintln!("  {line}");
     }

@@ -172,8 +172,19 @@ async fn plan_session(applied: &mut Applied, parallelism: usize) -> bool {
     };
     let previous_versions = BTreeSet::new();
     let (fingerprint_key, refreshed) = futures::join!(
-        read_key(&applied.client, "bench-project", "bench", &previous_versions),
-        refresh_for_plan(&applied.configuration, &state, &applied.client, &options, &NoProgress)
+        read_key(
+            &applied.client,
+            "bench-project",
+            "bench",
+            &previous_versions
+        ),
+        refresh_for_plan(
+            &applied.configuration,
+            &state,
+            &applied.client,
+            &options,
+            &NoProgress
+        )
     );
     let options = PlanOptions {
         fingerprint_key: fingerprint_key.expect("fingerprint key").map(Arc::new),
@@ -282,8 +293,7 @@ fn refresh(criterion: &mut Criterion) {
         for parallelism in [32usize, 100] {
             let rounds = REFRESH_SECRETS.div_ceil(parallelism);
             let ideal = LATENCY.mul_f64(rounds as f64);
-            let with_state =
-                LATENCY.mul_f64((rounds + state_kind.sequential_requests()) as f64);
+            let with_state = LATENCY.mul_f64((rounds + state_kind.sequential_requests()) as f64);
             let mut measured = Vec::new();
             let name = format!("{state_kind:?}_state_parallelism_{parallelism}").to_lowercase();
             group.bench_function(&name, |bencher| {

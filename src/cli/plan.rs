@@ -155,8 +155,7 @@ pub async fn plan_in_session(
         fingerprint_key: fingerprint_key.clone(),
         ..options
     };
-    let plan =
-        crate::plan::plan_refreshed(&session.configuration, &state, &refreshed?, &options)?;
+    let plan = crate::plan::plan_refreshed(&session.configuration, &state, &refreshed?, &options)?;
     if fingerprint_key.is_none() && writes_secrets(&plan) {
         let env = &session.configuration.env;
         eprintln!(

@@ -228,7 +228,11 @@ fn storage_requests(fixture: &Fixture) -> Vec<Json> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|request| request["path"].as_str().is_some_and(|path| path.starts_with("/storage/")))
+        .filter(|request| {
+            request["path"]
+                .as_str()
+                .is_some_and(|path| path.starts_with("/storage/"))
+        })
         .cloned()
         .collect()
 }
@@ -259,7 +263,10 @@ fn a_gcs_state_is_read_in_one_request_whose_generation_guards_the_next_write() {
         &requests[before..]
     );
     assert_eq!(requests[before]["query"]["alt"], "media");
-    assert_eq!((read.lineage.clone(), read.serial), (state.lineage.clone(), 1));
+    assert_eq!(
+        (read.lineage.clone(), read.serial),
+        (state.lineage.clone(), 1)
+    );
     // The generation learnt from the download is the one the write is conditioned on: a write
     // by someone else in between makes it stale, and without one it goes through.
     read.serial = 2;
@@ -273,7 +280,10 @@ fn a_gcs_state_is_read_in_one_request_whose_generation_guards_the_next_write() {
         let fresh = fixture.open();
         let mut current = fresh.read().await.expect("read").expect("state");
         current.serial = 3;
-        fresh.write(&current).await.expect("a write after a one-request read");
+        fresh
+            .write(&current)
+            .await
+            .expect("a write after a one-request read");
     });
 }
 
@@ -862,4 +872,47 @@ fn an_apply_writes_the_state_far_fewer_times_than_it_changes_it() {
     );
     let listed = env.infra(&["state", "list", "--env", "test"]);
     assert_eq!(listed.stdout.lines().count(), 60, "every create is saved");
+}
+
+/// A local write takes a millisecond: without pacing, the writer would write the whole state
+/// again after every few changes. Each write raises the serial by one, so the final serial
+/// counts them; paced, at most one write starts per 50 ms (plus the final one).
+#[test]
+fn a_fast_backend_is_written_at_a_paced_rate_not_after_every_few_changes() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--latency-ms", "10"]);
+    let values: Vec<String> = (0..100)
+        .map(|index| format!("S{index:03} = \"value-{index}\""))
+        .collect();
+    env.write(
+        "envs/test/env.toml",
+        &format!(
+            "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[vars]\nvalues = {{ {} }}\n\n[resource.secret.many]\nfor_each = \"${{var.values}}\"\nsecret_id = \"${{each.key}}\"\nvalue = \"${{each.value}}\"\n",
+            values.join(", ")
+        ),
+    );
+    let started = std::time::Instant::now();
+    // Four at a time: 25 rounds of two requests, changes recorded every 20 ms or so.
+    env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--parallelism",
+        "4",
+    ])
+    .expect_code(0);
+    let elapsed = started.elapsed();
+    let state: Json = serde_json::from_str(&env.read("state/test.state.json")).expect("state");
+    let writes = state["serial"].as_u64().expect("serial");
+    let allowed = elapsed.as_millis() as u64 / 50 + 2;
+    assert!(
+        writes <= allowed,
+        "{writes} writes in {elapsed:?}: at most one per 50 ms and the final one ({allowed})"
+    );
+    assert_eq!(
+        state["resources"].as_array().map(Vec::len),
+        Some(100),
+        "every create is saved"
+    );
 }
