@@ -3,7 +3,8 @@
 //! with the attributes its dependencies really got, checks that against the plan, performs the
 //! planned action through its kind, and persists state by group commit: every change is
 //! recorded in memory at once, and one writer persists the latest snapshot whenever its
-//! previous write finished. A create whose kind cannot find an interrupted create again waits,
+//! previous write finished (paced to one write start per `WRITE_INTERVAL` unless an operation
+//! waits for it). A create whose kind cannot find an interrupted create again waits,
 //! holding no parallelism permit, for the write that holds its intent record. Deletes run last,
 //! in reverse dependency order. A failure skips what depends on it, never its siblings.
 
@@ -25,9 +26,17 @@ use crate::state::{ResourceStatus, State, StateOutput, StateResource};
 use crate::value::Attributes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
+
+/// The shortest time between the starts of two state writes that no operation waits for. A
+/// write to Cloud Storage takes a round trip of about this much anyway; a local write takes a
+/// millisecond, and without a pause the writer would spend the cores on whole-state snapshots.
+/// Changes made meanwhile are in the next write; a crash loses at most this much of the record
+/// of objects that can be found again by name (those that could not wait for their write).
+const WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Where state goes while applying: called with every new version of the state.
 #[async_trait::async_trait]
@@ -58,6 +67,10 @@ struct Executor<'a> {
     journal: Mutex<Journal>,
     /// Signalled when a change is recorded or the apply is done.
     recorded: Notify,
+    /// How many operations wait for a write to make their change durable.
+    waiting: AtomicUsize,
+    /// Signalled when an operation starts waiting for a write, or the apply is done.
+    awaited: Notify,
     /// What the writer has made durable so far.
     durable: watch::Sender<Durability>,
     values: Mutex<Values>,
@@ -137,6 +150,8 @@ pub async fn apply_with_progress(
             finished: false,
         }),
         recorded: Notify::new(),
+        waiting: AtomicUsize::new(0),
+        awaited: Notify::new(),
         durable: watch::Sender::new(Durability::default()),
         values: Mutex::new(Values::default()),
         report: Mutex::new(ApplyReport::default()),
@@ -149,6 +164,7 @@ pub async fn apply_with_progress(
         executor.run(parallelism).await;
         executor.lock_journal().finished = true;
         executor.recorded.notify_one();
+        executor.awaited.notify_one();
     };
     let ((), ()) = futures::join!(work, executor.write_continuously());
     let state = executor
@@ -323,16 +339,37 @@ impl Executor<'_> {
         version
     }
 
-    /// Waits until the change of `version` is durable.
+    /// Waits until the change of `version` is durable; the writer writes at once for it.
     async fn durable(&self, version: u64) -> Result<(), String> {
         let mut watching = self.durable.subscribe();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.awaited.notify_one();
         let reached = watching
             .wait_for(|durable| durable.version >= version || durable.failure.is_some())
             .await
-            .map_err(|error| error.to_string())?;
-        match &reached.failure {
+            .map(|reached| reached.failure.clone())
+            .map_err(|error| error.to_string());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match reached? {
             Some(failure) => Err(format!("the state could not be saved: {failure}")),
             None => Ok(()),
+        }
+    }
+
+    /// Waits, when nobody needs a write now, until `WRITE_INTERVAL` has passed since the last
+    /// write started: a fast backend (local files) would otherwise snapshot, serialize and
+    /// write the whole state again after every few changes, taking the cores the operations
+    /// need. An operation waiting for durability, or the end of the apply, cuts it short.
+    async fn pace(&self, last_write: Option<Instant>) {
+        let Some(due) = last_write.map(|started| started + WRITE_INTERVAL) else {
+            return;
+        };
+        if self.waiting.load(Ordering::SeqCst) > 0 || self.lock_journal().finished {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(due.into()) => {}
+            () = self.awaited.notified() => {}
         }
     }
 
@@ -342,7 +379,9 @@ impl Executor<'_> {
     /// writing (and starting operations); the caller keeps the unsaved state.
     async fn write_continuously(&self) {
         let mut written = 0;
+        let mut last_write = None;
         loop {
+            self.pace(last_write).await;
             let snapshot = {
                 let mut journal = self.lock_journal();
                 if journal.version > written {
@@ -358,6 +397,7 @@ impl Executor<'_> {
                 self.recorded.notified().await;
                 continue;
             };
+            last_write = Some(Instant::now());
             match self.sink.persist(&snapshot).await {
                 Ok(()) => {
                     written = version;

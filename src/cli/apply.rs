@@ -6,9 +6,9 @@ use super::session::{Session, read_plan_file};
 use super::{CommandError, ErrorKind, GlobalArgs, Outcome};
 use crate::apply::{StateSink, apply_with_progress};
 use crate::plan::file::check_fresh;
-use crate::plan::planner::{config_digest, make_checked_plan};
+use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
-use crate::plan::{Plan, PlanOptions};
+use crate::plan::{Plan, PlanOptions, plan_refreshed, refresh_for_plan};
 use crate::progress::NoProgress;
 use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, parse_keyed};
 use crate::state::{Backend, State};
@@ -243,25 +243,37 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             &state,
             &config_digest(&session.configuration),
         )?;
-        let fingerprint_key = session.read_fingerprint_key(&state).await?;
         let options = PlanOptions {
-            fingerprint_key: fingerprint_key.clone(),
             destroy: saved.destroy,
             // The saved plan was reviewed as made; emptying the configuration since then
             // changes its digest, which `check_fresh` refuses.
             allow_empty_config: true,
             ..args.planning.options(saved.destroy)
         };
+        // The key is read while the objects are, as `plan` does: the refresh does not need it.
+        let (fingerprint_key, refreshed) = futures::join!(
+            session.read_fingerprint_key(&state),
+            refresh_for_plan(
+                &session.configuration,
+                &state,
+                &session.client,
+                &options,
+                &NoProgress
+            )
+        );
+        let fingerprint_key = fingerprint_key?;
+        let options = PlanOptions {
+            fingerprint_key: fingerprint_key.clone(),
+            ..options
+        };
         let checked = session.take_checked();
-        let current = make_checked_plan(
+        let current = plan_refreshed(
             &session.configuration,
             &state,
-            &session.client,
+            &refreshed?,
             &options,
-            &NoProgress,
             checked,
-        )
-        .await?;
+        )?;
         let current = crate::plan::target::apply_targets(current, &saved.targets)?;
         let current = if saved.refresh_only {
             crate::plan::refresh_only::refresh_only_plan(current, &state)

@@ -227,26 +227,26 @@ fn test_permissions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
 }
 
 fn list_versions_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
-    settle_destructions(call.store);
     let secret = secret_of(call);
+    settle_destructions(call.store, &secret);
     list_versions(call.store, call.request, &secret)
 }
 
 fn get_version_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
-    settle_destructions(call.store);
     let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+    settle_destructions(call.store, &secret);
     get_version(call.store, call.request, &secret, &version)
 }
 
 fn access_handler(call: &mut Call<'_>) -> Result<Response, ApiError> {
-    settle_destructions(call.store);
     let (secret, version) = (secret_of(call), call.var("versionsId").to_string());
+    settle_destructions(call.store, &secret);
     access_version(call.store, call.request, &secret, &version)
 }
 
 fn version_state(call: &mut Call<'_>, action: &str) -> Result<Response, ApiError> {
-    settle_destructions(call.store);
     let secret = secret_of(call);
+    settle_destructions(call.store, &secret);
     let version = call.var("versionsId").to_string();
     change_version_state(call.store, call.request, &secret, &version, action)
 }
@@ -614,19 +614,22 @@ fn destroy(version: &mut VersionRecord) {
     version.scheduled_destroy_time = None;
 }
 
-/// Destroys the versions whose delayed destruction is due, as time passing would on Google's
-/// side.
-fn settle_destructions(store: &mut Store) {
+/// Destroys the secret's versions whose delayed destruction is due, as time passing would on
+/// Google's side. Only the secret a request reads can show the difference, so only its versions
+/// are looked at: a scan of every secret under the store's lock made each version read cost
+/// O(secrets), serializing a refresh of many secrets on the emulator.
+fn settle_destructions(store: &mut Store, secret: &str) {
+    let Some(record) = store.secrets.get_mut(secret) else {
+        return;
+    };
     let now_text = now();
-    for record in store.secrets.values_mut() {
-        for version in record.versions.values_mut() {
-            if version
-                .scheduled_destroy_time
-                .as_deref()
-                .is_some_and(|due| due <= now_text.as_str())
-            {
-                destroy(version);
-            }
+    for version in record.versions.values_mut() {
+        if version
+            .scheduled_destroy_time
+            .as_deref()
+            .is_some_and(|due| due <= now_text.as_str())
+        {
+            destroy(version);
         }
     }
 }

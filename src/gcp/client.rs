@@ -407,6 +407,33 @@ impl GcpClient {
         query: &[(&str, String)],
         body: Option<(Vec<u8>, String)>,
     ) -> Result<Vec<u8>, GcpError> {
+        self.call_answer(method, replay, service, path, query, body)
+            .await
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// Sends a GET like `call_bytes` and returns the answer's headers with its body (Cloud
+    /// Storage describes a downloaded object in `x-goog-*` headers, so one request reads an
+    /// object and its generation together).
+    pub async fn get_with_headers(
+        &self,
+        service: Service,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), GcpError> {
+        self.call_answer(Method::GET, Replay::Safe, service, path, query, None)
+            .await
+    }
+
+    async fn call_answer(
+        &self,
+        method: Method,
+        replay: Replay,
+        service: Service,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<(Vec<u8>, String)>,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), GcpError> {
         let url = self.url(service, path);
         // Monitoring asks callers to single-thread writes to alerting state within a project
         // (its discovery document); concurrent ones get 409. One writer per project per run.
@@ -422,7 +449,7 @@ impl GcpClient {
                 .send_once(method.clone(), &url, query, body.as_ref())
                 .await
             {
-                Ok(bytes) => return Ok(bytes),
+                Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
             // 429 is a refusal before any work (Google's quota check); a refused connection
@@ -454,7 +481,7 @@ impl GcpClient {
         url: &str,
         query: &[(&str, String)],
         body: Option<&(Vec<u8>, String)>,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), Failure> {
         let method_name = method.to_string();
         let transport = |message: String| GcpError::Transport {
             method: method_name.clone(),
@@ -524,7 +551,9 @@ impl GcpClient {
         tracing::trace!(method = %method_name, %url, status = status.as_u16(), "response");
         // The size of an error body cut at the limit, for the message.
         let (bytes, cut_size) = match body {
-            Body::Complete(bytes) if status.is_success() => return Ok(bytes),
+            Body::Complete(bytes) if status.is_success() => {
+                return Ok((std::mem::take(response.headers_mut()), bytes));
+            }
             Body::TooLarge { declared, .. } if status.is_success() => {
                 return Err(Failure {
                     error: GcpError::TooLarge {

@@ -12,4 +12,7 @@ pub mod target;
 pub mod terraform_json;
 
 pub use model::{Action, Plan, ResourceChange};
-pub use planner::{PlanError, PlanOptions, make_plan, make_plan_with_progress};
+pub use planner::{
+    PlanError, PlanOptions, Refreshed, make_plan, make_plan_with_progress, plan_refreshed,
+    refresh_for_plan,
+};

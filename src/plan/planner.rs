@@ -571,27 +571,33 @@ pub async fn make_plan_with_progress(
     options: &PlanOptions,
     progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
-    make_checked_plan(
+    let refreshed = refresh_for_plan(configuration, state, client, options, progress).await?;
+    plan_refreshed(
         configuration,
         state,
-        client,
+        &refreshed,
         options,
-        progress,
         CheckedConfiguration::default(),
     )
-    .await
 }
 
-/// Makes the plan like `make_plan_with_progress`, taking over what the check of this very
-/// configuration already evaluated (see `CheckedConfiguration`).
-pub async fn make_checked_plan(
+/// What a plan is made from once the objects in state were read: the block graph and the live
+/// attributes of every resource.
+pub struct Refreshed {
+    graph: DependencyGraph<BlockId>,
+    live: BTreeMap<String, Option<Attributes>>,
+}
+
+/// The first half of `make_plan`: checks the block graph, refuses an emptied configuration, and
+/// reads every object in state (unless `options.refresh` is off). It needs no fingerprint key,
+/// so a caller may read the key meanwhile and pass it to `plan_refreshed`.
+pub async fn refresh_for_plan(
     configuration: &Configuration,
     state: &State,
     client: &GcpClient,
     options: &PlanOptions,
     progress: &dyn Progress,
-    checked: CheckedConfiguration,
-) -> Result<Plan, PlanError> {
+) -> Result<Refreshed, PlanError> {
     let graph = block_graph(configuration)?;
     // Before refreshing: no need to read anything to refuse.
     refuse_empty_configuration(configuration, state, options)?;
@@ -605,7 +611,28 @@ pub async fn make_checked_plan(
     } else {
         BTreeMap::new()
     };
-    plan_with_live_checked(configuration, state, &graph, &live, options, checked)
+    Ok(Refreshed { graph, live })
+}
+
+/// The second half of `make_plan`: evaluates the configuration and compares it with what
+/// `refresh_for_plan` read, fingerprinting secret values with `options.fingerprint_key`, and
+/// taking over what the check of this very configuration already evaluated (see
+/// `CheckedConfiguration`; the default when there was no check).
+pub fn plan_refreshed(
+    configuration: &Configuration,
+    state: &State,
+    refreshed: &Refreshed,
+    options: &PlanOptions,
+    checked: CheckedConfiguration,
+) -> Result<Plan, PlanError> {
+    plan_with_live_checked(
+        configuration,
+        state,
+        &refreshed.graph,
+        &refreshed.live,
+        options,
+        checked,
+    )
 }
 
 /// Returns an error for each `ignore_changes` entry that names no field of the resource: a typo

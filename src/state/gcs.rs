@@ -247,22 +247,55 @@ impl GcsBackend {
     /// Reads the state (remembering its generation for the next write).
     pub async fn read(&self) -> Result<Option<State>, StateError> {
         let location = self.location();
-        let Some(metadata) = self
-            .metadata(&self.state_object, None)
+        // One round trip, as it sits between taking the lock and the first change: the
+        // download names the generation it is in `x-goog-generation`, consistent with its
+        // bytes. An answer without that header is read the longer way (metadata, then media).
+        let query = [("alt", "media".to_string())];
+        let downloaded = match self
+            .client
+            .get_with_headers(
+                Service::Storage,
+                &self.object_path(&self.state_object),
+                &query,
+            )
             .await
-            .map_err(|source| self.error(location.clone(), source))?
-        else {
-            *self
-                .generation
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(0);
-            return Ok(None);
+        {
+            Ok((headers, bytes)) => headers
+                .get("x-goog-generation")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|text| text.parse::<i64>().ok())
+                .map(|generation| (generation, bytes)),
+            Err(error) if error.is_not_found() => {
+                *self
+                    .generation
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(0);
+                return Ok(None);
+            }
+            Err(source) => return Err(self.error(location, source)),
         };
-        let generation = generation_of(&metadata).unwrap_or(0);
-        let bytes = self
-            .media(&self.state_object, generation)
-            .await
-            .map_err(|source| self.error(location.clone(), source))?;
+        let (generation, bytes) = match downloaded {
+            Some(downloaded) => downloaded,
+            None => {
+                let Some(metadata) = self
+                    .metadata(&self.state_object, None)
+                    .await
+                    .map_err(|source| self.error(location.clone(), source))?
+                else {
+                    *self
+                        .generation
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(0);
+                    return Ok(None);
+                };
+                let generation = generation_of(&metadata).unwrap_or(0);
+                let bytes = self
+                    .media(&self.state_object, generation)
+                    .await
+                    .map_err(|source| self.error(location.clone(), source))?;
+                (generation, bytes)
+            }
+        };
         let state = State::from_bytes(&bytes, &format!("{location}#{generation}"), &self.env)?;
         *self
             .generation

@@ -7,7 +7,7 @@ use crate::support::TestEnv;
 use infra::config::BackendSettings;
 use infra::gcp::GcpClient;
 use infra::state::{Backend, State, StateError};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -218,6 +218,73 @@ fn the_local_backend_conforms() {
 #[test]
 fn the_gcs_backend_on_the_emulator_conforms() {
     conformance(Kind::Gcs);
+}
+
+/// Returns the Cloud Storage requests the emulator logged so far.
+fn storage_requests(fixture: &Fixture) -> Vec<Json> {
+    let (status, log) = fixture.env.api("GET", "_emulator/requests", None);
+    assert_eq!(status, 200, "{log}");
+    log["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|request| {
+            request["path"]
+                .as_str()
+                .is_some_and(|path| path.starts_with("/storage/"))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The read between taking the lock and the first change is one request: the download names
+/// its generation (`x-goog-generation`), and that generation guards the next write.
+#[test]
+fn a_gcs_state_is_read_in_one_request_whose_generation_guards_the_next_write() {
+    let fixture = Fixture::new(Kind::Gcs);
+    let mut state = State::new("test");
+    state.serial = 1;
+    runtime().block_on(async {
+        let writer = fixture.open();
+        assert!(writer.read().await.expect("read").is_none());
+        writer.write(&state).await.expect("write");
+    });
+    let before = storage_requests(&fixture).len();
+    let reader = fixture.open();
+    let mut read = runtime()
+        .block_on(reader.read())
+        .expect("read")
+        .expect("a state");
+    let requests = storage_requests(&fixture);
+    assert_eq!(
+        requests.len() - before,
+        1,
+        "one request reads the state: {:?}",
+        &requests[before..]
+    );
+    assert_eq!(requests[before]["query"]["alt"], "media");
+    assert_eq!(
+        (read.lineage.clone(), read.serial),
+        (state.lineage.clone(), 1)
+    );
+    // The generation learnt from the download is the one the write is conditioned on: a write
+    // by someone else in between makes it stale, and without one it goes through.
+    read.serial = 2;
+    runtime().block_on(async {
+        let other = fixture.open();
+        let mut newer = other.read().await.expect("read").expect("state");
+        newer.serial = 2;
+        other.write(&newer).await.expect("the other writer first");
+        let error = reader.write(&read).await.expect_err("stale");
+        assert!(matches!(error, StateError::Stale { .. }), "{error}");
+        let fresh = fixture.open();
+        let mut current = fresh.read().await.expect("read").expect("state");
+        current.serial = 3;
+        fresh
+            .write(&current)
+            .await
+            .expect("a write after a one-request read");
+    });
 }
 
 fn emulated(iteration: usize) -> String {
@@ -805,4 +872,47 @@ fn an_apply_writes_the_state_far_fewer_times_than_it_changes_it() {
     );
     let listed = env.infra(&["state", "list", "--env", "test"]);
     assert_eq!(listed.stdout.lines().count(), 60, "every create is saved");
+}
+
+/// A local write takes a millisecond: without pacing, the writer would write the whole state
+/// again after every few changes. Each write raises the serial by one, so the final serial
+/// counts them; paced, at most one write starts per 50 ms (plus the final one).
+#[test]
+fn a_fast_backend_is_written_at_a_paced_rate_not_after_every_few_changes() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--latency-ms", "10"]);
+    let values: Vec<String> = (0..100)
+        .map(|index| format!("S{index:03} = \"value-{index}\""))
+        .collect();
+    env.write(
+        "envs/test/env.toml",
+        &format!(
+            "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[vars]\nvalues = {{ {} }}\n\n[resource.secret.many]\nfor_each = \"${{var.values}}\"\nsecret_id = \"${{each.key}}\"\nvalue = \"${{each.value}}\"\n",
+            values.join(", ")
+        ),
+    );
+    let started = std::time::Instant::now();
+    // Four at a time: 25 rounds of two requests, changes recorded every 20 ms or so.
+    env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--parallelism",
+        "4",
+    ])
+    .expect_code(0);
+    let elapsed = started.elapsed();
+    let state: Json = serde_json::from_str(&env.read("state/test.state.json")).expect("state");
+    let writes = state["serial"].as_u64().expect("serial");
+    let allowed = elapsed.as_millis() as u64 / 50 + 2;
+    assert!(
+        writes <= allowed,
+        "{writes} writes in {elapsed:?}: at most one per 50 ms and the final one ({allowed})"
+    );
+    assert_eq!(
+        state["resources"].as_array().map(Vec::len),
+        Some(100),
+        "every create is saved"
+    );
 }

@@ -20,9 +20,11 @@ const ENV_TOML: &str = "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion 
 enum Target {
     /// `POST upload/storage/v1/b/bkt/o` creating the lock object.
     Lock,
-    /// `GET storage/v1/b/bkt/o/infra%2Ftest%2Estate%2Ejson`: the state's metadata.
+    /// `GET storage/v1/b/bkt/o/infra%2Ftest%2Estate%2Ejson`, the state's first read: its
+    /// download without a generation (which names the generation in `x-goog-generation`), or
+    /// its metadata when the download's answer named none.
     Metadata,
-    /// The same with `alt=media`: the state document.
+    /// The same with `alt=media` and the generation the metadata named: the state document.
     Media,
     /// `GET storage/v1/b/bkt/o?versions=true`: the state's generations.
     List,
@@ -169,7 +171,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
 }
 
 fn phase_of(request: &Request, api_path: &str) -> Option<Target> {
-    let media = request.query.contains("alt=media");
+    let media = request.query.contains("alt=media") && request.query.contains("generation=");
     match (request.method.as_str(), api_path) {
         ("POST", "upload/storage/v1/b/bkt/o")
             if String::from_utf8_lossy(&request.body).contains("test.lock") =>
