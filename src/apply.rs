@@ -4,8 +4,9 @@
 //! planned action through its kind, and persists state by group commit: every change is
 //! recorded in memory at once, and one writer persists the latest snapshot whenever its
 //! previous write finished (paced to one write start per `WRITE_INTERVAL` unless an operation
-//! waits for it). A create whose kind cannot find an interrupted create again waits,
-//! holding no parallelism permit, for the write that holds its intent record. Deletes run last,
+//! waits for it). A create whose kind cannot find an interrupted create again waits for the
+//! write that holds its intent record; it holds no API-call permit meanwhile, but its instance
+//! still counts towards the `parallelism` instances in progress. Deletes run last,
 //! in reverse dependency order. A failure skips what depends on it, never its siblings.
 
 use crate::config::eval::Values;
