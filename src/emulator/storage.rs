@@ -719,19 +719,7 @@ fn patch_object(
     // `generation`: "If present, selects a specific revision of this object (as opposed to the
     // latest version, the default)" — a noncurrent one included.
     let generation = request.number("generation")?;
-    let current = match generation {
-        Some(generation) => store
-            .objects
-            .get(bucket)
-            .and_then(|objects| objects.get(name))
-            .and_then(|versions| {
-                versions
-                    .iter()
-                    .find(|version| version.generation == generation)
-            })
-            .cloned(),
-        None => live(store, bucket, name).cloned(),
-    };
+    let current = at_generation(store, bucket, name, generation).cloned();
     let Some(current) = current else {
         return Err(StorageError::not_found(format!(
             "No such object: {bucket}/{name}"
@@ -793,22 +781,14 @@ fn copy(
         }
     }
     let not_found = || StorageError::not_found(format!("No such object: {source_bucket}/{source}"));
-    let version = match request.number("sourceGeneration")? {
-        Some(generation) => store
-            .objects
-            .get(source_bucket)
-            .and_then(|objects| objects.get(source))
-            .and_then(|versions| {
-                versions
-                    .iter()
-                    .find(|version| version.generation == generation)
-            })
-            .cloned()
-            .ok_or_else(not_found)?,
-        None => live(store, source_bucket, source)
-            .cloned()
-            .ok_or_else(not_found)?,
-    };
+    let version = at_generation(
+        store,
+        source_bucket,
+        source,
+        request.number("sourceGeneration")?,
+    )
+    .cloned()
+    .ok_or_else(not_found)?;
     let source_query: Vec<(String, String)> = request
         .query
         .iter()
@@ -950,19 +930,7 @@ fn compose(
                 ))
             })?,
         };
-        let version = match generation {
-            Some(generation) => store
-                .objects
-                .get(bucket)
-                .and_then(|objects| objects.get(name))
-                .and_then(|versions| {
-                    versions
-                        .iter()
-                        .find(|version| version.generation == generation)
-                })
-                .ok_or_else(not_found)?,
-            None => live(store, bucket, name).ok_or_else(not_found)?,
-        };
+        let version = at_generation(store, bucket, name, generation).ok_or_else(not_found)?;
         let pinned = &source["objectPreconditions"]["ifGenerationMatch"];
         let pinned = match pinned {
             Json::String(text) => text.parse::<i64>().ok(),
@@ -1213,6 +1181,25 @@ fn live<'a>(store: &'a Store, bucket: &str, name: &str) -> Option<&'a ObjectGene
         .get(name)?
         .last()
         .filter(|version| version.time_deleted.is_none())
+}
+
+/// The object's version at `generation`, noncurrent ones included, or its live version when no
+/// generation is given (Google's "if present, selects a specific revision").
+fn at_generation<'a>(
+    store: &'a Store,
+    bucket: &str,
+    name: &str,
+    generation: Option<i64>,
+) -> Option<&'a ObjectGeneration> {
+    match generation {
+        Some(generation) => store
+            .objects
+            .get(bucket)?
+            .get(name)?
+            .iter()
+            .find(|version| version.generation == generation),
+        None => live(store, bucket, name),
+    }
 }
 
 /// Checks the four preconditions against the live generation (`None` when there is none).
@@ -1734,19 +1721,8 @@ fn get_object(
         ));
     }
     let not_found = || StorageError::not_found(format!("No such object: {bucket}/{name}"));
-    let version = match request.number("generation")? {
-        Some(generation) => store
-            .objects
-            .get(bucket)
-            .and_then(|objects| objects.get(name))
-            .and_then(|versions| {
-                versions
-                    .iter()
-                    .find(|version| version.generation == generation)
-            })
-            .ok_or_else(not_found)?,
-        None => live(store, bucket, name).ok_or_else(not_found)?,
-    };
+    let version =
+        at_generation(store, bucket, name, request.number("generation")?).ok_or_else(not_found)?;
     check_preconditions(request, live(store, bucket, name), true)?;
     if request.query("alt") == Some("media") {
         return media(request, version);
@@ -2000,19 +1976,7 @@ fn delete_object(
         return Err(not_found());
     }
     check_preconditions(request, current.as_ref(), false)?;
-    let removed = match requested {
-        Some(generation) => store
-            .objects
-            .get(bucket)
-            .and_then(|objects| objects.get(name))
-            .and_then(|versions| {
-                versions
-                    .iter()
-                    .find(|version| version.generation == generation)
-            })
-            .cloned(),
-        None => current.clone(),
-    };
+    let removed = at_generation(store, bucket, name, requested).cloned();
     if let (Some(removed), Some(record)) = (&removed, store.buckets.get(bucket)) {
         check_removable(record, bucket, name, removed)?;
     }
