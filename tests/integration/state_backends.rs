@@ -751,13 +751,17 @@ fn intent_records_are_settled_adopted_created_or_dropped() {
         .expect_code(0);
 }
 
-#[test]
-fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
+/// Starts `apply --env test` of a secret `secret.a`, a Cloud Run service whose operation takes
+/// 1.5 s, and `extra` resources, and returns once the secret is saved while the service's
+/// operation still runs.
+fn apply_saving_the_secret_first(extra: &str) -> (TestEnv, std::process::Child) {
     let mut env = TestEnv::empty();
     env.start_emulator_with(&["--operation-delay-ms", "1500"]);
     env.write(
         "envs/test/env.toml",
-        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n",
+        &format!(
+            "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n{extra}"
+        ),
     );
     let child = env
         .command(&["apply", "--env", "test", "--auto-approve"])
@@ -765,14 +769,20 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Once the secret is saved (the service's operation is still running), someone replaces
-    // the state file behind the run's back: its next write is refused as stale.
     let mut waited = 0;
     while !env.read("state/test.state.json").contains("secret.a") {
         waited += 1;
         assert!(waited < 400, "the secret was never saved");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (env, child)
+}
+
+#[test]
+fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
+    // Once the secret is saved (the service's operation is still running), someone replaces
+    // the state file behind the run's back: its next write is refused as stale.
+    let (env, child) = apply_saving_the_secret_first("");
     let foreign = env.read("state/test.state.json");
     std::fs::remove_file(env.root.path().join("state/test.state.json")).expect("remove");
     env.write("state/test.state.json", &foreign);
@@ -798,26 +808,11 @@ fn a_final_write_that_fails_leaves_an_errored_state_to_push() {
 
 #[test]
 fn an_interrupted_apply_saves_what_finished() {
-    let mut env = TestEnv::empty();
-    env.start_emulator_with(&["--operation-delay-ms", "1500"]);
-    env.write(
-        "envs/test/env.toml",
-        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.secret.a]\nsecret_id = \"A\"\nvalue = \"1\"\n\n[resource.cloud_run_service.api]\nname = \"api\"\nimage = \"img:1\"\ndeletion_protection = false\n\n[resource.secret.after]\nsecret_id = \"AFTER\"\nvalue = \"${cloud_run_service.api.uri}\"\n",
-    );
-    let child = env
-        .command(&["apply", "--env", "test", "--auto-approve"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
     // Ctrl-C while the service's operation runs: it finishes and is saved; what depends on it
     // does not start.
-    let mut waited = 0;
-    while !env.read("state/test.state.json").contains("secret.a") {
-        waited += 1;
-        assert!(waited < 400, "the secret was never saved");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (env, child) = apply_saving_the_secret_first(
+        "\n[resource.secret.after]\nsecret_id = \"AFTER\"\nvalue = \"${cloud_run_service.api.uri}\"\n",
+    );
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
