@@ -8,7 +8,7 @@ use crate::apply::{StateSink, apply_with_progress};
 use crate::plan::file::check_fresh;
 use crate::plan::planner::config_digest;
 use crate::plan::render::render_plan;
-use crate::plan::{Plan, PlanOptions, plan_refreshed, refresh_for_plan};
+use crate::plan::{Plan, PlanOptions};
 use crate::progress::NoProgress;
 use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, parse_keyed};
 use crate::state::{Backend, State};
@@ -250,30 +250,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             allow_empty_config: true,
             ..args.planning.options(saved.destroy)
         };
-        // The key is read while the objects are, as `plan` does: the refresh does not need it.
-        let (fingerprint_key, refreshed) = futures::join!(
-            session.read_fingerprint_key(&state),
-            refresh_for_plan(
-                &session.configuration,
-                &state,
-                &session.client,
-                &options,
-                &NoProgress
-            )
-        );
-        let fingerprint_key = fingerprint_key?;
-        let options = PlanOptions {
-            fingerprint_key: fingerprint_key.clone(),
-            ..options
-        };
-        let checked = session.take_checked();
-        let current = plan_refreshed(
-            &session.configuration,
-            &state,
-            &refreshed?,
-            &options,
-            checked,
-        )?;
+        let (current, fingerprint_key) = session.plan(&state, options, &NoProgress).await?;
         let current = crate::plan::target::apply_targets(current, &saved.targets)?;
         let current = if saved.refresh_only {
             crate::plan::refresh_only::refresh_only_plan(current, &state)

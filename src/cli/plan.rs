@@ -136,33 +136,10 @@ pub async fn plan_in_session(
         if state.resources.len() == 1 { "" } else { "s" },
         session.configuration.env.name
     );
-    let options = planning.options(destroy);
     let progress = super::progress::for_stderr();
-    // The key is read while the objects are: the refresh does not need it, and a sequential
-    // read would add a round trip to every plan.
-    let (fingerprint_key, refreshed) = futures::join!(
-        session.read_fingerprint_key(&state),
-        crate::plan::refresh_for_plan(
-            &session.configuration,
-            &state,
-            &session.client,
-            &options,
-            progress.as_ref(),
-        )
-    );
-    let fingerprint_key = fingerprint_key?;
-    let options = PlanOptions {
-        fingerprint_key: fingerprint_key.clone(),
-        ..options
-    };
-    let checked = session.take_checked();
-    let plan = crate::plan::plan_refreshed(
-        &session.configuration,
-        &state,
-        &refreshed?,
-        &options,
-        checked,
-    )?;
+    let (plan, fingerprint_key) = session
+        .plan(&state, planning.options(destroy), progress.as_ref())
+        .await?;
     if fingerprint_key.is_none() && writes_secrets(&plan) {
         let env = &session.configuration.env;
         eprintln!(

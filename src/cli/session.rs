@@ -10,6 +10,8 @@ use crate::gcp::kinds;
 use crate::gcp::{Authentication, GcpClient};
 use crate::graph::block_graph;
 use crate::plan::planner::{CheckedConfiguration, check_configuration};
+use crate::plan::{Plan, PlanOptions, plan_refreshed, refresh_for_plan};
+use crate::progress::Progress;
 use crate::sensitive::{FingerprintKey, parse_keyed};
 use crate::state::{Backend, State};
 use crate::value::{Marker, Value};
@@ -204,6 +206,30 @@ impl Session {
         self.locked = true;
         super::interrupt().set_lock_release(self.backend.detached_unlock());
         Ok(())
+    }
+
+    /// Plans against `state`: reads the fingerprint key while refreshing every object (the
+    /// refresh does not need it, and reading it first would add a round trip to every plan),
+    /// then plans with it, taking over what checking the configuration evaluated. Returns the
+    /// plan and the key it fingerprinted with.
+    pub async fn plan(
+        &mut self,
+        state: &State,
+        options: PlanOptions,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<(Plan, Option<Arc<FingerprintKey>>)> {
+        let (fingerprint_key, refreshed) = futures::join!(
+            self.read_fingerprint_key(state),
+            refresh_for_plan(&self.configuration, state, &self.client, &options, progress)
+        );
+        let fingerprint_key = fingerprint_key?;
+        let options = PlanOptions {
+            fingerprint_key: fingerprint_key.clone(),
+            ..options
+        };
+        let checked = self.take_checked();
+        let plan = plan_refreshed(&self.configuration, state, &refreshed?, &options, checked)?;
+        Ok((plan, fingerprint_key))
     }
 
     /// Reads the environment's fingerprint key; `None` before the first apply created it, and
