@@ -5,8 +5,8 @@
 //! recorded in memory at once, and one writer persists the latest snapshot whenever its
 //! previous write finished (paced to one write start per `WRITE_INTERVAL` unless an operation
 //! waits for it). A create whose kind cannot find an interrupted create again waits for the
-//! write that holds its intent record; it holds no API-call permit meanwhile, but its instance
-//! still counts towards the `parallelism` instances in progress. Deletes run last,
+//! write that holds its intent record; it holds no API-call permit meanwhile, and does not count
+//! towards the `parallelism` instances in progress. Deletes run last,
 //! in reverse dependency order. A failure skips what depends on it, never its siblings.
 
 use crate::config::eval::Values;
@@ -72,6 +72,11 @@ struct Executor<'a> {
     waiting: AtomicUsize,
     /// Signalled when an operation starts waiting for a write, or the apply is done.
     awaited: Notify,
+    /// Creates waiting for their intent record's write: they do not count towards the
+    /// instances in progress, so others start meanwhile.
+    writing_intents: AtomicUsize,
+    /// Signalled when a create starts waiting for its intent record's write.
+    intent_waiting: Notify,
     /// What the writer has made durable so far.
     durable: watch::Sender<Durability>,
     values: Mutex<Values>,
@@ -80,6 +85,16 @@ struct Executor<'a> {
     stop: &'a AtomicBool,
     fingerprint_key: Option<Arc<FingerprintKey>>,
     progress: &'a dyn Progress,
+}
+
+/// One instance's create, update or replace: reported started when it first gets an API-call
+/// permit, and keeping its latest permit until its end is reported, so that no more than
+/// `parallelism` operations show as running at once.
+struct Operation<'e> {
+    address: &'e str,
+    action: Action,
+    permit: Option<tokio::sync::SemaphorePermit<'e>>,
+    started: bool,
 }
 
 /// The state as changed so far, and how many changes it holds.
@@ -153,6 +168,8 @@ pub async fn apply_with_progress(
         recorded: Notify::new(),
         waiting: AtomicUsize::new(0),
         awaited: Notify::new(),
+        writing_intents: AtomicUsize::new(0),
+        intent_waiting: Notify::new(),
         durable: watch::Sender::new(Durability::default()),
         values: Mutex::new(Values::default()),
         report: Mutex::new(ApplyReport::default()),
@@ -195,15 +212,16 @@ impl Executor<'_> {
     }
 
     /// Creates and updates instance by instance, each as soon as the instances it references
-    /// are applied and recorded, at most `parallelism` at a time (as the block walk did for
-    /// blocks): a failure skips what references the failed instance, or its whole block.
+    /// are applied and recorded, at most `parallelism` at a time besides the creates waiting
+    /// for their intent record's write: a failure skips what references the failed instance,
+    /// or its whole block.
     async fn apply_phase(&self, mut schedule: InstanceSchedule<'_>, parallelism: usize) {
         let mut running = FuturesUnordered::new();
         loop {
             while let Some(turn) = schedule.next_block() {
                 self.visit_block(&mut schedule, turn);
             }
-            while running.len() < parallelism.max(1) {
+            while running.len() < parallelism.max(1) + self.writing_intents.load(Ordering::SeqCst) {
                 let Some(turn) = schedule.next_instance() else {
                     break;
                 };
@@ -221,7 +239,13 @@ impl Executor<'_> {
             if schedule.has_ready_block() {
                 continue;
             }
-            let Some((turn, instance, outcome)) = running.next().await else {
+            let ended = tokio::select! {
+                biased;
+                ended = running.next() => ended,
+                // A create began waiting for a write: its place goes to the next instance.
+                () = self.intent_waiting.notified() => continue,
+            };
+            let Some((turn, instance, outcome)) = ended else {
                 break;
             };
             match outcome {
@@ -242,7 +266,15 @@ impl Executor<'_> {
                 }
             }
         }
-        self.lock_report().skipped.extend(schedule.skipped());
+        let mut report = self.lock_report();
+        report.skipped.extend(schedule.skipped());
+        let unended = schedule.unended();
+        if !unended.is_empty() && !self.stop.load(Ordering::SeqCst) {
+            report.errors.push(format!(
+                "internal: the apply ended before {} did; run `infra plan` to see what is left",
+                unended.join(", ")
+            ));
+        }
     }
 
     /// Evaluates an input or output block, or a resource block's `for_each` into the
@@ -438,8 +470,20 @@ impl Executor<'_> {
         Ok(permit)
     }
 
+    /// Gives `operation` an API-call permit, reporting it started the first time.
+    async fn take_turn<'e>(&'e self, operation: &mut Operation<'e>) -> Result<(), String> {
+        let permit = self.permit().await?;
+        if !operation.started {
+            operation.started = true;
+            self.progress
+                .operation_started(operation.address, operation.action);
+        }
+        operation.permit = Some(permit);
+        Ok(())
+    }
+
     /// Performs one instance's planned action, reporting its end to `progress` (its start is
-    /// reported once it gets its turn, inside).
+    /// reported once it gets its first permit, inside) before its permit is returned.
     async fn apply_instance_reported(
         &self,
         instance: &InstanceConfig,
@@ -448,7 +492,13 @@ impl Executor<'_> {
             .plan
             .change(&instance.address)
             .map_or(Action::NoOp, |change| change.action);
-        let result = self.apply_instance(instance).await;
+        let mut operation = Operation {
+            address: &instance.address,
+            action,
+            permit: None,
+            started: false,
+        };
+        let result = self.apply_instance(instance, &mut operation).await;
         if !matches!(action, Action::NoOp | Action::Delete) {
             self.progress.operation_finished(
                 &instance.address,
@@ -456,11 +506,16 @@ impl Executor<'_> {
                 result.as_ref().err().map(String::as_str),
             );
         }
+        drop(operation);
         result
     }
 
     /// Performs one instance's planned action and returns its exported attributes.
-    async fn apply_instance(&self, instance: &InstanceConfig) -> Result<Attributes, String> {
+    async fn apply_instance<'e>(
+        &'e self,
+        instance: &'e InstanceConfig,
+        operation: &mut Operation<'e>,
+    ) -> Result<Attributes, String> {
         let change = self.plan.change(&instance.address).ok_or_else(|| {
             format!("not in the plan: the configuration changed since planning; run `infra plan --env {}` again", self.configuration.env.name)
         })?;
@@ -486,16 +541,12 @@ impl Executor<'_> {
                 .exported(&context, &instance.config, prior.as_ref(), false));
         }
         self.check_against_plan(instance, change, &context, prior.as_ref())?;
-        // Shown as started once it may start; it may still wait for a parallelism permit.
-        self.may_start()?;
-        self.progress
-            .operation_started(&instance.address, change.action);
         let kind = instance.kind;
         let dependencies = change.dependencies.clone();
         let resource = match change.action {
             Action::Update => {
                 let prior = prior.ok_or("nothing in state to update")?;
-                let permit = self.permit().await?;
+                self.take_turn(operation).await?;
                 let attributes = kind
                     .update(
                         self.client,
@@ -506,7 +557,6 @@ impl Executor<'_> {
                     )
                     .await
                     .map_err(|error| error.to_string())?;
-                drop(permit);
                 self.lock_report().changed += 1;
                 StateResource {
                     attributes,
@@ -520,11 +570,11 @@ impl Executor<'_> {
                 if change.action == Action::Replace
                     && let Some(prior) = &prior
                 {
-                    let permit = self.permit().await?;
+                    self.take_turn(operation).await?;
                     kind.delete(self.client, prior)
                         .await
                         .map_err(|error| error.to_string())?;
-                    drop(permit);
+                    operation.permit = None;
                     self.record(|state| {
                         state.remove(&prior.address);
                     });
@@ -535,7 +585,8 @@ impl Executor<'_> {
                 } else {
                     context.clone()
                 };
-                self.create(instance, &fresh_context, dependencies).await?
+                self.create(instance, &fresh_context, dependencies, operation)
+                    .await?
             }
             Action::NoOp | Action::Delete => unreachable_action(change.action)?,
         };
@@ -614,11 +665,12 @@ impl Executor<'_> {
         Ok(settled)
     }
 
-    async fn create(
-        &self,
+    async fn create<'e>(
+        &'e self,
         instance: &InstanceConfig,
         context: &KindContext,
         dependencies: Vec<String>,
+        operation: &mut Operation<'e>,
     ) -> Result<StateResource, String> {
         let kind = instance.kind;
         // The intent comes first, durable before the request, for kinds that could not find the
@@ -637,15 +689,19 @@ impl Executor<'_> {
                 dependencies: dependencies.clone(),
             };
             let version = self.record(|state| state.upsert(intent));
-            self.durable(version).await?;
+            self.writing_intents.fetch_add(1, Ordering::SeqCst);
+            self.intent_waiting.notify_one();
+            let written = self.durable(version).await;
+            self.writing_intents.fetch_sub(1, Ordering::SeqCst);
+            written?;
         }
-        let permit = self.permit().await?;
+        self.take_turn(operation).await?;
         let created = match kind.create(self.client, context, &instance.config).await {
             Ok(created) => created,
             Err(error @ KindError::Conflict { .. }) => {
                 // Refused: the object at this id belongs to someone else and nothing was
                 // created. Left in place, the intent would make the next run read it as ours.
-                drop(permit);
+                operation.permit = None;
                 let version = self.record(|state| {
                     state.remove(&instance.address);
                 });
@@ -654,7 +710,6 @@ impl Executor<'_> {
             }
             Err(error) => return Err(error.to_string()),
         };
-        drop(permit);
         self.lock_report().added += 1;
         Ok(StateResource {
             address: instance.address.clone(),
@@ -887,6 +942,31 @@ mod tests {
         }
     }
 
+    /// Keeps, of every write, the addresses recorded as intents (a create not yet known to
+    /// have happened), after a pause as long as a write to a faraway bucket takes.
+    #[derive(Default)]
+    struct SlowIntentSink {
+        intents: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl StateSink for SlowIntentSink {
+        async fn persist(&self, state: &State) -> Result<(), String> {
+            let intents = state
+                .resources
+                .iter()
+                .filter(|resource| resource.status == ResourceStatus::Creating)
+                .map(|resource| resource.address.clone())
+                .collect();
+            self.intents
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(intents);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        }
+    }
+
     /// Records operations as they start and end, and how many ran at once at most.
     #[derive(Default)]
     struct Recorder {
@@ -970,6 +1050,18 @@ mod tests {
         parallelism: usize,
         progress: &dyn Progress,
     ) -> ApplyReport {
+        plan_and_apply_to(&NoSink, client, planned, applied, parallelism, progress).await
+    }
+
+    /// Plans and applies like `plan_and_apply`, persisting state to `sink`.
+    async fn plan_and_apply_to(
+        sink: &dyn StateSink,
+        client: &GcpClient,
+        planned: &Configuration,
+        applied: &Configuration,
+        parallelism: usize,
+        progress: &dyn Progress,
+    ) -> ApplyReport {
         let fingerprint_key = Arc::new(ensure_key(client, "p", "t").await.expect("key"));
         let options = PlanOptions {
             fingerprint_key: Some(fingerprint_key.clone()),
@@ -984,7 +1076,7 @@ mod tests {
             &plan,
             empty,
             client,
-            &NoSink,
+            sink,
             parallelism,
             &AtomicBool::new(false),
             Some(fingerprint_key),
@@ -1052,6 +1144,55 @@ mod tests {
         assert_eq!(report.skipped, vec![r#"iam_member.b["bad"]"#, "secret.all"]);
         recorder.position(r#"finished iam_member.b["good"]"#);
         assert_eq!(report.added, 2, "a[good] and b[good]");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_waiting_for_its_intent_record_leaves_its_place_to_the_next_instance() {
+        // Service accounts get an intent record before their create. Each write takes 300 ms,
+        // each create a second. At parallelism 1 the second account's intent is recorded while
+        // the first waits for its own write, and so written while the first is still creating;
+        // had the first kept its place, the second would only begin once the first was done.
+        let faults = FaultOptions {
+            slow_rate: 1.0,
+            slow: Duration::from_secs(1),
+            only: "POST /v1/projects/p/serviceAccounts".into(),
+            ..FaultOptions::default()
+        };
+        let (_emulator, client) = start_emulator(Duration::ZERO, faults).await;
+        let project = project(
+            "[resource.service_account.sa]\nfor_each = [\"first\", \"second\"]\naccount_id = \"sa-${each.key}\"\n",
+        );
+        let sink = SlowIntentSink::default();
+        let recorder = Recorder::default();
+        let report = plan_and_apply_to(
+            &sink,
+            &client,
+            &project.configuration,
+            &project.configuration,
+            1,
+            &recorder,
+        )
+        .await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.added, 2);
+        let writes = sink
+            .intents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let both = vec![
+            r#"service_account.sa["first"]"#.to_string(),
+            r#"service_account.sa["second"]"#.to_string(),
+        ];
+        assert!(
+            writes.contains(&both),
+            "no write held both intents: {writes:?}"
+        );
+        assert_eq!(
+            recorder.peak.load(Ordering::SeqCst),
+            1,
+            "one create at a time, as the parallelism says"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

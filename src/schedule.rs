@@ -333,6 +333,17 @@ impl<'a> InstanceSchedule<'a> {
         self.skipped.iter().cloned().collect()
     }
 
+    /// Returns the blocks that have not ended, by name. Empty once every block and instance
+    /// handed out has ended; anything left is a defect of the schedule, which the executor
+    /// reports rather than letting an apply end with work silently undone.
+    pub fn unended(&self) -> Vec<String> {
+        self.blocks
+            .iter()
+            .filter(|block| !matches!(block.state, BlockState::Succeeded | BlockState::Failed))
+            .map(|block| block.id.to_string())
+            .collect()
+    }
+
     /// Registers `instance` as waiting for instance `key` of block `target` (the whole block
     /// when the key is not known).
     fn wait_for(&mut self, instance: usize, target: usize, key: Option<String>) -> Wait {
@@ -631,6 +642,11 @@ mod tests {
         expand_all(&mut schedule, &configuration);
         let first = take_ready(&mut schedule);
         assert_eq!(names(&first), vec![r#"secret.a["x"]"#, r#"secret.a["y"]"#]);
+        assert_eq!(
+            schedule.unended(),
+            vec!["secret.a", "iam_member.b", "iam_member.c"],
+            "nothing ended yet"
+        );
         schedule.instance_ended(first[r#"secret.a["x"]"#], true);
         assert_eq!(
             names(&take_ready(&mut schedule)),
@@ -700,6 +716,7 @@ mod tests {
         schedule.instance_ended(second[r#"iam_member.b["y"]"#], true);
         expand_all(&mut schedule, &configuration);
         assert!(take_ready(&mut schedule).is_empty());
+        assert_eq!(schedule.unended(), Vec::<String>::new(), "everything ended");
         assert_eq!(
             schedule.skipped(),
             vec![

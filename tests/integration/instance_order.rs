@@ -1,6 +1,7 @@
 //! Apply runs instance by instance: an IAM member naming `secret.a[each.key]` is created as soon
 //! as its own secret is, while another secret of the block is still slow to answer; a splat
-//! waits for the whole block; a failed secret skips only the member that names it.
+//! waits for the whole block; a failed secret skips only the member that names it; an expression
+//! failing only once its reference is known is an error naming its place.
 
 use crate::support::TestEnv;
 use serde_json::json;
@@ -108,4 +109,36 @@ fn a_failed_secret_skips_only_the_member_naming_it_and_the_splat() {
     let state = env.read("state/test.state.json");
     assert!(state.contains(r#""iam_member.b[\"fast\"]""#), "{state}");
     assert!(!state.contains(r#""iam_member.b[\"slow\"]""#), "{state}");
+}
+
+#[test]
+fn an_expression_that_fails_once_its_reference_is_known_fails_the_apply_naming_its_place() {
+    // secret.a's version is known only once it is created: b's label fails to evaluate then.
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&[]);
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n\
+         [resource.secret.a]\nsecret_id = \"a\"\nvalue = \"x\"\n\n\
+         [resource.secret.b]\nsecret_id = \"b\"\nlabels = { v = \"${json(secret.a.version)}\" }\n",
+    );
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(1);
+    let errors: Vec<&str> = apply
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "error: secret.b: envs/test/env.toml:12:19: error[expression]: json(): not valid JSON: expected value at line 1 column 1",
+            "error: Apply failed: 1 error(s); 1 added, 0 changed, 0 destroyed — what succeeded is in the state",
+        ],
+        "{}",
+        apply.all()
+    );
+    let state = env.read("state/test.state.json");
+    assert!(state.contains(r#""secret.a""#), "{state}");
+    assert!(!state.contains(r#""secret.b""#), "{state}");
 }
