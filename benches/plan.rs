@@ -60,12 +60,21 @@ enum StateKind {
 
 impl StateKind {
     /// Requests to the state backend that a plan cannot overlap with anything: taking the lock
-    /// (the state is not trusted before), reading the state (the refresh needs it), releasing
-    /// the lock (after the plan). None for local state.
+    /// together with reading the state (the refresh needs it; confirming the read was current
+    /// overlaps the refresh), releasing the lock (after the plan). None for local state.
     fn sequential_requests(self) -> usize {
         match self {
             StateKind::Local => 0,
-            StateKind::Gcs => 3,
+            StateKind::Gcs => 2,
+        }
+    }
+
+    /// Requests to the state backend in one plan session: the lock, the read sent with it,
+    /// the confirmation that the read was current (during the refresh), the release.
+    fn state_requests(self) -> usize {
+        match self {
+            StateKind::Local => 0,
+            StateKind::Gcs => 4,
         }
     }
 
@@ -151,29 +160,25 @@ async fn applied(secrets: usize, state_kind: StateKind) -> Applied {
     }
 }
 
-/// What `infra plan` does, in its order: checks the configuration, takes the lock, reads the
-/// state, reads the fingerprint key while refreshing every object, plans (taking over what the
-/// check evaluated), releases the lock. Returns whether the plan has changes.
+/// What `infra plan` does, in its order: checks the configuration, takes the lock while reading
+/// the state, reads the fingerprint key and confirms the state read is current while refreshing
+/// every object, plans (taking over what the check evaluated), releases the lock. Returns
+/// whether the plan has changes.
 async fn plan_session(applied: &mut Applied, parallelism: usize) -> bool {
     let graph = block_graph(&applied.configuration).expect("graph");
     let checked = check_configuration(&applied.configuration, &graph).expect("valid");
-    applied
+    let (read, _) = applied
         .backend
-        .lock("plan", Duration::ZERO)
+        .lock_and_read("plan", Duration::ZERO)
         .await
         .expect("lock");
-    let state = applied
-        .backend
-        .read()
-        .await
-        .expect("read")
-        .expect("a state");
+    let state = read.expect("read").expect("a state");
     let options = PlanOptions {
         parallelism,
         ..PlanOptions::default()
     };
     let previous_versions = BTreeSet::new();
-    let (fingerprint_key, refreshed) = futures::join!(
+    let (fingerprint_key, refreshed, current) = futures::join!(
         read_key(
             &applied.client,
             "bench-project",
@@ -186,8 +191,10 @@ async fn plan_session(applied: &mut Applied, parallelism: usize) -> bool {
             &applied.client,
             &options,
             &NoProgress
-        )
+        ),
+        applied.backend.still_current()
     );
+    assert!(current.expect("confirm"), "nobody else writes the state");
     let options = PlanOptions {
         fingerprint_key: fingerprint_key.expect("fingerprint key").map(Arc::new),
         ..options
@@ -242,7 +249,7 @@ async fn logged(base_url: &str) -> Logged {
 
 /// Checks on a small environment what one plan session sends: exactly two requests per secret
 /// (the secret and its latest version, sent together: one round trip), one for the fingerprint
-/// key, and the backend's lock, read and release — nothing else.
+/// key, and the backend's lock, read, confirmation and release — nothing else.
 async fn check_requests(state_kind: StateKind) {
     const SECRETS: usize = 100;
     let mut applied = applied(SECRETS, state_kind).await;
@@ -272,14 +279,15 @@ async fn check_requests(state_kind: StateKind) {
     );
     assert_eq!(
         after.state - before.state,
-        state_kind.sequential_requests(),
-        "{state_kind:?} state: lock, read, release"
+        state_kind.state_requests(),
+        "{state_kind:?} state: lock, read, confirmation, release"
     );
     assert_eq!(after.other, before.other, "nothing else");
 }
 
-/// The refresh of 1,000 applied secrets at 50 ms per request, as `infra plan` makes it (lock,
-/// state read, the fingerprint key read during the refresh, plan, release), against the ideal
+/// The refresh of 1,000 applied secrets at 50 ms per request, as `infra plan` makes it (lock
+/// with the state read, the fingerprint key read and the read's confirmation during the
+/// refresh, plan, release), against the ideal
 /// of one round trip per secret: ⌈secrets ÷ parallelism⌉ × latency. A second ratio counts the
 /// state backend's sequential requests in the ideal too.
 fn refresh(criterion: &mut Criterion) {

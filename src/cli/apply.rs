@@ -229,7 +229,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
     let parallelism = usize::from(args.planning.parallelism);
     if let Some((path, saved)) = saved {
         // A plan made before any state existed carries the lineage the new state will have.
-        let state = session
+        let mut state = session
             .lock_and_read_existing("apply", args.planning.lock_timeout)
             .await?
             .unwrap_or_else(|| State {
@@ -250,7 +250,7 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
             allow_empty_config: true,
             ..args.planning.options(saved.destroy)
         };
-        let (current, fingerprint_key) = session.plan(&state, options, &NoProgress).await?;
+        let (current, fingerprint_key) = session.plan(&mut state, options, &NoProgress).await?;
         let current = crate::plan::target::apply_targets(current, &saved.targets)?;
         let current = if saved.refresh_only {
             crate::plan::refresh_only::refresh_only_plan(current, &state)

@@ -127,8 +127,8 @@ pub async fn plan_in_session(
             "--refresh-only cannot destroy\n  hint: `infra apply --refresh-only` records drift in the state"
         );
     }
-    let state = session
-        .lock_and_read(operation, planning.lock_timeout)
+    let mut state = session
+        .lock_and_read_for_planning(operation, planning.lock_timeout)
         .await?;
     eprintln!(
         "Refreshing {} resource{} of `{}`…",
@@ -138,7 +138,7 @@ pub async fn plan_in_session(
     );
     let progress = super::progress::for_stderr();
     let (plan, fingerprint_key) = session
-        .plan(&state, planning.options(destroy), progress.as_ref())
+        .plan(&mut state, planning.options(destroy), progress.as_ref())
         .await?;
     if fingerprint_key.is_none() && writes_secrets(&plan) {
         let env = &session.configuration.env;

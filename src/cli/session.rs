@@ -5,7 +5,7 @@
 use super::{CommandError, ErrorKind, GlobalArgs};
 use crate::config::{self, Configuration};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
-use crate::gcp::fingerprint_key::{ensure_key, read_key};
+use crate::gcp::fingerprint_key::{create_key, ensure_key, read_key};
 use crate::gcp::kinds;
 use crate::gcp::{Authentication, GcpClient};
 use crate::graph::block_graph;
@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long releasing the lock on the way out may take.
@@ -34,6 +35,11 @@ pub struct Session {
     checked: Option<CheckedConfiguration>,
     locked: bool,
     locking: bool,
+    /// The state was read together with taking the lock, and `plan` confirms it is current.
+    unconfirmed_read: bool,
+    /// This run read the fingerprint key under the lock and found none: creating it needs no
+    /// second read.
+    key_found_missing: AtomicBool,
     _emulator: Option<RunningEmulator>,
 }
 
@@ -162,6 +168,8 @@ impl Session {
             checked,
             locked: false,
             locking: false,
+            unconfirmed_read: false,
+            key_found_missing: AtomicBool::new(false),
             _emulator: running,
         })
     }
@@ -196,6 +204,27 @@ impl Session {
         Ok(state)
     }
 
+    /// Takes the state lock for `operation` and reads the state in the same round trip where
+    /// the backend allows it, for a command that then calls `plan`: the plan confirms the
+    /// state is still the one read while it refreshes, and plans again from a new read if not.
+    pub async fn lock_and_read_for_planning(
+        &mut self,
+        operation: &str,
+        lock_timeout: Duration,
+    ) -> anyhow::Result<State> {
+        self.locking = true;
+        let (read, unconfirmed) = self.backend.lock_and_read(operation, lock_timeout).await?;
+        self.locking = false;
+        self.locked = true;
+        super::interrupt().set_lock_release(self.backend.detached_unlock());
+        self.unconfirmed_read = unconfirmed;
+        let state = read?;
+        if let Some(state) = &state {
+            check_kinds(state, &self.backend.location())?;
+        }
+        Ok(state.unwrap_or_else(|| State::new(&self.configuration.env.name)))
+    }
+
     /// Takes the state lock for `operation` without reading the state.
     pub async fn lock(&mut self, operation: &str, lock_timeout: Duration) -> anyhow::Result<()> {
         // Set while the lock request is in flight: an interrupt that drops this future may
@@ -210,18 +239,44 @@ impl Session {
 
     /// Plans against `state`: reads the fingerprint key while refreshing every object (the
     /// refresh does not need it, and reading it first would add a round trip to every plan),
-    /// then plans with it, taking over what checking the configuration evaluated. Returns the
-    /// plan and the key it fingerprinted with.
+    /// and confirms meanwhile that a state read together with taking the lock is current
+    /// (replacing `state` with a new read, and refreshing again, when it is not); then plans
+    /// with the key, taking over what checking the configuration evaluated. Returns the plan
+    /// and the key it fingerprinted with.
     pub async fn plan(
         &mut self,
-        state: &State,
+        state: &mut State,
         options: PlanOptions,
         progress: &dyn Progress,
     ) -> anyhow::Result<(Plan, Option<Arc<FingerprintKey>>)> {
-        let (fingerprint_key, refreshed) = futures::join!(
-            self.read_fingerprint_key(state),
-            refresh_for_plan(&self.configuration, state, &self.client, &options, progress)
-        );
+        let (fingerprint_key, refreshed) = loop {
+            let confirming = self.unconfirmed_read;
+            let confirmation = async {
+                if confirming {
+                    self.backend.still_current().await
+                } else {
+                    Ok(true)
+                }
+            };
+            let (fingerprint_key, refreshed, current) = futures::join!(
+                self.read_fingerprint_key(state),
+                refresh_for_plan(&self.configuration, state, &self.client, &options, progress),
+                confirmation
+            );
+            if current? {
+                self.unconfirmed_read = false;
+                break (fingerprint_key, refreshed);
+            }
+            // The lock's previous holder wrote after the read that went with taking the lock:
+            // read the state again, now under the lock, and refresh what it holds.
+            tracing::info!("the state changed while the lock was taken; reading it again");
+            let read = self.backend.read().await?;
+            if let Some(read) = &read {
+                check_kinds(read, &self.backend.location())?;
+            }
+            *state = read.unwrap_or_else(|| State::new(&self.configuration.env.name));
+            self.unconfirmed_read = false;
+        };
         let fingerprint_key = fingerprint_key?;
         let options = PlanOptions {
             fingerprint_key: fingerprint_key.clone(),
@@ -256,12 +311,12 @@ impl Session {
             return Ok(None);
         }
         let env = &self.configuration.env;
-        Ok(
-            read_key(&self.client, &env.project, &env.name, &key_versions(state))
-                .await
-                .context("reading the fingerprint key of secret values")?
-                .map(Arc::new),
-        )
+        let key = read_key(&self.client, &env.project, &env.name, &key_versions(state))
+            .await
+            .context("reading the fingerprint key of secret values")?;
+        self.key_found_missing
+            .store(key.is_none(), Ordering::SeqCst);
+        Ok(key.map(Arc::new))
     }
 
     /// Returns the environment's fingerprint key (`known`, when this run already read it),
@@ -274,11 +329,14 @@ impl Session {
             return Ok(key);
         }
         let env = &self.configuration.env;
-        Ok(Arc::new(
-            ensure_key(&self.client, &env.project, &env.name)
-                .await
-                .context("creating the fingerprint key of secret values")?,
-        ))
+        let key = if self.key_found_missing.load(Ordering::SeqCst) {
+            create_key(&self.client, &env.project, &env.name).await
+        } else {
+            ensure_key(&self.client, &env.project, &env.name).await
+        };
+        Ok(Arc::new(key.context(
+            "creating the fingerprint key of secret values",
+        )?))
     }
 
     /// Releases the lock, if this session holds it.

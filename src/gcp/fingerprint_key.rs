@@ -118,6 +118,17 @@ pub async fn ensure_key(
     if let Some(key) = read_key(client, project, env_name, &BTreeSet::new()).await? {
         return Ok(key);
     }
+    create_key(client, project, env_name).await
+}
+
+/// Creates the environment's key, which a read under the same state lock found missing (its
+/// secret, or a usable version): `ensure_key` without reading first. A secret found existing
+/// after all is read again, and a key there is used as it is, never replaced by a new version.
+pub async fn create_key(
+    client: &GcpClient,
+    project: &str,
+    env_name: &str,
+) -> Result<FingerprintKey, FingerprintKeyError> {
     let name = key_secret_name(project, env_name);
     let secret_id = name.rsplit('/').next().unwrap_or_default().to_string();
     let secret_body = json!({
@@ -150,8 +161,12 @@ pub async fn ensure_key(
     }
     match created {
         Ok(_) => {}
-        // The secret exists without a version (a run died between the two calls), or is not ours.
+        // The secret exists without a version (a run died between the two calls), or is not ours,
+        // or (made since the read that found it missing) already holds a key.
         Err(error) if error.code() == Some(409) => {
+            if let Some(key) = read_key(client, project, env_name, &BTreeSet::new()).await? {
+                return Ok(key);
+            }
             let existing = client
                 .call(
                     Method::GET,
@@ -241,5 +256,31 @@ mod tests {
             key_secret_name("p", "Prod_EU.1"),
             "projects/p/secrets/infra-fingerprint-key-Prod_EU-1"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_made_since_it_was_found_missing_is_used_not_replaced() {
+        let running = crate::emulator::start(
+            crate::emulator::EmulatorOptions::default(),
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        )
+        .await
+        .expect("emulator");
+        let client = GcpClient::new(Some(running.base_url()), crate::gcp::Authentication::None)
+            .expect("client");
+        let first = create_key(&client, "p", "t").await.expect("created");
+        let again = create_key(&client, "p", "t").await.expect("found");
+        assert_eq!(again.id(), first.id(), "the same version, none added");
+        let versions = client
+            .call(
+                Method::GET,
+                Service::SecretManager,
+                "v1/projects/p/secrets/infra-fingerprint-key-t/versions",
+                &[],
+                None,
+            )
+            .await
+            .expect("versions");
+        assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -304,6 +304,22 @@ impl GcsBackend {
         Ok(Some(state))
     }
 
+    /// Tells whether the state object is still at the generation last read or written (none
+    /// existing counts as generation 0): one metadata request.
+    pub async fn still_current(&self) -> Result<bool, StateError> {
+        let known = self
+            .generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or(0);
+        let metadata = self
+            .metadata(&self.state_object, None)
+            .await
+            .map_err(|source| self.error(self.location(), source))?;
+        let current = metadata.as_ref().and_then(generation_of).unwrap_or(0);
+        Ok(current == known)
+    }
+
     /// Writes the state, only over the generation last read or written.
     pub async fn write(&self, state: &State) -> Result<(), StateError> {
         let expected = match *self

@@ -169,6 +169,39 @@ impl Backend {
         }
     }
 
+    /// Takes the lock and reads the state. On GCS the two requests go together, saving a
+    /// round trip; the read may then have come before the last write of the lock's previous
+    /// holder, so it is *unconfirmed* (the returned flag) until `still_current` says the state
+    /// is at the generation read — a check meant to overlap the refresh. The outer error: the
+    /// lock was not taken. The inner: it was (release it), but the read failed.
+    pub async fn lock_and_read(
+        &mut self,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<(Result<Option<State>, StateError>, bool), StateError> {
+        match self {
+            Backend::Local(local) => {
+                local.lock(&LockInfo::for_operation(operation), timeout)?;
+                Ok((local.read().await, false))
+            }
+            Backend::Gcs(gcs) => {
+                let info = LockInfo::for_operation(operation);
+                let (locked, read) = futures::join!(gcs.lock(&info, timeout), gcs.read());
+                locked?;
+                Ok((read, true))
+            }
+        }
+    }
+
+    /// Tells whether the state is still at the generation this run last read (always, for the
+    /// local backend, whose lock is taken before its read).
+    pub async fn still_current(&self) -> Result<bool, StateError> {
+        match self {
+            Backend::Local(_) => Ok(true),
+            Backend::Gcs(gcs) => gcs.still_current().await,
+        }
+    }
+
     /// Releases the lock.
     pub async fn unlock(&mut self) {
         match self {

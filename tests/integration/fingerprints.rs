@@ -421,3 +421,37 @@ fn a_rotated_key_shows_no_change_and_the_next_apply_rewrites_under_it() {
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
 }
+
+/// A first apply reads the key once: the plan's read found it missing under the same lock, so
+/// the apply creates it (its secret, then its first version) without reading it again.
+#[test]
+fn a_first_apply_creates_the_key_without_reading_it_twice() {
+    let env = project("5000");
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (status, log) = env.api("GET", "_emulator/requests", None);
+    assert_eq!(status, 200, "{log}");
+    let key_requests: Vec<String> = log["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|request| {
+            let path = request["path"].as_str()?;
+            let secret_id = request["query"]["secretId"].as_str().unwrap_or_default();
+            (path.contains("infra-fingerprint-key-test")
+                || secret_id == "infra-fingerprint-key-test")
+                .then(|| format!("{} {path}", request["method"].as_str().unwrap_or_default()))
+        })
+        .collect();
+    assert_eq!(
+        key_requests,
+        vec![
+            "GET /v1/projects/proj-test/secrets/infra-fingerprint-key-test/versions/latest:access",
+            "POST /v1/projects/proj-test/secrets",
+            "POST /v1/projects/proj-test/secrets/infra-fingerprint-key-test:addVersion",
+        ],
+        "{log}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}

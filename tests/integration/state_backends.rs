@@ -391,6 +391,53 @@ fn of_two_applies_started_together_exactly_one_proceeds() {
         .expect_code(0);
 }
 
+/// A plan on GCS reads the state together with taking the lock, saving a round trip. When it
+/// had to wait for an apply's lock, the apply wrote after that read: once the plan holds the
+/// lock it sees the state changed, reads it again, and plans from what the apply left.
+#[test]
+fn a_plan_that_waited_for_an_apply_plans_from_the_state_the_apply_left() {
+    let mut env = TestEnv::empty();
+    // The apply's Cloud Run create takes 1.5 s: the plan starts long before the apply saves it.
+    env.start_emulator_with(&["--operation-delay-ms", "1500"]);
+    env.write("envs/emulated/env.toml", &emulated(0));
+    let apply = env
+        .command(&["apply", "--env", "emulated", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut waited = 0;
+    while env
+        .api(
+            "GET",
+            "storage/v1/b/emulated-state/o/infra%2Femulated.lock",
+            None,
+        )
+        .0
+        != 200
+    {
+        waited += 1;
+        assert!(waited < 400, "the apply never took the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let plan = env.infra(&[
+        "plan",
+        "--env",
+        "emulated",
+        "--detailed-exitcode",
+        "--lock-timeout",
+        "30s",
+    ]);
+    let applied = apply.wait_with_output().expect("wait");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    plan.expect_code(0);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.all());
+}
+
 #[test]
 fn a_killed_apply_leaves_its_lock_and_force_unlock_recovers() {
     let mut env = TestEnv::empty();
