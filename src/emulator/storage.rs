@@ -1126,12 +1126,35 @@ fn encode(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// The CRC32C and MD5 of `data`, base64 as Cloud Storage shows them.
+fn checksums(data: &[u8]) -> (String, String) {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    (
+        engine.encode(crc32c::crc32c(data).to_be_bytes()),
+        engine.encode(md5::compute(data).0),
+    )
+}
+
+/// The number of bytes standard (padded) base64 `encoded` decodes to.
+fn decoded_length(encoded: &str) -> usize {
+    let padding = encoded
+        .bytes()
+        .rev()
+        .take_while(|byte| *byte == b'=')
+        .count();
+    encoded.len() / 4 * 3 - padding.min(2)
+}
+
 fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str) -> Json {
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(&version.data)
-        .unwrap_or_default();
-    let crc = base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
-    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::compute(&data).0);
+    let (crc, md5) = if version.crc32c.is_empty() || version.md5_hash.is_empty() {
+        checksums(
+            &base64::engine::general_purpose::STANDARD
+                .decode(&version.data)
+                .unwrap_or_default(),
+        )
+    } else {
+        (version.crc32c.clone(), version.md5_hash.clone())
+    };
     let mut body = json!({
         "kind": "storage#object",
         "id": format!("{bucket}/{name}/{}", version.generation),
@@ -1143,7 +1166,7 @@ fn object_json(bucket: &str, name: &str, version: &ObjectGeneration, base: &str)
         "metageneration": version.metageneration.to_string(),
         "contentType": version.content_type,
         "storageClass": object_storage_class(version),
-        "size": data.len().to_string(),
+        "size": decoded_length(&version.data).to_string(),
         "crc32c": crc,
         "md5Hash": md5,
         "etag": base64::engine::general_purpose::STANDARD.encode(format!("{}/{}", version.generation, version.metageneration)),
@@ -1271,34 +1294,24 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Json, Vec<u8>, String)
             )
         })?;
     let delimiter = format!("--{boundary}");
-    let text = body.to_vec();
-    let mut parts = Vec::new();
-    let mut rest: &[u8] = &text;
-    while let Some(start) = find(rest, delimiter.as_bytes()) {
+    let finder = memchr::memmem::Finder::new(delimiter.as_bytes());
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut rest: &[u8] = body;
+    while let Some(start) = finder.find(rest) {
         rest = &rest[start + delimiter.len()..];
         if rest.starts_with(b"--") {
             break;
         }
-        let end = find(rest, delimiter.as_bytes()).unwrap_or(rest.len());
-        parts.push(rest[..end].to_vec());
+        let end = finder.find(rest).unwrap_or(rest.len());
+        parts.push(&rest[..end]);
     }
     if parts.len() != 2 {
         return Err(StorageError::invalid(
             "A multipart upload has two parts: metadata, then media.",
         ));
     }
-    let split = |part: &[u8]| -> (String, Vec<u8>) {
-        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
-        let header_end = find(part, b"\r\n\r\n").unwrap_or(0);
-        let headers = String::from_utf8_lossy(&part[..header_end]).to_string();
-        let mut content = part[(header_end + 4).min(part.len())..].to_vec();
-        if content.ends_with(b"\r\n") {
-            content.truncate(content.len() - 2);
-        }
-        (headers, content)
-    };
-    let (_, metadata) = split(&parts[0]);
-    let (media_headers, media) = split(&parts[1]);
+    let (_, metadata) = multipart_part(parts[0]);
+    let (media_headers, media) = multipart_part(parts[1]);
     let media_type = media_headers
         .lines()
         .find_map(|line| {
@@ -1309,7 +1322,16 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Json, Vec<u8>, String)
         .unwrap_or_else(|| "application/octet-stream".into());
     let metadata: Json = serde_json::from_slice(&metadata)
         .map_err(|error| StorageError::invalid(format!("Invalid metadata part: {error}")))?;
-    Ok((metadata, media, media_type))
+    Ok((metadata, media.to_vec(), media_type))
+}
+
+/// Splits one part of a multipart body into its headers and its content.
+fn multipart_part(part: &[u8]) -> (String, &[u8]) {
+    let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+    let header_end = memchr::memmem::find(part, b"\r\n\r\n").unwrap_or(0);
+    let headers = String::from_utf8_lossy(&part[..header_end]).to_string();
+    let content = &part[(header_end + 4).min(part.len())..];
+    (headers, content.strip_suffix(b"\r\n").unwrap_or(content))
 }
 
 /// `uploadType=resumable`, step one: the metadata is remembered in a session whose URI is
@@ -1500,12 +1522,6 @@ fn cancel_resumable(store: &mut Store, request: &StorageRequest<'_>) -> StorageE
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
 fn upload(
     store: &mut Store,
     request: &StorageRequest<'_>,
@@ -1614,9 +1630,9 @@ fn store_object(
     check_object_name(&name)?;
     // A checksum given with the metadata must match the media ("If the checksums don't match,
     // the upload is rejected": https://cloud.google.com/storage/docs/data-validation).
+    let (crc32c, md5_hash) = checksums(&media);
     if let Some(expected) = metadata["crc32c"].as_str() {
-        let actual =
-            base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&media).to_be_bytes());
+        let actual = &crc32c;
         if expected != actual {
             return Err(StorageError::invalid(format!(
                 "Provided CRC32C \"{expected}\" doesn't match calculated CRC32C \"{actual}\"."
@@ -1624,17 +1640,17 @@ fn store_object(
         }
     }
     if let Some(expected) = metadata["md5Hash"].as_str() {
-        let actual = base64::engine::general_purpose::STANDARD.encode(md5::compute(&media).0);
+        let actual = &md5_hash;
         if expected != actual {
             return Err(StorageError::invalid(format!(
                 "Provided MD5 hash \"{expected}\" doesn't match calculated MD5 hash \"{actual}\"."
             )));
         }
     }
-    let current = live(store, bucket, &name).cloned();
-    check_preconditions(request, current.as_ref(), false)?;
+    let current = live(store, bucket, &name);
+    check_preconditions(request, current, false)?;
     // The live generation is overwritten, or archived when versioning keeps it.
-    if let (Some(current), Some(record)) = (&current, store.buckets.get(bucket)) {
+    if let (Some(current), Some(record)) = (current, store.buckets.get(bucket)) {
         check_removable(record, bucket, &name, current)?;
     }
     let versioning = store
@@ -1668,6 +1684,8 @@ fn store_object(
         extra: Default::default(),
         component_count: 0,
         storage_class: None,
+        crc32c,
+        md5_hash,
     };
     let mut version = version;
     write_fields(&mut version.extra, metadata, &OBJECT_WRITABLE, true);
@@ -1702,11 +1720,9 @@ fn store_object(
     } else {
         generations.clear();
     }
-    generations.push(version.clone());
-    Ok((
-        StorageAnswer::Json(object_json(bucket, &name, &version, &request.base_url)),
-        true,
-    ))
+    let answer = object_json(bucket, &name, &version, &request.base_url);
+    generations.push(version);
+    Ok((StorageAnswer::Json(answer), true))
 }
 
 fn get_object(
@@ -2123,6 +2139,15 @@ fn list(store: &Store, request: &StorageRequest<'_>, bucket: &str) -> Result<Jso
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_size_read_from_base64_is_the_decoded_length() {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        for length in 0..10 {
+            let data = vec![7u8; length];
+            assert_eq!(decoded_length(&engine.encode(&data)), length);
+        }
+    }
 
     #[test]
     fn multipart_bodies_split_into_metadata_and_media() {

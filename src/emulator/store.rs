@@ -116,6 +116,12 @@ pub struct ObjectGeneration {
     /// The storage class it was written with; `None` (older stores) is STANDARD.
     #[serde(default)]
     pub storage_class: Option<String>,
+    /// The data's CRC32C and MD5, base64 as Cloud Storage shows them, computed once when it is
+    /// written (every metadata answer shows them); empty in older stores, computed then.
+    #[serde(default)]
+    pub crc32c: String,
+    #[serde(default)]
+    pub md5_hash: String,
 }
 
 /// A stored Cloud Run service.
