@@ -1320,7 +1320,7 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Json, Vec<u8>, String)
                 .map(|(_, value)| value.trim().to_string())
         })
         .unwrap_or_else(|| "application/octet-stream".into());
-    let metadata: Json = serde_json::from_slice(&metadata)
+    let metadata: Json = serde_json::from_slice(metadata)
         .map_err(|error| StorageError::invalid(format!("Invalid metadata part: {error}")))?;
     Ok((metadata, media.to_vec(), media_type))
 }
