@@ -11,7 +11,7 @@ use crate::plan::render::render_plan;
 use crate::plan::{Plan, PlanOptions};
 use crate::progress::NoProgress;
 use crate::sensitive::{FingerprintKey, LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, parse_keyed};
-use crate::state::{Backend, State};
+use crate::state::{Backend, ResourceStatus, State};
 use crate::value::{Marker, Value};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -107,6 +107,20 @@ fn has_outdated_fingerprints(state: &State, key: Option<&FingerprintKey>) -> boo
                 .values()
                 .any(|value| any_sensitive(value, &outdated))
     })
+}
+
+/// What `apply` says when it runs only to record creates an interrupted run made.
+const SETTLING: &str =
+    "Recording creates an interrupted apply made: their objects exist as configured.";
+
+/// Returns true when state holds intent records (creates an interrupted run began). A plan with
+/// no changes found their objects made as configured (one missing is planned as a create):
+/// apply records them as created, or the records would stay for every later run to read.
+fn has_intent_records(state: &State) -> bool {
+    state
+        .resources
+        .iter()
+        .any(|resource| resource.status == ResourceStatus::Creating)
 }
 
 /// What `apply` says when it runs only to rewrite outdated fingerprints.
@@ -284,6 +298,10 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
                 eprintln!("No changes. {REWRITING}");
                 return execute(&session, &saved, state, parallelism, fingerprint_key).await;
             }
+            if has_intent_records(&state) && !saved.destroy && !saved.refresh_only {
+                eprintln!("No changes. {SETTLING}");
+                return execute(&session, &saved, state, parallelism, fingerprint_key).await;
+            }
             eprintln!("No changes. Nothing to apply.");
             return Ok(Outcome::Success);
         }
@@ -300,6 +318,10 @@ pub async fn run_apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<O
         // them now (no confirmation: only state and infra's own key are written).
         if has_outdated_fingerprints(&state, fingerprint_key.as_deref()) {
             eprintln!("{REWRITING}");
+            return execute(&session, &plan, state, parallelism, fingerprint_key).await;
+        }
+        if has_intent_records(&state) && !plan.refresh_only {
+            eprintln!("{SETTLING}");
             return execute(&session, &plan, state, parallelism, fingerprint_key).await;
         }
         return Ok(Outcome::Success);

@@ -798,6 +798,63 @@ fn intent_records_are_settled_adopted_created_or_dropped() {
         .expect_code(0);
 }
 
+/// A run killed after its last create committed, before recording it, leaves an intent record
+/// whose object exists as configured: the next plan has no changes, and apply still records it
+/// as created (reading it once), so no intent record outlives the recovery.
+#[test]
+fn an_intent_record_with_nothing_else_to_do_is_settled_by_apply() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[resource.service_account.found]\naccount_id = \"found-sa\"\ndisplay_name = \"Found\"\n",
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let pulled = env.infra(&["state", "pull", "--env", "test"]);
+    let mut state: State = serde_json::from_str(&pulled.stdout).expect("state");
+    for resource in &mut state.resources {
+        resource.status = infra::state::ResourceStatus::Creating;
+        resource.attributes.clear();
+    }
+    env.write(
+        "interrupted.json",
+        &String::from_utf8_lossy(&state.to_bytes()),
+    );
+    env.infra(&[
+        "state",
+        "push",
+        "--env",
+        "test",
+        "--force",
+        "interrupted.json",
+    ])
+    .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(0);
+    assert!(
+        apply
+            .stderr
+            .contains("Recording creates an interrupted apply made"),
+        "{}",
+        apply.all()
+    );
+    let after = env.read("state/test.state.json");
+    assert!(!after.contains("creating"), "the intent settled: {after}");
+    assert!(
+        after.contains("found-sa@proj-test.iam.gserviceaccount.com"),
+        "{after}"
+    );
+    let again = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    again.expect_code(0);
+    assert!(
+        !again.stderr.contains("Recording creates"),
+        "{}",
+        again.all()
+    );
+}
+
 /// Starts `apply --env test` of a secret `secret.a`, a Cloud Run service whose operation takes
 /// 1.5 s, and `extra` resources, and returns once the secret is saved while the service's
 /// operation still runs.
