@@ -30,8 +30,11 @@ struct BackendSink<'a>(&'a Backend);
 
 #[async_trait::async_trait]
 impl StateSink for BackendSink<'_> {
-    async fn persist(&self, state: &State) -> Result<(), String> {
-        self.0.write(state).await.map_err(|error| error.to_string())
+    async fn persist(&self, document: Vec<u8>) -> Result<(), String> {
+        self.0
+            .write_bytes(document)
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 

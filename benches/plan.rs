@@ -26,7 +26,7 @@ struct Discard;
 
 #[async_trait::async_trait]
 impl StateSink for Discard {
-    async fn persist(&self, _state: &State) -> Result<(), String> {
+    async fn persist(&self, _document: Vec<u8>) -> Result<(), String> {
         Ok(())
     }
 }

@@ -39,11 +39,19 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// of objects that can be found again by name (those that could not wait for their write).
 const WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Where state goes while applying: called with every new version of the state.
+/// How many times its document's assembly (a copy and a hash of the whole state) passes
+/// between the starts of two writes nobody waits for: the writer takes at most about a fifth
+/// of a core on a large state, however long the apply.
+const WRITE_CPU_SHARE: u32 = 4;
+
+/// Where state goes while applying: called with every new version of the state, serialized
+/// as `State::to_bytes` would (the writer keeps each resource serialized since it changed, so
+/// a write costs a copy and a hash of the document, not a copy and serialization of every
+/// resource).
 #[async_trait::async_trait]
 pub trait StateSink: Sync {
-    /// Persists the state; an error stops further changes.
-    async fn persist(&self, state: &State) -> Result<(), String>;
+    /// Persists the state document; an error stops further changes.
+    async fn persist(&self, document: Vec<u8>) -> Result<(), String>;
 }
 
 /// How the apply ended.
@@ -99,11 +107,22 @@ struct Operation<'e> {
 
 /// The state as changed so far, and how many changes it holds.
 struct Journal {
-    state: State,
+    /// The state around its resources (its own `resources` stay empty while applying).
+    frame: State,
+    /// Each resource, and it serialized (`StateResource::to_bytes`), by address: a map, as
+    /// creates arrive in any order and a sorted list would shift on every one of them.
+    resources: BTreeMap<String, (StateResource, Arc<[u8]>)>,
     /// Counts the changes recorded; a write covers every change up to the version it snapshots.
     version: u64,
     /// No more changes will be recorded: the writer stops once the last is durable.
     finished: bool,
+}
+
+/// A change to the state, recorded in the journal.
+enum Change {
+    Upsert(StateResource),
+    Remove(String),
+    Outputs(BTreeMap<String, StateOutput>),
 }
 
 /// How far the writer got.
@@ -161,7 +180,20 @@ pub async fn apply_with_progress(
         client,
         sink,
         journal: Mutex::new(Journal {
-            state,
+            resources: state
+                .resources
+                .iter()
+                .map(|resource| {
+                    (
+                        resource.address.clone(),
+                        (resource.clone(), resource.to_bytes().into()),
+                    )
+                })
+                .collect(),
+            frame: State {
+                resources: Vec::new(),
+                ..state
+            },
             version: 0,
             finished: false,
         }),
@@ -185,11 +217,18 @@ pub async fn apply_with_progress(
         executor.awaited.notify_one();
     };
     let ((), ()) = futures::join!(work, executor.write_continuously());
-    let state = executor
+    let journal = executor
         .journal
         .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .state;
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let state = State {
+        resources: journal
+            .resources
+            .into_values()
+            .map(|(resource, _)| resource)
+            .collect(),
+        ..journal.frame
+    };
     let mut report = executor
         .report
         .into_inner()
@@ -350,7 +389,10 @@ impl Executor<'_> {
     }
 
     fn prior(&self, address: &str) -> Option<StateResource> {
-        self.lock_journal().state.resource(address).cloned()
+        self.lock_journal()
+            .resources
+            .get(address)
+            .map(|(resource, _)| resource.clone())
     }
 
     fn lock_values(&self) -> std::sync::MutexGuard<'_, Values> {
@@ -361,10 +403,26 @@ impl Executor<'_> {
 
     /// Records a change in memory and returns its version; the writer persists it soon, in a
     /// write that may cover many changes.
-    fn record(&self, change: impl FnOnce(&mut State)) -> u64 {
+    fn record(&self, change: Change) -> u64 {
+        // Serialized before the journal is locked: the lock is held for map updates only.
+        let serialized: Option<Arc<[u8]>> = match &change {
+            Change::Upsert(resource) => Some(resource.to_bytes().into()),
+            Change::Remove(_) | Change::Outputs(_) => None,
+        };
         let version = {
             let mut journal = self.lock_journal();
-            change(&mut journal.state);
+            match change {
+                Change::Upsert(resource) => {
+                    let serialized = serialized.unwrap_or_else(|| resource.to_bytes().into());
+                    journal
+                        .resources
+                        .insert(resource.address.clone(), (resource, serialized));
+                }
+                Change::Remove(address) => {
+                    journal.resources.remove(&address);
+                }
+                Change::Outputs(outputs) => journal.frame.outputs = outputs,
+            }
             journal.version += 1;
             journal.version
         };
@@ -390,11 +448,15 @@ impl Executor<'_> {
     }
 
     /// Waits, when nobody needs a write now, until `WRITE_INTERVAL` has passed since the last
-    /// write started: a fast backend (local files) would otherwise snapshot, serialize and
-    /// write the whole state again after every few changes, taking the cores the operations
-    /// need. An operation waiting for durability, or the end of the apply, cuts it short.
-    async fn pace(&self, last_write: Option<Instant>) {
-        let Some(due) = last_write.map(|started| started + WRITE_INTERVAL) else {
+    /// write started, or `WRITE_CPU_SHARE` times its document's assembly (for large states): a
+    /// fast backend (local files) would otherwise assemble, hash and write the whole state
+    /// again after every few changes, taking the cores the operations need, and an apply of N
+    /// resources would spend time in N × its duration on it. An operation waiting for
+    /// durability, or the end of the apply, cuts it short.
+    async fn pace(&self, last_write: Option<(Instant, Duration)>) {
+        let Some(due) = last_write
+            .map(|(started, assembly)| started + WRITE_INTERVAL.max(assembly * WRITE_CPU_SHARE))
+        else {
             return;
         };
         if self.waiting.load(Ordering::SeqCst) > 0 || self.lock_journal().finished {
@@ -418,20 +480,31 @@ impl Executor<'_> {
             let snapshot = {
                 let mut journal = self.lock_journal();
                 if journal.version > written {
-                    journal.state.serial += 1;
-                    Some((journal.state.clone(), journal.version))
+                    journal.frame.serial += 1;
+                    // The document around the resources, and the resources as serialized:
+                    // shared, not copied, under the lock.
+                    let frame = journal.frame.clone();
+                    let resources: Vec<Arc<[u8]>> = journal
+                        .resources
+                        .values()
+                        .map(|(_, serialized)| serialized.clone())
+                        .collect();
+                    Some((frame, resources, journal.version))
                 } else if journal.finished {
                     return;
                 } else {
                     None
                 }
             };
-            let Some((snapshot, version)) = snapshot else {
+            let Some((frame, resources, version)) = snapshot else {
                 self.recorded.notified().await;
                 continue;
             };
-            last_write = Some(Instant::now());
-            match self.sink.persist(&snapshot).await {
+            let started = Instant::now();
+            let document = frame.to_bytes_around(&resources);
+            drop(resources);
+            last_write = Some((started, started.elapsed()));
+            match self.sink.persist(document).await {
                 Ok(()) => {
                     written = version;
                     self.durable
@@ -526,7 +599,7 @@ impl Executor<'_> {
         {
             let rewritten = self.with_current_fingerprints(instance, prior.clone());
             if &rewritten != prior {
-                self.record(|state| state.upsert(rewritten));
+                self.record(Change::Upsert(rewritten));
             }
         }
         if matches!(change.action, Action::NoOp | Action::Delete) {
@@ -575,9 +648,7 @@ impl Executor<'_> {
                         .await
                         .map_err(|error| error.to_string())?;
                     operation.permit = None;
-                    self.record(|state| {
-                        state.remove(&prior.address);
-                    });
+                    self.record(Change::Remove(prior.address.clone()));
                     self.lock_report().destroyed += 1;
                 }
                 let fresh_context = if change.action == Action::Replace {
@@ -592,13 +663,13 @@ impl Executor<'_> {
         };
         let resource = self.with_current_fingerprints(instance, resource);
         let exported = kind.exported(&context, &instance.config, Some(&resource), false);
-        self.record(|state| state.upsert(resource));
+        self.record(Change::Upsert(resource));
         Ok(exported)
     }
 
     /// Returns the context a kind sees for one resource in this run.
     fn context(&self, address: &str, prior: Option<&StateResource>) -> KindContext {
-        let lineage = self.lock_journal().state.lineage.clone();
+        let lineage = self.lock_journal().frame.lineage.clone();
         kind_context(
             self.configuration,
             address,
@@ -661,7 +732,7 @@ impl Executor<'_> {
             ..prior
         };
         let recorded = settled.clone();
-        self.record(|state| state.upsert(recorded));
+        self.record(Change::Upsert(recorded));
         Ok(settled)
     }
 
@@ -688,7 +759,7 @@ impl Executor<'_> {
                 attributes: Attributes::new(),
                 dependencies: dependencies.clone(),
             };
-            let version = self.record(|state| state.upsert(intent));
+            let version = self.record(Change::Upsert(intent));
             self.writing_intents.fetch_add(1, Ordering::SeqCst);
             self.intent_waiting.notify_one();
             let written = self.durable(version).await;
@@ -702,9 +773,7 @@ impl Executor<'_> {
                 // Refused: the object at this id belongs to someone else and nothing was
                 // created. Left in place, the intent would make the next run read it as ours.
                 operation.permit = None;
-                let version = self.record(|state| {
-                    state.remove(&instance.address);
-                });
+                let version = self.record(Change::Remove(instance.address.clone()));
                 self.durable(version).await?;
                 return Err(error.to_string());
             }
@@ -822,9 +891,7 @@ impl Executor<'_> {
             .map_err(|error| error.to_string())?;
         drop(permit);
         self.lock_report().destroyed += 1;
-        self.record(|state| {
-            state.remove(&address);
-        });
+        self.record(Change::Remove(address));
         Ok(())
     }
 
@@ -846,9 +913,9 @@ impl Executor<'_> {
             return;
         }
         let outputs = self.evaluated_outputs();
-        let unchanged = self.lock_journal().state.outputs == outputs;
+        let unchanged = self.lock_journal().frame.outputs == outputs;
         if !unchanged {
-            self.record(|state| state.outputs = outputs);
+            self.record(Change::Outputs(outputs));
         }
     }
 
@@ -937,7 +1004,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl StateSink for NoSink {
-        async fn persist(&self, _state: &State) -> Result<(), String> {
+        async fn persist(&self, _document: Vec<u8>) -> Result<(), String> {
             Ok(())
         }
     }
@@ -951,7 +1018,9 @@ mod tests {
 
     #[async_trait::async_trait]
     impl StateSink for SlowIntentSink {
-        async fn persist(&self, state: &State) -> Result<(), String> {
+        async fn persist(&self, document: Vec<u8>) -> Result<(), String> {
+            let state =
+                State::from_bytes(&document, "test", "t").map_err(|error| error.to_string())?;
             let intents = state
                 .resources
                 .iter()
@@ -963,6 +1032,21 @@ mod tests {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(intents);
             tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        }
+    }
+
+    /// Keeps the last document written.
+    #[derive(Default)]
+    struct LastDocument(Mutex<Vec<u8>>);
+
+    #[async_trait::async_trait]
+    impl StateSink for LastDocument {
+        async fn persist(&self, document: Vec<u8>) -> Result<(), String> {
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = document;
             Ok(())
         }
     }
@@ -1193,6 +1277,59 @@ mod tests {
             1,
             "one create at a time, as the parallelism says"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_document_written_from_kept_serializations_is_the_state_s_own() {
+        let (_emulator, client) = start_emulator(Duration::ZERO, FaultOptions::default()).await;
+        let project = project(&format!(
+            "{}\n[output.names]\nvalue = \"${{secret.a[*].name}}\"\n",
+            body("x = \"1\", y = \"2\"")
+        ));
+        let fingerprint_key = Arc::new(ensure_key(&client, "p", "t").await.expect("key"));
+        let options = PlanOptions {
+            fingerprint_key: Some(fingerprint_key.clone()),
+            ..PlanOptions::default()
+        };
+        // A state that already holds a resource the configuration no longer has: deleted.
+        let mut prior = State::new("t");
+        let stale = StateResource {
+            address: "secret.gone".into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/gone".into(),
+            status: ResourceStatus::Created,
+            attributes: Attributes::new(),
+            dependencies: Vec::new(),
+        };
+        prior.upsert(stale);
+        let plan = make_plan(&project.configuration, &prior, &client, &options)
+            .await
+            .expect("plan");
+        let sink = LastDocument::default();
+        let (state, report) = apply(
+            &project.configuration,
+            &plan,
+            prior,
+            &client,
+            &sink,
+            4,
+            &AtomicBool::new(false),
+            Some(fingerprint_key),
+        )
+        .await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!((report.added, report.destroyed), (5, 1));
+        let written = sink
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&state.to_bytes()),
+            "what was written is the state returned, byte for byte"
+        );
+        assert!(!state.outputs.is_empty(), "the outputs are in it");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,9 +47,9 @@ struct BackendSink<'a> {
 
 #[async_trait::async_trait]
 impl StateSink for BackendSink<'_> {
-    async fn persist(&self, state: &State) -> Result<(), String> {
+    async fn persist(&self, document: Vec<u8>) -> Result<(), String> {
         self.backend
-            .write(state)
+            .write_bytes(document)
             .await
             .map_err(|error| error.to_string())
     }

@@ -322,6 +322,11 @@ impl GcsBackend {
 
     /// Writes the state, only over the generation last read or written.
     pub async fn write(&self, state: &State) -> Result<(), StateError> {
+        self.write_bytes(&state.to_bytes()).await
+    }
+
+    /// Writes a state serialized by `State::to_bytes` (or `to_bytes_around`), like `write`.
+    pub async fn write_bytes(&self, bytes: &[u8]) -> Result<(), StateError> {
         let expected = match *self
             .generation
             .lock()
@@ -335,10 +340,7 @@ impl GcsBackend {
                 });
             }
         };
-        match self
-            .upload(&self.state_object, &state.to_bytes(), expected)
-            .await
-        {
+        match self.upload(&self.state_object, bytes, expected).await {
             Ok(generation) => {
                 *self
                     .generation

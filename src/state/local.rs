@@ -139,13 +139,17 @@ impl LocalBackend {
     /// wrote it. The check compares the file's identity (no re-read); the first write of a run
     /// keeps the state it found as `<state file>.backup`.
     pub async fn write(&self, state: &State) -> Result<(), StateError> {
+        self.write_bytes(state.to_bytes()).await
+    }
+
+    /// Writes a state serialized by `State::to_bytes` (or `to_bytes_around`), like `write`.
+    pub async fn write_bytes(&self, bytes: Vec<u8>) -> Result<(), StateError> {
         let Some(expected) = *self.expected() else {
             return Err(StateError::Stale {
                 location: self.location(),
                 message: "the state was never read by this run".into(),
             });
         };
-        let bytes = state.to_bytes();
         let state_path = self.state_path.clone();
         let backup_path = self.backup_path.clone();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<WriteOutcome> {

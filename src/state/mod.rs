@@ -160,6 +160,15 @@ impl Backend {
         }
     }
 
+    /// Writes a state serialized by `State::to_bytes` (or `to_bytes_around`), like `write`:
+    /// what the apply's writer hands over, having kept each resource serialized.
+    pub async fn write_bytes(&self, bytes: Vec<u8>) -> Result<(), StateError> {
+        match self {
+            Backend::Local(local) => local.write_bytes(bytes).await,
+            Backend::Gcs(gcs) => gcs.write_bytes(&bytes).await,
+        }
+    }
+
     /// Takes the lock.
     pub async fn lock(&mut self, operation: &str, timeout: Duration) -> Result<(), StateError> {
         let info = LockInfo::for_operation(operation);

@@ -167,8 +167,16 @@ impl State {
         resources.sort_by(|left, right| left.address.cmp(&right.address));
         let serialized: Vec<Vec<u8>> = resources
             .iter()
-            .map(|resource| serde_json::to_vec(resource).unwrap_or_default())
+            .map(|resource| resource.to_bytes())
             .collect();
+        self.to_bytes_around(&serialized)
+    }
+
+    /// Serializes like `to_bytes`, with `serialized` standing for the resources (each as its
+    /// `StateResource::to_bytes`, sorted by address); `self.resources` is not read. A writer
+    /// that keeps each resource serialized since it changed writes the whole state for the
+    /// price of a copy and a hash.
+    pub fn to_bytes_around(&self, serialized: &[impl AsRef<[u8]>]) -> Vec<u8> {
         let frame = serde_json::to_vec(&Frame {
             format: self.format,
             lineage: &self.lineage,
@@ -190,21 +198,24 @@ impl State {
             if index > 0 {
                 hasher.update(b",");
             }
-            hasher.update(resource);
+            hasher.update(resource.as_ref());
         }
         hasher.update(tail);
         let checksum = format!("sha256:{}", hex::encode(hasher.finalize()));
         let checksum_at = find(head, CHECKSUM_MARKER)
             .map(|at| at + CHECKSUM_MARKER.len() - 1)
             .unwrap_or(0);
-        let total: usize = serialized.iter().map(|bytes| bytes.len() + 2).sum();
+        let total: usize = serialized
+            .iter()
+            .map(|bytes| bytes.as_ref().len() + 2)
+            .sum();
         let mut bytes = Vec::with_capacity(frame.len() + checksum.len() + total + 2);
         bytes.extend_from_slice(&head[..checksum_at]);
         bytes.extend_from_slice(checksum.as_bytes());
         bytes.extend_from_slice(&head[checksum_at..]);
         for (index, resource) in serialized.iter().enumerate() {
             bytes.extend_from_slice(if index > 0 { b",\n" } else { b"\n" });
-            bytes.extend_from_slice(resource);
+            bytes.extend_from_slice(resource.as_ref());
         }
         if !serialized.is_empty() {
             bytes.push(b'\n');
@@ -309,6 +320,11 @@ impl State {
 }
 
 impl StateResource {
+    /// Serializes the record as one line of the state document (compact JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
     /// Returns what makes this record unusable, if anything: an empty or control-character
     /// address, kind or id.
     fn problem(&self) -> Option<String> {
