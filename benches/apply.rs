@@ -4,8 +4,9 @@
 //! measurement is also reported as its ratio to the ideal — API requests ÷ parallelism ×
 //! latency — which is what group commit of the state is for: state writes must not add to it.
 //! A second group applies the Beta shape, 16 secrets and 16 IAM members each naming its own
-//! secret, which per-instance scheduling lets overlap. Run with `cargo bench --bench apply`; a
-//! summary of ratios is printed at the end.
+//! secret, which per-instance scheduling lets overlap. A last group applies 1,000 and then
+//! 10,000 secrets and members without latency, whose time per resource must not grow with N.
+//! Run with `cargo bench --bench apply`; a summary of ratios is printed at the end.
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use infra::apply::{StateSink, apply};
@@ -88,8 +89,18 @@ async fn apply_once(
     state_kind: StateKind,
     parallelism: usize,
 ) -> (Duration, usize) {
+    apply_once_at(configuration, state_kind, parallelism, LATENCY).await
+}
+
+/// `apply_once` with `latency` per request.
+async fn apply_once_at(
+    configuration: &Configuration,
+    state_kind: StateKind,
+    parallelism: usize,
+    latency: Duration,
+) -> (Duration, usize) {
     let options = EmulatorOptions {
-        latency: LATENCY,
+        latency,
         ..EmulatorOptions::default()
     };
     let running = emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -393,6 +404,56 @@ fn apply_beta(criterion: &mut Criterion) {
     }
 }
 
+/// N secrets and N IAM members (each naming its secret, so each needing an intent record) at
+/// no latency with local state, for N = 1,000 and 10,000: the time is then the CPU of the
+/// apply and the emulator, and the time per resource must not grow with N (an apply in
+/// O(N log N)). A cost per change or per write that grows with the state — a whole-state
+/// clone per write, a sorted list shifted per create, a scan per lookup — shows as a ratio of
+/// several.
+fn apply_at_scale(criterion: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut group = criterion.benchmark_group("apply_secrets_and_members_no_latency");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_secs(1));
+    let mut per_resource = Vec::new();
+    for secrets in [1000usize, 10_000] {
+        let root = tempfile::tempdir().expect("tempdir");
+        let configuration = project(root.path(), secrets, true);
+        let mut runs = Vec::new();
+        group.bench_function(format!("{secrets}_secrets_{secrets}_members"), |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let (elapsed, _) = runtime.block_on(apply_once_at(
+                        &configuration,
+                        StateKind::Local,
+                        32,
+                        Duration::ZERO,
+                    ));
+                    runs.push(elapsed);
+                    total += elapsed;
+                }
+                total
+            });
+        });
+        runs.sort();
+        if let Some(median) = runs.get(runs.len() / 2) {
+            per_resource.push((secrets, median.as_secs_f64() / (2 * secrets) as f64));
+        }
+    }
+    group.finish();
+    if let [(small, at_small), (large, at_large)] = per_resource[..] {
+        RATIOS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(format!(
+            "apply {large} secrets + {large} members against {small} + {small}, no latency, local state: {:.0} µs per resource against {:.0} µs, {:.2}× (1 when the cost per resource does not grow with N)",
+            at_large * 1e6,
+            at_small * 1e6,
+            at_large / at_small
+        ));
+    }
+}
+
 /// Prints the ratios measured by every group that ran.
 fn summary(_: &mut Criterion) {
     let lines = RATIOS
@@ -412,6 +473,7 @@ criterion_group!(
     apply_secrets,
     apply_secrets_and_members,
     apply_beta,
+    apply_at_scale,
     summary
 );
 criterion_main!(benches);
