@@ -736,6 +736,32 @@ fn a_hand_edited_state_goes_back_with_push_force_and_the_previous_is_kept_as_bac
         .expect_code(2);
 }
 
+/// Turns every record of the environment's state into an intent record (`status: creating`,
+/// no attributes), as a run that died before hearing of its creates leaves them, lets `edit`
+/// change the state further, and pushes it back.
+fn push_as_interrupted(env: &TestEnv, edit: impl FnOnce(&mut State)) {
+    let pulled = env.infra(&["state", "pull", "--env", "test"]);
+    let mut state: State = serde_json::from_str(&pulled.stdout).expect("state");
+    for resource in &mut state.resources {
+        resource.status = infra::state::ResourceStatus::Creating;
+        resource.attributes.clear();
+    }
+    edit(&mut state);
+    env.write(
+        "interrupted.json",
+        &String::from_utf8_lossy(&state.to_bytes()),
+    );
+    env.infra(&[
+        "state",
+        "push",
+        "--env",
+        "test",
+        "--force",
+        "interrupted.json",
+    ])
+    .expect_code(0);
+}
+
 #[test]
 fn intent_records_are_settled_adopted_created_or_dropped() {
     let env = TestEnv::with_emulator();
@@ -751,30 +777,13 @@ fn intent_records_are_settled_adopted_created_or_dropped() {
         None,
     );
     assert_eq!(status, 200);
-    let pulled = env.infra(&["state", "pull", "--env", "test"]);
-    let mut state: State = serde_json::from_str(&pulled.stdout).expect("state");
-    for resource in &mut state.resources {
-        resource.status = infra::state::ResourceStatus::Creating;
-        resource.attributes.retain(|field, _| field == "value_salt");
-    }
-    let mut gone = state.resources[0].clone();
-    gone.address = "service_account.removed".into();
-    gone.id =
-        "projects/proj-test/serviceAccounts/removed-sa@proj-test.iam.gserviceaccount.com".into();
-    state.upsert(gone);
-    env.write(
-        "interrupted.json",
-        &String::from_utf8_lossy(&state.to_bytes()),
-    );
-    env.infra(&[
-        "state",
-        "push",
-        "--env",
-        "test",
-        "--force",
-        "interrupted.json",
-    ])
-    .expect_code(0);
+    push_as_interrupted(&env, |state| {
+        let mut gone = state.resources[0].clone();
+        gone.address = "service_account.removed".into();
+        gone.id = "projects/proj-test/serviceAccounts/removed-sa@proj-test.iam.gserviceaccount.com"
+            .into();
+        state.upsert(gone);
+    });
 
     let plan = env.infra(&["plan", "--env", "test"]);
     plan.expect_code(0);
@@ -810,25 +819,7 @@ fn an_intent_record_with_nothing_else_to_do_is_settled_by_apply() {
     );
     env.infra(&["apply", "--env", "test", "--auto-approve"])
         .expect_code(0);
-    let pulled = env.infra(&["state", "pull", "--env", "test"]);
-    let mut state: State = serde_json::from_str(&pulled.stdout).expect("state");
-    for resource in &mut state.resources {
-        resource.status = infra::state::ResourceStatus::Creating;
-        resource.attributes.clear();
-    }
-    env.write(
-        "interrupted.json",
-        &String::from_utf8_lossy(&state.to_bytes()),
-    );
-    env.infra(&[
-        "state",
-        "push",
-        "--env",
-        "test",
-        "--force",
-        "interrupted.json",
-    ])
-    .expect_code(0);
+    push_as_interrupted(&env, |_| {});
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
     let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
