@@ -197,7 +197,12 @@ impl Backend {
                 let info = LockInfo::for_operation(operation);
                 let (locked, read) = futures::join!(gcs.lock(&info, timeout), gcs.read());
                 locked?;
-                Ok((read, true))
+                match read {
+                    Ok(state) => Ok((Ok(state), true)),
+                    // A read that failed while the lock was being taken (perhaps long before
+                    // it was) is made again, once, now under the lock, and needs no check.
+                    Err(_) => Ok((gcs.read().await, false)),
+                }
             }
         }
     }
