@@ -5,7 +5,10 @@
 
 use super::error::{Diagnostic, DiagnosticCode};
 use super::expr::{Expression, ExpressionKind, Step, TemplatePart, Traversal, ValueExpr};
-use super::model::{Configuration, ModuleInstance, instance_address};
+use super::model::{Configuration, ModuleInstance};
+use super::reads::{
+    Pick, Read, ReadSource, ResolvedStep, StepError, StepRef, read_source, take_step,
+};
 use crate::value::Value;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +44,8 @@ pub struct Evaluator<'a> {
     pub configuration: &'a Configuration,
     pub values: &'a Values,
     touched: RefCell<BTreeSet<String>>,
+    /// What references read from other blocks' values, when recording (see `reads.rs`).
+    reads: Option<RefCell<Vec<Read>>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -50,16 +55,30 @@ impl<'a> Evaluator<'a> {
             configuration,
             values,
             touched: RefCell::default(),
+            reads: None,
         }
+    }
+
+    /// Creates an evaluator like `new` that records every value it reads from other blocks
+    /// (`take_reads`), so a later walk can tell whether evaluating again would differ.
+    pub fn recording(configuration: &'a Configuration, values: &'a Values) -> Self {
+        Self {
+            reads: Some(RefCell::default()),
+            ..Self::new(configuration, values)
+        }
+    }
+
+    /// Returns (and forgets) what was read since the last call; nothing when not recording.
+    pub fn take_reads(&self) -> Vec<Read> {
+        self.reads
+            .as_ref()
+            .map(|reads| std::mem::take(&mut *reads.borrow_mut()))
+            .unwrap_or_default()
     }
 
     /// Returns (and forgets) the addresses of the resource instances read since the last call.
     pub fn take_touched(&self) -> BTreeSet<String> {
         std::mem::take(&mut self.touched.borrow_mut())
-    }
-
-    fn touch(&self, addresses: impl IntoIterator<Item = String>) {
-        self.touched.borrow_mut().extend(addresses);
     }
 
     /// Returns the key an index expression picks a `for_each` instance by, exactly as a
@@ -154,7 +173,8 @@ impl<'a> Evaluator<'a> {
                 format!("`{}` has no value here", traversal.describe()),
             )
         };
-        let (base, rest): (Value, usize) = match traversal.root.as_str() {
+        let (base, rest, source): (Value, usize, Option<ReadSource>) = match traversal.root.as_str()
+        {
             "var" => {
                 let name = attribute(0).ok_or_else(missing)?;
                 (
@@ -164,6 +184,7 @@ impl<'a> Evaluator<'a> {
                         .cloned()
                         .ok_or_else(missing)?,
                     1,
+                    None,
                 )
             }
             "env" => {
@@ -178,91 +199,58 @@ impl<'a> Evaluator<'a> {
                         .map_or(Value::Null, Value::String),
                     _ => return Err(missing()),
                 };
-                (value, 1)
+                (value, 1, None)
             }
             "each" => {
                 let (key, value) = scope.each.ok_or_else(missing)?;
                 match attribute(0).as_deref() {
-                    Some("key") => (Value::string(key), 1),
-                    Some("value") => (value.clone(), 1),
+                    Some("key") => (Value::string(key), 1, None),
+                    Some("value") => (value.clone(), 1, None),
                     _ => return Err(missing()),
                 }
             }
             "input" => {
-                let key = (module_name.clone(), attribute(0).ok_or_else(missing)?);
-                self.touch(
-                    self.values
-                        .input_sources
-                        .get(&key)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                (
-                    self.values.inputs.get(&key).cloned().ok_or_else(missing)?,
-                    1,
-                )
+                let source = ReadSource::Input(module_name, attribute(0).ok_or_else(missing)?);
+                (self.read(&source).ok_or_else(missing)?, 1, Some(source))
             }
             "module" => {
-                let key = (
+                let source = ReadSource::Output(
                     attribute(0).ok_or_else(missing)?,
                     attribute(1).ok_or_else(missing)?,
                 );
-                self.touch(
-                    self.values
-                        .output_sources
-                        .get(&key)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                (
-                    self.values.outputs.get(&key).cloned().ok_or_else(missing)?,
-                    2,
-                )
+                (self.read(&source).ok_or_else(missing)?, 2, Some(source))
             }
             kind => {
                 let name = attribute(0).ok_or_else(missing)?;
-                match self
+                let block = self
                     .values
                     .resources
                     .get(&(module_name.clone(), kind.to_string(), name.clone()))
-                    .ok_or_else(missing)?
-                {
-                    BlockValue::Single(value) => {
-                        self.touch([instance_address(&module_name, kind, &name, None)]);
-                        (value.clone(), 1)
-                    }
+                    .ok_or_else(missing)?;
+                let (pick, rest) = match block {
+                    BlockValue::Single(_) => (Pick::Single, 1),
                     BlockValue::Each(instances) => match traversal.steps.get(1) {
                         Some(Step::Index(index)) => {
                             let key = self.expression(index, scope)?;
                             if key.is_unknown() {
-                                self.touch(instances.keys().map(|key| {
-                                    instance_address(&module_name, kind, &name, Some(key))
-                                }));
-                                return Ok(Value::unknown());
+                                (Pick::UnknownKey, 2)
+                            } else {
+                                let key = key.to_interpolation().unwrap_or_default();
+                                if !instances.contains_key(&key) {
+                                    return Err(Diagnostic::new(
+                                        DiagnosticCode::UnknownReference,
+                                        &traversal.span,
+                                        format!("{kind}.{name} has no instance [{key:?}]"),
+                                    )
+                                    .with_hint(format!(
+                                        "its keys: {}",
+                                        instances.keys().cloned().collect::<Vec<_>>().join(", ")
+                                    )));
+                                }
+                                (Pick::Key(key), 2)
                             }
-                            let key = key.to_interpolation().unwrap_or_default();
-                            let instance = instances.get(&key).ok_or_else(|| {
-                                Diagnostic::new(
-                                    DiagnosticCode::UnknownReference,
-                                    &traversal.span,
-                                    format!("{kind}.{name} has no instance [{key:?}]"),
-                                )
-                                .with_hint(format!(
-                                    "its keys: {}",
-                                    instances.keys().cloned().collect::<Vec<_>>().join(", ")
-                                ))
-                            })?;
-                            self.touch([instance_address(&module_name, kind, &name, Some(&key))]);
-                            (instance.clone(), 2)
                         }
-                        Some(Step::Splat) => {
-                            self.touch(
-                                instances.keys().map(|key| {
-                                    instance_address(&module_name, kind, &name, Some(key))
-                                }),
-                            );
-                            (Value::List(instances.values().cloned().collect()), 1)
-                        }
+                        Some(Step::Splat) => (Pick::All, 1),
                         _ => {
                             return Err(Diagnostic::new(
                                 DiagnosticCode::Expression,
@@ -276,73 +264,91 @@ impl<'a> Evaluator<'a> {
                             )));
                         }
                     },
+                };
+                let unknown_key = pick == Pick::UnknownKey;
+                let source = ReadSource::Resource {
+                    module: module_name,
+                    kind: kind.to_string(),
+                    name,
+                    pick,
+                };
+                let base = self.read(&source).ok_or_else(missing)?;
+                if unknown_key {
+                    self.record(source, Vec::new(), &base);
+                    return Ok(base);
                 }
+                (base, rest, Some(source))
             }
         };
         let mut current = base;
-        let mut splatted = rest > 0 && matches!(traversal.steps.get(rest - 1), Some(Step::Splat));
+        let mut splatted = false;
+        let mut resolved = Vec::new();
+        let recording = source.is_some() && self.reads.is_some();
         for step in &traversal.steps[rest..] {
-            current = match step {
-                Step::Splat => {
-                    splatted = true;
-                    current
-                }
-                Step::Attribute(name) if splatted => match current {
-                    Value::List(items) => Value::List(
-                        items
-                            .iter()
-                            .map(|item| lookup(item, name, traversal))
-                            .collect::<Result<_, _>>()?,
-                    ),
-                    other => lookup(&other, name, traversal)?,
-                },
-                Step::Attribute(name) => lookup(&current, name, traversal)?,
-                Step::Index(index) => {
-                    let key = self.expression(index, scope)?;
-                    if key.is_unknown() || current.is_unknown() {
-                        Value::unknown()
-                    } else {
-                        match (&current, &key) {
-                            (Value::List(items), Value::Integer(position)) => {
-                                items.get(*position as usize).cloned().ok_or_else(missing)?
-                            }
-                            (Value::Map(entries), key) => entries
-                                .get(&key.to_interpolation().unwrap_or_default())
-                                .cloned()
-                                .ok_or_else(missing)?,
-                            _ => return Err(missing()),
-                        }
-                    }
+            let index;
+            let step = match step {
+                Step::Splat => StepRef::Splat,
+                Step::Attribute(name) => StepRef::Attribute(name),
+                Step::Index(expression) => {
+                    index = self.expression(expression, scope)?;
+                    StepRef::Index(&index)
                 }
             };
+            current = take_step(current, step, &mut splatted)
+                .map_err(|error| step_diagnostic(error, step, traversal))?;
+            if recording {
+                resolved.push(step.to_owned());
+            }
+        }
+        if let Some(source) = source {
+            self.record(source, resolved, &current);
         }
         Ok(current)
     }
+
+    /// Returns the base value `source` names, noting the resource instances it comes from.
+    fn read(&self, source: &ReadSource) -> Option<Value> {
+        read_source(self.values, source, &mut self.touched.borrow_mut())
+    }
+
+    /// Records what a reference read, when recording.
+    fn record(&self, source: ReadSource, steps: Vec<ResolvedStep>, value: &Value) {
+        if let Some(reads) = &self.reads {
+            reads.borrow_mut().push(Read {
+                source,
+                steps,
+                value: value.clone(),
+            });
+        }
+    }
 }
 
-fn lookup(value: &Value, name: &str, traversal: &Traversal) -> Result<Value, Diagnostic> {
-    match value {
-        Value::Marker(_) => Ok(Value::unknown()),
-        Value::Map(entries) => entries.get(name).cloned().ok_or_else(|| {
-            Diagnostic::new(
-                DiagnosticCode::UnknownReference,
-                &traversal.span,
-                format!("`{}`: no attribute `{name}`", traversal.describe()),
-            )
-            .with_hint(format!(
-                "attributes: {}",
-                entries.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        }),
-        other => Err(Diagnostic::new(
+/// Returns the error a step that could not be taken reports, at the reference.
+fn step_diagnostic(error: StepError, step: StepRef<'_>, traversal: &Traversal) -> Diagnostic {
+    let name = match step {
+        StepRef::Attribute(name) => name,
+        _ => "",
+    };
+    match error {
+        StepError::Missing => Diagnostic::new(
+            DiagnosticCode::UnknownReference,
+            &traversal.span,
+            format!("`{}` has no value here", traversal.describe()),
+        ),
+        StepError::NoAttribute { attributes } => Diagnostic::new(
+            DiagnosticCode::UnknownReference,
+            &traversal.span,
+            format!("`{}`: no attribute `{name}`", traversal.describe()),
+        )
+        .with_hint(format!("attributes: {}", attributes.join(", "))),
+        StepError::NotAnObject(type_name) => Diagnostic::new(
             DiagnosticCode::Expression,
             &traversal.span,
             format!(
-                "`{}`: a {} has no attribute `{name}`",
-                traversal.describe(),
-                other.type_name()
+                "`{}`: a {type_name} has no attribute `{name}`",
+                traversal.describe()
             ),
-        )),
+        ),
     }
 }
 

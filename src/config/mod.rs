@@ -7,6 +7,7 @@ pub mod expr;
 mod kind_checks;
 pub mod load;
 pub mod model;
+pub mod reads;
 pub mod source;
 
 pub use error::{ConfigError, Diagnostic, DiagnosticCode};

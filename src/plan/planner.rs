@@ -7,6 +7,7 @@ use super::diff::{changed_paths, is_ignored};
 use super::model::*;
 use crate::config::error::{ConfigError, Diagnostic, DiagnosticCode};
 use crate::config::eval::{BlockValue, EvalScope, Evaluator, Values};
+use crate::config::reads::Read;
 use crate::config::source::Span;
 use crate::config::{
     BlockId, Configuration, Lifecycle, ModuleInstance, ResourceBlock, instance_address,
@@ -139,7 +140,16 @@ pub fn evaluate_keys(
     block: &ResourceBlock,
     values: &Values,
 ) -> Result<Vec<(Option<String>, Value)>, Vec<Diagnostic>> {
-    let evaluator = Evaluator::new(configuration, values);
+    evaluate_keys_with(&Evaluator::new(configuration, values), module, block)
+}
+
+/// Evaluates a block's `for_each` like `evaluate_keys`, with `evaluator` (which may record
+/// what it reads).
+fn evaluate_keys_with(
+    evaluator: &Evaluator<'_>,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+) -> Result<Vec<(Option<String>, Value)>, Vec<Diagnostic>> {
     let env_scope = module.name.is_empty();
     let keys: Vec<(Option<String>, Value)> = match &block.for_each {
         None => vec![(None, Value::Null)],
@@ -228,6 +238,18 @@ pub fn evaluate_instance(
     values: &Values,
 ) -> Result<InstanceConfig, Vec<Diagnostic>> {
     let evaluator = Evaluator::new(configuration, values);
+    evaluate_instance_with(&evaluator, module, block, key, each_value)
+}
+
+/// Evaluates one instance like `evaluate_instance`, with a fresh `evaluator` (which may record
+/// what it reads).
+fn evaluate_instance_with(
+    evaluator: &Evaluator<'_>,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    key: Option<&str>,
+    each_value: &Value,
+) -> Result<InstanceConfig, Vec<Diagnostic>> {
     let kind = kinds::find(&block.kind).ok_or_else(|| {
         vec![Diagnostic::new(
             DiagnosticCode::UnknownKind,
@@ -274,19 +296,7 @@ pub fn evaluate_instance(
         kind, &address, block, &config,
     ));
     let mut dependencies = evaluator.take_touched();
-    for (target, _) in &block.depends_on {
-        if let Some((kind_name, name)) = target.split_once('.') {
-            let key = (module.name.clone(), kind_name.to_string(), name.to_string());
-            match values.resources.get(&key) {
-                Some(BlockValue::Each(each)) => dependencies.extend(each.keys().map(|each_key| {
-                    instance_address(&module.name, kind_name, name, Some(each_key))
-                })),
-                _ => {
-                    dependencies.insert(instance_address(&module.name, kind_name, name, None));
-                }
-            }
-        }
-    }
+    add_depends_on(&mut dependencies, module, block, evaluator.values);
     dependencies.remove(&address);
     if !diagnostics.is_empty() {
         return Err(diagnostics);
@@ -305,6 +315,29 @@ pub fn evaluate_instance(
         lifecycle: block.lifecycle.clone(),
         span: block.span.clone(),
     })
+}
+
+/// Adds the instances a block's `depends_on` names to `dependencies` (every instance of a
+/// `for_each` block).
+fn add_depends_on(
+    dependencies: &mut BTreeSet<String>,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    values: &Values,
+) {
+    for (target, _) in &block.depends_on {
+        if let Some((kind_name, name)) = target.split_once('.') {
+            let key = (module.name.clone(), kind_name.to_string(), name.to_string());
+            match values.resources.get(&key) {
+                Some(BlockValue::Each(each)) => dependencies.extend(each.keys().map(|each_key| {
+                    instance_address(&module.name, kind_name, name, Some(each_key))
+                })),
+                _ => {
+                    dependencies.insert(instance_address(&module.name, kind_name, name, None));
+                }
+            }
+        }
+    }
 }
 
 /// Stores a block's instances' exported attributes where references find them.
@@ -783,6 +816,7 @@ pub fn plan_with_live_checked(
         mut drift,
         values,
         named_objects,
+        evaluated_again,
     } = walk(
         configuration,
         state,
@@ -790,8 +824,13 @@ pub fn plan_with_live_checked(
         live,
         options,
         Purpose::Plan,
-        &mut checked.instances,
+        &mut checked,
     )?;
+    if evaluated_again > 0 {
+        tracing::debug!(
+            "{evaluated_again} instances read values other than the check found, so were evaluated again"
+        );
+    }
     let mut diagnostics = Vec::new();
     // Only asked whether it holds an address: hashing beats comparing addresses that share
     // long prefixes.
@@ -907,19 +946,144 @@ pub fn check_configuration(
         &BTreeMap::new(),
         &PlanOptions::default(),
         Purpose::Check,
-        &mut checked.instances,
+        &mut checked,
     )?;
     Ok(checked)
 }
 
-/// What the check of a configuration leaves for the plan that follows: the evaluated
-/// instances of every resource block that reads no resource, directly or through module
-/// inputs and outputs. Such a block evaluates the same against any state, so the plan takes
-/// them instead of evaluating (and checking) them a second time. Valid only with the
-/// configuration it was checked from.
+/// What the check of a configuration leaves for the plan that follows: every evaluated
+/// instance, so that the plan evaluates none a second time. A resource block that reads no
+/// resource, directly or through module inputs and outputs, evaluates the same against any
+/// state: the plan takes its instances as they are. An instance that reads resources comes
+/// with what it read (`reads.rs`); the plan takes it where every read finds the same value
+/// again (a secret's name, known before it exists), and evaluates it again where one does not
+/// (an attribute known only once applied). Valid only with the configuration it was checked
+/// from.
 #[derive(Default)]
 pub struct CheckedConfiguration {
     instances: BTreeMap<BlockId, Vec<InstanceConfig>>,
+    dependent: BTreeMap<BlockId, CheckedBlock>,
+}
+
+/// A checked block that reads resources: what its `for_each` read, and its instances.
+struct CheckedBlock {
+    key_reads: Vec<Read>,
+    instances: Vec<CheckedInstance>,
+}
+
+/// A checked instance of a block that reads resources, with what evaluating it read.
+struct CheckedInstance {
+    instance: InstanceConfig,
+    each_value: Value,
+    reads: Vec<Read>,
+}
+
+/// An instance evaluated while checking, and what it read.
+struct Recorded {
+    each_value: Value,
+    reads: Vec<Read>,
+}
+
+/// Evaluates a block's instances like `evaluate_instances`, recording what its `for_each`
+/// and each instance read, for the plan that follows the check.
+fn evaluate_instances_recorded(
+    configuration: &Configuration,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    values: &Values,
+) -> Result<(Vec<InstanceConfig>, Vec<Read>, Vec<Recorded>), Vec<Diagnostic>> {
+    let key_evaluator = Evaluator::recording(configuration, values);
+    let keys = evaluate_keys_with(&key_evaluator, module, block)?;
+    let key_reads = key_evaluator.take_reads();
+    let mut instances = Vec::with_capacity(keys.len());
+    let mut recorded = Vec::with_capacity(keys.len());
+    let mut diagnostics = Vec::new();
+    for (key, each_value) in keys {
+        let evaluator = Evaluator::recording(configuration, values);
+        match evaluate_instance_with(&evaluator, module, block, key.as_deref(), &each_value) {
+            Ok(instance) => {
+                instances.push(instance);
+                recorded.push(Recorded {
+                    each_value,
+                    reads: evaluator.take_reads(),
+                });
+            }
+            Err(found) => diagnostics.extend(found),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok((instances, key_reads, recorded))
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Returns a checked block's instances for the plan: each one taken over when its reads find
+/// the same values in `values`, evaluated again when not; the whole block evaluated again when
+/// its `for_each` read something else.
+fn take_over_instances(
+    configuration: &Configuration,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    values: &Values,
+    checked: CheckedBlock,
+    evaluated_again: &mut usize,
+) -> Result<Vec<InstanceConfig>, Vec<Diagnostic>> {
+    let mut touched = BTreeSet::new();
+    if !checked
+        .key_reads
+        .iter()
+        .all(|read| read.replay(values, &mut touched))
+    {
+        *evaluated_again += checked.instances.len();
+        return evaluate_instances(configuration, module, block, values);
+    }
+    let mut instances = Vec::with_capacity(checked.instances.len());
+    let mut diagnostics = Vec::new();
+    for checked in checked.instances {
+        if reads_the_same(&checked, module, block, values) {
+            instances.push(checked.instance);
+            continue;
+        }
+        *evaluated_again += 1;
+        match evaluate_instance(
+            configuration,
+            module,
+            block,
+            checked.instance.key.as_deref(),
+            &checked.each_value,
+            values,
+        ) {
+            Ok(instance) => instances.push(instance),
+            Err(found) => diagnostics.extend(found),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(instances)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Returns true when evaluating a checked instance again with `values` would read what it
+/// read, so compute the same configuration and depend on the same instances.
+fn reads_the_same(
+    checked: &CheckedInstance,
+    module: &ModuleInstance,
+    block: &ResourceBlock,
+    values: &Values,
+) -> bool {
+    let mut dependencies = BTreeSet::new();
+    if !checked
+        .reads
+        .iter()
+        .all(|read| read.replay(values, &mut dependencies))
+    {
+        return false;
+    }
+    add_depends_on(&mut dependencies, module, block, values);
+    dependencies.remove(&checked.instance.address);
+    dependencies == checked.instance.dependencies
 }
 
 /// What a walk over the blocks is for.
@@ -939,6 +1103,9 @@ struct Walked {
     values: Values,
     /// The cloud object each instance names, where known: (kind, id) to (address, place).
     named_objects: BTreeMap<(String, String), (String, Span)>,
+    /// How many instances the check had evaluated that read something else now, so were
+    /// evaluated again.
+    evaluated_again: usize,
 }
 
 /// Walks the blocks in dependency order, evaluating and diffing each instance, and stops at
@@ -950,9 +1117,9 @@ fn walk(
     live: &BTreeMap<String, Option<Attributes>>,
     options: &PlanOptions,
     purpose: Purpose,
-    // Checking: receives the instances of blocks that read no resource. Planning: the
-    // instances the check left, taken instead of evaluating their blocks.
-    evaluated: &mut BTreeMap<BlockId, Vec<InstanceConfig>>,
+    // Checking: receives every evaluated instance. Planning: the instances the check left,
+    // taken instead of evaluating them again where they would evaluate the same.
+    checked: &mut CheckedConfiguration,
 ) -> Result<Walked, PlanError> {
     let order = graph
         .topological_order()
@@ -970,6 +1137,7 @@ fn walk(
     let mut failed: BTreeSet<BlockId> = BTreeSet::new();
     // The blocks whose value depends on no resource (so on no state), in dependency order.
     let mut stateless: BTreeSet<BlockId> = BTreeSet::new();
+    let mut evaluated_again = 0;
     for block in &order {
         let dependencies = graph.dependencies(block);
         if purpose == Purpose::Check
@@ -1003,21 +1171,42 @@ fn walk(
         let Some(resource_block) = module_instance.resource(kind, name) else {
             continue;
         };
-        let instances = match evaluated.remove(block) {
-            Some(instances) => instances,
-            None => {
-                match evaluate_instances(configuration, module_instance, resource_block, &values) {
-                    Ok(instances) => instances,
-                    Err(found) => {
-                        diagnostics.extend(found);
-                        failed.insert(block.clone());
-                        continue;
-                    }
-                }
+        let keep = purpose == Purpose::Check;
+        let is_stateless = stateless.contains(block);
+        let mut key_reads = Vec::new();
+        let mut recorded = Vec::new();
+        let evaluated = if let Some(instances) = checked.instances.remove(block) {
+            Ok(instances)
+        } else if let Some(dependent) = checked.dependent.remove(block) {
+            take_over_instances(
+                configuration,
+                module_instance,
+                resource_block,
+                &values,
+                dependent,
+                &mut evaluated_again,
+            )
+        } else if keep && !is_stateless {
+            evaluate_instances_recorded(configuration, module_instance, resource_block, &values)
+                .map(|(instances, reads, each)| {
+                    key_reads = reads;
+                    recorded = each;
+                    instances
+                })
+        } else {
+            evaluate_instances(configuration, module_instance, resource_block, &values)
+        };
+        let instances = match evaluated {
+            Ok(instances) => instances,
+            Err(found) => {
+                diagnostics.extend(found);
+                failed.insert(block.clone());
+                continue;
             }
         };
-        let keep = purpose == Purpose::Check && stateless.contains(block);
+        let mut recorded = recorded.into_iter();
         let mut kept = Vec::new();
+        let mut kept_dependent = Vec::new();
         // Only what another block reads is recorded: exported attributes of a block nothing
         // references would be computed and kept for nothing (most blocks are leaves).
         let referenced = !graph.dependents(block).is_empty();
@@ -1114,12 +1303,26 @@ fn walk(
                 }
                 Err(diagnostic) => diagnostics.push(diagnostic),
             }
-            if keep {
+            if keep && is_stateless {
                 kept.push(owned);
+            } else if let Some(Recorded { each_value, reads }) = recorded.next() {
+                kept_dependent.push(CheckedInstance {
+                    instance: owned,
+                    each_value,
+                    reads,
+                });
             }
         }
-        if keep {
-            evaluated.insert(block.clone(), kept);
+        if keep && is_stateless {
+            checked.instances.insert(block.clone(), kept);
+        } else if keep {
+            checked.dependent.insert(
+                block.clone(),
+                CheckedBlock {
+                    key_reads,
+                    instances: kept_dependent,
+                },
+            );
         }
         if !referenced {
             continue;
@@ -1140,6 +1343,7 @@ fn walk(
         drift,
         values,
         named_objects,
+        evaluated_again,
     })
 }
 
@@ -1465,6 +1669,105 @@ mod tests {
             serde_json::to_string(&taken).expect("json"),
             serde_json::to_string(&fresh).expect("json")
         );
+    }
+
+    /// Loads `body` (after the [env] header) into a fresh project, keeping its directory.
+    fn load(body: &str) -> (tempfile::TempDir, Configuration, DependencyGraph<BlockId>) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("envs/t/env.toml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, format!("{HEADER}{body}")).expect("write");
+        let configuration = crate::config::load(root.path(), "t").expect("loads");
+        let graph = block_graph(&configuration).expect("graph");
+        (root, configuration, graph)
+    }
+
+    /// Returns `state` with every change of `plan` recorded as applied (each secret at
+    /// version 3), as an apply of it would leave it.
+    fn applied(plan: &Plan, mut state: State) -> State {
+        for change in &plan.changes {
+            let mut attributes = change.after.clone().unwrap_or_default();
+            if change.kind == "secret" {
+                attributes.insert("version".into(), Value::string("3"));
+            }
+            state.upsert(StateResource {
+                address: change.address.clone(),
+                kind: change.kind.clone(),
+                id: change.id.clone().unwrap_or_default(),
+                status: ResourceStatus::Created,
+                attributes,
+                dependencies: change.dependencies.clone(),
+            });
+        }
+        state
+    }
+
+    #[test]
+    fn the_plan_evaluates_again_only_the_instances_that_read_a_value_the_check_did_not_know() {
+        // Both members read a secret: the names are known before the secrets exist, so the
+        // check's evaluation holds; a version is known only once applied, so `m_version`
+        // must be evaluated again, and must see it.
+        let body = "[vars]\nids = [\"a\", \"b\"]\n[resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"s-${each.key}\"\n[resource.iam_member.m_name]\nfor_each = \"${var.ids}\"\nparent = \"${secret.s[each.key].name}\"\nrole = \"roles/viewer\"\nmember = \"user:x@y.z\"\n[resource.iam_member.m_version]\nparent = \"${secret.s[\\\"a\\\"].name}\"\nrole = \"roles/viewer\"\nmember = \"user:v${secret.s[\\\"b\\\"].version}@y.z\"\n";
+        let (_root, configuration, graph) = load(body);
+        let options = PlanOptions::default();
+        let live = BTreeMap::new();
+        let empty = State::new("t");
+        let first = plan_with_live(&configuration, &empty, &graph, &live, &options).expect("plans");
+        let state = applied(&first, empty);
+        let mut checked = check_configuration(&configuration, &graph).expect("valid");
+        assert_eq!(
+            checked.dependent.len(),
+            2,
+            "both member blocks read a secret"
+        );
+        let walked = walk(
+            &configuration,
+            &state,
+            &graph,
+            &live,
+            &options,
+            Purpose::Plan,
+            &mut checked,
+        )
+        .map_err(|error| error.to_string())
+        .expect("plans");
+        assert_eq!(walked.evaluated_again, 1);
+        let member = walked
+            .changes
+            .iter()
+            .find(|change| change.address == "iam_member.m_version")
+            .and_then(|change| change.after.as_ref())
+            .and_then(|after| after.get("member"))
+            .cloned();
+        assert_eq!(member, Some(Value::string("user:v3@y.z")));
+        let checked = check_configuration(&configuration, &graph).expect("valid");
+        let taken =
+            plan_with_live_checked(&configuration, &state, &graph, &live, &options, checked)
+                .expect("plans");
+        let fresh = plan_with_live(&configuration, &state, &graph, &live, &options).expect("plans");
+        assert_eq!(
+            serde_json::to_string(&taken).expect("json"),
+            serde_json::to_string(&fresh).expect("json")
+        );
+    }
+
+    #[test]
+    fn an_instance_whose_read_now_fails_is_evaluated_again_and_reports_the_error() {
+        // The check sees the secret's version as unknown, and an attribute of an unknown is
+        // unknown; once applied, the version is a string, which has no attributes: the plan
+        // must evaluate the member again and fail as a plan without the check fails.
+        let body = "[resource.secret.s]\nsecret_id = \"s\"\n[resource.iam_member.m]\nparent = \"${secret.s.name}\"\nrole = \"roles/viewer\"\nmember = \"user:${secret.s.version.nothing}@y.z\"\n";
+        let (_root, configuration, graph) = load(body);
+        let options = PlanOptions::default();
+        let live = BTreeMap::new();
+        let empty = State::new("t");
+        let first = plan_with_live(&configuration, &empty, &graph, &live, &options).expect("plans");
+        let state = applied(&first, empty);
+        let checked = check_configuration(&configuration, &graph).expect("valid");
+        let taken =
+            plan_with_live_checked(&configuration, &state, &graph, &live, &options, checked);
+        let fresh = plan_with_live(&configuration, &state, &graph, &live, &options);
+        assert_eq!(messages(taken), messages(fresh));
     }
 
     #[test]

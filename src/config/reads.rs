@@ -1,0 +1,307 @@
+//! What an evaluation reads from the values of other blocks (module inputs and outputs, the
+//! exported attributes of resource instances), recorded so that a later walk over other values
+//! can tell whether evaluating again would read exactly the same. Evaluation is a pure function
+//! of what it reads — the only I/O, `file()`, reads the same files — so an evaluation whose every
+//! read gives the same answer again computes the same result. Evaluating lives in `eval.rs`;
+//! this file owns the shared lookups and the replay.
+
+use super::eval::{BlockValue, Values};
+use super::model::instance_address;
+use crate::value::Value;
+use std::collections::BTreeSet;
+
+/// Where a reference finds its base value among the values of other blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadSource {
+    /// A module input: (module, input).
+    Input(String, String),
+    /// A module output: (module, output).
+    Output(String, String),
+    /// A resource block (module, kind, name), and which of its instances.
+    Resource {
+        module: String,
+        kind: String,
+        name: String,
+        pick: Pick,
+    },
+}
+
+/// Which instances of a resource block a reference reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pick {
+    /// The one instance of a block without `for_each`.
+    Single,
+    /// One `for_each` instance, by its key.
+    Key(String),
+    /// A `for_each` instance whose key is not known yet: the value is unknown, and every
+    /// instance may be the one.
+    UnknownKey,
+    /// Every instance (`[*]`), in key order.
+    All,
+}
+
+/// One step of a reference after its base, its index already evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResolvedStep {
+    Attribute(String),
+    Index(Value),
+    Splat,
+}
+
+/// A step as evaluation takes it, borrowing what a `ResolvedStep` owns.
+#[derive(Clone, Copy)]
+pub enum StepRef<'a> {
+    Attribute(&'a str),
+    Index(&'a Value),
+    Splat,
+}
+
+/// Why a step could not be taken.
+pub enum StepError {
+    /// Nothing at that index, or nothing there to index.
+    Missing,
+    /// A map without the attribute, and the attributes it has.
+    NoAttribute { attributes: Vec<String> },
+    /// A value that has no attributes at all, and its type.
+    NotAnObject(&'static str),
+}
+
+/// One answer an evaluation got from the values of other blocks: where it looked, and what it
+/// found there.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub source: ReadSource,
+    pub steps: Vec<ResolvedStep>,
+    pub value: Value,
+}
+
+impl Read {
+    /// Returns true when reading again from `values` finds the value found before, adding the
+    /// resource instances that value comes from to `touched` (as evaluating adds them).
+    pub fn replay(&self, values: &Values, touched: &mut BTreeSet<String>) -> bool {
+        let Some(mut current) = read_source(values, &self.source, touched) else {
+            return false;
+        };
+        let mut splatted = false;
+        for step in &self.steps {
+            match take_step(current, step.as_ref(), &mut splatted) {
+                Ok(next) => current = next,
+                Err(_) => return false,
+            }
+        }
+        current == self.value
+    }
+}
+
+impl ResolvedStep {
+    /// Returns the step borrowed, as `take_step` takes it.
+    pub fn as_ref(&self) -> StepRef<'_> {
+        match self {
+            ResolvedStep::Attribute(name) => StepRef::Attribute(name),
+            ResolvedStep::Index(key) => StepRef::Index(key),
+            ResolvedStep::Splat => StepRef::Splat,
+        }
+    }
+}
+
+impl StepRef<'_> {
+    /// Returns the step owned, to record it.
+    pub fn to_owned(self) -> ResolvedStep {
+        match self {
+            StepRef::Attribute(name) => ResolvedStep::Attribute(name.to_string()),
+            StepRef::Index(key) => ResolvedStep::Index(key.clone()),
+            StepRef::Splat => ResolvedStep::Splat,
+        }
+    }
+}
+
+/// Returns the base value `source` names in `values`, adding the resource instances it comes
+/// from to `touched`; `None` when `values` holds nothing there (or a block of another shape).
+pub fn read_source(
+    values: &Values,
+    source: &ReadSource,
+    touched: &mut BTreeSet<String>,
+) -> Option<Value> {
+    match source {
+        ReadSource::Input(module, name) => {
+            let key = (module.clone(), name.clone());
+            if let Some(sources) = values.input_sources.get(&key) {
+                touched.extend(sources.iter().cloned());
+            }
+            values.inputs.get(&key).cloned()
+        }
+        ReadSource::Output(module, name) => {
+            let key = (module.clone(), name.clone());
+            if let Some(sources) = values.output_sources.get(&key) {
+                touched.extend(sources.iter().cloned());
+            }
+            values.outputs.get(&key).cloned()
+        }
+        ReadSource::Resource {
+            module,
+            kind,
+            name,
+            pick,
+        } => {
+            let block = values
+                .resources
+                .get(&(module.clone(), kind.clone(), name.clone()))?;
+            match (block, pick) {
+                (BlockValue::Single(value), Pick::Single) => {
+                    touched.insert(instance_address(module, kind, name, None));
+                    Some(value.clone())
+                }
+                (BlockValue::Each(instances), Pick::Key(key)) => {
+                    let value = instances.get(key)?;
+                    touched.insert(instance_address(module, kind, name, Some(key)));
+                    Some(value.clone())
+                }
+                (BlockValue::Each(instances), Pick::UnknownKey | Pick::All) => {
+                    touched.extend(
+                        instances
+                            .keys()
+                            .map(|key| instance_address(module, kind, name, Some(key))),
+                    );
+                    Some(match pick {
+                        Pick::All => Value::List(instances.values().cloned().collect()),
+                        _ => Value::unknown(),
+                    })
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Takes one step from `current`: an attribute (of every item, once a `[*]` came before,
+/// which `splatted` remembers), an index, or a splat. Anything unknown stays unknown.
+pub fn take_step(
+    current: Value,
+    step: StepRef<'_>,
+    splatted: &mut bool,
+) -> Result<Value, StepError> {
+    match step {
+        StepRef::Splat => {
+            *splatted = true;
+            Ok(current)
+        }
+        StepRef::Attribute(name) if *splatted => match current {
+            Value::List(items) => items
+                .iter()
+                .map(|item| lookup(item, name))
+                .collect::<Result<_, _>>()
+                .map(Value::List),
+            other => lookup(&other, name),
+        },
+        StepRef::Attribute(name) => lookup(&current, name),
+        StepRef::Index(key) => {
+            if key.is_unknown() || current.is_unknown() {
+                return Ok(Value::unknown());
+            }
+            match (&current, key) {
+                (Value::List(items), Value::Integer(position)) => usize::try_from(*position)
+                    .ok()
+                    .and_then(|position| items.get(position))
+                    .cloned()
+                    .ok_or(StepError::Missing),
+                (Value::Map(entries), key) => entries
+                    .get(&key.to_interpolation().unwrap_or_default())
+                    .cloned()
+                    .ok_or(StepError::Missing),
+                _ => Err(StepError::Missing),
+            }
+        }
+    }
+}
+
+fn lookup(value: &Value, name: &str) -> Result<Value, StepError> {
+    match value {
+        Value::Marker(_) => Ok(Value::unknown()),
+        Value::Map(entries) => entries
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StepError::NoAttribute {
+                attributes: entries.keys().cloned().collect(),
+            }),
+        other => Err(StepError::NotAnObject(other.type_name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn values_with_secrets(names: &[(&str, &str)]) -> Values {
+        let mut values = Values::default();
+        values.resources.insert(
+            (String::new(), "secret".into(), "many".into()),
+            BlockValue::Each(
+                names
+                    .iter()
+                    .map(|(key, version)| {
+                        (
+                            key.to_string(),
+                            Value::Map(BTreeMap::from([
+                                ("name".to_string(), Value::string(format!("secrets/{key}"))),
+                                ("version".to_string(), Value::string(*version)),
+                            ])),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+        values
+    }
+
+    fn read(pick: Pick, steps: Vec<ResolvedStep>, value: Value) -> Read {
+        Read {
+            source: ReadSource::Resource {
+                module: String::new(),
+                kind: "secret".into(),
+                name: "many".into(),
+                pick,
+            },
+            steps,
+            value,
+        }
+    }
+
+    #[test]
+    fn a_read_of_one_attribute_holds_while_another_attribute_changes() {
+        let name = read(
+            Pick::Key("a".into()),
+            vec![ResolvedStep::Attribute("name".into())],
+            Value::string("secrets/a"),
+        );
+        let mut touched = BTreeSet::new();
+        assert!(name.replay(&values_with_secrets(&[("a", "7")]), &mut touched));
+        assert_eq!(touched, BTreeSet::from(["secret.many[\"a\"]".to_string()]));
+        let version = read(
+            Pick::Key("a".into()),
+            vec![ResolvedStep::Attribute("version".into())],
+            Value::string("6"),
+        );
+        assert!(!version.replay(&values_with_secrets(&[("a", "7")]), &mut touched));
+    }
+
+    #[test]
+    fn a_read_fails_when_its_instance_is_gone_or_the_splat_changed() {
+        let values = values_with_secrets(&[("b", "1")]);
+        let mut touched = BTreeSet::new();
+        let gone = read(Pick::Key("a".into()), Vec::new(), Value::Null);
+        assert!(!gone.replay(&values, &mut touched));
+        let names = read(
+            Pick::All,
+            vec![ResolvedStep::Splat, ResolvedStep::Attribute("name".into())],
+            Value::List(vec![Value::string("secrets/a")]),
+        );
+        assert!(!names.replay(&values, &mut touched));
+        let names = read(
+            Pick::All,
+            vec![ResolvedStep::Splat, ResolvedStep::Attribute("name".into())],
+            Value::List(vec![Value::string("secrets/b")]),
+        );
+        assert!(names.replay(&values, &mut touched));
+    }
+}
