@@ -7,14 +7,19 @@
 //!
 //! The applied state is real where it matters: one secret is applied through the in-process
 //! emulator, and its recorded attributes are repeated under every other address (secrets without
-//! values, so no fingerprint ties an attribute to its address).
+//! values, so no fingerprint ties an attribute to its address). A third environment has 10,000
+//! resources of which half are IAM members each reading its own secret's name, the shape of
+//! the Beta environment's readers: a block that reads another resource is evaluated while the
+//! configuration is checked and must not be evaluated a second time by the plan.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use infra::apply::{StateSink, apply};
 use infra::emulator::{self, EmulatorOptions};
 use infra::gcp::GcpClient;
+use infra::plan::planner::check_configuration;
 use infra::plan::render::{ColorChoice, render_plan};
-use infra::plan::{PlanOptions, make_plan};
+use infra::plan::{PlanOptions, make_plan, plan_refreshed, refresh_for_plan};
+use infra::progress::NoProgress;
 use infra::state::State;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -34,24 +39,32 @@ fn secret_id(index: usize) -> String {
     format!("S{index:06}")
 }
 
-/// Writes an environment of `count` secrets (no values) under `root`.
-fn write_project(root: &Path, count: usize) {
+/// Writes an environment of `count` secrets (no values) under `root`, and with `members` an
+/// IAM member per secret reading that secret's name.
+fn write_project(root: &Path, count: usize, members: bool) {
     let ids: Vec<String> = (0..count)
         .map(|index| format!("\"{}\"", secret_id(index)))
         .collect();
-    let env = format!(
+    let mut env = format!(
         "[env]\nname = \"bench\"\nproject = \"bench-project\"\nregion = \"us-central1\"\n\n[vars]\nids = [{}]\n\n\
          [resource.secret.many]\nfor_each = \"${{var.ids}}\"\nsecret_id = \"${{each.value}}\"\nlabels = {{ env = \"${{env.name}}\", team = \"core\" }}\n",
         ids.join(", ")
     );
+    if members {
+        env.push_str(
+            "\n[resource.iam_member.readers]\nfor_each = \"${var.ids}\"\nparent = \"${secret.many[each.key].name}\"\n\
+             role = \"roles/secretmanager.secretAccessor\"\nmember = \"serviceAccount:reader@bench-project.iam.gserviceaccount.com\"\n",
+        );
+    }
     std::fs::create_dir_all(root.join("envs/bench")).expect("mkdir");
     std::fs::write(root.join("envs/bench/env.toml"), env).expect("write");
 }
 
-/// Applies one secret for real, then repeats its recorded resource under `count` addresses.
-fn applied_state(runtime: &tokio::runtime::Runtime, count: usize) -> Vec<u8> {
+/// Applies one secret (and with `members` its member) for real, then repeats the recorded
+/// resources for `count` secrets.
+fn applied_state(runtime: &tokio::runtime::Runtime, count: usize, members: bool) -> Vec<u8> {
     let template_root = tempfile::tempdir().expect("tempdir");
-    write_project(template_root.path(), 1);
+    write_project(template_root.path(), 1, members);
     let configuration = infra::config::load(template_root.path(), "bench").expect("valid");
     let running = runtime
         .block_on(emulator::start(
@@ -84,11 +97,20 @@ fn applied_state(runtime: &tokio::runtime::Runtime, count: usize) -> Vec<u8> {
     running.handle.abort();
     let text = String::from_utf8(template.to_bytes()).expect("utf8");
     let mut document: serde_json::Value = serde_json::from_str(&text).expect("json");
-    let resource = document["resources"][0].to_string();
+    let templates: Vec<String> = document["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(templates.len(), if members { 2 } else { 1 });
     let first = secret_id(0);
-    let resources: Vec<serde_json::Value> = (0..count)
-        .map(|index| {
-            serde_json::from_str(&resource.replace(&first, &secret_id(index))).expect("json")
+    let resources: Vec<serde_json::Value> = templates
+        .iter()
+        .flat_map(|resource| {
+            (0..count).map(|index| {
+                serde_json::from_str(&resource.replace(&first, &secret_id(index))).expect("json")
+            })
         })
         .collect();
     document["resources"] = serde_json::Value::Array(resources);
@@ -98,12 +120,17 @@ fn applied_state(runtime: &tokio::runtime::Runtime, count: usize) -> Vec<u8> {
 }
 
 /// Writes the environment and its applied state (the local backend's file) under `root`.
-fn write_applied_project(root: &Path, count: usize, runtime: &tokio::runtime::Runtime) {
-    write_project(root, count);
+fn write_applied_project(
+    root: &Path,
+    count: usize,
+    members: bool,
+    runtime: &tokio::runtime::Runtime,
+) {
+    write_project(root, count, members);
     std::fs::create_dir_all(root.join("state")).expect("mkdir");
     std::fs::write(
         root.join("state/bench.state.json"),
-        applied_state(runtime, count),
+        applied_state(runtime, count, members),
     )
     .expect("write");
 }
@@ -167,11 +194,14 @@ fn high_water_megabytes(status: &str) -> Option<f64> {
     Some(kilobytes / 1024.0)
 }
 
-/// The phases of one plan inside this process (configuration, state, plan, render), printed
-/// to show where the CLI's time goes.
+/// The phases of one plan inside this process as the CLI makes it (configuration loaded and
+/// checked, state, plan taking over what the check evaluated, render), printed to show where
+/// the CLI's time goes.
 fn phases(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 4] {
     let started = Instant::now();
     let configuration = infra::config::load(root, "bench").expect("valid");
+    let graph = infra::graph::block_graph(&configuration).expect("graph");
+    let checked = check_configuration(&configuration, &graph).expect("checks");
     let loaded = started.elapsed();
     let bytes = std::fs::read(root.join("state/bench.state.json")).expect("read");
     let state = State::from_bytes(&bytes, "bench.state.json", "bench").expect("state");
@@ -186,13 +216,56 @@ fn phases(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 4] {
         ..PlanOptions::default()
     };
     let plan = runtime
-        .block_on(make_plan(&configuration, &state, &client, &options))
+        .block_on(async {
+            let refreshed =
+                refresh_for_plan(&configuration, &state, &client, &options, &NoProgress).await?;
+            plan_refreshed(&configuration, &state, &refreshed, &options, checked)
+        })
         .expect("plan");
     let planned = started.elapsed();
     let rendered = render_plan(&plan, ColorChoice::Never);
     assert!(rendered.contains("No changes"));
     let done = started.elapsed();
     [loaded, parsed - loaded, planned - parsed, done - planned]
+}
+
+/// Times the plan step twice on the project at `root`: taking over what the configuration
+/// check evaluated (as the CLI does), and evaluating every instance again (as it would
+/// without the takeover). Their difference is what a second evaluation would cost.
+fn plan_with_and_without_takeover(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 2] {
+    let configuration = infra::config::load(root, "bench").expect("valid");
+    let graph = infra::graph::block_graph(&configuration).expect("graph");
+    let bytes = std::fs::read(root.join("state/bench.state.json")).expect("read");
+    let state = State::from_bytes(&bytes, "bench.state.json", "bench").expect("state");
+    let client = GcpClient::new(
+        Some("http://127.0.0.1:9/".into()),
+        infra::gcp::Authentication::None,
+    )
+    .expect("client");
+    let options = PlanOptions {
+        refresh: false,
+        ..PlanOptions::default()
+    };
+    let refreshed = runtime
+        .block_on(refresh_for_plan(
+            &configuration,
+            &state,
+            &client,
+            &options,
+            &NoProgress,
+        ))
+        .expect("refresh");
+    let timed = |checked| {
+        let started = Instant::now();
+        let plan = plan_refreshed(&configuration, &state, &refreshed, &options, checked);
+        let elapsed = started.elapsed();
+        assert!(!plan.expect("plan").has_changes());
+        elapsed
+    };
+    let checked = check_configuration(&configuration, &graph).expect("checks");
+    let taking_over = timed(checked);
+    let evaluating_again = timed(Default::default());
+    [taking_over, evaluating_again]
 }
 
 fn plan_without_refresh(criterion: &mut Criterion) {
@@ -204,23 +277,39 @@ fn plan_without_refresh(criterion: &mut Criterion) {
         ))
         .expect("emulator");
     let endpoint = running.base_url();
-    for count in [10_000usize, 100_000] {
+    // (secrets, with a member per secret, name): resources are secrets × 2 with members.
+    for (secrets, members, name) in [
+        (10_000usize, false, "10000_resources"),
+        (100_000, false, "100000_resources"),
+        (5_000, true, "10000_resources_half_members"),
+    ] {
+        let count = if members { secrets * 2 } else { secrets };
+        let described = if members {
+            format!("{count} resources ({secrets} secrets + {secrets} members reading them)")
+        } else {
+            format!("{count} resources")
+        };
         let root = tempfile::tempdir().expect("tempdir");
-        write_applied_project(root.path(), count, &runtime);
+        write_applied_project(root.path(), secrets, members, &runtime);
         let [configuration, state, plan, render] = phases(root.path(), &runtime);
         eprintln!(
-            "plan --refresh=false of {count} resources, in-process phases: configuration {configuration:?}, state {state:?}, plan {plan:?}, render {render:?}"
+            "plan --refresh=false of {described}, in-process phases: configuration {configuration:?}, state {state:?}, plan {plan:?}, render {render:?}"
+        );
+        let [taking_over, evaluating_again] = plan_with_and_without_takeover(root.path(), &runtime);
+        eprintln!(
+            "  the plan step taking over the check's evaluations: {taking_over:?}; evaluating every instance again: {evaluating_again:?} ({:.2}×)",
+            evaluating_again.as_secs_f64() / taking_over.as_secs_f64()
         );
         let (elapsed, peak) = cli_plan(root.path(), &endpoint);
         match peak {
             Some(megabytes) => eprintln!(
-                "infra plan --refresh=false of {count} resources: {elapsed:?}, peak RSS {megabytes:.0} MB"
+                "infra plan --refresh=false of {described}: {elapsed:?}, peak RSS {megabytes:.0} MB"
             ),
-            None => eprintln!("infra plan --refresh=false of {count} resources: {elapsed:?}"),
+            None => eprintln!("infra plan --refresh=false of {described}: {elapsed:?}"),
         }
         let mut group = criterion.benchmark_group("cli_plan_refresh_false");
         group.sample_size(10);
-        group.bench_function(format!("{count}_resources"), |bencher| {
+        group.bench_function(name, |bencher| {
             bencher.iter(|| cli_plan(root.path(), &endpoint));
         });
         group.finish();

@@ -130,12 +130,15 @@ pub async fn plan_in_session(
     let mut state = session
         .lock_and_read_for_planning(operation, planning.lock_timeout)
         .await?;
-    eprintln!(
-        "Refreshing {} resource{} of `{}`…",
-        state.resources.len(),
-        if state.resources.len() == 1 { "" } else { "s" },
-        session.configuration.env.name
-    );
+    // With --refresh=false nothing is read: saying so would be untrue (Terraform is silent too).
+    if planning.refresh {
+        eprintln!(
+            "Refreshing {} resource{} of `{}`…",
+            state.resources.len(),
+            if state.resources.len() == 1 { "" } else { "s" },
+            session.configuration.env.name
+        );
+    }
     let progress = super::progress::for_stderr();
     let (plan, fingerprint_key) = session
         .plan(&mut state, planning.options(destroy), progress.as_ref())
