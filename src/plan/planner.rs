@@ -984,6 +984,14 @@ struct Recorded {
     reads: Vec<Read>,
 }
 
+/// A block's instances evaluated while checking, with what its `for_each` read and what each
+/// instance read (in the instances' order).
+struct RecordedBlock {
+    instances: Vec<InstanceConfig>,
+    key_reads: Vec<Read>,
+    recorded: Vec<Recorded>,
+}
+
 /// Evaluates a block's instances like `evaluate_instances`, recording what its `for_each`
 /// and each instance read, for the plan that follows the check.
 fn evaluate_instances_recorded(
@@ -991,7 +999,7 @@ fn evaluate_instances_recorded(
     module: &ModuleInstance,
     block: &ResourceBlock,
     values: &Values,
-) -> Result<(Vec<InstanceConfig>, Vec<Read>, Vec<Recorded>), Vec<Diagnostic>> {
+) -> Result<RecordedBlock, Vec<Diagnostic>> {
     let key_evaluator = Evaluator::recording(configuration, values);
     let keys = evaluate_keys_with(&key_evaluator, module, block)?;
     let key_reads = key_evaluator.take_reads();
@@ -1012,7 +1020,11 @@ fn evaluate_instances_recorded(
         }
     }
     if diagnostics.is_empty() {
-        Ok((instances, key_reads, recorded))
+        Ok(RecordedBlock {
+            instances,
+            key_reads,
+            recorded,
+        })
     } else {
         Err(diagnostics)
     }
@@ -1188,10 +1200,10 @@ fn walk(
             )
         } else if keep && !is_stateless {
             evaluate_instances_recorded(configuration, module_instance, resource_block, &values)
-                .map(|(instances, reads, each)| {
-                    key_reads = reads;
-                    recorded = each;
-                    instances
+                .map(|block| {
+                    key_reads = block.key_reads;
+                    recorded = block.recorded;
+                    block.instances
                 })
         } else {
             evaluate_instances(configuration, module_instance, resource_block, &values)
