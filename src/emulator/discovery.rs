@@ -360,21 +360,32 @@ pub fn path_variables(template: &str, path: &str) -> std::collections::BTreeMap<
 /// Matches a discovery path template: each `{variable}` stands for one segment without `:` (so
 /// that `{secretsId}` does not swallow a custom verb).
 pub fn path_matches(template: &str, path: &str) -> bool {
-    let template: Vec<&str> = template.split('/').collect();
-    let path: Vec<&str> = path.split('/').collect();
-    template.len() == path.len()
-        && template.iter().zip(&path).all(|(pattern, segment)| {
-            match (pattern.find('{'), pattern.find('}')) {
-                (Some(open), Some(close)) if open < close => {
-                    let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
-                    segment.len() > prefix.len() + suffix.len()
-                        && segment.starts_with(prefix)
-                        && segment.ends_with(suffix)
-                        && !segment[prefix.len()..segment.len() - suffix.len()].contains(':')
-                }
-                _ => pattern == segment,
-            }
-        })
+    // Segment by segment without collecting: every request is matched against every method
+    // of its HTTP verb, so this runs hundreds of times per request.
+    let mut patterns = template.split('/');
+    let mut segments = path.split('/');
+    loop {
+        match (patterns.next(), segments.next()) {
+            (None, None) => return true,
+            (Some(pattern), Some(segment)) if segment_matches(pattern, segment) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Returns true when one path segment fills one template segment (`{var}`, with any literal
+/// prefix or suffix such as `:addVersion`; a variable never takes a `:`).
+fn segment_matches(pattern: &str, segment: &str) -> bool {
+    match (pattern.find('{'), pattern.find('}')) {
+        (Some(open), Some(close)) if open < close => {
+            let (prefix, suffix) = (&pattern[..open], &pattern[close + 1..]);
+            segment.len() > prefix.len() + suffix.len()
+                && segment.starts_with(prefix)
+                && segment.ends_with(suffix)
+                && !segment[prefix.len()..segment.len() - suffix.len()].contains(':')
+        }
+        _ => pattern == segment,
+    }
 }
 
 /// Returns a camelCase JSON name in the snake_case Google's error messages use.
