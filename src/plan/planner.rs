@@ -21,7 +21,8 @@ use crate::state::{ResourceStatus, State, StateResource};
 use crate::value::{Attributes, Value};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// How to plan.
@@ -1114,7 +1115,7 @@ struct Walked {
     drift: Vec<Drift>,
     values: Values,
     /// The cloud object each instance names, where known: (kind, id) to (address, place).
-    named_objects: BTreeMap<(String, String), (String, Span)>,
+    named_objects: HashMap<(String, String), (String, Span)>,
     /// How many instances the check had evaluated that read something else now, so were
     /// evaluated again.
     evaluated_again: usize,
@@ -1141,10 +1142,12 @@ fn walk(
     let mut changes: Vec<ResourceChange> = Vec::new();
     let mut drift = Vec::new();
     let mut claims = Claims::new();
-    let mut planned_ids: BTreeMap<String, Action> = BTreeMap::new();
+    // Only looked up, never listed: hashing beats comparing ids that share long prefixes
+    // (`projects/P/secrets/…`) at every level of a tree, twice per instance.
+    let mut planned_ids: HashMap<String, Action> = HashMap::new();
     // The cloud object each instance names, where its name is known now: two addresses naming
     // one object would share (and, deleting either, destroy) it.
-    let mut named_objects: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
+    let mut named_objects: HashMap<(String, String), (String, Span)> = HashMap::new();
     // A block whose dependency already failed is skipped: its own errors would only repeat.
     let mut failed: BTreeSet<BlockId> = BTreeSet::new();
     // The blocks whose value depends on no resource (so on no state), in dependency order.
@@ -1242,30 +1245,32 @@ fn walk(
                 options.fingerprint_key.as_ref(),
                 prior,
             );
-            if let Some(id) = instance.kind.resource_id(&context, &instance.config) {
-                let key = (instance.kind.name().to_string(), id);
-                match named_objects.get(&key) {
-                    Some((other_address, other_span)) => diagnostics.push(
-                        Diagnostic::new(
-                            DiagnosticCode::Duplicate,
-                            &instance.span,
-                            format!(
-                                "{} and {other_address} (at {other_span}) name the same {} `{}`",
-                                instance.address, key.0, key.1
-                            ),
-                        )
-                        .with_hint("each would overwrite the other, and deleting either destroys both: give each its own name, or keep one block"),
-                    ),
-                    None => {
-                        named_objects.insert(
-                            key,
-                            (instance.address.clone(), instance.span.clone()),
+            let resource_id = instance.kind.resource_id(&context, &instance.config);
+            if let Some(id) = &resource_id {
+                match named_objects.entry((instance.kind.name().to_string(), id.clone())) {
+                    Entry::Occupied(other) => {
+                        let (kind_name, id) = other.key();
+                        let (other_address, other_span) = other.get();
+                        diagnostics.push(
+                            Diagnostic::new(
+                                DiagnosticCode::Duplicate,
+                                &instance.span,
+                                format!(
+                                    "{} and {other_address} (at {other_span}) name the same {kind_name} `{id}`",
+                                    instance.address
+                                ),
+                            )
+                            .with_hint("each would overwrite the other, and deleting either destroys both: give each its own name, or keep one block"),
                         );
+                    }
+                    Entry::Vacant(vacant) => {
+                        vacant.insert((instance.address.clone(), instance.span.clone()));
                     }
                 }
             }
             match plan_instance(
                 instance,
+                resource_id,
                 prior,
                 live.get(&instance.address),
                 &context,
@@ -1388,11 +1393,13 @@ fn destroy_change(mut change: ResourceChange, prior: Option<&StateResource>) -> 
 
 fn plan_instance(
     instance: &InstanceConfig,
+    // `kind.resource_id` of the instance, computed once by the caller.
+    resource_id: Option<String>,
     prior: Option<&StateResource>,
     live: Option<&Option<Attributes>>,
     context: &KindContext,
     options: &PlanOptions,
-    planned_ids: &BTreeMap<String, Action>,
+    planned_ids: &HashMap<String, Action>,
     drift: &mut Vec<Drift>,
 ) -> Result<ResourceChange, Diagnostic> {
     let kind = instance.kind;
@@ -1405,9 +1412,7 @@ fn plan_instance(
                 format!("{}: {error}", instance.address),
             )
         })?;
-    let id = kind
-        .resource_id(context, &instance.config)
-        .or_else(|| prior.map(|prior| prior.id.clone()));
+    let id = resource_id.or_else(|| prior.map(|prior| prior.id.clone()));
     let mut change = ResourceChange {
         address: instance.address.clone(),
         kind: kind.name().to_string(),
