@@ -1270,7 +1270,6 @@ fn walk(
             }
             match plan_instance(
                 instance,
-                resource_id,
                 prior,
                 live.get(&instance.address),
                 &context,
@@ -1279,6 +1278,7 @@ fn walk(
                 &mut drift,
             ) {
                 Ok(mut change) => {
+                    change.id = resource_id.or_else(|| prior.map(|prior| prior.id.clone()));
                     diagnostics.extend(unknown_ignored_fields(instance, &change));
                     if let Some(id) = &change.id {
                         planned_ids.insert(id.clone(), change.action);
@@ -1391,10 +1391,10 @@ fn destroy_change(mut change: ResourceChange, prior: Option<&StateResource>) -> 
     change
 }
 
+/// Decides one instance's change; its `id` is left for the caller, which knows the
+/// instance's resource id already.
 fn plan_instance(
     instance: &InstanceConfig,
-    // `kind.resource_id` of the instance, computed once by the caller.
-    resource_id: Option<String>,
     prior: Option<&StateResource>,
     live: Option<&Option<Attributes>>,
     context: &KindContext,
@@ -1412,12 +1412,11 @@ fn plan_instance(
                 format!("{}: {error}", instance.address),
             )
         })?;
-    let id = resource_id.or_else(|| prior.map(|prior| prior.id.clone()));
     let mut change = ResourceChange {
         address: instance.address.clone(),
         kind: kind.name().to_string(),
         action: Action::NoOp,
-        id: id.clone(),
+        id: None,
         reason: None,
         before: None,
         after: None,
