@@ -89,7 +89,44 @@ impl Read {
                 Err(_) => return false,
             }
         }
-        current == self.value
+        identical(&current, &self.value)
+    }
+
+    /// Returns true when this read took every instance of a block (`[*]`): its value grows
+    /// with that block, and replaying it costs what evaluating again does.
+    pub fn reads_every_instance(&self) -> bool {
+        matches!(
+            self.source,
+            ReadSource::Resource {
+                pick: Pick::All,
+                ..
+            }
+        )
+    }
+}
+
+/// Returns true when two values are the same to anything evaluation does with them: floats
+/// compare by their bits, as `0.0` and `-0.0` interpolate differently although `==`.
+fn identical(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Float(left), Value::Float(right)) => left.to_bits() == right.to_bits(),
+        (Value::List(left), Value::List(right)) => {
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .zip(right)
+                    .all(|(left, right)| identical(left, right))
+        }
+        (Value::Map(left), Value::Map(right)) => {
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .zip(right)
+                    .all(|((left_key, left), (right_key, right))| {
+                        left_key == right_key && identical(left, right)
+                    })
+        }
+        _ => left == right,
     }
 }
 
@@ -283,6 +320,25 @@ mod tests {
             Value::string("6"),
         );
         assert!(!version.replay(&values_with_secrets(&[("a", "7")]), &mut touched));
+    }
+
+    #[test]
+    fn a_float_read_holds_only_for_the_same_bits() {
+        let mut values = Values::default();
+        values
+            .inputs
+            .insert((String::new(), "ratio".into()), Value::Float(-0.0));
+        let read = Read {
+            source: ReadSource::Input(String::new(), "ratio".into()),
+            steps: Vec::new(),
+            value: Value::Float(0.0),
+        };
+        // Equal by `==`, but "${input.ratio}" would read "0" in one and "-0" in the other.
+        assert!(!read.replay(&values, &mut BTreeSet::new()));
+        values
+            .inputs
+            .insert((String::new(), "ratio".into()), Value::Float(0.0));
+        assert!(read.replay(&values, &mut BTreeSet::new()));
     }
 
     #[test]

@@ -972,17 +972,19 @@ struct CheckedBlock {
     instances: Vec<CheckedInstance>,
 }
 
-/// A checked instance of a block that reads resources, with what evaluating it read.
+/// A checked instance of a block that reads resources, with what evaluating it read (`None`
+/// when it read a whole block through `[*]`: such reads are not kept, and the instance is
+/// evaluated again).
 struct CheckedInstance {
     instance: InstanceConfig,
     each_value: Value,
-    reads: Vec<Read>,
+    reads: Option<Vec<Read>>,
 }
 
-/// An instance evaluated while checking, and what it read.
+/// An instance evaluated while checking, and what it read (see `CheckedInstance`).
 struct Recorded {
     each_value: Value,
-    reads: Vec<Read>,
+    reads: Option<Vec<Read>>,
 }
 
 /// A block's instances evaluated while checking, with what its `for_each` read and what each
@@ -1012,10 +1014,12 @@ fn evaluate_instances_recorded(
         match evaluate_instance_with(&evaluator, module, block, key.as_deref(), &each_value) {
             Ok(instance) => {
                 instances.push(instance);
-                recorded.push(Recorded {
-                    each_value,
-                    reads: evaluator.take_reads(),
-                });
+                // A splat's value holds every instance of its block: kept for each reader, an
+                // N-instance block reading an M-instance one would hold N × M values through
+                // the lock and the refresh, to save no more than the replay costs.
+                let reads = evaluator.take_reads();
+                let reads = (!reads.iter().any(Read::reads_every_instance)).then_some(reads);
+                recorded.push(Recorded { each_value, reads });
             }
             Err(found) => diagnostics.extend(found),
         }
@@ -1086,9 +1090,11 @@ fn reads_the_same(
     block: &ResourceBlock,
     values: &Values,
 ) -> bool {
+    let Some(reads) = &checked.reads else {
+        return false;
+    };
     let mut dependencies = BTreeSet::new();
-    if !checked
-        .reads
+    if !reads
         .iter()
         .all(|read| read.replay(values, &mut dependencies))
     {
@@ -1720,10 +1726,10 @@ mod tests {
 
     #[test]
     fn the_plan_evaluates_again_only_the_instances_that_read_a_value_the_check_did_not_know() {
-        // Both members read a secret: the names are known before the secrets exist, so the
+        // The members read a secret: the names are known before the secrets exist, so the
         // check's evaluation holds; a version is known only once applied, so `m_version`
-        // must be evaluated again, and must see it.
-        let body = "[vars]\nids = [\"a\", \"b\"]\n[resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"s-${each.key}\"\n[resource.iam_member.m_name]\nfor_each = \"${var.ids}\"\nparent = \"${secret.s[each.key].name}\"\nrole = \"roles/viewer\"\nmember = \"user:x@y.z\"\n[resource.iam_member.m_version]\nparent = \"${secret.s[\\\"a\\\"].name}\"\nrole = \"roles/viewer\"\nmember = \"user:v${secret.s[\\\"b\\\"].version}@y.z\"\n";
+        // must be evaluated again, and must see it; `m_splat` reads every secret.
+        let body = "[vars]\nids = [\"a\", \"b\"]\n[resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"s-${each.key}\"\n[resource.iam_member.m_name]\nfor_each = \"${var.ids}\"\nparent = \"${secret.s[each.key].name}\"\nrole = \"roles/viewer\"\nmember = \"user:x@y.z\"\n[resource.iam_member.m_version]\nparent = \"${secret.s[\\\"a\\\"].name}\"\nrole = \"roles/viewer\"\nmember = \"user:v${secret.s[\\\"b\\\"].version}@y.z\"\n[resource.iam_member.m_splat]\nparent = \"${secret.s[\\\"a\\\"].name}\"\nrole = \"roles/viewer\"\nmember = \"user:${join(\\\"-\\\", secret.s[*].secret_id)}@y.z\"\n";
         let (_root, configuration, graph) = load(body);
         let options = PlanOptions::default();
         let live = BTreeMap::new();
@@ -1733,8 +1739,8 @@ mod tests {
         let mut checked = check_configuration(&configuration, &graph).expect("valid");
         assert_eq!(
             checked.dependent.len(),
-            2,
-            "both member blocks read a secret"
+            3,
+            "the member blocks read a secret"
         );
         let walked = walk(
             &configuration,
@@ -1747,7 +1753,9 @@ mod tests {
         )
         .map_err(|error| error.to_string())
         .expect("plans");
-        assert_eq!(walked.evaluated_again, 1);
+        // `m_version` read a value the check did not know; `m_splat` read a whole block,
+        // which is not kept.
+        assert_eq!(walked.evaluated_again, 2);
         let member = walked
             .changes
             .iter()
