@@ -7,7 +7,8 @@
 
 use super::eval::{BlockValue, Values};
 use super::model::instance_address;
-use crate::value::Value;
+use crate::value::{Marker, Value};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// Where a reference finds its base value among the values of other blocks.
@@ -79,9 +80,22 @@ impl Read {
     /// Returns true when reading again from `values` finds the value found before, adding the
     /// resource instances that value comes from to `touched` (as evaluating adds them).
     pub fn replay(&self, values: &Values, touched: &mut BTreeSet<String>) -> bool {
-        let Some(mut current) = read_source(values, &self.source, touched) else {
+        let Some(base) = source_value(values, &self.source, touched) else {
             return false;
         };
+        // Without a splat every step picks a part of what is there: follow references and
+        // compare, copying nothing (an instance's whole exported map, for one attribute).
+        if !self.steps.contains(&ResolvedStep::Splat) {
+            let mut current: &Value = &base;
+            for step in &self.steps {
+                match step_within(current, step.as_ref()) {
+                    Ok(next) => current = next,
+                    Err(_) => return false,
+                }
+            }
+            return identical(current, &self.value);
+        }
+        let mut current = base.into_owned();
         let mut splatted = false;
         for step in &self.steps {
             match take_step(current, step.as_ref(), &mut splatted) {
@@ -159,20 +173,29 @@ pub fn read_source(
     source: &ReadSource,
     touched: &mut BTreeSet<String>,
 ) -> Option<Value> {
+    source_value(values, source, touched).map(Cow::into_owned)
+}
+
+/// Returns what `read_source` returns, borrowed from `values` where it is there as it is.
+fn source_value<'v>(
+    values: &'v Values,
+    source: &ReadSource,
+    touched: &mut BTreeSet<String>,
+) -> Option<Cow<'v, Value>> {
     match source {
         ReadSource::Input(module, name) => {
             let key = (module.clone(), name.clone());
             if let Some(sources) = values.input_sources.get(&key) {
                 touched.extend(sources.iter().cloned());
             }
-            values.inputs.get(&key).cloned()
+            values.inputs.get(&key).map(Cow::Borrowed)
         }
         ReadSource::Output(module, name) => {
             let key = (module.clone(), name.clone());
             if let Some(sources) = values.output_sources.get(&key) {
                 touched.extend(sources.iter().cloned());
             }
-            values.outputs.get(&key).cloned()
+            values.outputs.get(&key).map(Cow::Borrowed)
         }
         ReadSource::Resource {
             module,
@@ -186,12 +209,12 @@ pub fn read_source(
             match (block, pick) {
                 (BlockValue::Single(value), Pick::Single) => {
                     touched.insert(instance_address(module, kind, name, None));
-                    Some(value.clone())
+                    Some(Cow::Borrowed(value))
                 }
                 (BlockValue::Each(instances), Pick::Key(key)) => {
                     let value = instances.get(key)?;
                     touched.insert(instance_address(module, kind, name, Some(key)));
-                    Some(value.clone())
+                    Some(Cow::Borrowed(value))
                 }
                 (BlockValue::Each(instances), Pick::UnknownKey | Pick::All) => {
                     touched.extend(
@@ -199,10 +222,10 @@ pub fn read_source(
                             .keys()
                             .map(|key| instance_address(module, kind, name, Some(key))),
                     );
-                    Some(match pick {
+                    Some(Cow::Owned(match pick {
                         Pick::All => Value::List(instances.values().cloned().collect()),
                         _ => Value::unknown(),
-                    })
+                    }))
                 }
                 _ => None,
             }
@@ -225,25 +248,35 @@ pub fn take_step(
         StepRef::Attribute(name) if *splatted => match current {
             Value::List(items) => items
                 .iter()
-                .map(|item| lookup(item, name))
+                .map(|item| lookup(item, name).cloned())
                 .collect::<Result<_, _>>()
                 .map(Value::List),
-            other => lookup(&other, name),
+            other => lookup(&other, name).cloned(),
         },
-        StepRef::Attribute(name) => lookup(&current, name),
+        step => step_within(&current, step).cloned(),
+    }
+}
+
+/// The value every step into something unknown finds.
+static UNKNOWN: Value = Value::Marker(Marker::Unknown(true));
+
+/// Takes one attribute or index step within `current`, borrowing what it finds (a splat takes
+/// nothing within: it is `take_step`'s).
+fn step_within<'v>(current: &'v Value, step: StepRef<'_>) -> Result<&'v Value, StepError> {
+    match step {
+        StepRef::Splat => Ok(current),
+        StepRef::Attribute(name) => lookup(current, name),
         StepRef::Index(key) => {
             if key.is_unknown() || current.is_unknown() {
-                return Ok(Value::unknown());
+                return Ok(&UNKNOWN);
             }
-            match (&current, key) {
+            match (current, key) {
                 (Value::List(items), Value::Integer(position)) => usize::try_from(*position)
                     .ok()
                     .and_then(|position| items.get(position))
-                    .cloned()
                     .ok_or(StepError::Missing),
                 (Value::Map(entries), key) => entries
                     .get(&key.to_interpolation().unwrap_or_default())
-                    .cloned()
                     .ok_or(StepError::Missing),
                 _ => Err(StepError::Missing),
             }
@@ -251,15 +284,12 @@ pub fn take_step(
     }
 }
 
-fn lookup(value: &Value, name: &str) -> Result<Value, StepError> {
+fn lookup<'v>(value: &'v Value, name: &str) -> Result<&'v Value, StepError> {
     match value {
-        Value::Marker(_) => Ok(Value::unknown()),
-        Value::Map(entries) => entries
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StepError::NoAttribute {
-                attributes: entries.keys().cloned().collect(),
-            }),
+        Value::Marker(_) => Ok(&UNKNOWN),
+        Value::Map(entries) => entries.get(name).ok_or_else(|| StepError::NoAttribute {
+            attributes: entries.keys().cloned().collect(),
+        }),
         other => Err(StepError::NotAnObject(other.type_name())),
     }
 }
