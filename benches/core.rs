@@ -194,18 +194,15 @@ fn high_water_megabytes(status: &str) -> Option<f64> {
     Some(kilobytes / 1024.0)
 }
 
-/// The phases of one plan inside this process as the CLI makes it (configuration loaded and
-/// checked, state, plan taking over what the check evaluated, render), printed to show where
-/// the CLI's time goes.
-fn phases(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 4] {
-    let started = Instant::now();
-    let configuration = infra::config::load(root, "bench").expect("valid");
-    let graph = infra::graph::block_graph(&configuration).expect("graph");
-    let checked = check_configuration(&configuration, &graph).expect("checks");
-    let loaded = started.elapsed();
+/// Reads the applied state `write_applied_project` left under `root`.
+fn read_applied_state(root: &Path) -> State {
     let bytes = std::fs::read(root.join("state/bench.state.json")).expect("read");
-    let state = State::from_bytes(&bytes, "bench.state.json", "bench").expect("state");
-    let parsed = started.elapsed();
+    State::from_bytes(&bytes, "bench.state.json", "bench").expect("state")
+}
+
+/// Returns a client that reaches nothing and the options of `--refresh=false`: the in-process
+/// plans below read no live object.
+fn offline_planning() -> (GcpClient, PlanOptions) {
     let client = GcpClient::new(
         Some("http://127.0.0.1:9/".into()),
         infra::gcp::Authentication::None,
@@ -215,6 +212,21 @@ fn phases(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 4] {
         refresh: false,
         ..PlanOptions::default()
     };
+    (client, options)
+}
+
+/// The phases of one plan inside this process as the CLI makes it (configuration loaded and
+/// checked, state, plan taking over what the check evaluated, render), printed to show where
+/// the CLI's time goes.
+fn phases(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 4] {
+    let started = Instant::now();
+    let configuration = infra::config::load(root, "bench").expect("valid");
+    let graph = infra::graph::block_graph(&configuration).expect("graph");
+    let checked = check_configuration(&configuration, &graph).expect("checks");
+    let loaded = started.elapsed();
+    let state = read_applied_state(root);
+    let parsed = started.elapsed();
+    let (client, options) = offline_planning();
     let plan = runtime
         .block_on(async {
             let refreshed =
@@ -237,17 +249,8 @@ fn phases(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 4] {
 fn plan_with_and_without_takeover(root: &Path, runtime: &tokio::runtime::Runtime) -> [Duration; 2] {
     let configuration = infra::config::load(root, "bench").expect("valid");
     let graph = infra::graph::block_graph(&configuration).expect("graph");
-    let bytes = std::fs::read(root.join("state/bench.state.json")).expect("read");
-    let state = State::from_bytes(&bytes, "bench.state.json", "bench").expect("state");
-    let client = GcpClient::new(
-        Some("http://127.0.0.1:9/".into()),
-        infra::gcp::Authentication::None,
-    )
-    .expect("client");
-    let options = PlanOptions {
-        refresh: false,
-        ..PlanOptions::default()
-    };
+    let state = read_applied_state(root);
+    let (client, options) = offline_planning();
     let refreshed = runtime
         .block_on(refresh_for_plan(
             &configuration,
