@@ -110,7 +110,8 @@ pub fn evaluate_instances(
     block: &ResourceBlock,
     values: &Values,
 ) -> Result<Vec<InstanceConfig>, Vec<Diagnostic>> {
-    let keys = evaluate_keys(configuration, module, block, values)?;
+    let (keys, key_dependencies) =
+        evaluate_keys_with(&Evaluator::new(configuration, values), module, block)?;
     let mut instances = Vec::new();
     let mut diagnostics = Vec::new();
     for (key, each_value) in &keys {
@@ -122,7 +123,7 @@ pub fn evaluate_instances(
             each_value,
             values,
         ) {
-            Ok(instance) => instances.push(instance),
+            Ok(instance) => instances.push(depending_on_keys(instance, &key_dependencies)),
             Err(found) => diagnostics.extend(found),
         }
     }
@@ -140,19 +141,27 @@ pub fn evaluate_keys(
     module: &ModuleInstance,
     block: &ResourceBlock,
     values: &Values,
-) -> Result<Vec<(Option<String>, Value)>, Vec<Diagnostic>> {
-    evaluate_keys_with(&Evaluator::new(configuration, values), module, block)
+) -> Result<InstanceKeys, Vec<Diagnostic>> {
+    evaluate_keys_with(&Evaluator::new(configuration, values), module, block).map(|(keys, _)| keys)
 }
 
+/// A block's instances' keys and `each.value`s (one keyless instance without `for_each`).
+pub type InstanceKeys = Vec<(Option<String>, Value)>;
+
+/// The instances a block's `for_each` read: every instance of the block depends on them, as
+/// on what its own attributes read (so destroy deletes it first, and the graph shows the edge).
+type KeyDependencies = BTreeSet<String>;
+
 /// Evaluates a block's `for_each` like `evaluate_keys`, with `evaluator` (which may record
-/// what it reads).
+/// what it reads); returns the keys and the instances the `for_each` read.
 fn evaluate_keys_with(
     evaluator: &Evaluator<'_>,
     module: &ModuleInstance,
     block: &ResourceBlock,
-) -> Result<Vec<(Option<String>, Value)>, Vec<Diagnostic>> {
+) -> Result<(InstanceKeys, KeyDependencies), Vec<Diagnostic>> {
     let env_scope = module.name.is_empty();
-    let keys: Vec<(Option<String>, Value)> = match &block.for_each {
+    let mut key_dependencies = KeyDependencies::new();
+    let keys: InstanceKeys = match &block.for_each {
         None => vec![(None, Value::Null)],
         Some(expression) => {
             let value = evaluator
@@ -165,7 +174,7 @@ fn evaluate_keys_with(
                     },
                 )
                 .map_err(|diagnostic| vec![diagnostic])?;
-            evaluator.take_touched();
+            key_dependencies = evaluator.take_touched();
             let invalid = |message: String| {
                 vec![
                     Diagnostic::new(DiagnosticCode::InvalidValue, expression.span(), message)
@@ -225,7 +234,21 @@ fn evaluate_keys_with(
             }
         }
     };
-    Ok(keys)
+    Ok((keys, key_dependencies))
+}
+
+/// Returns `instance` depending also on what its block's `for_each` read.
+fn depending_on_keys(
+    mut instance: InstanceConfig,
+    key_dependencies: &KeyDependencies,
+) -> InstanceConfig {
+    instance.dependencies.extend(
+        key_dependencies
+            .iter()
+            .filter(|dependency| **dependency != instance.address)
+            .cloned(),
+    );
+    instance
 }
 
 /// Evaluates one instance of a resource block (`key` and `each_value` from `evaluate_keys`)
@@ -1004,7 +1027,7 @@ fn evaluate_instances_recorded(
     values: &Values,
 ) -> Result<RecordedBlock, Vec<Diagnostic>> {
     let key_evaluator = Evaluator::recording(configuration, values);
-    let keys = evaluate_keys_with(&key_evaluator, module, block)?;
+    let (keys, key_dependencies) = evaluate_keys_with(&key_evaluator, module, block)?;
     let key_reads = key_evaluator.take_reads();
     let mut instances = Vec::with_capacity(keys.len());
     let mut recorded = Vec::with_capacity(keys.len());
@@ -1013,7 +1036,7 @@ fn evaluate_instances_recorded(
         let evaluator = Evaluator::recording(configuration, values);
         match evaluate_instance_with(&evaluator, module, block, key.as_deref(), &each_value) {
             Ok(instance) => {
-                instances.push(instance);
+                instances.push(depending_on_keys(instance, &key_dependencies));
                 // A splat's value holds every instance of its block: kept for each reader, an
                 // N-instance block reading an M-instance one would hold N × M values through
                 // the lock and the refresh, to save no more than the replay costs.
@@ -1046,11 +1069,11 @@ fn take_over_instances(
     checked: CheckedBlock,
     evaluated_again: &mut usize,
 ) -> Result<Vec<InstanceConfig>, Vec<Diagnostic>> {
-    let mut touched = BTreeSet::new();
+    let mut key_dependencies = KeyDependencies::new();
     if !checked
         .key_reads
         .iter()
-        .all(|read| read.replay(values, &mut touched))
+        .all(|read| read.replay(values, &mut key_dependencies))
     {
         *evaluated_again += checked.instances.len();
         return evaluate_instances(configuration, module, block, values);
@@ -1058,7 +1081,7 @@ fn take_over_instances(
     let mut instances = Vec::with_capacity(checked.instances.len());
     let mut diagnostics = Vec::new();
     for checked in checked.instances {
-        if reads_the_same(&checked, module, block, values) {
+        if reads_the_same(&checked, module, block, values, &key_dependencies) {
             instances.push(checked.instance);
             continue;
         }
@@ -1071,7 +1094,7 @@ fn take_over_instances(
             &checked.each_value,
             values,
         ) {
-            Ok(instance) => instances.push(instance),
+            Ok(instance) => instances.push(depending_on_keys(instance, &key_dependencies)),
             Err(found) => diagnostics.extend(found),
         }
     }
@@ -1083,17 +1106,19 @@ fn take_over_instances(
 }
 
 /// Returns true when evaluating a checked instance again with `values` would read what it
-/// read, so compute the same configuration and depend on the same instances.
+/// read, so compute the same configuration and depend on the same instances (with
+/// `key_dependencies`, what its block's `for_each` read in the replay).
 fn reads_the_same(
     checked: &CheckedInstance,
     module: &ModuleInstance,
     block: &ResourceBlock,
     values: &Values,
+    key_dependencies: &KeyDependencies,
 ) -> bool {
     let Some(reads) = &checked.reads else {
         return false;
     };
-    let mut dependencies = BTreeSet::new();
+    let mut dependencies = key_dependencies.clone();
     if !reads
         .iter()
         .all(|read| read.replay(values, &mut dependencies))
@@ -1768,6 +1793,38 @@ mod tests {
         let taken =
             plan_with_live_checked(&configuration, &state, &graph, &live, &options, checked)
                 .expect("plans");
+        let fresh = plan_with_live(&configuration, &state, &graph, &live, &options).expect("plans");
+        assert_eq!(
+            serde_json::to_string(&taken).expect("json"),
+            serde_json::to_string(&fresh).expect("json")
+        );
+    }
+
+    #[test]
+    fn an_instance_depends_on_what_its_for_each_read() {
+        // The members' keys come from the secrets: destroy must delete a member before the
+        // secrets its for_each read, so each member lists them, with or without the check.
+        let body = "[vars]\nids = [\"a\", \"b\"]\n[resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"s-${each.key}\"\n[resource.iam_member.m]\nfor_each = \"${zipmap(secret.s[*].secret_id, secret.s[*].secret_id)}\"\nparent = \"projects/p/secrets/${each.value}\"\nrole = \"roles/viewer\"\nmember = \"user:x@y.z\"\n";
+        let (_root, configuration, graph) = load(body);
+        let options = PlanOptions::default();
+        let live = BTreeMap::new();
+        let empty = State::new("t");
+        let first = plan_with_live(&configuration, &empty, &graph, &live, &options).expect("plans");
+        let secrets = vec!["secret.s[\"a\"]".to_string(), "secret.s[\"b\"]".to_string()];
+        let member = |plan: &Plan, key: &str| {
+            plan.changes
+                .iter()
+                .find(|change| change.address == format!("iam_member.m[\"s-{key}\"]"))
+                .map(|change| change.dependencies.clone())
+        };
+        assert_eq!(member(&first, "a"), Some(secrets.clone()));
+        assert_eq!(member(&first, "b"), Some(secrets.clone()));
+        let state = applied(&first, empty);
+        let checked = check_configuration(&configuration, &graph).expect("valid");
+        let taken =
+            plan_with_live_checked(&configuration, &state, &graph, &live, &options, checked)
+                .expect("plans");
+        assert_eq!(member(&taken, "a"), Some(secrets));
         let fresh = plan_with_live(&configuration, &state, &graph, &live, &options).expect("plans");
         assert_eq!(
             serde_json::to_string(&taken).expect("json"),

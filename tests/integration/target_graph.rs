@@ -124,3 +124,73 @@ fn graph_draws_dependencies_in_dot_and_mermaid() {
     );
     assert!(!changes.stdout.contains("secret.a"), "{}", changes.stdout);
 }
+
+#[test]
+fn what_a_for_each_reads_is_a_dependency_of_every_instance() {
+    // The members' keys are the secrets' ids: a target brings the secrets, the state records
+    // them as each member's dependencies, and destroy deletes the members first.
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n\
+         [vars]\nids = [\"A\", \"B\"]\n\n\
+         [resource.secret.s]\nfor_each = \"${var.ids}\"\nsecret_id = \"${each.key}\"\n\n\
+         [resource.iam_member.by_secret]\n\
+         for_each = \"${zipmap(secret.s[*].secret_id, secret.s[*].name)}\"\n\
+         parent = \"${each.value}\"\n\
+         role = \"roles/secretmanager.secretAccessor\"\n\
+         member = \"serviceAccount:reader@proj-test.iam.gserviceaccount.com\"\n",
+    );
+    let plan = env.infra(&[
+        "plan",
+        "--env",
+        "test",
+        "--target",
+        "iam_member.by_secret[\"A\"]",
+    ]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("Plan: 3 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let state: serde_json::Value =
+        serde_json::from_str(&env.read("state/test.state.json")).expect("state");
+    let member = state["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|resource| resource["address"] == "iam_member.by_secret[\"A\"]")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        member["dependencies"],
+        serde_json::json!(["secret.s[\"A\"]", "secret.s[\"B\"]"]),
+        "{state}"
+    );
+    env.infra(&["destroy", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, log) = env.api("GET", "_emulator/requests", None);
+    let requests = log["requests"].as_array().expect("log");
+    let last = |wanted: &dyn Fn(&serde_json::Value) -> bool| requests.iter().rposition(wanted);
+    for secret in ["A", "B"] {
+        let member_removed = last(&|request| {
+            request["path"]
+                .as_str()
+                .is_some_and(|path| path.ends_with(&format!("/secrets/{secret}:setIamPolicy")))
+        });
+        let secret_deleted = last(&|request| {
+            request["method"] == "DELETE"
+                && request["path"]
+                    .as_str()
+                    .is_some_and(|path| path.ends_with(&format!("/secrets/{secret}")))
+        });
+        assert!(
+            matches!((member_removed, secret_deleted), (Some(member), Some(deleted)) if member < deleted),
+            "{secret}: {log}"
+        );
+    }
+}
