@@ -115,15 +115,15 @@ pub fn evaluate_instances(
     let mut instances = Vec::new();
     let mut diagnostics = Vec::new();
     for (key, each_value) in &keys {
-        match evaluate_instance(
-            configuration,
+        match evaluate_instance_with(
+            &Evaluator::new(configuration, values),
             module,
             block,
             key.as_deref(),
             each_value,
-            values,
+            &key_dependencies,
         ) {
-            Ok(instance) => instances.push(depending_on_keys(instance, &key_dependencies)),
+            Ok(instance) => instances.push(instance),
             Err(found) => diagnostics.extend(found),
         }
     }
@@ -149,7 +149,7 @@ pub fn evaluate_keys(
 pub type InstanceKeys = Vec<(Option<String>, Value)>;
 
 /// The instances a block's `for_each` read: every instance of the block depends on them, as
-/// on what its own attributes read (so destroy deletes it first, and the graph shows the edge).
+/// on what its own attributes read (so destroy deletes it first, and `--target` brings them).
 type KeyDependencies = BTreeSet<String>;
 
 /// Evaluates a block's `for_each` like `evaluate_keys`, with `evaluator` (which may record
@@ -237,22 +237,9 @@ fn evaluate_keys_with(
     Ok((keys, key_dependencies))
 }
 
-/// Returns `instance` depending also on what its block's `for_each` read.
-fn depending_on_keys(
-    mut instance: InstanceConfig,
-    key_dependencies: &KeyDependencies,
-) -> InstanceConfig {
-    instance.dependencies.extend(
-        key_dependencies
-            .iter()
-            .filter(|dependency| **dependency != instance.address)
-            .cloned(),
-    );
-    instance
-}
-
 /// Evaluates one instance of a resource block (`key` and `each_value` from `evaluate_keys`)
-/// with the values known so far.
+/// with the values known so far. Its dependencies are what its attributes read and its
+/// `depends_on`, without what the block's `for_each` read (`evaluate_instances` adds that).
 pub fn evaluate_instance(
     configuration: &Configuration,
     module: &ModuleInstance,
@@ -262,17 +249,25 @@ pub fn evaluate_instance(
     values: &Values,
 ) -> Result<InstanceConfig, Vec<Diagnostic>> {
     let evaluator = Evaluator::new(configuration, values);
-    evaluate_instance_with(&evaluator, module, block, key, each_value)
+    evaluate_instance_with(
+        &evaluator,
+        module,
+        block,
+        key,
+        each_value,
+        &KeyDependencies::new(),
+    )
 }
 
 /// Evaluates one instance like `evaluate_instance`, with a fresh `evaluator` (which may record
-/// what it reads).
+/// what it reads), depending also on `key_dependencies` (what the block's `for_each` read).
 fn evaluate_instance_with(
     evaluator: &Evaluator<'_>,
     module: &ModuleInstance,
     block: &ResourceBlock,
     key: Option<&str>,
     each_value: &Value,
+    key_dependencies: &KeyDependencies,
 ) -> Result<InstanceConfig, Vec<Diagnostic>> {
     let kind = kinds::find(&block.kind).ok_or_else(|| {
         vec![Diagnostic::new(
@@ -320,6 +315,7 @@ fn evaluate_instance_with(
         kind, &address, block, &config,
     ));
     let mut dependencies = evaluator.take_touched();
+    dependencies.extend(key_dependencies.iter().cloned());
     add_depends_on(&mut dependencies, module, block, evaluator.values);
     dependencies.remove(&address);
     if !diagnostics.is_empty() {
@@ -1034,9 +1030,16 @@ fn evaluate_instances_recorded(
     let mut diagnostics = Vec::new();
     for (key, each_value) in keys {
         let evaluator = Evaluator::recording(configuration, values);
-        match evaluate_instance_with(&evaluator, module, block, key.as_deref(), &each_value) {
+        match evaluate_instance_with(
+            &evaluator,
+            module,
+            block,
+            key.as_deref(),
+            &each_value,
+            &key_dependencies,
+        ) {
             Ok(instance) => {
-                instances.push(depending_on_keys(instance, &key_dependencies));
+                instances.push(instance);
                 // A splat's value holds every instance of its block: kept for each reader, an
                 // N-instance block reading an M-instance one would hold N × M values through
                 // the lock and the refresh, to save no more than the replay costs.
@@ -1086,15 +1089,15 @@ fn take_over_instances(
             continue;
         }
         *evaluated_again += 1;
-        match evaluate_instance(
-            configuration,
+        match evaluate_instance_with(
+            &Evaluator::new(configuration, values),
             module,
             block,
             checked.instance.key.as_deref(),
             &checked.each_value,
-            values,
+            &key_dependencies,
         ) {
-            Ok(instance) => instances.push(depending_on_keys(instance, &key_dependencies)),
+            Ok(instance) => instances.push(instance),
             Err(found) => diagnostics.extend(found),
         }
     }
