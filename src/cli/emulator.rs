@@ -1,8 +1,10 @@
 //! `infra emulator`: serves the emulated Google APIs on a port until interrupted.
 
 use super::{CommandError, ErrorKind, Outcome};
+use crate::emulator::quota::QuotaOptions;
 use crate::emulator::realism::{FaultOptions, RealismOptions};
 use crate::emulator::{self, EmulatorOptions};
+use crate::gcp::quotas::{QUOTAS, quota_by_metric};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -66,9 +68,77 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // Quotas and disabled APIs (issue 18, blockers 4 and 5).
+    /// Multiply Google's published per-project request quotas (Secret Manager, IAM, Resource
+    /// Manager, Cloud Run, Monitoring, Billing Budgets) by this; over one, the emulator
+    /// answers 429 RESOURCE_EXHAUSTED as Google does. 0 turns quotas off.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub quota_scale: f64,
+    /// How long one quota window lasts. Google counts per minute (60000); the default counts
+    /// Google's per-minute values per second, so tests never wait minutes.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub quota_window_ms: u64,
+    /// Give one project's quota bucket this limit per window, for example
+    /// `proj-test:secretmanager.googleapis.com/write_requests=2` (repeatable; applies even
+    /// with --no-realism).
+    #[arg(long, value_name = "PROJECT:METRIC=LIMIT")]
+    pub quota_override: Vec<String>,
+    /// Treat an API as disabled in a project, for example
+    /// `proj-test:secretmanager.googleapis.com`: every call answers 403 SERVICE_DISABLED
+    /// (repeatable; applies even with --no-realism).
+    #[arg(long, value_name = "PROJECT:SERVICE")]
+    pub disable_service: Vec<String>,
 }
 
 impl EmulatorArgs {
+    /// Returns the quotas and disabled APIs the flags ask for.
+    fn quotas(&self) -> Result<QuotaOptions, CommandError> {
+        let mut quotas = if self.no_realism {
+            QuotaOptions::off()
+        } else {
+            QuotaOptions {
+                scale: self.quota_scale,
+                window: Duration::from_millis(self.quota_window_ms.max(1)),
+                ..QuotaOptions::default()
+            }
+        };
+        for text in &self.quota_override {
+            let parsed = text.split_once(':').and_then(|(project, rest)| {
+                let (metric, limit) = rest.rsplit_once('=')?;
+                let limit = limit.trim().parse::<u64>().ok()?;
+                quota_by_metric(metric)?;
+                Some((project.to_string(), metric.to_string(), limit))
+            });
+            let Some((project, metric, limit)) = parsed else {
+                return Err(CommandError::new(
+                    ErrorKind::Usage,
+                    format!("--quota-override `{text}` is not PROJECT:METRIC=LIMIT with a known quota metric"),
+                )
+                .hint(format!(
+                    "for example proj-test:secretmanager.googleapis.com/write_requests=2; the metrics are {}",
+                    QUOTAS.iter().map(|spec| spec.metric).collect::<Vec<_>>().join(", ")
+                )));
+            };
+            quotas.overrides.insert((project, metric), limit);
+        }
+        for text in &self.disable_service {
+            let Some((project, service)) = text
+                .split_once(':')
+                .filter(|(project, service)| !project.is_empty() && service.contains('.'))
+            else {
+                return Err(CommandError::new(
+                    ErrorKind::Usage,
+                    format!("--disable-service `{text}` is not PROJECT:SERVICE"),
+                )
+                .hint("for example proj-test:secretmanager.googleapis.com"));
+            };
+            quotas
+                .disabled_services
+                .insert((project.to_string(), service.to_string()));
+        }
+        Ok(quotas)
+    }
+
     /// Returns the realism the flags ask for.
     fn realism(&self) -> RealismOptions {
         let mut realism = if self.no_realism {
@@ -111,12 +181,25 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
             .into());
         }
     }
+    if !(args.quota_scale >= 0.0 && args.quota_scale.is_finite()) {
+        return Err(CommandError::new(
+            ErrorKind::Usage,
+            format!(
+                "--quota-scale {} is not a factor of 0 or more",
+                args.quota_scale
+            ),
+        )
+        .hint("1 is Google's published quotas, 0.01 a hundredth of them, 0 turns quotas off")
+        .into());
+    }
+    let mut realism = args.realism();
+    realism.quotas = args.quotas()?;
     let options = EmulatorOptions {
         data_dir: args.data.clone(),
         latency: Duration::from_millis(args.latency_ms),
         fail_rate: args.fail_rate,
         operation_delay: Duration::from_millis(args.operation_delay_ms),
-        realism: args.realism(),
+        realism,
     };
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
     outln!("{}", running.base_url());

@@ -153,7 +153,9 @@ impl Session {
             (None, None) => (configuration.env.endpoint.clone(), None),
         };
         let authentication = authentication(&configuration, running.is_some())?;
-        let client = GcpClient::new(endpoint, authentication)?.with_timeout(http_timeout()?);
+        let client = GcpClient::new(endpoint, authentication)?
+            .with_timeout(http_timeout()?)
+            .with_quota_retry(quota_retry()?);
         let backend = Backend::open(
             &configuration.env.name,
             &configuration.env.project,
@@ -450,6 +452,21 @@ fn http_timeout() -> anyhow::Result<Duration> {
             Ok(timeout)
         }
         _ => Ok(Duration::from_secs(60)),
+    }
+}
+
+/// Returns how quota 429s are waited out: at least `INFRA_QUOTA_RETRY_MIN` (like 30s or
+/// 500ms) before each retry, Google's advised 30 s when unset.
+fn quota_retry() -> anyhow::Result<crate::gcp::QuotaRetry> {
+    match std::env::var("INFRA_QUOTA_RETRY_MIN") {
+        Ok(text) if !text.is_empty() => {
+            let minimum = parse_duration(&text).map_err(|message| {
+                CommandError::new(ErrorKind::Usage, format!("INFRA_QUOTA_RETRY_MIN: {message}"))
+                    .hint("set it to a duration such as 30s or 500ms, or unset it for Google's advised 30s")
+            })?;
+            Ok(crate::gcp::QuotaRetry { minimum })
+        }
+        _ => Ok(crate::gcp::QuotaRetry::default()),
     }
 }
 

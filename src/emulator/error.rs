@@ -1,5 +1,6 @@
 //! Google's error responses as the emulator sends them: `{"error": {"code", "message",
-//! "status"}}` with the HTTP status that `google.rpc.Code` maps to.
+//! "status", "details"}}` with the HTTP status that `google.rpc.Code` maps to; `details`
+//! (typed `google.rpc` messages such as `ErrorInfo` and `Help`) only when there are some.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,8 @@ pub struct ApiError {
     pub code: StatusCode,
     pub status: &'static str,
     pub message: String,
+    /// `google.rpc` detail messages, each with its `@type`.
+    pub details: Vec<serde_json::Value>,
 }
 
 impl ApiError {
@@ -20,6 +23,7 @@ impl ApiError {
             code: StatusCode::BAD_REQUEST,
             status: "INVALID_ARGUMENT",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -29,6 +33,7 @@ impl ApiError {
             code: StatusCode::BAD_REQUEST,
             status: "FAILED_PRECONDITION",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -38,6 +43,7 @@ impl ApiError {
             code: StatusCode::NOT_FOUND,
             status: "NOT_FOUND",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -47,6 +53,7 @@ impl ApiError {
             code: StatusCode::CONFLICT,
             status: "ALREADY_EXISTS",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -56,6 +63,7 @@ impl ApiError {
             code: StatusCode::CONFLICT,
             status: "ABORTED",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -65,6 +73,7 @@ impl ApiError {
             code: StatusCode::SERVICE_UNAVAILABLE,
             status: "UNAVAILABLE",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -74,6 +83,7 @@ impl ApiError {
             code: StatusCode::NOT_IMPLEMENTED,
             status: "UNIMPLEMENTED",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -83,6 +93,7 @@ impl ApiError {
             code: StatusCode::METHOD_NOT_ALLOWED,
             status: "UNIMPLEMENTED",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -92,6 +103,7 @@ impl ApiError {
             code: StatusCode::PAYLOAD_TOO_LARGE,
             status: "OUT_OF_RANGE",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 
@@ -116,7 +128,14 @@ impl ApiError {
             code,
             status,
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    /// Returns the error with `details` (`google.rpc.ErrorInfo`, `Help`, …).
+    pub fn with_details(mut self, details: Vec<serde_json::Value>) -> Self {
+        self.details = details;
+        self
     }
 
     /// 500 INTERNAL.
@@ -125,13 +144,17 @@ impl ApiError {
             code: StatusCode::INTERNAL_SERVER_ERROR,
             status: "INTERNAL",
             message: message.into(),
+            details: Vec::new(),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code.as_u16(), "message": self.message, "status": self.status}});
+        let mut body = json!({"error": {"code": self.code.as_u16(), "message": self.message, "status": self.status}});
+        if !self.details.is_empty() {
+            body["error"]["details"] = serde_json::Value::Array(self.details);
+        }
         (self.code, axum::Json(body)).into_response()
     }
 }

@@ -10,6 +10,7 @@ pub mod http;
 mod iam;
 mod monitoring;
 mod projects;
+pub mod quota;
 pub mod realism;
 mod run;
 mod secretmanager;

@@ -6,6 +6,7 @@
 //! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
 
 use super::error::ApiError;
+use super::quota::QuotaOptions;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -30,6 +31,10 @@ pub struct RealismOptions {
     pub metric_validation: bool,
     /// Injected faults.
     pub faults: FaultOptions,
+    // Quotas and disabled APIs (issue 18, blockers 4 and 5).
+    /// Per-project request quotas (429 `RATE_LIMIT_EXCEEDED`) and APIs disabled per project
+    /// (403 `SERVICE_DISABLED`), applied before anything else (`quota.rs`).
+    pub quotas: QuotaOptions,
 }
 
 impl Default for RealismOptions {
@@ -40,6 +45,7 @@ impl Default for RealismOptions {
             quota_project_required: true,
             metric_validation: true,
             faults: FaultOptions::default(),
+            quotas: QuotaOptions::default(),
         }
     }
 }
@@ -53,6 +59,7 @@ impl RealismOptions {
             quota_project_required: false,
             metric_validation: false,
             faults: FaultOptions::default(),
+            quotas: QuotaOptions::off(),
         }
     }
 }

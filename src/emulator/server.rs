@@ -6,6 +6,7 @@
 use super::discovery;
 use super::error::ApiError;
 use super::http::{AnswerFormat, Request, take_system_parameters};
+use super::quota::Quotas;
 use super::realism::{Fault, Realism, RealismOptions};
 use super::store::Store;
 use super::wire;
@@ -65,6 +66,8 @@ pub struct Emulator {
     request_log: Mutex<std::collections::VecDeque<Json>>,
     realism: Realism,
     _data_lock: Option<File>,
+    /// Request quotas and disabled APIs, checked before anything else.
+    quotas: Quotas,
 }
 
 /// Why the emulator could not start.
@@ -138,6 +141,7 @@ impl Emulator {
         let mut store = store;
         store.access_propagation_ms =
             i64::try_from(options.realism.account_propagation.as_millis()).unwrap_or(i64::MAX);
+        let options_quotas = options.realism.quotas.clone();
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             realism: Realism::new(options.realism.clone()),
@@ -146,6 +150,7 @@ impl Emulator {
             forced_conflicts: AtomicU64::new(0),
             request_log: Mutex::default(),
             _data_lock: lock,
+            quotas: Quotas::new(&options_quotas),
         }))
     }
 
@@ -154,6 +159,11 @@ impl Emulator {
         Router::new()
             .route("/_emulator/faults", axum::routing::post(handle_faults))
             .route("/_emulator/requests", axum::routing::get(handle_requests))
+            .route(
+                "/_emulator/quotas",
+                axum::routing::get(handle_quotas).post(handle_quota_override),
+            )
+            .route("/_emulator/services", axum::routing::post(handle_services))
             .route("/storage/v1/{*path}", axum::routing::any(handle_storage))
             .route(
                 "/upload/storage/v1/{*path}",
@@ -592,6 +602,63 @@ async fn handle_requests(State(emulator): State<Arc<Emulator>>) -> axum::respons
         .into_response()
 }
 
+/// `GET /_emulator/quotas`: every quota bucket counted so far, per consumer (project number),
+/// quota metric and region: the limit per window, what the current window used, and the totals
+/// admitted and refused; plus the APIs disabled. Not a Google API.
+async fn handle_quotas(State(emulator): State<Arc<Emulator>>) -> axum::response::Response {
+    axum::Json(emulator.quotas.snapshot()).into_response()
+}
+
+/// `POST /_emulator/quotas {"project": P, "quotaMetric": M, "limit": N}`: from now on project
+/// P's bucket M admits N requests per window (`"limit": null` restores the default). Not a
+/// Google API.
+async fn handle_quota_override(
+    State(emulator): State<Arc<Emulator>>,
+    body: Bytes,
+) -> axum::response::Response {
+    let parsed: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+    let (Some(project), Some(metric)) =
+        (parsed["project"].as_str(), parsed["quotaMetric"].as_str())
+    else {
+        return ApiError::invalid_argument(
+            "expected {\"project\": P, \"quotaMetric\": M, \"limit\": N or null}",
+        )
+        .into_response();
+    };
+    if !emulator
+        .quotas
+        .set_override(project, metric, parsed["limit"].as_u64())
+    {
+        return ApiError::invalid_argument(format!("unknown quota metric `{metric}`"))
+            .into_response();
+    }
+    axum::Json(emulator.quotas.snapshot()).into_response()
+}
+
+/// `POST /_emulator/services {"project": P, "service": S, "enabled": false}`: marks API S
+/// disabled (or enabled again) in project P, as `gcloud services disable|enable` would. Not a
+/// Google API.
+async fn handle_services(
+    State(emulator): State<Arc<Emulator>>,
+    body: Bytes,
+) -> axum::response::Response {
+    let parsed: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+    let (Some(project), Some(service), Some(enabled)) = (
+        parsed["project"].as_str(),
+        parsed["service"].as_str(),
+        parsed["enabled"].as_bool(),
+    ) else {
+        return ApiError::invalid_argument(
+            "expected {\"project\": P, \"service\": S, \"enabled\": true or false}",
+        )
+        .into_response();
+    };
+    emulator
+        .quotas
+        .set_service_enabled(project, service, enabled);
+    axum::Json(emulator.quotas.snapshot()).into_response()
+}
+
 /// Serves Cloud Storage, whose paths keep object names percent-encoded (so the raw URI is
 /// parsed, not axum's decoded path) and whose errors have their own shape.
 async fn handle_storage(
@@ -744,14 +811,22 @@ async fn handle_api(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
-    if version == "v1" && path.starts_with("billingAccounts/") {
-        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        if let Err(error) = emulator
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    // Google's front end refuses a disabled API or a spent quota before the API sees it.
+    if let Err(error) = emulator.quotas.admit(
+        method.as_str(),
+        &format!("{version}/{path}"),
+        header(crate::gcp::client::QUOTA_PROJECT_HEADER),
+    ) {
+        return error.into_response();
+    }
+    if version == "v1"
+        && path.starts_with("billingAccounts/")
+        && let Err(error) = emulator
             .realism
             .check_quota_project(header("authorization"), header("x-goog-user-project"))
-        {
-            return error.into_response();
-        }
+    {
+        return error.into_response();
     }
     let signature = format!("{method} /{version}/{path}");
     let served = serve_api(

@@ -171,13 +171,12 @@ fn find(store: &Store, project: &str, account: &str) -> Result<String, ApiError>
     match found {
         Some((key, _)) => Ok(key.clone()),
         // With the `-` wildcard Google cannot tell a missing account from a forbidden one.
-        None if project == "-" => Err(ApiError {
-            code: StatusCode::FORBIDDEN,
-            status: "PERMISSION_DENIED",
-            message: format!(
+        None if project == "-" => Err(ApiError::from_status(
+            StatusCode::FORBIDDEN,
+            format!(
                 "Permission 'iam.serviceAccounts.get' denied on resource (or it may not exist): projects/-/serviceAccounts/{account}"
             ),
-        }),
+        )),
         None => Err(ApiError::not_found(format!(
             "Unknown service account: projects/{project}/serviceAccounts/{account}"
         ))),

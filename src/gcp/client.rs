@@ -8,7 +8,7 @@
 //! `MAX_BODY_BYTES` is refused, an error body is kept to `MAX_ERROR_BODY_BYTES`), so a
 //! misbehaving endpoint cannot exhaust memory. It knows no resource kind.
 
-use super::error::{ErrorEnvelope, GcpError};
+use super::error::{ErrorDetails, ErrorEnvelope, GcpError};
 use reqwest::Method;
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -92,6 +92,44 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How patiently a quota refusal (429 `RESOURCE_EXHAUSTED` without `Retry-After`) is waited
+/// out. Google asks for at least 30 s before retrying one, with exponential backoff and
+/// randomness (cloud.google.com/service-usage/docs/troubleshooting): per-minute quotas refill
+/// only when their minute ends, so quick retries are refused again and spend the budget.
+#[derive(Debug, Clone)]
+pub struct QuotaRetry {
+    /// The least wait before a retry (`INFRA_QUOTA_RETRY_MIN`; Google's advice is 30 s).
+    pub minimum: Duration,
+}
+
+impl Default for QuotaRetry {
+    fn default() -> Self {
+        Self {
+            minimum: Duration::from_secs(30),
+        }
+    }
+}
+
+impl QuotaRetry {
+    /// Returns the wait before quota retry number `attempt` (1-based): the minimum doubled
+    /// per retry up to four times it, plus up to half again at random, so that the callers
+    /// one refill admits do not all come back together.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponential = self
+            .minimum
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(2));
+        let jitter: f64 = rand::random_range(1.0..1.5);
+        exponential.mul_f64(jitter)
+    }
+
+    /// Returns how long one call keeps waiting out quota refusals: ten times the minimum
+    /// (five minutes at Google's 30 s, five refills of a per-minute quota), and never less
+    /// than the call's own deadline.
+    pub fn deadline(&self, call_deadline: Duration) -> Duration {
+        self.minimum.saturating_mul(10).max(call_deadline)
+    }
+}
+
 /// Whether a failed request may be sent again as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
@@ -139,6 +177,7 @@ pub struct GcpClient {
     /// The quota project sent when the credentials' own headers name none.
     quota_project: Option<String>,
     retry: RetryPolicy,
+    quota_retry: QuotaRetry,
     timeout: Duration,
     parent_locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
 }
@@ -282,6 +321,7 @@ impl GcpClient {
             credentials,
             quota_project,
             retry: RetryPolicy::default(),
+            quota_retry: QuotaRetry::default(),
             timeout: DEFAULT_TIMEOUT,
             parent_locks: Arc::default(),
         })
@@ -296,6 +336,13 @@ impl GcpClient {
     /// Replaces the retry policy (tests use short delays).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Replaces how quota refusals are waited out (`INFRA_QUOTA_RETRY_MIN`; tests use less
+    /// than Google's 30 s).
+    pub fn with_quota_retry(mut self, quota_retry: QuotaRetry) -> Self {
+        self.quota_retry = quota_retry;
         self
     }
 
@@ -443,8 +490,8 @@ impl GcpClient {
         };
         let started = std::time::Instant::now();
         let mut attempt = 0;
+        let mut quota_attempt = 0;
         loop {
-            attempt += 1;
             let failure = match self
                 .send_once(method.clone(), &url, query, body.as_ref())
                 .await
@@ -452,6 +499,20 @@ impl GcpClient {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
+            // A quota refusal is waited out by its own rule (at least `quota_retry.minimum`,
+            // under a longer deadline), not by the short backoff of transient failures; a
+            // `Retry-After` or `RetryInfo` still says exactly how long.
+            if failure.retry_after.is_none() && failure.error.is_quota_exhausted() {
+                quota_attempt += 1;
+                let delay = self.quota_retry.delay(quota_attempt);
+                if started.elapsed() + delay > self.quota_retry.deadline(self.retry.deadline) {
+                    return Err(failure.error);
+                }
+                tracing::debug!(%method, %url, quota_attempt, ?delay, "waiting out quota: {}", failure.error);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            attempt += 1;
             // 429 is a refusal before any work (Google's quota check); a refused connection
             // never reached the server. Anything else may have committed.
             let concurrent_edit = serial.is_some() && failure.error.is_concurrent_edit_refusal();
@@ -575,21 +636,29 @@ impl GcpClient {
                 (head, Some(size))
             }
         };
-        let (message, google_status) = match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-            Ok(envelope) => (shorten(&envelope.error.message), envelope.error.status),
-            Err(_) => {
-                let text = plain_text(&bytes);
-                let message = match cut_size {
-                    _ if text.is_empty() => "(empty body)".to_string(),
-                    Some(size) => {
-                        let shown: String = text.chars().take(SHOWN_ERROR_CHARS).collect();
-                        format!("{shown}… ({size}; first {SHOWN_ERROR_CHARS} shown)")
-                    }
-                    None => shorten(&text),
-                };
-                (message, String::new())
-            }
-        };
+        let (message, google_status, details) =
+            match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+                Ok(envelope) => (
+                    shorten(&envelope.error.message),
+                    envelope.error.status,
+                    ErrorDetails::parse(&envelope.error.details),
+                ),
+                Err(_) => {
+                    let text = plain_text(&bytes);
+                    let message = match cut_size {
+                        _ if text.is_empty() => "(empty body)".to_string(),
+                        Some(size) => {
+                            let shown: String = text.chars().take(SHOWN_ERROR_CHARS).collect();
+                            format!("{shown}… ({size}; first {SHOWN_ERROR_CHARS} shown)")
+                        }
+                        None => shorten(&text),
+                    };
+                    (message, String::new(), ErrorDetails::default())
+                }
+            };
+        // Google's `RetryInfo` asks for a wait as `Retry-After` does.
+        let retry_after =
+            retry_after.or(details.retry_delay.map(|delay| delay.min(MAX_RETRY_AFTER)));
         let google_status = if google_status.is_empty() {
             status
                 .canonical_reason()
@@ -606,6 +675,7 @@ impl GcpClient {
                 code: status.as_u16(),
                 status: google_status,
                 message,
+                details: Box::new(details),
             },
             retry_after,
             reached_server: true,
@@ -691,6 +761,28 @@ mod tests {
         assert!(policy.delay(1) <= Duration::from_millis(200));
         assert!(policy.delay(10) <= Duration::from_millis(500));
         assert!(policy.delay(10) >= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn quota_waits_start_at_the_minimum_and_grow_to_four_times_it() {
+        let quota = QuotaRetry::default();
+        for attempt in 1..=6 {
+            let delay = quota.delay(attempt);
+            assert!(delay >= Duration::from_secs(30), "{attempt}: {delay:?}");
+            assert!(delay < Duration::from_secs(180), "{attempt}: {delay:?}");
+        }
+        assert!(quota.delay(3) >= Duration::from_secs(120));
+        assert_eq!(
+            quota.deadline(Duration::from_secs(180)),
+            Duration::from_secs(300)
+        );
+        let fast = QuotaRetry {
+            minimum: Duration::from_millis(100),
+        };
+        assert_eq!(
+            fast.deadline(Duration::from_secs(180)),
+            Duration::from_secs(180)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod fingerprint_key;
 pub mod kinds;
 pub mod operations;
 pub mod proto3;
+pub mod quotas;
 
-pub use client::{Authentication, GcpClient, Replay, RetryPolicy, Service};
+pub use client::{Authentication, GcpClient, QuotaRetry, Replay, RetryPolicy, Service};
 pub use error::GcpError;

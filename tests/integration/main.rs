@@ -17,6 +17,7 @@ mod lost_answers;
 mod monitoring;
 mod packaging;
 mod progress;
+mod quotas;
 mod realism;
 mod refresh_only;
 mod secrets;

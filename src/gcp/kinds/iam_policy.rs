@@ -299,6 +299,7 @@ mod tests {
             code,
             status: status.into(),
             message: message.into(),
+            details: Default::default(),
         };
         assert!(is_unpropagated_member(&refusal(
             400,
