@@ -218,7 +218,7 @@ fn api_hint(code: u16, details: &ErrorDetails, url: &str) -> String {
             .map(|(_, url)| format!(", or ask for more: {url}"))
             .unwrap_or_default();
         return format!(
-            "\n  hint: still over {quota} after waiting as long as infra waits for quota (INFRA_QUOTA_RETRY_MIN, default 30s, times ten): run again later, lower --parallelism{increase}"
+            "\n  hint: still over {quota} after waiting it out as long as infra does (ten times INFRA_QUOTA_RETRY_MIN: 5 minutes by default): run again later, lower --parallelism{increase}"
         );
     }
     match code {
