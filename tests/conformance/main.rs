@@ -7,6 +7,7 @@ mod budgets;
 mod iam;
 mod monitoring;
 mod projects;
+mod quotas;
 mod run;
 mod secretmanager;
 mod storage;
