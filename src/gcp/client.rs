@@ -2,11 +2,12 @@
 //! endpoint, or an emulator), credentials (chosen by configuration, never by the URL), retries
 //! with backoff and jitter that never re-send a request which may have committed (such a
 //! failure comes back as `GcpError::OutcomeUnknown` for the kind to look up), `Retry-After`
-//! (seconds or HTTP-date, capped) under a total deadline per call, Google error bodies mapped
-//! to `GcpError`, per-parent serialization of read-modify-write cycles, and bounded reading of
-//! answers (a body past
-//! `MAX_BODY_BYTES` is refused, an error body is kept to `MAX_ERROR_BODY_BYTES`), so a
-//! misbehaving endpoint cannot exhaust memory. It knows no resource kind.
+//! (seconds or HTTP-date, capped) under a total deadline per call, quota refusals waited out
+//! from 30 s as Google advises (`QuotaRetry`), Google error bodies (their `details` included)
+//! mapped to `GcpError`, per-parent serialization of read-modify-write cycles, and bounded
+//! reading of answers (a body past `MAX_BODY_BYTES` is refused, an error body is kept to
+//! `MAX_ERROR_BODY_BYTES`), so a misbehaving endpoint cannot exhaust memory. It knows no
+//! resource kind.
 
 use super::error::{ErrorDetails, ErrorEnvelope, GcpError};
 use reqwest::Method;
