@@ -509,7 +509,12 @@ impl GcpClient {
                 if started.elapsed() + delay > self.quota_retry.deadline(self.retry.deadline) {
                     return Err(failure.error);
                 }
-                tracing::debug!(%method, %url, quota_attempt, ?delay, "waiting out quota: {}", failure.error);
+                // Said at info: a wait of 30 s or more must not look like a hang.
+                tracing::info!(
+                    "{method} {url}: over quota, retrying in {} s (Google asks for at least {} s)",
+                    delay.as_secs(),
+                    self.quota_retry.minimum.as_secs()
+                );
                 tokio::time::sleep(delay).await;
                 continue;
             }
