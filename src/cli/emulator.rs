@@ -66,6 +66,12 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // Cloud Run: secret access propagation (issue 18).
+    /// For this long after a secret is granted (roles/secretmanager.secretAccessor), a Cloud
+    /// Run revision that mounts it fails to start ("Permission denied on secret"), as IAM
+    /// grants take minutes to reach Google's services; 0 turns it off.
+    #[arg(long, default_value_t = 1500, value_name = "MS")]
+    pub secret_access_propagation_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -90,6 +96,11 @@ impl EmulatorArgs {
             seed: self.fault_seed,
             only: self.fault_only.clone(),
         };
+        // Cloud Run: secret access propagation (issue 18).
+        if !self.no_realism {
+            realism.secret_access_propagation =
+                Duration::from_millis(self.secret_access_propagation_ms);
+        }
         realism
     }
 }
