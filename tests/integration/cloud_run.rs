@@ -850,3 +850,80 @@ secret_env = {{ A = "projects/proj-test/secrets/BY_ID", B = "projects/{number}/s
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
 }
+
+#[test]
+fn a_rollout_again_whose_answer_is_lost_is_never_sent_again_before_a_read() {
+    // Every PATCH of the service commits and then loses its answer.
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&[
+        "--lose-answer-rate",
+        "1",
+        "--fault-only",
+        "PATCH /v2/projects/proj-test/locations/us-central1/services/api",
+    ]);
+    env.extra_env.push((
+        SECRET_ACCESS_WINDOW.0.to_string(),
+        SECRET_ACCESS_WINDOW.1.to_string(),
+    ));
+    env.write(
+        "envs/test/env.toml",
+        r#"[env]
+name = "test"
+project = "proj-test"
+region = "us-central1"
+
+[resource.service_account.runtime]
+account_id = "api-runtime"
+
+[resource.secret.token]
+secret_id = "TOKEN"
+value = "not-a-real-token"
+
+[resource.iam_member.runtime_reads_token]
+parent = "${secret.token.name}"
+role = "roles/secretmanager.secretAccessor"
+member = "serviceAccount:${service_account.runtime.email}"
+
+[resource.cloud_run_service.api]
+name = "api"
+image = "img:1"
+deletion_protection = false
+service_account = "${service_account.runtime.email}"
+secret_env = { TOKEN = "${secret.token.name}" }
+depends_on = ["iam_member.runtime_reads_token"]
+"#,
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let service = format!("{SERVICES}/api");
+    let revisions = revisions(&env, &service);
+    let (_, log) = env.api("GET", "_emulator/requests", None);
+    let calls: Vec<&str> = log["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|request| {
+            request["path"]
+                .as_str()
+                .is_some_and(|path| path.ends_with("/services/api"))
+        })
+        .filter_map(|request| request["method"].as_str())
+        .collect();
+    let patches = calls.iter().filter(|method| **method == "PATCH").count();
+    assert!(
+        patches > 0,
+        "no rollout again, so this test proves nothing: {calls:?}"
+    );
+    assert_eq!(revisions.len(), patches + 1, "{revisions:?} {calls:?}");
+    assert!(
+        !calls.windows(2).any(|pair| pair == ["PATCH", "PATCH"]),
+        "a PATCH whose answer was lost was sent again before the service was read: {calls:?}"
+    );
+    assert_eq!(
+        revisions.last().map(|(_, state)| state.as_str()),
+        Some("CONDITION_SUCCEEDED"),
+        "{revisions:?}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
