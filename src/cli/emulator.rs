@@ -88,6 +88,12 @@ pub struct EmulatorArgs {
     /// (repeatable; applies even with --no-realism).
     #[arg(long, value_name = "PROJECT:SERVICE")]
     pub disable_service: Vec<String>,
+    // Cloud Run: secret access propagation (issue 18).
+    /// For this long after a secret is granted (roles/secretmanager.secretAccessor), a Cloud
+    /// Run revision that mounts it fails to start ("Permission denied on secret"), as IAM
+    /// grants take minutes to reach Google's services; 0 turns it off.
+    #[arg(long, default_value_t = 1500, value_name = "MS")]
+    pub secret_access_propagation_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -160,6 +166,11 @@ impl EmulatorArgs {
             seed: self.fault_seed,
             only: self.fault_only.clone(),
         };
+        // Cloud Run: secret access propagation (issue 18).
+        if !self.no_realism {
+            realism.secret_access_propagation =
+                Duration::from_millis(self.secret_access_propagation_ms);
+        }
         realism
     }
 }

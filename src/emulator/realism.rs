@@ -1,6 +1,6 @@
 //! Google's documented behaviours that a lax emulator would hide from the client, on by default
 //! and tunable (or off) per run: a propagation window in which IAM refuses policies naming a
-//! new service account; Monitoring's 409 on concurrent edits of one project's alerting state;
+//! new service account; another in which a Cloud Run revision is refused a secret just granted; Monitoring's 409 on concurrent edits of one project's alerting state;
 //! Billing Budgets' demand for a quota project from user credentials; PromQL metric validation;
 //! and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
 //! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
@@ -35,6 +35,10 @@ pub struct RealismOptions {
     /// Per-project request quotas (429 `RATE_LIMIT_EXCEEDED`) and APIs disabled per project
     /// (403 `SERVICE_DISABLED`), applied before anything else (`quota.rs`).
     pub quotas: QuotaOptions,
+    // Cloud Run: secret access propagation (issue 18).
+    /// How long after a `roles/secretmanager.secretAccessor` grant on a secret a Cloud Run
+    /// revision that starts and mounts it is still refused it (zero: off).
+    pub secret_access_propagation: Duration,
 }
 
 impl Default for RealismOptions {
@@ -46,6 +50,7 @@ impl Default for RealismOptions {
             metric_validation: true,
             faults: FaultOptions::default(),
             quotas: QuotaOptions::default(),
+            secret_access_propagation: Duration::from_millis(1500),
         }
     }
 }
@@ -60,6 +65,7 @@ impl RealismOptions {
             metric_validation: false,
             faults: FaultOptions::default(),
             quotas: QuotaOptions::off(),
+            secret_access_propagation: Duration::ZERO,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! `operations.get` that finishes after the configured delay. Server defaults are filled in as
 //! Google fills them, a template change makes a new revision (`<service>-<5 digits>-<3 letters>`),
 //! traffic must sum to 100 and name existing revisions, and a revision whose secret does not
-//! exist fails its operation, as a real deployment would.
+//! exist (or whose access to it has not propagated) fails its operation, as a real deployment
+//! would, and stays failed: only a new revision is judged again.
 
 use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
@@ -226,7 +227,10 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// Finishes every reconciliation whose time has come: the latest revision becomes ready (or
-/// the reconciliation fails when a referenced secret does not exist).
+/// the reconciliation fails when a referenced secret does not exist). A revision is judged
+/// once, when it starts: one that failed stays failed and one that is ready stays ready, so a
+/// PATCH that makes no new revision (no template change, no `forceNewRevision`) changes
+/// neither, as on Cloud Run.
 fn settle(store: &mut Store) {
     let now = millis_now();
     let due: Vec<String> = store
@@ -236,6 +240,13 @@ fn settle(store: &mut Store) {
         .map(|(name, _)| name.clone())
         .collect();
     for name in due {
+        if let Some(record) = store.run_services.get_mut(&name)
+            && settle_judged(record)
+        {
+            continue;
+        }
+        // When the revision started: the judgement does not depend on when it is next read.
+        let now = store.run_services[&name].settle_at.unwrap_or(now);
         let project_number = name.split('/').nth(1).unwrap_or_default().to_string();
         let referenced = referenced_secrets(&store.run_services[&name].body, &project_number);
         let missing: Option<String> = referenced
@@ -268,6 +279,7 @@ fn settle(store: &mut Store) {
                 "Revision '{}' is not ready and cannot serve traffic. Permission denied on secret: {secret}/versions/latest for Revision service account {runtime_account}. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level.",
                 record.revisions.last().cloned().unwrap_or_default()
             ));
+            remember_failure(record);
             continue;
         }
         match missing {
@@ -276,12 +288,39 @@ fn settle(store: &mut Store) {
                     "Revision '{}' is not ready and cannot serve traffic. Secret {secret} was not found or the service account lacks access.",
                     record.revisions.last().cloned().unwrap_or_default()
                 ));
+                remember_failure(record);
             }
             None => {
                 record.failure = None;
                 record.latest_ready = record.revisions.last().cloned();
             }
         }
+    }
+}
+
+/// Settles a reconciliation whose latest revision was judged before (the PATCH made no new
+/// revision): the service keeps that revision's verdict. Returns false when the latest
+/// revision is new and must be judged.
+fn settle_judged(record: &mut RunServiceRecord) -> bool {
+    let Some(latest) = record.revisions.last().cloned() else {
+        return false;
+    };
+    let failure = record.failed_revisions.get(&latest).cloned();
+    if failure.is_none() && record.latest_ready.as_deref() != Some(latest.as_str()) {
+        return false;
+    }
+    record.settle_at = None;
+    record.observed_generation = record.generation;
+    record.failure = failure;
+    true
+}
+
+/// Notes that the latest revision failed to start, for good.
+fn remember_failure(record: &mut RunServiceRecord) {
+    if let (Some(revision), Some(failure)) = (record.revisions.last(), &record.failure) {
+        record
+            .failed_revisions
+            .insert(revision.clone(), failure.clone());
     }
 }
 
@@ -387,7 +426,48 @@ fn service_json(name: &str, record: &RunServiceRecord) -> Json {
             body[field] = value;
         }
     }
+    // Service.ingress: "On output, returns the currently observed ingress settings, or
+    // INGRESS_TRAFFIC_UNSPECIFIED if no revision is active" — none is until one became ready
+    // (proto3 JSON then leaves the field out).
+    if record.latest_ready.is_none() {
+        body["ingress"] = json!("INGRESS_TRAFFIC_UNSPECIFIED");
+    }
     body
+}
+
+/// Writes each `secretKeyRef.secret` that names a secret of the service's own project (by
+/// id or number) in the short form Cloud Run answers with: SecretKeySelector.secret is
+/// "{secret_name} if the secret is in the same project.
+/// projects/{project}/secrets/{secret_name} if the secret is in a different project."
+fn shorten_same_project_secrets(body: &mut Map<String, Json>, project: &str) {
+    let own_number = project_number(project);
+    let containers = body
+        .get_mut("template")
+        .and_then(|template| template.get_mut("containers"))
+        .and_then(Json::as_array_mut);
+    for container in containers.into_iter().flatten() {
+        let variables = container.get_mut("env").and_then(Json::as_array_mut);
+        for variable in variables.into_iter().flatten() {
+            let Some(secret) = variable.pointer_mut("/valueSource/secretKeyRef/secret") else {
+                continue;
+            };
+            let short = match secret
+                .as_str()
+                .map(|name| name.split('/').collect::<Vec<_>>())
+            {
+                Some(parts) => match parts[..] {
+                    ["projects", owner, "secrets", id] if project_number(owner) == own_number => {
+                        Some(id.to_string())
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some(short) = short {
+                *secret = json!(short);
+            }
+        }
+    }
 }
 
 /// Fills in what Google fills in when the client leaves it out.
@@ -889,6 +969,7 @@ fn create_from(
         )));
     }
     apply_defaults(&mut fields, project);
+    shorten_same_project_secrets(&mut fields, project);
     let revision = fields["template"]["revision"]
         .as_str()
         .map(String::from)
@@ -915,6 +996,7 @@ fn create_from(
         settle_at: Some(millis_now() + delay.as_millis() as i64),
         failure: None,
         revision_records: Default::default(),
+        failed_revisions: Default::default(),
     };
     record_revision(&mut record, &name, &revision);
     let metadata = service_json(&name, &record);
@@ -1017,6 +1099,7 @@ fn patch(
     check_service(&fields)?;
     let project = name.split('/').nth(1).unwrap_or_default().to_string();
     apply_defaults(&mut fields, &project);
+    shorten_same_project_secrets(&mut fields, &project);
     let template_changed = fields.get("template") != current.body.get("template");
     let force = request.query_bool("forceNewRevision")?;
     let mut record = current.clone();
@@ -1152,25 +1235,29 @@ fn revision_not_found(service: &str, revision: &str) -> ApiError {
 /// A revision as `revisions.get` returns it: ready once its service settled on it.
 fn revision_json(record: &RunServiceRecord, revision: &str) -> Option<Json> {
     let mut body = record.revision_records.get(revision)?.clone();
-    let ready = record.latest_ready.as_deref() == Some(revision)
-        || record
-            .revisions
-            .iter()
-            .position(|known| known == revision)
-            .zip(
-                record
-                    .latest_ready
-                    .as_ref()
-                    .and_then(|ready| record.revisions.iter().position(|known| known == ready)),
-            )
-            .is_some_and(|(this, ready)| this <= ready);
-    let state = if ready {
-        "CONDITION_SUCCEEDED"
-    } else {
-        "CONDITION_RECONCILING"
+    let failure = record.failed_revisions.get(revision);
+    // A revision older than the ready one served before it; a failed one never did.
+    let ready = failure.is_none()
+        && (record.latest_ready.as_deref() == Some(revision)
+            || record
+                .revisions
+                .iter()
+                .position(|known| known == revision)
+                .zip(
+                    record
+                        .latest_ready
+                        .as_ref()
+                        .and_then(|ready| record.revisions.iter().position(|known| known == ready)),
+                )
+                .is_some_and(|(this, ready)| this <= ready));
+    body["conditions"] = match (ready, failure) {
+        (true, _) => json!([{"type": "Ready", "state": "CONDITION_SUCCEEDED"}]),
+        (false, Some(message)) => {
+            json!([{"type": "Ready", "state": "CONDITION_FAILED", "message": message, "severity": "ERROR"}])
+        }
+        (false, None) => json!([{"type": "Ready", "state": "CONDITION_RECONCILING"}]),
     };
-    body["conditions"] = json!([{"type": "Ready", "state": state}]);
-    body["reconciling"] = json!(!ready);
+    body["reconciling"] = json!(!ready && failure.is_none());
     body["observedGeneration"] = json!("1");
     body["etag"] = json!(format!(
         "\"{}\"",
@@ -1468,5 +1555,118 @@ mod tests {
                 .as_str()
                 .is_some_and(|account| account.ends_with("-compute@developer.gserviceaccount.com"))
         );
+    }
+
+    fn service_record(revisions: &[&str]) -> RunServiceRecord {
+        let mut body = Map::new();
+        body.insert(
+            "template".into(),
+            json!({"containers": [{"image": "img:1"}], "serviceAccount": "run@p.iam.gserviceaccount.com"}),
+        );
+        body.insert("ingress".into(), json!("INGRESS_TRAFFIC_INTERNAL_ONLY"));
+        body.insert(
+            "traffic".into(),
+            json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]),
+        );
+        RunServiceRecord {
+            body,
+            uid: "u".into(),
+            generation: 1,
+            observed_generation: 0,
+            create_time: now(),
+            update_time: now(),
+            etag: "\"1\"".into(),
+            revisions: revisions
+                .iter()
+                .map(|revision| revision.to_string())
+                .collect(),
+            latest_ready: None,
+            settle_at: Some(millis_now() - 1),
+            failure: None,
+            revision_records: revisions
+                .iter()
+                .map(|revision| (revision.to_string(), json!({"name": revision})))
+                .collect(),
+            failed_revisions: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_failed_revision_stays_failed_and_only_a_new_revision_is_judged_again() {
+        let name = canonical("p", "us-central1", "api");
+        let mut store = Store::default();
+        let mut record = service_record(&["api-00001-abc"]);
+        record
+            .failed_revisions
+            .insert("api-00001-abc".into(), "Permission denied on secret".into());
+        store.run_services.insert(name.clone(), record);
+        settle(&mut store);
+        let settled = &store.run_services[&name];
+        assert_eq!(
+            settled.failure.as_deref(),
+            Some("Permission denied on secret")
+        );
+        assert_eq!(settled.latest_ready, None);
+        assert_eq!(settled.settle_at, None);
+        let failed = revision_json(settled, "api-00001-abc").expect("revision");
+        assert_eq!(failed["conditions"][0]["state"], "CONDITION_FAILED");
+        assert_eq!(failed["reconciling"], false);
+
+        // A new revision (a template change, or forceNewRevision) is judged: nothing refuses it.
+        let record = store.run_services.get_mut(&name).expect("service");
+        record.revisions.push("api-00002-abd".into());
+        record
+            .revision_records
+            .insert("api-00002-abd".into(), json!({"name": "api-00002-abd"}));
+        record.settle_at = Some(millis_now() - 1);
+        settle(&mut store);
+        let settled = &store.run_services[&name];
+        assert_eq!(settled.failure, None);
+        assert_eq!(settled.latest_ready.as_deref(), Some("api-00002-abd"));
+        assert_eq!(
+            revision_json(settled, "api-00001-abc").expect("revision")["conditions"][0]["state"],
+            "CONDITION_FAILED",
+            "older than the ready revision, and still failed"
+        );
+    }
+
+    #[test]
+    fn ingress_is_unspecified_until_a_revision_is_active() {
+        let name = canonical("p", "us-central1", "api");
+        let mut record = service_record(&["api-00001-abc"]);
+        assert_eq!(
+            service_json(&name, &record)["ingress"],
+            "INGRESS_TRAFFIC_UNSPECIFIED"
+        );
+        record.latest_ready = Some("api-00001-abc".into());
+        assert_eq!(
+            service_json(&name, &record)["ingress"],
+            "INGRESS_TRAFFIC_INTERNAL_ONLY"
+        );
+    }
+
+    #[test]
+    fn secrets_of_the_services_project_are_answered_by_their_short_name() {
+        let number = project_number("p");
+        let mut body = Map::new();
+        body.insert(
+            "template".into(),
+            json!({"containers": [{"image": "img:1", "env": [
+                {"name": "A", "valueSource": {"secretKeyRef": {"secret": "projects/p/secrets/A"}}},
+                {"name": "B", "valueSource": {"secretKeyRef": {"secret": format!("projects/{number}/secrets/B")}}},
+                {"name": "C", "valueSource": {"secretKeyRef": {"secret": "projects/other/secrets/C"}}},
+                {"name": "D", "valueSource": {"secretKeyRef": {"secret": "D"}}},
+                {"name": "E", "value": "plain"},
+            ]}]}),
+        );
+        shorten_same_project_secrets(&mut body, &number);
+        let secrets: Vec<&str> = body["template"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|variable| variable.pointer("/valueSource/secretKeyRef/secret"))
+            .filter_map(Json::as_str)
+            .collect();
+        assert_eq!(secrets, ["A", "B", "projects/other/secrets/C", "D"]);
     }
 }

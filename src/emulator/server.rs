@@ -140,7 +140,8 @@ impl Emulator {
         };
         let mut store = store;
         store.access_propagation_ms =
-            i64::try_from(options.realism.account_propagation.as_millis()).unwrap_or(i64::MAX);
+            i64::try_from(options.realism.secret_access_propagation.as_millis())
+                .unwrap_or(i64::MAX);
         let options_quotas = options.realism.quotas.clone();
         Ok(Arc::new(Self {
             store: Mutex::new(store),

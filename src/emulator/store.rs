@@ -46,7 +46,7 @@ pub struct Store {
     pub project_ids: BTreeMap<String, String>,
     /// Realism, never persisted: when each secret-accessor grant was made (by
     /// `secret|member`, in milliseconds since the epoch), and how long one takes to reach a
-    /// starting Cloud Run revision (0: at once).
+    /// starting Cloud Run revision (0: at once; `RealismOptions::secret_access_propagation`).
     #[serde(skip)]
     pub secret_grants: BTreeMap<String, i64>,
     #[serde(skip)]
@@ -145,6 +145,10 @@ pub struct RunServiceRecord {
     /// Each revision as it was created (its template and creation time), by revision id.
     #[serde(default)]
     pub revision_records: BTreeMap<String, Json>,
+    /// Why each revision that failed to start failed, by revision id: a failed revision stays
+    /// failed (only a new revision is judged again).
+    #[serde(default)]
+    pub failed_revisions: BTreeMap<String, String>,
 }
 
 /// A stored long-running operation.

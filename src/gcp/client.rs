@@ -391,7 +391,10 @@ impl GcpClient {
             .await
     }
 
-    async fn call_with(
+    /// Sends a request under an explicit replay rule, with the retries of `call`: a write
+    /// that is not idempotent though it is no POST (a PATCH with Cloud Run's
+    /// `forceNewRevision`, which makes a revision each time) is `Replay::CheckFirst`.
+    pub async fn call_with(
         &self,
         method: Method,
         replay: Replay,

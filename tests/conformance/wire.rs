@@ -39,17 +39,33 @@ async fn system_parameters_are_accepted_on_every_method() {
     }
 }
 
+/// Creates a service and waits for its create operation (`operations.wait`), as a client does
+/// before it reads the service back: until a revision is active, Service.ingress reads back
+/// INGRESS_TRAFFIC_UNSPECIFIED ("if no revision is active"), which proto3 leaves out.
+async fn create_and_wait(emulator: &Emulator, id: &str, body: serde_json::Value) {
+    let (status, operation) = emulator
+        .rest(
+            Method::POST,
+            &format!("{SERVICES}?serviceId={id}"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{operation}");
+    let name = operation["name"].as_str().expect("operation name");
+    let (status, done) = emulator
+        .rest(
+            Method::POST,
+            &format!("v2/{name}:wait"),
+            Some(json!({"timeout": "30s"})),
+        )
+        .await;
+    assert_eq!((status, &done["done"]), (200, &json!(true)), "{done}");
+}
+
 #[tokio::test]
 async fn enums_are_names_by_default_and_numbers_when_asked() {
     let emulator = Emulator::start();
-    let (status, _) = emulator
-        .rest(
-            Method::POST,
-            &format!("{SERVICES}?serviceId=e"),
-            Some(minimal()),
-        )
-        .await;
-    assert_eq!(status, 200);
+    create_and_wait(&emulator, "e", minimal()).await;
     let name = format!("{SERVICES}/e");
     let (_, named) = emulator.rest(Method::GET, &name, None).await;
     assert_eq!(named["ingress"], "INGRESS_TRAFFIC_ALL");
@@ -74,10 +90,7 @@ async fn requests_may_carry_enum_numbers_by_proto_number() {
     // INGRESS_TRAFFIC_INTERNAL_ONLY = 2; EARLY_ACCESS = 1 (position 3 in the discovery list).
     body["ingress"] = json!(2);
     body["launchStage"] = json!(1);
-    let (status, _) = emulator
-        .rest(Method::POST, &format!("{SERVICES}?serviceId=n"), Some(body))
-        .await;
-    assert_eq!(status, 200);
+    create_and_wait(&emulator, "n", body).await;
     let (_, service) = emulator
         .rest(Method::GET, &format!("{SERVICES}/n"), None)
         .await;

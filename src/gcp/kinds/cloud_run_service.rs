@@ -10,7 +10,7 @@ use super::{
     get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
-use crate::gcp::{GcpClient, GcpError, Service};
+use crate::gcp::{GcpClient, GcpError, Replay, Service};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
 use async_trait::async_trait;
@@ -61,14 +61,88 @@ static FIELDS: [FieldSpec; 15] = [
 /// How long one operation may take before `infra` stops waiting.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// How long a revision that cannot read its secrets is rolled out again: IAM grants take up
-/// to a minute (more under load) to reach Cloud Run.
-const SECRET_ACCESS_PROPAGATION: Duration = Duration::from_secs(180);
+/// How long a service whose revisions are refused their secrets is rolled out again: IAM
+/// grants "typically propagate in 2 minutes, but could potentially take 7 minutes or longer"
+/// (<https://cloud.google.com/iam/docs/access-change-propagation>).
+const SECRET_ACCESS_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Replaces `SECRET_ACCESS_WINDOW`, in whole seconds (tests set it short).
+const SECRET_ACCESS_WINDOW_VARIABLE: &str = "INFRA_RUN_SECRET_ACCESS_WINDOW_SECONDS";
+
+/// The pause before the first rollout again, doubled for each next one up to the longest:
+/// every rollout makes a revision, so they are spaced out as the window goes on.
+const FIRST_ROLLOUT_PAUSE: Duration = Duration::from_secs(1);
+const LONGEST_ROLLOUT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Returns true for a rollout that failed because the revision's service account may not
 /// (yet) access a secret it mounts: Cloud Run's "Permission denied on secret".
 fn is_unpropagated_secret_access(error: &GcpError) -> bool {
     matches!(error, GcpError::Operation { message, .. } if message.contains("Permission denied on secret"))
+}
+
+/// Returns how long to keep rolling out a service refused secret access: `SECRET_ACCESS_WINDOW`,
+/// or `INFRA_RUN_SECRET_ACCESS_WINDOW_SECONDS` when set.
+fn secret_access_window() -> Result<Duration, KindError> {
+    match std::env::var(SECRET_ACCESS_WINDOW_VARIABLE) {
+        Ok(text) if !text.trim().is_empty() => {
+            text.trim().parse().map(Duration::from_secs).map_err(|_| {
+                KindError::Invalid(format!(
+                    "{SECRET_ACCESS_WINDOW_VARIABLE}={text:?} is not a whole number of seconds\n  hint: set it to, say, 900 (15 minutes), or unset it for {}",
+                    SECRET_ACCESS_WINDOW.as_secs()
+                ))
+            })
+        }
+        _ => Ok(SECRET_ACCESS_WINDOW),
+    }
+}
+
+/// Returns the pause before rollout number `rollout` (1-based) of `roll_out_again`.
+fn rollout_pause(rollout: u32) -> Duration {
+    FIRST_ROLLOUT_PAUSE
+        .saturating_mul(1u32 << rollout.saturating_sub(1).min(16))
+        .min(LONGEST_ROLLOUT_PAUSE)
+}
+
+/// Returns why the service's latest rollout failed, from its `terminalCondition`; `None` when
+/// it serves its latest revision. Read from a service that is not reconciling.
+fn rollout_failure(id: &str, live: &Json) -> Option<GcpError> {
+    let condition = &live["terminalCondition"];
+    (condition["state"] == "CONDITION_FAILED").then(|| GcpError::Operation {
+        name: format!("rolling out {id}"),
+        code: 9,
+        message: condition["message"]
+            .as_str()
+            .unwrap_or("the latest revision failed")
+            .to_string(),
+    })
+}
+
+/// Returns a `secretKeyRef.secret` in its compared form: the short `SECRET` when it names a
+/// secret of the service's own project, by id or by number, as Cloud Run answers it
+/// (SecretKeySelector.secret: "{secret_name} if the secret is in the same project.
+/// projects/{project}/secrets/{secret_name} if the secret is in a different project"); any
+/// other as written.
+fn same_project_secret(secret: &str, project: &str, project_number: Option<&str>) -> String {
+    match secret.split('/').collect::<Vec<_>>()[..] {
+        ["projects", owner, "secrets", id] if owner == project || Some(owner) == project_number => {
+            id.to_string()
+        }
+        _ => secret.to_string(),
+    }
+}
+
+/// Rewrites the secret of every `secret_env` entry into its compared form.
+fn shorten_secret_env(attributes: &mut Attributes, project: &str, project_number: Option<&str>) {
+    let Some(Value::Map(entries)) = attributes.get_mut("secret_env") else {
+        return;
+    };
+    for reference in entries.values_mut() {
+        if let Value::Map(table) = reference
+            && let Some(Value::String(secret)) = table.get_mut("secret")
+        {
+            *secret = same_project_secret(secret, project, project_number);
+        }
+    }
 }
 
 /// Config word and API enum of each ingress setting.
@@ -310,11 +384,20 @@ impl CloudRunServiceKind {
                     .unwrap_or(default),
             )
         };
-        let ingress_enum = live["ingress"].as_str().unwrap_or("INGRESS_TRAFFIC_ALL");
-        let ingress = INGRESS
-            .iter()
-            .find(|(_, api)| *api == ingress_enum)
-            .map_or(ingress_enum, |(word, _)| word);
+        // Service.ingress: "On output, returns the currently observed ingress settings, or
+        // INGRESS_TRAFFIC_UNSPECIFIED if no revision is active" (which proto3 leaves out):
+        // nothing observed is no drift, so what state recorded stands.
+        let ingress = match live["ingress"].as_str() {
+            None | Some("INGRESS_TRAFFIC_UNSPECIFIED") => prior
+                .and_then(|prior| prior.attributes.get("ingress"))
+                .cloned(),
+            Some(ingress_enum) => Some(Value::string(
+                INGRESS
+                    .iter()
+                    .find(|(_, api)| *api == ingress_enum)
+                    .map_or(ingress_enum, |(word, _)| word),
+            )),
+        };
         let traffic: Vec<Value> = live["traffic"]
             .as_array()
             .into_iter()
@@ -350,7 +433,7 @@ impl CloudRunServiceKind {
             .and_then(|prior| prior.attributes.get("deletion_protection"))
             .cloned()
             .unwrap_or(Value::Bool(true));
-        Attributes::from([
+        let mut attributes = Attributes::from([
             (
                 "name".into(),
                 Value::string(parts.get(5).copied().unwrap_or_default()),
@@ -384,7 +467,6 @@ impl CloudRunServiceKind {
                         .unwrap_or_default(),
                 ),
             ),
-            ("ingress".into(), Value::string(ingress)),
             (
                 "labels".into(),
                 Value::from_json(live.get("labels").unwrap_or(&json!({}))),
@@ -400,7 +482,26 @@ impl CloudRunServiceKind {
                 "latest_created_revision".into(),
                 short_revision("latestCreatedRevision"),
             ),
-        ])
+        ]);
+        if let Some(ingress) = ingress {
+            attributes.insert("ingress".into(), ingress);
+        }
+        // Google names the service by project number: with it, a secret named by that number
+        // is known to be in the service's project too (`desired` reads it back from state).
+        let project_number = live["name"]
+            .as_str()
+            .and_then(|name| name.split('/').nth(1))
+            .filter(|number| !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()))
+            .map(String::from);
+        shorten_secret_env(
+            &mut attributes,
+            parts.get(1).copied().unwrap_or_default(),
+            project_number.as_deref(),
+        );
+        if let Some(number) = project_number {
+            attributes.insert("project_number".into(), Value::string(number));
+        }
+        attributes
     }
 
     async fn write(
@@ -414,35 +515,133 @@ impl CloudRunServiceKind {
         Ok(wait_for_operation(client, Service::Run, operation, OPERATION_TIMEOUT).await?)
     }
 
-    /// PATCHes the service with `body` again (a new revision) while its revisions fail for
-    /// want of secret access that IAM has not propagated yet, for up to
-    /// `SECRET_ACCESS_PROPAGATION`; returns the service as the successful rollout left it.
+    /// Reads the service until its reconciliation is over (`reconciling` false: "there are
+    /// two possible outcomes: reconciliation succeeded … or there was an error"), polling with
+    /// backoff for at most `OPERATION_TIMEOUT`.
+    async fn settled(client: &GcpClient, id: &str) -> Result<Json, KindError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let live = client
+                .call(Method::GET, Service::Run, &format!("v2/{id}"), &[], None)
+                .await?;
+            if live["reconciling"] != true {
+                return Ok(live);
+            }
+            if started.elapsed() >= OPERATION_TIMEOUT {
+                return Err(GcpError::Timeout {
+                    what: format!("{id}: waiting for its reconciliation"),
+                    seconds: OPERATION_TIMEOUT.as_secs(),
+                }
+                .into());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Takes over the service found under this name (a create of ours whose answer was lost,
+    /// an interrupted run's): waits for its reconciliation to end, then writes `body`. A
+    /// service whose latest rollout failed gets a new revision: the same template makes none,
+    /// and a failed revision never recovers.
+    async fn adopt(client: &GcpClient, id: &str, body: &Json) -> Result<Json, KindError> {
+        let live = Self::settled(client, id).await?;
+        if let Some(failure) = rollout_failure(id, &live) {
+            let refused = is_unpropagated_secret_access(&failure).then_some(failure);
+            return Self::roll_out_again(client, id, body, refused).await;
+        }
+        match Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], Some(body)).await {
+            Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
+                Self::roll_out_again(client, id, body, Some(error)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Rolls the service out as a new revision of `body` (PATCH with `forceNewRevision`: the
+    /// same template makes no revision otherwise, and a failed one stays failed) until one
+    /// starts, while its revisions are refused a secret whose grant IAM has not propagated:
+    /// pausing with backoff between rollouts, for `secret_access_window()`. `refused` is the
+    /// refusal that calls for it (a pause comes first); `None` rolls out at once, whatever
+    /// the latest failure was. Every rollout is preceded by a read, never sent blind: one
+    /// whose answer was lost may have made its revision already (the read shows it serving,
+    /// or failed again), and the etag read makes the PATCH refuse a service changed since.
+    /// Returns the service as the successful rollout left it.
     async fn roll_out_again(
         client: &GcpClient,
         id: &str,
         body: &Json,
-        first: GcpError,
+        refused: Option<GcpError>,
     ) -> Result<Json, KindError> {
+        let window = secret_access_window()?;
         let started = std::time::Instant::now();
-        let mut attempt = 0;
-        let mut last = first;
-        while started.elapsed() < SECRET_ACCESS_PROPAGATION {
-            attempt += 1;
-            tracing::info!("{id}: {last}; rolling out again once IAM has caught up");
-            tokio::time::sleep(
-                client
-                    .retry_policy()
-                    .delay(attempt)
-                    .max(Duration::from_secs(1)),
-            )
-            .await;
-            match Self::write(client, Method::PATCH, &format!("v2/{id}"), &[], Some(body)).await {
-                Ok(service) => return Ok(service),
-                Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => last = error,
-                Err(error) => return Err(error),
+        let mut rollouts = 0;
+        let mut judge = refused.is_some();
+        let path = format!("v2/{id}");
+        loop {
+            let live = Self::settled(client, id).await?;
+            match rollout_failure(id, &live) {
+                None => return Ok(live),
+                Some(failure) if judge => {
+                    if !is_unpropagated_secret_access(&failure) {
+                        return Err(failure.into());
+                    }
+                    if started.elapsed() >= window {
+                        return Err(KindError::Unsettled {
+                            message: format!(
+                                "{id}: its revisions were still refused secret access after {rollouts} new revisions in {}s: {failure}",
+                                window.as_secs()
+                            ),
+                            hint: format!(
+                                "check that the runtime account holds roles/secretmanager.secretAccessor on every secret of secret_env; grants usually reach Cloud Run in 2 minutes, at times 7 or more. Then run `infra apply` again (set {SECRET_ACCESS_WINDOW_VARIABLE} to wait longer than {}s)",
+                                window.as_secs()
+                            ),
+                        });
+                    }
+                    let pause =
+                        rollout_pause(rollouts + 1).min(window.saturating_sub(started.elapsed()));
+                    tracing::info!(
+                        "{id}: {failure}; rolling out a new revision in {pause:?}, once IAM has caught up"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                Some(failure) => tracing::info!("{id}: {failure}; rolling out a new revision"),
+            }
+            judge = true;
+            rollouts += 1;
+            let mut guarded = body.clone();
+            guarded["etag"] = live["etag"].clone();
+            let sent = client
+                .call_with(
+                    Method::PATCH,
+                    Replay::CheckFirst,
+                    Service::Run,
+                    &path,
+                    &[("forceNewRevision", "true".to_string())],
+                    Some(&guarded),
+                )
+                .await;
+            match sent {
+                Ok(operation) => {
+                    match wait_for_operation(client, Service::Run, operation, OPERATION_TIMEOUT)
+                        .await
+                    {
+                        Ok(service) => return Ok(service),
+                        // The new revision failed too: the next read says why.
+                        Err(GcpError::Operation { .. }) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                // It may have made its revision: the next read finds out first.
+                Err(error) if error.is_outcome_unknown() => {
+                    tracing::info!("{id}: {error}; reading the service before rolling out again");
+                }
+                // ABORTED: the service changed since it was read (this rollout, come through
+                // late, or someone else's); read it again.
+                Err(error) if error.code() == Some(409) => {}
+                Err(error) => return Err(error.into()),
             }
         }
-        Err(last.into())
     }
 }
 
@@ -569,7 +768,7 @@ impl Kind for CloudRunServiceKind {
         &self,
         context: &KindContext,
         config: &Attributes,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Attributes, KindError> {
         let (project, region) = Self::location(context, config);
         let labels = managed_labels(context, config, "labels");
@@ -641,6 +840,11 @@ impl Kind for CloudRunServiceKind {
         if let Some(account) = config.get("service_account") {
             desired.insert("service_account".into(), account.clone());
         }
+        let project_number = prior
+            .and_then(|prior| prior.attributes.get("project_number"))
+            .and_then(Value::as_str);
+        let project = desired["project"].as_str().unwrap_or_default().to_string();
+        shorten_secret_env(&mut desired, &project, project_number);
         Ok(desired)
     }
 
@@ -749,19 +953,12 @@ impl Kind for CloudRunServiceKind {
                     };
                     check_owner(context, &id, live.get("labels"))?;
                     tracing::info!("adopting {id}, created by an interrupted run");
-                    break Self::write(
-                        client,
-                        Method::PATCH,
-                        &format!("v2/{id}"),
-                        &[],
-                        Some(&body),
-                    )
-                    .await?;
+                    break Self::adopt(client, &id, &body).await?;
                 }
                 // The revision could not start because the runtime account's access to a
                 // secret has not propagated yet: the service exists; roll it out again.
                 Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
-                    break Self::roll_out_again(client, &id, &body, error).await?;
+                    break Self::roll_out_again(client, &id, &body, Some(error)).await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -806,7 +1003,7 @@ impl Kind for CloudRunServiceKind {
             .await
             {
                 Err(KindError::Gcp(error)) if is_unpropagated_secret_access(&error) => {
-                    Self::roll_out_again(client, &prior.id, &body, error).await?
+                    Self::roll_out_again(client, &prior.id, &body, Some(error)).await?
                 }
                 other => other?,
             };
@@ -940,5 +1137,140 @@ mod tests {
             CloudRunServiceKind.check(&split(10, 80)),
             vec!["traffic: percents add up to 90, not 100".to_string()]
         );
+    }
+
+    fn prior_of(attributes: Attributes) -> StateResource {
+        StateResource {
+            address: "cloud_run_service.api".into(),
+            kind: "cloud_run_service".into(),
+            id: "projects/p/locations/us-central1/services/api".into(),
+            status: Default::default(),
+            attributes,
+            dependencies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_secret_of_the_services_project_compares_in_its_short_form() {
+        let number = Some("123456789012");
+        assert_eq!(
+            same_project_secret("projects/p/secrets/S", "p", number),
+            "S"
+        );
+        assert_eq!(
+            same_project_secret("projects/123456789012/secrets/S", "p", number),
+            "S"
+        );
+        assert_eq!(same_project_secret("S", "p", number), "S");
+        assert_eq!(
+            same_project_secret("projects/other/secrets/S", "p", number),
+            "projects/other/secrets/S",
+            "another project's secret keeps its full name"
+        );
+        assert_eq!(
+            same_project_secret("projects/123456789012/secrets/S", "p", None),
+            "projects/123456789012/secrets/S",
+            "a number not known to be the project's is not assumed to be"
+        );
+    }
+
+    #[test]
+    fn secrets_named_by_project_id_or_number_compare_equal_to_cloud_runs_short_form() {
+        let config = config(&[
+            ("name", Value::string("api")),
+            ("image", Value::string("img:1")),
+            (
+                "secret_env",
+                Value::Map(BTreeMap::from([
+                    ("A".into(), Value::string("projects/p/secrets/A")),
+                    ("B".into(), Value::string("projects/123456789012/secrets/B")),
+                ])),
+            ),
+        ]);
+        let first = CloudRunServiceKind
+            .desired(&context(), &config, None)
+            .expect("desired");
+        let mut live = CloudRunServiceKind::body(&first);
+        live["name"] = json!("projects/123456789012/locations/us-central1/services/api");
+        live["traffic"] =
+            json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);
+        for variable in live["template"]["containers"][0]["env"]
+            .as_array_mut()
+            .expect("env")
+        {
+            let secret = &mut variable["valueSource"]["secretKeyRef"]["secret"];
+            let short = secret
+                .as_str()
+                .and_then(|name| name.rsplit('/').next())
+                .expect("secret")
+                .to_string();
+            *secret = json!(short);
+        }
+        let recorded = CloudRunServiceKind::normalize(
+            "projects/p/locations/us-central1/services/api",
+            &live,
+            None,
+        );
+        assert_eq!(recorded["project_number"], Value::string("123456789012"));
+        let prior = prior_of(recorded.clone());
+        let desired = CloudRunServiceKind
+            .desired(&context(), &config, Some(&prior))
+            .expect("desired");
+        assert_eq!(
+            crate::plan::diff::changed_paths(&desired, &recorded),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_ingress_unobserved_while_no_revision_is_active_keeps_what_state_recorded() {
+        let id = "projects/p/locations/us-central1/services/api";
+        let live_with = |ingress: Option<&str>| {
+            let mut live = json!({"name": id, "template": {"containers": [{"image": "img:1"}]}});
+            if let Some(ingress) = ingress {
+                live["ingress"] = json!(ingress);
+            }
+            live
+        };
+        let prior = prior_of(Attributes::from([(
+            "ingress".to_string(),
+            Value::string("internal"),
+        )]));
+        for unobserved in [None, Some("INGRESS_TRAFFIC_UNSPECIFIED")] {
+            let live = live_with(unobserved);
+            assert_eq!(
+                CloudRunServiceKind::normalize(id, &live, Some(&prior))["ingress"],
+                Value::string("internal")
+            );
+            assert!(
+                !CloudRunServiceKind::normalize(id, &live, None).contains_key("ingress"),
+                "nothing recorded, nothing observed: nothing claimed"
+            );
+        }
+        let observed = live_with(Some("INGRESS_TRAFFIC_ALL"));
+        assert_eq!(
+            CloudRunServiceKind::normalize(id, &observed, Some(&prior))["ingress"],
+            Value::string("all"),
+            "an observed ingress is what is compared"
+        );
+    }
+
+    #[test]
+    fn rollouts_again_are_spaced_out_doubling_up_to_a_minute() {
+        let pauses: Vec<u64> = (1..=8).map(|n| rollout_pause(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(rollout_pause(1000), LONGEST_ROLLOUT_PAUSE);
+        assert!(SECRET_ACCESS_WINDOW >= Duration::from_secs(10 * 60));
+    }
+
+    #[test]
+    fn only_a_failed_terminal_condition_is_a_failed_rollout() {
+        let id = "projects/p/locations/us-central1/services/api";
+        let failed = json!({"terminalCondition": {"state": "CONDITION_FAILED", "message": "Revision 'api-00001-abc' is not ready and cannot serve traffic. Permission denied on secret: S/versions/latest for Revision service account a@p.iam.gserviceaccount.com."}});
+        let failure = rollout_failure(id, &failed).expect("failed");
+        assert!(is_unpropagated_secret_access(&failure), "{failure}");
+        assert!(failure.to_string().contains(id), "{failure}");
+        let ready = json!({"terminalCondition": {"state": "CONDITION_SUCCEEDED"}});
+        assert!(rollout_failure(id, &ready).is_none());
     }
 }

@@ -218,6 +218,10 @@ pub enum KindError {
     Invalid(String),
     #[error("{message}\n  hint: {hint}")]
     Conflict { message: String, hint: String },
+    /// The object exists but did not reach the state asked for within its window (a Cloud
+    /// Run rollout whose revisions were still refused their secrets).
+    #[error("{message}\n  hint: {hint}")]
+    Unsettled { message: String, hint: String },
 }
 
 /// A resource kind.
