@@ -66,6 +66,13 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // Secret Manager consistency.
+    /// For this long after a version is added, enabled, disabled or destroyed (or an alias
+    /// changes), Secret Manager's `latest`, aliases and version lists answer what was there
+    /// before, as Google's eventually consistent reads may; reads by version number never
+    /// lag. 0 turns it off.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub secret_alias_lag_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -79,6 +86,7 @@ impl EmulatorArgs {
                 monitoring_single_writer: !self.no_monitoring_single_writer,
                 quota_project_required: !self.no_quota_project_check,
                 metric_validation: !self.no_metric_validation,
+                secret_alias_lag: Duration::from_millis(self.secret_alias_lag_ms),
                 ..RealismOptions::default()
             }
         };

@@ -12,6 +12,7 @@ mod monitoring;
 mod projects;
 pub mod realism;
 mod run;
+mod secret_views;
 mod secretmanager;
 pub mod server;
 mod service_accounts;

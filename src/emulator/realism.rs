@@ -2,7 +2,7 @@
 //! and tunable (or off) per run: a propagation window in which IAM refuses policies naming a
 //! new service account; Monitoring's 409 on concurrent edits of one project's alerting state;
 //! Billing Budgets' demand for a quota project from user credentials; PromQL metric validation;
-//! and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
+//! Secret Manager's lagging `latest` and aliases; and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
 //! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
 
 use super::error::ApiError;
@@ -30,6 +30,10 @@ pub struct RealismOptions {
     pub metric_validation: bool,
     /// Injected faults.
     pub faults: FaultOptions,
+    // Secret Manager consistency.
+    /// How long Secret Manager's `latest`, version aliases and version lists keep answering
+    /// what a secret's versions were before a change (zero: off). Reads by number never lag.
+    pub secret_alias_lag: Duration,
 }
 
 impl Default for RealismOptions {
@@ -40,6 +44,7 @@ impl Default for RealismOptions {
             quota_project_required: true,
             metric_validation: true,
             faults: FaultOptions::default(),
+            secret_alias_lag: Duration::from_millis(2000),
         }
     }
 }
@@ -53,6 +58,7 @@ impl RealismOptions {
             quota_project_required: false,
             metric_validation: false,
             faults: FaultOptions::default(),
+            secret_alias_lag: Duration::ZERO,
         }
     }
 }

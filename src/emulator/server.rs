@@ -138,6 +138,8 @@ impl Emulator {
         let mut store = store;
         store.access_propagation_ms =
             i64::try_from(options.realism.account_propagation.as_millis()).unwrap_or(i64::MAX);
+        store.secret_alias_lag_ms =
+            i64::try_from(options.realism.secret_alias_lag.as_millis()).unwrap_or(i64::MAX);
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             realism: Realism::new(options.realism.clone()),

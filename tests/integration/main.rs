@@ -19,6 +19,7 @@ mod packaging;
 mod progress;
 mod realism;
 mod refresh_only;
+mod secret_consistency;
 mod secrets;
 mod sensitive;
 mod state_backends;
