@@ -94,6 +94,13 @@ pub struct EmulatorArgs {
     /// grants take minutes to reach Google's services; 0 turns it off.
     #[arg(long, default_value_t = 1500, value_name = "MS")]
     pub secret_access_propagation_ms: u64,
+    // Secret Manager consistency.
+    /// For this long after a version is added, enabled, disabled or destroyed (or an alias
+    /// changes), Secret Manager's `latest`, aliases and version lists answer what was there
+    /// before, as Google's eventually consistent reads may; reads by version number never
+    /// lag. 0 turns it off.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub secret_alias_lag_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -155,6 +162,7 @@ impl EmulatorArgs {
                 monitoring_single_writer: !self.no_monitoring_single_writer,
                 quota_project_required: !self.no_quota_project_check,
                 metric_validation: !self.no_metric_validation,
+                secret_alias_lag: Duration::from_millis(self.secret_alias_lag_ms),
                 ..RealismOptions::default()
             }
         };

@@ -152,7 +152,7 @@ impl<'a> Evaluator<'a> {
                     .iter()
                     .map(|argument| self.expression(argument, scope))
                     .collect::<Result<Vec<_>, _>>()?;
-                if values.iter().any(Value::contains_unknown) {
+                if !knowable(function, &values) {
                     return Ok(Value::unknown());
                 }
                 call(function, &values, scope.module, expression)
@@ -352,6 +352,23 @@ fn step_diagnostic(error: StepError, step: StepRef<'_>, traversal: &Traversal) -
     }
 }
 
+/// Returns whether `function` can be evaluated over `arguments` holding values not known
+/// before apply: `zipmap` and `merge` keep an unknown value in its place (a secret's new
+/// `version` in a map of several) so that the rest of the map stays known, as long as the keys
+/// and the maps themselves are known; every other function needs all of its arguments.
+fn knowable(function: &str, arguments: &[Value]) -> bool {
+    match function {
+        "zipmap" => {
+            arguments
+                .first()
+                .is_none_or(|keys| !keys.contains_unknown())
+                && arguments.iter().all(|argument| !argument.is_unknown())
+        }
+        "merge" => arguments.iter().all(|argument| !argument.is_unknown()),
+        _ => !arguments.iter().any(Value::contains_unknown),
+    }
+}
+
 fn error(expression: &Expression, message: String) -> Diagnostic {
     Diagnostic::new(DiagnosticCode::Expression, &expression.span, message)
         .with_hint("the functions and what they take: docs/config.md, section Expressions")
@@ -515,6 +532,22 @@ fn call(
 mod tests {
     use super::*;
     use crate::config::load;
+
+    #[test]
+    fn zipmap_and_merge_keep_an_unknown_value_in_its_place() {
+        let keys = Value::List(vec![Value::string("a"), Value::string("b")]);
+        let values = Value::List(vec![Value::string("1"), Value::unknown()]);
+        assert!(knowable("zipmap", &[keys.clone(), values.clone()]));
+        assert!(
+            !knowable("zipmap", &[values.clone(), keys.clone()]),
+            "unknown keys"
+        );
+        assert!(!knowable("zipmap", &[keys.clone(), Value::unknown()]));
+        let partly = Value::Map(BTreeMap::from([("b".to_string(), Value::unknown())]));
+        assert!(knowable("merge", &[partly.clone(), partly.clone()]));
+        assert!(!knowable("merge", &[partly.clone(), Value::unknown()]));
+        assert!(!knowable("join", &[Value::string(","), values]));
+    }
 
     fn configuration(resources: &str) -> (tempfile::TempDir, Configuration) {
         let root = tempfile::tempdir().expect("tempdir");

@@ -13,6 +13,7 @@ mod projects;
 pub mod quota;
 pub mod realism;
 mod run;
+mod secret_views;
 mod secretmanager;
 pub mod server;
 mod service_accounts;

@@ -2,7 +2,7 @@
 //! and tunable (or off) per run: a propagation window in which IAM refuses policies naming a
 //! new service account; another in which a Cloud Run revision is refused a secret just granted; Monitoring's 409 on concurrent edits of one project's alerting state;
 //! Billing Budgets' demand for a quota project from user credentials; PromQL metric validation;
-//! and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
+//! Secret Manager's lagging `latest` and aliases; and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
 //! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
 
 use super::error::ApiError;
@@ -39,6 +39,10 @@ pub struct RealismOptions {
     /// How long after a `roles/secretmanager.secretAccessor` grant on a secret a Cloud Run
     /// revision that starts and mounts it is still refused it (zero: off).
     pub secret_access_propagation: Duration,
+    // Secret Manager consistency.
+    /// How long Secret Manager's `latest`, version aliases and version lists keep answering
+    /// what a secret's versions were before a change (zero: off). Reads by number never lag.
+    pub secret_alias_lag: Duration,
 }
 
 impl Default for RealismOptions {
@@ -51,6 +55,7 @@ impl Default for RealismOptions {
             faults: FaultOptions::default(),
             quotas: QuotaOptions::default(),
             secret_access_propagation: Duration::from_millis(1500),
+            secret_alias_lag: Duration::from_millis(2000),
         }
     }
 }
@@ -66,6 +71,7 @@ impl RealismOptions {
             faults: FaultOptions::default(),
             quotas: QuotaOptions::off(),
             secret_access_propagation: Duration::ZERO,
+            secret_alias_lag: Duration::ZERO,
         }
     }
 }

@@ -249,10 +249,22 @@ fn settle(store: &mut Store) {
         let now = store.run_services[&name].settle_at.unwrap_or(now);
         let project_number = name.split('/').nth(1).unwrap_or_default().to_string();
         let referenced = referenced_secrets(&store.run_services[&name].body, &project_number);
-        let missing: Option<String> = referenced
-            .iter()
-            .find(|(_, canonical)| !store.secrets.contains_key(canonical))
-            .map(|(secret, _)| secret.clone());
+        // Cloud Run resolves each variable's version when the revision starts: a number as
+        // stored, `latest` or an alias through Secret Manager's lagging view.
+        let missing: Option<String> = referenced.iter().find_map(|reference| {
+            if !store.secrets.contains_key(&reference.canonical) {
+                return Some(format!(
+                    "Secret {} was not found or the service account lacks access.",
+                    reference.secret
+                ));
+            }
+            super::secretmanager::resolve_for_reader(
+                store,
+                &reference.canonical,
+                &reference.version,
+            )
+            .err()
+        });
         // A grant of the secret to the revision's account that IAM has not propagated yet:
         // Google's revision fails to start with "Permission denied on secret".
         let runtime_account = store.run_services[&name].body["template"]["serviceAccount"]
@@ -261,13 +273,16 @@ fn settle(store: &mut Store) {
             .to_ascii_lowercase();
         let unpropagated: Option<String> = referenced
             .iter()
-            .find(|(_, canonical)| {
+            .find(|reference| {
                 store
                     .secret_grants
-                    .get(&format!("{canonical}|serviceaccount:{runtime_account}"))
+                    .get(&format!(
+                        "{}|serviceaccount:{runtime_account}",
+                        reference.canonical
+                    ))
                     .is_some_and(|granted| now - granted < store.access_propagation_ms)
             })
-            .map(|(secret, _)| secret.clone());
+            .map(|reference| reference.secret.clone());
         let Some(record) = store.run_services.get_mut(&name) else {
             continue;
         };
@@ -283,9 +298,9 @@ fn settle(store: &mut Store) {
             continue;
         }
         match missing {
-            Some(secret) => {
+            Some(reason) => {
                 record.failure = Some(format!(
-                    "Revision '{}' is not ready and cannot serve traffic. Secret {secret} was not found or the service account lacks access.",
+                    "Revision '{}' is not ready and cannot serve traffic. {reason}",
                     record.revisions.last().cloned().unwrap_or_default()
                 ));
                 remember_failure(record);
@@ -1461,24 +1476,37 @@ pub fn wait_for(store: &Store, request: &Request) -> Option<Duration> {
     Some(Duration::from_secs_f64(wait))
 }
 
-/// Returns the secrets a service's template reads through `secretKeyRef`, each as written and
-/// in its canonical `projects/<number>/secrets/<id>` form.
+/// A secret a service's template reads through `secretKeyRef`.
+struct SecretReference {
+    /// As written.
+    secret: String,
+    /// In its canonical `projects/<number>/secrets/<id>` form.
+    canonical: String,
+    /// The version: a number, `latest` (the default) or an alias.
+    version: String,
+}
+
+/// Returns the secrets a service's template reads through `secretKeyRef`.
 fn referenced_secrets(
     body: &serde_json::Map<String, Json>,
     project_number: &str,
-) -> Vec<(String, String)> {
+) -> Vec<SecretReference> {
     body.get("template").unwrap_or(&Json::Null)["containers"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
         .filter_map(|variable| {
-            variable
-                .pointer("/valueSource/secretKeyRef/secret")
-                .and_then(Json::as_str)
-                .map(String::from)
+            let reference = variable.pointer("/valueSource/secretKeyRef")?;
+            let secret = reference["secret"].as_str()?.to_string();
+            let version = reference["version"]
+                .as_str()
+                .filter(|version| !version.is_empty())
+                .unwrap_or("latest")
+                .to_string();
+            Some((secret, version))
         })
-        .map(|secret| {
+        .map(|(secret, version)| {
             let canonical = match secret.split('/').collect::<Vec<_>>()[..] {
                 ["projects", project, "secrets", id] => format!(
                     "projects/{}/secrets/{id}",
@@ -1486,7 +1514,11 @@ fn referenced_secrets(
                 ),
                 _ => format!("projects/{project_number}/secrets/{secret}"),
             };
-            (secret, canonical)
+            SecretReference {
+                secret,
+                canonical,
+                version,
+            }
         })
         .collect()
 }

@@ -1,13 +1,15 @@
 //! Secret Manager v1 as Google serves it (per `discovery/secretmanager.v1.json`): secrets
 //! create/get/list/patch/delete, versions add/get/list/access/enable/disable/destroy with the
 //! `latest` alias, and getIamPolicy/setIamPolicy with etags. Names come back with the project
-//! number, as Google's do.
+//! number, as Google's do. `latest`, aliases and version lists answer from a lagging view
+//! (`secret_views.rs`); reads by version number never lag.
 
 use super::collection::{self, Call, Method};
 use super::discovery::{self, Api};
 use super::error::ApiError;
 use super::http::{Request, Response};
 use super::iam;
+use super::secret_views::SecretView;
 use super::store::{SecretRecord, Store, VersionRecord, now, project_number};
 use base64::Engine;
 use serde_json::{Value as Json, json};
@@ -750,7 +752,9 @@ fn patch_secret(store: &mut Store, request: &Request, secret: &str) -> Result<Re
     check_secret_fields(&updated.body)?;
     updated.etag = quoted_etag(store);
     let response = secret_json(secret, &updated);
+    let before = view_before_change(store, secret);
     store.secrets.insert(secret.to_string(), updated);
+    note_change(store, secret, before);
     Ok(Response::changed(response))
 }
 
@@ -765,6 +769,7 @@ fn delete_secret(store: &mut Store, request: &Request, secret: &str) -> Result<R
         )));
     }
     store.secrets.remove(secret);
+    store.secret_views.remove(secret);
     store.policies.remove(secret);
     store.revision += 1;
     Ok(Response::changed(json!({})))
@@ -813,6 +818,7 @@ fn add_version(store: &mut Store, request: &Request, secret: &str) -> Result<Res
         }
     };
     let etag = quoted_etag(store);
+    let before = view_before_change(store, secret);
     let Some(record) = store.secrets.get_mut(secret) else {
         return Err(secret_not_found(secret));
     };
@@ -830,43 +836,105 @@ fn add_version(store: &mut Store, request: &Request, secret: &str) -> Result<Res
     };
     let response = version_json(secret, number, &version, record.body.get("replication"));
     record.versions.insert(number, version);
+    note_change(store, secret, before);
     Ok(Response::changed(response))
 }
 
-fn resolve_version(record: &SecretRecord, secret: &str, version: &str) -> Result<u64, ApiError> {
+/// Returns the number a version id names and the state the read sees it in. A number is read
+/// from the store (strongly consistent); `latest` and aliases resolve in the view eventually
+/// consistent reads have (`eventual_view`), and answer the state that view holds.
+fn resolve_version(store: &Store, secret: &str, version: &str) -> Result<(u64, String), ApiError> {
     let not_found = || {
         ApiError::not_found(format!(
             "Secret Version [{secret}/versions/{version}] not found."
         ))
     };
-    if version == "latest" {
-        return record
-            .versions
-            .keys()
-            .next_back()
-            .copied()
-            .ok_or_else(not_found);
-    }
+    let record = require_secret(store, secret)?;
     if let Ok(number) = version.parse::<u64>() {
-        return if record.versions.contains_key(&number) {
-            Ok(number)
-        } else {
-            Err(not_found())
+        return match record.versions.get(&number) {
+            Some(stored) => Ok((number, stored.state.clone())),
+            None => Err(not_found()),
         };
     }
-    let alias = record
-        .body
-        .get("versionAliases")
-        .and_then(|aliases| aliases.get(version));
-    match alias.and_then(|number| {
-        number
-            .as_str()
-            .and_then(|text| text.parse::<u64>().ok())
-            .or_else(|| number.as_u64())
-    }) {
-        Some(number) if record.versions.contains_key(&number) => Ok(number),
+    let view = eventual_view(store, secret).ok_or_else(not_found)?;
+    match view.resolve(version) {
+        Some(number) if record.versions.contains_key(&number) => {
+            Ok((number, view.versions[&number].clone()))
+        }
         _ => Err(not_found()),
     }
+}
+
+fn millis_now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Returns what eventually consistent reads of `secret` see now (`None`: no such secret): the
+/// view it had `secret_alias_lag_ms` ago, or its current one when nothing changed since.
+pub(super) fn eventual_view(store: &Store, secret: &str) -> Option<SecretView> {
+    let record = store.secrets.get(secret)?;
+    let visible = store
+        .secret_views
+        .get(secret)
+        .and_then(|history| history.visible(millis_now(), store.secret_alias_lag_ms));
+    Some(visible.cloned().unwrap_or_else(|| SecretView::of(record)))
+}
+
+/// Returns the view of `secret` a change is about to replace, when reads lag at all.
+fn view_before_change(store: &Store, secret: &str) -> Option<SecretView> {
+    if store.secret_alias_lag_ms <= 0 {
+        return None;
+    }
+    store.secrets.get(secret).map(SecretView::of)
+}
+
+/// Notes that a change replaced `before`, so that lagging reads keep seeing it for a while.
+fn note_change(store: &mut Store, secret: &str, before: Option<SecretView>) {
+    let (Some(before), Some(record)) = (before, store.secrets.get(secret)) else {
+        return;
+    };
+    if SecretView::of(record) == before {
+        return;
+    }
+    let lag = store.secret_alias_lag_ms;
+    store
+        .secret_views
+        .entry(secret.to_string())
+        .or_default()
+        .record(before, millis_now(), lag);
+}
+
+/// Resolves a version as a reader of `secret` does (Cloud Run resolving an environment
+/// variable's `secretKeyRef`): the version's number when it exists and is enabled, otherwise
+/// why not. `latest` and aliases lag like every eventually consistent read.
+pub(super) fn resolve_for_reader(
+    store: &Store,
+    secret: &str,
+    version: &str,
+) -> Result<u64, String> {
+    match resolve_version(store, secret, version) {
+        Ok((number, state)) if state == "ENABLED" => Ok(number),
+        Ok((number, state)) => Err(format!(
+            "Secret version {secret}/versions/{number} is in {state} state."
+        )),
+        Err(_) => Err(format!(
+            "Secret version {secret}/versions/{version} was not found."
+        )),
+    }
+}
+
+/// Returns a version as the read sees it: in the state `seen`, which differs from the stored
+/// one while a lagging view is read.
+fn seen_in_state(mut body: Json, seen: &str) -> Json {
+    if body["state"] != seen {
+        body["state"] = json!(seen);
+        if seen != "DESTROYED"
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.remove("destroyTime");
+        }
+    }
+    body
 }
 
 fn get_version(
@@ -876,13 +944,16 @@ fn get_version(
     version: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&[])?;
+    let (number, seen) = resolve_version(store, secret, version)?;
     let record = require_secret(store, secret)?;
-    let number = resolve_version(record, secret, version)?;
-    Ok(Response::read(version_json(
-        secret,
-        number,
-        &record.versions[&number],
-        record.body.get("replication"),
+    Ok(Response::read(seen_in_state(
+        version_json(
+            secret,
+            number,
+            &record.versions[&number],
+            record.body.get("replication"),
+        ),
+        &seen,
     )))
 }
 
@@ -893,14 +964,20 @@ fn access_version(
     version: &str,
 ) -> Result<Response, ApiError> {
     request.allow_query(&[])?;
+    let (number, seen) = resolve_version(store, secret, version)?;
     let record = require_secret(store, secret)?;
-    let number = resolve_version(record, secret, version)?;
     let stored = &record.versions[&number];
     let full_name = format!("{secret}/versions/{number}");
-    if stored.state != "ENABLED" {
+    // A lagging view may still see a version enabled that has been disabled since (its payload
+    // is served, as a lagging replica would), but never the payload of a destroyed one.
+    let state = if stored.data.is_none() {
+        stored.state.as_str()
+    } else {
+        seen.as_str()
+    };
+    if state != "ENABLED" {
         return Err(ApiError::failed_precondition(format!(
-            "Secret Version [{full_name}] is in {} state.",
-            stored.state
+            "Secret Version [{full_name}] is in {state} state."
         )));
     }
     Ok(Response::read(json!({
@@ -912,12 +989,19 @@ fn access_version(
 fn list_versions(store: &mut Store, request: &Request, secret: &str) -> Result<Response, ApiError> {
     request.allow_query(&["filter", "pageSize", "pageToken"])?;
     let record = require_secret(store, secret)?;
-    let mut all: Vec<Json> = record
+    // A list is one of the "other operations" that are eventually consistent: it shows the
+    // versions, and their states, of the lagging view.
+    let view = eventual_view(store, secret).unwrap_or_default();
+    let mut all: Vec<Json> = view
         .versions
         .iter()
         .rev()
-        .map(|(number, version)| {
-            version_json(secret, *number, version, record.body.get("replication"))
+        .filter_map(|(number, seen)| {
+            let version = record.versions.get(number)?;
+            Some(seen_in_state(
+                version_json(secret, *number, version, record.body.get("replication")),
+                seen,
+            ))
         })
         .collect();
     keep_matching(&mut all, request)?;
@@ -949,8 +1033,8 @@ fn change_version_state(
         "request",
         &body,
     )?;
+    let (number, _) = resolve_version(store, secret, version)?;
     let record = require_secret(store, secret)?;
-    let number = resolve_version(record, secret, version)?;
     let current = record.versions[&number].clone();
     let full_name = format!("{secret}/versions/{number}");
     if let Some(etag) = body.get("etag").and_then(Json::as_str)
@@ -966,6 +1050,7 @@ fn change_version_state(
         )));
     }
     let etag = quoted_etag(store);
+    let before = view_before_change(store, secret);
     let Some(record) = store.secrets.get_mut(secret) else {
         return Err(secret_not_found(secret));
     };
@@ -1002,10 +1087,72 @@ fn change_version_state(
             None => destroy(stored),
         },
     }
-    Ok(Response::changed(version_json(
-        secret,
-        number,
-        stored,
-        replication.as_ref(),
-    )))
+    let response = version_json(secret, number, stored, replication.as_ref());
+    note_change(store, secret, before);
+    Ok(Response::changed(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(state: &str) -> VersionRecord {
+        VersionRecord {
+            create_time: now(),
+            state: state.into(),
+            etag: "\"e\"".into(),
+            data: Some("b25l".into()),
+            crc32c: "0".into(),
+            client_checksum: false,
+            destroy_time: None,
+            scheduled_destroy_time: None,
+        }
+    }
+
+    /// A store whose secret `s` has had version 1, and has just been given version 2.
+    fn store_after_a_second_add(lag_ms: i64) -> (Store, String) {
+        let name = "projects/1/secrets/s".to_string();
+        let mut store = Store {
+            secret_alias_lag_ms: lag_ms,
+            ..Store::default()
+        };
+        let mut record = SecretRecord {
+            body: Default::default(),
+            create_time: now(),
+            etag: "\"e\"".into(),
+            next_version: 2,
+            versions: Default::default(),
+        };
+        record.versions.insert(1, version("ENABLED"));
+        store.secrets.insert(name.clone(), record);
+        let before = view_before_change(&store, &name);
+        let record = store.secrets.get_mut(&name).expect("secret");
+        record.versions.insert(2, version("ENABLED"));
+        record.next_version = 3;
+        note_change(&mut store, &name, before);
+        (store, name)
+    }
+
+    #[test]
+    fn latest_lags_an_add_while_the_number_resolves_at_once() {
+        let (store, name) = store_after_a_second_add(60_000);
+        assert_eq!(resolve_for_reader(&store, &name, "latest"), Ok(1));
+        assert_eq!(resolve_for_reader(&store, &name, "2"), Ok(2));
+        assert!(resolve_for_reader(&store, &name, "3").is_err());
+        let (current, _) = store_after_a_second_add(0);
+        assert_eq!(
+            resolve_for_reader(&current, &name, "latest"),
+            Ok(2),
+            "no lag"
+        );
+    }
+
+    #[test]
+    fn a_lagging_read_shows_the_state_it_saw() {
+        let mut body = json!({"name": "x", "state": "DESTROYED", "destroyTime": "t"});
+        body = seen_in_state(body, "ENABLED");
+        assert_eq!(body, json!({"name": "x", "state": "ENABLED"}));
+        let unchanged = seen_in_state(json!({"state": "DISABLED"}), "DISABLED");
+        assert_eq!(unchanged, json!({"state": "DISABLED"}));
+    }
 }

@@ -143,6 +143,8 @@ impl Emulator {
             i64::try_from(options.realism.secret_access_propagation.as_millis())
                 .unwrap_or(i64::MAX);
         let options_quotas = options.realism.quotas.clone();
+        store.secret_alias_lag_ms =
+            i64::try_from(options.realism.secret_alias_lag.as_millis()).unwrap_or(i64::MAX);
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             realism: Realism::new(options.realism.clone()),

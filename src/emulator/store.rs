@@ -54,6 +54,14 @@ pub struct Store {
     /// Open resumable uploads by upload id.
     #[serde(default)]
     pub upload_sessions: BTreeMap<String, UploadSession>,
+    // Secret Manager's eventually consistent reads (realism, never persisted).
+    /// The views of each secret's versions that `latest`, aliases and version lists may still
+    /// answer from, by canonical secret name.
+    #[serde(skip)]
+    pub secret_views: BTreeMap<String, super::secret_views::ViewHistory>,
+    /// How long those reads lag a change, in milliseconds (0: they never lag).
+    #[serde(skip)]
+    pub secret_alias_lag_ms: i64,
 }
 
 /// An open resumable upload: where it goes and what has arrived.

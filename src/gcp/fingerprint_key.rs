@@ -40,10 +40,10 @@ pub fn key_secret_name(project: &str, env_name: &str) -> String {
     format!("projects/{project}/secrets/infra-fingerprint-key-{env_id}")
 }
 
-/// Reads the environment's key (its latest version), with the `previous` versions that state's
+/// Reads the environment's key (its newest version), with the `previous` versions that state's
 /// fingerprints still name (after a rotation) so those keep verifying; `None` when the key does
 /// not exist yet. A previous version that is gone or disabled is skipped: what it fingerprinted
-/// shows as an update, and is written again under the latest.
+/// shows as an update, and is written again under the newest.
 pub async fn read_key(
     client: &GcpClient,
     project: &str,
@@ -51,26 +51,95 @@ pub async fn read_key(
     previous: &BTreeSet<String>,
 ) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
     let name = key_secret_name(project, env_name);
-    let Some(latest) = access_version(client, &name, "latest").await? else {
-        return Ok(None);
+    let floor = previous
+        .iter()
+        .filter_map(|version| version.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let latest = match newest_key_version(client, &name, floor).await? {
+        None => return Ok(None),
+        Some((_, KeyVersion::Usable(key))) => key,
+        Some((number, KeyVersion::NotEnabled(error))) => {
+            return Err(unusable(
+                &name,
+                format!("version {number} cannot be read ({error})"),
+            ));
+        }
+        Some((_, KeyVersion::Missing)) => return Ok(None),
     };
     let mut older = Vec::new();
     for version in previous.iter().filter(|version| *version != latest.id()) {
-        match access_version(client, &name, version).await {
-            Ok(Some(key)) => older.push(key),
-            Ok(None) => tracing::warn!("{name}: version {version}, named in state, is gone"),
+        match read_version(client, &name, version).await {
+            Ok(KeyVersion::Usable(key)) => older.push(key),
+            Ok(KeyVersion::Missing) => {
+                tracing::warn!("{name}: version {version}, named in state, is gone")
+            }
+            Ok(KeyVersion::NotEnabled(error)) => {
+                tracing::warn!("{name}: version {version} cannot be read: {error}")
+            }
             Err(error) => tracing::warn!("{name}: version {version} cannot be read: {error}"),
         }
     }
     Ok(Some(latest.with_previous(older)))
 }
 
-/// Reads one version of the key secret `name`; `None` when it (or the secret) does not exist.
-async fn access_version(
+/// One version of the key secret, as an access answered.
+enum KeyVersion {
+    /// It (or the secret) does not exist.
+    Missing,
+    /// It exists but is disabled or destroyed (400 FAILED_PRECONDITION).
+    NotEnabled(GcpError),
+    Usable(FingerprintKey),
+}
+
+/// Returns the key secret's newest version and its number; `None` when it has none.
+///
+/// `latest` lags an add ("This doesn't apply when you access a secret version using aliases or
+/// `latest`", <https://cloud.google.com/secret-manager/docs/reference/consistency>): right
+/// after the first apply made the key it may answer 404, after a rotation the version before.
+/// So `latest` and `floor` (the newest version state's fingerprints name) only give a number to
+/// start from, and versions are then accessed by number — strongly consistent — upward until
+/// one does not exist. Only `secretmanager.versions.access` is needed, as for `latest`.
+async fn newest_key_version(
+    client: &GcpClient,
+    name: &str,
+    floor: u64,
+) -> Result<Option<(u64, KeyVersion)>, FingerprintKeyError> {
+    let mut newest = match read_version(client, name, "latest").await? {
+        KeyVersion::Usable(key) => key
+            .id()
+            .parse::<u64>()
+            .ok()
+            .map(|number| (number, KeyVersion::Usable(key))),
+        // Missing, perhaps only not visible yet; or not enabled, under a number not given.
+        _ => None,
+    };
+    let mut number = newest.as_ref().map_or(0, |(number, _)| *number);
+    if floor > number {
+        match read_version(client, name, &floor.to_string()).await? {
+            // Recorded by a state of a key secret deleted since: counted from below.
+            KeyVersion::Missing => {}
+            found => {
+                newest = Some((floor, found));
+                number = floor;
+            }
+        }
+    }
+    loop {
+        number += 1;
+        match read_version(client, name, &number.to_string()).await? {
+            KeyVersion::Missing => return Ok(newest),
+            found => newest = Some((number, found)),
+        }
+    }
+}
+
+/// Accesses one version (a number or `latest`) of the key secret `name`.
+async fn read_version(
     client: &GcpClient,
     name: &str,
     version: &str,
-) -> Result<Option<FingerprintKey>, FingerprintKeyError> {
+) -> Result<KeyVersion, FingerprintKeyError> {
     let accessed = match client
         .call(
             Method::GET,
@@ -82,13 +151,8 @@ async fn access_version(
         .await
     {
         Ok(accessed) => accessed,
-        Err(error) if error.is_not_found() => return Ok(None),
-        Err(error) if error.code() == Some(400) => {
-            return Err(unusable(
-                name,
-                format!("version {version} cannot be read ({error})"),
-            ));
-        }
+        Err(error) if error.is_not_found() => return Ok(KeyVersion::Missing),
+        Err(error) if error.code() == Some(400) => return Ok(KeyVersion::NotEnabled(error)),
         Err(error) => return Err(error.into()),
     };
     let number = accessed
@@ -104,7 +168,7 @@ async fn access_version(
         .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
         .unwrap_or_default();
     FingerprintKey::new(&number, &material)
-        .map(Some)
+        .map(KeyVersion::Usable)
         .map_err(|error| unusable(name, format!("version {number}: {error}")))
 }
 
@@ -271,16 +335,11 @@ mod tests {
         let first = create_key(&client, "p", "t").await.expect("created");
         let again = create_key(&client, "p", "t").await.expect("found");
         assert_eq!(again.id(), first.id(), "the same version, none added");
-        let versions = client
-            .call(
-                Method::GET,
-                Service::SecretManager,
-                "v1/projects/p/secrets/infra-fingerprint-key-t/versions",
-                &[],
-                None,
-            )
-            .await
-            .expect("versions");
-        assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
+        // Counted by number: the versions list, like `latest`, lags the add.
+        let secret = key_secret_name("p", "t");
+        let first = crate::gcp::secret_versions::get_version(&client, &secret, 1).await;
+        assert!(first.expect("read").is_some());
+        let second = crate::gcp::secret_versions::get_version(&client, &secret, 2).await;
+        assert!(second.expect("read").is_none(), "no second version");
     }
 }

@@ -1,5 +1,5 @@
-//! Talking to Google: the REST client core, typed errors, one file per resource kind, and the
-//! environment's fingerprint key in Secret Manager.
+//! Talking to Google: the REST client core, typed errors, one file per resource kind, the
+//! environment's fingerprint key in Secret Manager, and reads of secret versions by number.
 
 pub mod client;
 pub mod error;
@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod operations;
 pub mod proto3;
 pub mod quotas;
+pub mod secret_versions;
 
 pub use client::{Authentication, GcpClient, QuotaRetry, Replay, RetryPolicy, Service};
 pub use error::GcpError;

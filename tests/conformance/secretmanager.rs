@@ -14,6 +14,26 @@ fn automatic() -> Secret {
     Secret::new().set_replication(Replication::new().set_automatic(Automatic::new()))
 }
 
+/// Reads until `done` holds of the answer (or 10 s have passed), as a client must read what
+/// Secret Manager serves eventually consistently: "accessing that secret version by version
+/// number is a strongly consistent operation … This doesn't apply when you access a secret
+/// version using aliases or `latest`"; other operations, lists included, are eventually
+/// consistent (cloud.google.com/secret-manager/docs/reference/consistency).
+async fn eventually<T, Read, Answer>(mut read: Read, done: impl Fn(&T) -> bool) -> T
+where
+    Read: FnMut() -> Answer,
+    Answer: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = read().await;
+        if done(&answer) || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn create(client: &SecretManagerService, id: &str) -> Secret {
     client
         .create_secret()
@@ -109,13 +129,23 @@ async fn versions_add_access_and_change_state() {
             .await
             .expect("add version");
     }
-    // "projects/*/secrets/*/versions/latest is an alias to the most recently created version".
-    let latest = client
-        .access_secret_version()
-        .set_name(format!("{}/versions/latest", secret.name))
-        .send()
-        .await
-        .expect("access latest");
+    // "projects/*/secrets/*/versions/latest is an alias to the most recently created version",
+    // once the adds have propagated.
+    let latest = eventually(
+        || {
+            client
+                .access_secret_version()
+                .set_name(format!("{}/versions/latest", secret.name))
+                .send()
+        },
+        |answer| {
+            answer
+                .as_ref()
+                .is_ok_and(|latest| latest.name.ends_with("/versions/3"))
+        },
+    )
+    .await
+    .expect("access latest");
     assert_eq!(
         latest.payload.expect("payload").data,
         bytes::Bytes::from("three")
@@ -326,12 +356,17 @@ async fn regional_secrets_are_served_beside_global_ones() {
         .send()
         .await
         .expect("add version");
-    let accessed = client
-        .access_secret_version()
-        .set_name(format!("{}/versions/latest", secret.name))
-        .send()
-        .await
-        .expect("access");
+    let accessed = eventually(
+        || {
+            client
+                .access_secret_version()
+                .set_name(format!("{}/versions/latest", secret.name))
+                .send()
+        },
+        |answer| answer.is_ok(),
+    )
+    .await
+    .expect("access");
     assert_eq!(
         accessed.payload.expect("payload").data,
         bytes::Bytes::from("r")
@@ -468,13 +503,22 @@ async fn list_filters_select_secrets_and_versions() {
         .send()
         .await
         .expect("disable");
-    let enabled = client
-        .list_secret_versions()
-        .set_parent(&prod.name)
-        .set_filter("state:ENABLED")
-        .send()
-        .await
-        .expect("versions");
+    let enabled = eventually(
+        || {
+            client
+                .list_secret_versions()
+                .set_parent(&prod.name)
+                .set_filter("state:ENABLED")
+                .send()
+        },
+        |answer| {
+            answer.as_ref().is_ok_and(|listed| {
+                listed.versions.len() == 1 && listed.versions[0].name.ends_with("/versions/2")
+            })
+        },
+    )
+    .await
+    .expect("versions");
     assert_eq!(enabled.versions.len(), 1);
     assert!(enabled.versions[0].name.ends_with("/versions/2"));
 }

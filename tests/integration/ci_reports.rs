@@ -4,7 +4,8 @@
 use crate::support::TestEnv;
 use serde_json::Value as Json;
 
-/// The bundled project applied on envs/local, then BETA_MAX_USERS changed from 500 to 750.
+/// The bundled project applied on envs/local, then BETA_MAX_USERS changed from 500 to 750 (the
+/// backend, which reads it by version, changes with it).
 fn applied_with_one_secret_changed() -> TestEnv {
     let env = TestEnv::bundled();
     env.infra(&["apply", "--env", "local", "--auto-approve"])
@@ -78,8 +79,18 @@ fn terraform_json_names_resources_and_actions_field_for_field() {
         .iter()
         .filter(|change| change["change"]["actions"] != serde_json::json!(["no-op"]))
         .collect();
-    assert_eq!(changed.len(), 1, "{changed:#?}");
-    let secret = changed[0];
+    // The secret, and the backend whose variable names the secret's version: a new value is a
+    // new revision.
+    assert_eq!(changed.len(), 2, "{changed:#?}");
+    assert_eq!(
+        changed[0]["address"],
+        "module.backend.cloud_run_service.backend[\"us-central1\"]"
+    );
+    assert_eq!(
+        changed[0]["change"]["actions"],
+        serde_json::json!(["update"])
+    );
+    let secret = changed[1];
     assert_eq!(
         secret["address"],
         "module.beta_secrets.secret.beta[\"BETA_MAX_USERS\"]"

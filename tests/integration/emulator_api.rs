@@ -165,7 +165,10 @@ fn patch_needs_an_update_mask_and_honours_it() {
 
 #[test]
 fn versions_follow_their_states_and_the_latest_alias() {
-    let env = TestEnv::with_emulator();
+    // States and what `latest` names, without its lag (the next test has that).
+    let mut env = TestEnv::with_emulator();
+    env.stop_emulator();
+    env.start_emulator_with(&["--secret-alias-lag-ms", "0"]);
     create(&env, "A");
     let (status, body) = env.api("GET", &format!("{SECRETS}/A/versions/latest"), None);
     assert_eq!(status, 404, "no versions yet: {body}");
@@ -247,6 +250,97 @@ fn versions_follow_their_states_and_the_latest_alias() {
         listed["versions"].as_array().map(Vec::len),
         Some(1),
         "{listed}"
+    );
+}
+
+/// "Adding a secret version and then immediately accessing that secret version by version
+/// number is a strongly consistent operation … This doesn't apply when you access a secret
+/// version using aliases or `latest`"; other operations, lists included, are eventually
+/// consistent (cloud.google.com/secret-manager/docs/reference/consistency).
+#[test]
+fn latest_aliases_and_lists_lag_a_change_while_numbers_do_not() {
+    let mut env = TestEnv::with_emulator();
+    env.stop_emulator();
+    env.start_emulator_with(&["--secret-alias-lag-ms", "1500"]);
+    create(&env, "A");
+    let add = |data: &str| {
+        let (status, body) = env.api(
+            "POST",
+            &format!("{SECRETS}/A:addVersion"),
+            Some(json!({"payload": {"data": data}})),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    add("b25l");
+    // Within the window `latest` does not see the first version yet; version 1 is there.
+    let (status, body) = env.api("GET", &format!("{SECRETS}/A/versions/latest"), None);
+    assert_eq!(status, 404, "latest lags the first add: {body}");
+    let (status, body) = env.api("GET", &format!("{SECRETS}/A/versions/1:access"), None);
+    assert_eq!(
+        (status, body["payload"]["data"].as_str()),
+        (200, Some("b25l"))
+    );
+    let (_, listed) = env.api("GET", &format!("{SECRETS}/A/versions"), None);
+    assert_eq!(listed, json!({}), "the list lags too");
+    // Once the window has passed `latest` names it: polled, not slept for.
+    let settled = |path: &str, expected: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, body) = env.api("GET", path, None);
+            if status == 200
+                && body["name"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with(expected))
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} never showed {expected}: {body}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    settled(&format!("{SECRETS}/A/versions/latest"), "/versions/1");
+    add("dHdv");
+    let (_, latest) = env.api("GET", &format!("{SECRETS}/A/versions/latest:access"), None);
+    assert!(
+        latest["name"]
+            .as_str()
+            .is_some_and(|name| name.ends_with("/versions/1")),
+        "latest still names the previous version: {latest}"
+    );
+    let (_, listed) = env.api("GET", &format!("{SECRETS}/A/versions"), None);
+    assert_eq!(
+        listed["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let (_, second) = env.api("GET", &format!("{SECRETS}/A/versions/2"), None);
+    assert_eq!(second["state"], "ENABLED", "by number at once: {second}");
+    // An alias set now, and a disable, lag the same way.
+    let (status, body) = env.api(
+        "PATCH",
+        &format!("{SECRETS}/A?updateMask=versionAliases"),
+        Some(json!({"versionAliases": {"current": "2"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = env.api("GET", &format!("{SECRETS}/A/versions/current"), None);
+    assert_eq!(status, 404, "the alias is not seen yet");
+    settled(&format!("{SECRETS}/A/versions/current"), "/versions/2");
+    settled(&format!("{SECRETS}/A/versions/latest"), "/versions/2");
+    let (status, _) = env.api(
+        "POST",
+        &format!("{SECRETS}/A/versions/2:disable"),
+        Some(json!({})),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = env.api("GET", &format!("{SECRETS}/A/versions/2:access"), None);
+    assert_eq!(status, 400, "by number: disabled at once: {body}");
+    let (_, seen) = env.api("GET", &format!("{SECRETS}/A/versions/latest"), None);
+    assert_eq!(
+        seen["state"], "ENABLED",
+        "latest still sees it enabled: {seen}"
     );
 }
 

@@ -72,11 +72,7 @@ fn trial(after: Duration) -> bool {
 
 /// Returns the generated secret's current value, if one was written.
 fn generated_value(env: &TestEnv) -> Option<String> {
-    let (status, accessed) = env.api(
-        "GET",
-        "v1/projects/proj-test/secrets/SESSION_KEY/versions/latest:access",
-        None,
-    );
+    let (status, accessed) = env.access_newest_version("v1/projects/proj-test/secrets/SESSION_KEY");
     (status == 200).then(|| {
         accessed["payload"]["data"]
             .as_str()

@@ -20,6 +20,7 @@ mod progress;
 mod quotas;
 mod realism;
 mod refresh_only;
+mod secret_consistency;
 mod secrets;
 mod sensitive;
 mod state_backends;

@@ -166,7 +166,7 @@ sensitive_labels = { auth_token = { value_from_env = "SLACK_TOKEN_FOR_TEST" } }
 [resource.notification_channel.pagerduty]
 type = "pagerduty"
 display_name = "PagerDuty"
-sensitive_labels = { service_key = { secret = "${secret.pagerduty.name}" } }
+sensitive_labels = { service_key = { secret = "${secret.pagerduty.version}" } }
 "##,
     );
     env.extra_env

@@ -91,11 +91,7 @@ fn secret_values_never_reach_state_plans_logs_or_output() {
     transcripts.push(applied.all());
 
     // The generated value exists only in the emulator (Google's side); fetch it to search for it.
-    let (_, access) = env.api(
-        "GET",
-        "v1/projects/proj-test/secrets/GENERATED/versions/latest:access",
-        None,
-    );
+    let (_, access) = env.access_newest_version("v1/projects/proj-test/secrets/GENERATED");
     let generated_b64 = access["payload"]["data"]
         .as_str()
         .expect("generated payload")
@@ -107,11 +103,7 @@ fn secret_values_never_reach_state_plans_logs_or_output() {
     )
     .expect("utf8");
     assert_eq!(generated.len(), 48, "24 bytes as hex");
-    let (_, literal) = env.api(
-        "GET",
-        "v1/projects/proj-test/secrets/LITERAL/versions/latest:access",
-        None,
-    );
+    let (_, literal) = env.access_newest_version("v1/projects/proj-test/secrets/LITERAL");
     assert_eq!(
         literal["payload"]["data"],
         base64::engine::general_purpose::STANDARD.encode(CHANGED),

@@ -222,6 +222,29 @@ impl TestEnv {
             )
         })
     }
+
+    /// Accesses the newest version of a secret (`v1/projects/P/secrets/S`) as a client must
+    /// right after an add: by number, counting up until a number is missing, since `latest`
+    /// and the versions list are eventually consistent. The answer of `…/versions/N:access`
+    /// (404 when the secret has no version).
+    pub fn access_newest_version(&self, secret: &str) -> (u16, Json) {
+        let newest = self.count_versions(secret);
+        self.api("GET", &format!("{secret}/versions/{newest}:access"), None)
+    }
+
+    /// Returns how many versions a secret (`v1/projects/P/secrets/S`) has, read by number (the
+    /// versions list lags an add): numbers grow by one and versions are never deleted.
+    pub fn count_versions(&self, secret: &str) -> usize {
+        let mut count = 0;
+        while self
+            .api("GET", &format!("{secret}/versions/{}", count + 1), None)
+            .0
+            == 200
+        {
+            count += 1;
+        }
+        count
+    }
 }
 
 impl Drop for TestEnv {

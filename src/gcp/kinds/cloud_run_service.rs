@@ -10,6 +10,7 @@ use super::{
     get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::operations::wait_for_operation;
+use crate::gcp::secret_versions::split_version_name;
 use crate::gcp::{GcpClient, GcpError, Replay, Service};
 use crate::state::StateResource;
 use crate::value::{Attributes, Value};
@@ -192,8 +193,15 @@ impl CloudRunServiceKind {
         ))
     }
 
-    /// Returns `{ENV: {secret, version}}` from the configuration's `secret_env`.
+    /// Returns `{ENV: {secret, version}}` from the configuration's `secret_env`. A version name
+    /// (`projects/P/secrets/S/versions/3`, a `secret`'s `version`) pins that version: a new
+    /// value is then a new template, hence a new revision, and no revision depends on when
+    /// Secret Manager's lagging `latest` catches up with an add.
     fn secret_env(config: &Attributes) -> Value {
+        if config.get("secret_env").is_some_and(Value::is_unknown) {
+            // Versions this apply writes: known after apply, not an empty map.
+            return Value::unknown();
+        }
         let entries = config
             .get("secret_env")
             .and_then(Value::as_map)
@@ -206,11 +214,24 @@ impl CloudRunServiceKind {
                     let (secret, version) = match &reference {
                         Value::Map(table) => (
                             table.get("secret").cloned().unwrap_or_default(),
-                            table
-                                .get("version")
-                                .cloned()
-                                .unwrap_or(Value::string("latest")),
+                            match table.get("version") {
+                                // `version = "${secret.NAME.version}"`: the number it ends with.
+                                Some(Value::String(version)) => Value::string(
+                                    split_version_name(version)
+                                        .map_or(version.as_str(), |(_, id)| id),
+                                ),
+                                Some(version) => version.clone(),
+                                None => Value::string("latest"),
+                            },
                         ),
+                        Value::String(name) => match split_version_name(name) {
+                            Some((secret, version)) => {
+                                (Value::string(secret), Value::string(version))
+                            }
+                            None => (reference.clone(), Value::string("latest")),
+                        },
+                        // Not known before apply: perhaps a version name, whose number neither is.
+                        other if other.is_unknown() => (other.clone(), Value::unknown()),
                         other => (other.clone(), Value::string("latest")),
                     };
                     (
@@ -743,7 +764,7 @@ impl Kind for CloudRunServiceKind {
                     _ => false,
                 };
                 if !valid {
-                    problems.push(format!("secret_env.{variable}: a secret name, or {{ secret = \"…\", version = \"latest\" }}"));
+                    problems.push(format!("secret_env.{variable}: a secret name, a version name (`${{secret.NAME.version}}`), or {{ secret = \"…\", version = \"3\" }}"));
                 }
             }
         } else if config

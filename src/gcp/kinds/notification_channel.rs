@@ -44,7 +44,12 @@ const SENSITIVE_KEYS: [(&str, &str); 3] = [
 /// Where a sensitive label's value comes from.
 enum LabelSource {
     Environment(String),
-    Secret { name: String, version: String },
+    Secret {
+        name: String,
+        version: String,
+    },
+    /// A secret version not known before apply (one this apply writes).
+    Unknown,
 }
 
 impl NotificationChannelKind {
@@ -64,12 +69,32 @@ impl NotificationChannelKind {
         {
             let table = source.as_map().ok_or_else(|| format!("sensitive_labels.{key}: {{ value_from_env = \"NAME\" }} or {{ secret = \"projects/P/secrets/S\" }}"))?;
             let text = |field: &str| table.get(field).and_then(Value::as_str).map(String::from);
+            let unknown = table.get("secret").is_some_and(Value::is_unknown)
+                || table.get("version").is_some_and(Value::is_unknown);
             let parsed = match (text("value_from_env"), text("secret")) {
+                (None, None) if unknown => LabelSource::Unknown,
                 (Some(variable), None) => LabelSource::Environment(variable),
-                (None, Some(name)) => LabelSource::Secret {
-                    name,
-                    version: text("version").unwrap_or_else(|| "latest".into()),
-                },
+                // A version name (`${secret.NAME.version}`) pins its version: read by number,
+                // it is there at once, where `latest` lags an add by seconds or more.
+                (None, Some(name)) => {
+                    match crate::gcp::secret_versions::split_version_name(&name) {
+                        Some((secret, version)) if !table.contains_key("version") => {
+                            LabelSource::Secret {
+                                name: secret.to_string(),
+                                version: version.to_string(),
+                            }
+                        }
+                        _ => LabelSource::Secret {
+                            version: text("version")
+                                .map(|version| {
+                                    crate::gcp::secret_versions::split_version_name(&version)
+                                        .map_or(version.clone(), |(_, id)| id.to_string())
+                                })
+                                .unwrap_or_else(|| "latest".into()),
+                            name,
+                        },
+                    }
+                }
                 _ => {
                     return Err(format!(
                         "sensitive_labels.{key}: set exactly one of value_from_env or secret"
@@ -94,6 +119,9 @@ impl NotificationChannelKind {
             LabelSource::Secret { name, version } => Ok(Redacted::new(
                 format!("secret:{name}@{version}").into_bytes(),
             )),
+            LabelSource::Unknown => Err(KindError::Invalid(format!(
+                "sensitive_labels.{key}: the secret version is not known yet"
+            ))),
         }
     }
 
@@ -116,6 +144,9 @@ impl NotificationChannelKind {
                     KindError::Invalid(format!("environment variable `{variable}` is not set"))
                 })
             }
+            LabelSource::Unknown => Err(KindError::Invalid(
+                "a sensitive label's secret version is not known yet".into(),
+            )),
             LabelSource::Secret { name, version } => {
                 let accessed = client
                     .call(
@@ -279,6 +310,11 @@ impl Kind for NotificationChannelKind {
         let user_labels = keyed_user_labels(context, config);
         let mut sensitive = BTreeMap::new();
         for (key, source) in Self::sources(config).map_err(KindError::Invalid)? {
+            if matches!(source, LabelSource::Unknown) {
+                // Known after apply: a new version is a new credential to write.
+                sensitive.insert(key.clone(), Value::unknown());
+                continue;
+            }
             let material = Self::fingerprinted(&key, &source)?;
             sensitive.insert(
                 key.clone(),

@@ -7,6 +7,7 @@ use super::{
     Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
     create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
+use crate::gcp::secret_versions::{self, version_number};
 use crate::gcp::{GcpClient, GcpError, Service};
 use crate::sensitive::{LEGACY_SALT_ATTRIBUTE, LEGACY_SCHEME, Redacted, Verdict};
 use crate::state::StateResource;
@@ -216,13 +217,15 @@ impl SecretKind {
         format!("{secret_name}/versions/{number}")
     }
 
-    /// Adds `value` as a new version. When the answer is lost the latest version is read
-    /// first: if it already holds this value the add had committed, and no second version is
-    /// made.
+    /// Adds `value` as a new version. When the answer is lost the newest version is looked up
+    /// by number (never through `latest`, which lags an add): if it already holds this value
+    /// the add had committed, and no second version is made. `floor`: a version number known
+    /// to exist (0 when none is).
     async fn add_version(
         client: &GcpClient,
         secret_name: &str,
         value: &Redacted<String>,
+        floor: u64,
     ) -> Result<String, KindError> {
         let data = value.expose().as_bytes();
         let body = json!({
@@ -233,7 +236,7 @@ impl SecretKind {
         });
         let path = format!("v1/{secret_name}:addVersion");
         let find = || async {
-            Ok(Self::latest_enabled(client, secret_name)
+            Ok(Self::newest_enabled(client, secret_name, floor)
                 .await?
                 .filter(|(_, latest)| latest.expose().as_slice() == data)
                 .map(|(name, _)| json!({"name": name})))
@@ -251,31 +254,61 @@ impl SecretKind {
         Ok(Self::version_name(secret_name, name))
     }
 
-    /// Returns the latest version's name and value when it is enabled; `None` when the secret
-    /// has no version or its latest is disabled or destroyed. The value stays in memory.
-    async fn latest_enabled(
+    /// Returns the newest version's name and value when it is enabled; `None` when the secret
+    /// has no version or its newest is disabled or destroyed. The newest is found by number
+    /// (`secret_versions::newest_version`): `latest` may still name an older one, or none, for
+    /// a while after an add. The value stays in memory.
+    async fn newest_enabled(
         client: &GcpClient,
         secret_name: &str,
+        floor: u64,
     ) -> Result<Option<(String, Redacted<Vec<u8>>)>, KindError> {
-        let path = format!("v1/{secret_name}/versions/latest:access");
-        let accessed = match client
-            .call(Method::GET, Service::SecretManager, &path, &[], None)
-            .await
-        {
-            Ok(accessed) => accessed,
-            // No version yet (404), or the latest is not enabled (400 FAILED_PRECONDITION).
-            Err(error) if error.is_not_found() || error.code() == Some(400) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        };
-        let name = accessed["name"].as_str().unwrap_or_default().to_string();
-        let data = accessed
-            .pointer("/payload/data")
-            .and_then(|data| data.as_str())
-            .unwrap_or_default();
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else {
+        let Some((number, version)) =
+            secret_versions::newest_version(client, secret_name, floor).await?
+        else {
             return Ok(None);
         };
-        Ok(Some((name, Redacted::new(bytes))))
+        if !secret_versions::is_enabled(&version) {
+            return Ok(None);
+        }
+        let Some(payload) = secret_versions::access_version(client, secret_name, number).await?
+        else {
+            return Ok(None);
+        };
+        let name = version["name"].as_str().unwrap_or_default().to_string();
+        Ok(Some((name, payload)))
+    }
+
+    /// Returns the newest version of the secret `id`. `latest` would lag an add, so that a
+    /// refresh right after an apply saw the previous version as "changed outside infra":
+    /// instead, the version state records (`recorded`) and the one after it are read by number
+    /// together, in one round trip; only when that next one exists (versions were added outside
+    /// infra), or there is no recorded number, is the newest searched for.
+    async fn read_newest(
+        client: &GcpClient,
+        id: &str,
+        recorded: Option<u64>,
+    ) -> Result<Option<serde_json::Value>, GcpError> {
+        let search = |floor| async move {
+            Ok(secret_versions::newest_version(client, id, floor)
+                .await?
+                .map(|(_, version)| version))
+        };
+        let Some(number) = recorded else {
+            return search(0).await;
+        };
+        let (current, next) = futures::join!(
+            secret_versions::get_version(client, id, number),
+            secret_versions::get_version(client, id, number + 1),
+        );
+        if next?.is_some() {
+            return search(number + 1).await;
+        }
+        match current? {
+            Some(version) => Ok(Some(version)),
+            // The recorded version is not there: the secret was deleted and made again.
+            None => search(0).await,
+        }
     }
 
     async fn retire_version(
@@ -311,9 +344,9 @@ impl SecretKind {
 
     /// Writes the value (if any) as a new version and returns the state attributes of it.
     /// `recovering`: an interrupted create of this state may already have written it; then an
-    /// enabled latest version holding the configured value — or, for a generated value, any
-    /// enabled latest version — is adopted, so recovery never adds a version and never
-    /// generates a second value.
+    /// enabled newest version holding the configured value — or, for a generated value, any
+    /// enabled newest version — is adopted, so recovery never adds a version and never
+    /// generates a second value. `floor`: a version number known to exist (0: none known).
     async fn write_value(
         client: &GcpClient,
         context: &KindContext,
@@ -321,11 +354,12 @@ impl SecretKind {
         secret_name: &str,
         attributes: &mut Attributes,
         recovering: bool,
+        floor: u64,
     ) -> Result<(), KindError> {
         let literal = Self::literal_value(config)?;
         if recovering
             && (literal.is_some() || config.get("generate").is_some())
-            && let Some((name, latest)) = Self::latest_enabled(client, secret_name).await?
+            && let Some((name, latest)) = Self::newest_enabled(client, secret_name, floor).await?
         {
             let adopted = match &literal {
                 Some(value) if latest.expose().as_slice() == value.expose().as_bytes() => {
@@ -356,7 +390,7 @@ impl SecretKind {
             } else {
                 context.keyed_fingerprint("value", value.expose().as_bytes())?
             };
-            let version = Self::add_version(client, secret_name, &value).await?;
+            let version = Self::add_version(client, secret_name, &value, floor).await?;
             attributes.insert("value".into(), fingerprint);
             attributes.insert("version".into(), Value::string(version));
         }
@@ -612,12 +646,15 @@ impl Kind for SecretKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
-        // The secret and its latest version in one round trip: refresh latency is one request.
+        // The secret and its newest version in one round trip: refresh latency is one request.
         let secret_path = format!("v1/{id}");
-        let latest_path = format!("v1/{id}/versions/latest");
+        let recorded = prior
+            .and_then(|prior| prior.attributes.get("version"))
+            .and_then(Value::as_str)
+            .and_then(version_number);
         let (live, latest) = futures::join!(
             client.call(Method::GET, Service::SecretManager, &secret_path, &[], None),
-            client.call(Method::GET, Service::SecretManager, &latest_path, &[], None),
+            Self::read_newest(client, id, recorded),
         );
         let live = match live {
             Ok(live) => live,
@@ -649,11 +686,7 @@ impl Kind for SecretKind {
                 live.get("replication").unwrap_or(&serde_json::Value::Null),
             ),
         );
-        let latest = match latest {
-            Ok(version) => Some(version),
-            Err(error) if error.is_not_found() => None,
-            Err(error) => return Err(error.into()),
-        };
+        let latest = latest?;
         let prior_version = prior
             .and_then(|prior| prior.attributes.get("version"))
             .and_then(Value::as_str);
@@ -690,21 +723,15 @@ impl Kind for SecretKind {
         let Some(mut attributes) = self.read(client, id, None).await? else {
             return Ok(None);
         };
-        if attributes.contains_key("version") {
+        if let Some(number) = attributes
+            .get("version")
+            .and_then(Value::as_str)
+            .and_then(version_number)
+            // The version read is the one just found, by number (`latest` could name another);
+            // one not enabled keeps the read's "changed outside infra" and is written anew.
+            && let Some(value) = secret_versions::access_version(client, id, number).await?
+        {
             // The value is fingerprinted in memory and dropped: state never holds it.
-            let path = format!("v1/{id}/versions/latest:access");
-            let accessed = client
-                .call(Method::GET, Service::SecretManager, &path, &[], None)
-                .await?;
-            let data = accessed
-                .pointer("/payload/data")
-                .and_then(|data| data.as_str())
-                .unwrap_or_default();
-            let value = Redacted::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .unwrap_or_default(),
-            );
             attributes.insert(
                 "value".into(),
                 context.keyed_fingerprint("value", value.expose())?,
@@ -780,7 +807,16 @@ impl Kind for SecretKind {
         let mut attributes = desired;
         attributes.remove("value");
         attributes.insert("name".into(), Value::string(name.clone()));
-        Self::write_value(client, context, config, &name, &mut attributes, recovering).await?;
+        Self::write_value(
+            client,
+            context,
+            config,
+            &name,
+            &mut attributes,
+            recovering,
+            0,
+        )
+        .await?;
         Ok(Created {
             id: name,
             attributes,
@@ -828,7 +864,20 @@ impl Kind for SecretKind {
                 .and_then(Value::as_str)
                 .map(String::from);
             let recovering = prior.status == crate::state::ResourceStatus::Creating;
-            Self::write_value(client, context, config, &name, &mut attributes, recovering).await?;
+            let floor = previous_version
+                .as_deref()
+                .and_then(version_number)
+                .unwrap_or(0);
+            Self::write_value(
+                client,
+                context,
+                config,
+                &name,
+                &mut attributes,
+                recovering,
+                floor,
+            )
+            .await?;
             if let Some(previous) = previous_version {
                 let policy = string_attribute(config, "old_versions").unwrap_or("disable");
                 if attributes.get("version").and_then(Value::as_str) != Some(previous.as_str()) {
