@@ -66,6 +66,16 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // IAM read-after-write and new service accounts (issue 18, IAM).
+    /// For this long after a setIamPolicy, getIamPolicy of the same resource answers the
+    /// policy it replaced, with that policy's etag (IAM reads are eventually consistent;
+    /// Google gives no bound, seconds are typical); 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub iam_policy_read_lag_ms: u64,
+    /// For this long after its create, a GET of a service account answers 403
+    /// PERMISSION_DENIED, as IAM does for an account it does not know yet; 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub service_account_read_lag_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -79,6 +89,8 @@ impl EmulatorArgs {
                 monitoring_single_writer: !self.no_monitoring_single_writer,
                 quota_project_required: !self.no_quota_project_check,
                 metric_validation: !self.no_metric_validation,
+                policy_read_lag: Duration::from_millis(self.iam_policy_read_lag_ms),
+                account_read_lag: Duration::from_millis(self.service_account_read_lag_ms),
                 ..RealismOptions::default()
             }
         };
