@@ -55,7 +55,7 @@ impl IamBindingKind {
             .unwrap_or_default()
             .to_string();
         let members = Self::members(config);
-        modify_policy(client, &parent, false, |policy| {
+        modify_policy(client, &parent, false, move |policy| {
             set_binding_members(policy, &role, &members)
         })
         .await
@@ -229,7 +229,7 @@ impl Kind for IamBindingKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         let (parent, role) = Self::parse_id(&prior.id)?;
-        modify_policy(client, &parent, true, |policy| {
+        modify_policy(client, &parent, true, move |policy| {
             set_binding_members(policy, &role, &[])
         })
         .await

@@ -212,8 +212,9 @@ impl Kind for IamMemberKind {
         config: &Attributes,
     ) -> Result<Created, KindError> {
         let (parent, role, member) = Self::parts(config);
-        modify_policy(client, &parent, false, |policy| {
-            set_member(policy, &role, &member, true)
+        let (granted_role, granted) = (role.clone(), member.clone());
+        modify_policy(client, &parent, false, move |policy| {
+            set_member(policy, &granted_role, &granted, true)
         })
         .await?;
         Ok(Created {
@@ -236,7 +237,7 @@ impl Kind for IamMemberKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         let (parent, role, member) = Self::parse_id(&prior.id)?;
-        modify_policy(client, &parent, true, |policy| {
+        modify_policy(client, &parent, true, move |policy| {
             set_member(policy, &role, &member, false)
         })
         .await

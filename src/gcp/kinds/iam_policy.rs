@@ -126,11 +126,10 @@ pub async fn modify_policy(
     client: &GcpClient,
     parent: &str,
     missing_is_done: bool,
-    edit: impl Fn(&mut Json) -> bool,
+    edit: impl Fn(&mut Json) -> bool + Send + Sync + 'static,
 ) -> Result<(), KindError> {
     let policy_parent = PolicyParent::parse(parent).ok_or_else(|| unsupported(parent))?;
-    let lock = client.parent_lock(parent);
-    let _serialized = lock.lock().await;
+    let serialized = client.parent_lock(parent).lock_owned().await;
     let retry = client.retry_policy().clone();
     let started = std::time::Instant::now();
     let mut attempt = 0;
@@ -149,9 +148,21 @@ pub async fn modify_policy(
         policy["version"] = json!(3);
         match policy_parent.set(client, policy).await {
             Ok(_) => {
-                // Still under the parent's lock: the next cycle on it reads after this change
-                // shows, not a stale policy whose etag would only earn it a 409.
-                confirm_written(client, &policy_parent, parent, &edit).await?;
+                // Read back in the background, still under the parent's lock (so the next
+                // cycle on it reads after this change shows, not a stale policy whose etag
+                // would only earn it a 409), without holding one of the apply's operations
+                // for the seconds reads may lag: `confirm_policy_writes` awaits it.
+                let client = client.clone();
+                let parent = parent.to_string();
+                let confirmation = tokio::spawn(async move {
+                    let _serialized = serialized;
+                    if let Err(error) =
+                        confirm_written(&client, &policy_parent, &parent, &edit).await
+                    {
+                        tracing::warn!(parent, "reading the policy back after a write: {error}");
+                    }
+                });
+                pending_confirmations().push(confirmation);
                 return Ok(());
             }
             Err(error) if error.is_concurrency_conflict() && attempt < retry.max_attempts => {
@@ -192,6 +203,31 @@ pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(6
 /// believes it: a read right after a write may answer the policy before it ("each read is
 /// eventually consistent", IAM v1 overview). Longer than the emulator's default read lag.
 pub const STALE_READ_SETTLE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The read-backs of policy writes still running (`modify_policy` starts one per write).
+static PENDING_CONFIRMATIONS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn pending_confirmations() -> std::sync::MutexGuard<'static, Vec<tokio::task::JoinHandle<()>>> {
+    PENDING_CONFIRMATIONS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits until every policy write made so far shows in reads (or its read-back gave up after
+/// `CONFIRM_WITHIN`): an apply calls it before it ends, so the plan made next sees its grants.
+pub async fn confirm_policy_writes() {
+    loop {
+        let pending = std::mem::take(&mut *pending_confirmations());
+        if pending.is_empty() {
+            return;
+        }
+        for confirmation in pending {
+            // A read-back cancelled with its runtime has nothing left to report.
+            let _ = confirmation.await;
+        }
+    }
+}
 
 /// Reads the policy back after a write until `edit` finds nothing left to do in
 /// `CONFIRMING_READS` reads in a row, so that a plan made next sees the change. Bounded by
