@@ -101,6 +101,16 @@ pub struct EmulatorArgs {
     /// lag. 0 turns it off.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub secret_alias_lag_ms: u64,
+    // IAM read-after-write and new service accounts (issue 18, IAM).
+    /// For this long after a setIamPolicy, getIamPolicy of the same resource answers the
+    /// policy it replaced, with that policy's etag (IAM reads are eventually consistent;
+    /// Google gives no bound, seconds are typical); 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub iam_policy_read_lag_ms: u64,
+    /// For this long after its create, a GET of a service account answers 403
+    /// PERMISSION_DENIED, as IAM does for an account it does not know yet; 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub service_account_read_lag_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -163,6 +173,8 @@ impl EmulatorArgs {
                 quota_project_required: !self.no_quota_project_check,
                 metric_validation: !self.no_metric_validation,
                 secret_alias_lag: Duration::from_millis(self.secret_alias_lag_ms),
+                policy_read_lag: Duration::from_millis(self.iam_policy_read_lag_ms),
+                account_read_lag: Duration::from_millis(self.service_account_read_lag_ms),
                 ..RealismOptions::default()
             }
         };

@@ -129,11 +129,37 @@ pub fn get_policy(
             .and_then(Json::as_i64),
     };
     check_requested_version(version)?;
-    let mut answer = policy_json(store.policies.get(resource));
+    let mut answer = policy_json(readable_policy(store, resource));
     if version.unwrap_or(0) < 3 {
         downgrade_conditional_bindings(&mut answer);
     }
     Ok(Response::read(answer))
+}
+
+/// Returns the policy a read sees: IAM reads are eventually consistent ("if you write data
+/// with the IAM API, then immediately read that data, the read operation might return an older
+/// version of the data", IAM v1 API overview), so within the read lag of a `setIamPolicy` a
+/// read answers the policy that write replaced — with that policy's own etag, as the older
+/// version it is: a write built on it is refused 409 ABORTED, never applied over the newer one.
+fn readable_policy<'a>(store: &'a mut Store, resource: &str) -> Option<&'a PolicyRecord> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let lag = store.policy_read_lag_ms;
+    let lagging = match store.replaced_policies.get(resource) {
+        Some((written_at, _)) if now - written_at < lag => true,
+        Some(_) => {
+            store.replaced_policies.remove(resource);
+            false
+        }
+        None => false,
+    };
+    if lagging {
+        store
+            .replaced_policies
+            .get(resource)
+            .and_then(|(_, replaced)| replaced.as_ref())
+    } else {
+        store.policies.get(resource)
+    }
 }
 
 /// A policy read at version 0 or 1 cannot show conditions: each conditional binding's role is
@@ -252,7 +278,7 @@ pub fn set_policy(
                 || member
                     .split_once(':')
                     .is_some_and(|(_, email)| email.contains('@'));
-            if !valid || !email_ok {
+            if !valid || !email_ok || !is_documented_deleted_member(member) {
                 return Err(ApiError::invalid_argument(format!(
                     "Invalid member {member:?} in binding for role {role}."
                 )));
@@ -281,8 +307,34 @@ pub fn set_policy(
         etag,
     };
     let response = policy_json(Some(&record));
-    store.policies.insert(resource.to_string(), record);
+    let replaced = store.policies.insert(resource.to_string(), record);
+    if store.policy_read_lag_ms > 0 {
+        let now = chrono::Utc::now().timestamp_millis();
+        store
+            .replaced_policies
+            .insert(resource.to_string(), (now, replaced));
+    }
     Ok(Response::changed(response))
+}
+
+/// Returns true for a `deleted:` member in the form Google documents for it:
+/// `deleted:user:`, `deleted:serviceAccount:` or `deleted:group:` with an email and
+/// `?uid=`, or `deleted:principal://…`. The inner type is case-sensitive: Google refuses
+/// `deleted:serviceaccount:` (magic-modules #2819 met that 400 after lowercasing it).
+fn is_documented_deleted_member(member: &str) -> bool {
+    let Some(rest) = member.strip_prefix("deleted:") else {
+        return true;
+    };
+    if rest.starts_with("principal://") {
+        return true;
+    }
+    ["user:", "serviceAccount:", "group:"].iter().any(|kind| {
+        rest.strip_prefix(kind).is_some_and(|email| {
+            email
+                .split_once("?uid=")
+                .is_some_and(|(email, uid)| email.contains('@') && !uid.is_empty())
+        })
+    })
 }
 
 /// Answers `testIamPermissions`: the emulator authorises every caller, so every permission
@@ -319,4 +371,137 @@ pub fn test_permissions(request: &Request) -> Result<Response, ApiError> {
     } else {
         json!({"permissions": permissions})
     }))
+}
+
+/// Rewrites a service account's members in every policy when it is deleted or undeleted, as
+/// IAM does: `serviceAccount:EMAIL` becomes `deleted:serviceAccount:EMAIL?uid=UNIQUE_ID`
+/// ("If the service account is undeleted, this value reverts to `serviceAccount:{emailid}`
+/// and the undeleted service account retains the role in the binding", `Binding.members`).
+pub fn rewrite_account_members(store: &mut Store, email: &str, unique_id: &str, deleted: bool) {
+    let active = format!("serviceAccount:{email}").to_ascii_lowercase();
+    let tombstone = format!("deleted:serviceAccount:{email}?uid={unique_id}");
+    let mut rewritten = Vec::new();
+    for (resource, policy) in &mut store.policies {
+        let mut changed = false;
+        for binding in &mut policy.bindings {
+            let Some(members) = binding.get_mut("members").and_then(Json::as_array_mut) else {
+                continue;
+            };
+            for member in members.iter_mut() {
+                let Some(text) = member.as_str() else {
+                    continue;
+                };
+                let matches = if deleted {
+                    text.to_ascii_lowercase() == active
+                } else {
+                    text.eq_ignore_ascii_case(&tombstone)
+                };
+                if matches {
+                    *member = json!(if deleted {
+                        tombstone.clone()
+                    } else {
+                        format!("serviceAccount:{email}")
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            rewritten.push(resource.clone());
+        }
+    }
+    for resource in rewritten {
+        let etag = store.next_etag();
+        if let Some(policy) = store.policies.get_mut(&resource) {
+            policy.etag = etag;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(etag: &str, members: &[&str]) -> PolicyRecord {
+        PolicyRecord {
+            version: 1,
+            bindings: vec![json!({"role": "roles/viewer", "members": members})],
+            audit_configs: Vec::new(),
+            etag: etag.into(),
+        }
+    }
+
+    #[test]
+    fn a_read_within_the_lag_answers_the_replaced_policy_with_its_own_etag() {
+        let mut store = Store {
+            policy_read_lag_ms: 60_000,
+            ..Store::default()
+        };
+        store
+            .policies
+            .insert("r".into(), record("new", &["user:b@x.com"]));
+        let now = chrono::Utc::now().timestamp_millis();
+        store
+            .replaced_policies
+            .insert("r".into(), (now, Some(record("old", &["user:a@x.com"]))));
+        assert_eq!(
+            readable_policy(&mut store, "r").map(|policy| policy.etag.clone()),
+            Some("old".to_string())
+        );
+        store
+            .replaced_policies
+            .insert("r".into(), (now - 61_000, None));
+        assert_eq!(
+            readable_policy(&mut store, "r").map(|policy| policy.etag.clone()),
+            Some("new".to_string())
+        );
+        assert!(
+            store.replaced_policies.is_empty(),
+            "expired entries are dropped"
+        );
+    }
+
+    #[test]
+    fn deleted_members_must_keep_the_documented_inner_type() {
+        assert!(is_documented_deleted_member(
+            "deleted:serviceAccount:run@p.iam.gserviceaccount.com?uid=123"
+        ));
+        assert!(!is_documented_deleted_member(
+            "deleted:serviceaccount:run@p.iam.gserviceaccount.com?uid=123"
+        ));
+        assert!(!is_documented_deleted_member("deleted:user:ann@x.com"));
+        assert!(is_documented_deleted_member("user:ann@x.com"));
+    }
+
+    #[test]
+    fn deleting_an_account_tombstones_its_members_and_undeleting_restores_them() {
+        let mut store = Store::default();
+        store.policies.insert(
+            "r".into(),
+            record(
+                "e",
+                &[
+                    "serviceAccount:Run@p.iam.gserviceaccount.com",
+                    "user:a@x.com",
+                ],
+            ),
+        );
+        rewrite_account_members(&mut store, "run@p.iam.gserviceaccount.com", "42", true);
+        assert_eq!(
+            store.policies["r"].bindings[0]["members"],
+            json!([
+                "deleted:serviceAccount:run@p.iam.gserviceaccount.com?uid=42",
+                "user:a@x.com"
+            ])
+        );
+        assert_ne!(store.policies["r"].etag, "e");
+        rewrite_account_members(&mut store, "run@p.iam.gserviceaccount.com", "42", false);
+        assert_eq!(
+            store.policies["r"].bindings[0]["members"],
+            json!([
+                "serviceAccount:run@p.iam.gserviceaccount.com",
+                "user:a@x.com"
+            ])
+        );
+    }
 }

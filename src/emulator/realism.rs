@@ -1,6 +1,8 @@
 //! Google's documented behaviours that a lax emulator would hide from the client, on by default
 //! and tunable (or off) per run: a propagation window in which IAM refuses policies naming a
-//! new service account; another in which a Cloud Run revision is refused a secret just granted; Monitoring's 409 on concurrent edits of one project's alerting state;
+//! new service account, and one in which a GET of it answers 403; another in which a Cloud Run
+//! revision is refused a secret just granted; IAM policy reads that lag a `setIamPolicy`;
+//! Monitoring's 409 on concurrent edits of one project's alerting state;
 //! Billing Budgets' demand for a quota project from user credentials; PromQL metric validation;
 //! Secret Manager's lagging `latest` and aliases; and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
 //! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
@@ -43,6 +45,14 @@ pub struct RealismOptions {
     /// How long Secret Manager's `latest`, version aliases and version lists keep answering
     /// what a secret's versions were before a change (zero: off). Reads by number never lag.
     pub secret_alias_lag: Duration,
+    // IAM read-after-write and new service accounts (issue 18, IAM).
+    /// How long after a `setIamPolicy` a `getIamPolicy` of the same resource still answers the
+    /// policy it replaced (zero: off). Every API's policies lag but Cloud Storage's, whose
+    /// bucket metadata reads are strongly consistent.
+    pub policy_read_lag: Duration,
+    /// How long after its create a GET of a service account answers 403 PERMISSION_DENIED, as
+    /// IAM does for an account it does not know yet (zero: off).
+    pub account_read_lag: Duration,
 }
 
 impl Default for RealismOptions {
@@ -56,6 +66,8 @@ impl Default for RealismOptions {
             quotas: QuotaOptions::default(),
             secret_access_propagation: Duration::from_millis(1500),
             secret_alias_lag: Duration::from_millis(2000),
+            policy_read_lag: Duration::from_millis(1000),
+            account_read_lag: Duration::from_millis(1000),
         }
     }
 }
@@ -72,6 +84,8 @@ impl RealismOptions {
             quotas: QuotaOptions::off(),
             secret_access_propagation: Duration::ZERO,
             secret_alias_lag: Duration::ZERO,
+            policy_read_lag: Duration::ZERO,
+            account_read_lag: Duration::ZERO,
         }
     }
 }
@@ -162,7 +176,7 @@ impl Realism {
 
     /// Notes a service account just created (its email).
     pub fn account_created(&self, email: &str) {
-        if self.options.account_propagation.is_zero() {
+        if self.options.account_propagation.is_zero() && self.options.account_read_lag.is_zero() {
             return;
         }
         self.accounts_created
@@ -203,6 +217,33 @@ impl Realism {
                     "Service account {email} does not exist."
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a GET of a service account created less than `account_read_lag` ago with the
+    /// 403 IAM gives for an account it does not know yet (IAM reads are eventually consistent;
+    /// the Terraform provider retries exactly this 403 after a create). `account` is the path's
+    /// last segment: an email, or a unique id (which this does not check).
+    pub fn check_account_read(&self, path: &str, account: &str) -> Result<(), ApiError> {
+        let window = self.options.account_read_lag;
+        if window.is_zero() {
+            return Ok(());
+        }
+        let created = self
+            .accounts_created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if created
+            .get(&account.to_ascii_lowercase())
+            .is_some_and(|at| at.elapsed() < window)
+        {
+            return Err(ApiError::from_status(
+                axum::http::StatusCode::FORBIDDEN,
+                format!(
+                    "Permission 'iam.serviceAccounts.get' denied on resource (or it may not exist): {path}"
+                ),
+            ));
         }
         Ok(())
     }
@@ -408,6 +449,32 @@ mod tests {
         assert!(realism.check_policy_members(&policy).is_err());
         std::thread::sleep(Duration::from_millis(60));
         assert!(realism.check_policy_members(&policy).is_ok());
+    }
+
+    #[test]
+    fn a_new_account_answers_403_to_reads_only_during_its_window() {
+        let realism = Realism::new(RealismOptions {
+            account_read_lag: Duration::from_millis(50),
+            ..RealismOptions::off()
+        });
+        realism.account_created("run@p.iam.gserviceaccount.com");
+        let path = "projects/p/serviceAccounts/Run@p.iam.gserviceaccount.com";
+        let refused = realism
+            .check_account_read(path, "Run@p.iam.gserviceaccount.com")
+            .expect_err("too new");
+        assert_eq!(refused.status, "PERMISSION_DENIED");
+        assert!(refused.message.contains("iam.serviceAccounts.get"));
+        assert!(
+            realism
+                .check_account_read(path, "other@p.iam.gserviceaccount.com")
+                .is_ok()
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            realism
+                .check_account_read(path, "run@p.iam.gserviceaccount.com")
+                .is_ok()
+        );
     }
 
     #[test]

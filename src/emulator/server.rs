@@ -145,6 +145,8 @@ impl Emulator {
         let options_quotas = options.realism.quotas.clone();
         store.secret_alias_lag_ms =
             i64::try_from(options.realism.secret_alias_lag.as_millis()).unwrap_or(i64::MAX);
+        store.policy_read_lag_ms =
+            i64::try_from(options.realism.policy_read_lag.as_millis()).unwrap_or(i64::MAX);
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             realism: Realism::new(options.realism.clone()),
@@ -356,8 +358,16 @@ impl Emulator {
 
 impl Emulator {
     /// Applies Google's quirks that refuse a request before it is served: a policy naming a
-    /// service account IAM does not know yet, a PromQL condition naming an unseen metric.
+    /// service account IAM does not know yet, a PromQL condition naming an unseen metric, a
+    /// GET of a service account IAM does not know yet.
     fn check_quirks(&self, request: &Request, full_path: &str) -> Result<(), ApiError> {
+        if request.method == Method::GET
+            && let ["v1", "projects", _, "serviceAccounts", account] =
+                full_path.split('/').collect::<Vec<_>>()[..]
+        {
+            self.realism
+                .check_account_read(full_path.trim_start_matches("v1/"), account)?;
+        }
         let is_write = matches!(request.method, Method::POST | Method::PATCH);
         if !is_write {
             return Ok(());

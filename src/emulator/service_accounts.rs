@@ -1,7 +1,8 @@
 //! IAM v1 service accounts (per `discovery/iam.v1.json`): create (409 on a duplicate account
 //! id), get (by email or unique id; `projects/-` answers 403 for a missing account, as Google
 //! warns), list, patch (the mask is in the body; only displayName and description), delete,
-//! and the account's own IAM policy (POST getIamPolicy).
+//! and the account's own IAM policy (POST getIamPolicy). A delete turns the account's members
+//! in every policy into `deleted:serviceAccount:EMAIL?uid=ID`; an undelete turns them back.
 
 use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
@@ -59,11 +60,13 @@ pub const METHODS: &[Method] = &[
             let key = account_of(call)?;
             call.request.allow_query(&[])?;
             if let Some(record) = call.store.service_accounts.remove(&key) {
+                iam::rewrite_account_members(call.store, &record.email, &record.unique_id, true);
                 call.store
                     .deleted_service_accounts
                     .insert(record.unique_id.clone(), (key.clone(), record));
             }
             call.store.policies.remove(&key);
+            call.store.replaced_policies.remove(&key);
             call.store.revision += 1;
             Ok(Response::changed(json!({})))
         },
@@ -87,6 +90,7 @@ pub const METHODS: &[Method] = &[
                 )));
             }
             call.store.deleted_service_accounts.remove(&unique_id);
+            iam::rewrite_account_members(call.store, &record.email, &record.unique_id, false);
             let restored = account_json(&key, &record);
             call.store.service_accounts.insert(key, record);
             Ok(Response::changed(json!({"restoredAccount": restored})))

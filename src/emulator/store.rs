@@ -62,6 +62,15 @@ pub struct Store {
     /// How long those reads lag a change, in milliseconds (0: they never lag).
     #[serde(skip)]
     pub secret_alias_lag_ms: i64,
+    // IAM read-after-write (issue 18, IAM): realism, never persisted.
+    /// How long a `getIamPolicy` keeps answering the policy a `setIamPolicy` replaced, in
+    /// milliseconds (0: reads are consistent at once).
+    #[serde(skip)]
+    pub policy_read_lag_ms: i64,
+    /// The policy each recent `setIamPolicy` replaced (`None`: there was none), by canonical
+    /// resource name, with when the write was made (milliseconds since the epoch).
+    #[serde(skip)]
+    pub replaced_policies: BTreeMap<String, (i64, Option<PolicyRecord>)>,
 }
 
 /// An open resumable upload: where it goes and what has arrived.

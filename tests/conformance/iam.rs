@@ -8,6 +8,55 @@ use google_cloud_gax::paginator::Paginator;
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_iam_admin_v1::model::ServiceAccount;
 
+/// Polls a new account until IAM lets it be read: "When you read data from the IAM API, each
+/// read is eventually consistent … your application can retry the request with truncated
+/// exponential backoff" (IAM v1 overview); until then a GET answers 403 PERMISSION_DENIED (or
+/// 404), which the Terraform provider retries the same way.
+async fn wait_until_readable(client: &Iam, name: &str) -> ServiceAccount {
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 0..12 {
+        match client.get_service_account().set_name(name).send().await {
+            Ok(account) => return account,
+            Err(error) if matches!(code(&error), Code::PermissionDenied | Code::NotFound) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(error) => panic!("get {name}: {error}"),
+        }
+    }
+    panic!("{name} never became readable");
+}
+
+/// A GET right after the create answers 403 PERMISSION_DENIED ("Permission
+/// 'iam.serviceAccounts.get' denied on resource (or it may not exist)"), then the account.
+#[tokio::test]
+async fn a_new_account_answers_403_until_iam_knows_it() {
+    let emulator = Emulator::start_with(&["--service-account-read-lag-ms", "1500"]);
+    let client = client!(Iam, emulator);
+    let account = client
+        .create_service_account()
+        .set_name("projects/conformance")
+        .set_account_id("sa-fresh")
+        .send()
+        .await
+        .expect("create");
+    let error = client
+        .get_service_account()
+        .set_name(&account.name)
+        .send()
+        .await
+        .expect_err("too new to read");
+    assert_eq!(code(&error), Code::PermissionDenied);
+    assert!(
+        error.to_string().contains("iam.serviceAccounts.get"),
+        "{error}"
+    );
+    assert_eq!(
+        wait_until_readable(&client, &account.name).await.email,
+        account.email
+    );
+}
+
 #[tokio::test]
 async fn service_accounts_crud_disable_enable_and_paging() {
     let emulator = Emulator::start();
@@ -41,6 +90,7 @@ async fn service_accounts_crud_disable_enable_and_paging() {
     assert_eq!(sizes, vec![2, 1]);
 
     let name = "projects/conformance/serviceAccounts/sa-one@conformance.iam.gserviceaccount.com";
+    wait_until_readable(&client, name).await;
     // patch: the update mask travels in the body, next to the account.
     let patched = client
         .patch_service_account()
@@ -150,6 +200,7 @@ async fn update_changes_only_the_display_name() {
         .send()
         .await
         .expect("create");
+    wait_until_readable(&client, &created.name).await;
     let updated = client
         .update_service_account()
         .set_name(&created.name)

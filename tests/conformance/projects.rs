@@ -42,6 +42,27 @@ async fn get_answers_the_project_by_number_with_its_id() {
     );
 }
 
+/// Reads the project's policy at `version` until it is the one written (its etag): IAM reads
+/// are eventually consistent ("the read operation might return an older version of the data
+/// … your application can retry the request with truncated exponential backoff").
+async fn read_written(client: &Projects, version: Option<i32>, etag: &[u8]) -> Policy {
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 0..12 {
+        let mut request = client.get_iam_policy().set_resource("projects/conformance");
+        if let Some(version) = version {
+            request =
+                request.set_options(GetPolicyOptions::new().set_requested_policy_version(version));
+        }
+        let policy = request.send().await.expect("get policy");
+        if policy.etag.as_ref() == etag {
+            return policy;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+    }
+    panic!("the policy written (etag {etag:?}) never showed in reads");
+}
+
 /// Policy version 3 with conditions, and a stale etag refused with 409 ABORTED.
 #[tokio::test]
 async fn iam_policy_version_three_and_stale_etag() {
@@ -77,12 +98,7 @@ async fn iam_policy_version_three_and_stale_etag() {
     // GetPolicyOptions: "Requests for policies with any conditional role bindings must specify
     // version 3"; read at version 1 the role carries `_withcond_<hash>` and no condition
     // (https://cloud.google.com/iam/docs/troubleshooting-withcond).
-    let version_one = client
-        .get_iam_policy()
-        .set_resource("projects/conformance")
-        .send()
-        .await
-        .expect("get at version 1");
+    let version_one = read_written(&client, None, &written.etag).await;
     assert_eq!(version_one.version, 1);
     assert!(
         version_one.bindings[0]
@@ -91,13 +107,7 @@ async fn iam_policy_version_three_and_stale_etag() {
         "{version_one:?}"
     );
     assert!(version_one.bindings[0].condition.is_none());
-    let version_three = client
-        .get_iam_policy()
-        .set_resource("projects/conformance")
-        .set_options(GetPolicyOptions::new().set_requested_policy_version(3))
-        .send()
-        .await
-        .expect("get at version 3");
+    let version_three = read_written(&client, Some(3), &written.etag).await;
     assert_eq!(version_three.bindings[0].role, "roles/viewer");
     assert!(version_three.bindings[0].condition.is_some());
     let error = client
@@ -151,12 +161,7 @@ async fn set_iam_policy_writes_only_the_masked_fields() {
         .expect("set audit configs only");
     assert_eq!(audited.audit_configs, std::slice::from_ref(&audit));
     assert_eq!(audited.bindings, [viewer], "bindings are outside the mask");
-    let read = client
-        .get_iam_policy()
-        .set_resource("projects/conformance")
-        .send()
-        .await
-        .expect("get");
+    let read = read_written(&client, None, &audited.etag).await;
     assert_eq!(read.audit_configs, [audit]);
     let error = client
         .set_iam_policy()

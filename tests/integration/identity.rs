@@ -39,10 +39,10 @@ fn the_iam_api_serves_service_accounts_as_google_does() {
     );
     assert_eq!(status, 400, "{unknown}");
 
-    let (status, fetched) = env.api(
-        "GET",
+    // IAM reads lag the create: a GET answers 403 until IAM knows the account.
+    let (status, fetched) = crate::iam_consistency::read_account_until_known(
+        &env,
         &format!("v1/projects/-/serviceAccounts/{EMAIL}"),
-        None,
     );
     assert_eq!(
         (status, fetched["displayName"].as_str()),
@@ -254,6 +254,13 @@ fn an_authoritative_binding_removes_members_added_outside() {
         Some(json!({"policy": policy})),
     );
     assert_eq!(status, 200);
+    // IAM reads lag writes: the intruder is there once reads show it.
+    crate::iam_consistency::read_policy_until(
+        &env,
+        "POST",
+        &format!("{path}:getIamPolicy"),
+        |policy| policy.to_string().contains("intruder"),
+    );
     let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
     plan.expect_code(2);
     assert!(

@@ -9,6 +9,7 @@ mod corpus;
 mod credentials;
 mod emulator_api;
 mod fingerprints;
+mod iam_consistency;
 mod identity;
 mod instance_order;
 mod interrupts;

@@ -2,7 +2,9 @@
 //! authoritative for that role (members added elsewhere are removed) and blind to other roles.
 
 use super::iam_member::check_binding_parts;
-use super::iam_policy::{binding_members, modify_policy, read_policy, set_binding_members};
+use super::iam_policy::{
+    binding_members, modify_policy, read_policy, read_policy_settled, set_binding_members,
+};
 use super::{Created, FieldSpec, FieldType, Kind, KindContext, KindError, string_attribute};
 use crate::gcp::GcpClient;
 use crate::state::StateResource;
@@ -53,7 +55,7 @@ impl IamBindingKind {
             .unwrap_or_default()
             .to_string();
         let members = Self::members(config);
-        modify_policy(client, &parent, false, |policy| {
+        modify_policy(client, &parent, false, move |policy| {
             set_binding_members(policy, &role, &members)
         })
         .await
@@ -154,10 +156,33 @@ impl Kind for IamBindingKind {
         &self,
         client: &GcpClient,
         id: &str,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         let (parent, role) = Self::parse_id(id)?;
-        let Some(policy) = read_policy(client, &parent).await? else {
+        // A read right after infra's own write may answer the policy before it: one that
+        // disagrees with the members state recorded is believed only once reads settle on it.
+        let recorded = prior.and_then(|prior| match prior.attributes.get("members") {
+            Some(Value::List(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(super::iam_policy::member_key))
+                    .collect::<std::collections::BTreeSet<_>>(),
+            ),
+            _ => None,
+        });
+        let policy = match &recorded {
+            Some(recorded) => {
+                read_policy_settled(client, &parent, |policy| {
+                    binding_members(policy, &role)
+                        .into_iter()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        == *recorded
+                })
+                .await?
+            }
+            None => read_policy(client, &parent).await?,
+        };
+        let Some(policy) = policy else {
             return Ok(None);
         };
         let members = binding_members(&policy, &role);
@@ -204,7 +229,7 @@ impl Kind for IamBindingKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         let (parent, role) = Self::parse_id(&prior.id)?;
-        modify_policy(client, &parent, true, |policy| {
+        modify_policy(client, &parent, true, move |policy| {
             set_binding_members(policy, &role, &[])
         })
         .await

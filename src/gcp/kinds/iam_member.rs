@@ -2,7 +2,8 @@
 //! (other members and roles are left alone). The read-modify-write cycle is in `iam_policy.rs`.
 
 use super::iam_policy::{
-    PolicyParent, SUPPORTED_PARENTS, binding_members, modify_policy, read_policy, set_member,
+    PolicyParent, SUPPORTED_PARENTS, binding_members, modify_policy, read_policy,
+    read_policy_settled, set_member,
 };
 use super::{Created, FieldSpec, FieldType, Kind, KindContext, KindError, string_attribute};
 use crate::gcp::GcpClient;
@@ -180,13 +181,21 @@ impl Kind for IamMemberKind {
         &self,
         client: &GcpClient,
         id: &str,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         let (parent, role, member) = Self::parse_id(id)?;
-        let Some(policy) = read_policy(client, &parent).await? else {
+        let key = super::iam_policy::member_key(&member);
+        let present = |policy: &serde_json::Value| binding_members(policy, &role).contains(&key);
+        // State says the member was granted (or was being granted): a read without it may be
+        // stale, so it is believed only once reads settle on it.
+        let policy = match prior {
+            Some(_) => read_policy_settled(client, &parent, present).await?,
+            None => read_policy(client, &parent).await?,
+        };
+        let Some(policy) = policy else {
             return Ok(None);
         };
-        if !binding_members(&policy, &role).contains(&super::iam_policy::member_key(&member)) {
+        if !present(&policy) {
             return Ok(None);
         }
         Ok(Some(Attributes::from([
@@ -203,8 +212,9 @@ impl Kind for IamMemberKind {
         config: &Attributes,
     ) -> Result<Created, KindError> {
         let (parent, role, member) = Self::parts(config);
-        modify_policy(client, &parent, false, |policy| {
-            set_member(policy, &role, &member, true)
+        let (granted_role, granted) = (role.clone(), member.clone());
+        modify_policy(client, &parent, false, move |policy| {
+            set_member(policy, &granted_role, &granted, true)
         })
         .await?;
         Ok(Created {
@@ -227,7 +237,7 @@ impl Kind for IamMemberKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         let (parent, role, member) = Self::parse_id(&prior.id)?;
-        modify_policy(client, &parent, true, |policy| {
+        modify_policy(client, &parent, true, move |policy| {
             set_member(policy, &role, &member, false)
         })
         .await

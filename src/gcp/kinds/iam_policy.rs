@@ -1,6 +1,7 @@
 //! IAM policies as every parent kind's API exposes them, and the read-modify-write cycle the
 //! IAM kinds share: read with the etag, edit, write; on a concurrency conflict (409 ABORTED,
-//! 412, 400 FAILED_PRECONDITION) read again with backoff. Cycles on one parent are serialized.
+//! 412, 400 FAILED_PRECONDITION) read again with backoff; after a write, read back until the
+//! change shows, since IAM reads are eventually consistent. Cycles on one parent are serialized.
 //! The APIs differ in small ways (GET vs POST getIamPolicy, version in the query or the body):
 //! those differences live here and nowhere else.
 
@@ -125,11 +126,10 @@ pub async fn modify_policy(
     client: &GcpClient,
     parent: &str,
     missing_is_done: bool,
-    edit: impl Fn(&mut Json) -> bool,
+    edit: impl Fn(&mut Json) -> bool + Send + Sync + 'static,
 ) -> Result<(), KindError> {
     let policy_parent = PolicyParent::parse(parent).ok_or_else(|| unsupported(parent))?;
-    let lock = client.parent_lock(parent);
-    let _serialized = lock.lock().await;
+    let serialized = client.parent_lock(parent).lock_owned().await;
     let retry = client.retry_policy().clone();
     let started = std::time::Instant::now();
     let mut attempt = 0;
@@ -147,7 +147,24 @@ pub async fn modify_policy(
         // Conditional bindings need version 3; writing it is harmless otherwise.
         policy["version"] = json!(3);
         match policy_parent.set(client, policy).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                // Read back in the background, still under the parent's lock (so the next
+                // cycle on it reads after this change shows, not a stale policy whose etag
+                // would only earn it a 409), without holding one of the apply's operations
+                // for the seconds reads may lag: `confirm_policy_writes` awaits it.
+                let client = client.clone();
+                let parent = parent.to_string();
+                let confirmation = tokio::spawn(async move {
+                    let _serialized = serialized;
+                    if let Err(error) =
+                        confirm_written(&client, &policy_parent, &parent, &edit).await
+                    {
+                        tracing::warn!(parent, "reading the policy back after a write: {error}");
+                    }
+                });
+                pending_confirmations().push(confirmation);
+                return Ok(());
+            }
             Err(error) if error.is_concurrency_conflict() && attempt < retry.max_attempts => {
                 tracing::debug!(
                     parent,
@@ -175,6 +192,123 @@ pub async fn modify_policy(
     }
 }
 
+/// How many reads in a row must show a written change before the write counts as visible
+/// (the Terraform provider's practice after `setIamPolicy`, hashicorp/terraform-provider-google#2625).
+const CONFIRMING_READS: u32 = 3;
+
+/// How long a written change may take to show in reads before infra goes on without it.
+pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a refresh keeps reading a policy that disagrees with what state recorded before it
+/// believes it: a read right after a write may answer the policy before it ("each read is
+/// eventually consistent", IAM v1 overview). Longer than the emulator's default read lag.
+pub const STALE_READ_SETTLE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The read-backs of policy writes still running (`modify_policy` starts one per write).
+static PENDING_CONFIRMATIONS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn pending_confirmations() -> std::sync::MutexGuard<'static, Vec<tokio::task::JoinHandle<()>>> {
+    PENDING_CONFIRMATIONS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits until every policy write made so far shows in reads (or its read-back gave up after
+/// `CONFIRM_WITHIN`): an apply calls it before it ends, so the plan made next sees its grants.
+pub async fn confirm_policy_writes() {
+    loop {
+        let pending = std::mem::take(&mut *pending_confirmations());
+        if pending.is_empty() {
+            return;
+        }
+        for confirmation in pending {
+            // A read-back cancelled with its runtime has nothing left to report.
+            let _ = confirmation.await;
+        }
+    }
+}
+
+/// Reads the policy back after a write until `edit` finds nothing left to do in
+/// `CONFIRMING_READS` reads in a row, so that a plan made next sees the change. Bounded by
+/// `CONFIRM_WITHIN`: a change still unseen then (someone else's later write may have undone
+/// it) is reported, not fatal — the write itself was accepted.
+async fn confirm_written(
+    client: &GcpClient,
+    policy_parent: &PolicyParent,
+    parent: &str,
+    edit: &impl Fn(&mut Json) -> bool,
+) -> Result<(), KindError> {
+    let retry = client.retry_policy();
+    let started = std::time::Instant::now();
+    let mut stale_reads = 0;
+    let mut good_reads = 0;
+    loop {
+        let mut policy = match policy_parent.get(client).await {
+            Ok(policy) => policy,
+            // A parent deleted meanwhile has nothing left to show.
+            Err(error) if error.is_not_found() => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        if edit(&mut policy) {
+            good_reads = 0;
+            stale_reads += 1;
+        } else {
+            good_reads += 1;
+            if good_reads >= CONFIRMING_READS {
+                return Ok(());
+            }
+        }
+        if started.elapsed() >= CONFIRM_WITHIN {
+            tracing::warn!(
+                parent,
+                "the policy written was not seen in reads within {}s; a plan made now may show it again",
+                CONFIRM_WITHIN.as_secs()
+            );
+            return Ok(());
+        }
+        let delay = if good_reads > 0 {
+            retry.initial_delay
+        } else {
+            retry.delay(stale_reads)
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Reads a parent's policy for a refresh; when it disagrees with what state recorded
+/// (`agrees` false), reads again until it agrees or `STALE_READ_SETTLE` has passed, so a
+/// single stale read right after a write never makes a grant look deleted. `None` when the
+/// parent does not exist.
+pub async fn read_policy_settled(
+    client: &GcpClient,
+    parent: &str,
+    agrees: impl Fn(&Json) -> bool,
+) -> Result<Option<Json>, KindError> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        let Some(policy) = read_policy(client, parent).await? else {
+            return Ok(None);
+        };
+        let waited = started.elapsed();
+        if agrees(&policy) || waited >= STALE_READ_SETTLE {
+            return Ok(Some(policy));
+        }
+        attempt += 1;
+        let delay = client
+            .retry_policy()
+            .delay(attempt)
+            .min(STALE_READ_SETTLE - waited);
+        tracing::debug!(
+            parent,
+            ?delay,
+            "the policy read disagrees with state; reading again"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
 /// How long a policy write naming a just-created member is retried (IAM documents up to 60 s,
 /// with headroom).
 pub const MEMBER_PROPAGATION_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
@@ -194,8 +328,17 @@ pub fn is_unpropagated_member(error: &GcpError) -> bool {
 }
 
 /// Returns a member as Google compares it: the type prefix as Google spells it and the email
-/// or domain lowercased (IAM stores them lowercased; `deleted:` members keep their `?uid=`).
+/// or domain lowercased (IAM stores them lowercased). A `deleted:` member is
+/// `deleted:TYPE:EMAIL?uid=ID` in Google's documented form (`Binding.members`): its inner type
+/// keeps Google's case whatever case it arrives in (`deleted:serviceaccount:` compares equal to
+/// `deleted:serviceAccount:`, and is written back as the latter, which Google requires), and
+/// its `?uid=` is kept.
 pub fn member_key(member: &str) -> String {
+    if let Some((kind, inner)) = member.split_once(':')
+        && kind.eq_ignore_ascii_case("deleted")
+    {
+        return format!("deleted:{}", member_key(inner));
+    }
     match member.split_once(':') {
         Some((kind, rest)) => {
             let kind = match kind.to_ascii_lowercase().as_str() {
@@ -203,7 +346,6 @@ pub fn member_key(member: &str) -> String {
                 "serviceaccount" => "serviceAccount",
                 "group" => "group",
                 "domain" => "domain",
-                "deleted" => "deleted",
                 _ => return member.to_string(),
             };
             format!("{kind}:{}", rest.to_lowercase())
@@ -289,6 +431,40 @@ mod tests {
             "user:Ann@Example.com",
             true
         ));
+    }
+
+    #[test]
+    fn deleted_members_compare_in_googles_form_whatever_the_inner_types_case() {
+        let documented = "deleted:serviceAccount:run@p.iam.gserviceaccount.com?uid=1234567890";
+        assert_eq!(member_key(documented), documented);
+        assert_eq!(
+            member_key("deleted:serviceaccount:Run@P.iam.gserviceaccount.com?uid=1234567890"),
+            documented
+        );
+        assert_eq!(
+            member_key("Deleted:User:Ann@Example.com?uid=42"),
+            "deleted:user:ann@example.com?uid=42"
+        );
+        assert_ne!(
+            member_key(documented),
+            member_key("serviceAccount:run@p.iam.gserviceaccount.com"),
+            "a deleted account's grant is not the new account's"
+        );
+        let mut policy = json!({"bindings": [{"role": "roles/viewer", "members": [
+            "deleted:serviceaccount:run@p.iam.gserviceaccount.com?uid=1234567890"
+        ]}]});
+        assert!(!set_member(&mut policy, "roles/viewer", documented, true));
+        assert!(set_member(
+            &mut policy,
+            "roles/viewer",
+            "user:ann@example.com",
+            true
+        ));
+        assert_eq!(
+            policy["bindings"][0]["members"],
+            json!([documented, "user:ann@example.com"]),
+            "written back with the inner type Google requires"
+        );
     }
 
     #[test]
