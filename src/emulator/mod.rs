@@ -10,6 +10,7 @@ pub mod http;
 mod iam;
 mod monitoring;
 mod projects;
+pub mod proto_enums;
 pub mod realism;
 mod run;
 mod secretmanager;
