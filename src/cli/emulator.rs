@@ -66,6 +66,11 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // Monitoring dashboards (issue 18, item 7).
+    /// Answer dashboards as sent, without the chart fields Google's server fills in
+    /// (targetAxis, minAlignmentPeriod, chartOptions.mode, yAxis.scale, timeshiftDuration).
+    #[arg(long)]
+    pub no_dashboard_server_fields: bool,
 }
 
 impl EmulatorArgs {
@@ -90,6 +95,10 @@ impl EmulatorArgs {
             seed: self.fault_seed,
             only: self.fault_only.clone(),
         };
+        // Monitoring dashboards (issue 18, item 7).
+        if self.no_dashboard_server_fields {
+            realism.dashboard_server_fields = false;
+        }
         realism
     }
 }
