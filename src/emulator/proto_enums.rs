@@ -9,8 +9,8 @@
 
 use super::discovery::Api;
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One proto enum's values and numbers.
 type Numbering = BTreeMap<String, i64>;
@@ -131,18 +131,42 @@ pub fn resolve(api: Api, names: &[Json]) -> Resolution {
     }
 }
 
+/// Returns how `api` numbers the enum of `names`, resolved once per API and enum: every enum
+/// value of every request and answer is looked up here.
+fn numbering(api: Api, names: &[Json]) -> Arc<Numbering> {
+    static RESOLVED: OnceLock<Mutex<HashMap<String, Arc<Numbering>>>> = OnceLock::new();
+    let mut key = format!("{api:?}");
+    for name in names.iter().filter_map(Json::as_str) {
+        key.push(' ');
+        key.push_str(name);
+    }
+    let resolved = RESOLVED.get_or_init(Mutex::default);
+    if let Some(found) = resolved
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&key)
+    {
+        return found.clone();
+    }
+    let found = Arc::new(resolve(api, names).numbering);
+    resolved
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(key, found.clone());
+    found
+}
+
 /// Returns the proto number of enum value `name` in `api`.
 pub fn number(api: Api, names: &[Json], name: &str) -> Option<i64> {
-    resolve(api, names).numbering.get(name).copied()
+    numbering(api, names).get(name).copied()
 }
 
 /// Returns the enum value name of proto number `number` in `api`.
 pub fn name(api: Api, names: &[Json], number: i64) -> Option<String> {
-    resolve(api, names)
-        .numbering
-        .into_iter()
-        .find(|(_, value)| *value == number)
-        .map(|(name, _)| name)
+    numbering(api, names)
+        .iter()
+        .find(|(_, value)| **value == number)
+        .map(|(name, _)| name.clone())
 }
 
 #[cfg(test)]
