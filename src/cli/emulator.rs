@@ -68,49 +68,14 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
-    // Quotas and disabled APIs (issue 18, blockers 4 and 5).
-    /// Multiply Google's published per-project request quotas (Secret Manager, IAM, Resource
-    /// Manager, Cloud Run, Monitoring, Billing Budgets) by this; over one, the emulator
-    /// answers 429 RESOURCE_EXHAUSTED as Google does. 0 turns quotas off.
-    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
-    pub quota_scale: f64,
-    /// How long one quota window lasts. Google counts per minute (60000); the default counts
-    /// Google's per-minute values per second, so tests never wait minutes.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub quota_window_ms: u64,
-    /// Give one project's quota bucket this limit per window, for example
-    /// `proj-test:secretmanager.googleapis.com/write_requests=2` (repeatable; applies even
-    /// with --no-realism).
-    #[arg(long, value_name = "PROJECT:METRIC=LIMIT")]
-    pub quota_override: Vec<String>,
-    /// Treat an API as disabled in a project, for example
-    /// `proj-test:secretmanager.googleapis.com`: every call answers 403 SERVICE_DISABLED
-    /// (repeatable; applies even with --no-realism).
-    #[arg(long, value_name = "PROJECT:SERVICE")]
-    pub disable_service: Vec<String>,
-    // Cloud Run: secret access propagation (issue 18).
-    /// For this long after a secret is granted (roles/secretmanager.secretAccessor), a Cloud
-    /// Run revision that mounts it fails to start ("Permission denied on secret"), as IAM
-    /// grants take minutes to reach Google's services; 0 turns it off.
-    #[arg(long, default_value_t = 1500, value_name = "MS")]
-    pub secret_access_propagation_ms: u64,
-    // Secret Manager consistency.
-    /// For this long after a version is added, enabled, disabled or destroyed (or an alias
-    /// changes), Secret Manager's `latest`, aliases and version lists answer what was there
-    /// before, as Google's eventually consistent reads may; reads by version number never
-    /// lag. 0 turns it off.
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
-    pub secret_alias_lag_ms: u64,
-    // IAM read-after-write and new service accounts (issue 18, IAM).
-    /// For this long after a setIamPolicy, getIamPolicy of the same resource answers the
-    /// policy it replaced, with that policy's etag (IAM reads are eventually consistent;
-    /// Google gives no bound, seconds are typical); 0 turns it off.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub iam_policy_read_lag_ms: u64,
-    /// For this long after its create, a GET of a service account answers 403
-    /// PERMISSION_DENIED, as IAM does for an account it does not know yet; 0 turns it off.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub service_account_read_lag_ms: u64,
+        // Cloud Run: secret access propagation (issue 18).
+        if !self.no_realism {
+            realism.secret_access_propagation =
+                Duration::from_millis(self.secret_access_propagation_ms);
+        }
+        // Monitoring dashboards (issue 18, item 7).
+        if self.no_dashboard_server_fields {
+            realism.dashboard_server_fields = false;
 }
 
 impl EmulatorArgs {
@@ -190,6 +155,9 @@ impl EmulatorArgs {
         if !self.no_realism {
             realism.secret_access_propagation =
                 Duration::from_millis(self.secret_access_propagation_ms);
+        // Monitoring dashboards (issue 18, item 7).
+        if self.no_dashboard_server_fields {
+            realism.dashboard_server_fields = false;
         }
         realism
     }

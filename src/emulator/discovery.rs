@@ -81,7 +81,7 @@ pub fn validate(api: Api, schema: &str, root: &str, body: &Json) -> Result<(), A
             "emulator: {api:?} has no schema {schema}"
         )));
     }
-    check_object(schemas, schema, root, body).map_err(ApiError::invalid_argument)
+    check_object(api, schemas, schema, root, body).map_err(ApiError::invalid_argument)
 }
 
 /// Returns true when the schema marks `field` output only.
@@ -101,7 +101,13 @@ pub fn properties(api: Api, schema: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn check_object(schemas: &Json, schema: &str, path: &str, value: &Json) -> Result<(), String> {
+fn check_object(
+    api: Api,
+    schemas: &Json,
+    schema: &str,
+    path: &str,
+    value: &Json,
+) -> Result<(), String> {
     let Some(object) = value.as_object() else {
         return Err(format!(
             "Invalid value at '{path}' (type.googleapis.com/{schema}), {value}"
@@ -116,6 +122,7 @@ fn check_object(schemas: &Json, schema: &str, path: &str, value: &Json) -> Resul
             ));
         }
         check_property(
+            api,
             schemas,
             property,
             &format!("{path}.{}", snake_case(key)),
@@ -125,12 +132,18 @@ fn check_object(schemas: &Json, schema: &str, path: &str, value: &Json) -> Resul
     Ok(())
 }
 
-fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> Result<(), String> {
+fn check_property(
+    api: Api,
+    schemas: &Json,
+    property: &Json,
+    path: &str,
+    value: &Json,
+) -> Result<(), String> {
     if value.is_null() {
         return Ok(());
     }
     if let Some(reference) = property["$ref"].as_str() {
-        return check_object(schemas, reference, path, value);
+        return check_object(api, schemas, reference, path, value);
     }
     let mismatch = |expected: &str| Err(format!("Invalid value at '{path}' ({expected}), {value}"));
     match property["type"].as_str().unwrap_or("any") {
@@ -156,7 +169,9 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
                         .map(Vec::as_slice)
                         .unwrap_or_default();
                     match number.as_i64() {
-                        Some(number) if super::wire::enum_name(names, number).is_some() => Ok(()),
+                        Some(number) if super::proto_enums::name(api, names, number).is_some() => {
+                            Ok(())
+                        }
                         _ => mismatch("enum"),
                     }
                 }
@@ -179,6 +194,7 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
             Some(items) => {
                 for (position, item) in items.iter().enumerate() {
                     check_property(
+                        api,
                         schemas,
                         &property["items"],
                         &format!("{path}[{position}]"),
@@ -196,7 +212,7 @@ fn check_property(schemas: &Json, property: &Json, path: &str, value: &Json) -> 
                     return Ok(());
                 }
                 for (key, item) in entries {
-                    check_property(schemas, values, &format!("{path}[{key}]"), item)?;
+                    check_property(api, schemas, values, &format!("{path}[{key}]"), item)?;
                 }
                 Ok(())
             }
@@ -245,6 +261,11 @@ pub fn mask_path_exists(api: Api, schema: &str, path: &str) -> bool {
 /// Returns true when `api`'s document defines schema `schema`.
 pub fn has_schema(api: Api, schema: &str) -> bool {
     document(api)["schemas"][schema].is_object()
+}
+
+/// Returns every schema of `api`'s document, by name.
+pub fn schemas(api: Api) -> impl Iterator<Item = (&'static String, &'static Json)> {
+    document(api)["schemas"].as_object().into_iter().flatten()
 }
 
 /// Returns a schema's properties.

@@ -11,6 +11,7 @@ mod iam;
 mod monitoring;
 mod projects;
 pub mod quota;
+pub mod proto_enums;
 pub mod realism;
 mod run;
 mod secret_views;

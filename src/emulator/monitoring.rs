@@ -1,8 +1,10 @@
 //! Cloud Monitoring as `infra` uses it: v1 dashboards (create honouring a client-chosen name,
 //! get, list, patch as a full replacement guarded by the etag, delete; mosaic tiles must fit the
-//! column grid and not overlap), and v3 alert policies and notification channels (server-assigned
-//! ids, creation and mutation records, `updateMask`, channel labels checked per type with the
-//! sensitive ones returned obfuscated, `force` on channel delete).
+//! column grid and not overlap unless they lie inside a collapsible group, which makes them its
+//! members; the chart fields Google's server fills in), v3 alert policies and notification
+//! channels (server-assigned ids, creation and mutation records, `updateMask`, channel labels
+//! checked per type with the sensitive ones returned obfuscated, `force` on channel delete), and
+//! `timeSeries.create` for user-defined metrics, whose descriptors it creates as Google does.
 
 use super::collection::{self, Call, Method, PageSizes};
 use super::discovery::{self, Api};
@@ -167,6 +169,13 @@ pub const METHODS: &[Method] = &[
     Method {
         id: "monitoring.projects.notificationChannels.verify",
         handler: |call| verification(call, "verify"),
+    },
+    Method {
+        id: "monitoring.projects.timeSeries.create",
+        handler: |call| {
+            let project = call.var("projectsId").to_string();
+            create_time_series(call.store, call.request, &project)
+        },
     },
     Method {
         id: "monitoring.projects.notificationChannelDescriptors.list",
@@ -425,6 +434,15 @@ fn check_mosaic(dashboard: &Json) -> Result<(), ApiError> {
         }
         for (other_index, other) in tiles.iter().enumerate().skip(index + 1) {
             let (ox, oy, ow, oh) = area(other);
+            // CollapsibleGroup: "All widgets that are within the area spanned by the grouping
+            // widget are considered member widgets": lying inside a group is membership.
+            let inside = |group: &Json, (mx, my, mw, mh): (i64, i64, i64, i64)| {
+                let (gx, gy, gw, gh) = area(group);
+                is_group(group) && gx <= mx && mx + mw <= gx + gw && gy <= my && my + mh <= gy + gh
+            };
+            if inside(tile, (ox, oy, ow, oh)) || inside(other, (x, y, width, height)) {
+                continue;
+            }
             if x < ox + ow && ox < x + width && y < oy + oh && oy < y + height {
                 return Err(ApiError::invalid_argument(format!(
                     "mosaicLayout.tiles[{index}] and tiles[{other_index}] overlap."
@@ -433,6 +451,11 @@ fn check_mosaic(dashboard: &Json) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Returns true when a mosaic tile's widget is a `collapsibleGroup`.
+fn is_group(tile: &Json) -> bool {
+    tile.pointer("/widget/collapsibleGroup").is_some()
 }
 
 fn check_dashboard(body: &Json) -> Result<(), ApiError> {
@@ -516,6 +539,163 @@ fn patch_dashboard(store: &mut Store, request: &Request, name: &str) -> Result<R
     body["etag"] = json!(etag(store));
     store.documents.insert(name.to_string(), body.clone());
     Ok(Response::changed(body))
+}
+
+/// Fills in what Google's server adds to a dashboard's charts when the request left it out, as
+/// its answers show (terraform-provider-google issues #7242, #9976 and #16173): every `xyChart`
+/// gets `chartOptions.mode` COLOR, `yAxis.scale` LINEAR and `timeshiftDuration` 0s; each of its
+/// data sets `plotType` LINE, `targetAxis` Y1 and `minAlignmentPeriod` 60s.
+pub fn fill_server_fields(dashboard: &mut Json) {
+    fn fill(value: &mut Json) {
+        match value {
+            Json::Object(fields) => {
+                if let Some(Json::Object(chart)) = fields.get_mut("xyChart") {
+                    fill_chart(chart);
+                }
+                for item in fields.values_mut() {
+                    fill(item);
+                }
+            }
+            Json::Array(items) => items.iter_mut().for_each(fill),
+            _ => {}
+        }
+    }
+    fn fill_chart(chart: &mut Map<String, Json>) {
+        let options = chart.entry("chartOptions").or_insert_with(|| json!({}));
+        if let Some(options) = options.as_object_mut() {
+            options.entry("mode").or_insert_with(|| json!("COLOR"));
+        }
+        let axis = chart.entry("yAxis").or_insert_with(|| json!({}));
+        if let Some(axis) = axis.as_object_mut() {
+            axis.entry("scale").or_insert_with(|| json!("LINEAR"));
+        }
+        chart
+            .entry("timeshiftDuration")
+            .or_insert_with(|| json!("0s"));
+        for data_set in chart
+            .get_mut("dataSets")
+            .and_then(Json::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_object_mut)
+        {
+            data_set.entry("plotType").or_insert_with(|| json!("LINE"));
+            data_set.entry("targetAxis").or_insert_with(|| json!("Y1"));
+            data_set
+                .entry("minAlignmentPeriod")
+                .or_insert_with(|| json!("60s"));
+        }
+    }
+    if let Some(fields) = dashboard.as_object_mut() {
+        for (key, layout) in fields.iter_mut() {
+            if matches!(
+                key.as_str(),
+                "mosaicLayout" | "gridLayout" | "rowLayout" | "columnLayout"
+            ) {
+                fill(layout);
+            }
+        }
+    }
+}
+
+/// Metric domains whose metrics users write ("user-defined metrics"): everything else under
+/// a Google domain is a system metric, which always exists and cannot be written.
+/// <https://cloud.google.com/monitoring/custom-metrics>,
+/// <https://cloud.google.com/monitoring/api/metrics_other>.
+pub const USER_METRIC_PREFIXES: [&str; 5] = [
+    "custom.googleapis.com/",
+    "external.googleapis.com/",
+    "workload.googleapis.com/",
+    "prometheus.googleapis.com/",
+    "logging.googleapis.com/user/",
+];
+
+/// The name under which `timeSeries.create` records a metric it created the descriptor of.
+fn descriptor_name(project: &str, metric_type: &str) -> String {
+    format!(
+        "projects/{}/metricDescriptors/{metric_type}",
+        project_number(project)
+    )
+}
+
+/// Returns the metric types written to a project through `timeSeries.create`.
+pub fn written_metric_types(store: &Store, project: &str) -> Vec<String> {
+    let prefix = descriptor_name(project, "");
+    store
+        .documents
+        .range(prefix.clone()..)
+        .take_while(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, _)| name[prefix.len()..].to_string())
+        .collect()
+}
+
+/// `timeSeries.create`: "The maximum number of TimeSeries objects per Create request is 200",
+/// each with exactly one point, for user-defined metrics only; the metric's descriptor is
+/// created from the first write ("auto-creation of custom metrics").
+fn create_time_series(
+    store: &mut Store,
+    request: &Request,
+    project: &str,
+) -> Result<Response, ApiError> {
+    request.allow_query(&[])?;
+    let body = request.json()?;
+    discovery::validate(
+        Api::MonitoringV3,
+        "CreateTimeSeriesRequest",
+        "create_time_series_request",
+        &body,
+    )?;
+    let series = body["timeSeries"].as_array().cloned().unwrap_or_default();
+    if series.is_empty() || series.len() > 200 {
+        return Err(ApiError::invalid_argument(
+            "A CreateTimeSeries request writes 1 to 200 time series.",
+        ));
+    }
+    let mut created = Vec::new();
+    for (index, one) in series.iter().enumerate() {
+        let metric_type = one.pointer("/metric/type").and_then(Json::as_str);
+        let Some(metric_type) = metric_type.filter(|text| !text.is_empty()) else {
+            return Err(ApiError::invalid_argument(format!(
+                "timeSeries[{index}].metric.type is required."
+            )));
+        };
+        if !USER_METRIC_PREFIXES
+            .iter()
+            .any(|prefix| metric_type.starts_with(prefix))
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "timeSeries[{index}]: {metric_type} is not a user-defined metric type; only custom.googleapis.com/, external.googleapis.com/, workload.googleapis.com/ and prometheus.googleapis.com/ metrics can be written."
+            )));
+        }
+        if one
+            .pointer("/resource/type")
+            .and_then(Json::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "timeSeries[{index}].resource.type is required."
+            )));
+        }
+        if one["points"].as_array().map_or(0, Vec::len) != 1 {
+            return Err(ApiError::invalid_argument(format!(
+                "timeSeries[{index}]: a time series is written with exactly one point."
+            )));
+        }
+        created.push((metric_type.to_string(), one.clone()));
+    }
+    for (metric_type, one) in created {
+        let name = descriptor_name(project, &metric_type);
+        store.documents.entry(name.clone()).or_insert_with(|| {
+            json!({
+                "name": name,
+                "type": metric_type,
+                "metricKind": one["metricKind"].as_str().unwrap_or("GAUGE"),
+                "valueType": one["valueType"].as_str().unwrap_or("DOUBLE"),
+            })
+        });
+    }
+    store.revision += 1;
+    Ok(Response::changed(json!({})))
 }
 
 fn record() -> Json {
@@ -948,6 +1128,22 @@ mod tests {
             .is_err()
         );
         assert!(check_mosaic(&dashboard(json!([{"xPos": 0, "yPos": 0, "width": 24, "height": 8}, {"xPos": 12, "yPos": 4, "width": 24, "height": 8}]))).is_err());
+    }
+
+    #[test]
+    fn tiles_inside_a_collapsible_group_are_its_members_not_an_overlap() {
+        let dashboard = |tiles: Json| json!({"displayName": "d", "mosaicLayout": {"columns": 48, "tiles": tiles}});
+        let group = json!({"xPos": 0, "yPos": 0, "width": 48, "height": 16, "widget": {"title": "Errors", "collapsibleGroup": {"collapsed": false}}});
+        let member = |x: i64, y: i64| json!({"xPos": x, "yPos": y, "width": 24, "height": 8, "widget": {"title": "t"}});
+        assert!(check_mosaic(&dashboard(json!([group, member(0, 0), member(24, 8)]))).is_ok());
+        // Members still may not overlap one another, and a tile reaching past the group's
+        // area is no member: it overlaps.
+        assert!(check_mosaic(&dashboard(json!([group, member(0, 0), member(12, 4)]))).is_err());
+        assert!(check_mosaic(&dashboard(json!([group, member(0, 12)]))).is_err());
+        // A plain tile's area is no group.
+        let plain =
+            json!({"xPos": 0, "yPos": 0, "width": 48, "height": 16, "widget": {"title": "big"}});
+        assert!(check_mosaic(&dashboard(json!([plain, member(0, 0)]))).is_err());
     }
 
     #[test]

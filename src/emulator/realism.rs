@@ -2,10 +2,12 @@
 //! and tunable (or off) per run: a propagation window in which IAM refuses policies naming a
 //! new service account, and one in which a GET of it answers 403; another in which a Cloud Run
 //! revision is refused a secret just granted; IAM policy reads that lag a `setIamPolicy`;
-//! Monitoring's 409 on concurrent edits of one project's alerting state;
-//! Billing Budgets' demand for a quota project from user credentials; PromQL metric validation;
-//! Secret Manager's lagging `latest` and aliases; and injected faults (an answer lost after the change committed, 429 with `Retry-After`, a
-//! slow answer), deterministic by seed. The server calls it; it knows no HTTP framework.
+//! Monitoring's 409 on concurrent edits of one project's alerting state; Billing Budgets'
+//! demand for a quota project from user credentials; PromQL metric validation (system metrics
+//! always exist, user metrics once written); dashboards answered with the fields Google's
+//! server fills in; Secret Manager's lagging `latest` and aliases; and injected faults (an
+//! answer lost after the change committed, 429 with `Retry-After`, a slow answer),
+//! deterministic by seed. The server calls it; it knows no HTTP framework.
 
 use super::error::ApiError;
 use super::quota::QuotaOptions;
@@ -28,8 +30,8 @@ pub struct RealismOptions {
     pub monitoring_single_writer: bool,
     /// Billing Budgets refuse a user credential that names no quota project (403).
     pub quota_project_required: bool,
-    /// A PromQL condition naming a metric the emulator has not seen is refused unless it sets
-    /// `disableMetricValidation`.
+    /// A PromQL condition naming a user metric never written to the project is refused unless
+    /// it sets `disableMetricValidation` (system metrics always exist).
     pub metric_validation: bool,
     /// Injected faults.
     pub faults: FaultOptions,
@@ -53,6 +55,10 @@ pub struct RealismOptions {
     /// How long after its create a GET of a service account answers 403 PERMISSION_DENIED, as
     /// IAM does for an account it does not know yet (zero: off).
     pub account_read_lag: Duration,
+    // Monitoring dashboards (issue 18, item 7).
+    /// Dashboards are answered with the chart fields Google's server fills in when the request
+    /// left them out (`targetAxis`, `minAlignmentPeriod`, `chartOptions.mode`, …).
+    pub dashboard_server_fields: bool,
 }
 
 impl Default for RealismOptions {
@@ -68,6 +74,7 @@ impl Default for RealismOptions {
             secret_alias_lag: Duration::from_millis(2000),
             policy_read_lag: Duration::from_millis(1000),
             account_read_lag: Duration::from_millis(1000),
+            dashboard_server_fields: true,
         }
     }
 }
@@ -86,6 +93,7 @@ impl RealismOptions {
             secret_alias_lag: Duration::ZERO,
             policy_read_lag: Duration::ZERO,
             account_read_lag: Duration::ZERO,
+            dashboard_server_fields: false,
         }
     }
 }
@@ -288,12 +296,19 @@ impl Realism {
         Ok(())
     }
 
-    /// Refuses an alert policy whose PromQL names a metric never written to the project
-    /// (none is, in the emulator) unless the condition sets `disableMetricValidation`.
-    pub fn check_promql(&self, policy: &Json) -> Result<(), ApiError> {
+    /// Refuses an alert policy whose PromQL names a user metric never written to the project
+    /// (`written`: the metric types written through `timeSeries.create`) unless the condition
+    /// sets `disableMetricValidation`. Google's own metrics, in Cloud Monitoring's PromQL
+    /// naming (`run_googleapis_com:request_count` is `run.googleapis.com/request_count`), always
+    /// exist. <https://cloud.google.com/monitoring/promql/promql-mapping>.
+    pub fn check_promql(&self, policy: &Json, written: &[String]) -> Result<(), ApiError> {
         if !self.options.metric_validation {
             return Ok(());
         }
+        let known: BTreeSet<String> = written
+            .iter()
+            .flat_map(|metric_type| promql_names(metric_type))
+            .collect();
         for condition in policy["conditions"].as_array().into_iter().flatten() {
             let promql = &condition["conditionPrometheusQueryLanguage"];
             if promql.is_null() || promql["disableMetricValidation"] == true {
@@ -301,14 +316,65 @@ impl Realism {
             }
             if let Some(metric) = metric_names(promql["query"].as_str().unwrap_or_default())
                 .into_iter()
-                .next()
+                .find(|metric| !is_system_metric(metric) && !known.contains(metric))
             {
+                let monitoring_type = match metric.split_once(':') {
+                    Some((domain, rest)) => format!("{}/{rest}", domain.replace('_', ".")),
+                    None => format!("prometheus.googleapis.com/{metric}"),
+                };
                 return Err(ApiError::invalid_argument(format!(
-                    "Cannot find metric(s) that match type = \"prometheus.googleapis.com/{metric}\". If a metric was created recently, it could take up to 10 minutes to become available. Please try again soon, or set disableMetricValidation."
+                    "Cannot find metric(s) that match type = \"{monitoring_type}\". If a metric was created recently, it could take up to 10 minutes to become available. Please try again soon, or set disableMetricValidation."
                 )));
             }
         }
         Ok(())
+    }
+}
+
+/// Returns true when a PromQL metric name is one of Google's own metrics in Cloud Monitoring's
+/// PromQL naming: the metric type's domain with `.` as `_`, a `:`, then the rest with `/` and
+/// `.` as `_`. User-defined domains (custom, external, workload, Prometheus, log-based user
+/// metrics) are not system metrics; a name with no `:` is a Prometheus metric.
+pub fn is_system_metric(name: &str) -> bool {
+    let Some((domain, rest)) = name.split_once(':') else {
+        return false;
+    };
+    let google_domain = domain.ends_with("_googleapis_com")
+        || ["kubernetes_io", "istio_io", "knative_dev"].contains(&domain);
+    let user = super::monitoring::USER_METRIC_PREFIXES
+        .iter()
+        .any(|prefix| {
+            let (prefix_domain, prefix_path) = prefix.split_once('/').unwrap_or((prefix, ""));
+            domain == prefix_domain.replace('.', "_")
+                && rest.starts_with(&prefix_path.replace('/', "_"))
+        });
+    google_domain && !user
+}
+
+/// Returns the names a written metric type has in PromQL: a Prometheus metric by its own name
+/// (a histogram also as its `_bucket`, `_sum` and `_count` series, a summary as `_sum` and
+/// `_count`); any other by Cloud Monitoring's mapping (`custom.googleapis.com/app/jobs` is
+/// `custom_googleapis_com:app_jobs`).
+pub fn promql_names(metric_type: &str) -> Vec<String> {
+    if let Some(rest) = metric_type.strip_prefix("prometheus.googleapis.com/") {
+        let (name, kind) = rest.rsplit_once('/').unwrap_or((rest, ""));
+        let suffixes: &[&str] = match kind {
+            "histogram" => &["", "_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            _ => &[""],
+        };
+        return suffixes
+            .iter()
+            .map(|suffix| format!("{name}{suffix}"))
+            .collect();
+    }
+    match metric_type.split_once('/') {
+        Some((domain, path)) => vec![format!(
+            "{}:{}",
+            domain.replace('.', "_"),
+            path.replace(['/', '.'], "_")
+        )],
+        None => vec![metric_type.to_string()],
     }
 }
 
@@ -436,6 +502,74 @@ mod tests {
             BTreeSet::from(["x_bucket".to_string()])
         );
         assert!(metric_names("vector(1) > 0").is_empty());
+    }
+
+    fn promql_policy(query: &str) -> Json {
+        json!({"conditions": [{"conditionPrometheusQueryLanguage": {"query": query}}]})
+    }
+
+    #[test]
+    fn google_metrics_in_promql_naming_always_exist() {
+        let realism = Realism::new(RealismOptions::default());
+        for query in [
+            "sum(rate(run_googleapis_com:request_count{response_code_class=\"5xx\"}[5m])) > 1",
+            "histogram_quantile(0.99, sum by (le) (rate(run_googleapis_com:request_latencies_bucket[5m]))) > 2000",
+            "kubernetes_io:container_cpu_core_usage_time > 1",
+        ] {
+            assert!(
+                realism.check_promql(&promql_policy(query), &[]).is_ok(),
+                "{query}"
+            );
+        }
+        // User-defined domains are not system metrics, nor is a Prometheus name.
+        for name in [
+            "custom_googleapis_com:jobs",
+            "logging_googleapis_com:user_errors",
+            "workload_googleapis_com:x",
+            "beta_api_errors_total",
+            "job:requests:rate5m",
+        ] {
+            assert!(!is_system_metric(name), "{name}");
+        }
+        assert!(is_system_metric("logging_googleapis_com:log_entry_count"));
+    }
+
+    #[test]
+    fn user_metrics_exist_once_written() {
+        let realism = Realism::new(RealismOptions::default());
+        let errors = promql_policy("sum(rate(beta_api_errors_total[5m])) > 1");
+        let refused = realism
+            .check_promql(&errors, &[])
+            .expect_err("never written");
+        assert!(
+            refused
+                .message
+                .contains("prometheus.googleapis.com/beta_api_errors_total"),
+            "{}",
+            refused.message
+        );
+        let written = ["prometheus.googleapis.com/beta_api_errors_total/counter".to_string()];
+        assert!(realism.check_promql(&errors, &written).is_ok());
+        let latency =
+            promql_policy("histogram_quantile(0.9, rate(latency_seconds_bucket[5m])) > 1");
+        assert!(
+            realism
+                .check_promql(
+                    &latency,
+                    &["prometheus.googleapis.com/latency_seconds/histogram".to_string()]
+                )
+                .is_ok()
+        );
+        let custom = promql_policy("custom_googleapis_com:app_jobs_done > 1");
+        assert!(realism.check_promql(&custom, &[]).is_err());
+        assert!(
+            realism
+                .check_promql(
+                    &custom,
+                    &["custom.googleapis.com/app/jobs.done".to_string()]
+                )
+                .is_ok()
+        );
     }
 
     #[test]

@@ -299,6 +299,22 @@ impl Emulator {
             .store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.check_stored_quirks(&store, &request, &full_path)?;
+        if self.realism.options.dashboard_server_fields
+            && let Some(method) = method
+            && matches!(
+                method.id.as_str(),
+                "monitoring.projects.dashboards.create" | "monitoring.projects.dashboards.patch"
+            )
+            && let Ok(mut dashboard) = serde_json::from_slice::<Json>(&request.body)
+        {
+            // Filled before the handler stores it, so every later read answers them too.
+            monitoring::fill_server_fields(&mut dashboard);
+            request.body = Bytes::from(
+                serde_json::to_vec(&dashboard)
+                    .map_err(|error| ApiError::internal(error.to_string()))?,
+            );
+        }
         if request.path.ends_with(":setIamPolicy") && self.take_forced_conflict() {
             return Err(ApiError::aborted(
                 "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
@@ -358,8 +374,7 @@ impl Emulator {
 
 impl Emulator {
     /// Applies Google's quirks that refuse a request before it is served: a policy naming a
-    /// service account IAM does not know yet, a PromQL condition naming an unseen metric, a
-    /// GET of a service account IAM does not know yet.
+    /// service account IAM does not know yet, a GET of a service account IAM does not know yet.
     fn check_quirks(&self, request: &Request, full_path: &str) -> Result<(), ApiError> {
         if request.method == Method::GET
             && let ["v1", "projects", _, "serviceAccounts", account] =
@@ -376,8 +391,26 @@ impl Emulator {
         if full_path.ends_with(":setIamPolicy") {
             self.realism.check_policy_members(&body())?;
         }
-        if full_path.starts_with("v3/projects/") && full_path.contains("/alertPolicies") {
-            self.realism.check_promql(&body())?;
+        Ok(())
+    }
+
+    /// Applies the quirks that read what the project holds: a PromQL condition naming a user
+    /// metric never written to it is refused.
+    fn check_stored_quirks(
+        &self,
+        store: &Store,
+        request: &Request,
+        full_path: &str,
+    ) -> Result<(), ApiError> {
+        if !matches!(request.method, Method::POST | Method::PATCH) {
+            return Ok(());
+        }
+        if let Some(rest) = full_path.strip_prefix("v3/projects/")
+            && let Some((project, _)) = rest.split_once("/alertPolicies")
+        {
+            let body = serde_json::from_slice::<Json>(&request.body).unwrap_or(Json::Null);
+            let written = monitoring::written_metric_types(store, project);
+            self.realism.check_promql(&body, &written)?;
         }
         Ok(())
     }

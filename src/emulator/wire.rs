@@ -1,61 +1,23 @@
 //! Google's wire rules for the JSON APIs, applied to every request and answer by the server so
 //! that no API can get them wrong: enums arrive as names or as proto numbers (the numbers of the
-//! `.proto` definitions, read into `discovery/enum-numbers.json` from Google's official clients,
-//! not positions in the discovery list) and leave as names, or as numbers when the client asked
+//! `.proto` definitions, per API, from `proto_enums.rs`, not positions in the discovery list)
+//! and leave as names, or as numbers when the client asked
 //! `$alt=json;enum-encoding=int`; answers follow proto3 JSON (int64 as strings; zero, false, empty
 //! string, empty list and empty map left out unless the field has explicit presence, listed in
 //! `discovery/presence.json`). See <https://protobuf.dev/programming-guides/json/>.
 
 use super::discovery::{self, Api};
 use super::error::ApiError;
+use super::proto_enums;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-
-fn enum_table() -> &'static [BTreeMap<String, i64>] {
-    static TABLE: OnceLock<Vec<BTreeMap<String, i64>>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        serde_json::from_str(include_str!("discovery/enum-numbers.json")).unwrap_or_default()
-    })
-}
 
 fn presence_table() -> &'static BTreeMap<String, Vec<String>> {
     static TABLE: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
     TABLE.get_or_init(|| {
         serde_json::from_str(include_str!("discovery/presence.json")).unwrap_or_default()
     })
-}
-
-/// The proto numbering of the enum whose discovery values are `names`: the smallest official
-/// enum holding all of them, or (for the few enums no official Rust client carries, all
-/// numbered in order from 0) their positions.
-fn numbering(names: &[Json]) -> BTreeMap<String, i64> {
-    let wanted: Vec<&str> = names.iter().filter_map(Json::as_str).collect();
-    let found = enum_table()
-        .iter()
-        .filter(|values| wanted.iter().all(|name| values.contains_key(*name)))
-        .min_by_key(|values| values.len());
-    match found {
-        Some(values) => values.clone(),
-        None => wanted
-            .iter()
-            .enumerate()
-            .map(|(position, name)| (name.to_string(), position as i64))
-            .collect(),
-    }
-}
-
-/// Returns the proto number of enum value `name`.
-pub fn enum_number(names: &[Json], name: &str) -> Option<i64> {
-    numbering(names).get(name).copied()
-}
-
-/// Returns the enum value name of proto number `number`.
-pub fn enum_name(names: &[Json], number: i64) -> Option<String> {
-    numbering(names)
-        .into_iter()
-        .find(|(_, value)| *value == number)
-        .map(|(name, _)| name)
 }
 
 /// The discovery schema name an `Any`'s `@type` URL designates in `api`'s document
@@ -157,7 +119,7 @@ fn decode_property(api: Api, property: &Json, value: &mut Json, path: &str) -> R
     }
     if let Some(names) = property["enum"].as_array() {
         if let Some(number) = value.as_i64() {
-            match enum_name(names, number) {
+            match proto_enums::name(api, names, number) {
                 Some(name) => *value = Json::String(name),
                 None => return Err(format!("Invalid value at '{path}' (enum), {number}")),
             }
@@ -240,7 +202,7 @@ fn encode_property(api: Api, property: &Json, value: &mut Json, int_enums: bool)
     }
     if let Some(names) = property["enum"].as_array() {
         let number = match &*value {
-            Json::String(name) => enum_number(names, name),
+            Json::String(name) => proto_enums::number(api, names, name),
             Json::Number(number) => number.as_i64(),
             _ => None,
         };
@@ -321,9 +283,18 @@ mod tests {
         ]
         .map(Json::from)
         .to_vec();
-        assert_eq!(enum_number(&names, "EARLY_ACCESS"), Some(1));
-        assert_eq!(enum_number(&names, "UNIMPLEMENTED"), Some(6));
-        assert_eq!(enum_name(&names, 4).as_deref(), Some("GA"));
+        assert_eq!(
+            proto_enums::number(Api::Run, &names, "EARLY_ACCESS"),
+            Some(1)
+        );
+        assert_eq!(
+            proto_enums::number(Api::Run, &names, "UNIMPLEMENTED"),
+            Some(6)
+        );
+        assert_eq!(
+            proto_enums::name(Api::Run, &names, 4).as_deref(),
+            Some("GA")
+        );
     }
 
     #[test]

@@ -282,3 +282,47 @@ async fn a_custom_period_replaces_the_calendar_period() {
         2
     );
 }
+
+/// The official REST clients send `$alt=json;enum-encoding=int`, with enums as the numbers of
+/// `google/cloud/billing/budgets/v1/budget_model.proto`: CalendarPeriod QUARTER = 2,
+/// CreditTypesTreatment EXCLUDE_ALL_CREDITS = 2, ThresholdRule.Basis FORECASTED_SPEND = 2.
+/// google.type's CalendarPeriod numbers WEEK 2, which Budgets does not even allow.
+#[tokio::test]
+async fn integer_enums_are_budgets_own_numbers() {
+    let emulator = Emulator::start();
+    let numbered = format!("{BUDGETS}?$alt=json;enum-encoding=int");
+    let mut body = budget("quarterly");
+    body["budgetFilter"] = json!({"calendarPeriod": 2, "creditTypesTreatment": 2});
+    body["thresholdRules"] = json!([{"thresholdPercent": 0.9, "spendBasis": 2}]);
+    let (status, created) = emulator.rest(Method::POST, &numbered, Some(body)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["budgetFilter"]["calendarPeriod"], 2, "{created}");
+    assert_eq!(created["budgetFilter"]["creditTypesTreatment"], 2);
+    assert_eq!(created["thresholdRules"][0]["spendBasis"], 2);
+    let name = created["name"].as_str().expect("name");
+    let (_, named) = emulator
+        .rest(Method::GET, &format!("v1/{name}"), None)
+        .await;
+    assert_eq!(
+        named["budgetFilter"]["calendarPeriod"], "QUARTER",
+        "{named}"
+    );
+    assert_eq!(
+        named["budgetFilter"]["creditTypesTreatment"],
+        "EXCLUDE_ALL_CREDITS"
+    );
+    assert_eq!(named["thresholdRules"][0]["spendBasis"], "FORECASTED_SPEND");
+    // YEAR = 3 in Budgets' numbering; 5 (google.type's QUARTER) is no Budgets value.
+    let mut body = budget("yearly");
+    body["budgetFilter"] = json!({"calendarPeriod": 3});
+    let (status, yearly) = emulator.rest(Method::POST, &numbered, Some(body)).await;
+    assert_eq!(status, 200, "{yearly}");
+    let mut body = budget("bad");
+    body["budgetFilter"] = json!({"calendarPeriod": 5});
+    let (status, refused) = emulator.rest(Method::POST, &numbered, Some(body)).await;
+    assert_eq!(
+        (status, refused["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{refused}"
+    );
+}

@@ -486,3 +486,108 @@ async fn alert_policy_limits() {
         .await
         .expect("a three-minute absence");
 }
+
+/// CollapsibleGroup: "All widgets that are within the area spanned by the grouping widget are
+/// considered member widgets" — so lying inside it is no overlap. And Google answers a chart
+/// with the fields its server fills in (terraform-provider-google #7242): `targetAxis` Y1,
+/// `plotType` LINE, `minAlignmentPeriod` 60s, `chartOptions.mode` COLOR, `yAxis.scale` LINEAR.
+#[tokio::test]
+async fn group_members_lie_inside_the_group_and_charts_come_back_filled() {
+    use google_cloud_monitoring_dashboard_v1::model::{
+        CollapsibleGroup, TimeSeriesQuery, Widget, XyChart,
+        chart_options::Mode,
+        mosaic_layout::Tile,
+        xy_chart::DataSet,
+        xy_chart::axis::Scale,
+        xy_chart::data_set::{PlotType, TargetAxis},
+    };
+    let emulator = Emulator::start();
+    let client = client!(DashboardsService, emulator);
+    let chart_widget = |title: &str| {
+        Widget::new().set_title(title).set_xy_chart(
+            XyChart::new().set_data_sets([DataSet::new().set_time_series_query(
+                TimeSeriesQuery::new()
+                    .set_prometheus_query("sum(rate(run_googleapis_com:request_count[5m]))"),
+            )]),
+        )
+    };
+    let tiles = [
+        Tile::new().set_width(48).set_height(16).set_widget(
+            Widget::new()
+                .set_title("Traffic")
+                .set_collapsible_group(CollapsibleGroup::new()),
+        ),
+        Tile::new()
+            .set_width(24)
+            .set_height(8)
+            .set_widget(chart_widget("Requests")),
+        Tile::new()
+            .set_x_pos(24)
+            .set_width(24)
+            .set_height(8)
+            .set_widget(chart_widget("Errors")),
+    ];
+    let created = client
+        .create_dashboard()
+        .set_parent("projects/conformance")
+        .set_dashboard(
+            Dashboard::new()
+                .set_display_name("grouped")
+                .set_mosaic_layout(MosaicLayout::new().set_columns(48).set_tiles(tiles)),
+        )
+        .send()
+        .await
+        .expect("members inside a group are no overlap");
+    let layout = created.mosaic_layout().expect("mosaic");
+    let chart = layout.tiles[1]
+        .widget
+        .as_ref()
+        .and_then(|widget| widget.xy_chart())
+        .expect("chart");
+    assert_eq!(chart.data_sets[0].target_axis, TargetAxis::Y1);
+    assert_eq!(chart.data_sets[0].plot_type, PlotType::Line);
+    assert_eq!(
+        chart.data_sets[0]
+            .min_alignment_period
+            .as_ref()
+            .map(|period| period.seconds()),
+        Some(60)
+    );
+    assert_eq!(
+        chart
+            .chart_options
+            .as_ref()
+            .map(|options| options.mode.clone()),
+        Some(Mode::Color)
+    );
+    assert_eq!(
+        chart.y_axis.as_ref().map(|axis| axis.scale.clone()),
+        Some(Scale::Linear)
+    );
+    // A member reaching past the group's area is no member: it overlaps the group.
+    let error = client
+        .create_dashboard()
+        .set_parent("projects/conformance")
+        .set_dashboard(
+            Dashboard::new()
+                .set_display_name("spilling")
+                .set_mosaic_layout(
+                    MosaicLayout::new().set_columns(48).set_tiles([
+                        Tile::new().set_width(48).set_height(8).set_widget(
+                            Widget::new()
+                                .set_title("Traffic")
+                                .set_collapsible_group(CollapsibleGroup::new()),
+                        ),
+                        Tile::new()
+                            .set_y_pos(4)
+                            .set_width(24)
+                            .set_height(8)
+                            .set_widget(chart_widget("Requests")),
+                    ]),
+                ),
+        )
+        .send()
+        .await
+        .expect_err("a tile half inside a group overlaps it");
+    assert_eq!(code(&error), Code::InvalidArgument);
+}

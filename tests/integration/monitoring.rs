@@ -438,3 +438,182 @@ fn server_named_objects_of_another_state_are_not_adopted() {
     let (_, after) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
     assert_eq!(before, after, "neither adopted nor duplicated");
 }
+
+const ENV_HEADER: &str = r#"[env]
+name = "test"
+project = "proj-test"
+region = "us-central1"
+"#;
+
+/// A dashboard whose one chart sets `extra` (JSON members after its query) in its data set.
+fn chart_dashboard(extra: &str) -> String {
+    format!(
+        r#"{{"mosaicLayout": {{"columns": 48, "tiles": [{{"width": 24, "height": 16, "widget": {{"title": "Requests", "xyChart": {{"dataSets": [{{"timeSeriesQuery": {{"prometheusQuery": "sum(rate(run_googleapis_com:request_count[5m]))"}}{extra}}}]}}}}}}]}}}}"#
+    )
+}
+
+/// Google answers a chart with the fields its server fills in (terraform-provider-google
+/// #7242, #16173): they are no change, while a configured key the configuration drops is one.
+#[test]
+fn chart_fields_google_fills_are_no_change_but_a_dropped_configured_key_is() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        &format!(
+            "{ENV_HEADER}\n[resource.monitoring_dashboard.overview]\ndisplay_name = \"Overview\"\ndashboard_json = \"${{file('dashboard.json')}}\"\n"
+        ),
+    );
+    env.write(
+        "envs/test/dashboard.json",
+        &chart_dashboard(r#", "targetAxis": "Y2""#),
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (status, listed) = env.api("GET", "v1/projects/proj-test/dashboards", None);
+    assert_eq!(status, 200, "{listed}");
+    let chart = &listed["dashboards"][0]["mosaicLayout"]["tiles"][0]["widget"]["xyChart"];
+    assert_eq!(chart["dataSets"][0]["minAlignmentPeriod"], "60s", "{chart}");
+    assert_eq!(chart["dataSets"][0]["targetAxis"], "Y2", "{chart}");
+    assert_eq!(chart["chartOptions"]["mode"], "COLOR", "{chart}");
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+
+    env.write("envs/test/dashboard.json", &chart_dashboard(""));
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains(r#"- mosaicLayout.tiles[0].widget.xyChart.dataSets[0].targetAxis = "Y2""#),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    // Google fills the axis back in (Y1): not configured, so no change.
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+/// A condition key the configuration never set, added on the server's side (as Google adds
+/// the defaults it fills, here PromQL's `evaluationInterval` of 30 s), is no change; a
+/// configured key the configuration drops is one. The query names Cloud Run's own metric in
+/// Cloud Monitoring's PromQL naming, which always exists: no `disableMetricValidation`.
+#[test]
+fn condition_keys_the_server_added_are_no_change_but_a_dropped_configured_key_is() {
+    let env = TestEnv::with_emulator();
+    let env_file = |duration: &str| {
+        format!(
+            "{ENV_HEADER}\n[resource.alert_policy.errors]\ndisplay_name = \"Errors\"\nconditions = [{{ displayName = \"5xx\", conditionPrometheusQueryLanguage = {{ query = \"sum(rate(run_googleapis_com:request_count{{response_code_class=\\\"5xx\\\"}}[5m])) > 1\"{duration} }} }}]\n"
+        )
+    };
+    env.write("envs/test/env.toml", &env_file(r#", duration = "60s""#));
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, listed) = env.api("GET", "v3/projects/proj-test/alertPolicies", None);
+    let mut policy = listed["alertPolicies"][0].clone();
+    let name = policy["name"].as_str().expect("name").to_string();
+    policy["conditions"][0]["conditionPrometheusQueryLanguage"]["evaluationInterval"] =
+        json!("30s");
+    let (status, patched) = env.api(
+        "PATCH",
+        &format!("v3/{name}?updateMask=conditions"),
+        Some(json!({"conditions": policy["conditions"]})),
+    );
+    assert_eq!(status, 200, "{patched}");
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+
+    env.write("envs/test/env.toml", &env_file(""));
+    let plan = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout
+            .contains(r#"- [0].conditionPrometheusQueryLanguage.duration = "60s""#),
+        "{}",
+        plan.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+/// System metrics always exist; a user metric exists once written through `timeSeries.create`
+/// (<https://cloud.google.com/monitoring/promql/promql-mapping>,
+/// <https://cloud.google.com/monitoring/custom-metrics/creating-metrics>).
+#[test]
+fn promql_over_google_metrics_is_accepted_and_over_user_metrics_once_written() {
+    let env = TestEnv::with_emulator();
+    let policy = |query: &str| {
+        json!({
+            "displayName": "p",
+            "combiner": "OR",
+            "conditions": [{"displayName": "c", "conditionPrometheusQueryLanguage": {"query": query, "duration": "60s"}}],
+        })
+    };
+    let policies = "v3/projects/proj-test/alertPolicies";
+    let (status, created) = env.api(
+        "POST",
+        policies,
+        Some(policy(
+            "sum(rate(run_googleapis_com:request_count{response_code_class=\"5xx\"}[5m])) > 1",
+        )),
+    );
+    assert_eq!(status, 200, "{created}");
+    let custom = policy("sum(custom_googleapis_com:jobs_failed) > 0");
+    let (status, refused) = env.api("POST", policies, Some(custom.clone()));
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("custom.googleapis.com/jobs_failed"),
+        "{refused}"
+    );
+    let series = |metric_type: &str| {
+        json!({"timeSeries": [{
+            "metric": {"type": metric_type},
+            "resource": {"type": "global", "labels": {"project_id": "proj-test"}},
+            "points": [{"interval": {"endTime": "2026-12-07T00:00:00Z"}, "value": {"int64Value": "3"}}],
+        }]})
+    };
+    let (status, written) = env.api(
+        "POST",
+        "v3/projects/proj-test/timeSeries",
+        Some(series("custom.googleapis.com/jobs/failed")),
+    );
+    assert_eq!((status, &written), (200, &json!({})), "{written}");
+    let (status, created) = env.api("POST", policies, Some(custom));
+    assert_eq!(status, 200, "{created}");
+    // Google's own metrics are written by Google alone.
+    let (status, refused) = env.api(
+        "POST",
+        "v3/projects/proj-test/timeSeries",
+        Some(series("run.googleapis.com/request_count")),
+    );
+    assert_eq!(status, 400, "{refused}");
+}
+
+/// CollapsibleGroup: "All widgets that are within the area spanned by the grouping widget are
+/// considered member widgets": a dashboard with a group and its members applies and converges.
+#[test]
+fn a_collapsible_group_and_its_member_tiles_apply_and_converge() {
+    let env = TestEnv::with_emulator();
+    env.write(
+        "envs/test/env.toml",
+        &format!(
+            "{ENV_HEADER}\n[resource.monitoring_dashboard.grouped]\ndisplay_name = \"Grouped\"\ndashboard_json = \"${{file('dashboard.json')}}\"\n"
+        ),
+    );
+    env.write(
+        "envs/test/dashboard.json",
+        r#"{"mosaicLayout": {"columns": 48, "tiles": [
+  {"width": 48, "height": 16, "widget": {"title": "Traffic", "collapsibleGroup": {"collapsed": false}}},
+  {"width": 24, "height": 16, "widget": {"title": "Requests", "xyChart": {"dataSets": [{"timeSeriesQuery": {"prometheusQuery": "sum(rate(run_googleapis_com:request_count[5m]))"}}]}}},
+  {"xPos": 24, "width": 24, "height": 16, "widget": {"title": "Latency", "xyChart": {"dataSets": [{"timeSeriesQuery": {"prometheusQuery": "histogram_quantile(0.95, sum by (le) (rate(run_googleapis_com:request_latencies_bucket[5m])))"}}]}}}
+]}}"#,
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}

@@ -1,8 +1,11 @@
 //! The `alert_policy` kind: a Cloud Monitoring v3 alert policy. Conditions, documentation and
 //! the alert strategy are written in the API's own JSON shape (camelCase, as in Google's
-//! reference); the server's condition names are dropped before comparing. Updates always send
-//! an `updateMask` of what changed — without one Google replaces the whole policy.
+//! reference); the server's condition names are dropped before comparing, and conditions and
+//! the alert strategy, which Google fills in, are compared over the keys the configuration sets
+//! (`server_filled.rs`). Updates always send an `updateMask` of what changed — without one
+//! Google replaces the whole policy.
 
+use super::server_filled::trim_server_filled;
 use super::{
     Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
     create_or_adopt, delete_if_exists, get_if_exists, keyed_user_labels, string_attribute,
@@ -30,6 +33,9 @@ static FIELDS: [FieldSpec; 10] = [
     FieldSpec::optional("user_labels", FieldType::StringMap),
     FieldSpec::optional("project", FieldType::String).force_new(),
 ];
+
+/// The attributes Google fills in beyond what was sent: compared over the configured keys.
+const SERVER_FILLED: [&str; 2] = ["conditions", "alert_strategy"];
 
 /// Config field to API field, for bodies and update masks.
 const API_FIELDS: [(&str, &str); 9] = [
@@ -248,13 +254,19 @@ impl Kind for AlertPolicyKind {
         &self,
         client: &GcpClient,
         id: &str,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         let project = id.split('/').nth(1).unwrap_or_default();
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
                 .await?
-                .map(|live| Self::normalize(&live, project)),
+                .map(|live| {
+                    let mut attributes = Self::normalize(&live, project);
+                    if let Some(prior) = prior {
+                        trim_server_filled(&mut attributes, &prior.attributes, &SERVER_FILLED);
+                    }
+                    attributes
+                }),
         )
     }
 
@@ -278,9 +290,11 @@ impl Kind for AlertPolicyKind {
             &[],
         )
         .await?;
+        let mut attributes = Self::normalize(&live, &project);
+        trim_server_filled(&mut attributes, &desired, &SERVER_FILLED);
         Ok(Created {
             id: Self::our_name(&project, &live),
-            attributes: Self::normalize(&live, &project),
+            attributes,
         })
     }
 
@@ -307,7 +321,9 @@ impl Kind for AlertPolicyKind {
                 Some(&Self::body(&desired)),
             )
             .await?;
-        Ok(Self::normalize(&live, &project))
+        let mut attributes = Self::normalize(&live, &project);
+        trim_server_filled(&mut attributes, &desired, &SERVER_FILLED);
+        Ok(attributes)
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
@@ -333,6 +349,62 @@ mod tests {
         assert_eq!(
             normalized["conditions"].to_string(),
             r#"[{displayName = "c"}]"#
+        );
+    }
+
+    #[test]
+    fn condition_fields_google_fills_are_no_change_but_a_dropped_configured_one_is() {
+        let context = KindContext {
+            address: "module.monitoring.alert_policy.errors".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "staging".into(),
+            lineage: "lineage".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
+        };
+        let config = |promql: Json| {
+            Attributes::from([
+                ("display_name".into(), Value::string("errors")),
+                (
+                    "conditions".into(),
+                    Value::from_json(
+                        &json!([{"displayName": "5xx", "conditionPrometheusQueryLanguage": promql}]),
+                    ),
+                ),
+            ])
+        };
+        let configured = json!({"query": "sum(rate(x[5m])) > 1", "duration": "60s"});
+        let desired = AlertPolicyKind
+            .desired(&context, &config(configured.clone()), None)
+            .expect("desired");
+        let mut answer = AlertPolicyKind::body(&desired);
+        answer["name"] = json!("projects/1/alertPolicies/a");
+        answer["conditions"][0]["name"] = json!("projects/1/alertPolicies/a/conditions/c");
+        answer["conditions"][0]["conditionPrometheusQueryLanguage"]["evaluationInterval"] =
+            json!("30s");
+        let mut recorded = AlertPolicyKind::normalize(&answer, "p");
+        trim_server_filled(&mut recorded, &desired, &SERVER_FILLED);
+        let mut read = AlertPolicyKind::normalize(&answer, "p");
+        trim_server_filled(&mut read, &recorded, &SERVER_FILLED);
+        assert!(
+            crate::plan::diff::changed_paths(&desired, &read).is_empty(),
+            "{read:?}"
+        );
+        assert!(
+            !crate::plan::diff::changed_paths(&desired, &AlertPolicyKind::normalize(&answer, "p"))
+                .is_empty()
+        );
+        let dropped = AlertPolicyKind
+            .desired(
+                &context,
+                &config(json!({"query": "sum(rate(x[5m])) > 1"})),
+                None,
+            )
+            .expect("desired");
+        assert_eq!(
+            crate::plan::diff::changed_paths(&dropped, &read),
+            vec!["conditions[0].conditionPrometheusQueryLanguage.duration".to_string()]
         );
     }
 

@@ -13,6 +13,7 @@ mod monitoring_dashboard;
 mod notification_channel;
 mod ownership;
 mod secret;
+pub mod server_filled;
 mod service_account;
 
 use super::{GcpClient, GcpError};

@@ -3,10 +3,13 @@
 //! layout is compared structurally, so a plan names the JSON paths that change; a key removed
 //! from the configuration is a change. Updates replace the dashboard, guarded by its etag.
 //! Google leaves zero-valued fields out of its answers (proto3), so both sides are compared
-//! with them dropped: a tile at `xPos = 0` is no change. The id state records is the one in
+//! with them dropped: a tile at `xPos = 0` is no change. Google also fills chart fields the
+//! configuration left out (`targetAxis`, `minAlignmentPeriod`, …): the layout is compared over
+//! the keys the configuration sets (`server_filled.rs`), so those are no change either. The id state records is the one in
 //! Google's answer; the `infra-key` label finds a dashboard whose create answer was lost.
 
 use super::limits::INT32_MAX;
+use super::server_filled::trim_server_filled;
 use super::{
     Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
     create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
@@ -64,6 +67,9 @@ static FIELDS: [FieldSpec; 5] = [
     FieldSpec::optional("dashboard_id", FieldType::String).force_new(),
     FieldSpec::optional("project", FieldType::String).force_new(),
 ];
+
+/// The attributes Google fills in beyond what was sent: compared over the configured keys.
+const SERVER_FILLED: [&str; 1] = ["dashboard"];
 
 /// Dashboard fields that are not part of the compared layout document.
 const ENVELOPE: [&str; 4] = ["name", "etag", "displayName", "labels"];
@@ -297,12 +303,18 @@ impl Kind for MonitoringDashboardKind {
         &self,
         client: &GcpClient,
         id: &str,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v1/{id}"))
                 .await?
-                .map(|live| Self::normalize(&live)),
+                .map(|live| {
+                    let mut attributes = Self::normalize(&live);
+                    if let Some(prior) = prior {
+                        trim_server_filled(&mut attributes, &prior.attributes, &SERVER_FILLED);
+                    }
+                    attributes
+                }),
         )
     }
 
@@ -394,10 +406,9 @@ impl Kind for MonitoringDashboardKind {
             }
             _ => planned_id,
         };
-        Ok(Created {
-            id,
-            attributes: Self::normalize(&live),
-        })
+        let mut attributes = Self::normalize(&live);
+        trim_server_filled(&mut attributes, &desired, &SERVER_FILLED);
+        Ok(Created { id, attributes })
     }
 
     async fn update(
@@ -430,7 +441,9 @@ impl Kind for MonitoringDashboardKind {
                 Some(&body),
             )
             .await?;
-        Ok(Self::normalize(&live))
+        let mut attributes = Self::normalize(&live);
+        trim_server_filled(&mut attributes, &desired, &SERVER_FILLED);
+        Ok(attributes)
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
@@ -465,5 +478,76 @@ mod tests {
             {"xPos": 1, "width": 6, "height": 4}, {"xPos": 6, "width": 6, "height": 4}
         ]}}));
         assert_ne!(moved, answered);
+    }
+
+    /// terraform-provider-google #7242: Google answers a chart with `targetAxis`,
+    /// `minAlignmentPeriod`, `plotType`, `chartOptions.mode`, `yAxis.scale` and
+    /// `timeshiftDuration` filled in; only a configured key that changes is a change.
+    #[test]
+    fn chart_fields_google_fills_are_no_change_but_a_dropped_configured_one_is() {
+        let context = KindContext {
+            address: "module.monitoring.monitoring_dashboard.api".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "staging".into(),
+            lineage: "lineage".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
+        };
+        let config = |data_set: Json| {
+            Attributes::from([
+                ("display_name".into(), Value::string("API")),
+                (
+                    "dashboard_json".into(),
+                    Value::from_json(&json!({"mosaicLayout": {"columns": 48, "tiles": [
+                        {"width": 24, "height": 16, "widget": {"title": "Requests", "xyChart": {"dataSets": [data_set]}}}
+                    ]}})),
+                ),
+            ])
+        };
+        let query = json!({"timeSeriesQuery": {"prometheusQuery": "sum(rate(x[5m]))"}});
+        let mut with_axis = query.clone();
+        with_axis["targetAxis"] = json!("Y2");
+        let desired = MonitoringDashboardKind
+            .desired(&context, &config(with_axis.clone()), None)
+            .expect("desired");
+        let mut answer =
+            MonitoringDashboardKind::body(&context, &config(with_axis.clone()), &desired);
+        // The chart as Google answers it (the shape of #7242's).
+        answer["etag"] = json!("e1");
+        answer["mosaicLayout"]["tiles"][0]["widget"]["xyChart"] = json!({
+            "chartOptions": {"mode": "COLOR"},
+            "dataSets": [{
+                "minAlignmentPeriod": "60s", "plotType": "LINE", "targetAxis": "Y2",
+                "timeSeriesQuery": {"prometheusQuery": "sum(rate(x[5m]))"}
+            }],
+            "timeshiftDuration": "0s",
+            "yAxis": {"scale": "LINEAR"}
+        });
+        let mut recorded = MonitoringDashboardKind::normalize(&answer);
+        trim_server_filled(&mut recorded, &desired, &SERVER_FILLED);
+        let mut read = MonitoringDashboardKind::normalize(&answer);
+        trim_server_filled(&mut read, &recorded, &SERVER_FILLED);
+        assert!(
+            crate::plan::diff::changed_paths(&desired, &read).is_empty(),
+            "{read:?}"
+        );
+        // Without the trim, every filled field is a change.
+        assert!(
+            !crate::plan::diff::changed_paths(
+                &desired,
+                &MonitoringDashboardKind::normalize(&answer)
+            )
+            .is_empty()
+        );
+        let dropped = MonitoringDashboardKind
+            .desired(&context, &config(query), None)
+            .expect("desired");
+        assert_eq!(
+            crate::plan::diff::changed_paths(&dropped, &read),
+            vec![
+                "dashboard.mosaicLayout.tiles[0].widget.xyChart.dataSets[0].targetAxis".to_string()
+            ]
+        );
     }
 }
