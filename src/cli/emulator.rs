@@ -66,6 +66,32 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // Lists that lag a create, and billing accounts' currencies (issue 18, "lists that lag").
+    /// For this long after its create, an object is missing from list answers (secrets,
+    /// service accounts, alert policies, notification channels, dashboards, budgets), as
+    /// eventually consistent lists are; 0 (or --no-realism) turns it off.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub list_lag_ms: u64,
+    /// Bill this billing account in this ISO 4217 currency (`012345-6789AB-CDEF01=EUR`;
+    /// repeatable); accounts not named bill in USD. A budget naming another currency is refused.
+    #[arg(long, value_name = "ACCOUNT=CURRENCY", value_parser = parse_account_currency)]
+    pub billing_account_currency: Vec<(String, String)>,
+}
+
+/// Parses `ACCOUNT=CURRENCY` (a billing account id and a three-letter currency code).
+fn parse_account_currency(text: &str) -> Result<(String, String), String> {
+    let (account, currency) = text.split_once('=').ok_or_else(|| {
+        format!("{text:?} is not ACCOUNT=CURRENCY (like 012345-6789AB-CDEF01=EUR)")
+    })?;
+    if account.is_empty() {
+        return Err(format!("{text:?} names no billing account"));
+    }
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{currency:?} is not an ISO 4217 currency code (three capital letters, like EUR)"
+        ));
+    }
+    Ok((account.to_string(), currency.to_string()))
 }
 
 impl EmulatorArgs {
@@ -79,6 +105,7 @@ impl EmulatorArgs {
                 monitoring_single_writer: !self.no_monitoring_single_writer,
                 quota_project_required: !self.no_quota_project_check,
                 metric_validation: !self.no_metric_validation,
+                list_lag: Duration::from_millis(self.list_lag_ms),
                 ..RealismOptions::default()
             }
         };
@@ -117,6 +144,7 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         fail_rate: args.fail_rate,
         operation_delay: Duration::from_millis(args.operation_delay_ms),
         realism: args.realism(),
+        billing_currencies: args.billing_account_currency.iter().cloned().collect(),
     };
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
     outln!("{}", running.base_url());

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 /// How the proxy loses the answer of the request it picks.
 #[derive(Debug, Clone, Copy)]
-enum Loss {
+pub enum Loss {
     /// The request commits; the answer's body is cut off (a reset mid-answer).
     CutBody,
     /// The request commits; a 502 comes back (a front end that lost the backend's answer).
@@ -23,11 +23,11 @@ enum Loss {
 /// Which request loses its answer: the first whose method is `method`, whose path and query
 /// contain `path`, and whose body contains `body`.
 #[derive(Debug, Clone)]
-struct Rule {
-    method: &'static str,
-    path: &'static str,
-    body: &'static str,
-    loss: Loss,
+pub struct Rule {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub body: &'static str,
+    pub loss: Loss,
 }
 
 /// The access token the proxy's token endpoint issues: a user credential to the emulator
@@ -58,7 +58,7 @@ impl FaultProxy {
         )
     }
 
-    fn start(upstream: &str, rule: Rule) -> Self {
+    pub fn start(upstream: &str, rule: Rule) -> Self {
         let upstream = upstream.trim_end_matches('/').to_string();
         let lost = Arc::new(AtomicUsize::new(0));
         let counter = lost.clone();
@@ -120,7 +120,7 @@ impl FaultProxy {
         }
     }
 
-    fn lost(&self) -> usize {
+    pub fn lost(&self) -> usize {
         self.lost.load(Ordering::SeqCst)
     }
 }

@@ -199,7 +199,8 @@ impl TestEnv {
         command
     }
 
-    /// Calls the emulator's REST API directly (what someone else might do behind infra's back).
+    /// Calls the emulator's REST API directly (what someone else might do behind infra's back),
+    /// its lists without their lag.
     pub fn api(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
         let endpoint = self.endpoint.clone().expect("an emulator is running");
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -209,7 +210,11 @@ impl TestEnv {
         runtime.block_on(async move {
             let client = reqwest::Client::new();
             let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-            let mut request = client.request(method, format!("{endpoint}{path}"));
+            // What the emulator holds, without the lag of its lists (a header only it knows):
+            // tests count objects with it, while infra sees lists as Google serves them.
+            let mut request = client
+                .request(method, format!("{endpoint}{path}"))
+                .header("x-emulator-consistent-read", "1");
             if let Some(body) = body {
                 request = request.json(&body);
             }

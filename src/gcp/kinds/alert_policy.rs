@@ -82,7 +82,9 @@ impl AlertPolicyKind {
         Json::Object(body)
     }
 
-    fn normalize(live: &Json, project: &str) -> Attributes {
+    /// Returns the comparable attributes of a live policy in `project`, its channel names
+    /// spelled as `known_channels` (the configuration's or state's) spell them.
+    fn normalize(live: &Json, project: &str, known_channels: &[Value]) -> Attributes {
         let mut attributes = Attributes::new();
         for (field, api) in API_FIELDS {
             if let Some(value) = live.get(api).filter(|value| !value.is_null()) {
@@ -96,22 +98,15 @@ impl AlertPolicyKind {
             );
         }
         // Channel names come back with the project number; state keeps the project id.
-        if let Some(Value::List(channels)) = attributes.get("notification_channels").cloned() {
-            let ours = channels
-                .iter()
-                .map(|channel| {
-                    match channel
-                        .as_str()
-                        .map(|name| name.rsplit('/').next().unwrap_or_default())
-                    {
-                        Some(id) => {
-                            Value::String(format!("projects/{project}/notificationChannels/{id}"))
-                        }
-                        None => channel.clone(),
-                    }
-                })
-                .collect();
-            attributes.insert("notification_channels".into(), Value::List(ours));
+        if let Some(channels) = attributes.get("notification_channels").cloned() {
+            attributes.insert(
+                "notification_channels".into(),
+                super::channel_names::spelled_as_configured(
+                    &channels,
+                    known_channels,
+                    Some(project),
+                ),
+            );
         }
         attributes
     }
@@ -248,13 +243,18 @@ impl Kind for AlertPolicyKind {
         &self,
         client: &GcpClient,
         id: &str,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
         let project = id.split('/').nth(1).unwrap_or_default();
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
                 .await?
-                .map(|live| Self::normalize(&live, project)),
+                .map(|live| {
+                    let known = super::channel_names::known_names(
+                        prior.and_then(|prior| prior.attributes.get("notification_channels")),
+                    );
+                    Self::normalize(&live, project, &known)
+                }),
         )
     }
 
@@ -280,7 +280,11 @@ impl Kind for AlertPolicyKind {
         .await?;
         Ok(Created {
             id: Self::our_name(&project, &live),
-            attributes: Self::normalize(&live, &project),
+            attributes: Self::normalize(
+                &live,
+                &project,
+                &super::channel_names::known_names(desired.get("notification_channels")),
+            ),
         })
     }
 
@@ -307,7 +311,11 @@ impl Kind for AlertPolicyKind {
                 Some(&Self::body(&desired)),
             )
             .await?;
-        Ok(Self::normalize(&live, &project))
+        Ok(Self::normalize(
+            &live,
+            &project,
+            &super::channel_names::known_names(desired.get("notification_channels")),
+        ))
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
@@ -329,7 +337,7 @@ mod tests {
     #[test]
     fn server_condition_names_are_not_compared() {
         let live = json!({"displayName": "x", "conditions": [{"name": "projects/1/alertPolicies/a/conditions/b", "displayName": "c"}], "combiner": "OR", "enabled": true});
-        let normalized = AlertPolicyKind::normalize(&live, "p");
+        let normalized = AlertPolicyKind::normalize(&live, "p", &[]);
         assert_eq!(
             normalized["conditions"].to_string(),
             r#"[{displayName = "c"}]"#

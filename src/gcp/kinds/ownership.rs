@@ -61,8 +61,17 @@ pub(crate) async fn create_or_adopt(
     let found = match find_ours().await? {
         Some(found) => found,
         None => {
-            return super::create_checked(client, service, collection_path, &[], body, find_ours)
-                .await;
+            // Found only by listing, and lists lag a create: see `Lookup::Lags`.
+            return super::create_checked(
+                client,
+                service,
+                collection_path,
+                &[],
+                body,
+                super::Lookup::Lags,
+                find_ours,
+            )
+            .await;
         }
     };
     let name = found["name"].as_str().unwrap_or_default().to_string();
