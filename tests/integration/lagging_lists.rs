@@ -10,24 +10,6 @@ use serde_json::{Value as Json, json};
 
 const BILLING: &str = "012345-6789AB-CDEF01";
 
-/// Lists `path` as infra sees it: without the test harness's consistent-read header.
-fn list_as_infra_sees(env: &TestEnv, path: &str, field: &str) -> Vec<Json> {
-    let url = format!("{}{path}", env.endpoint.as_deref().expect("emulator"));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let page: Json = reqwest::get(&url)
-            .await
-            .expect("emulator answers")
-            .json()
-            .await
-            .expect("json");
-        page[field].as_array().cloned().unwrap_or_default()
-    })
-}
-
 /// Counts the objects of a collection the emulator holds (lists without their lag).
 fn count(env: &TestEnv, path: &str, field: &str) -> usize {
     let (status, page) = env.api("GET", path, None);
@@ -117,7 +99,7 @@ fn a_new_object_is_missing_from_lists_until_the_lag_has_passed() {
     );
     assert_eq!(status, 200, "{created}");
     assert!(
-        list_as_infra_sees(&env, path, "alertPolicies").is_empty(),
+        env.list_as_infra_sees(path, "alertPolicies").is_empty(),
         "a policy created just now is listed at once"
     );
     // A read by name is not a list: it shows the policy.
@@ -125,7 +107,7 @@ fn a_new_object_is_missing_from_lists_until_the_lag_has_passed() {
     assert_eq!(env.api("GET", &format!("v3/{name}"), None).0, 200);
     assert_eq!(count(&env, path, "alertPolicies"), 1);
     std::thread::sleep(std::time::Duration::from_millis(2300));
-    assert_eq!(list_as_infra_sees(&env, path, "alertPolicies").len(), 1);
+    assert_eq!(env.list_as_infra_sees(path, "alertPolicies").len(), 1);
 }
 
 #[test]

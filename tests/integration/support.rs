@@ -199,6 +199,42 @@ impl TestEnv {
         command
     }
 
+    /// Lists `path` as infra sees it: without the harness's consistent-read header, so what
+    /// the emulator's lists do not show yet (objects created within `--list-lag-ms`) is missing.
+    pub fn list_as_infra_sees(&self, path: &str, field: &str) -> Vec<Json> {
+        let url = format!(
+            "{}{path}",
+            self.endpoint.as_deref().expect("an emulator is running")
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let page: Json = reqwest::get(&url)
+                .await
+                .expect("emulator answers")
+                .json()
+                .await
+                .expect("a JSON list answer");
+            page[field].as_array().cloned().unwrap_or_default()
+        })
+    }
+
+    /// Waits until the list at `path` shows infra `count` objects: the emulator's lists lag a
+    /// create, and a test that stands for "a later run" waits for them to show what an earlier
+    /// run made.
+    pub fn wait_until_listed(&self, path: &str, field: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.list_as_infra_sees(path, field).len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} never listed {count} {field}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Calls the emulator's REST API directly (what someone else might do behind infra's back),
     /// its lists without their lag.
     pub fn api(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
