@@ -6,7 +6,7 @@
 
 use crate::lost_answers::{FaultProxy, Loss, Rule};
 use crate::support::TestEnv;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 const BILLING: &str = "012345-6789AB-CDEF01";
 
