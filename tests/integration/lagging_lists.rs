@@ -171,6 +171,65 @@ fn a_lost_channel_create_with_a_lagging_list_makes_one_channel() {
     );
 }
 
+/// Kills an apply once its alert policy create has committed (its answer never comes), then
+/// applies again at once, within the list lag, with `extra_env` set; returns the project.
+fn kill_after_the_policy_create_and_rerun(extra_env: &[(&str, &str)]) -> TestEnv {
+    let mut env = TestEnv::with_emulator();
+    for (key, value) in extra_env {
+        env.extra_env.push((key.to_string(), value.to_string()));
+    }
+    env.write("envs/test/env.toml", MONITORING_ENV);
+    let proxy = FaultProxy::start(
+        env.endpoint.as_deref().expect("emulator"),
+        Rule {
+            method: "POST",
+            path: "/alertPolicies",
+            body: "",
+            loss: Loss::Stall,
+        },
+    );
+    let mut child = env
+        .command_at(
+            Some(&proxy.endpoint),
+            &["apply", "--env", "test", "--auto-approve"],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.lost() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy create never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    env
+}
+
+#[test]
+fn a_run_killed_after_a_policy_create_and_rerun_at_once_makes_one_policy() {
+    let path = "v3/projects/proj-test/alertPolicies";
+    let env = kill_after_the_policy_create_and_rerun(&[]);
+    assert_eq!(count(&env, path, "alertPolicies"), 1);
+    let state = env.infra(&["state", "pull", "--env", "test"]);
+    assert!(
+        !state.stdout.contains("\"creating\""),
+        "an intent record is left\n{}",
+        state.stdout
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    // One look at the lagging list instead of the wait: the rerun makes a second policy.
+    let blind = kill_after_the_policy_create_and_rerun(&[("INFRA_LIST_LAG", "0s")]);
+    assert_eq!(count(&blind, path, "alertPolicies"), 2);
+}
+
 /// A project on an emulator whose billing account bills in euros.
 fn euro_account(env_file: &str) -> TestEnv {
     let mut env = TestEnv::empty();

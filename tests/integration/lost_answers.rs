@@ -18,6 +18,8 @@ pub enum Loss {
     BadGateway,
     /// The request is not forwarded: 429 with a `Retry-After` HTTP-date 2 s ahead.
     Throttle,
+    /// The request commits; the answer never comes (for a test that kills the client then).
+    Stall,
 }
 
 /// Which request loses its answer: the first whose method is `method`, whose path and query
@@ -190,6 +192,13 @@ async fn forward(
     {
         return match rule.loss {
             Loss::Throttle => unreachable!("answered before forwarding"),
+            Loss::Stall => {
+                tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                axum::response::Response::builder()
+                    .status(502)
+                    .body(axum::body::Body::from("stalled"))
+                    .expect("response")
+            }
             Loss::BadGateway => axum::response::Response::builder()
                 .status(502)
                 .body(axum::body::Body::from(

@@ -170,7 +170,8 @@ impl TestEnv {
         self.command_at(self.endpoint.as_deref(), arguments)
     }
 
-    fn command_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Command {
+    /// Returns the command that runs `infra` in this project against `endpoint`.
+    pub fn command_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
         command
             .args(arguments)

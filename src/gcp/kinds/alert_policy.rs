@@ -165,6 +165,10 @@ impl Kind for AlertPolicyKind {
         None
     }
 
+    fn pending_id(&self, context: &KindContext) -> Option<String> {
+        Some(super::ownership::pending_id(context))
+    }
+
     fn desired(
         &self,
         context: &KindContext,
@@ -245,6 +249,9 @@ impl Kind for AlertPolicyKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
+        if super::is_pending_id(id) {
+            return Ok(None);
+        }
         let project = id.split('/').nth(1).unwrap_or_default();
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
@@ -288,6 +295,28 @@ impl Kind for AlertPolicyKind {
         })
     }
 
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let collection = format!(
+            "v3/projects/{}/alertPolicies",
+            Self::project(context, config)
+        );
+        super::ownership::wait_until_listed(
+            client,
+            Service::Monitoring,
+            &collection,
+            "alertPolicies",
+            "userLabels",
+            context,
+        )
+        .await?;
+        self.create(client, context, config).await
+    }
+
     async fn update(
         &self,
         client: &GcpClient,
@@ -319,6 +348,9 @@ impl Kind for AlertPolicyKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if super::is_pending_id(&prior.id) {
+            return Ok(());
+        }
         delete_if_exists(
             client,
             Service::Monitoring,

@@ -462,6 +462,10 @@ impl Kind for BudgetKind {
         None
     }
 
+    fn pending_id(&self, context: &KindContext) -> Option<String> {
+        Some(super::ownership::pending_id(context))
+    }
+
     fn desired(
         &self,
         _context: &KindContext,
@@ -554,6 +558,9 @@ impl Kind for BudgetKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
+        if super::is_pending_id(id) {
+            return Ok(None);
+        }
         let known = super::channel_names::known_names(
             prior.and_then(|prior| prior.attributes.get("notification_channels")),
         );
@@ -587,6 +594,29 @@ impl Kind for BudgetKind {
                 &super::channel_names::known_names(desired.get("notification_channels")),
             ),
         })
+    }
+
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let account = string_attribute(config, "billing_account").unwrap_or_default();
+        let collection = format!("v1/billingAccounts/{account}/budgets");
+        let marker = identity_marker(context);
+        let find = || Self::find_by_marker(client, &collection, &marker);
+        if super::find_within(client.list_lag(), &find)
+            .await?
+            .is_none()
+        {
+            tracing::info!(
+                "{}: nothing listed of an interrupted create after {:?}; creating it",
+                context.address,
+                client.list_lag()
+            );
+        }
+        self.create(client, context, config).await
     }
 
     async fn update(
@@ -636,6 +666,9 @@ impl Kind for BudgetKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if super::is_pending_id(&prior.id) {
+            return Ok(());
+        }
         delete_if_exists(
             client,
             Service::BillingBudgets,

@@ -32,7 +32,8 @@ pub use limits::{Bound, OrderedPair};
 pub use monitoring_dashboard::MonitoringDashboardKind;
 pub use notification_channel::NotificationChannelKind;
 pub use ownership::{
-    ENV_LABEL, INFRA_KEY_LABEL, KEY_ROLE_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, label_value,
+    ENV_LABEL, INFRA_KEY_LABEL, KEY_ROLE_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, is_pending_id,
+    label_value,
 };
 pub(crate) use ownership::{check_owner, create_or_adopt, keyed_user_labels, managed_labels};
 pub use secret::SecretKind;
@@ -255,6 +256,13 @@ pub trait Kind: Send + Sync {
         true
     }
 
+    /// Returns the id an intent record names when `resource_id` knows none (Google assigns
+    /// the name): a placeholder (`ownership::pending_id`) telling the next run that a create
+    /// may have made an object only a list can find. `None`: no intent record then.
+    fn pending_id(&self, _context: &KindContext) -> Option<String> {
+        None
+    }
+
     /// Returns the comparable desired attributes: defaults applied, secrets fingerprinted.
     fn desired(
         &self,
@@ -333,6 +341,17 @@ pub trait Kind: Send + Sync {
         context: &KindContext,
         config: &Attributes,
     ) -> Result<Created, KindError>;
+
+    /// Creates the object where an earlier run's intent record says a create may already have
+    /// made it: a kind found again only by listing waits for the list to show it first.
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        self.create(client, context, config).await
+    }
 
     /// Updates the object in place for the changed comparable fields.
     async fn update(
@@ -506,7 +525,10 @@ pub(crate) fn assigned_name_exports(
     config: &Attributes,
     prior: Option<&StateResource>,
 ) -> Attributes {
-    let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
+    // An intent record's id is a placeholder: the name is known once the create is done.
+    let name = prior
+        .filter(|prior| prior.status == crate::state::ResourceStatus::Created)
+        .map_or_else(Value::unknown, |prior| Value::string(&prior.id));
     Attributes::from([
         ("id".into(), name.clone()),
         ("name".into(), name),

@@ -270,6 +270,10 @@ impl Kind for NotificationChannelKind {
         None
     }
 
+    fn pending_id(&self, context: &KindContext) -> Option<String> {
+        Some(super::ownership::pending_id(context))
+    }
+
     fn desired(
         &self,
         context: &KindContext,
@@ -390,6 +394,9 @@ impl Kind for NotificationChannelKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
+        if super::is_pending_id(id) {
+            return Ok(None);
+        }
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
                 .await?
@@ -426,6 +433,28 @@ impl Kind for NotificationChannelKind {
         Ok(Created { id, attributes })
     }
 
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let collection = format!(
+            "v3/projects/{}/notificationChannels",
+            Self::project(context, config)
+        );
+        super::ownership::wait_until_listed(
+            client,
+            Service::Monitoring,
+            &collection,
+            "notificationChannels",
+            "userLabels",
+            context,
+        )
+        .await?;
+        self.create(client, context, config).await
+    }
+
     async fn update(
         &self,
         client: &GcpClient,
@@ -454,6 +483,9 @@ impl Kind for NotificationChannelKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if super::is_pending_id(&prior.id) {
+            return Ok(());
+        }
         // force: alert policies still naming it (being deleted in this run too) drop it.
         delete_if_exists(
             client,

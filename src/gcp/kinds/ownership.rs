@@ -17,6 +17,22 @@ pub(crate) fn infra_key(context: &KindContext) -> String {
     hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
 }
 
+/// What the id of an intent record of a server-named object starts with: it names no object, so
+/// no read finds one.
+const PENDING_PREFIX: &str = "pending-create/";
+
+/// Returns the id an intent record names before the create of an object whose name Google
+/// assigns: a placeholder carrying this resource's `infra-key`.
+pub(crate) fn pending_id(context: &KindContext) -> String {
+    format!("{PENDING_PREFIX}{}", infra_key(context))
+}
+
+/// Returns true for an id `pending_id` made: the create it stands for may have made an object
+/// that only a list can find.
+pub fn is_pending_id(id: &str) -> bool {
+    id.starts_with(PENDING_PREFIX)
+}
+
 /// Returns a kind's user labels with the ownership labels and this resource's `infra-key`.
 pub(crate) fn keyed_user_labels(
     context: &KindContext,
@@ -31,7 +47,9 @@ pub(crate) fn keyed_user_labels(
 /// of this state already made it: the object carrying this resource's `infra-key` and this
 /// environment's and state's ownership labels is adopted instead, by a PATCH of `body` with
 /// `adopt_query` (an update mask, where the API needs one). One carrying the key but owned by
-/// another state is an error: it is never taken over silently.
+/// another state is an error: it is never taken over silently. One look at the list suffices
+/// when nothing was sent before; after an interrupted run, `Kind::create_after_interruption`
+/// first waits for the list (`wait_until_listed`).
 pub(crate) async fn create_or_adopt(
     client: &GcpClient,
     service: crate::gcp::Service,
@@ -86,6 +104,45 @@ pub(crate) async fn create_or_adopt(
         )
         .await?;
     Ok(answer)
+}
+
+/// Waits until the object an interrupted run may have made for this resource (its
+/// `labels_field` carrying this resource's `infra-key`) shows in the collection's list, or
+/// `GcpClient::list_lag` has passed: what that run made may be too new to be listed, and a
+/// create must not take an empty list for proof that it made nothing.
+pub(crate) async fn wait_until_listed(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    labels_field: &str,
+    context: &KindContext,
+) -> Result<(), KindError> {
+    let key = infra_key(context);
+    let find = || async {
+        Ok(find_by_label(
+            client,
+            service,
+            collection_path,
+            items_field,
+            labels_field,
+            &key,
+        )
+        .await?
+        .into_iter()
+        .next())
+    };
+    if super::find_within(client.list_lag(), &find)
+        .await?
+        .is_none()
+    {
+        tracing::info!(
+            "{}: nothing listed of an interrupted create after {:?}; creating it",
+            context.address,
+            client.list_lag()
+        );
+    }
+    Ok(())
 }
 
 /// Finds, in a collection whose ids Google assigns, the objects carrying this resource's
