@@ -761,7 +761,7 @@ impl Executor<'_> {
         if kind.needs_intent_record()
             && let Some(id) = kind
                 .resource_id(context, &instance.config)
-                .or_else(|| kind.pending_id(context))
+                .or_else(|| kind.pending_id(context, &instance.config))
         {
             self.may_start()?;
             let intent = StateResource {

@@ -172,8 +172,8 @@ fn a_lost_channel_create_with_a_lagging_list_makes_one_channel() {
 }
 
 /// Kills an apply once its alert policy create has committed (its answer never comes), then
-/// applies again at once, within the list lag, with `extra_env` set; returns the project.
-fn kill_after_the_policy_create_and_rerun(extra_env: &[(&str, &str)]) -> TestEnv {
+/// applies `rerun` at once, within the list lag, with `extra_env` set; returns the project.
+fn kill_after_the_policy_create_and_rerun(rerun: &str, extra_env: &[(&str, &str)]) -> TestEnv {
     let mut env = TestEnv::with_emulator();
     for (key, value) in extra_env {
         env.extra_env.push((key.to_string(), value.to_string()));
@@ -207,6 +207,7 @@ fn kill_after_the_policy_create_and_rerun(extra_env: &[(&str, &str)]) -> TestEnv
     }
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
+    env.write("envs/test/env.toml", rerun);
     env.infra(&["apply", "--env", "test", "--auto-approve"])
         .expect_code(0);
     env
@@ -215,7 +216,7 @@ fn kill_after_the_policy_create_and_rerun(extra_env: &[(&str, &str)]) -> TestEnv
 #[test]
 fn a_run_killed_after_a_policy_create_and_rerun_at_once_makes_one_policy() {
     let path = "v3/projects/proj-test/alertPolicies";
-    let env = kill_after_the_policy_create_and_rerun(&[]);
+    let env = kill_after_the_policy_create_and_rerun(MONITORING_ENV, &[]);
     assert_eq!(count(&env, path, "alertPolicies"), 1);
     let state = env.infra(&["state", "pull", "--env", "test"]);
     assert!(
@@ -226,8 +227,23 @@ fn a_run_killed_after_a_policy_create_and_rerun_at_once_makes_one_policy() {
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
     // One look at the lagging list instead of the wait: the rerun makes a second policy.
-    let blind = kill_after_the_policy_create_and_rerun(&[("INFRA_LIST_LAG", "0s")]);
+    let blind = kill_after_the_policy_create_and_rerun(MONITORING_ENV, &[("INFRA_LIST_LAG", "0s")]);
     assert_eq!(count(&blind, path, "alertPolicies"), 2);
+}
+
+#[test]
+fn a_policy_an_interrupted_create_made_is_deleted_when_it_leaves_the_configuration() {
+    let without_policy = &MONITORING_ENV[..MONITORING_ENV
+        .find("[resource.alert_policy.errors]")
+        .expect("the policy block")];
+    let env = kill_after_the_policy_create_and_rerun(without_policy, &[]);
+    assert_eq!(
+        count(&env, "v3/projects/proj-test/alertPolicies", "alertPolicies"),
+        0,
+        "the interrupted create's policy is left behind"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
 }
 
 /// A project on an emulator whose billing account bills in euros.

@@ -165,8 +165,9 @@ impl Kind for AlertPolicyKind {
         None
     }
 
-    fn pending_id(&self, context: &KindContext) -> Option<String> {
-        Some(super::ownership::pending_id(context))
+    fn pending_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        let collection = format!("projects/{}/alertPolicies", Self::project(context, config));
+        Some(super::ownership::pending_id(&collection, context))
     }
 
     fn desired(
@@ -349,7 +350,14 @@ impl Kind for AlertPolicyKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         if super::is_pending_id(&prior.id) {
-            return Ok(());
+            return super::ownership::delete_pending(
+                client,
+                Service::Monitoring,
+                "v3",
+                "alertPolicies",
+                &prior.id,
+            )
+            .await;
         }
         delete_if_exists(
             client,

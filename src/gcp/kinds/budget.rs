@@ -68,7 +68,12 @@ const MAX_DISPLAY_NAME_CHARS: usize = 60;
 
 /// Returns the marker a budget's display name ends with: this resource's durable identity.
 fn identity_marker(context: &KindContext) -> String {
-    format!(" [infra:{}]", &super::ownership::infra_key(context)[..8])
+    marker_of_key(&super::ownership::infra_key(context))
+}
+
+/// Returns the identity marker of an `infra-key`.
+fn marker_of_key(key: &str) -> String {
+    format!(" [infra:{}]", &key[..key.len().min(8)])
 }
 
 /// Returns a live display name without infra's identity marker.
@@ -462,8 +467,10 @@ impl Kind for BudgetKind {
         None
     }
 
-    fn pending_id(&self, context: &KindContext) -> Option<String> {
-        Some(super::ownership::pending_id(context))
+    fn pending_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        let account = string_attribute(config, "billing_account").unwrap_or_default();
+        let collection = format!("billingAccounts/{account}/budgets");
+        Some(super::ownership::pending_id(&collection, context))
     }
 
     fn desired(
@@ -666,7 +673,23 @@ impl Kind for BudgetKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        if super::is_pending_id(&prior.id) {
+        if let Some((collection, key, _)) = super::ownership::parse_pending_id(&prior.id) {
+            // What an interrupted create may have made: found by its marker (budgets carry no
+            // lineage), watched for in the lagging list.
+            let collection = format!("v1/{collection}");
+            let marker = marker_of_key(key);
+            let find = || Self::find_by_marker(client, &collection, &marker);
+            if let Some(found) = super::find_within(client.list_lag(), &find).await? {
+                let name = found["name"].as_str().unwrap_or_default();
+                tracing::info!("deleting {name}, made by an interrupted create");
+                return delete_if_exists(
+                    client,
+                    Service::BillingBudgets,
+                    &format!("v1/{name}"),
+                    &[],
+                )
+                .await;
+            }
             return Ok(());
         }
         delete_if_exists(

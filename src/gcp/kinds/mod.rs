@@ -250,7 +250,7 @@ pub trait Kind: Send + Sync {
 
     /// Returns whether a create must make its intent record (`status: creating`, the id) durable
     /// before the request: so for a kind whose interrupted create the next run could not find
-    /// again. Kinds whose create adopts the object found under its client-chosen name, or whose
+    /// again, or (server-named kinds, `pending_id`) could find only in a list that may lag. Kinds whose create adopts the object found under its client-chosen name, or whose
     /// create is idempotent, answer false and skip a state write per create.
     fn needs_intent_record(&self) -> bool {
         true
@@ -259,7 +259,7 @@ pub trait Kind: Send + Sync {
     /// Returns the id an intent record names when `resource_id` knows none (Google assigns
     /// the name): a placeholder (`ownership::pending_id`) telling the next run that a create
     /// may have made an object only a list can find. `None`: no intent record then.
-    fn pending_id(&self, _context: &KindContext) -> Option<String> {
+    fn pending_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
         None
     }
 

@@ -270,8 +270,12 @@ impl Kind for NotificationChannelKind {
         None
     }
 
-    fn pending_id(&self, context: &KindContext) -> Option<String> {
-        Some(super::ownership::pending_id(context))
+    fn pending_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        let collection = format!(
+            "projects/{}/notificationChannels",
+            Self::project(context, config)
+        );
+        Some(super::ownership::pending_id(&collection, context))
     }
 
     fn desired(
@@ -484,7 +488,14 @@ impl Kind for NotificationChannelKind {
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
         if super::is_pending_id(&prior.id) {
-            return Ok(());
+            return super::ownership::delete_pending(
+                client,
+                Service::Monitoring,
+                "v3",
+                "notificationChannels",
+                &prior.id,
+            )
+            .await;
         }
         // force: alert policies still naming it (being deleted in this run too) drop it.
         delete_if_exists(

@@ -1,7 +1,9 @@
 //! Which objects are this environment's and state's: the ownership labels every labelled kind
 //! adds (`managed-by`, `infra-env`, `infra-lineage`, and `infra-key` for server-named kinds),
 //! the check a create makes before adopting an object it meets, and the create-or-adopt path of
-//! kinds whose ids Google assigns. Kinds without labels (service accounts, budgets) are not here.
+//! kinds whose ids Google assigns, with the placeholder id their intent records carry and the
+//! wait for a lagging list after an interrupted create. Kinds without labels (service accounts,
+//! budgets) are not here.
 
 use super::{KindContext, KindError};
 use crate::gcp::GcpClient;
@@ -22,9 +24,58 @@ pub(crate) fn infra_key(context: &KindContext) -> String {
 const PENDING_PREFIX: &str = "pending-create/";
 
 /// Returns the id an intent record names before the create of an object whose name Google
-/// assigns: a placeholder carrying this resource's `infra-key`.
-pub(crate) fn pending_id(context: &KindContext) -> String {
-    format!("{PENDING_PREFIX}{}", infra_key(context))
+/// assigns in `collection` (`projects/p/alertPolicies`): a placeholder naming the collection,
+/// this resource's `infra-key` and the state's lineage, so that even a delete finds what the
+/// create may have made.
+pub(crate) fn pending_id(collection: &str, context: &KindContext) -> String {
+    format!(
+        "{PENDING_PREFIX}{collection}#{}#{}",
+        infra_key(context),
+        label_value(&context.lineage)
+    )
+}
+
+/// Returns the collection, `infra-key` and lineage label value a `pending_id` names.
+pub(crate) fn parse_pending_id(id: &str) -> Option<(&str, &str, &str)> {
+    let (rest, lineage) = id.strip_prefix(PENDING_PREFIX)?.rsplit_once('#')?;
+    let (collection, key) = rest.rsplit_once('#')?;
+    Some((collection, key, lineage))
+}
+
+/// Deletes what the interrupted create a pending intent record (`id`) stands for may have made
+/// in a labelled collection (`version`/collection, items in `items_field`): the object with
+/// its `infra-key` and this state's lineage, watched for in the lagging list over
+/// `GcpClient::list_lag`. Nothing found is nothing to delete.
+pub(crate) async fn delete_pending(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    version: &str,
+    items_field: &str,
+    id: &str,
+) -> Result<(), KindError> {
+    let Some((collection, key, lineage)) = parse_pending_id(id) else {
+        return Ok(());
+    };
+    let path = format!("{version}/{collection}");
+    let find = || async {
+        Ok(
+            find_by_label(client, service, &path, items_field, "userLabels", key)
+                .await?
+                .into_iter()
+                .find(|found| {
+                    found.pointer(&format!("/userLabels/{LINEAGE_LABEL}"))
+                        == Some(&serde_json::Value::String(lineage.to_string()))
+                }),
+        )
+    };
+    match super::find_within(client.list_lag(), &find).await? {
+        Some(found) => {
+            let name = found["name"].as_str().unwrap_or_default();
+            tracing::info!("deleting {name}, made by an interrupted create");
+            super::delete_if_exists(client, service, &format!("{version}/{name}"), &[]).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// Returns true for an id `pending_id` made: the create it stands for may have made an object
@@ -327,6 +378,23 @@ mod tests {
             fingerprint_key: None,
             legacy_salt: None,
         }
+    }
+
+    #[test]
+    fn a_pending_id_names_its_collection_key_and_lineage_and_no_object() {
+        let context = context();
+        let id = pending_id("projects/p/alertPolicies", &context);
+        assert!(is_pending_id(&id));
+        assert_eq!(
+            parse_pending_id(&id),
+            Some((
+                "projects/p/alertPolicies",
+                infra_key(&context).as_str(),
+                "0b9c-lineage"
+            ))
+        );
+        assert!(!is_pending_id("projects/p/alertPolicies/123"));
+        assert_eq!(parse_pending_id("projects/p/alertPolicies/123"), None);
     }
 
     #[test]
