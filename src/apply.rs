@@ -661,8 +661,18 @@ impl Executor<'_> {
                 } else {
                     context.clone()
                 };
-                self.create(instance, &fresh_context, dependencies, operation)
-                    .await?
+                let interrupted = change.action == Action::Create
+                    && prior
+                        .as_ref()
+                        .is_some_and(|prior| prior.status == ResourceStatus::Creating);
+                self.create(
+                    instance,
+                    &fresh_context,
+                    dependencies,
+                    operation,
+                    interrupted,
+                )
+                .await?
             }
             Action::NoOp | Action::Delete => unreachable_action(change.action)?,
         };
@@ -747,13 +757,16 @@ impl Executor<'_> {
         context: &KindContext,
         dependencies: Vec<String>,
         operation: &mut Operation<'e>,
+        interrupted: bool,
     ) -> Result<StateResource, String> {
         let kind = instance.kind;
         // The intent comes first, durable before the request, for kinds that could not find the
         // object again: if the process dies mid-create, the next run finds this record, reads
         // the object by id, and adopts it. No permit is held while the write happens.
         if kind.needs_intent_record()
-            && let Some(id) = kind.resource_id(context, &instance.config)
+            && let Some(id) = kind
+                .resource_id(context, &instance.config)
+                .or_else(|| kind.pending_id(context, &instance.config))
         {
             self.may_start()?;
             let intent = StateResource {
@@ -772,7 +785,15 @@ impl Executor<'_> {
             written?;
         }
         self.take_turn(operation).await?;
-        let created = match kind.create(self.client, context, &instance.config).await {
+        // After an interrupted create, what that run made may be too new to be listed: a kind
+        // found again only by listing waits for the list before it creates.
+        let outcome = if interrupted {
+            kind.create_after_interruption(self.client, context, &instance.config)
+                .await
+        } else {
+            kind.create(self.client, context, &instance.config).await
+        };
+        let created = match outcome {
             Ok(created) => created,
             Err(error @ KindError::Conflict { .. }) => {
                 // Refused: the object at this id belongs to someone else and nothing was

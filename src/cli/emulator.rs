@@ -68,14 +68,80 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
-        // Cloud Run: secret access propagation (issue 18).
-        if !self.no_realism {
-            realism.secret_access_propagation =
-                Duration::from_millis(self.secret_access_propagation_ms);
-        }
-        // Monitoring dashboards (issue 18, item 7).
-        if self.no_dashboard_server_fields {
-            realism.dashboard_server_fields = false;
+    // Quotas and disabled APIs (issue 18, blockers 4 and 5).
+    /// Multiply Google's published per-project request quotas (Secret Manager, IAM, Resource
+    /// Manager, Cloud Run, Monitoring, Billing Budgets) by this; over one, the emulator
+    /// answers 429 RESOURCE_EXHAUSTED as Google does. 0 turns quotas off.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub quota_scale: f64,
+    /// How long one quota window lasts. Google counts per minute (60000); the default counts
+    /// Google's per-minute values per second, so tests never wait minutes.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub quota_window_ms: u64,
+    /// Give one project's quota bucket this limit per window, for example
+    /// `proj-test:secretmanager.googleapis.com/write_requests=2` (repeatable; applies even
+    /// with --no-realism).
+    #[arg(long, value_name = "PROJECT:METRIC=LIMIT")]
+    pub quota_override: Vec<String>,
+    /// Treat an API as disabled in a project, for example
+    /// `proj-test:secretmanager.googleapis.com`: every call answers 403 SERVICE_DISABLED
+    /// (repeatable; applies even with --no-realism).
+    #[arg(long, value_name = "PROJECT:SERVICE")]
+    pub disable_service: Vec<String>,
+    // Cloud Run: secret access propagation (issue 18).
+    /// For this long after a secret is granted (roles/secretmanager.secretAccessor), a Cloud
+    /// Run revision that mounts it fails to start ("Permission denied on secret"), as IAM
+    /// grants take minutes to reach Google's services; 0 turns it off.
+    #[arg(long, default_value_t = 1500, value_name = "MS")]
+    pub secret_access_propagation_ms: u64,
+    // Secret Manager consistency.
+    /// For this long after a version is added, enabled, disabled or destroyed (or an alias
+    /// changes), Secret Manager's `latest`, aliases and version lists answer what was there
+    /// before, as Google's eventually consistent reads may; reads by version number never
+    /// lag. 0 turns it off.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub secret_alias_lag_ms: u64,
+    // IAM read-after-write and new service accounts (issue 18, IAM).
+    /// For this long after a setIamPolicy, getIamPolicy of the same resource answers the
+    /// policy it replaced, with that policy's etag (IAM reads are eventually consistent;
+    /// Google gives no bound, seconds are typical); 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub iam_policy_read_lag_ms: u64,
+    /// For this long after its create, a GET of a service account answers 403
+    /// PERMISSION_DENIED, as IAM does for an account it does not know yet; 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub service_account_read_lag_ms: u64,
+    // Monitoring dashboards (issue 18, item 7).
+    /// Answer dashboards as sent, without the chart fields Google's server fills in
+    /// (targetAxis, minAlignmentPeriod, chartOptions.mode, yAxis.scale, timeshiftDuration).
+    #[arg(long)]
+    pub no_dashboard_server_fields: bool,
+    // Lists that lag a create, and billing accounts' currencies (issue 18, "lists that lag").
+    /// For this long after its create, an object is missing from list answers (secrets,
+    /// service accounts, alert policies, notification channels, dashboards, budgets), as
+    /// eventually consistent lists are; 0 (or --no-realism) turns it off.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub list_lag_ms: u64,
+    /// Bill this billing account in this ISO 4217 currency (`012345-6789AB-CDEF01=EUR`;
+    /// repeatable); accounts not named bill in USD. A budget naming another currency is refused.
+    #[arg(long, value_name = "ACCOUNT=CURRENCY", value_parser = parse_account_currency)]
+    pub billing_account_currency: Vec<(String, String)>,
+}
+
+/// Parses `ACCOUNT=CURRENCY` (a billing account id and a three-letter currency code).
+fn parse_account_currency(text: &str) -> Result<(String, String), String> {
+    let (account, currency) = text.split_once('=').ok_or_else(|| {
+        format!("{text:?} is not ACCOUNT=CURRENCY (like 012345-6789AB-CDEF01=EUR)")
+    })?;
+    if account.is_empty() {
+        return Err(format!("{text:?} names no billing account"));
+    }
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{currency:?} is not an ISO 4217 currency code (three capital letters, like EUR)"
+        ));
+    }
+    Ok((account.to_string(), currency.to_string()))
 }
 
 impl EmulatorArgs {
@@ -140,6 +206,7 @@ impl EmulatorArgs {
                 secret_alias_lag: Duration::from_millis(self.secret_alias_lag_ms),
                 policy_read_lag: Duration::from_millis(self.iam_policy_read_lag_ms),
                 account_read_lag: Duration::from_millis(self.service_account_read_lag_ms),
+                list_lag: Duration::from_millis(self.list_lag_ms),
                 ..RealismOptions::default()
             }
         };
@@ -155,6 +222,7 @@ impl EmulatorArgs {
         if !self.no_realism {
             realism.secret_access_propagation =
                 Duration::from_millis(self.secret_access_propagation_ms);
+        }
         // Monitoring dashboards (issue 18, item 7).
         if self.no_dashboard_server_fields {
             realism.dashboard_server_fields = false;
@@ -199,6 +267,7 @@ pub async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         fail_rate: args.fail_rate,
         operation_delay: Duration::from_millis(args.operation_delay_ms),
         realism,
+        billing_currencies: args.billing_account_currency.iter().cloned().collect(),
     };
     let running = emulator::start(options, SocketAddr::new(args.host, args.port)).await?;
     outln!("{}", running.base_url());

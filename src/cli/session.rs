@@ -155,7 +155,8 @@ impl Session {
         let authentication = authentication(&configuration, running.is_some())?;
         let client = GcpClient::new(endpoint, authentication)?
             .with_timeout(http_timeout()?)
-            .with_quota_retry(quota_retry()?);
+            .with_quota_retry(quota_retry()?)
+            .with_list_lag(list_lag()?);
         let backend = Backend::open(
             &configuration.env.name,
             &configuration.env.project,
@@ -431,6 +432,19 @@ fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
     )
     .hint("set it to the emulator's base URL, like http://127.0.0.1:8086/, or unset it to call Google")
     .into())
+}
+
+/// Returns how long a list may lag a create: `INFRA_LIST_LAG` (like 2m), or
+/// `gcp::DEFAULT_LIST_LAG`.
+fn list_lag() -> anyhow::Result<Duration> {
+    match std::env::var("INFRA_LIST_LAG") {
+        Ok(text) if !text.is_empty() => parse_duration(&text).map_err(|message| {
+            CommandError::new(ErrorKind::Usage, format!("INFRA_LIST_LAG: {message}"))
+                .hint("set it to a duration such as 90s or 5m, or unset it for 60s")
+                .into()
+        }),
+        _ => Ok(crate::gcp::client::DEFAULT_LIST_LAG),
+    }
 }
 
 /// Returns the per-request HTTP timeout: `INFRA_HTTP_TIMEOUT` (like 30s), or 60 s.

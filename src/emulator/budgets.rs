@@ -9,8 +9,17 @@ use super::http::{Request, Response};
 use super::store::{Store, project_number};
 use serde_json::{Map, Value as Json, json};
 
-/// Every emulated billing account bills in this currency.
-const ACCOUNT_CURRENCY: &str = "USD";
+/// The currency of a billing account not given one (`--billing-account-currency`).
+const DEFAULT_ACCOUNT_CURRENCY: &str = "USD";
+
+/// Returns the currency a billing account bills in.
+fn account_currency(store: &Store, account: &str) -> String {
+    store
+        .billing_currencies
+        .get(account)
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_ACCOUNT_CURRENCY.to_string())
+}
 
 /// Billing Budgets' methods, by discovery id.
 pub const METHODS: &[Method] = &[
@@ -172,7 +181,8 @@ fn check_period(body: &Json) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check(body: &Json) -> Result<(), ApiError> {
+/// Checks a budget as Google does before storing it; `currency` is its billing account's.
+fn check(body: &Json, currency: &str) -> Result<(), ApiError> {
     discovery::validate(
         Api::BillingBudgets,
         "GoogleCloudBillingBudgetsV1Budget",
@@ -193,11 +203,14 @@ fn check(body: &Json) -> Result<(), ApiError> {
         amount.get("lastPeriodAmount"),
     ) {
         (Some(money), None) => {
-            if let Some(currency) = money["currencyCode"].as_str()
-                && currency != ACCOUNT_CURRENCY
+            // "`currency_code` is optional. If specified when creating a budget, it must match
+            // the currency of the billing account" (BudgetAmount.specifiedAmount).
+            if let Some(given) = money["currencyCode"].as_str()
+                && !given.is_empty()
+                && given != currency
             {
                 return Err(ApiError::invalid_argument(format!(
-                    "currencyCode {currency} does not match the billing account's currency {ACCOUNT_CURRENCY}."
+                    "Budget currency code {given} does not match the billing account currency code {currency}."
                 )));
             }
             let units = money["units"]
@@ -271,14 +284,16 @@ fn check(body: &Json) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Fills in what Google fills in: the currency, the filter's credit treatment and period.
-fn apply_defaults(budget: &mut Json) {
+/// Fills in what Google fills in: the currency ("provided on output": the billing account's),
+/// the filter's credit treatment and period.
+fn apply_defaults(budget: &mut Json, currency: &str) {
     if budget.pointer("/amount/specifiedAmount").is_some()
         && budget
             .pointer("/amount/specifiedAmount/currencyCode")
-            .is_none()
+            .and_then(Json::as_str)
+            .is_none_or(str::is_empty)
     {
-        budget["amount"]["specifiedAmount"]["currencyCode"] = json!(ACCOUNT_CURRENCY);
+        budget["amount"]["specifiedAmount"]["currencyCode"] = json!(currency);
     }
     if !budget["budgetFilter"].is_object() {
         budget["budgetFilter"] = json!({});
@@ -306,7 +321,8 @@ fn apply_defaults(budget: &mut Json) {
 fn create(store: &mut Store, request: &Request, account: &str) -> Result<Response, ApiError> {
     request.allow_query(&[])?;
     let mut body = request.json()?;
-    check(&body)?;
+    let currency = account_currency(store, account);
+    check(&body, &currency)?;
     // `name` is "Output only" and the etag means nothing on a create: an output-only field
     // sent in a request is ignored, not refused (<https://google.aip.dev/203#output-only>), so a
     // budget read back and sent again creates a new one.
@@ -314,7 +330,7 @@ fn create(store: &mut Store, request: &Request, account: &str) -> Result<Respons
         fields.remove("name");
         fields.remove("etag");
     }
-    apply_defaults(&mut body);
+    apply_defaults(&mut body, &currency);
     let name = format!("billingAccounts/{account}/budgets/{}", uuid::Uuid::new_v4());
     body["name"] = json!(name);
     body["etag"] = json!(store.next_etag());
@@ -402,17 +418,25 @@ fn patch(store: &mut Store, request: &Request, name: &str) -> Result<Response, A
         }
     }
     let mut updated = Json::Object(merged);
-    if let (Some(old), Some(new)) = (
-        current.pointer("/amount/specifiedAmount/currencyCode"),
-        updated.pointer("/amount/specifiedAmount/currencyCode"),
-    ) && old != new
+    // "If specified when updating a budget, it must match the currency_code of the existing
+    // budget"; left out, the existing budget's stays.
+    let existing_currency = current
+        .pointer("/amount/specifiedAmount/currencyCode")
+        .and_then(Json::as_str)
+        .map(String::from)
+        .unwrap_or_else(|| account_currency(store, name.split('/').nth(1).unwrap_or_default()));
+    if let Some(new) = updated
+        .pointer("/amount/specifiedAmount/currencyCode")
+        .and_then(Json::as_str)
+        .filter(|new| !new.is_empty())
+        && new != existing_currency
     {
-        return Err(ApiError::invalid_argument(
-            "currencyCode must match the existing budget's.",
-        ));
+        return Err(ApiError::invalid_argument(format!(
+            "Budget currency code {new} does not match the existing budget's currency code {existing_currency}."
+        )));
     }
-    check(&updated)?;
-    apply_defaults(&mut updated);
+    check(&updated, &existing_currency)?;
+    apply_defaults(&mut updated, &existing_currency);
     updated["etag"] = json!(store.next_etag());
     store.documents.insert(name.to_string(), updated.clone());
     Ok(Response::changed(updated))

@@ -5,9 +5,9 @@
 //! Monitoring's 409 on concurrent edits of one project's alerting state; Billing Budgets'
 //! demand for a quota project from user credentials; PromQL metric validation (system metrics
 //! always exist, user metrics once written); dashboards answered with the fields Google's
-//! server fills in; Secret Manager's lagging `latest` and aliases; and injected faults (an
-//! answer lost after the change committed, 429 with `Retry-After`, a slow answer),
-//! deterministic by seed. The server calls it; it knows no HTTP framework.
+//! server fills in; Secret Manager's lagging `latest` and aliases; lists that lag a create; and
+//! injected faults (an answer lost after the change committed, 429 with `Retry-After`, a slow
+//! answer), deterministic by seed. The server calls it; it knows no HTTP framework.
 
 use super::error::ApiError;
 use super::quota::QuotaOptions;
@@ -20,6 +20,41 @@ use std::time::{Duration, Instant};
 /// A bearer token starting with this is a user credential (what `gcloud auth
 /// application-default login` yields): tests say "this token is a user's" by its prefix.
 pub const USER_TOKEN_PREFIX: &str = "user.";
+
+/// The collections whose lists lag a create, as `(create, list)` discovery method ids. Secret
+/// Manager: "Other operations within Secret Manager are eventually consistent"
+/// (<https://cloud.google.com/secret-manager/docs/reference/consistency>); IAM: "When you read
+/// data from the IAM API, each read is eventually consistent" (the IAM API's service
+/// description). Monitoring and Billing Budgets promise no read-after-write consistency for
+/// lists, so the emulator takes the side a client must be ready for. Cloud Storage's object
+/// listing is strongly consistent (<https://cloud.google.com/storage/docs/consistency>), and
+/// is not here.
+pub const LAGGING_COLLECTIONS: &[(&str, &str)] = &[
+    (
+        "secretmanager.projects.secrets.create",
+        "secretmanager.projects.secrets.list",
+    ),
+    (
+        "iam.projects.serviceAccounts.create",
+        "iam.projects.serviceAccounts.list",
+    ),
+    (
+        "monitoring.projects.alertPolicies.create",
+        "monitoring.projects.alertPolicies.list",
+    ),
+    (
+        "monitoring.projects.notificationChannels.create",
+        "monitoring.projects.notificationChannels.list",
+    ),
+    (
+        "monitoring.projects.dashboards.create",
+        "monitoring.projects.dashboards.list",
+    ),
+    (
+        "billingbudgets.billingAccounts.budgets.create",
+        "billingbudgets.billingAccounts.budgets.list",
+    ),
+];
 
 /// How the emulator imitates Google's quirks. `Default` is realism on.
 #[derive(Debug, Clone)]
@@ -59,6 +94,11 @@ pub struct RealismOptions {
     /// Dashboards are answered with the chart fields Google's server fills in when the request
     /// left them out (`targetAxis`, `minAlignmentPeriod`, `chartOptions.mode`, …).
     pub dashboard_server_fields: bool,
+    // Lists that lag a create (issue 18, "lists that lag").
+    /// How long an object just created stays out of the list answers of the collections whose
+    /// lists Google does not promise to be consistent with a create (`LAGGING_COLLECTIONS`);
+    /// zero: lists are consistent at once.
+    pub list_lag: Duration,
 }
 
 impl Default for RealismOptions {
@@ -75,6 +115,7 @@ impl Default for RealismOptions {
             policy_read_lag: Duration::from_millis(1000),
             account_read_lag: Duration::from_millis(1000),
             dashboard_server_fields: true,
+            list_lag: Duration::from_millis(2000),
         }
     }
 }
@@ -94,6 +135,7 @@ impl RealismOptions {
             policy_read_lag: Duration::ZERO,
             account_read_lag: Duration::ZERO,
             dashboard_server_fields: false,
+            list_lag: Duration::ZERO,
         }
     }
 }
@@ -129,6 +171,8 @@ pub struct Realism {
     accounts_created: Mutex<BTreeMap<String, Instant>>,
     monitoring_writers: Mutex<BTreeMap<String, usize>>,
     picked: AtomicU64,
+    /// When each object of a lagging collection was created, by its name as lists answer it.
+    recently_created: Mutex<BTreeMap<String, Instant>>,
 }
 
 /// Marks one Monitoring write in progress; dropping it ends the write.
@@ -157,6 +201,7 @@ impl Realism {
             accounts_created: Mutex::default(),
             monitoring_writers: Mutex::default(),
             picked: AtomicU64::new(0),
+            recently_created: Mutex::default(),
         }
     }
 
@@ -294,6 +339,59 @@ impl Realism {
             ));
         }
         Ok(())
+    }
+
+    /// Notes an object a create of a lagging collection answered with (`method_id` is the
+    /// discovery id of the create, `answer` the created object).
+    pub fn object_created(&self, method_id: &str, answer: &Json) {
+        if self.options.list_lag.is_zero()
+            || !LAGGING_COLLECTIONS
+                .iter()
+                .any(|(create, _)| *create == method_id)
+        {
+            return;
+        }
+        if let Some(name) = answer["name"].as_str() {
+            self.recently_created
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(name.to_string(), Instant::now());
+        }
+    }
+
+    /// Removes from a list answer of a lagging collection (`method_id` is the discovery id of
+    /// the list) the objects created less than `list_lag` ago, as an eventually consistent
+    /// index would not show them yet. A page may come back shorter than asked, which AIP-158
+    /// allows; its `nextPageToken` stays.
+    pub fn hide_recent(&self, method_id: &str, answer: &mut Json) {
+        let window = self.options.list_lag;
+        if window.is_zero()
+            || !LAGGING_COLLECTIONS
+                .iter()
+                .any(|(_, list)| *list == method_id)
+        {
+            return;
+        }
+        let mut created = self
+            .recently_created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        created.retain(|_, at| at.elapsed() < window);
+        if created.is_empty() {
+            return;
+        }
+        let Some(fields) = answer.as_object_mut() else {
+            return;
+        };
+        for items in fields.values_mut().filter_map(Json::as_array_mut) {
+            items.retain(|item| {
+                item["name"]
+                    .as_str()
+                    .is_none_or(|name| !created.contains_key(name))
+            });
+        }
+        // proto3 JSON leaves an empty repeated field out.
+        fields.retain(|_, value| !value.as_array().is_some_and(Vec::is_empty));
     }
 
     /// Refuses an alert policy whose PromQL names a user metric never written to the project
@@ -640,6 +738,36 @@ mod tests {
                 .is_ok()
         );
         assert!(realism.check_quota_project(None, None).is_ok());
+    }
+
+    #[test]
+    fn a_new_object_is_missing_from_lists_only_during_the_lag() {
+        let realism = Realism::new(RealismOptions {
+            list_lag: Duration::from_millis(50),
+            ..RealismOptions::default()
+        });
+        let create = "monitoring.projects.alertPolicies.create";
+        let list = "monitoring.projects.alertPolicies.list";
+        realism.object_created(create, &json!({"name": "projects/1/alertPolicies/new"}));
+        let answer = json!({"alertPolicies": [{"name": "projects/1/alertPolicies/old"}, {"name": "projects/1/alertPolicies/new"}]});
+        let mut lagging = answer.clone();
+        realism.hide_recent(list, &mut lagging);
+        assert_eq!(
+            lagging,
+            json!({"alertPolicies": [{"name": "projects/1/alertPolicies/old"}]})
+        );
+        // Another collection's list, and a strongly consistent one, show everything.
+        let mut other = answer.clone();
+        realism.hide_recent("storage.objects.list", &mut other);
+        assert_eq!(other, answer);
+        std::thread::sleep(Duration::from_millis(60));
+        let mut settled = answer.clone();
+        realism.hide_recent(list, &mut settled);
+        assert_eq!(settled, answer);
+        let mut only_new = json!({"alertPolicies": [{"name": "projects/1/alertPolicies/x"}], "nextPageToken": "t"});
+        realism.object_created(create, &json!({"name": "projects/1/alertPolicies/x"}));
+        realism.hide_recent(list, &mut only_new);
+        assert_eq!(only_new, json!({"nextPageToken": "t"}));
     }
 
     #[test]

@@ -29,6 +29,10 @@ use std::time::Duration;
 /// chunks).
 const UPLOAD_LIMIT: usize = 256 * 1024 * 1024;
 
+/// A request header (not Google's) asking for list answers without their lag: tests count what
+/// the emulator holds with it, while `infra` never sends it.
+pub const CONSISTENT_READ_HEADER: &str = "x-emulator-consistent-read";
+
 /// How many requests `/_emulator/requests` remembers.
 const REQUEST_LOG_LENGTH: usize = 2000;
 
@@ -55,6 +59,8 @@ pub struct EmulatorOptions {
     pub operation_delay: Duration,
     /// Google's quirks and injected faults (on by default).
     pub realism: RealismOptions,
+    /// The currency of each billing account named (ISO 4217); the others bill in USD.
+    pub billing_currencies: std::collections::BTreeMap<String, String>,
 }
 
 /// The emulator's shared state.
@@ -147,6 +153,7 @@ impl Emulator {
             i64::try_from(options.realism.secret_alias_lag.as_millis()).unwrap_or(i64::MAX);
         store.policy_read_lag_ms =
             i64::try_from(options.realism.policy_read_lag.as_millis()).unwrap_or(i64::MAX);
+        store.billing_currencies = options.billing_currencies.clone();
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             realism: Realism::new(options.realism.clone()),
@@ -259,7 +266,13 @@ impl Emulator {
         }));
     }
 
-    async fn dispatch(&self, mut request: Request) -> Result<Json, ApiError> {
+    /// Serves one API request. `consistent_read` (the `x-emulator-consistent-read` header, not
+    /// Google's) lets a test see what the emulator holds without the lag of lists.
+    async fn dispatch(
+        &self,
+        mut request: Request,
+        consistent_read: bool,
+    ) -> Result<Json, ApiError> {
         let format = take_system_parameters(&mut request.query)?;
         self.log_request(&request);
         let full_path = format!("{}/{}", request.version, request.path);
@@ -366,6 +379,11 @@ impl Emulator {
         }
         let mut body = response.body;
         if let Some(method) = method {
+            if request.method == Method::POST {
+                self.realism.object_created(&method.id, &body);
+            } else if !consistent_read {
+                self.realism.hide_recent(&method.id, &mut body);
+            }
             encode_body(method, &mut body, &format);
         }
         Ok(body)
@@ -875,6 +893,7 @@ async fn handle_api(
         return error.into_response();
     }
     let signature = format!("{method} /{version}/{path}");
+    let consistent_read = headers.contains_key(CONSISTENT_READ_HEADER);
     let served = serve_api(
         emulator.clone(),
         method.clone(),
@@ -882,6 +901,7 @@ async fn handle_api(
         path,
         raw_query,
         body,
+        consistent_read,
     );
     with_faults(&emulator, &method, &signature, served).await
 }
@@ -893,6 +913,7 @@ async fn serve_api(
     path: String,
     raw_query: Option<String>,
     body: Bytes,
+    consistent_read: bool,
 ) -> axum::response::Response {
     let query: Vec<(String, String)> =
         form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
@@ -905,7 +926,7 @@ async fn serve_api(
         query,
         body,
     };
-    match emulator.dispatch(request).await {
+    match emulator.dispatch(request, consistent_read).await {
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => error.into_response(),
     }

@@ -51,6 +51,10 @@ pub struct Store {
     pub secret_grants: BTreeMap<String, i64>,
     #[serde(skip)]
     pub access_propagation_ms: i64,
+    /// The currency of each billing account given one (`infra emulator
+    /// --billing-account-currency`); the others bill in USD. Never persisted: the flags say it.
+    #[serde(skip)]
+    pub billing_currencies: BTreeMap<String, String>,
     /// Open resumable uploads by upload id.
     #[serde(default)]
     pub upload_sessions: BTreeMap<String, UploadSession>,

@@ -181,7 +181,17 @@ pub struct GcpClient {
     quota_retry: QuotaRetry,
     timeout: Duration,
     parent_locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    /// How long a list may lag a create (`INFRA_LIST_LAG`): a lookup by list after a create's
+    /// unknown outcome believes absence only once it has polled this long.
+    list_lag: Duration,
 }
+
+/// How long a list is polled after a create's unknown outcome before the object is believed
+/// absent. Google bounds none of its list lags (Secret Manager's eventually consistent
+/// operations "typically converge within minutes"; IAM's reads are "eventually consistent"),
+/// and Monitoring's and Billing Budgets' lists promise no read-after-write consistency: a
+/// minute covers the lags seen in practice, and only a create whose outcome is unknown pays it.
+pub const DEFAULT_LIST_LAG: Duration = Duration::from_secs(60);
 
 /// Why one attempt failed, and what the retry loop needs to know about it.
 struct Failure {
@@ -325,7 +335,20 @@ impl GcpClient {
             quota_retry: QuotaRetry::default(),
             timeout: DEFAULT_TIMEOUT,
             parent_locks: Arc::default(),
+            list_lag: DEFAULT_LIST_LAG,
         })
+    }
+
+    /// Replaces how long a list may lag a create (`INFRA_LIST_LAG`).
+    pub fn with_list_lag(mut self, list_lag: Duration) -> Self {
+        self.list_lag = list_lag;
+        self
+    }
+
+    /// Returns how long a list may lag a create: the window a lookup by list polls before it
+    /// believes an object absent.
+    pub fn list_lag(&self) -> Duration {
+        self.list_lag
     }
 
     /// Replaces the per-request timeout (body included; `INFRA_HTTP_TIMEOUT`).

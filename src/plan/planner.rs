@@ -1495,7 +1495,12 @@ fn plan_instance(
     let Some(live_attributes) = live_attributes else {
         change.action = Action::Create;
         change.reason = prior.map(|prior| {
-            if prior.status == ResourceStatus::Creating {
+            if prior.status == ResourceStatus::Creating
+                && crate::gcp::kinds::is_pending_id(&prior.id)
+            {
+                // Google names the object: only a list finds it, and apply looks there first.
+                "an interrupted create may have made it: apply looks for it first".into()
+            } else if prior.status == ResourceStatus::Creating {
                 "an interrupted create never made it".into()
             } else {
                 "deleted outside infra".into()

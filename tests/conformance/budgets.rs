@@ -28,6 +28,8 @@ async fn budgets_crud_and_list_across_pages() {
         assert_eq!(created["budgetFilter"]["calendarPeriod"], "MONTH");
         names.push(created["name"].as_str().expect("name").to_string());
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator.wait_listed(BUDGETS, "budgets", 3).await;
     let mut token = String::new();
     let mut seen = Vec::new();
     loop {
@@ -115,6 +117,8 @@ async fn list_scope_keeps_the_budgets_of_one_project() {
         let (status, created) = emulator.rest(Method::POST, BUDGETS, Some(body)).await;
         assert_eq!(status, 200, "{created}");
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator.wait_listed(BUDGETS, "budgets", 2).await;
     let (status, alpha) = emulator
         .rest(
             Method::GET,
@@ -280,6 +284,48 @@ async fn a_custom_period_replaces_the_calendar_period() {
     assert_eq!(
         patched["budgetFilter"]["customPeriod"]["startDate"]["month"],
         2
+    );
+}
+
+/// BudgetAmount.specifiedAmount: "`currency_code` is optional. If specified when creating a
+/// budget, it must match the currency of the billing account. If specified when updating a
+/// budget, it must match the currency_code of the existing budget. The `currency_code` is
+/// provided on output."
+#[tokio::test]
+async fn the_currency_is_the_billing_accounts() {
+    let emulator =
+        Emulator::start_with(&["--billing-account-currency", "000000-AAAAAA-BBBBBB=EUR"]);
+    let (status, created) = emulator
+        .rest(Method::POST, BUDGETS, Some(budget("euros")))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["amount"]["specifiedAmount"]["currencyCode"], "EUR");
+    let mut dollars = budget("dollars");
+    dollars["amount"]["specifiedAmount"]["currencyCode"] = json!("USD");
+    let (status, refused) = emulator.rest(Method::POST, BUDGETS, Some(dollars)).await;
+    assert_eq!(
+        (status, refused["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{refused}"
+    );
+    let name = created["name"].as_str().expect("name");
+    let patch = |currency: Option<&str>| {
+        let mut money = json!({"units": "200"});
+        if let Some(currency) = currency {
+            money["currencyCode"] = json!(currency);
+        }
+        json!({"amount": {"specifiedAmount": money}})
+    };
+    let path = format!("v1/{name}?updateMask=amount");
+    let (status, refused) = emulator
+        .rest(Method::PATCH, &path, Some(patch(Some("USD"))))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, patched) = emulator.rest(Method::PATCH, &path, Some(patch(None))).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["amount"]["specifiedAmount"],
+        json!({"units": "200", "currencyCode": "EUR"})
     );
 }
 

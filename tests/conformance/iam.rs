@@ -77,6 +77,10 @@ async fn service_accounts_crud_disable_enable_and_paging() {
         assert!(!account.unique_id.is_empty());
         assert!(!account.disabled, "new accounts are enabled");
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v1/projects/conformance/serviceAccounts", "accounts", 3)
+        .await;
     // pageSize: "The default is 20, and the maximum is 100."
     let mut pages = client
         .list_service_accounts()

@@ -37,6 +37,10 @@ async fn dashboards_crud_list_across_pages_and_stale_etag() {
                 .expect("create"),
         );
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v1/projects/conformance/dashboards", "dashboards", 3)
+        .await;
     let mut pages = client
         .list_dashboards()
         .set_parent("projects/conformance")
@@ -108,6 +112,10 @@ async fn alert_policies_crud_paging_and_int_enums() {
             ComparisonType::ComparisonGt
         );
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v3/projects/conformance/alertPolicies", "alertPolicies", 3)
+        .await;
     let mut pages = client
         .list_alert_policies()
         .set_name("projects/conformance")
@@ -198,6 +206,14 @@ async fn notification_channels_descriptors_and_verification() {
             .await
             .expect("create");
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed(
+            "v3/projects/conformance/notificationChannels",
+            "notificationChannels",
+            2,
+        )
+        .await;
     let mut pages = client
         .list_notification_channels()
         .set_name("projects/conformance")
@@ -319,6 +335,10 @@ async fn lists_are_sorted_by_order_by() {
             .await
             .expect("create policy");
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v3/projects/conformance/alertPolicies", "alertPolicies", 3)
+        .await;
     for (order, expected) in [
         ("display_name", ["a", "b", "c"]),
         ("-display_name", ["c", "b", "a"]),
@@ -352,6 +372,14 @@ async fn lists_are_sorted_by_order_by() {
             .await
             .expect("create channel");
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed(
+            "v3/projects/conformance/notificationChannels",
+            "notificationChannels",
+            3,
+        )
+        .await;
     let listed = channels
         .list_notification_channels()
         .set_name("projects/conformance")

@@ -62,6 +62,10 @@ async fn secrets_crud_and_list_across_pages() {
         );
         assert!(!secret.etag.is_empty(), "every Secret carries an etag");
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v1/projects/conformance/secrets", "secrets", 5)
+        .await;
     // pageSize: "the maximum number of results to be returned in a single page" — so a page
     // of 2 over 5 secrets takes 3 pages, and nextPageToken is empty on the last.
     let mut pages = client
@@ -458,6 +462,10 @@ async fn list_filters_select_secrets_and_versions() {
         .await
         .expect("label");
     create(&client, "dev-db").await;
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v1/projects/conformance/secrets", "secrets", 2)
+        .await;
     let names = |response: google_cloud_secretmanager_v1::model::ListSecretsResponse| {
         response
             .secrets

@@ -64,6 +64,27 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Waits until the REST list at `path` shows at least `count` items of `field`: the
+    /// emulator's lists lag a create (`--list-lag-ms`), as Google's eventually consistent lists
+    /// do, so a client that lists what it just made polls until the list shows it.
+    pub async fn wait_listed(&self, path: &str, field: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (status, page) = self.rest(reqwest::Method::GET, path, None).await;
+            let listed = page[field].as_array().map_or(0, Vec::len);
+            if status == 200 && listed >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} never listed {count} {field}: {page}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();

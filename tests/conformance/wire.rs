@@ -226,6 +226,10 @@ async fn fields_select_a_partial_response() {
             .await;
         assert_eq!(status, 200);
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v1/projects/wire/secrets", "secrets", 2)
+        .await;
     let (status, partial) = emulator
         .rest(
             Method::GET,
@@ -278,6 +282,10 @@ async fn proto_field_names_are_accepted_beside_json_names() {
             )
             .await;
     }
+    // Lists lag a create: wait, as a client of Google must, until this one shows them.
+    emulator
+        .wait_listed("v1/projects/wire/secrets", "secrets", 3)
+        .await;
     let (status, page) = emulator
         .rest(Method::GET, "v1/projects/wire/secrets?page_size=1", None)
         .await;

@@ -18,7 +18,7 @@ fn local_plan_apply_plan_converges() {
     for (kind, count) in [
         ("monitoring_dashboard", 3),
         ("notification_channel", 6),
-        ("alert_policy", 10),
+        ("alert_policy", 9),
         ("budget", 1),
     ] {
         assert_eq!(
@@ -53,7 +53,7 @@ fn local_plan_apply_plan_converges() {
     );
     assert!(
         plan.stdout
-            .contains("Plan: 59 to add, 0 to change, 0 to destroy."),
+            .contains("Plan: 58 to add, 0 to change, 0 to destroy."),
         "{}",
         plan.stdout
     );
@@ -63,7 +63,7 @@ fn local_plan_apply_plan_converges() {
     assert!(
         apply
             .stdout
-            .contains("Apply complete! Resources: 59 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 58 added, 0 changed, 0 destroyed."),
         "{}",
         apply.all()
     );

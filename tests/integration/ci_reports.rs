@@ -74,7 +74,7 @@ fn terraform_json_names_resources_and_actions_field_for_field() {
     assert_eq!(plan["applyable"], true);
     assert_eq!(plan["errored"], false);
     let changes = plan["resource_changes"].as_array().expect("a list");
-    assert_eq!(changes.len(), 59, "every resource, no-ops included");
+    assert_eq!(changes.len(), 58, "every resource, no-ops included");
     let changed: Vec<&Json> = changes
         .iter()
         .filter(|change| change["change"]["actions"] != serde_json::json!(["no-op"]))

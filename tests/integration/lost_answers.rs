@@ -11,19 +11,21 @@ use std::sync::{Arc, Mutex};
 
 /// How the proxy loses the answer of the request it picks.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Loss {
+pub enum Loss {
     /// The request commits; the answer's body is cut off (a reset mid-answer).
     CutBody,
     /// The request commits; a 502 comes back (a front end that lost the backend's answer).
     BadGateway,
     /// The request is not forwarded: 429 with a `Retry-After` HTTP-date 2 s ahead.
     Throttle,
+    /// The request commits; the answer never comes (for a test that kills the client then).
+    Stall,
 }
 
 /// Which request loses its answer: the first whose method is `method`, whose path and query
 /// contain `path`, and whose body contains `body`.
 #[derive(Debug, Clone)]
-pub(crate) struct Rule {
+pub struct Rule {
     pub method: &'static str,
     pub path: &'static str,
     pub body: &'static str,
@@ -58,7 +60,7 @@ impl FaultProxy {
         )
     }
 
-    pub(crate) fn start(upstream: &str, rule: Rule) -> Self {
+    pub fn start(upstream: &str, rule: Rule) -> Self {
         let upstream = upstream.trim_end_matches('/').to_string();
         let lost = Arc::new(AtomicUsize::new(0));
         let counter = lost.clone();
@@ -120,7 +122,7 @@ impl FaultProxy {
         }
     }
 
-    pub(crate) fn lost(&self) -> usize {
+    pub fn lost(&self) -> usize {
         self.lost.load(Ordering::SeqCst)
     }
 }
@@ -190,6 +192,13 @@ async fn forward(
     {
         return match rule.loss {
             Loss::Throttle => unreachable!("answered before forwarding"),
+            Loss::Stall => {
+                tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                axum::response::Response::builder()
+                    .status(502)
+                    .body(axum::body::Body::from("stalled"))
+                    .expect("response")
+            }
             Loss::BadGateway => axum::response::Response::builder()
                 .status(502)
                 .body(axum::body::Body::from(

@@ -14,6 +14,7 @@ mod identity;
 mod instance_order;
 mod interrupts;
 mod kill_trials;
+mod lagging_lists;
 mod lost_answers;
 mod monitoring;
 mod packaging;

@@ -375,6 +375,14 @@ fn an_interrupted_create_of_a_server_named_object_is_adopted() {
         env.infra(&["state", "rm", "--env", "test", address])
             .expect_code(0);
     }
+    // The run that follows an interrupted one finds its objects by listing them, once the
+    // lists show them (they lag a create; a run within the lag is not what this test is).
+    env.wait_until_listed(
+        "v3/projects/proj-test/notificationChannels",
+        "notificationChannels",
+        1,
+    );
+    env.wait_until_listed("v3/projects/proj-test/alertPolicies", "alertPolicies", 1);
     let (_, channels) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
     let name = channels["notificationChannels"][0]["name"]
         .as_str()
@@ -416,6 +424,13 @@ fn server_named_objects_of_another_state_are_not_adopted() {
     let (_, before) = env.api("GET", "v3/projects/proj-test/notificationChannels", None);
     // A new state for the same environment: same resource addresses, another lineage.
     std::fs::remove_file(env.root.path().join("state/test.state.json")).expect("remove state");
+    // Listed by then (lists lag a create): the other state's objects are found, not missed.
+    env.wait_until_listed(
+        "v3/projects/proj-test/notificationChannels",
+        "notificationChannels",
+        1,
+    );
+    env.wait_until_listed("v3/projects/proj-test/alertPolicies", "alertPolicies", 1);
     let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
     apply.expect_code(1);
     let channel = before["notificationChannels"][0]["name"]

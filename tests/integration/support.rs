@@ -170,7 +170,8 @@ impl TestEnv {
         self.command_at(self.endpoint.as_deref(), arguments)
     }
 
-    fn command_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Command {
+    /// Returns the command that runs `infra` in this project against `endpoint`.
+    pub fn command_at(&self, endpoint: Option<&str>, arguments: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
         command
             .args(arguments)
@@ -199,7 +200,44 @@ impl TestEnv {
         command
     }
 
-    /// Calls the emulator's REST API directly (what someone else might do behind infra's back).
+    /// Lists `path` as infra sees it: without the harness's consistent-read header, so what
+    /// the emulator's lists do not show yet (objects created within `--list-lag-ms`) is missing.
+    pub fn list_as_infra_sees(&self, path: &str, field: &str) -> Vec<Json> {
+        let url = format!(
+            "{}{path}",
+            self.endpoint.as_deref().expect("an emulator is running")
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let page: Json = reqwest::get(&url)
+                .await
+                .expect("emulator answers")
+                .json()
+                .await
+                .expect("a JSON list answer");
+            page[field].as_array().cloned().unwrap_or_default()
+        })
+    }
+
+    /// Waits until the list at `path` shows infra `count` objects: the emulator's lists lag a
+    /// create, and a test that stands for "a later run" waits for them to show what an earlier
+    /// run made.
+    pub fn wait_until_listed(&self, path: &str, field: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.list_as_infra_sees(path, field).len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} never listed {count} {field}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Calls the emulator's REST API directly (what someone else might do behind infra's back),
+    /// its lists without their lag.
     pub fn api(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
         let endpoint = self.endpoint.clone().expect("an emulator is running");
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -209,7 +247,11 @@ impl TestEnv {
         runtime.block_on(async move {
             let client = reqwest::Client::new();
             let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-            let mut request = client.request(method, format!("{endpoint}{path}"));
+            // What the emulator holds, without the lag of its lists (a header only it knows):
+            // tests count objects with it, while infra sees lists as Google serves them.
+            let mut request = client
+                .request(method, format!("{endpoint}{path}"))
+                .header("x-emulator-consistent-read", "1");
             if let Some(body) = body {
                 request = request.json(&body);
             }

@@ -88,7 +88,9 @@ impl AlertPolicyKind {
         Json::Object(body)
     }
 
-    fn normalize(live: &Json, project: &str) -> Attributes {
+    /// Returns the comparable attributes of a live policy in `project`, its channel names
+    /// spelled as `known_channels` (the configuration's or state's) spell them.
+    fn normalize(live: &Json, project: &str, known_channels: &[Value]) -> Attributes {
         let mut attributes = Attributes::new();
         for (field, api) in API_FIELDS {
             if let Some(value) = live.get(api).filter(|value| !value.is_null()) {
@@ -102,22 +104,15 @@ impl AlertPolicyKind {
             );
         }
         // Channel names come back with the project number; state keeps the project id.
-        if let Some(Value::List(channels)) = attributes.get("notification_channels").cloned() {
-            let ours = channels
-                .iter()
-                .map(|channel| {
-                    match channel
-                        .as_str()
-                        .map(|name| name.rsplit('/').next().unwrap_or_default())
-                    {
-                        Some(id) => {
-                            Value::String(format!("projects/{project}/notificationChannels/{id}"))
-                        }
-                        None => channel.clone(),
-                    }
-                })
-                .collect();
-            attributes.insert("notification_channels".into(), Value::List(ours));
+        if let Some(channels) = attributes.get("notification_channels").cloned() {
+            attributes.insert(
+                "notification_channels".into(),
+                super::channel_names::spelled_as_configured(
+                    &channels,
+                    known_channels,
+                    Some(project),
+                ),
+            );
         }
         attributes
     }
@@ -174,6 +169,11 @@ impl Kind for AlertPolicyKind {
 
     fn resource_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
         None
+    }
+
+    fn pending_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        let collection = format!("projects/{}/alertPolicies", Self::project(context, config));
+        Some(super::ownership::pending_id(&collection, context))
     }
 
     fn desired(
@@ -256,12 +256,18 @@ impl Kind for AlertPolicyKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
+        if super::is_pending_id(id) {
+            return Ok(None);
+        }
         let project = id.split('/').nth(1).unwrap_or_default();
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
                 .await?
                 .map(|live| {
-                    let mut attributes = Self::normalize(&live, project);
+                    let known = super::channel_names::known_names(
+                        prior.and_then(|prior| prior.attributes.get("notification_channels")),
+                    );
+                    let mut attributes = Self::normalize(&live, project, &known);
                     if let Some(prior) = prior {
                         trim_server_filled(&mut attributes, &prior.attributes, &SERVER_FILLED);
                     }
@@ -290,12 +296,38 @@ impl Kind for AlertPolicyKind {
             &[],
         )
         .await?;
-        let mut attributes = Self::normalize(&live, &project);
+        let mut attributes = Self::normalize(
+            &live,
+            &project,
+            &super::channel_names::known_names(desired.get("notification_channels")),
+        );
         trim_server_filled(&mut attributes, &desired, &SERVER_FILLED);
         Ok(Created {
             id: Self::our_name(&project, &live),
             attributes,
         })
+    }
+
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let collection = format!(
+            "v3/projects/{}/alertPolicies",
+            Self::project(context, config)
+        );
+        super::ownership::wait_until_listed(
+            client,
+            Service::Monitoring,
+            &collection,
+            "alertPolicies",
+            "userLabels",
+            context,
+        )
+        .await?;
+        self.create(client, context, config).await
     }
 
     async fn update(
@@ -321,12 +353,26 @@ impl Kind for AlertPolicyKind {
                 Some(&Self::body(&desired)),
             )
             .await?;
-        let mut attributes = Self::normalize(&live, &project);
+        let mut attributes = Self::normalize(
+            &live,
+            &project,
+            &super::channel_names::known_names(desired.get("notification_channels")),
+        );
         trim_server_filled(&mut attributes, &desired, &SERVER_FILLED);
         Ok(attributes)
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if super::is_pending_id(&prior.id) {
+            return super::ownership::delete_pending(
+                client,
+                Service::Monitoring,
+                "v3",
+                "alertPolicies",
+                &prior.id,
+            )
+            .await;
+        }
         delete_if_exists(
             client,
             Service::Monitoring,
@@ -345,7 +391,7 @@ mod tests {
     #[test]
     fn server_condition_names_are_not_compared() {
         let live = json!({"displayName": "x", "conditions": [{"name": "projects/1/alertPolicies/a/conditions/b", "displayName": "c"}], "combiner": "OR", "enabled": true});
-        let normalized = AlertPolicyKind::normalize(&live, "p");
+        let normalized = AlertPolicyKind::normalize(&live, "p", &[]);
         assert_eq!(
             normalized["conditions"].to_string(),
             r#"[{displayName = "c"}]"#
@@ -383,16 +429,16 @@ mod tests {
         answer["conditions"][0]["name"] = json!("projects/1/alertPolicies/a/conditions/c");
         answer["conditions"][0]["conditionPrometheusQueryLanguage"]["evaluationInterval"] =
             json!("30s");
-        let mut recorded = AlertPolicyKind::normalize(&answer, "p");
+        let mut recorded = AlertPolicyKind::normalize(&answer, "p", &[]);
         trim_server_filled(&mut recorded, &desired, &SERVER_FILLED);
-        let mut read = AlertPolicyKind::normalize(&answer, "p");
+        let mut read = AlertPolicyKind::normalize(&answer, "p", &[]);
         trim_server_filled(&mut read, &recorded, &SERVER_FILLED);
         assert!(
             crate::plan::diff::changed_paths(&desired, &read).is_empty(),
             "{read:?}"
         );
         assert!(
-            !crate::plan::diff::changed_paths(&desired, &AlertPolicyKind::normalize(&answer, "p"))
+            !crate::plan::diff::changed_paths(&desired, &AlertPolicyKind::normalize(&answer, "p", &[]))
                 .is_empty()
         );
         let dropped = AlertPolicyKind

@@ -10,8 +10,8 @@
 //! display name.
 
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, assigned_name_exports,
-    create_checked, delete_if_exists, get_if_exists, string_attribute,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, Lookup,
+    assigned_name_exports, create_checked, delete_if_exists, get_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
 use crate::state::StateResource;
@@ -56,16 +56,24 @@ static FIELDS: [FieldSpec; 10] = [
     FieldSpec::optional("disable_default_iam_recipients", FieldType::Bool),
 ];
 
-/// The currency Google fills in when none is given: the billing account's. `infra` assumes US
-/// dollars; a budget on an account in another currency sets `currency`.
-const DEFAULT_CURRENCY: &str = "USD";
+// No currency is assumed: a budget that sets none is sent without `currencyCode`, and Google
+// fills in the billing account's ("`currency_code` is optional. If specified when creating a
+// budget, it must match the currency of the billing account … The `currency_code` is provided
+// on output", billingbudgets.v1 BudgetAmount.specifiedAmount). So the comparison leaves the
+// currency out unless the configuration sets it: the server-filled value never shows as a
+// change.
 
 /// Google's limit on a budget's display name.
 const MAX_DISPLAY_NAME_CHARS: usize = 60;
 
 /// Returns the marker a budget's display name ends with: this resource's durable identity.
 fn identity_marker(context: &KindContext) -> String {
-    format!(" [infra:{}]", &super::ownership::infra_key(context)[..8])
+    marker_of_key(&super::ownership::infra_key(context))
+}
+
+/// Returns the identity marker of an `infra-key`.
+fn marker_of_key(key: &str) -> String {
+    format!(" [infra:{}]", &key[..key.len().min(8)])
 }
 
 /// Returns a live display name without infra's identity marker.
@@ -73,6 +81,25 @@ fn strip_marker(display_name: &str) -> &str {
     match display_name.rfind(" [infra:") {
         Some(start) if display_name.ends_with(']') => &display_name[..start],
         _ => display_name,
+    }
+}
+
+/// Adds what to do to Google's refusal of a budget whose currency is not its billing
+/// account's (create) or its own (update).
+fn explain_currency(error: KindError, account: &str) -> KindError {
+    match &error {
+        KindError::Gcp(gcp)
+            if gcp.code() == Some(400)
+                && gcp.to_string().to_ascii_lowercase().contains("currency") =>
+        {
+            KindError::Conflict {
+                message: gcp.to_string(),
+                hint: format!(
+                    "leave `currency` out to budget in the billing account's currency, or set it to that currency: `gcloud billing accounts describe {account} --format='value(currencyCode)'`"
+                ),
+            }
+        }
+        _ => error,
     }
 }
 
@@ -135,9 +162,13 @@ impl BudgetKind {
             notifications["pubsubTopic"] = json!(topic);
             notifications["schemaVersion"] = json!("1.0");
         }
+        let mut money = json!({"units": text("amount")});
+        if !text("currency").is_empty() {
+            money["currencyCode"] = json!(text("currency"));
+        }
         json!({
             "displayName": format!("{}{marker}", text("display_name")),
-            "amount": {"specifiedAmount": {"units": text("amount"), "currencyCode": text("currency")}},
+            "amount": {"specifiedAmount": money},
             "thresholdRules": rules,
             "budgetFilter": {
                 "projects": desired.get("projects").map(Value::to_json),
@@ -148,7 +179,9 @@ impl BudgetKind {
         })
     }
 
-    fn normalize(live: &Json) -> Attributes {
+    /// Returns the comparable attributes of a live budget, its channel names spelled as
+    /// `known_channels` (the configuration's or state's) spell them.
+    fn normalize(live: &Json, known_channels: &[Value]) -> Attributes {
         let money = &live["amount"]["specifiedAmount"];
         let units = money["units"]
             .as_str()
@@ -202,9 +235,15 @@ impl BudgetKind {
             ),
             (
                 "notification_channels".into(),
-                Value::from_json(
-                    live.pointer("/notificationsRule/monitoringNotificationChannels")
-                        .unwrap_or(&json!([])),
+                // Budgets live in no project: a channel named in a form the configuration does
+                // not know stays as answered.
+                super::channel_names::spelled_as_configured(
+                    &Value::from_json(
+                        live.pointer("/notificationsRule/monitoringNotificationChannels")
+                            .unwrap_or(&json!([])),
+                    ),
+                    known_channels,
+                    None,
                 ),
             ),
             (
@@ -285,6 +324,54 @@ impl BudgetKind {
             .await?;
         Ok(current["etag"].clone())
     }
+
+    /// Creates the budget `body` describes, or adopts the one an interrupted create made (found
+    /// by `find_ours`, its identity marker), by a PATCH of `body`.
+    async fn create_or_adopt_budget<Find, Found>(
+        client: &GcpClient,
+        collection: &str,
+        body: &Json,
+        find_ours: Find,
+    ) -> Result<Json, KindError>
+    where
+        Find: Fn() -> Found,
+        Found: std::future::Future<Output = Result<Option<Json>, KindError>>,
+    {
+        match find_ours().await? {
+            Some(found) => {
+                let name = found["name"].as_str().unwrap_or_default().to_string();
+                tracing::info!("adopting {name}, created by an interrupted run");
+                let mut patch = body.clone();
+                patch["etag"] = found["etag"].clone();
+                Ok(client
+                    .call(
+                        Method::PATCH,
+                        Service::BillingBudgets,
+                        &format!("v1/{name}"),
+                        &[(
+                            "updateMask",
+                            "displayName,amount,thresholdRules,budgetFilter,notificationsRule"
+                                .to_string(),
+                        )],
+                        Some(&patch),
+                    )
+                    .await?)
+            }
+            None => {
+                create_checked(
+                    client,
+                    Service::BillingBudgets,
+                    collection,
+                    &[],
+                    body,
+                    // Budgets are found by listing them, and lists lag a create.
+                    Lookup::Lags,
+                    find_ours,
+                )
+                .await
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -346,6 +433,13 @@ impl Kind for BudgetKind {
                     ));
             }
         }
+        if let Some(Value::String(currency)) = config.get("currency")
+            && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            problems.push(format!(
+                "currency {currency:?} is not an ISO 4217 code (three capital letters, like EUR)\n  hint: leave it out to budget in the billing account's currency"
+            ));
+        }
         match config.get("threshold_rules") {
             None | Some(Value::Marker(_)) => {}
             Some(Value::List(rules)) => {
@@ -371,6 +465,12 @@ impl Kind for BudgetKind {
 
     fn resource_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
         None
+    }
+
+    fn pending_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        let account = string_attribute(config, "billing_account").unwrap_or_default();
+        let collection = format!("billingAccounts/{account}/budgets");
+        Some(super::ownership::pending_id(&collection, context))
     }
 
     fn desired(
@@ -399,13 +499,6 @@ impl Kind for BudgetKind {
                 config.get("display_name").cloned().unwrap_or_default(),
             ),
             ("amount".into(), amount),
-            (
-                "currency".into(),
-                config
-                    .get("currency")
-                    .cloned()
-                    .unwrap_or(Value::string(DEFAULT_CURRENCY)),
-            ),
             ("threshold_rules".into(), Self::threshold_rules(config)),
             ("projects".into(), Value::List(projects)),
             (
@@ -432,6 +525,9 @@ impl Kind for BudgetKind {
         ]);
         if let Some(topic) = config.get("pubsub_topic") {
             desired.insert("pubsub_topic".into(), topic.clone());
+        }
+        if let Some(currency) = config.get("currency") {
+            desired.insert("currency".into(), currency.clone());
         }
         Ok(desired)
     }
@@ -467,12 +563,18 @@ impl Kind for BudgetKind {
         &self,
         client: &GcpClient,
         id: &str,
-        _prior: Option<&StateResource>,
+        prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
+        if super::is_pending_id(id) {
+            return Ok(None);
+        }
+        let known = super::channel_names::known_names(
+            prior.and_then(|prior| prior.attributes.get("notification_channels")),
+        );
         Ok(
             get_if_exists(client, Service::BillingBudgets, &format!("v1/{id}"))
                 .await?
-                .map(|live| Self::normalize(&live)),
+                .map(|live| Self::normalize(&live, &known)),
         )
     }
 
@@ -488,43 +590,40 @@ impl Kind for BudgetKind {
         let marker = identity_marker(context);
         let body = Self::body(&desired, &marker);
         let find_ours = || Self::find_by_marker(client, &collection, &marker);
-        let live = match find_ours().await? {
-            Some(found) => {
-                let name = found["name"].as_str().unwrap_or_default().to_string();
-                tracing::info!("adopting {name}, created by an interrupted run");
-                let mut patch = body.clone();
-                patch["etag"] = found["etag"].clone();
-                client
-                    .call(
-                        Method::PATCH,
-                        Service::BillingBudgets,
-                        &format!("v1/{name}"),
-                        &[(
-                            "updateMask",
-                            "displayName,amount,thresholdRules,budgetFilter,notificationsRule"
-                                .to_string(),
-                        )],
-                        Some(&patch),
-                    )
-                    .await?
-            }
-            None => {
-                create_checked(
-                    client,
-                    Service::BillingBudgets,
-                    &collection,
-                    &[],
-                    &body,
-                    find_ours,
-                )
-                .await?
-            }
-        };
+        let live = Self::create_or_adopt_budget(client, &collection, &body, find_ours)
+            .await
+            .map_err(|error| explain_currency(error, account))?;
         let id = live["name"].as_str().unwrap_or_default().to_string();
         Ok(Created {
             id,
-            attributes: Self::normalize(&live),
+            attributes: Self::normalize(
+                &live,
+                &super::channel_names::known_names(desired.get("notification_channels")),
+            ),
         })
+    }
+
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let account = string_attribute(config, "billing_account").unwrap_or_default();
+        let collection = format!("v1/billingAccounts/{account}/budgets");
+        let marker = identity_marker(context);
+        let find = || Self::find_by_marker(client, &collection, &marker);
+        if super::find_within(client.list_lag(), &find)
+            .await?
+            .is_none()
+        {
+            tracing::info!(
+                "{}: nothing listed of an interrupted create after {:?}; creating it",
+                context.address,
+                client.list_lag()
+            );
+        }
+        self.create(client, context, config).await
     }
 
     async fn update(
@@ -555,17 +654,44 @@ impl Kind for BudgetKind {
                 )
                 .await
             {
-                Ok(live) => return Ok(Self::normalize(&live)),
+                Ok(live) => {
+                    return Ok(Self::normalize(
+                        &live,
+                        &super::channel_names::known_names(desired.get("notification_channels")),
+                    ));
+                }
                 // A repeat of a PATCH whose answer was lost carries a spent etag: read it again.
                 Err(error) if error.is_concurrency_conflict() && attempt < 3 => {
                     tracing::debug!("budget changed since its etag was read: {error}");
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    let account = prior.id.split('/').nth(1).unwrap_or_default();
+                    return Err(explain_currency(error.into(), account));
+                }
             }
         }
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if let Some((collection, key, _)) = super::ownership::parse_pending_id(&prior.id) {
+            // What an interrupted create may have made: found by its marker (budgets carry no
+            // lineage), watched for in the lagging list.
+            let collection = format!("v1/{collection}");
+            let marker = marker_of_key(key);
+            let find = || Self::find_by_marker(client, &collection, &marker);
+            if let Some(found) = super::find_within(client.list_lag(), &find).await? {
+                let name = found["name"].as_str().unwrap_or_default();
+                tracing::info!("deleting {name}, made by an interrupted create");
+                return delete_if_exists(
+                    client,
+                    Service::BillingBudgets,
+                    &format!("v1/{name}"),
+                    &[],
+                )
+                .await;
+            }
+            return Ok(());
+        }
         delete_if_exists(
             client,
             Service::BillingBudgets,
@@ -602,8 +728,74 @@ mod tests {
         let live =
             json!({"displayName": "Cap [infra:0a1b2c3d]", "name": "billingAccounts/A/budgets/b"});
         assert_eq!(
-            BudgetKind::normalize(&live)["display_name"],
+            BudgetKind::normalize(&live, &[])["display_name"],
             Value::string("Cap")
+        );
+    }
+
+    fn context() -> KindContext {
+        KindContext {
+            address: "budget.monthly".into(),
+            project: "p".into(),
+            region: "r".into(),
+            env_name: "test".into(),
+            lineage: "l".into(),
+            fingerprint_key: None,
+            legacy_salt: None,
+        }
+    }
+
+    fn config(extra: &[(&str, Value)]) -> Attributes {
+        let mut config = Attributes::from([
+            (
+                "billing_account".into(),
+                Value::string("012345-6789AB-CDEF01"),
+            ),
+            ("display_name".into(), Value::string("Monthly")),
+            ("amount".into(), Value::Integer(500)),
+        ]);
+        for (field, value) in extra {
+            config.insert(field.to_string(), value.clone());
+        }
+        config
+    }
+
+    #[test]
+    fn an_unset_currency_is_left_to_the_billing_account_and_not_compared() {
+        let desired = BudgetKind
+            .desired(&context(), &config(&[]), None)
+            .expect("desired");
+        assert!(!desired.contains_key("currency"));
+        let body = BudgetKind::body(&desired, " [infra:x]");
+        assert_eq!(body["amount"]["specifiedAmount"], json!({"units": "500"}));
+        // The server fills the account's currency in: no difference over the keys desired sets.
+        let live = json!({"name": "billingAccounts/A/budgets/b", "displayName": "Monthly [infra:x]", "amount": {"specifiedAmount": {"units": "500", "currencyCode": "EUR"}}});
+        let changed =
+            crate::plan::diff::changed_paths(&desired, &BudgetKind::normalize(&live, &[]));
+        assert!(
+            !changed.iter().any(|path| path.starts_with("currency")),
+            "{changed:?}"
+        );
+        let euros = BudgetKind
+            .desired(
+                &context(),
+                &config(&[("currency", Value::string("EUR"))]),
+                None,
+            )
+            .expect("desired");
+        assert_eq!(
+            BudgetKind::body(&euros, "")["amount"]["specifiedAmount"]["currencyCode"],
+            "EUR"
+        );
+    }
+
+    #[test]
+    fn a_channel_answered_by_project_number_is_the_configured_channel() {
+        let configured = "projects/proj-ops/notificationChannels/42";
+        let live = json!({"name": "billingAccounts/A/budgets/b", "notificationsRule": {"monitoringNotificationChannels": ["projects/123456789012/notificationChannels/42"]}});
+        assert_eq!(
+            BudgetKind::normalize(&live, &[Value::string(configured)])["notification_channels"],
+            Value::List(vec![Value::string(configured)])
         );
     }
 

@@ -4,6 +4,7 @@
 
 mod alert_policy;
 mod budget;
+mod channel_names;
 mod cloud_run_service;
 mod iam_binding;
 mod iam_member;
@@ -33,7 +34,8 @@ pub use limits::{Bound, OrderedPair};
 pub use monitoring_dashboard::MonitoringDashboardKind;
 pub use notification_channel::NotificationChannelKind;
 pub use ownership::{
-    ENV_LABEL, INFRA_KEY_LABEL, KEY_ROLE_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, label_value,
+    ENV_LABEL, INFRA_KEY_LABEL, KEY_ROLE_LABEL, LINEAGE_LABEL, MANAGED_BY_LABEL, is_pending_id,
+    label_value,
 };
 pub(crate) use ownership::{check_owner, create_or_adopt, keyed_user_labels, managed_labels};
 pub use secret::SecretKind;
@@ -254,10 +256,17 @@ pub trait Kind: Send + Sync {
 
     /// Returns whether a create must make its intent record (`status: creating`, the id) durable
     /// before the request: so for a kind whose interrupted create the next run could not find
-    /// again. Kinds whose create adopts the object found under its client-chosen name, or whose
+    /// again, or (server-named kinds, `pending_id`) could find only in a list that may lag. Kinds whose create adopts the object found under its client-chosen name, or whose
     /// create is idempotent, answer false and skip a state write per create.
     fn needs_intent_record(&self) -> bool {
         true
+    }
+
+    /// Returns the id an intent record names when `resource_id` knows none (Google assigns
+    /// the name): a placeholder (`ownership::pending_id`) telling the next run that a create
+    /// may have made an object only a list can find. `None`: no intent record then.
+    fn pending_id(&self, _context: &KindContext, _config: &Attributes) -> Option<String> {
+        None
     }
 
     /// Returns the comparable desired attributes: defaults applied, secrets fingerprinted.
@@ -339,6 +348,17 @@ pub trait Kind: Send + Sync {
         config: &Attributes,
     ) -> Result<Created, KindError>;
 
+    /// Creates the object where an earlier run's intent record says a create may already have
+    /// made it: a kind found again only by listing waits for the list to show it first.
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        self.create(client, context, config).await
+    }
+
     /// Updates the object in place for the changed comparable fields.
     async fn update(
         &self,
@@ -399,16 +419,33 @@ pub(crate) async fn delete_if_exists(
 /// How many times a create whose answer was lost is looked up and sent again.
 const CREATE_ATTEMPTS: u32 = 4;
 
+/// How far the lookup of a create whose outcome is unknown can be trusted when it finds
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Absence is proof, or a second create cannot make a second object: a read by the
+    /// client-chosen name, or a collection where a create repeated under the same id is
+    /// refused with 409 (secrets, service accounts, dashboards), which the kind then adopts.
+    Settles,
+    /// The lookup is a list, and lists lag a create (Secret Manager, IAM, Monitoring and
+    /// Billing Budgets promise no read-after-write consistency for them): absence is believed
+    /// only once the list has been polled for `GcpClient::list_lag`.
+    Lags,
+}
+
 /// Sends a create (a POST) that may commit without its answer arriving: when the outcome is
 /// unknown (a 5xx, a timeout, a cut connection), `find` looks the object up — by its id, its
 /// ownership label or another durable identity — and only when it is absent is the create
-/// sent again. Never sends a create twice blind, so a lost answer never makes a duplicate.
+/// sent again. Never sends a create twice blind, so a lost answer never makes a duplicate;
+/// and when `find` reads a lagging list (`Lookup::Lags`), an empty answer is not taken for
+/// absence until the list has had the time to show the object.
 pub(crate) async fn create_checked<Find, Found>(
     client: &GcpClient,
     service: crate::gcp::Service,
     path: &str,
     query: &[(&str, String)],
     body: &serde_json::Value,
+    lookup: Lookup,
     find: Find,
 ) -> Result<serde_json::Value, KindError>
 where
@@ -426,13 +463,49 @@ where
             Err(error) if error.is_outcome_unknown() && attempt < CREATE_ATTEMPTS => {
                 tracing::info!("{error}: the create may have committed; looking it up");
                 tokio::time::sleep(client.retry_policy().delay(attempt)).await;
-                if let Some(found) = find().await? {
+                let window = match lookup {
+                    Lookup::Settles => std::time::Duration::ZERO,
+                    Lookup::Lags => client.list_lag(),
+                };
+                if let Some(found) = find_within(window, &find).await? {
                     tracing::info!("the create had committed; using what it made");
                     return Ok(found);
                 }
+                tracing::info!("the create had not committed; sending it again");
             }
             Err(error) => return Err(error.into()),
         }
+    }
+}
+
+/// The first and the longest pause between two looks of `find_within`.
+const FIRST_LOOK_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+const LONGEST_LOOK_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Looks with `find` until it finds the object or `window` has passed since the first look
+/// (one look when `window` is zero), pausing longer each time: what an eventually consistent
+/// list answers only proves absence once the list has had the time to converge.
+pub(crate) async fn find_within<Find, Found>(
+    window: std::time::Duration,
+    find: &Find,
+) -> Result<Option<serde_json::Value>, KindError>
+where
+    Find: Fn() -> Found,
+    Found: std::future::Future<Output = Result<Option<serde_json::Value>, KindError>>,
+{
+    let deadline = tokio::time::Instant::now() + window;
+    let mut pause = FIRST_LOOK_PAUSE;
+    loop {
+        if let Some(found) = find().await? {
+            return Ok(Some(found));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tracing::debug!("not listed yet; the list may lag the create: looking again");
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(LONGEST_LOOK_PAUSE);
     }
 }
 
@@ -458,7 +531,10 @@ pub(crate) fn assigned_name_exports(
     config: &Attributes,
     prior: Option<&StateResource>,
 ) -> Attributes {
-    let name = prior.map_or_else(Value::unknown, |prior| Value::string(&prior.id));
+    // An intent record's id is a placeholder: the name is known once the create is done.
+    let name = prior
+        .filter(|prior| prior.status == crate::state::ResourceStatus::Created)
+        .map_or_else(Value::unknown, |prior| Value::string(&prior.id));
     Attributes::from([
         ("id".into(), name.clone()),
         ("name".into(), name),

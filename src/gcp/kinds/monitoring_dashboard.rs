@@ -11,7 +11,7 @@
 use super::limits::INT32_MAX;
 use super::server_filled::trim_server_filled;
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, Lookup, check_owner,
     create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::{GcpClient, Service};
@@ -374,6 +374,9 @@ impl Kind for MonitoringDashboardKind {
                 &collection,
                 &[],
                 &body,
+                // A create repeated under the dashboard's client-chosen name meets it (409),
+                // which is adopted below: the lagging list need not prove absence.
+                Lookup::Settles,
                 find_ours,
             )
             .await

@@ -301,6 +301,14 @@ impl Kind for NotificationChannelKind {
         None
     }
 
+    fn pending_id(&self, context: &KindContext, config: &Attributes) -> Option<String> {
+        let collection = format!(
+            "projects/{}/notificationChannels",
+            Self::project(context, config)
+        );
+        Some(super::ownership::pending_id(&collection, context))
+    }
+
     fn desired(
         &self,
         context: &KindContext,
@@ -426,6 +434,9 @@ impl Kind for NotificationChannelKind {
         id: &str,
         prior: Option<&StateResource>,
     ) -> Result<Option<Attributes>, KindError> {
+        if super::is_pending_id(id) {
+            return Ok(None);
+        }
         Ok(
             get_if_exists(client, Service::Monitoring, &format!("v3/{id}"))
                 .await?
@@ -462,6 +473,28 @@ impl Kind for NotificationChannelKind {
         Ok(Created { id, attributes })
     }
 
+    async fn create_after_interruption(
+        &self,
+        client: &GcpClient,
+        context: &KindContext,
+        config: &Attributes,
+    ) -> Result<Created, KindError> {
+        let collection = format!(
+            "v3/projects/{}/notificationChannels",
+            Self::project(context, config)
+        );
+        super::ownership::wait_until_listed(
+            client,
+            Service::Monitoring,
+            &collection,
+            "notificationChannels",
+            "userLabels",
+            context,
+        )
+        .await?;
+        self.create(client, context, config).await
+    }
+
     async fn update(
         &self,
         client: &GcpClient,
@@ -490,6 +523,16 @@ impl Kind for NotificationChannelKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
+        if super::is_pending_id(&prior.id) {
+            return super::ownership::delete_pending(
+                client,
+                Service::Monitoring,
+                "v3",
+                "notificationChannels",
+                &prior.id,
+            )
+            .await;
+        }
         // force: alert policies still naming it (being deleted in this run too) drop it.
         delete_if_exists(
             client,

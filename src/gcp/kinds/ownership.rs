@@ -1,7 +1,9 @@
 //! Which objects are this environment's and state's: the ownership labels every labelled kind
 //! adds (`managed-by`, `infra-env`, `infra-lineage`, and `infra-key` for server-named kinds),
 //! the check a create makes before adopting an object it meets, and the create-or-adopt path of
-//! kinds whose ids Google assigns. Kinds without labels (service accounts, budgets) are not here.
+//! kinds whose ids Google assigns, with the placeholder id their intent records carry and the
+//! wait for a lagging list after an interrupted create. Kinds without labels (service accounts,
+//! budgets) are not here.
 
 use super::{KindContext, KindError};
 use crate::gcp::GcpClient;
@@ -15,6 +17,71 @@ pub const INFRA_KEY_LABEL: &str = "infra-key";
 pub(crate) fn infra_key(context: &KindContext) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(format!("{}/{}", context.env_name, context.address))[..12])
+}
+
+/// What the id of an intent record of a server-named object starts with: it names no object, so
+/// no read finds one.
+const PENDING_PREFIX: &str = "pending-create/";
+
+/// Returns the id an intent record names before the create of an object whose name Google
+/// assigns in `collection` (`projects/p/alertPolicies`): a placeholder naming the collection,
+/// this resource's `infra-key` and the state's lineage, so that even a delete finds what the
+/// create may have made.
+pub(crate) fn pending_id(collection: &str, context: &KindContext) -> String {
+    format!(
+        "{PENDING_PREFIX}{collection}#{}#{}",
+        infra_key(context),
+        label_value(&context.lineage)
+    )
+}
+
+/// Returns the collection, `infra-key` and lineage label value a `pending_id` names.
+pub(crate) fn parse_pending_id(id: &str) -> Option<(&str, &str, &str)> {
+    let (rest, lineage) = id.strip_prefix(PENDING_PREFIX)?.rsplit_once('#')?;
+    let (collection, key) = rest.rsplit_once('#')?;
+    Some((collection, key, lineage))
+}
+
+/// Deletes what the interrupted create a pending intent record (`id`) stands for may have made
+/// in a labelled collection (`version`/collection, items in `items_field`): the object with
+/// its `infra-key` and this state's lineage, watched for in the lagging list over
+/// `GcpClient::list_lag`. Nothing found is nothing to delete.
+pub(crate) async fn delete_pending(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    version: &str,
+    items_field: &str,
+    id: &str,
+) -> Result<(), KindError> {
+    let Some((collection, key, lineage)) = parse_pending_id(id) else {
+        return Ok(());
+    };
+    let path = format!("{version}/{collection}");
+    let find = || async {
+        Ok(
+            find_by_label(client, service, &path, items_field, "userLabels", key)
+                .await?
+                .into_iter()
+                .find(|found| {
+                    found.pointer(&format!("/userLabels/{LINEAGE_LABEL}"))
+                        == Some(&serde_json::Value::String(lineage.to_string()))
+                }),
+        )
+    };
+    match super::find_within(client.list_lag(), &find).await? {
+        Some(found) => {
+            let name = found["name"].as_str().unwrap_or_default();
+            tracing::info!("deleting {name}, made by an interrupted create");
+            super::delete_if_exists(client, service, &format!("{version}/{name}"), &[]).await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Returns true for an id `pending_id` made: the create it stands for may have made an object
+/// that only a list can find.
+pub fn is_pending_id(id: &str) -> bool {
+    id.starts_with(PENDING_PREFIX)
 }
 
 /// Returns a kind's user labels with the ownership labels and this resource's `infra-key`.
@@ -31,7 +98,9 @@ pub(crate) fn keyed_user_labels(
 /// of this state already made it: the object carrying this resource's `infra-key` and this
 /// environment's and state's ownership labels is adopted instead, by a PATCH of `body` with
 /// `adopt_query` (an update mask, where the API needs one). One carrying the key but owned by
-/// another state is an error: it is never taken over silently.
+/// another state is an error: it is never taken over silently. One look at the list suffices
+/// when nothing was sent before; after an interrupted run, `Kind::create_after_interruption`
+/// first waits for the list (`wait_until_listed`).
 pub(crate) async fn create_or_adopt(
     client: &GcpClient,
     service: crate::gcp::Service,
@@ -61,8 +130,17 @@ pub(crate) async fn create_or_adopt(
     let found = match find_ours().await? {
         Some(found) => found,
         None => {
-            return super::create_checked(client, service, collection_path, &[], body, find_ours)
-                .await;
+            // Found only by listing, and lists lag a create: see `Lookup::Lags`.
+            return super::create_checked(
+                client,
+                service,
+                collection_path,
+                &[],
+                body,
+                super::Lookup::Lags,
+                find_ours,
+            )
+            .await;
         }
     };
     let name = found["name"].as_str().unwrap_or_default().to_string();
@@ -77,6 +155,45 @@ pub(crate) async fn create_or_adopt(
         )
         .await?;
     Ok(answer)
+}
+
+/// Waits until the object an interrupted run may have made for this resource (its
+/// `labels_field` carrying this resource's `infra-key`) shows in the collection's list, or
+/// `GcpClient::list_lag` has passed: what that run made may be too new to be listed, and a
+/// create must not take an empty list for proof that it made nothing.
+pub(crate) async fn wait_until_listed(
+    client: &GcpClient,
+    service: crate::gcp::Service,
+    collection_path: &str,
+    items_field: &str,
+    labels_field: &str,
+    context: &KindContext,
+) -> Result<(), KindError> {
+    let key = infra_key(context);
+    let find = || async {
+        Ok(find_by_label(
+            client,
+            service,
+            collection_path,
+            items_field,
+            labels_field,
+            &key,
+        )
+        .await?
+        .into_iter()
+        .next())
+    };
+    if super::find_within(client.list_lag(), &find)
+        .await?
+        .is_none()
+    {
+        tracing::info!(
+            "{}: nothing listed of an interrupted create after {:?}; creating it",
+            context.address,
+            client.list_lag()
+        );
+    }
+    Ok(())
 }
 
 /// Finds, in a collection whose ids Google assigns, the objects carrying this resource's
@@ -261,6 +378,23 @@ mod tests {
             fingerprint_key: None,
             legacy_salt: None,
         }
+    }
+
+    #[test]
+    fn a_pending_id_names_its_collection_key_and_lineage_and_no_object() {
+        let context = context();
+        let id = pending_id("projects/p/alertPolicies", &context);
+        assert!(is_pending_id(&id));
+        assert_eq!(
+            parse_pending_id(&id),
+            Some((
+                "projects/p/alertPolicies",
+                infra_key(&context).as_str(),
+                "0b9c-lineage"
+            ))
+        );
+        assert!(!is_pending_id("projects/p/alertPolicies/123"));
+        assert_eq!(parse_pending_id("projects/p/alertPolicies/123"), None);
     }
 
     #[test]

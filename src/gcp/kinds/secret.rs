@@ -4,7 +4,7 @@
 //! version name, instead.
 
 use super::{
-    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, check_owner,
+    Bound, Created, FieldSpec, FieldType, Kind, KindContext, KindError, Lookup, check_owner,
     create_checked, delete_if_exists, get_if_exists, managed_labels, string_attribute,
 };
 use crate::gcp::secret_versions::{self, version_number};
@@ -241,8 +241,16 @@ impl SecretKind {
                 .filter(|(_, latest)| latest.expose().as_slice() == data)
                 .map(|(name, _)| json!({"name": name})))
         };
-        let version =
-            create_checked(client, Service::SecretManager, &path, &[], &body, find).await?;
+        let version = create_checked(
+            client,
+            Service::SecretManager,
+            &path,
+            &[],
+            &body,
+            Lookup::Settles,
+            find,
+        )
+        .await?;
         let name = version
             .get("name")
             .and_then(|name| name.as_str())
@@ -771,6 +779,8 @@ impl Kind for SecretKind {
             &format!("v1/projects/{project}/secrets"),
             &[("secretId", secret_id.clone())],
             &body,
+            // A create repeated under the same secret id is refused (409) and adopted.
+            Lookup::Settles,
             find,
         )
         .await;

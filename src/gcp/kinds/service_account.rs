@@ -8,8 +8,8 @@
 //! (`iam_policy::modify_policy`).
 
 use super::{
-    Created, FieldSpec, FieldType, Kind, KindContext, KindError, create_checked, delete_if_exists,
-    string_attribute,
+    Created, FieldSpec, FieldType, Kind, KindContext, KindError, Lookup, create_checked,
+    delete_if_exists, string_attribute,
 };
 use crate::gcp::{GcpClient, GcpError, Service};
 use crate::state::{ResourceStatus, StateResource};
@@ -338,6 +338,8 @@ impl Kind for ServiceAccountKind {
             &format!("v1/projects/{project}/serviceAccounts"),
             &[],
             &body,
+            // A create repeated under the same account id is refused (409) and adopted.
+            Lookup::Settles,
             find,
         )
         .await;
