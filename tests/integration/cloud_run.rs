@@ -615,7 +615,7 @@ name = "api"
 image = "img:1"
 deletion_protection = false
 service_account = "${service_account.runtime.email}"
-secret_env = { TOKEN = "${secret.token.name}" }
+secret_env = { TOKEN = "${secret.token.version}" }
 depends_on = ["iam_member.runtime_reads_token"]
 "#,
     );
@@ -679,7 +679,7 @@ name = "api"
 image = "img:1"
 deletion_protection = false
 service_account = "${service_account.runtime.email}"
-secret_env = { TOKEN = "projects/proj-test/secrets/LATER" }
+secret_env = { TOKEN = "projects/proj-test/secrets/LATER/versions/1" }
 "#,
     );
     let failed = env.infra(&["apply", "--env", "test", "--auto-approve"]);
@@ -747,7 +747,7 @@ name = "api"
 image = "img:1"
 ingress = "internal"
 deletion_protection = false
-secret_env = { TOKEN = "projects/proj-test/secrets/EXTERNAL" }
+secret_env = { TOKEN = "projects/proj-test/secrets/EXTERNAL/versions/1" }
 "#,
     );
     env.infra(&["apply", "--env", "test", "--auto-approve"])
@@ -826,7 +826,7 @@ region = "us-central1"
 name = "api"
 image = "img:1"
 deletion_protection = false
-secret_env = {{ A = "projects/proj-test/secrets/BY_ID", B = "projects/{number}/secrets/BY_NUMBER", C = "BY_ID" }}
+secret_env = {{ A = "projects/proj-test/secrets/BY_ID/versions/1", B = "projects/{number}/secrets/BY_NUMBER/versions/1", C = {{ secret = "BY_ID", version = "1" }} }}
 "#
         ),
     );
@@ -887,7 +887,7 @@ name = "api"
 image = "img:1"
 deletion_protection = false
 service_account = "${service_account.runtime.email}"
-secret_env = { TOKEN = "${secret.token.name}" }
+secret_env = { TOKEN = "${secret.token.version}" }
 depends_on = ["iam_member.runtime_reads_token"]
 "#,
     );
