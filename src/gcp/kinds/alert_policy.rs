@@ -438,8 +438,11 @@ mod tests {
             "{read:?}"
         );
         assert!(
-            !crate::plan::diff::changed_paths(&desired, &AlertPolicyKind::normalize(&answer, "p", &[]))
-                .is_empty()
+            !crate::plan::diff::changed_paths(
+                &desired,
+                &AlertPolicyKind::normalize(&answer, "p", &[])
+            )
+            .is_empty()
         );
         let dropped = AlertPolicyKind
             .desired(
