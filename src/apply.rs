@@ -247,7 +247,10 @@ impl Executor<'_> {
     async fn run(&self, parallelism: usize) {
         if !self.plan.destroy {
             match InstanceSchedule::new(self.configuration) {
-                Ok(schedule) => self.apply_phase(schedule, parallelism).await,
+                Ok(schedule) => {
+                    self.apply_phase(schedule, parallelism).await;
+                    self.deferred_phase(parallelism).await;
+                }
                 Err(error) => self.lock_report().errors.push(error.to_string()),
             }
         }
@@ -848,6 +851,58 @@ impl Executor<'_> {
                 self.configuration.env.name
             ))
         }
+    }
+
+    /// Finishes the work kinds defer until everything depending on their objects has been
+    /// applied (`Kind::deferred_field`): a secret's previous versions retire only now, once the
+    /// Cloud Run services naming the new version rolled out — disabled earlier, a new instance
+    /// of a revision still serving could not start. Only after an apply phase that applied
+    /// everything: a failure, a skip, an interrupt or a narrowed (`--target`) plan may leave a
+    /// dependent on the old version, so the work stays recorded in state, and the next plan
+    /// shows it as an update that the next full apply finishes.
+    async fn deferred_phase(&self, parallelism: usize) {
+        if self.stop.load(Ordering::SeqCst) || !self.plan.targets.is_empty() {
+            return;
+        }
+        {
+            let report = self.lock_report();
+            if !report.errors.is_empty() || !report.skipped.is_empty() {
+                return;
+            }
+        }
+        let pending: Vec<(StateResource, &'static dyn kinds::Kind)> = self
+            .lock_journal()
+            .resources
+            .values()
+            .filter(|(resource, _)| {
+                self.plan
+                    .change(&resource.address)
+                    .is_some_and(|change| change.action != Action::Delete)
+            })
+            .filter_map(|(resource, _)| {
+                let kind = kinds::find(&resource.kind)?;
+                kinds::has_deferred_work(kind, resource).then(|| (resource.clone(), kind))
+            })
+            .collect();
+        let failures: Vec<String> = futures::stream::iter(pending)
+            .map(|(resource, kind)| async move {
+                let permit = self.permit().await?;
+                let attributes = kind
+                    .finish_deferred(self.client, &resource)
+                    .await
+                    .map_err(|error| format!("{}: {error}", resource.address))?;
+                drop(permit);
+                self.record(Change::Upsert(StateResource {
+                    attributes,
+                    ..resource
+                }));
+                Ok::<(), String>(())
+            })
+            .buffer_unordered(parallelism.max(1))
+            .filter_map(|result| async move { result.err() })
+            .collect()
+            .await;
+        self.lock_report().errors.extend(failures);
     }
 
     async fn delete_phase(&self, parallelism: usize) {

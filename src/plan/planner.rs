@@ -1318,7 +1318,15 @@ fn walk(
                         planned_ids.insert(id.clone(), change.action);
                     }
                     if referenced {
-                        let changing = change.action != Action::NoOp;
+                        // A change only in deferred bookkeeping writes nothing to the object.
+                        let deferred_only = change.action == Action::Update
+                            && instance.kind.deferred_field().is_some_and(|field| {
+                                change
+                                    .changed
+                                    .iter()
+                                    .all(|path| super::diff::top_field(path) == field)
+                            });
+                        let changing = change.action != Action::NoOp && !deferred_only;
                         exported.insert(
                             instance.key.clone(),
                             instance

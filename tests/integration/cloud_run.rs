@@ -925,3 +925,117 @@ depends_on = ["iam_member.runtime_reads_token"]
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
 }
+
+/// Returns the states of a secret's versions, newest first, read by number (the versions list
+/// and `latest` lag an add).
+fn secret_version_states(env: &TestEnv, secret_id: &str) -> Vec<String> {
+    let mut states = Vec::new();
+    for number in 1.. {
+        let (status, version) = env.api(
+            "GET",
+            &format!("v1/projects/proj-test/secrets/{secret_id}/versions/{number}"),
+            None,
+        );
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{version}");
+        states.insert(0, version["state"].as_str().unwrap_or_default().to_string());
+    }
+    states
+}
+
+#[test]
+fn a_secret_s_previous_version_stays_enabled_until_the_service_naming_the_new_one_rolled_out() {
+    let mut env = TestEnv::with_emulator();
+    env.extra_env.push((
+        SECRET_ACCESS_WINDOW.0.to_string(),
+        SECRET_ACCESS_WINDOW.1.to_string(),
+    ));
+    let configuration = |token: &str, other_env: &str| {
+        format!(
+            r#"[env]
+name = "test"
+project = "proj-test"
+region = "us-central1"
+
+[resource.service_account.runtime]
+account_id = "api-runtime"
+
+[resource.secret.token]
+secret_id = "TOKEN"
+value = "{token}"
+
+[resource.iam_member.runtime_reads_token]
+parent = "${{secret.token.name}}"
+role = "roles/secretmanager.secretAccessor"
+member = "serviceAccount:${{service_account.runtime.email}}"
+
+[resource.cloud_run_service.api]
+name = "api"
+image = "img:1"
+deletion_protection = false
+service_account = "${{service_account.runtime.email}}"
+secret_env = {{ TOKEN = "${{secret.token.version}}"{other_env} }}
+depends_on = ["iam_member.runtime_reads_token"]
+"#
+        )
+    };
+    env.write("envs/test/env.toml", &configuration("first-token", ""));
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    assert_eq!(secret_version_states(&env, "TOKEN"), ["ENABLED"]);
+
+    // The new value is written, but the service naming it cannot roll out (another secret it
+    // names does not exist): its serving revision, pinned to version 1, must keep starting.
+    env.write(
+        "envs/test/env.toml",
+        &configuration(
+            "second-token",
+            r#", OTHER = "projects/proj-test/secrets/LATER/versions/1""#,
+        ),
+    );
+    let failed = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    failed.expect_code(1);
+    assert!(
+        failed.stderr.contains("LATER was not found"),
+        "{}",
+        failed.all()
+    );
+    assert_eq!(
+        secret_version_states(&env, "TOKEN"),
+        ["ENABLED", "ENABLED"],
+        "version 1 was retired before the service naming version 2 rolled out"
+    );
+    let pending = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    pending.expect_code(2);
+    assert!(
+        pending
+            .stdout
+            .contains("secret.token will be updated in-place"),
+        "the retirement still to do shows: {}",
+        pending.stdout
+    );
+
+    let (status, body) = env.api(
+        "POST",
+        "v1/projects/proj-test/secrets?secretId=LATER",
+        Some(json!({"replication": {"automatic": {}}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = env.api(
+        "POST",
+        "v1/projects/proj-test/secrets/LATER:addVersion",
+        Some(json!({"payload": {"data": "bGF0ZXI="}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    // Applied in full: the service rolled out on version 2, and only then was 1 disabled.
+    assert_eq!(
+        secret_version_states(&env, "TOKEN"),
+        ["ENABLED", "DISABLED"]
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}

@@ -371,6 +371,32 @@ pub trait Kind: Send + Sync {
 
     /// Deletes the object; an object already gone is not an error.
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError>;
+
+    /// Returns the state-only field (a map) where the kind records work it defers until every
+    /// resource depending on the object has been applied: a secret's previous versions retire
+    /// only once the services naming the new one rolled out. A planned change in that field
+    /// alone writes nothing to the object and changes nothing it exports; the executor calls
+    /// `finish_deferred` after an apply phase that applied everything.
+    fn deferred_field(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Does the work recorded in `deferred_field` and returns the attributes without it.
+    async fn finish_deferred(
+        &self,
+        _client: &GcpClient,
+        resource: &StateResource,
+    ) -> Result<Attributes, KindError> {
+        Ok(resource.attributes.clone())
+    }
+}
+
+/// Returns true when `resource` records deferred work (`Kind::deferred_field`) not yet done.
+pub fn has_deferred_work(kind: &dyn Kind, resource: &StateResource) -> bool {
+    kind.deferred_field()
+        .and_then(|field| resource.attributes.get(field))
+        .and_then(Value::as_map)
+        .is_some_and(|work| !work.is_empty())
 }
 
 /// Returns every registered kind.

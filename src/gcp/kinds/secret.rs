@@ -63,6 +63,11 @@ fn encoded_length(bytes: usize, encoding: &str) -> Option<usize> {
     }
 }
 const GENERATED_MARKER: &str = "generated";
+/// The state-only map of versions replaced but still enabled, each to what `old_versions` said
+/// when it was replaced (`disable` or `destroy`): a Cloud Run service pinned to the old version
+/// keeps starting instances on it until its own update rolled out, so versions retire only
+/// after the apply has applied everything (`Kind::finish_deferred`).
+const RETIRING: &str = "retiring";
 
 impl SecretKind {
     fn project(context: &KindContext, config: &Attributes) -> String {
@@ -319,6 +324,13 @@ impl SecretKind {
         }
     }
 
+    /// Returns the versions state records as still to retire.
+    fn retiring(prior: Option<&StateResource>) -> Option<&BTreeMap<String, Value>> {
+        prior
+            .and_then(|prior| prior.attributes.get(RETIRING))
+            .and_then(Value::as_map)
+    }
+
     async fn retire_version(
         client: &GcpClient,
         version: &str,
@@ -557,6 +569,11 @@ impl Kind for SecretKind {
                 desired.insert("value".into(), Value::sensitive(GENERATED_MARKER));
             }
         }
+        // Versions still to retire are a change until an apply retires them: compared only
+        // while there are some, so states without any plan as before.
+        if Self::retiring(prior).is_some_and(|retiring| !retiring.is_empty()) {
+            desired.insert(RETIRING.into(), Value::Map(BTreeMap::new()));
+        }
         Ok(desired)
     }
 
@@ -719,6 +736,10 @@ impl Kind for SecretKind {
             attributes.insert("value".into(), value);
             attributes.insert("version".into(), Value::string(version));
         }
+        // Bookkeeping, not a live field: what is still to retire is what state says.
+        if let Some(retiring) = Self::retiring(prior).filter(|retiring| !retiring.is_empty()) {
+            attributes.insert(RETIRING.into(), Value::Map(retiring.clone()));
+        }
         Ok(Some(attributes))
     }
 
@@ -862,6 +883,8 @@ impl Kind for SecretKind {
         let mut attributes = desired;
         attributes.remove("value");
         attributes.insert("name".into(), Value::string(name.clone()));
+        attributes.remove(RETIRING);
+        let mut retiring = Self::retiring(Some(prior)).cloned().unwrap_or_default();
         for carried in ["value", "version", LEGACY_SALT_ATTRIBUTE] {
             if let Some(value) = prior.attributes.get(carried) {
                 attributes.insert(carried.into(), value.clone());
@@ -890,10 +913,18 @@ impl Kind for SecretKind {
             .await?;
             if let Some(previous) = previous_version {
                 let policy = string_attribute(config, "old_versions").unwrap_or("disable");
-                if attributes.get("version").and_then(Value::as_str) != Some(previous.as_str()) {
-                    Self::retire_version(client, &previous, policy).await?;
+                // Not retired here: a Cloud Run service naming the previous version rolls out
+                // only after this update, and until then (or forever, if its update fails) its
+                // serving revision starts new instances on it.
+                if attributes.get("version").and_then(Value::as_str) != Some(previous.as_str())
+                    && policy != "keep"
+                {
+                    retiring.insert(previous, Value::string(policy));
                 }
             }
+        }
+        if !retiring.is_empty() {
+            attributes.insert(RETIRING.into(), Value::Map(retiring));
         }
         Ok(attributes)
     }
@@ -906,6 +937,26 @@ impl Kind for SecretKind {
             &[],
         )
         .await
+    }
+
+    fn deferred_field(&self) -> Option<&'static str> {
+        Some(RETIRING)
+    }
+
+    async fn finish_deferred(
+        &self,
+        client: &GcpClient,
+        resource: &StateResource,
+    ) -> Result<Attributes, KindError> {
+        let mut attributes = resource.attributes.clone();
+        if let Some(retiring) = Self::retiring(Some(resource)) {
+            for (version, policy) in retiring {
+                let policy = policy.as_str().unwrap_or("disable");
+                Self::retire_version(client, version, policy).await?;
+            }
+        }
+        attributes.remove(RETIRING);
+        Ok(attributes)
     }
 }
 
