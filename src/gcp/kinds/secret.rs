@@ -1061,6 +1061,37 @@ mod tests {
     }
 
     #[test]
+    fn versions_still_to_retire_are_a_change_of_bookkeeping_only_until_retired() {
+        let config = config(&[("secret_id", Value::string("A"))]);
+        let recorded = |retiring: BTreeMap<String, Value>| StateResource {
+            address: "test.resource".into(),
+            kind: "secret".into(),
+            id: "projects/p/secrets/A".into(),
+            status: crate::state::ResourceStatus::Created,
+            attributes: Attributes::from([(RETIRING.into(), Value::Map(retiring))]),
+            dependencies: Vec::new(),
+        };
+        let pending = recorded(BTreeMap::from([(
+            "projects/p/secrets/A/versions/1".to_string(),
+            Value::string("disable"),
+        )]));
+        let desired = SecretKind
+            .desired(&context(), &config, Some(&pending))
+            .expect("desired");
+        assert_eq!(desired[RETIRING], Value::Map(BTreeMap::new()));
+        assert!(super::super::has_deferred_work(&SecretKind, &pending));
+        // Nothing pending: not compared at all, so states of earlier builds plan no change.
+        let done = recorded(BTreeMap::new());
+        for prior in [None, Some(&done)] {
+            let desired = SecretKind
+                .desired(&context(), &config, prior)
+                .expect("desired");
+            assert!(!desired.contains_key(RETIRING), "{desired:?}");
+        }
+        assert!(!super::super::has_deferred_work(&SecretKind, &done));
+    }
+
+    #[test]
     fn apply_rewrites_a_confirmed_old_fingerprint_and_drops_the_salt() {
         let config = config(&[
             ("secret_id", Value::string("A")),
