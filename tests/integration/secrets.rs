@@ -124,6 +124,41 @@ fn editing_one_value_adds_a_version_and_disables_the_previous_one() {
 }
 
 #[test]
+fn a_targeted_apply_leaves_the_previous_version_enabled_until_a_full_apply() {
+    let env = applied(AB, "");
+    env.write(
+        "envs/test/env.toml",
+        &env_file(r#"{ A = "one", B = "three" }"#, ""),
+    );
+    // What reads the secret is outside the target, so it may still name version 1.
+    env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--target",
+        r#"module.app.secret.config["B"]"#,
+        "--auto-approve",
+    ])
+    .expect_code(0);
+    assert_eq!(version_states(&env, "B"), ["ENABLED", "ENABLED"]);
+    let pending = env.infra(&["plan", "--env", "test", "--detailed-exitcode"]);
+    pending.expect_code(2);
+    assert!(
+        pending.stdout.contains("retiring")
+            && pending
+                .stdout
+                .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "only the retirement is left: {}",
+        pending.stdout
+    );
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    assert_eq!(version_states(&env, "B"), ["ENABLED", "DISABLED"]);
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[test]
 fn old_versions_destroy_destroys_the_previous_version() {
     let env = applied(AB, "old_versions = \"destroy\"\n");
     env.write(
