@@ -763,6 +763,7 @@ impl Executor<'_> {
         interrupted: bool,
     ) -> Result<StateResource, String> {
         let kind = instance.kind;
+        let mut pending = false;
         // The intent comes first, durable before the request, for kinds that could not find the
         // object again: if the process dies mid-create, the next run finds this record, reads
         // the object by id, and adopts it. No permit is held while the write happens.
@@ -772,6 +773,7 @@ impl Executor<'_> {
                 .or_else(|| kind.pending_id(context, &instance.config))
         {
             self.may_start()?;
+            pending = kinds::is_pending_id(&id);
             let intent = StateResource {
                 address: instance.address.clone(),
                 kind: kind.name().to_string(),
@@ -801,6 +803,16 @@ impl Executor<'_> {
             Err(error @ KindError::Conflict { .. }) => {
                 // Refused: the object at this id belongs to someone else and nothing was
                 // created. Left in place, the intent would make the next run read it as ours.
+                operation.permit = None;
+                let version = self.record(Change::Remove(instance.address.clone()));
+                self.durable(version).await?;
+                return Err(error.to_string());
+            }
+            Err(error) if pending && error.proves_nothing_created() => {
+                // Google refused the create itself (a 400, a 403): nothing was made. Left in
+                // place, the pending record would make every later run wait the list lag for
+                // an object that cannot exist. A client-named kind's record stays: its create
+                // may be several requests, and its record costs one read, not a wait.
                 operation.permit = None;
                 let version = self.record(Change::Remove(instance.address.clone()));
                 self.durable(version).await?;

@@ -473,15 +473,36 @@ fn http_timeout() -> anyhow::Result<Duration> {
 /// 500ms) before each retry, Google's advised 30 s when unset.
 fn quota_retry() -> anyhow::Result<crate::gcp::QuotaRetry> {
     match std::env::var("INFRA_QUOTA_RETRY_MIN") {
-        Ok(text) if !text.is_empty() => {
-            let minimum = parse_duration(&text).map_err(|message| {
-                CommandError::new(ErrorKind::Usage, format!("INFRA_QUOTA_RETRY_MIN: {message}"))
-                    .hint("set it to a duration such as 30s or 500ms, or unset it for Google's advised 30s")
-            })?;
-            Ok(crate::gcp::QuotaRetry { minimum })
-        }
+        Ok(text) if !text.is_empty() => Ok(parse_quota_retry(&text)?),
         _ => Ok(crate::gcp::QuotaRetry::default()),
     }
+}
+
+/// The least `INFRA_QUOTA_RETRY_MIN` taken: below it the retries of a refused call come back
+/// at once, a busy loop that only spends the quota it waits for (0 would retry with no pause).
+const LEAST_QUOTA_RETRY_MIN: Duration = Duration::from_millis(100);
+
+/// Parses `INFRA_QUOTA_RETRY_MIN`, refusing what is not a duration and what is under
+/// `LEAST_QUOTA_RETRY_MIN`.
+fn parse_quota_retry(text: &str) -> Result<crate::gcp::QuotaRetry, CommandError> {
+    const HINT: &str = "set it to a duration such as 30s or 500ms (at least 100ms), or unset it for Google's advised 30s";
+    let minimum = parse_duration(text).map_err(|message| {
+        CommandError::new(
+            ErrorKind::Usage,
+            format!("INFRA_QUOTA_RETRY_MIN: {message}"),
+        )
+        .hint(HINT)
+    })?;
+    if minimum < LEAST_QUOTA_RETRY_MIN {
+        return Err(CommandError::new(
+            ErrorKind::Usage,
+            format!(
+                "INFRA_QUOTA_RETRY_MIN: {text:?} is under 100ms: quota refusals would be retried at once, over and over"
+            ),
+        )
+        .hint(HINT));
+    }
+    Ok(crate::gcp::QuotaRetry { minimum })
 }
 
 impl Session {
@@ -579,5 +600,25 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("99999999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn a_quota_retry_minimum_under_100_ms_is_refused_naming_the_variable() {
+        for text in ["0s", "0ms", "50ms"] {
+            let error = parse_quota_retry(text).expect_err(text).to_string();
+            assert!(
+                error.starts_with("INFRA_QUOTA_RETRY_MIN: ") && error.contains("under 100ms"),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            parse_quota_retry("100ms").expect("100ms").minimum,
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            parse_quota_retry("30s").expect("30s").minimum,
+            Duration::from_secs(30)
+        );
+        assert!(parse_quota_retry("soon").is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! Lists that lag a create (on by default): an object just created is missing from list
 //! answers for `--list-lag-ms`, so a create whose answer was lost cannot be looked up with one
 //! list. The client polls the list over its window (`INFRA_LIST_LAG`) before it believes the
-//! object absent: budgets, alert policies and notification channels are each made once. Also
-//! here: budgets in the billing account's currency.
+//! object absent: budgets, alert policies and notification channels are each made once; a
+//! create Google refuses leaves no pending record for later runs to wait on. Also here:
+//! budgets in the billing account's currency.
 
 use crate::lost_answers::{FaultProxy, Loss, Rule};
 use crate::support::TestEnv;
@@ -244,6 +245,59 @@ fn a_policy_an_interrupted_create_made_is_deleted_when_it_leaves_the_configurati
     );
     env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
         .expect_code(0);
+}
+
+/// An alert policy alone, its condition's duration `duration`.
+fn policy_env(duration: &str) -> String {
+    format!(
+        r#"[env]
+name = "test"
+project = "proj-test"
+region = "us-central1"
+
+[resource.alert_policy.errors]
+display_name = "Error rate"
+combiner = "OR"
+conditions = [{{ displayName = "errors", conditionThreshold = {{ filter = 'metric.type="run.googleapis.com/request_count" AND resource.type="cloud_run_revision"', comparison = "COMPARISON_GT", duration = "{duration}" }} }}]
+"#
+    )
+}
+
+#[test]
+fn a_create_google_refuses_leaves_no_pending_record_to_wait_on() {
+    let mut env = TestEnv::with_emulator();
+    env.extra_env
+        .push(("INFRA_LIST_LAG".to_string(), "30s".to_string()));
+    // Monitoring takes a threshold's duration in whole minutes: a 400, and nothing made.
+    env.write("envs/test/env.toml", &policy_env("90s"));
+    let refused = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("must be a multiple of 60s"),
+        "{}",
+        refused.all()
+    );
+    let state = env.infra(&["state", "pull", "--env", "test"]);
+    assert!(
+        !state.stdout.contains("pending-create/"),
+        "the refused create left its pending record\n{}",
+        state.stdout
+    );
+    // Fixed, the next run creates at once: no list to watch for an object that cannot exist.
+    env.write("envs/test/env.toml", &policy_env("60s"));
+    let started = std::time::Instant::now();
+    let apply = env.infra(&["apply", "--env", "test", "--auto-approve"]);
+    apply.expect_code(0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "waited {:?}\n{}",
+        started.elapsed(),
+        apply.all()
+    );
+    assert_eq!(
+        count(&env, "v3/projects/proj-test/alertPolicies", "alertPolicies"),
+        1
+    );
 }
 
 /// A project on an emulator whose billing account bills in euros.

@@ -4,7 +4,8 @@
 //! etag read just before; a change of billing account replaces the budget.
 //!
 //! Budgets carry no labels, so a budget's durable identity is a marker at the end of its
-//! display name, ` [infra:KEY]` (a digest of environment and address): a create whose answer
+//! display name, ` [infra:KEY]` (a digest of environment, address and the state's lineage,
+//! as labelled kinds carry both their key and the lineage): a create whose answer
 //! was lost, or a run killed after the create, finds its budget by the marker and adopts it
 //! instead of making a second one. Reads strip the marker, so plans compare the configured
 //! display name.
@@ -68,12 +69,20 @@ const MAX_DISPLAY_NAME_CHARS: usize = 60;
 
 /// Returns the marker a budget's display name ends with: this resource's durable identity.
 fn identity_marker(context: &KindContext) -> String {
-    marker_of_key(&super::ownership::infra_key(context))
+    marker_of(
+        &super::ownership::infra_key(context),
+        &super::ownership::label_value(&context.lineage),
+    )
 }
 
-/// Returns the identity marker of an `infra-key`.
-fn marker_of_key(key: &str) -> String {
-    format!(" [infra:{}]", &key[..key.len().min(8)])
+/// Returns the identity marker of an `infra-key` in the state of `lineage` (its label value):
+/// 8 hex digits of a digest of both. The lineage is in it because a budget carries nothing
+/// else to tell whose it is: another state with the same environment name and address (or
+/// this state recreated) marks its budgets apart, so neither adopts nor deletes the other's.
+fn marker_of(key: &str, lineage: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(format!("{key}#{lineage}")));
+    format!(" [infra:{}]", &digest[..8])
 }
 
 /// Returns a live display name without infra's identity marker.
@@ -673,11 +682,11 @@ impl Kind for BudgetKind {
     }
 
     async fn delete(&self, client: &GcpClient, prior: &StateResource) -> Result<(), KindError> {
-        if let Some((collection, key, _)) = super::ownership::parse_pending_id(&prior.id) {
-            // What an interrupted create may have made: found by its marker (budgets carry no
-            // lineage), watched for in the lagging list.
+        if let Some((collection, key, lineage)) = super::ownership::parse_pending_id(&prior.id) {
+            // What an interrupted create may have made: found by its marker, which names this
+            // state's lineage as well as the key, watched for in the lagging list.
             let collection = format!("v1/{collection}");
-            let marker = marker_of_key(key);
+            let marker = marker_of(key, lineage);
             let find = || Self::find_by_marker(client, &collection, &marker);
             if let Some(found) = super::find_within(client.list_lag(), &find).await? {
                 let name = found["name"].as_str().unwrap_or_default();
@@ -731,6 +740,23 @@ mod tests {
             BudgetKind::normalize(&live, &[])["display_name"],
             Value::string("Cap")
         );
+    }
+
+    #[test]
+    fn the_identity_marker_names_the_lineage_and_a_pending_delete_looks_for_this_states() {
+        let ours = context();
+        let other_state = KindContext {
+            lineage: "another".into(),
+            ..context()
+        };
+        // Same environment name and address, another state: another budget.
+        assert_ne!(identity_marker(&ours), identity_marker(&other_state));
+        assert_eq!(identity_marker(&ours).len(), " [infra:12345678]".len());
+        // The pending record's delete looks for exactly the marker the create wrote.
+        let id = super::super::ownership::pending_id("billingAccounts/A/budgets", &ours);
+        let (_, key, lineage) = super::super::ownership::parse_pending_id(&id).expect("pending");
+        assert_eq!(marker_of(key, lineage), identity_marker(&ours));
+        assert_ne!(marker_of(key, lineage), identity_marker(&other_state));
     }
 
     fn context() -> KindContext {

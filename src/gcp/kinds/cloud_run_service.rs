@@ -97,6 +97,23 @@ fn secret_access_window() -> Result<Duration, KindError> {
     }
 }
 
+/// The attributes of `normalize` a revision template sets: what a rollout of a body must
+/// leave the service serving.
+const TEMPLATE_ATTRIBUTES: [&str; 8] = [
+    "image",
+    "env",
+    "secret_env",
+    "cpu",
+    "memory",
+    "min_instances",
+    "max_instances",
+    "service_account",
+];
+
+/// How many 409s (the service changed since it was read) `roll_out_again` reads through before
+/// it gives up: each is someone else's change landing between a read and a rollout.
+const CONFLICTS_TOLERATED: u32 = 5;
+
 /// Returns the pause before rollout number `rollout` (1-based) of `roll_out_again`.
 fn rollout_pause(rollout: u32) -> Duration {
     FIRST_ROLLOUT_PAUSE
@@ -561,6 +578,20 @@ impl CloudRunServiceKind {
         }
     }
 
+    /// Returns whether `live` serves the revision template of `body`, compared as `normalize`
+    /// reads both, so that what Google fills in (defaults, a project number) is no difference.
+    /// A service account `body` leaves out is Google's default: not compared.
+    fn carries_template(id: &str, live: &Json, body: &Json) -> bool {
+        let mut sent = body.clone();
+        sent["name"] = live["name"].clone();
+        let sent = Self::normalize(id, &sent, None);
+        let served = Self::normalize(id, live, None);
+        TEMPLATE_ATTRIBUTES.iter().all(|attribute| {
+            (*attribute == "service_account" && body["template"]["serviceAccount"].is_null())
+                || sent.get(*attribute) == served.get(*attribute)
+        })
+    }
+
     /// Takes over the service found under this name (a create of ours whose answer was lost,
     /// an interrupted run's): waits for its reconciliation to end, then writes `body`. A
     /// service whose latest rollout failed gets a new revision: the same template makes none,
@@ -587,7 +618,10 @@ impl CloudRunServiceKind {
     /// the latest failure was. Every rollout is preceded by a read, never sent blind: one
     /// whose answer was lost may have made its revision already (the read shows it serving,
     /// or failed again), and the etag read makes the PATCH refuse a service changed since.
-    /// Returns the service as the successful rollout left it.
+    /// A service read with no failure is taken only when it serves this body's template: after
+    /// a 409 (someone else changed the service since it was read) it may serve theirs, and
+    /// this body is rolled out again over it. Returns the service as the successful rollout
+    /// left it.
     async fn roll_out_again(
         client: &GcpClient,
         id: &str,
@@ -598,11 +632,18 @@ impl CloudRunServiceKind {
         let started = std::time::Instant::now();
         let mut rollouts = 0;
         let mut judge = refused.is_some();
+        let mut conflicts = 0;
         let path = format!("v2/{id}");
         loop {
             let live = Self::settled(client, id).await?;
             match rollout_failure(id, &live) {
-                None => return Ok(live),
+                None if Self::carries_template(id, &live, body) => return Ok(live),
+                // Serving, but another template: a change made since the service was read
+                // (what refused this rollout with a 409), or before. State must record this
+                // body, so it is rolled out over that one.
+                None => tracing::info!(
+                    "{id}: serves a template other than this configuration's (changed outside this run); rolling this one out"
+                ),
                 Some(failure) if judge => {
                     if !is_unpropagated_secret_access(&failure) {
                         return Err(failure.into());
@@ -658,8 +699,12 @@ impl CloudRunServiceKind {
                     tracing::info!("{id}: {error}; reading the service before rolling out again");
                 }
                 // ABORTED: the service changed since it was read (this rollout, come through
-                // late, or someone else's); read it again.
-                Err(error) if error.code() == Some(409) => {}
+                // late, or someone else's); read it again, and roll out again unless it serves
+                // this body. A service that keeps changing under every rollout is an error.
+                Err(error) if error.code() == Some(409) && conflicts < CONFLICTS_TOLERATED => {
+                    conflicts += 1;
+                    tracing::info!("{id}: {error}; reading the service again");
+                }
                 Err(error) => return Err(error.into()),
             }
         }
@@ -1067,6 +1112,48 @@ impl Kind for CloudRunServiceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rollout_never_takes_a_service_serving_another_template_for_its_own() {
+        let running = crate::emulator::start(
+            crate::emulator::EmulatorOptions::default(),
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        )
+        .await
+        .expect("emulator");
+        let client = GcpClient::new(Some(running.base_url()), crate::gcp::Authentication::None)
+            .expect("client");
+        let id = "projects/p/locations/us-central1/services/api";
+        let operation = client
+            .call(
+                Method::POST,
+                Service::Run,
+                "v2/projects/p/locations/us-central1/services",
+                &[("serviceId", "api".into())],
+                Some(&json!({"template": {"containers": [{"image": "img:theirs"}]}})),
+            )
+            .await
+            .expect("create");
+        wait_for_operation(&client, Service::Run, operation, OPERATION_TIMEOUT)
+            .await
+            .expect("created");
+        // Serving with no failure, another template: what the read after a rollout refused
+        // with 409 shows when someone else's change won.
+        let ours = json!({"template": {"containers": [{"image": "img:ours"}]}});
+        let live = CloudRunServiceKind::roll_out_again(&client, id, &ours, None)
+            .await
+            .expect("rolled out");
+        assert_eq!(live["template"]["containers"][0]["image"], "img:ours");
+        assert!(CloudRunServiceKind::carries_template(id, &live, &ours));
+        // Serving this body already: taken as it is, no new revision.
+        let again = CloudRunServiceKind::roll_out_again(&client, id, &ours, None)
+            .await
+            .expect("read");
+        assert_eq!(
+            again["latestCreatedRevision"],
+            live["latestCreatedRevision"]
+        );
+    }
 
     #[test]
     fn only_a_denied_secret_is_a_propagation_failure() {

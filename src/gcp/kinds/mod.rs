@@ -228,6 +228,25 @@ pub enum KindError {
     Unsettled { message: String, hint: String },
 }
 
+impl KindError {
+    /// Returns true when this error, returned by a kind's `create`, proves that the create made
+    /// nothing: Google refused the create's POST itself with a verdict on the request (400
+    /// invalid, 401/403 denied, 404 no parent, 412 precondition, …), so nothing was written;
+    /// and `create_checked` returns such an answer only after any earlier attempt whose answer
+    /// was lost was looked up and found absent. Not proof: 408 (the server stopped waiting for
+    /// the request), 409 (an object, or a concurrent change, is already there), 429 (a "later",
+    /// not a verdict), 5xx and lost answers (they may have committed), a kind's own error,
+    /// and the refusal of any other request (an adopting PATCH refused: the object exists).
+    pub fn proves_nothing_created(&self) -> bool {
+        match self {
+            KindError::Gcp(GcpError::Api { method, code, .. }) => {
+                method == "POST" && (400..500).contains(code) && ![408, 409, 429].contains(code)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A resource kind.
 #[async_trait]
 pub trait Kind: Send + Sync {
@@ -575,6 +594,35 @@ pub(crate) fn assigned_name_exports(
 mod tests {
     use super::*;
     use crate::sensitive::{FingerprintKey, legacy_salted_fingerprint};
+
+    #[test]
+    fn only_a_refusal_of_the_create_post_itself_proves_nothing_was_created() {
+        let answered = |method: &str, code: u16| {
+            KindError::Gcp(GcpError::Api {
+                method: method.into(),
+                url: "https://monitoring.googleapis.com/v3/projects/p/alertPolicies".into(),
+                code,
+                status: String::new(),
+                message: "refused".into(),
+                details: Box::default(),
+            })
+        };
+        for code in [400, 401, 403, 404, 412] {
+            assert!(answered("POST", code).proves_nothing_created(), "{code}");
+        }
+        for code in [408, 409, 429, 500, 502, 503] {
+            assert!(!answered("POST", code).proves_nothing_created(), "{code}");
+        }
+        // An adopting PATCH refused: the object exists.
+        assert!(!answered("PATCH", 400).proves_nothing_created());
+        let lost = KindError::Gcp(GcpError::OutcomeUnknown(Box::new(GcpError::Transport {
+            method: "POST".into(),
+            url: "u".into(),
+            message: "reset".into(),
+        })));
+        assert!(!lost.proves_nothing_created());
+        assert!(!KindError::Invalid("bad".into()).proves_nothing_created());
+    }
 
     fn context() -> KindContext {
         KindContext {
