@@ -402,15 +402,28 @@ async fn stopped(stop: &AtomicBool) {
     }
 }
 
-/// Marks a parent's read-back as ended however it ends (abandoned ones included), so that a
-/// later write starts another.
-struct ReadBackEnds<'a>(&'a ParentWrites);
+/// Ends a parent's read-back: its edits are dropped and a later write starts another. Ended
+/// under the lock that writes take, so a write landing as the read-back decides to stop is
+/// never left unread; one abandoned with its task is ended when dropped.
+struct ReadBack<'a> {
+    writes: &'a ParentWrites,
+    ended: bool,
+}
 
-impl Drop for ReadBackEnds<'_> {
-    fn drop(&mut self) {
-        let mut unconfirmed = locked(&self.0.unconfirmed);
+impl ReadBack<'_> {
+    fn end(&mut self, unconfirmed: &mut Unconfirmed) {
         unconfirmed.reading = false;
         unconfirmed.edits.clear();
+        self.ended = true;
+    }
+}
+
+impl Drop for ReadBack<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let writes = self.writes;
+            self.end(&mut locked(&writes.unconfirmed));
+        }
     }
 }
 
@@ -426,7 +439,10 @@ async fn confirm_written(
     parent: &str,
     writes: &ParentWrites,
 ) {
-    let _ends = ReadBackEnds(writes);
+    let mut read_back = ReadBack {
+        writes,
+        ended: false,
+    };
     let retry = client.retry_policy();
     let mut stale_reads = 0;
     let mut good_reads = 0;
@@ -437,40 +453,49 @@ async fn confirm_written(
         let mut policy = match read {
             Ok(policy) => policy,
             // A parent deleted meanwhile has nothing left to show.
-            Err(error) if error.is_not_found() => return,
+            Err(error) if error.is_not_found() => {
+                read_back.end(&mut locked(&writes.unconfirmed));
+                return;
+            }
             Err(error) => {
+                read_back.end(&mut locked(&writes.unconfirmed));
                 tracing::warn!(parent, "reading the policy back after a write: {error}");
                 return;
             }
         };
-        let since_write = {
+        let gave_up = {
             let mut unconfirmed = locked(&writes.unconfirmed);
             if unconfirmed.generation != generation_before {
                 // A write landed while this read ran: it says nothing about that write.
                 good_reads = 0;
-                continue;
-            }
-            if counted_generation != unconfirmed.generation {
-                counted_generation = unconfirmed.generation;
-                good_reads = 0;
-            }
-            let answers_latest = etag_of(&policy)
-                .is_some_and(|etag| unconfirmed.latest_etag.as_ref() == Some(&etag));
-            if answers_latest || unconfirmed.edits.iter().all(|edit| !edit(&mut policy)) {
-                good_reads += 1;
-                if good_reads >= CONFIRMING_READS {
-                    unconfirmed.edits.clear();
-                    return;
-                }
             } else {
-                good_reads = 0;
-                stale_reads += 1;
+                if counted_generation != unconfirmed.generation {
+                    counted_generation = unconfirmed.generation;
+                    good_reads = 0;
+                }
+                let answers_latest = etag_of(&policy)
+                    .is_some_and(|etag| unconfirmed.latest_etag.as_ref() == Some(&etag));
+                if answers_latest || unconfirmed.edits.iter().all(|edit| !edit(&mut policy)) {
+                    good_reads += 1;
+                    if good_reads >= CONFIRMING_READS {
+                        read_back.end(&mut unconfirmed);
+                        return;
+                    }
+                } else {
+                    good_reads = 0;
+                    stale_reads += 1;
+                }
             }
-            unconfirmed
+            let since_write = unconfirmed
                 .latest_write
-                .map_or(CONFIRM_WITHIN, |written| written.elapsed())
+                .map_or(CONFIRM_WITHIN, |written| written.elapsed());
+            let gave_up = since_write >= CONFIRM_WITHIN;
+            if gave_up {
+                read_back.end(&mut unconfirmed);
+            }
+            gave_up
         };
-        if since_write >= CONFIRM_WITHIN {
+        if gave_up {
             tracing::warn!(
                 parent,
                 "the policy written was not seen in reads within {}s; a plan made now may show it again",
@@ -478,7 +503,7 @@ async fn confirm_written(
             );
             return;
         }
-        let delay = if good_reads > 0 {
+        let delay = if good_reads > 0 || stale_reads == 0 {
             retry.initial_delay
         } else {
             retry.delay(stale_reads)
@@ -625,6 +650,37 @@ pub fn set_member(policy: &mut Json, role: &str, member: &str, present: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parents_writes_start_one_read_back_and_mark_what_they_replaced() {
+        let writes = ParentWrites::default();
+        let edit: Edit = Arc::new(|_: &mut Json| false);
+        let read = json!({"etag": "e1"});
+        assert!(!writes.is_replaced(&read));
+        assert!(
+            writes.wrote(Some("e1".into()), &json!({"etag": "e2"}), edit.clone()),
+            "the first write starts the parent's read-back"
+        );
+        assert!(
+            !writes.wrote(Some("e2".into()), &json!({"etag": "e3"}), edit.clone()),
+            "later writes join it"
+        );
+        assert!(writes.is_replaced(&read), "a read answering e1 lags");
+        assert!(writes.is_replaced(&json!({"etag": "e2"})));
+        assert_eq!(writes.last_written(), Some(json!({"etag": "e3"})));
+        assert!(!writes.is_replaced(&json!({"etag": "e3"})));
+        writes.superseded();
+        assert_eq!(writes.last_written(), None, "someone else wrote after e3");
+        assert!(writes.is_replaced(&json!({"etag": "e3"})));
+        ReadBack {
+            writes: &writes,
+            ended: false,
+        };
+        assert!(
+            writes.wrote(None, &json!({"etag": "e4"}), edit),
+            "an ended read-back lets the next write start another"
+        );
+    }
 
     #[test]
     fn members_compare_as_google_compares_them() {
