@@ -289,6 +289,12 @@ pub async fn modify_policy(
                     tokio::time::sleep(retry.delay(attempt)).await;
                 }
             }
+            // The parent may be gone since this client wrote it: a read says so, and whether
+            // that is fine (`missing_is_done`).
+            Err(error) if error.is_not_found() && from_written => {
+                writes.superseded();
+                from_written = false;
+            }
             Err(error)
                 if is_unpropagated_member(&error)
                     && started.elapsed() < MEMBER_PROPAGATION_WINDOW =>
