@@ -213,10 +213,10 @@ pub async fn apply_with_progress(
     let work = async {
         executor.run(parallelism).await;
         // IAM reads lag writes: the apply ends once its policy writes show, so that the plan
-        // made next does not see its grants as missing (an interrupted one does not wait).
-        if !stop.load(Ordering::SeqCst) {
-            crate::gcp::kinds::confirm_policy_writes().await;
-        }
+        // made next does not see its grants as missing. Every write is recorded already, so
+        // an interrupt (or the overall bound) ends the wait at once, and the state is saved
+        // and the lock released as after any interrupt.
+        crate::gcp::kinds::confirm_policy_writes(stop).await;
         executor.lock_journal().finished = true;
         executor.recorded.notify_one();
         executor.awaited.notify_one();

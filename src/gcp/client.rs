@@ -181,6 +181,9 @@ pub struct GcpClient {
     quota_retry: QuotaRetry,
     timeout: Duration,
     parent_locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    /// What this client's own IAM policy writes taught it, per parent (`iam_policy`): kept
+    /// per client, since etags only mean something to the server that made them.
+    policy_writes: Arc<Mutex<HashMap<String, Arc<crate::gcp::kinds::ParentWrites>>>>,
     /// How long a list may lag a create (`INFRA_LIST_LAG`): a lookup by list after a create's
     /// unknown outcome believes absence only once it has polled this long.
     list_lag: Duration,
@@ -335,6 +338,7 @@ impl GcpClient {
             quota_retry: QuotaRetry::default(),
             timeout: DEFAULT_TIMEOUT,
             parent_locks: Arc::default(),
+            policy_writes: Arc::default(),
             list_lag: DEFAULT_LIST_LAG,
         })
     }
@@ -749,6 +753,15 @@ impl GcpClient {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(parent.to_string()).or_default().clone()
+    }
+
+    /// Returns what this client's policy writes on `parent` taught it (`iam_policy`).
+    pub fn policy_writes(&self, parent: &str) -> Arc<crate::gcp::kinds::ParentWrites> {
+        let mut writes = self
+            .policy_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writes.entry(parent.to_string()).or_default().clone()
     }
 }
 

@@ -194,6 +194,62 @@ member = "user:ann@example.com"
         .expect_code(0);
 }
 
+/// Grants on one parent do not wait for one another's read-back: each write starts from the
+/// policy the last one answered, and one read-back confirms them all. Holding the parent
+/// while each write's read-back ran took (read lag + three reads) per member: at least four
+/// reads per member, and as many between consecutive writes.
+#[test]
+fn many_grants_on_one_parent_are_written_back_to_back_and_read_back_once() {
+    const MEMBERS: usize = 12;
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--iam-policy-read-lag-ms", "3000"]);
+    let grants: String = (0..MEMBERS)
+        .map(|index| {
+            format!(
+                "\n[resource.iam_member.viewer_{index}]\nparent = \"projects/proj-test\"\nrole = \"roles/viewer\"\nmember = \"user:viewer-{index}@example.com\"\n"
+            )
+        })
+        .collect();
+    env.write("envs/test/env.toml", &format!("{ENV_HEADER}{grants}"));
+    env.infra(&["apply", "--env", "test", "--auto-approve"])
+        .expect_code(0);
+    let (_, requests) = env.api("GET", "_emulator/requests", None);
+    let calls: Vec<&str> = requests["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|request| request["path"].as_str())
+        .filter_map(|path| {
+            if path.ends_with("projects/proj-test:setIamPolicy") {
+                Some("set")
+            } else if path.ends_with("projects/proj-test:getIamPolicy") {
+                Some("get")
+            } else {
+                None
+            }
+        })
+        .collect();
+    let sets = calls.iter().filter(|call| **call == "set").count();
+    assert_eq!(sets, MEMBERS, "one write per grant: {calls:?}");
+    let first_set = calls.iter().position(|call| *call == "set").unwrap_or(0);
+    let last_set = calls.iter().rposition(|call| *call == "set").unwrap_or(0);
+    let reads_between = calls[first_set..last_set]
+        .iter()
+        .filter(|call| **call == "get")
+        .count();
+    assert!(
+        reads_between < MEMBERS,
+        "the writes waited for one another's read-back: {reads_between} reads between the first and last write: {calls:?}"
+    );
+    let reads = calls.len() - sets;
+    assert!(
+        reads < 2 * MEMBERS,
+        "read back per member rather than per parent: {reads} reads: {calls:?}"
+    );
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+}
+
 /// Reads a policy (`POST` for Resource Manager and IAM, `GET` for the others) until `shows`
 /// holds, as anyone must after a `setIamPolicy` before trusting a read of it; panics after a
 /// bound well past the emulator's default lag.

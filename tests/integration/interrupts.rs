@@ -285,6 +285,70 @@ fn a_second_interrupt_exits_at_once() {
     );
 }
 
+/// An interrupt while the apply waits for its policy writes to show in reads ends the wait at
+/// once: the write is recorded already, so the apply saves state and releases the lock rather
+/// than reading on for up to a minute.
+#[test]
+fn an_interrupt_while_policy_writes_are_read_back_exits_promptly_and_releases_the_lock() {
+    let mut env = TestEnv::empty();
+    // Reads lag the write for longer than the read-back waits: only the interrupt ends it.
+    env.start_emulator_with(&["--iam-policy-read-lag-ms", "120000"]);
+    env.write(
+        "envs/emulated/env.toml",
+        r#"[env]
+name = "emulated"
+project = "proj-test"
+region = "us-central1"
+
+[gcp]
+emulator_only = true
+
+[backend]
+kind = "gcs"
+bucket = "interrupt-state"
+prefix = "infra"
+create_bucket = true
+
+[resource.iam_member.ann_views]
+parent = "projects/proj-test"
+role = "roles/viewer"
+member = "user:ann@example.com"
+"#,
+    );
+    let mut child = spawn(&env, &["apply", "--env", "emulated", "--auto-approve"]);
+    let mut stderr = StderrWatch::new(&mut child);
+    stderr.wait_for("iam_member.ann_views: Creation complete");
+    // The grant's operation is over: what runs now is the read-back.
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) = env.api("GET", LOCK_OBJECT, None);
+    assert_eq!(
+        status, 200,
+        "the apply ended before the read-back was interrupted"
+    );
+    signal(&child, "INT");
+    let interrupted = Instant::now();
+    let (code, stdout, _) = finish(child);
+    let elapsed = interrupted.elapsed();
+    let stderr = stderr.rest();
+    let output = format!("--- stdout\n{stdout}--- stderr\n{stderr}");
+    assert_eq!(code, 1, "{output}");
+    assert!(stderr.contains("Apply interrupted"), "{output}");
+    assert!(stderr.contains("the state is saved"), "{output}");
+    // Far less than the read-back's own minute.
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "took {elapsed:?} after the interrupt: {output}"
+    );
+    let (status, lock) = env.api("GET", LOCK_OBJECT, None);
+    assert_eq!(status, 404, "the lock is left behind: {lock}\n{output}");
+    let listed = env.infra(&["state", "list", "--env", "emulated"]);
+    assert!(
+        listed.stdout.contains("iam_member.ann_views"),
+        "the grant written is recorded: {}",
+        listed.all()
+    );
+}
+
 /// Spawns `infra ARGS` with a stdout whose reader is gone before anything is written.
 fn run_with_closed_stdout(env: &TestEnv, arguments: &[&str]) -> (i32, String) {
     let mut child = spawn(env, arguments);

@@ -1,7 +1,9 @@
 //! IAM policies as every parent kind's API exposes them, and the read-modify-write cycle the
 //! IAM kinds share: read with the etag, edit, write; on a concurrency conflict (409 ABORTED,
 //! 412, 400 FAILED_PRECONDITION) read again with backoff; after a write, read back until the
-//! change shows, since IAM reads are eventually consistent. Cycles on one parent are serialized.
+//! changes show, since IAM reads are eventually consistent. Cycles on one parent are
+//! serialized, each holding the parent only while it runs: the next one starts from the policy
+//! the last write answered, and one read-back per parent confirms the writes made to it.
 //! The APIs differ in small ways (GET vs POST getIamPolicy, version in the query or the body):
 //! those differences live here and nowhere else.
 
@@ -9,6 +11,10 @@ use super::KindError;
 use crate::gcp::{GcpClient, GcpError, Service};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// The supported parents, written as full resource names.
 pub const SUPPORTED_PARENTS: &str = "projects/P, projects/P/secrets/S, projects/P/serviceAccounts/EMAIL, projects/P/locations/L/services/S";
@@ -119,50 +125,154 @@ pub async fn read_policy(client: &GcpClient, parent: &str) -> Result<Option<Json
     }
 }
 
+/// An edit of a policy: returns false, leaving the policy untouched, when it already says what
+/// it should.
+type Edit = Arc<dyn Fn(&mut Json) -> bool + Send + Sync>;
+
+/// What one client's own policy writes on one parent taught it. The parent's lock
+/// (`GcpClient::parent_lock`) is held for one read-modify-write cycle and no longer: the cycle
+/// after a write starts from the policy that write answered, so writes to one parent follow
+/// each other at write latency, not at the read lag; one read-back per parent then confirms
+/// all of them.
+#[derive(Default)]
+pub struct ParentWrites {
+    written: Mutex<Written>,
+    unconfirmed: Mutex<Unconfirmed>,
+}
+
+#[derive(Default)]
+struct Written {
+    /// The policy the last accepted write answered (its etag included).
+    policy: Option<Json>,
+    /// Etags of versions this client knows to be replaced: ones it wrote over, and its own
+    /// written version once another writer's change refused a write built on it. A read
+    /// answering one lags (IAM reads are eventually consistent).
+    replaced_etags: HashSet<String>,
+}
+
+#[derive(Default)]
+struct Unconfirmed {
+    /// The edits written and not yet seen in reads.
+    edits: Vec<Edit>,
+    /// Counts the writes: reads begun before the latest one say nothing about it.
+    generation: u64,
+    /// The etag the latest write answered: a read answering it shows every edit before it.
+    latest_etag: Option<String>,
+    latest_write: Option<Instant>,
+    /// Whether a read-back runs for this parent.
+    reading: bool,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn etag_of(policy: &Json) -> Option<String> {
+    policy.get("etag").and_then(Json::as_str).map(String::from)
+}
+
+impl ParentWrites {
+    fn last_written(&self) -> Option<Json> {
+        locked(&self.written).policy.clone()
+    }
+
+    fn is_replaced(&self, policy: &Json) -> bool {
+        etag_of(policy).is_some_and(|etag| locked(&self.written).replaced_etags.contains(&etag))
+    }
+
+    /// Records an accepted write of a policy read (or last written) at `based_on`.
+    fn wrote(&self, based_on: Option<String>, answer: &Json, edit: Edit) -> bool {
+        let mut written = locked(&self.written);
+        written.replaced_etags.extend(based_on);
+        written.policy = etag_of(answer).map(|_| answer.clone());
+        drop(written);
+        let mut unconfirmed = locked(&self.unconfirmed);
+        unconfirmed.edits.push(edit);
+        unconfirmed.generation += 1;
+        unconfirmed.latest_etag = etag_of(answer);
+        unconfirmed.latest_write = Some(Instant::now());
+        !std::mem::replace(&mut unconfirmed.reading, true)
+    }
+
+    /// Forgets the last written policy after another writer's change refused a write on it.
+    fn superseded(&self) {
+        let mut written = locked(&self.written);
+        if let Some(etag) = written.policy.take().as_ref().and_then(etag_of) {
+            written.replaced_etags.insert(etag);
+        }
+    }
+}
+
 /// Runs read-modify-write cycles until `edit` leaves nothing to write or a write succeeds.
-/// `edit` returns false when the policy already says what it should. A missing parent is fine
-/// when `missing_is_done` (removing from something gone).
+/// `edit` returns false, leaving the policy as it was, when the policy already says what it
+/// should. A missing parent is fine when `missing_is_done` (removing from something gone).
 pub async fn modify_policy(
     client: &GcpClient,
     parent: &str,
     missing_is_done: bool,
     edit: impl Fn(&mut Json) -> bool + Send + Sync + 'static,
 ) -> Result<(), KindError> {
-    let policy_parent = PolicyParent::parse(parent).ok_or_else(|| unsupported(parent))?;
-    let serialized = client.parent_lock(parent).lock_owned().await;
+    let policy_parent = Arc::new(PolicyParent::parse(parent).ok_or_else(|| unsupported(parent))?);
+    let edit: Edit = Arc::new(edit);
+    let writes = client.policy_writes(parent);
+    // Held for this cycle only: the next cycle on the parent starts from what this one wrote.
+    let _serialized = client.parent_lock(parent).lock_owned().await;
     let retry = client.retry_policy().clone();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut attempt = 0;
     let mut propagation_attempt = 0;
+    let mut from_written = true;
     loop {
         attempt += 1;
-        let mut policy = match policy_parent.get(client).await {
-            Ok(policy) => policy,
-            Err(error) if error.is_not_found() && missing_is_done => return Ok(()),
-            Err(error) => return Err(error.into()),
+        // The policy this client last wrote is newer than any read may answer; "nothing to
+        // do" is only believed from a read (someone else may have changed it since).
+        let last_written = if from_written {
+            writes.last_written()
+        } else {
+            None
         };
-        if !edit(&mut policy) {
-            return Ok(());
-        }
+        let mut policy = match last_written {
+            Some(policy) => {
+                let mut edited = policy.clone();
+                if edit(&mut edited) {
+                    edited
+                } else {
+                    from_written = false;
+                    attempt -= 1;
+                    continue;
+                }
+            }
+            None => {
+                let mut policy = match read_current(client, &policy_parent, &writes).await {
+                    Ok(policy) => policy,
+                    Err(error) if error.is_not_found() && missing_is_done => return Ok(()),
+                    Err(error) => return Err(error.into()),
+                };
+                if !edit(&mut policy) {
+                    return Ok(());
+                }
+                policy
+            }
+        };
+        let based_on = etag_of(&policy);
         // Conditional bindings need version 3; writing it is harmless otherwise.
         policy["version"] = json!(3);
         match policy_parent.set(client, policy).await {
-            Ok(_) => {
-                // Read back in the background, still under the parent's lock (so the next
-                // cycle on it reads after this change shows, not a stale policy whose etag
-                // would only earn it a 409), without holding one of the apply's operations
-                // for the seconds reads may lag: `confirm_policy_writes` awaits it.
-                let client = client.clone();
-                let parent = parent.to_string();
-                let confirmation = tokio::spawn(async move {
-                    let _serialized = serialized;
-                    if let Err(error) =
-                        confirm_written(&client, &policy_parent, &parent, &edit).await
-                    {
-                        tracing::warn!(parent, "reading the policy back after a write: {error}");
-                    }
-                });
-                pending_confirmations().push(confirmation);
+            Ok(answer) => {
+                if writes.wrote(based_on, &answer, edit.clone()) {
+                    // One read-back per parent, in the background: it holds neither the
+                    // parent's lock nor one of the apply's operations for the seconds reads
+                    // may lag; `confirm_policy_writes` awaits it.
+                    let client = client.clone();
+                    let parent = parent.to_string();
+                    let writes = writes.clone();
+                    let confirmation = tokio::spawn(async move {
+                        confirm_written(&client, &policy_parent, &parent, &writes).await;
+                    });
+                    pending_confirmations().push(confirmation);
+                }
                 return Ok(());
             }
             Err(error) if error.is_concurrency_conflict() && attempt < retry.max_attempts => {
@@ -171,7 +281,19 @@ pub async fn modify_policy(
                     attempt,
                     "policy changed under us, reading it again: {error}"
                 );
-                tokio::time::sleep(retry.delay(attempt)).await;
+                if from_written {
+                    // Someone else wrote after this client: its version is replaced too.
+                    writes.superseded();
+                    from_written = false;
+                } else {
+                    tokio::time::sleep(retry.delay(attempt)).await;
+                }
+            }
+            // The parent may be gone since this client wrote it: a read says so, and whether
+            // that is fine (`missing_is_done`).
+            Err(error) if error.is_not_found() && from_written => {
+                writes.superseded();
+                from_written = false;
             }
             Err(error)
                 if is_unpropagated_member(&error)
@@ -192,11 +314,32 @@ pub async fn modify_policy(
     }
 }
 
+/// Reads a policy to edit: a read answering a version this client knows to be replaced lags,
+/// and is read again (for up to `CONFIRM_WITHIN`; after that the etag guard still refuses a
+/// write built on it) rather than edited into a write that can only meet a 409.
+async fn read_current(
+    client: &GcpClient,
+    policy_parent: &PolicyParent,
+    writes: &ParentWrites,
+) -> Result<Json, GcpError> {
+    let started = Instant::now();
+    let mut stale_reads = 0;
+    loop {
+        let policy = policy_parent.get(client).await?;
+        if !writes.is_replaced(&policy) || started.elapsed() >= CONFIRM_WITHIN {
+            return Ok(policy);
+        }
+        stale_reads += 1;
+        tokio::time::sleep(client.retry_policy().delay(stale_reads)).await;
+    }
+}
+
 /// How many reads in a row must show a written change before the write counts as visible
 /// (the Terraform provider's practice after `setIamPolicy`, hashicorp/terraform-provider-google#2625).
 const CONFIRMING_READS: u32 = 3;
 
-/// How long a written change may take to show in reads before infra goes on without it.
+/// How long a written change may take to show in reads before infra goes on without it; also
+/// the most `confirm_policy_writes` waits in all.
 pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a refresh keeps reading a policy that disagrees with what state recorded before it
@@ -204,70 +347,169 @@ pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(6
 /// eventually consistent", IAM v1 overview). Longer than the emulator's default read lag.
 pub const STALE_READ_SETTLE: std::time::Duration = std::time::Duration::from_secs(4);
 
-/// The read-backs of policy writes still running (`modify_policy` starts one per write).
-static PENDING_CONFIRMATIONS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
-    std::sync::Mutex::new(Vec::new());
+/// The read-backs of policy writes still running (`modify_policy` starts one per parent).
+static PENDING_CONFIRMATIONS: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
 
-fn pending_confirmations() -> std::sync::MutexGuard<'static, Vec<tokio::task::JoinHandle<()>>> {
-    PENDING_CONFIRMATIONS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn pending_confirmations() -> MutexGuard<'static, Vec<tokio::task::JoinHandle<()>>> {
+    locked(&PENDING_CONFIRMATIONS)
 }
 
-/// Waits until every policy write made so far shows in reads (or its read-back gave up after
-/// `CONFIRM_WITHIN`): an apply calls it before it ends, so the plan made next sees its grants.
-pub async fn confirm_policy_writes() {
+/// How `confirm_policy_writes` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyConfirmation {
+    /// Every write shows in reads, or its read-back gave up and warned.
+    Done,
+    /// `stop` was set: the read-backs were abandoned.
+    Interrupted,
+    /// `CONFIRM_WITHIN` passed: the read-backs were abandoned.
+    TimedOut,
+}
+
+/// Waits until every policy write made so far shows in reads (or its read-back gave up), so
+/// that the plan made next sees its grants: an apply calls it before it ends. It gives up
+/// when `stop` is set (an interrupt lets nothing wait on reads; the writes are recorded
+/// already) or after `CONFIRM_WITHIN` in all, abandoning the read-backs still running.
+pub async fn confirm_policy_writes(stop: &AtomicBool) -> PolicyConfirmation {
+    let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
     loop {
         let pending = std::mem::take(&mut *pending_confirmations());
         if pending.is_empty() {
-            return;
+            return PolicyConfirmation::Done;
         }
-        for confirmation in pending {
+        let aborts: Vec<_> = pending.iter().map(|task| task.abort_handle()).collect();
+        let outcome = tokio::select! {
             // A read-back cancelled with its runtime has nothing left to report.
-            let _ = confirmation.await;
+            _ = futures::future::join_all(pending) => continue,
+            () = stopped(stop) => PolicyConfirmation::Interrupted,
+            () = tokio::time::sleep_until(deadline) => PolicyConfirmation::TimedOut,
+        };
+        let abandoned = std::mem::take(&mut *pending_confirmations());
+        for task in &aborts {
+            task.abort();
+        }
+        for task in &abandoned {
+            task.abort();
+        }
+        tracing::warn!(
+            "policy writes not yet seen in reads ({}); a plan made now may show them again",
+            match outcome {
+                PolicyConfirmation::Interrupted => "interrupted",
+                _ => "stopped waiting after 60s",
+            }
+        );
+        return outcome;
+    }
+}
+
+/// Resolves once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Ends a parent's read-back: its edits are dropped and a later write starts another. Ended
+/// under the lock that writes take, so a write landing as the read-back decides to stop is
+/// never left unread; one abandoned with its task is ended when dropped.
+struct ReadBack<'a> {
+    writes: &'a ParentWrites,
+    ended: bool,
+}
+
+impl ReadBack<'_> {
+    fn end(&mut self, unconfirmed: &mut Unconfirmed) {
+        unconfirmed.reading = false;
+        unconfirmed.edits.clear();
+        self.ended = true;
+    }
+}
+
+impl Drop for ReadBack<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let writes = self.writes;
+            self.end(&mut locked(&writes.unconfirmed));
         }
     }
 }
 
-/// Reads the policy back after a write until `edit` finds nothing left to do in
-/// `CONFIRMING_READS` reads in a row, so that a plan made next sees the change. Bounded by
-/// `CONFIRM_WITHIN`: a change still unseen then (someone else's later write may have undone
-/// it) is reported, not fatal — the write itself was accepted.
+/// Reads a parent's policy back after writes until every edit written shows (nothing left to
+/// do, or the read answers the latest write's etag) in `CONFIRMING_READS` reads in a row begun
+/// after the latest write, so that a plan made next sees the changes. Writes made meanwhile
+/// join in. Bounded by `CONFIRM_WITHIN` after the latest write: a change still unseen then
+/// (someone else's later write may have undone it) is reported, not fatal — the write itself
+/// was accepted.
 async fn confirm_written(
     client: &GcpClient,
     policy_parent: &PolicyParent,
     parent: &str,
-    edit: &impl Fn(&mut Json) -> bool,
-) -> Result<(), KindError> {
+    writes: &ParentWrites,
+) {
+    let mut read_back = ReadBack {
+        writes,
+        ended: false,
+    };
     let retry = client.retry_policy();
-    let started = std::time::Instant::now();
     let mut stale_reads = 0;
     let mut good_reads = 0;
+    let mut counted_generation = 0;
     loop {
-        let mut policy = match policy_parent.get(client).await {
+        let generation_before = locked(&writes.unconfirmed).generation;
+        let read = policy_parent.get(client).await;
+        let mut policy = match read {
             Ok(policy) => policy,
             // A parent deleted meanwhile has nothing left to show.
-            Err(error) if error.is_not_found() => return Ok(()),
-            Err(error) => return Err(error.into()),
-        };
-        if edit(&mut policy) {
-            good_reads = 0;
-            stale_reads += 1;
-        } else {
-            good_reads += 1;
-            if good_reads >= CONFIRMING_READS {
-                return Ok(());
+            Err(error) if error.is_not_found() => {
+                read_back.end(&mut locked(&writes.unconfirmed));
+                return;
             }
-        }
-        if started.elapsed() >= CONFIRM_WITHIN {
+            Err(error) => {
+                read_back.end(&mut locked(&writes.unconfirmed));
+                tracing::warn!(parent, "reading the policy back after a write: {error}");
+                return;
+            }
+        };
+        let gave_up = {
+            let mut unconfirmed = locked(&writes.unconfirmed);
+            if unconfirmed.generation != generation_before {
+                // A write landed while this read ran: it says nothing about that write.
+                good_reads = 0;
+            } else {
+                if counted_generation != unconfirmed.generation {
+                    counted_generation = unconfirmed.generation;
+                    good_reads = 0;
+                }
+                let answers_latest = etag_of(&policy)
+                    .is_some_and(|etag| unconfirmed.latest_etag.as_ref() == Some(&etag));
+                if answers_latest || unconfirmed.edits.iter().all(|edit| !edit(&mut policy)) {
+                    good_reads += 1;
+                    if good_reads >= CONFIRMING_READS {
+                        read_back.end(&mut unconfirmed);
+                        return;
+                    }
+                } else {
+                    good_reads = 0;
+                    stale_reads += 1;
+                }
+            }
+            let since_write = unconfirmed
+                .latest_write
+                .map_or(CONFIRM_WITHIN, |written| written.elapsed());
+            let gave_up = since_write >= CONFIRM_WITHIN;
+            if gave_up {
+                read_back.end(&mut unconfirmed);
+            }
+            gave_up
+        };
+        if gave_up {
             tracing::warn!(
                 parent,
                 "the policy written was not seen in reads within {}s; a plan made now may show it again",
                 CONFIRM_WITHIN.as_secs()
             );
-            return Ok(());
+            return;
         }
-        let delay = if good_reads > 0 {
+        let delay = if good_reads > 0 || stale_reads == 0 {
             retry.initial_delay
         } else {
             retry.delay(stale_reads)
@@ -414,6 +656,37 @@ pub fn set_member(policy: &mut Json, role: &str, member: &str, present: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parents_writes_start_one_read_back_and_mark_what_they_replaced() {
+        let writes = ParentWrites::default();
+        let edit: Edit = Arc::new(|_: &mut Json| false);
+        let read = json!({"etag": "e1"});
+        assert!(!writes.is_replaced(&read));
+        assert!(
+            writes.wrote(Some("e1".into()), &json!({"etag": "e2"}), edit.clone()),
+            "the first write starts the parent's read-back"
+        );
+        assert!(
+            !writes.wrote(Some("e2".into()), &json!({"etag": "e3"}), edit.clone()),
+            "later writes join it"
+        );
+        assert!(writes.is_replaced(&read), "a read answering e1 lags");
+        assert!(writes.is_replaced(&json!({"etag": "e2"})));
+        assert_eq!(writes.last_written(), Some(json!({"etag": "e3"})));
+        assert!(!writes.is_replaced(&json!({"etag": "e3"})));
+        writes.superseded();
+        assert_eq!(writes.last_written(), None, "someone else wrote after e3");
+        assert!(writes.is_replaced(&json!({"etag": "e3"})));
+        ReadBack {
+            writes: &writes,
+            ended: false,
+        };
+        assert!(
+            writes.wrote(None, &json!({"etag": "e4"}), edit),
+            "an ended read-back lets the next write start another"
+        );
+    }
 
     #[test]
     fn members_compare_as_google_compares_them() {

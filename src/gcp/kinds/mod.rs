@@ -29,7 +29,7 @@ pub use budget::BudgetKind;
 pub use cloud_run_service::CloudRunServiceKind;
 pub use iam_binding::IamBindingKind;
 pub use iam_member::IamMemberKind;
-pub use iam_policy::confirm_policy_writes;
+pub use iam_policy::{ParentWrites, PolicyConfirmation, confirm_policy_writes};
 pub use limits::{Bound, OrderedPair};
 pub use monitoring_dashboard::MonitoringDashboardKind;
 pub use notification_channel::NotificationChannelKind;
