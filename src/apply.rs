@@ -4,7 +4,8 @@
 //! planned action through its kind, and persists state by group commit: every change is
 //! recorded in memory at once, and one writer persists the latest snapshot whenever its
 //! previous write finished (paced to one write start per `WRITE_INTERVAL` unless an operation
-//! waits for it). A create whose kind cannot find an interrupted create again waits for the
+//! waits for it, and never sooner than the backend takes one: Cloud Storage, one write per
+//! second per object, gets one write per second holding every change since the last). A create whose kind cannot find an interrupted create again waits for the
 //! write that holds its intent record; it holds no API-call permit meanwhile, and does not count
 //! towards the `parallelism` instances in progress. Deletes run last,
 //! in reverse dependency order. A failure skips what depends on it, never its siblings.
@@ -52,6 +53,14 @@ const WRITE_CPU_SHARE: u32 = 4;
 pub trait StateSink: Sync {
     /// Persists the state document; an error stops further changes.
     async fn persist(&self, document: Vec<u8>) -> Result<(), String>;
+
+    /// Returns when the backend takes the next write (`None`: now). The writer gathers the
+    /// changes recorded until then into that write, rather than have the write wait inside
+    /// `persist` holding an older snapshot (Cloud Storage allows one write per second per
+    /// object; local files any rate).
+    fn next_write_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// How the apply ended.
@@ -477,6 +486,10 @@ impl Executor<'_> {
         let mut last_write = None;
         loop {
             self.pace(last_write).await;
+            // Not cut short by a waiting operation: the backend would refuse the write (429).
+            if let Some(allowed) = self.sink.next_write_at() {
+                tokio::time::sleep_until(allowed.into()).await;
+            }
             let snapshot = {
                 let mut journal = self.lock_journal();
                 if journal.version > written {

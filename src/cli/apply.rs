@@ -53,6 +53,10 @@ impl StateSink for BackendSink<'_> {
             .await
             .map_err(|error| error.to_string())
     }
+
+    fn next_write_at(&self) -> Option<std::time::Instant> {
+        self.backend.next_write_at()
+    }
 }
 
 /// Asks for `yes` on the terminal. The answer is read on a thread of its own so that an

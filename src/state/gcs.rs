@@ -2,16 +2,32 @@
 //! `ifGenerationMatch=<generation read>` (so no writer, locked or not, clobbers a newer state),
 //! the lock is a separate object created with `ifGenerationMatch=0` whose generation is its
 //! id, released by `DELETE ?ifGenerationMatch=<id>`. An upload whose answer was lost is read
-//! back, and recognised as ours by its bytes, never retried into its own precondition. Why not the `google-cloud-storage` crate:
-//! see docs/state.md.
+//! back, and recognised as ours by its bytes, never retried into its own precondition. Cloud
+//! Storage takes one write per second per object name: this backend sends a write of an object
+//! no sooner than a second after its previous one, and backs off on a 429 (another process
+//! wrote it). Why not the `google-cloud-storage` crate: see docs/state.md.
 
 use super::model::State;
 use super::{LockInfo, StateError, StateVersion};
 use crate::gcp::{GcpClient, GcpError, Service};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Cloud Storage's limit on writes (create, update, delete) of one object name: "one write per
+/// second" (<https://cloud.google.com/storage/quotas>); faster ones get 429 `rateLimitExceeded`.
+pub const OBJECT_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a write keeps backing off while Cloud Storage answers 429: as long as Google's own
+/// clients retry by default (<https://cloud.google.com/storage/docs/retry-strategy>), so a
+/// throttled state write slows an apply down rather than failing it.
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The first and the longest wait after a 429 (doubling in between, as Google advises).
+const RATE_LIMIT_FIRST_DELAY: Duration = Duration::from_secs(1);
+const RATE_LIMIT_MAX_DELAY: Duration = Duration::from_secs(32);
 
 /// State kept in a Cloud Storage bucket.
 pub struct GcsBackend {
@@ -26,6 +42,19 @@ pub struct GcsBackend {
     lock_id: Mutex<Option<i64>>,
     /// Create the bucket (versioned, in this project) when it does not exist.
     create_bucket_in: Option<String>,
+    /// When this backend's last write of each object (state, lock) ended: the next one waits
+    /// until `OBJECT_WRITE_INTERVAL` after it.
+    last_writes: Mutex<HashMap<String, Instant>>,
+}
+
+/// Returns the wait before sending again after the `attempt`th 429 in a row: exponential from
+/// `RATE_LIMIT_FIRST_DELAY`, capped, with jitter upwards only (a wait under the first delay
+/// would meet the same limit).
+fn rate_limit_delay(attempt: u32) -> Duration {
+    let exponential = RATE_LIMIT_FIRST_DELAY
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(RATE_LIMIT_MAX_DELAY);
+    exponential.mul_f64(rand::random_range(1.0..1.25))
 }
 
 fn encode(name: &str) -> String {
@@ -58,6 +87,7 @@ impl GcsBackend {
             generation: Mutex::new(None),
             lock_id: Mutex::new(None),
             create_bucket_in: None,
+            last_writes: Mutex::default(),
         }
     }
 
@@ -169,6 +199,72 @@ impl GcsBackend {
             .await
     }
 
+    /// Returns when this backend may next write `object` (`None`: now): a second after its
+    /// previous write of it ended, so that, however long that write took to arrive, Cloud
+    /// Storage sees the two a second apart.
+    fn write_allowed_at(&self, object: &str) -> Option<Instant> {
+        self.last_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(object)
+            .map(|ended| *ended + OBJECT_WRITE_INTERVAL)
+            .filter(|allowed| *allowed > Instant::now())
+    }
+
+    /// Returns when the next state write may be sent (`None`: now), for a writer that gathers
+    /// changes until then rather than waiting inside the write.
+    pub fn next_write_at(&self) -> Option<Instant> {
+        self.write_allowed_at(&self.state_object)
+    }
+
+    /// Sends one write of `object` (an upload or a delete) through `send`: no sooner than
+    /// `OBJECT_WRITE_INTERVAL` after this backend's previous write of it, and again after a
+    /// backoff for as long as Cloud Storage answers 429 (another process wrote the object, or
+    /// the client's own retries came too fast), within `RATE_LIMIT_PATIENCE`. A 429 is a
+    /// refusal before any work, so sending again is safe; it is not counted as a write.
+    async fn write_paced<T, F, Fut>(&self, object: &str, send: F) -> Result<T, GcpError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, GcpError>>,
+    {
+        let started = Instant::now();
+        let mut throttled = 0;
+        loop {
+            if let Some(allowed) = self.write_allowed_at(object) {
+                tokio::time::sleep_until(allowed.into()).await;
+            }
+            let result = send().await;
+            let wrote = match &result {
+                Ok(_) => true,
+                // It may have landed: the next write counts from now as well.
+                Err(error) => {
+                    error.is_outcome_unknown() || error.code().is_none_or(|code| code >= 500)
+                }
+            };
+            if wrote {
+                self.last_writes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(object.to_string(), Instant::now());
+            }
+            match result {
+                Err(error) if error.code() == Some(429) => {
+                    throttled += 1;
+                    let delay = rate_limit_delay(throttled);
+                    if started.elapsed() + delay > RATE_LIMIT_PATIENCE {
+                        return Err(error);
+                    }
+                    tracing::info!(
+                        "gs://{}/{object}: throttled ({error}); writing again in {delay:?}",
+                        self.bucket
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Uploads `bytes` as `object` on condition `ifGenerationMatch=expected`; returns the new
     /// generation. When the answer is lost (the upload may have landed unheard) the object is
     /// read back first: holding exactly these bytes at a new generation, it is this upload's
@@ -178,7 +274,10 @@ impl GcsBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.upload_once(object, bytes, expected).await {
+            match self
+                .write_paced(object, || self.upload_once(object, bytes, expected))
+                .await
+            {
                 Err(error) if error.is_outcome_unknown() && attempt < 4 => {
                     tracing::info!("{error}: reading {object} back before writing again");
                     tokio::time::sleep(self.client.retry_policy().delay(attempt)).await;
@@ -463,7 +562,12 @@ impl GcsBackend {
             .unwrap_or_else(|poisoned| poisoned.into_inner()))?;
         let client = self.client.clone();
         let path = self.object_path(&self.lock_object);
+        let allowed = self.write_allowed_at(&self.lock_object);
         Some(Box::pin(async move {
+            // The caller bounds the whole release; a delete sooner would be refused 429.
+            if let Some(allowed) = allowed {
+                tokio::time::sleep_until(allowed.into()).await;
+            }
             let query = [("ifGenerationMatch", id.to_string())];
             let _ = client
                 .call_bytes(Method::DELETE, Service::Storage, &path, &query, None)
@@ -473,16 +577,13 @@ impl GcsBackend {
 
     async fn delete_lock(&self, id: i64) -> Result<(), GcpError> {
         let query = [("ifGenerationMatch", id.to_string())];
-        self.client
-            .call_bytes(
-                Method::DELETE,
-                Service::Storage,
-                &self.object_path(&self.lock_object),
-                &query,
-                None,
-            )
-            .await
-            .map(|_| ())
+        let path = self.object_path(&self.lock_object);
+        self.write_paced(&self.lock_object, || {
+            self.client
+                .call_bytes(Method::DELETE, Service::Storage, &path, &query, None)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Deletes a lock someone else holds, by its id.
