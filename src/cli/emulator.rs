@@ -66,6 +66,12 @@ pub struct EmulatorArgs {
     /// Only requests whose `METHOD /path` contains this get faults (for example `POST /v1/billingAccounts`).
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub fault_only: String,
+    // Cloud Storage object write rate (issue 18, blocker 3).
+    /// The shortest time between two writes (create, update or delete) of one Cloud Storage
+    /// object name; one sooner is answered 429 rateLimitExceeded, as Google allows one write per
+    /// second per object name. 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub gcs_object_write_interval_ms: u64,
 }
 
 impl EmulatorArgs {
@@ -79,6 +85,7 @@ impl EmulatorArgs {
                 monitoring_single_writer: !self.no_monitoring_single_writer,
                 quota_project_required: !self.no_quota_project_check,
                 metric_validation: !self.no_metric_validation,
+                object_write_interval: Duration::from_millis(self.gcs_object_write_interval_ms),
                 ..RealismOptions::default()
             }
         };
