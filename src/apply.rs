@@ -99,6 +99,10 @@ struct Executor<'a> {
     /// knows, by address: the id and the change's version. A create whose id is still that one
     /// needs no write of its own; those never begun are dropped at the end.
     planned_intents: Mutex<BTreeMap<String, (String, u64)>>,
+    /// The state was never written (a first apply): its lineage labels what this apply
+    /// creates, so it is durable before the first create — in the write that holds the
+    /// planned intents, since Cloud Storage would make a second write wait a second.
+    new_state: bool,
     /// What the writer has made durable so far.
     durable: watch::Sender<Durability>,
     values: Mutex<Values>,
@@ -137,6 +141,8 @@ enum Change {
     Upsert(StateResource),
     Remove(String),
     Outputs(BTreeMap<String, StateOutput>),
+    /// Nothing changes, but the state is to be written (a new state, before its first create).
+    Persist,
 }
 
 /// How far the writer got.
@@ -188,6 +194,7 @@ pub async fn apply_with_progress(
     fingerprint_key: Option<Arc<FingerprintKey>>,
     progress: &dyn Progress,
 ) -> (State, ApplyReport) {
+    let new_state = state.serial == 0;
     let executor = Executor {
         configuration,
         plan,
@@ -217,6 +224,7 @@ pub async fn apply_with_progress(
         writing_intents: AtomicUsize::new(0),
         intent_waiting: Notify::new(),
         planned_intents: Mutex::default(),
+        new_state,
         durable: watch::Sender::new(Durability::default()),
         values: Mutex::new(Values::default()),
         report: Mutex::new(ApplyReport::default()),
@@ -257,6 +265,15 @@ impl Executor<'_> {
     async fn run(&self, parallelism: usize) {
         if !self.plan.destroy {
             self.record_planned_intents();
+            if self.new_state {
+                let version = self.record(Change::Persist);
+                if let Err(message) = self.durable(version).await {
+                    self.lock_report().errors.push(format!(
+                        "writing the new state before the first change: {message}"
+                    ));
+                    return;
+                }
+            }
             match InstanceSchedule::new(self.configuration) {
                 Ok(schedule) => self.apply_phase(schedule, parallelism).await,
                 Err(error) => self.lock_report().errors.push(error.to_string()),
@@ -487,7 +504,7 @@ impl Executor<'_> {
         // Serialized before the journal is locked: the lock is held for map updates only.
         let serialized: Option<Arc<[u8]>> = match &change {
             Change::Upsert(resource) => Some(resource.to_bytes().into()),
-            Change::Remove(_) | Change::Outputs(_) => None,
+            Change::Remove(_) | Change::Outputs(_) | Change::Persist => None,
         };
         let version = {
             let mut journal = self.lock_journal();
@@ -502,6 +519,7 @@ impl Executor<'_> {
                     journal.resources.remove(&address);
                 }
                 Change::Outputs(outputs) => journal.frame.outputs = outputs,
+                Change::Persist => {}
             }
             journal.version += 1;
             journal.version

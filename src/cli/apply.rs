@@ -145,15 +145,9 @@ async fn execute(
     } else {
         fingerprint_key
     };
-    // A new state's lineage labels every object this apply creates: persist it first, so the
-    // next run adopts (rather than refuses) what an interrupted first apply created.
-    if state.serial == 0 && !plan.destroy {
-        session
-            .backend
-            .write(&state)
-            .await
-            .context("writing the new state before the first change")?;
-    }
+    // A new state's lineage labels every object this apply creates: the apply persists it
+    // before its first create (`apply::apply`), so the next run adopts (rather than refuses)
+    // what an interrupted first apply created.
     let interrupt = super::interrupt();
     // From here an interrupt lets the operations in flight finish and be recorded.
     let _shield = interrupt.shield();
