@@ -575,7 +575,20 @@ impl Executor<'_> {
         let mut last_write = None;
         loop {
             self.pace(last_write).await;
-            // Not cut short by a waiting operation: the backend would refuse the write (429).
+            let (pending, finished) = {
+                let journal = self.lock_journal();
+                (journal.version > written, journal.finished)
+            };
+            if !pending {
+                if finished {
+                    return;
+                }
+                self.recorded.notified().await;
+                continue;
+            }
+            // Something is to be written: once the backend takes it, not cut short by a
+            // waiting operation (Cloud Storage would refuse it, 429), with every change made
+            // meanwhile.
             if let Some(allowed) = self.sink.next_write_at() {
                 tokio::time::sleep_until(allowed.into()).await;
             }
