@@ -45,6 +45,11 @@ pub struct GcsBackend {
     /// When this backend's last write of each object (state, lock) ended: the next one waits
     /// until `OBJECT_WRITE_INTERVAL` after it.
     last_writes: Mutex<HashMap<String, Instant>>,
+    /// The client without retries of its own, for the lock's create: a 429 there means the
+    /// lock object was written within the second — taken (then it is held, and the lock
+    /// timeout decides) or just released (sent again) — which only a look at the holder tells,
+    /// and the client's quick retries would hide.
+    lock_client: GcpClient,
 }
 
 /// Returns the wait before sending again after the `attempt`th 429 in a row: exponential from
@@ -78,8 +83,13 @@ impl GcsBackend {
                 format!("{prefix}/{env}.{suffix}")
             }
         };
+        let lock_client = client.clone().with_retry(crate::gcp::RetryPolicy {
+            max_attempts: 1,
+            ..client.retry_policy().clone()
+        });
         Self {
             client,
+            lock_client,
             env: env.to_string(),
             bucket: bucket.to_string(),
             state_object: object("state.json"),
@@ -220,9 +230,14 @@ impl GcsBackend {
     /// Sends one write of `object` (an upload or a delete) through `send`: no sooner than
     /// `OBJECT_WRITE_INTERVAL` after this backend's previous write of it, and again after a
     /// backoff for as long as Cloud Storage answers 429 (another process wrote the object, or
-    /// the client's own retries came too fast), within `RATE_LIMIT_PATIENCE`. A 429 is a
+    /// the client's own retries came too fast), within `patience`. A 429 is a
     /// refusal before any work, so sending again is safe; it is not counted as a write.
-    async fn write_paced<T, F, Fut>(&self, object: &str, send: F) -> Result<T, GcpError>
+    async fn write_paced<T, F, Fut>(
+        &self,
+        object: &str,
+        patience: Duration,
+        send: F,
+    ) -> Result<T, GcpError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, GcpError>>,
@@ -251,7 +266,7 @@ impl GcsBackend {
                 Err(error) if error.code() == Some(429) => {
                     throttled += 1;
                     let delay = rate_limit_delay(throttled);
-                    if started.elapsed() + delay > RATE_LIMIT_PATIENCE {
+                    if started.elapsed() + delay > patience {
                         return Err(error);
                     }
                     tracing::info!(
@@ -271,11 +286,26 @@ impl GcsBackend {
     /// (a state or a lock is never mistaken for another writer's); otherwise the upload is
     /// sent again and its precondition decides.
     async fn upload(&self, object: &str, bytes: &[u8], expected: i64) -> Result<i64, GcpError> {
+        self.upload_with(&self.client, RATE_LIMIT_PATIENCE, object, bytes, expected)
+            .await
+    }
+
+    /// Uploads like `upload` through `client`, backing off on 429 within `patience`.
+    async fn upload_with(
+        &self,
+        client: &GcpClient,
+        patience: Duration,
+        object: &str,
+        bytes: &[u8],
+        expected: i64,
+    ) -> Result<i64, GcpError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self
-                .write_paced(object, || self.upload_once(object, bytes, expected))
+                .write_paced(object, patience, || {
+                    self.upload_once(client, object, bytes, expected)
+                })
                 .await
             {
                 Err(error) if error.is_outcome_unknown() && attempt < 4 => {
@@ -315,6 +345,7 @@ impl GcsBackend {
 
     async fn upload_once(
         &self,
+        client: &GcpClient,
         object: &str,
         bytes: &[u8],
         expected: i64,
@@ -329,8 +360,7 @@ impl GcsBackend {
             ("uploadType", "multipart".to_string()),
             ("ifGenerationMatch", expected.to_string()),
         ];
-        let answer = self
-            .client
+        let answer = client
             .call_bytes(
                 Method::POST,
                 Service::Storage,
@@ -490,8 +520,39 @@ impl GcsBackend {
         let mut delay = Duration::from_millis(100);
         let body = serde_json::to_vec_pretty(info).unwrap_or_default();
         let mut created_bucket = false;
+        let mut throttled = 0;
         loop {
-            match self.upload(&self.lock_object, &body, 0).await {
+            let created = self
+                .upload_with(
+                    &self.lock_client,
+                    Duration::ZERO,
+                    &self.lock_object,
+                    &body,
+                    0,
+                )
+                .await;
+            // Refused for the object's rate: held by whoever wrote it within the second (the
+            // lock timeout decides, as for 412), or just released (sent again after a backoff,
+            // within the patience of any throttled write); likewise a request that never got
+            // an answer, which this client does not retry by itself.
+            let created = match created {
+                Err(error) if error.code() == Some(429) || error.is_retryable() => {
+                    let held = error.code() == Some(429) && self.holder().await?.is_some();
+                    if held {
+                        Err(error)
+                    } else {
+                        throttled += 1;
+                        let wait = rate_limit_delay(throttled);
+                        if started.elapsed() + wait > RATE_LIMIT_PATIENCE {
+                            return Err(self.error(self.lock_location(), error));
+                        }
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+                other => other,
+            };
+            match created {
                 Err(error)
                     if error.is_not_found()
                         && !created_bucket
@@ -508,7 +569,7 @@ impl GcsBackend {
                         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(generation);
                     return Ok(());
                 }
-                Err(error) if error.code() == Some(412) => {
+                Err(error) if matches!(error.code(), Some(412 | 429)) => {
                     if started.elapsed() >= timeout {
                         let holder = self.holder().await?.map(Box::new);
                         return Err(StateError::Locked {
@@ -578,7 +639,7 @@ impl GcsBackend {
     async fn delete_lock(&self, id: i64) -> Result<(), GcpError> {
         let query = [("ifGenerationMatch", id.to_string())];
         let path = self.object_path(&self.lock_object);
-        self.write_paced(&self.lock_object, || {
+        self.write_paced(&self.lock_object, RATE_LIMIT_PATIENCE, || {
             self.client
                 .call_bytes(Method::DELETE, Service::Storage, &path, &query, None)
         })
