@@ -62,6 +62,18 @@ fn rate_limit_delay(attempt: u32) -> Duration {
     exponential.mul_f64(rand::random_range(1.0..1.25))
 }
 
+/// Tells whether a 429 is Cloud Storage's limit on one object's writes, which its JSON API
+/// answers without a `status`; a quota's 429 (RESOURCE_EXHAUSTED) is the client's to retry.
+fn is_object_rate_limit(error: &GcpError) -> bool {
+    match error {
+        GcpError::Api {
+            code: 429, status, ..
+        } => status != "RESOURCE_EXHAUSTED",
+        GcpError::OutcomeUnknown(inner) => is_object_rate_limit(inner),
+        _ => false,
+    }
+}
+
 fn encode(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -263,7 +275,7 @@ impl GcsBackend {
                     .insert(object.to_string(), Instant::now());
             }
             match result {
-                Err(error) if error.code() == Some(429) => {
+                Err(error) if is_object_rate_limit(&error) => {
                     throttled += 1;
                     let delay = rate_limit_delay(throttled);
                     if started.elapsed() + delay > patience {
@@ -536,8 +548,18 @@ impl GcsBackend {
             // within the patience of any throttled write); likewise a request that never got
             // an answer, which this client does not retry by itself.
             let created = match created {
-                Err(error) if error.code() == Some(429) || error.is_retryable() => {
-                    let held = error.code() == Some(429) && self.holder().await?.is_some();
+                // A quota's 429 goes through the client's own retries, as any request's.
+                Err(error) if error.code() == Some(429) && !is_object_rate_limit(&error) => {
+                    self.upload(&self.lock_object, &body, 0).await
+                }
+                other => other,
+            };
+            let created = match created {
+                Err(error)
+                    if is_object_rate_limit(&error)
+                        || (error.is_retryable() && error.code() != Some(429)) =>
+                {
+                    let held = is_object_rate_limit(&error) && self.holder().await?.is_some();
                     if held {
                         Err(error)
                     } else {
@@ -569,7 +591,7 @@ impl GcsBackend {
                         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(generation);
                     return Ok(());
                 }
-                Err(error) if matches!(error.code(), Some(412 | 429)) => {
+                Err(error) if error.code() == Some(412) || is_object_rate_limit(&error) => {
                     if started.elapsed() >= timeout {
                         let holder = self.holder().await?.map(Box::new);
                         return Err(StateError::Locked {
