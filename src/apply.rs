@@ -4,8 +4,10 @@
 //! planned action through its kind, and persists state by group commit: every change is
 //! recorded in memory at once, and one writer persists the latest snapshot whenever its
 //! previous write finished (paced to one write start per `WRITE_INTERVAL` unless an operation
-//! waits for it). A create whose kind cannot find an interrupted create again waits for the
-//! write that holds its intent record; it holds no API-call permit meanwhile, and does not count
+//! waits for it, and never sooner than the backend takes one: Cloud Storage, one write per
+//! second per object, gets one write per second holding every change since the last). A create whose kind cannot find an interrupted create again waits for the
+//! write that holds its intent record (recorded before any operation starts when the plan knows
+//! its id, so that the first write holds them all); it holds no API-call permit meanwhile, and does not count
 //! towards the `parallelism` instances in progress. Deletes run last,
 //! in reverse dependency order. A failure skips what depends on it, never its siblings.
 
@@ -52,6 +54,14 @@ const WRITE_CPU_SHARE: u32 = 4;
 pub trait StateSink: Sync {
     /// Persists the state document; an error stops further changes.
     async fn persist(&self, document: Vec<u8>) -> Result<(), String>;
+
+    /// Returns when the backend takes the next write (`None`: now). The writer gathers the
+    /// changes recorded until then into that write, rather than have the write wait inside
+    /// `persist` holding an older snapshot (Cloud Storage allows one write per second per
+    /// object; local files any rate).
+    fn next_write_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// How the apply ended.
@@ -85,6 +95,14 @@ struct Executor<'a> {
     writing_intents: AtomicUsize,
     /// Signalled when a create starts waiting for its intent record's write.
     intent_waiting: Notify,
+    /// The intent records written at the start for the planned creates whose id the plan
+    /// knows, by address: the id and the change's version. A create whose id is still that one
+    /// needs no write of its own; those never begun are dropped at the end.
+    planned_intents: Mutex<BTreeMap<String, (String, u64)>>,
+    /// The state was never written (a first apply): its lineage labels what this apply
+    /// creates, so it is durable before the first create — in the write that holds the
+    /// planned intents, since Cloud Storage would make a second write wait a second.
+    new_state: bool,
     /// What the writer has made durable so far.
     durable: watch::Sender<Durability>,
     values: Mutex<Values>,
@@ -123,6 +141,8 @@ enum Change {
     Upsert(StateResource),
     Remove(String),
     Outputs(BTreeMap<String, StateOutput>),
+    /// Nothing changes, but the state is to be written (a new state, before its first create).
+    Persist,
 }
 
 /// How far the writer got.
@@ -174,6 +194,7 @@ pub async fn apply_with_progress(
     fingerprint_key: Option<Arc<FingerprintKey>>,
     progress: &dyn Progress,
 ) -> (State, ApplyReport) {
+    let new_state = state.serial == 0;
     let executor = Executor {
         configuration,
         plan,
@@ -202,6 +223,8 @@ pub async fn apply_with_progress(
         awaited: Notify::new(),
         writing_intents: AtomicUsize::new(0),
         intent_waiting: Notify::new(),
+        planned_intents: Mutex::default(),
+        new_state,
         durable: watch::Sender::new(Durability::default()),
         values: Mutex::new(Values::default()),
         report: Mutex::new(ApplyReport::default()),
@@ -246,6 +269,16 @@ pub async fn apply_with_progress(
 impl Executor<'_> {
     async fn run(&self, parallelism: usize) {
         if !self.plan.destroy {
+            self.record_planned_intents();
+            if self.new_state {
+                let version = self.record(Change::Persist);
+                if let Err(message) = self.durable(version).await {
+                    self.lock_report().errors.push(format!(
+                        "writing the new state before the first change: {message}"
+                    ));
+                    return;
+                }
+            }
             match InstanceSchedule::new(self.configuration) {
                 Ok(schedule) => {
                     self.apply_phase(schedule, parallelism).await;
@@ -253,9 +286,73 @@ impl Executor<'_> {
                 }
                 Err(error) => self.lock_report().errors.push(error.to_string()),
             }
+            self.drop_unused_intents();
         }
         self.delete_phase(parallelism).await;
         self.record_outputs();
+    }
+
+    /// Records, before any operation starts, the intent record of every planned create whose
+    /// kind needs one and whose id the plan already knows (a client-chosen name built from
+    /// values known at plan time), so that the first write holds them all. Cloud Storage takes
+    /// one write per second: written as each create comes, the intents of creates spread over
+    /// several seconds would each wait up to a second for their turn. An intent whose create
+    /// then never starts is harmless — the next run reads the id, finds nothing, and plans the
+    /// create as before ("an interrupted create never made it") — and is dropped at the end.
+    fn record_planned_intents(&self) {
+        let mut planned = Vec::new();
+        for change in &self.plan.changes {
+            let Some(id) = &change.id else {
+                continue;
+            };
+            if change.action != Action::Create
+                || !kinds::find(&change.kind).is_some_and(|kind| kind.needs_intent_record())
+            {
+                continue;
+            }
+            let intent = StateResource {
+                address: change.address.clone(),
+                kind: change.kind.clone(),
+                id: id.clone(),
+                status: ResourceStatus::Creating,
+                attributes: Attributes::new(),
+                dependencies: change.dependencies.clone(),
+            };
+            // An earlier run's record (its own intent) stays as it is, and its create records
+            // one as before.
+            if self.lock_journal().resources.contains_key(&change.address) {
+                continue;
+            }
+            planned.push((change.address.clone(), id.clone(), intent));
+        }
+        let mut intents = self
+            .planned_intents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (address, id, intent) in planned {
+            let version = self.record(Change::Upsert(intent));
+            intents.insert(address, (id, version));
+        }
+    }
+
+    /// Drops the intent records written at the start whose create never began (skipped after
+    /// a failure, interrupted, not evaluated): nothing was sent for them, and no earlier
+    /// record was there (those addresses got none at the start).
+    fn drop_unused_intents(&self) {
+        let unused = std::mem::take(
+            &mut *self
+                .planned_intents
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for (address, (id, _)) in unused {
+            if self
+                .prior(&address)
+                .is_some_and(|prior| prior.status == ResourceStatus::Creating && prior.id == id)
+            {
+                self.record(Change::Remove(address));
+            }
+        }
     }
 
     /// Creates and updates instance by instance, each as soon as the instances it references
@@ -415,7 +512,7 @@ impl Executor<'_> {
         // Serialized before the journal is locked: the lock is held for map updates only.
         let serialized: Option<Arc<[u8]>> = match &change {
             Change::Upsert(resource) => Some(resource.to_bytes().into()),
-            Change::Remove(_) | Change::Outputs(_) => None,
+            Change::Remove(_) | Change::Outputs(_) | Change::Persist => None,
         };
         let version = {
             let mut journal = self.lock_journal();
@@ -430,6 +527,7 @@ impl Executor<'_> {
                     journal.resources.remove(&address);
                 }
                 Change::Outputs(outputs) => journal.frame.outputs = outputs,
+                Change::Persist => {}
             }
             journal.version += 1;
             journal.version
@@ -485,6 +583,23 @@ impl Executor<'_> {
         let mut last_write = None;
         loop {
             self.pace(last_write).await;
+            let (pending, finished) = {
+                let journal = self.lock_journal();
+                (journal.version > written, journal.finished)
+            };
+            if !pending {
+                if finished {
+                    return;
+                }
+                self.recorded.notified().await;
+                continue;
+            }
+            // Something is to be written: once the backend takes it, not cut short by a
+            // waiting operation (Cloud Storage would refuse it, 429), with every change made
+            // meanwhile.
+            if let Some(allowed) = self.sink.next_write_at() {
+                tokio::time::sleep_until(allowed.into()).await;
+            }
             let snapshot = {
                 let mut journal = self.lock_journal();
                 if journal.version > written {
@@ -774,20 +889,33 @@ impl Executor<'_> {
         {
             self.may_start()?;
             pending = kinds::is_pending_id(&id);
-            let intent = StateResource {
-                address: instance.address.clone(),
-                kind: kind.name().to_string(),
-                id,
-                status: ResourceStatus::Creating,
-                attributes: Attributes::new(),
-                dependencies: dependencies.clone(),
+            // Written at the start with the id the plan knew: this create needs no write of
+            // its own once that one is durable (at once, but for the first creates).
+            let planned = self
+                .planned_intents
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&instance.address)
+                .filter(|(planned_id, _)| *planned_id == id)
+                .map(|(_, version)| version);
+            let version = match planned {
+                Some(version) => version,
+                None => self.record(Change::Upsert(StateResource {
+                    address: instance.address.clone(),
+                    kind: kind.name().to_string(),
+                    id,
+                    status: ResourceStatus::Creating,
+                    attributes: Attributes::new(),
+                    dependencies: dependencies.clone(),
+                })),
             };
-            let version = self.record(Change::Upsert(intent));
-            self.writing_intents.fetch_add(1, Ordering::SeqCst);
-            self.intent_waiting.notify_one();
-            let written = self.durable(version).await;
-            self.writing_intents.fetch_sub(1, Ordering::SeqCst);
-            written?;
+            if self.durable.borrow().version < version {
+                self.writing_intents.fetch_add(1, Ordering::SeqCst);
+                self.intent_waiting.notify_one();
+                let written = self.durable(version).await;
+                self.writing_intents.fetch_sub(1, Ordering::SeqCst);
+                written?;
+            }
         }
         self.take_turn(operation).await?;
         // After an interrupted create, what that run made may be too new to be listed: a kind
@@ -1321,6 +1449,45 @@ mod tests {
         assert_eq!(report.skipped, vec![r#"iam_member.b["bad"]"#, "secret.all"]);
         recorder.position(r#"finished iam_member.b["good"]"#);
         assert_eq!(report.added, 2, "a[good] and b[good]");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn planned_intents_share_the_first_write_and_one_never_begun_is_dropped() {
+        // Both members' ids are known at plan time (their secrets' names are chosen here), so
+        // the first write holds both intents before any create; iam_member.b["bad"] is then
+        // skipped (its secret refuses to apply) and its intent must not outlive the apply.
+        let (_emulator, client) = start_emulator(Duration::ZERO, FaultOptions::default()).await;
+        let planned = project(&body("good = \"1\", bad = \"1\""));
+        let applied = project(&body("good = \"1\", bad = \"2\""));
+        let sink = SlowIntentSink::default();
+        let report = plan_and_apply_to(
+            &sink,
+            &client,
+            &planned.configuration,
+            &applied.configuration,
+            10,
+            &NoProgress,
+        )
+        .await;
+        assert_eq!(report.skipped, vec![r#"iam_member.b["bad"]"#, "secret.all"]);
+        let writes = sink
+            .intents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        assert_eq!(
+            writes.first(),
+            Some(&vec![
+                r#"iam_member.b["bad"]"#.to_string(),
+                r#"iam_member.b["good"]"#.to_string(),
+            ]),
+            "the first write holds every planned intent: {writes:?}"
+        );
+        assert_eq!(
+            writes.last(),
+            Some(&Vec::new()),
+            "the created member's intent became its record, the skipped one's is gone: {writes:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

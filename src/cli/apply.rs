@@ -53,6 +53,10 @@ impl StateSink for BackendSink<'_> {
             .await
             .map_err(|error| error.to_string())
     }
+
+    fn next_write_at(&self) -> Option<std::time::Instant> {
+        self.backend.next_write_at()
+    }
 }
 
 /// Asks for `yes` on the terminal. The answer is read on a thread of its own so that an
@@ -141,15 +145,9 @@ async fn execute(
     } else {
         fingerprint_key
     };
-    // A new state's lineage labels every object this apply creates: persist it first, so the
-    // next run adopts (rather than refuses) what an interrupted first apply created.
-    if state.serial == 0 && !plan.destroy {
-        session
-            .backend
-            .write(&state)
-            .await
-            .context("writing the new state before the first change")?;
-    }
+    // A new state's lineage labels every object this apply creates: the apply persists it
+    // before its first create (`apply::apply`), so the next run adopts (rather than refuses)
+    // what an interrupted first apply created.
     let interrupt = super::interrupt();
     // From here an interrupt lets the operations in flight finish and be recorded.
     let _shield = interrupt.shield();

@@ -126,6 +126,12 @@ pub struct EmulatorArgs {
     /// repeatable); accounts not named bill in USD. A budget naming another currency is refused.
     #[arg(long, value_name = "ACCOUNT=CURRENCY", value_parser = parse_account_currency)]
     pub billing_account_currency: Vec<(String, String)>,
+    // Cloud Storage object write rate (issue 18, blocker 3).
+    /// The shortest time between two writes (create, update or delete) of one Cloud Storage
+    /// object name; one sooner is answered 429 rateLimitExceeded, as Google allows one write per
+    /// second per object name. 0 turns it off.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub gcs_object_write_interval_ms: u64,
 }
 
 /// Parses `ACCOUNT=CURRENCY` (a billing account id and a three-letter currency code).
@@ -207,6 +213,7 @@ impl EmulatorArgs {
                 policy_read_lag: Duration::from_millis(self.iam_policy_read_lag_ms),
                 account_read_lag: Duration::from_millis(self.service_account_read_lag_ms),
                 list_lag: Duration::from_millis(self.list_lag_ms),
+                object_write_interval: Duration::from_millis(self.gcs_object_write_interval_ms),
                 ..RealismOptions::default()
             }
         };

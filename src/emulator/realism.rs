@@ -5,14 +5,15 @@
 //! Monitoring's 409 on concurrent edits of one project's alerting state; Billing Budgets'
 //! demand for a quota project from user credentials; PromQL metric validation (system metrics
 //! always exist, user metrics once written); dashboards answered with the fields Google's
-//! server fills in; Secret Manager's lagging `latest` and aliases; lists that lag a create; and
-//! injected faults (an answer lost after the change committed, 429 with `Retry-After`, a slow
-//! answer), deterministic by seed. The server calls it; it knows no HTTP framework.
+//! server fills in; Secret Manager's lagging `latest` and aliases; lists that lag a create;
+//! Cloud Storage's one write per second per object name; and injected faults (an answer lost
+//! after the change committed, 429 with `Retry-After`, a slow answer), deterministic by seed.
+//! The server calls it; it knows no HTTP framework.
 
 use super::error::ApiError;
 use super::quota::QuotaOptions;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -55,6 +56,14 @@ pub const LAGGING_COLLECTIONS: &[(&str, &str)] = &[
         "billingbudgets.billingAccounts.budgets.list",
     ),
 ];
+/// Cloud Storage's limit on writes to one object name: "one write per second"
+/// (<https://cloud.google.com/storage/quotas>), the real value, as a state backend must live
+/// with it (an apply paces its state writes to it).
+pub const OBJECT_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many object names the write rate remembers before forgetting those written longer ago
+/// than the interval (a bound on its memory, not a behaviour).
+const OBJECT_WRITES_REMEMBERED: usize = 4096;
 
 /// How the emulator imitates Google's quirks. `Default` is realism on.
 #[derive(Debug, Clone)]
@@ -99,6 +108,11 @@ pub struct RealismOptions {
     /// lists Google does not promise to be consistent with a create (`LAGGING_COLLECTIONS`);
     /// zero: lists are consistent at once.
     pub list_lag: Duration,
+    // Cloud Storage object write rate (issue 18, blocker 3).
+    /// The shortest time between two writes (create, update or delete) of one Cloud Storage
+    /// object name; a write sooner is refused 429 `rateLimitExceeded` (zero: off). Google
+    /// allows one per second and documents no burst (cloud.google.com/storage/quotas).
+    pub object_write_interval: Duration,
 }
 
 impl Default for RealismOptions {
@@ -116,6 +130,7 @@ impl Default for RealismOptions {
             account_read_lag: Duration::from_millis(1000),
             dashboard_server_fields: true,
             list_lag: Duration::from_millis(2000),
+            object_write_interval: OBJECT_WRITE_INTERVAL,
         }
     }
 }
@@ -136,6 +151,7 @@ impl RealismOptions {
             account_read_lag: Duration::ZERO,
             dashboard_server_fields: false,
             list_lag: Duration::ZERO,
+            object_write_interval: Duration::ZERO,
         }
     }
 }
@@ -173,6 +189,8 @@ pub struct Realism {
     picked: AtomicU64,
     /// When each object of a lagging collection was created, by its name as lists answer it.
     recently_created: Mutex<BTreeMap<String, Instant>>,
+    /// When each Cloud Storage object name (`bucket/name`) was last written.
+    object_writes: Mutex<HashMap<String, Instant>>,
 }
 
 /// Marks one Monitoring write in progress; dropping it ends the write.
@@ -202,6 +220,7 @@ impl Realism {
             monitoring_writers: Mutex::default(),
             picked: AtomicU64::new(0),
             recently_created: Mutex::default(),
+            object_writes: Mutex::default(),
         }
     }
 
@@ -425,6 +444,34 @@ impl Realism {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Admits a write (create, update or delete) of Cloud Storage object `name` in `bucket`,
+    /// or refuses it, returning how long until one would be admitted, when the name's last
+    /// admitted write is younger than `object_write_interval`. A refused write does not count:
+    /// Google throttles the object's mutations, and a client backing off gets through.
+    pub fn admit_object_write(&self, bucket: &str, name: &str) -> Result<(), Duration> {
+        let interval = self.options.object_write_interval;
+        if interval.is_zero() {
+            return Ok(());
+        }
+        let mut writes = self
+            .object_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let key = format!("{bucket}/{name}");
+        if let Some(last) = writes.get(&key) {
+            let elapsed = now.duration_since(*last);
+            if elapsed < interval {
+                return Err(interval - elapsed);
+            }
+        }
+        if writes.len() >= OBJECT_WRITES_REMEMBERED {
+            writes.retain(|_, last| now.duration_since(*last) < interval);
+        }
+        writes.insert(key, now);
         Ok(())
     }
 }
@@ -768,6 +815,38 @@ mod tests {
         realism.object_created(create, &json!({"name": "projects/1/alertPolicies/x"}));
         realism.hide_recent(list, &mut only_new);
         assert_eq!(only_new, json!({"nextPageToken": "t"}));
+    }
+
+    #[test]
+    fn one_object_name_takes_one_write_per_interval_and_others_are_not_held_up() {
+        let realism = Realism::new(RealismOptions {
+            object_write_interval: Duration::from_millis(80),
+            ..RealismOptions::off()
+        });
+        assert_eq!(
+            realism.admit_object_write("b", "infra/dev.state.json"),
+            Ok(())
+        );
+        let wait = realism
+            .admit_object_write("b", "infra/dev.state.json")
+            .expect_err("a second write within the interval is refused");
+        assert!(wait <= Duration::from_millis(80), "{wait:?}");
+        // Another name, or the same name in another bucket, has its own rate.
+        assert_eq!(realism.admit_object_write("b", "infra/dev.lock"), Ok(()));
+        assert_eq!(
+            realism.admit_object_write("c", "infra/dev.state.json"),
+            Ok(())
+        );
+        std::thread::sleep(Duration::from_millis(90));
+        assert_eq!(
+            realism.admit_object_write("b", "infra/dev.state.json"),
+            Ok(())
+        );
+        // Off: any rate.
+        let lax = Realism::new(RealismOptions::off());
+        for _ in 0..3 {
+            assert_eq!(lax.admit_object_write("b", "o"), Ok(()));
+        }
     }
 
     #[test]

@@ -790,6 +790,7 @@ async fn serve_storage(
         headers: &headers,
         body: &body,
         base_url: format!("http://{host}/"),
+        realism: Some(&emulator.realism),
     };
     let mut store = emulator
         .store

@@ -5,9 +5,11 @@
 //! `ifGenerationMatch` / `ifGenerationNotMatch` / `ifMetagenerationMatch` /
 //! `ifMetagenerationNotMatch` preconditions (failed → 412 conditionNotMet; a matched
 //! NotMatch on a read → 304). Errors use Storage's older body (`errors[]`, no `status`), and
-//! object names must be percent-encoded in paths, `/` included.
+//! object names must be percent-encoded in paths, `/` included. Writes of one object name above
+//! Cloud Storage's rate are refused 429 `rateLimitExceeded` (the rate is `realism.rs`'s).
 
 use super::collection::{self, PageSizes};
+use super::realism::Realism;
 use super::store::{
     BucketRecord, ObjectGeneration, PolicyRecord, Store, UploadSession, now, project_number,
 };
@@ -41,6 +43,18 @@ impl StorageError {
         Self::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
 
+    /// Cloud Storage's answer to a write of one object name above its rate, worded as Google
+    /// words it (<https://cloud.google.com/storage/docs/gcs429>).
+    fn object_rate(bucket: &str, name: &str) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rateLimitExceeded",
+            format!(
+                "The object {bucket}/{name} exceeded the rate limit for object mutation operations (create, update, and delete). Please reduce your request rate. See https://cloud.google.com/storage/docs/gcs429."
+            ),
+        )
+    }
+
     fn precondition() -> Self {
         Self::new(
             StatusCode::PRECONDITION_FAILED,
@@ -55,7 +69,13 @@ impl IntoResponse for StorageError {
         if self.code == StatusCode::NOT_MODIFIED {
             return StatusCode::NOT_MODIFIED.into_response();
         }
-        let body = json!({"error": {"code": self.code.as_u16(), "message": self.message, "errors": [{"domain": "global", "reason": self.reason, "message": self.message}]}});
+        // Google files rate limits under `usageLimits`, everything else here under `global`.
+        let domain = if self.reason == "rateLimitExceeded" {
+            "usageLimits"
+        } else {
+            "global"
+        };
+        let body = json!({"error": {"code": self.code.as_u16(), "message": self.message, "errors": [{"domain": domain, "reason": self.reason, "message": self.message}]}});
         (self.code, axum::Json(body)).into_response()
     }
 }
@@ -90,6 +110,8 @@ pub struct StorageRequest<'a> {
     pub body: &'a [u8],
     /// This emulator's base URL, for `selfLink` and `mediaLink`.
     pub base_url: String,
+    /// Google's quirks, for the write rate of one object name (`None`: no limit).
+    pub realism: Option<&'a Realism>,
 }
 
 impl StorageRequest<'_> {
@@ -108,6 +130,17 @@ impl StorageRequest<'_> {
                 .map(Some)
                 .map_err(|_| StorageError::invalid(format!("Invalid value for {name}: {text}"))),
         }
+    }
+}
+
+/// Admits a write (create, update or delete) of `bucket/name`, once every check that could
+/// refuse it passed: one write per second per object name (<https://cloud.google.com/storage/quotas>).
+fn admit_write(request: &StorageRequest<'_>, bucket: &str, name: &str) -> Result<(), StorageError> {
+    match request.realism {
+        Some(realism) => realism
+            .admit_object_write(bucket, name)
+            .map_err(|_| StorageError::object_rate(bucket, name)),
+        None => Ok(()),
     }
 }
 
@@ -726,6 +759,7 @@ fn patch_object(
         )));
     };
     check_preconditions(request, Some(&current), false)?;
+    admit_write(request, bucket, name)?;
     let version = store
         .objects
         .get_mut(bucket)
@@ -1472,6 +1506,7 @@ fn continue_resumable(
         headers: request.headers,
         body: &[],
         base_url: request.base_url.clone(),
+        realism: request.realism,
     };
     let content_type = session.metadata["contentType"]
         .as_str()
@@ -1690,6 +1725,7 @@ fn store_object(
     let mut version = version;
     write_fields(&mut version.extra, metadata, &OBJECT_WRITABLE, true);
     check_storage_class(metadata)?;
+    admit_write(request, bucket, &name)?;
     let storage_class = metadata["storageClass"]
         .as_str()
         .or_else(|| {
@@ -1996,6 +2032,7 @@ fn delete_object(
     if let (Some(removed), Some(record)) = (&removed, store.buckets.get(bucket)) {
         check_removable(record, bucket, name, removed)?;
     }
+    admit_write(request, bucket, name)?;
     let generations = store
         .objects
         .get_mut(bucket)
@@ -2209,6 +2246,7 @@ mod tests {
             headers: &headers,
             body: b"data",
             base_url: "http://127.0.0.1/".into(),
+            realism: None,
         };
         continue_resumable(&mut store, &request).expect("the upload completes");
         let kept: Vec<&str> = store.upload_sessions.keys().map(String::as_str).collect();

@@ -2,16 +2,32 @@
 //! `ifGenerationMatch=<generation read>` (so no writer, locked or not, clobbers a newer state),
 //! the lock is a separate object created with `ifGenerationMatch=0` whose generation is its
 //! id, released by `DELETE ?ifGenerationMatch=<id>`. An upload whose answer was lost is read
-//! back, and recognised as ours by its bytes, never retried into its own precondition. Why not the `google-cloud-storage` crate:
-//! see docs/state.md.
+//! back, and recognised as ours by its bytes, never retried into its own precondition. Cloud
+//! Storage takes one write per second per object name: this backend sends a write of an object
+//! no sooner than a second after its previous one, and backs off on a 429 (another process
+//! wrote it). Why not the `google-cloud-storage` crate: see docs/state.md.
 
 use super::model::State;
 use super::{LockInfo, StateError, StateVersion};
 use crate::gcp::{GcpClient, GcpError, Service};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Cloud Storage's limit on writes (create, update, delete) of one object name: "one write per
+/// second" (<https://cloud.google.com/storage/quotas>); faster ones get 429 `rateLimitExceeded`.
+pub const OBJECT_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a write keeps backing off while Cloud Storage answers 429: as long as Google's own
+/// clients retry by default (<https://cloud.google.com/storage/docs/retry-strategy>), so a
+/// throttled state write slows an apply down rather than failing it.
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The first and the longest wait after a 429 (doubling in between, as Google advises).
+const RATE_LIMIT_FIRST_DELAY: Duration = Duration::from_secs(1);
+const RATE_LIMIT_MAX_DELAY: Duration = Duration::from_secs(32);
 
 /// State kept in a Cloud Storage bucket.
 pub struct GcsBackend {
@@ -26,6 +42,36 @@ pub struct GcsBackend {
     lock_id: Mutex<Option<i64>>,
     /// Create the bucket (versioned, in this project) when it does not exist.
     create_bucket_in: Option<String>,
+    /// When this backend's last write of each object (state, lock) ended: the next one waits
+    /// until `OBJECT_WRITE_INTERVAL` after it.
+    last_writes: Mutex<HashMap<String, Instant>>,
+    /// The client without retries of its own, for the lock's create: a 429 there means the
+    /// lock object was written within the second — taken (then it is held, and the lock
+    /// timeout decides) or just released (sent again) — which only a look at the holder tells,
+    /// and the client's quick retries would hide.
+    lock_client: GcpClient,
+}
+
+/// Returns the wait before sending again after the `attempt`th 429 in a row: exponential from
+/// `RATE_LIMIT_FIRST_DELAY`, capped, with jitter upwards only (a wait under the first delay
+/// would meet the same limit).
+fn rate_limit_delay(attempt: u32) -> Duration {
+    let exponential = RATE_LIMIT_FIRST_DELAY
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(RATE_LIMIT_MAX_DELAY);
+    exponential.mul_f64(rand::random_range(1.0..1.25))
+}
+
+/// Tells whether a 429 is Cloud Storage's limit on one object's writes, which its JSON API
+/// answers without a `status`; a quota's 429 (RESOURCE_EXHAUSTED) is the client's to retry.
+fn is_object_rate_limit(error: &GcpError) -> bool {
+    match error {
+        GcpError::Api {
+            code: 429, status, ..
+        } => status != "RESOURCE_EXHAUSTED",
+        GcpError::OutcomeUnknown(inner) => is_object_rate_limit(inner),
+        _ => false,
+    }
 }
 
 fn encode(name: &str) -> String {
@@ -49,8 +95,13 @@ impl GcsBackend {
                 format!("{prefix}/{env}.{suffix}")
             }
         };
+        let lock_client = client.clone().with_retry(crate::gcp::RetryPolicy {
+            max_attempts: 1,
+            ..client.retry_policy().clone()
+        });
         Self {
             client,
+            lock_client,
             env: env.to_string(),
             bucket: bucket.to_string(),
             state_object: object("state.json"),
@@ -58,6 +109,7 @@ impl GcsBackend {
             generation: Mutex::new(None),
             lock_id: Mutex::new(None),
             create_bucket_in: None,
+            last_writes: Mutex::default(),
         }
     }
 
@@ -169,16 +221,105 @@ impl GcsBackend {
             .await
     }
 
+    /// Returns when this backend may next write `object` (`None`: now): a second after its
+    /// previous write of it ended, so that, however long that write took to arrive, Cloud
+    /// Storage sees the two a second apart.
+    fn write_allowed_at(&self, object: &str) -> Option<Instant> {
+        self.last_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(object)
+            .map(|ended| *ended + OBJECT_WRITE_INTERVAL)
+            .filter(|allowed| *allowed > Instant::now())
+    }
+
+    /// Returns when the next state write may be sent (`None`: now), for a writer that gathers
+    /// changes until then rather than waiting inside the write.
+    pub fn next_write_at(&self) -> Option<Instant> {
+        self.write_allowed_at(&self.state_object)
+    }
+
+    /// Sends one write of `object` (an upload or a delete) through `send`: no sooner than
+    /// `OBJECT_WRITE_INTERVAL` after this backend's previous write of it, and again after a
+    /// backoff for as long as Cloud Storage answers 429 (another process wrote the object, or
+    /// the client's own retries came too fast), within `patience`. A 429 is a
+    /// refusal before any work, so sending again is safe; it is not counted as a write.
+    async fn write_paced<T, F, Fut>(
+        &self,
+        object: &str,
+        patience: Duration,
+        send: F,
+    ) -> Result<T, GcpError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, GcpError>>,
+    {
+        let started = Instant::now();
+        let mut throttled = 0;
+        loop {
+            if let Some(allowed) = self.write_allowed_at(object) {
+                tokio::time::sleep_until(allowed.into()).await;
+            }
+            let result = send().await;
+            let wrote = match &result {
+                Ok(_) => true,
+                // It may have landed: the next write counts from now as well.
+                Err(error) => {
+                    error.is_outcome_unknown() || error.code().is_none_or(|code| code >= 500)
+                }
+            };
+            if wrote {
+                self.last_writes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(object.to_string(), Instant::now());
+            }
+            match result {
+                Err(error) if is_object_rate_limit(&error) => {
+                    throttled += 1;
+                    let delay = rate_limit_delay(throttled);
+                    if started.elapsed() + delay > patience {
+                        return Err(error);
+                    }
+                    tracing::info!(
+                        "gs://{}/{object}: throttled ({error}); writing again in {delay:?}",
+                        self.bucket
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Uploads `bytes` as `object` on condition `ifGenerationMatch=expected`; returns the new
     /// generation. When the answer is lost (the upload may have landed unheard) the object is
     /// read back first: holding exactly these bytes at a new generation, it is this upload's
     /// (a state or a lock is never mistaken for another writer's); otherwise the upload is
     /// sent again and its precondition decides.
     async fn upload(&self, object: &str, bytes: &[u8], expected: i64) -> Result<i64, GcpError> {
+        self.upload_with(&self.client, RATE_LIMIT_PATIENCE, object, bytes, expected)
+            .await
+    }
+
+    /// Uploads like `upload` through `client`, backing off on 429 within `patience`.
+    async fn upload_with(
+        &self,
+        client: &GcpClient,
+        patience: Duration,
+        object: &str,
+        bytes: &[u8],
+        expected: i64,
+    ) -> Result<i64, GcpError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.upload_once(object, bytes, expected).await {
+            match self
+                .write_paced(object, patience, || {
+                    self.upload_once(client, object, bytes, expected)
+                })
+                .await
+            {
                 Err(error) if error.is_outcome_unknown() && attempt < 4 => {
                     tracing::info!("{error}: reading {object} back before writing again");
                     tokio::time::sleep(self.client.retry_policy().delay(attempt)).await;
@@ -216,6 +357,7 @@ impl GcsBackend {
 
     async fn upload_once(
         &self,
+        client: &GcpClient,
         object: &str,
         bytes: &[u8],
         expected: i64,
@@ -230,8 +372,7 @@ impl GcsBackend {
             ("uploadType", "multipart".to_string()),
             ("ifGenerationMatch", expected.to_string()),
         ];
-        let answer = self
-            .client
+        let answer = client
             .call_bytes(
                 Method::POST,
                 Service::Storage,
@@ -391,8 +532,49 @@ impl GcsBackend {
         let mut delay = Duration::from_millis(100);
         let body = serde_json::to_vec_pretty(info).unwrap_or_default();
         let mut created_bucket = false;
+        let mut throttled = 0;
         loop {
-            match self.upload(&self.lock_object, &body, 0).await {
+            let created = self
+                .upload_with(
+                    &self.lock_client,
+                    Duration::ZERO,
+                    &self.lock_object,
+                    &body,
+                    0,
+                )
+                .await;
+            // Refused for the object's rate: held by whoever wrote it within the second (the
+            // lock timeout decides, as for 412), or just released (sent again after a backoff,
+            // within the patience of any throttled write); likewise a request that never got
+            // an answer, which this client does not retry by itself.
+            let created = match created {
+                // A quota's 429 goes through the client's own retries, as any request's.
+                Err(error) if error.code() == Some(429) && !is_object_rate_limit(&error) => {
+                    self.upload(&self.lock_object, &body, 0).await
+                }
+                other => other,
+            };
+            let created = match created {
+                Err(error)
+                    if is_object_rate_limit(&error)
+                        || (error.is_retryable() && error.code() != Some(429)) =>
+                {
+                    let held = is_object_rate_limit(&error) && self.holder().await?.is_some();
+                    if held {
+                        Err(error)
+                    } else {
+                        throttled += 1;
+                        let wait = rate_limit_delay(throttled);
+                        if started.elapsed() + wait > RATE_LIMIT_PATIENCE {
+                            return Err(self.error(self.lock_location(), error));
+                        }
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+                other => other,
+            };
+            match created {
                 Err(error)
                     if error.is_not_found()
                         && !created_bucket
@@ -409,7 +591,7 @@ impl GcsBackend {
                         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(generation);
                     return Ok(());
                 }
-                Err(error) if error.code() == Some(412) => {
+                Err(error) if error.code() == Some(412) || is_object_rate_limit(&error) => {
                     if started.elapsed() >= timeout {
                         let holder = self.holder().await?.map(Box::new);
                         return Err(StateError::Locked {
@@ -463,7 +645,12 @@ impl GcsBackend {
             .unwrap_or_else(|poisoned| poisoned.into_inner()))?;
         let client = self.client.clone();
         let path = self.object_path(&self.lock_object);
+        let allowed = self.write_allowed_at(&self.lock_object);
         Some(Box::pin(async move {
+            // The caller bounds the whole release; a delete sooner would be refused 429.
+            if let Some(allowed) = allowed {
+                tokio::time::sleep_until(allowed.into()).await;
+            }
             let query = [("ifGenerationMatch", id.to_string())];
             let _ = client
                 .call_bytes(Method::DELETE, Service::Storage, &path, &query, None)
@@ -473,16 +660,13 @@ impl GcsBackend {
 
     async fn delete_lock(&self, id: i64) -> Result<(), GcpError> {
         let query = [("ifGenerationMatch", id.to_string())];
-        self.client
-            .call_bytes(
-                Method::DELETE,
-                Service::Storage,
-                &self.object_path(&self.lock_object),
-                &query,
-                None,
-            )
-            .await
-            .map(|_| ())
+        let path = self.object_path(&self.lock_object);
+        self.write_paced(&self.lock_object, RATE_LIMIT_PATIENCE, || {
+            self.client
+                .call_bytes(Method::DELETE, Service::Storage, &path, &query, None)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Deletes a lock someone else holds, by its id.

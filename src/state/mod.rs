@@ -106,7 +106,8 @@ fn locked_message(location: &str, holder: Option<&LockInfo>, env: &str) -> Strin
 /// A state backend, chosen by the environment's `[backend]`.
 pub enum Backend {
     Local(LocalBackend),
-    Gcs(GcsBackend),
+    /// Boxed: it carries a client and its write bookkeeping, several times the local one.
+    Gcs(Box<GcsBackend>),
 }
 
 impl Backend {
@@ -128,10 +129,10 @@ impl Backend {
                 create_bucket,
             } => {
                 let creator = create_bucket.then(|| project.to_string());
-                Backend::Gcs(
+                Backend::Gcs(Box::new(
                     GcsBackend::new(client.clone(), env, bucket, prefix)
                         .creating_bucket_in(creator),
-                )
+                ))
             }
         }
     }
@@ -166,6 +167,16 @@ impl Backend {
         match self {
             Backend::Local(local) => local.write_bytes(bytes).await,
             Backend::Gcs(gcs) => gcs.write_bytes(&bytes).await,
+        }
+    }
+
+    /// Returns when the next state write may be sent (`None`: now). Cloud Storage takes one
+    /// write per second per object, so a writer gathers every change until then into one
+    /// write; local files take any rate.
+    pub fn next_write_at(&self) -> Option<std::time::Instant> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Gcs(gcs) => gcs.next_write_at(),
         }
     }
 

@@ -10,6 +10,13 @@ use crate::support::Emulator;
 use reqwest::Method;
 use serde_json::json;
 
+/// Starts an emulator without Cloud Storage's one write per second per object name, for cases
+/// that write one object several times within a second on purpose (its preconditions,
+/// metadata, holds), which Google would throttle with 429; the rate has its own case.
+fn emulator_writing_freely() -> Emulator {
+    Emulator::start_with(&["--gcs-object-write-interval-ms", "0"])
+}
+
 async fn bucket(emulator: &Emulator, name: &str) {
     let (status, body) = emulator
         .rest(
@@ -105,7 +112,7 @@ async fn buckets_insert_list_patch_delete() {
 /// objects.list with prefix, delimiter (`prefixes`), versions and maxResults paging.
 #[tokio::test]
 async fn objects_list_with_prefix_delimiter_versions_and_pages() {
-    let emulator = Emulator::start();
+    let emulator = emulator_writing_freely();
     bucket(&emulator, "conf-list").await;
     for name in ["a/1", "a/2", "b/1", "top"] {
         put_object(&emulator, "conf-list", name, "v1").await;
@@ -157,7 +164,7 @@ async fn objects_list_with_prefix_delimiter_versions_and_pages() {
 /// 304 Not Modified.
 #[tokio::test]
 async fn objects_patch_preconditions_and_not_modified() {
-    let emulator = Emulator::start();
+    let emulator = emulator_writing_freely();
     bucket(&emulator, "conf-patch").await;
     let object = put_object(&emulator, "conf-patch", "o", "data").await;
     // Objects carry their MD5 and CRC32C, base64 (https://cloud.google.com/storage/docs/hashes-etags).
@@ -395,6 +402,41 @@ async fn the_official_client_writes_and_reads_objects() {
     assert_eq!(crate::support::http_status(&error), 412);
 }
 
+/// "One write per second" to the same object name
+/// (<https://cloud.google.com/storage/quotas>): a second write within the second is refused
+/// 429 `rateLimitExceeded`, which the official client takes for a transient error ("429 Too
+/// Many Requests", <https://cloud.google.com/storage/docs/retry-strategy>) and retries with
+/// backoff when the write is idempotent — here made so by `ifGenerationMatch`.
+#[tokio::test]
+async fn a_write_above_the_object_rate_is_429_and_the_official_client_retries_it() {
+    use google_cloud_storage::client::Storage;
+    let emulator = Emulator::start();
+    bucket(&emulator, "conf-rate").await;
+    let client = crate::client!(Storage, emulator);
+    let bucket_name = "projects/_/buckets/conf-rate";
+    let first = client
+        .write_object(bucket_name, "state.json", "1")
+        .send_buffered()
+        .await
+        .expect("write");
+    let (status, refused) = emulator
+        .rest(
+            Method::PATCH,
+            "storage/v1/b/conf-rate/o/state.json",
+            Some(json!({"metadata": {"k": "v"}})),
+        )
+        .await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["errors"][0]["reason"], "rateLimitExceeded");
+    let second = client
+        .write_object(bucket_name, "state.json", "2")
+        .set_if_generation_match(first.generation)
+        .send_buffered()
+        .await
+        .expect("retried after the backoff, then written");
+    assert!(second.generation > first.generation);
+}
+
 /// "If the checksums don't match, the upload is rejected"
 /// (<https://cloud.google.com/storage/docs/data-validation>): a multipart upload whose metadata
 /// carries a wrong md5Hash or crc32c is refused with 400.
@@ -492,7 +534,7 @@ async fn objects_list_offsets_glob_trailing_delimiter_and_soft_deleted() {
 /// <https://cloud.google.com/storage/docs/json_api/v1/buckets/update>).
 #[tokio::test]
 async fn writable_fields_patch_and_update() {
-    let emulator = Emulator::start();
+    let emulator = emulator_writing_freely();
     let (status, created) = emulator
         .rest(
             Method::POST,
@@ -750,7 +792,7 @@ async fn resumable_sessions_answer_after_completion_and_cancel_with_499() {
 /// it names them.
 #[tokio::test]
 async fn insert_content_encoding_and_copied_metadata() {
-    let emulator = Emulator::start();
+    let emulator = emulator_writing_freely();
     bucket(&emulator, "conf-copy-meta").await;
     let uploaded = reqwest::Client::new()
         .post(format!(
@@ -789,7 +831,7 @@ async fn insert_content_encoding_and_copied_metadata() {
 /// the live one's does not (<https://cloud.google.com/storage/docs/json_api/v1/objects/patch>).
 #[tokio::test]
 async fn patch_selects_the_named_generation() {
-    let emulator = Emulator::start();
+    let emulator = emulator_writing_freely();
     bucket(&emulator, "conf-patch-gen").await;
     let first = put_object(&emulator, "conf-patch-gen", "f", "one").await;
     let second = put_object(&emulator, "conf-patch-gen", "f", "two").await;
@@ -908,7 +950,7 @@ async fn gzip_objects_are_transcoded_unless_the_reader_accepts_gzip() {
 /// puts new objects under an event-based hold.
 #[tokio::test]
 async fn holds_and_retention_keep_objects() {
-    let emulator = Emulator::start();
+    let emulator = emulator_writing_freely();
     bucket(&emulator, "conf-holds").await;
     put_object(&emulator, "conf-holds", "held", "x").await;
     let (_, held) = emulator

@@ -1006,3 +1006,133 @@ fn a_fast_backend_is_written_at_a_paced_rate_not_after_every_few_changes() {
         "every create is saved"
     );
 }
+
+/// Cloud Storage takes one write per second per object name (the emulator enforces it by
+/// default). An apply whose IAM members each wait for their intent record — the writes an
+/// operation waits for — must still make at most about one state write per second, each
+/// gathering every intent recorded meanwhile, and never be refused for it. Before the writer
+/// waited for the backend's rate, it wrote every 50 ms while creates waited and met 429 after
+/// 429 (15 to 21 uploads for 5 writes here), each landing only within the client's six quick retries.
+#[test]
+fn an_apply_on_gcs_writes_the_state_at_most_once_a_second_and_is_never_throttled() {
+    let mut env = TestEnv::empty();
+    env.start_emulator_with(&["--latency-ms", "20"]);
+    let values: Vec<String> = (0..40)
+        .map(|index| format!("S{index:02} = \"value-{index}\""))
+        .collect();
+    env.write(
+        "envs/test/env.toml",
+        &format!(
+            "[env]\nname = \"test\"\nproject = \"proj-test\"\nregion = \"us-central1\"\n\n[backend]\nkind = \"gcs\"\nbucket = \"object-rate\"\nprefix = \"infra\"\n\n[vars]\nvalues = {{ {} }}\n\n[resource.secret.many]\nfor_each = \"${{var.values}}\"\nsecret_id = \"${{each.key}}\"\nvalue = \"${{each.value}}\"\n\n[resource.iam_member.readers]\nfor_each = \"${{var.values}}\"\nparent = \"${{secret.many[each.key].name}}\"\nrole = \"roles/secretmanager.secretAccessor\"\nmember = \"serviceAccount:reader@proj-test.iam.gserviceaccount.com\"\n",
+            values.join(", ")
+        ),
+    );
+    let (status, bucket) = env.api(
+        "POST",
+        "storage/v1/b?project=proj-test",
+        Some(json!({"name": "object-rate", "versioning": {"enabled": true}})),
+    );
+    assert_eq!(status, 200, "{bucket}");
+    // Parallelism 4: the members' creates come over about a second or two, so their intents
+    // cannot all share one write.
+    let started = std::time::Instant::now();
+    let applied = env.infra(&[
+        "apply",
+        "--env",
+        "test",
+        "--auto-approve",
+        "--parallelism",
+        "4",
+    ]);
+    let elapsed = started.elapsed();
+    applied.expect_code(0);
+    assert!(
+        applied.all().contains("80 added"),
+        "every create succeeded: {}",
+        applied.all()
+    );
+    // Never throttled: every upload (the lock's create, then the state writes) landed at the
+    // first try, none was refused 429 and sent again.
+    let (status, log) = env.api("GET", "_emulator/requests", None);
+    assert_eq!(status, 200, "{log}");
+    let versions = env.infra(&["state", "versions", "--env", "test"]);
+    versions.expect_code(0);
+    let writes = versions.stdout.lines().count() as u64;
+    let allowed = elapsed.as_secs() + 2;
+    assert!(
+        writes <= allowed,
+        "{writes} state writes in {elapsed:?}: at most one per second and the last ({allowed})\n{}",
+        versions.stdout
+    );
+    assert!(writes >= 2, "intents were written before their creates");
+    let uploads = log["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|request| {
+            request["method"] == "POST" && request["path"] == "/storage/b/object-rate/o"
+        })
+        .count() as u64;
+    assert_eq!(
+        uploads,
+        writes + 1,
+        "{uploads} uploads for {writes} state writes and one lock: some were refused and sent again"
+    );
+    // No lock is left, and the next command (right after: its lock create meets the apply's
+    // lock delete within the second, and is sent again after a backoff) sees the state whole.
+    env.infra(&["plan", "--env", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    let listed = env.infra(&["state", "list", "--env", "test"]);
+    assert_eq!(listed.stdout.lines().count(), 80, "every create is saved");
+}
+
+/// A state write that Cloud Storage refuses for the object's rate (another process wrote the
+/// state just before) is sent again after a backoff, not failed: here with a client that does
+/// not retry by itself, so the backend's own patience is what carries the write.
+#[test]
+fn a_state_write_throttled_by_another_writer_backs_off_and_lands() {
+    let fixture = Fixture::new(Kind::Gcs);
+    let impatient = GcpClient::new(
+        fixture.env.endpoint.clone(),
+        infra::gcp::Authentication::None,
+    )
+    .expect("client")
+    .with_retry(infra::gcp::RetryPolicy {
+        max_attempts: 1,
+        ..infra::gcp::RetryPolicy::default()
+    });
+    let settings = BackendSettings::Gcs {
+        bucket: "conformance-state".into(),
+        prefix: "infra".into(),
+        create_bucket: false,
+    };
+    runtime().block_on(async {
+        let first = fixture.open();
+        assert!(first.read().await.expect("read").is_none());
+        let mut state = State::new("test");
+        state.serial = 1;
+        first.write(&state).await.expect("the first write");
+        // Another run reads that state at once and writes the next serial: within the second.
+        let second = Backend::open(
+            "test",
+            "proj-test",
+            &settings,
+            fixture.env.root.path(),
+            &impatient,
+        );
+        let mut read = second.read().await.expect("read").expect("a state");
+        read.serial = 2;
+        let started = std::time::Instant::now();
+        second
+            .write(&read)
+            .await
+            .expect("a throttled write lands after a backoff");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "it was throttled, then waited: {:?}",
+            started.elapsed()
+        );
+        let current = fixture.open().read().await.expect("read").expect("a state");
+        assert_eq!(current.serial, 2);
+    });
+}

@@ -1,6 +1,6 @@
 //! The emulator's Cloud Storage: preconditions answer 412 (or 304) exactly where Google does,
-//! versioning keeps noncurrent generations, errors have Storage's own shape, and object names
-//! must be percent-encoded in paths.
+//! versioning keeps noncurrent generations, errors have Storage's own shape, object names
+//! must be percent-encoded in paths, and one object name takes one write per second.
 
 use crate::support::TestEnv;
 use serde_json::{Value as Json, json};
@@ -41,6 +41,22 @@ fn upload(env: &TestEnv, name: &str, data: &str, query: &str) -> (u16, Json) {
 }
 
 const OBJECT: &str = "storage/v1/b/bucket-a/o/infra%2Ftest.state.json";
+
+/// Sends a write again while Cloud Storage refuses it for the object's write rate (one per
+/// second per name), backing off as Google asks: what any client writing one object twice in
+/// a second must do.
+fn until_admitted(mut send: impl FnMut() -> (u16, Json)) -> (u16, Json) {
+    let mut delay = std::time::Duration::from_millis(250);
+    for _ in 0..8 {
+        let answer = send();
+        if answer.0 != 429 {
+            return answer;
+        }
+        std::thread::sleep(delay);
+        delay *= 2;
+    }
+    send()
+}
 
 #[test]
 fn every_failed_precondition_is_a_412() {
@@ -148,12 +164,13 @@ fn every_failed_precondition_is_a_412() {
         200,
         "a matching precondition passes"
     );
+    // The upload above was this name's last write: the delete may come within its second.
     assert_eq!(
-        env.api(
+        until_admitted(|| env.api(
             "DELETE",
             &format!("{OBJECT}?ifGenerationMatch={generation}"),
             None
-        )
+        ))
         .0,
         204
     );
@@ -164,15 +181,17 @@ fn every_failed_precondition_is_a_412() {
 fn versioning_keeps_noncurrent_generations() {
     let env = setup();
     let (_, first) = upload(&env, "infra/test.state.json", r#"{"v": 1}"#, "");
-    let (_, second) = upload(
-        &env,
-        "infra/test.state.json",
-        r#"{"v": 2}"#,
-        &format!(
-            "&ifGenerationMatch={}",
-            first["generation"].as_str().unwrap_or_default()
-        ),
-    );
+    let (_, second) = until_admitted(|| {
+        upload(
+            &env,
+            "infra/test.state.json",
+            r#"{"v": 2}"#,
+            &format!(
+                "&ifGenerationMatch={}",
+                first["generation"].as_str().unwrap_or_default()
+            ),
+        )
+    });
     assert!(
         second["generation"].as_str() > first["generation"].as_str(),
         "generations grow"
@@ -226,4 +245,46 @@ fn names_must_be_encoded_and_buckets_must_exist() {
     assert_eq!(status, 409, "bucket names are global");
     let (status, _) = env.api("POST", "storage/v1/b", Some(json!({"name": "bucket-b"})));
     assert_eq!(status, 400, "insert needs ?project=");
+}
+
+/// "One write per second" to the same object name (cloud.google.com/storage/quotas): a second
+/// create, update or delete of a name within the second is refused 429 in Storage's shape,
+/// changing nothing; another name is not held up, reads never are, and after the second the
+/// write goes through.
+#[test]
+fn writes_of_one_object_name_above_one_a_second_are_refused_429() {
+    let env = setup();
+    let (status, first) = upload(&env, "infra/test.state.json", r#"{"v": 1}"#, "");
+    assert_eq!(status, 200, "{first}");
+    let (status, refused) = upload(&env, "infra/test.state.json", r#"{"v": 2}"#, "");
+    assert_eq!(status, 429, "{refused}");
+    let error = &refused["error"];
+    assert_eq!(error["code"], 429);
+    assert_eq!(error["errors"][0]["domain"], "usageLimits", "{refused}");
+    assert_eq!(
+        error["errors"][0]["reason"], "rateLimitExceeded",
+        "{refused}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("bucket-a/infra/test.state.json exceeded the rate limit for object mutation operations")),
+        "Google's words: {refused}"
+    );
+    let (status, patched) = env.api("PATCH", OBJECT, Some(json!({"metadata": {"k": "v"}})));
+    assert_eq!(status, 429, "a metadata update is a write too: {patched}");
+    assert_eq!(env.api("DELETE", OBJECT, None).0, 429, "so is a delete");
+    assert_eq!(
+        env.api("GET", &format!("{OBJECT}?alt=media"), None).1,
+        json!({"v": 1}),
+        "the refused writes changed nothing"
+    );
+    assert_eq!(
+        upload(&env, "infra/test.lock", "{}", "").0,
+        200,
+        "another name"
+    );
+    let (status, second) =
+        until_admitted(|| upload(&env, "infra/test.state.json", r#"{"v": 2}"#, ""));
+    assert_eq!(status, 200, "{second}");
 }
