@@ -765,6 +765,20 @@ impl GcpClient {
     }
 }
 
+/// Starts an in-process emulator (realism on) and returns it with a client of it, for unit
+/// tests that need Google's answers; the emulator serves until it is dropped.
+#[cfg(test)]
+pub(crate) async fn emulator_and_client() -> (crate::emulator::RunningEmulator, GcpClient) {
+    let running = crate::emulator::start(
+        crate::emulator::EmulatorOptions::default(),
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await
+    .expect("emulator");
+    let client = GcpClient::new(Some(running.base_url()), Authentication::None).expect("client");
+    (running, client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

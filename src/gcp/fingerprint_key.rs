@@ -324,14 +324,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_key_made_since_it_was_found_missing_is_used_not_replaced() {
-        let running = crate::emulator::start(
-            crate::emulator::EmulatorOptions::default(),
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
-        )
-        .await
-        .expect("emulator");
-        let client = GcpClient::new(Some(running.base_url()), crate::gcp::Authentication::None)
-            .expect("client");
+        let (_emulator, client) = crate::gcp::client::emulator_and_client().await;
         let first = create_key(&client, "p", "t").await.expect("created");
         let again = create_key(&client, "p", "t").await.expect("found");
         assert_eq!(again.id(), first.id(), "the same version, none added");

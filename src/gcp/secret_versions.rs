@@ -164,14 +164,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_newest_version_is_found_while_latest_and_the_list_lag() {
-        let running = crate::emulator::start(
-            crate::emulator::EmulatorOptions::default(),
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
-        )
-        .await
-        .expect("emulator");
-        let client = GcpClient::new(Some(running.base_url()), crate::gcp::Authentication::None)
-            .expect("client");
+        let (_emulator, client) = crate::gcp::client::emulator_and_client().await;
         let secret = "projects/p/secrets/lagging";
         client
             .call(

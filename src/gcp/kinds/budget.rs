@@ -622,16 +622,7 @@ impl Kind for BudgetKind {
         let collection = format!("v1/billingAccounts/{account}/budgets");
         let marker = identity_marker(context);
         let find = || Self::find_by_marker(client, &collection, &marker);
-        if super::find_within(client.list_lag(), &find)
-            .await?
-            .is_none()
-        {
-            tracing::info!(
-                "{}: nothing listed of an interrupted create after {:?}; creating it",
-                context.address,
-                client.list_lag()
-            );
-        }
+        super::wait_for_interrupted_create(client, context, &find).await?;
         self.create(client, context, config).await
     }
 

@@ -1115,14 +1115,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rollout_never_takes_a_service_serving_another_template_for_its_own() {
-        let running = crate::emulator::start(
-            crate::emulator::EmulatorOptions::default(),
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
-        )
-        .await
-        .expect("emulator");
-        let client = GcpClient::new(Some(running.base_url()), crate::gcp::Authentication::None)
-            .expect("client");
+        let (_emulator, client) = crate::gcp::client::emulator_and_client().await;
         let id = "projects/p/locations/us-central1/services/api";
         let operation = client
             .call(

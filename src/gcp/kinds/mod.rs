@@ -554,6 +554,28 @@ where
     }
 }
 
+/// Waits, before the create of an interrupted run is made again, until `find` shows what that
+/// run made or `GcpClient::list_lag` has passed: an empty list right after the create is no
+/// proof that it made nothing.
+pub(crate) async fn wait_for_interrupted_create<Find, Found>(
+    client: &GcpClient,
+    context: &KindContext,
+    find: &Find,
+) -> Result<(), KindError>
+where
+    Find: Fn() -> Found,
+    Found: std::future::Future<Output = Result<Option<serde_json::Value>, KindError>>,
+{
+    if find_within(client.list_lag(), find).await?.is_none() {
+        tracing::info!(
+            "{}: nothing listed of an interrupted create after {:?}; creating it",
+            context.address,
+            client.list_lag()
+        );
+    }
+    Ok(())
+}
+
 /// Reads the object at `path`; `None` when it does not exist.
 pub(crate) async fn get_if_exists(
     client: &GcpClient,

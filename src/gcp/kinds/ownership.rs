@@ -183,17 +183,7 @@ pub(crate) async fn wait_until_listed(
         .into_iter()
         .next())
     };
-    if super::find_within(client.list_lag(), &find)
-        .await?
-        .is_none()
-    {
-        tracing::info!(
-            "{}: nothing listed of an interrupted create after {:?}; creating it",
-            context.address,
-            client.list_lag()
-        );
-    }
-    Ok(())
+    super::wait_for_interrupted_create(client, context, &find).await
 }
 
 /// Finds, in a collection whose ids Google assigns, the objects carrying this resource's
